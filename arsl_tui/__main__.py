@@ -1,0 +1,3 @@
+from arsl_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,391 @@
+"""config.toml → typed settings.
+
+Precedence, highest first: CLI flags > `ARSL_*` environment > `--config` / `$ARSL_CONFIG` >
+`./config.toml` > built-in defaults. Every bad value fails with `ConfigError`, whose message names
+the file (or variable), the key, the value and what was expected. Credentials are never read
+from a config file: the Huawei SDKs take them from their own environment variables or
+credentials file (see `providers/huawei/credentials.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+CONFIG_ENV = "ARSL_CONFIG"
+HOME_ENV = "ARSL_HOME"
+ENV_PREFIX = "ARSL_"
+
+# Key names that would hold a secret; a config file that sets one is refused outright.
+_CREDENTIAL_KEYS = frozenset({
+    "ak", "sk", "access_key", "secret_key", "access_key_id", "secret_access_key", "security_token",
+    "password", "app_secret", "app_code", "api_key", "token",
+})
+
+
+class ConfigError(Exception):
+    """A config value is wrong; the message says where, which key, what value and what was expected."""
+
+
+def _bounded(low: float | None = None, high: float | None = None) -> dict[str, Any]:
+    return {"low": low, "high": high}
+
+
+@dataclass(frozen=True)
+class HuaweiSettings:
+    region: str = "af-north-1"
+    obs_endpoint: str = ""
+    """Empty means the region's public endpoint (https://obs.<region>.myhuaweicloud.com)."""
+    modelarts_endpoint: str = ""
+    ces_endpoint: str = ""
+    apig_endpoint: str = ""
+    iam_endpoint: str = ""
+    apig_instance_id: str = ""
+    timeout_s: float = field(default=30.0, metadata=_bounded(0.1, 600))
+
+    def endpoint(self, service: str) -> str:
+        configured: str = getattr(self, f"{service}_endpoint")
+        return configured or f"https://{service}.{self.region}.myhuaweicloud.com"
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    bucket: str = "arsl-ml"
+    datasets_prefix: str = "datasets/"
+    code_prefix: str = "code/"
+    output_prefix: str = "output/"
+    models_prefix: str = "models/"
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    split_seed: int = 1337
+    val_fraction: float = field(default=0.1, metadata=_bounded(0.0, 0.5))
+    test_fraction: float = field(default=0.1, metadata=_bounded(0.0, 0.5))
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    mode: Literal["shards", "files"] = "shards"
+    concurrency: int = field(default=32, metadata=_bounded(1, 256))
+    shard_size_mb: int = field(default=64, metadata=_bounded(1, 4096))
+    multipart_threshold_mb: int = field(default=32, metadata=_bounded(5, 4096))
+    part_size_mb: int = field(default=16, metadata=_bounded(5, 1024))
+    max_attempts: int = field(default=8, metadata=_bounded(1, 100))
+    backoff_base_s: float = field(default=0.2, metadata=_bounded(0.0, 60))
+    backoff_max_s: float = field(default=10.0, metadata=_bounded(0.0, 600))
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = field(default=12, metadata=_bounded(1, 10_000))
+    batch_size: int = field(default=128, metadata=_bounded(1, 65_536))
+    learning_rate: float = field(default=0.003, metadata=_bounded(0.0, 10))
+    model: str = "compact"
+    nodes: int = field(default=1, metadata=_bounded(1, 512))
+    gpus: int = field(default=1, metadata=_bounded(0, 16))
+    local_processes: int = field(default=2, metadata=_bounded(1, 64))
+    engine_name: str = "PyTorch"
+    engine_version: str = "pytorch_2.1.0-cuda_12.1-py_3.10-ubuntu_22.04-x86_64"
+    flavor_id: str = "modelarts.p3.large.public.free"
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    min_accuracy: float = field(default=0.95, metadata=_bounded(0.0, 1.0))
+    max_loss: float = field(default=0.1, metadata=_bounded(0.0, None))
+    stability_epochs: int = field(default=3, metadata=_bounded(1, 1000))
+    max_val_acc_spread: float = field(default=0.02, metadata=_bounded(0.0, 1.0))
+    max_train_val_gap: float = field(default=0.05, metadata=_bounded(0.0, 1.0))
+    max_val_loss_rise: float = field(default=0.02, metadata=_bounded(0.0, None))
+    min_class_accuracy: float = field(default=0.8, metadata=_bounded(0.0, 1.0))
+    max_regression: float = field(default=0.005, metadata=_bounded(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class CanarySettings:
+    steps: tuple[int, ...] = (10, 25, 50, 100)
+    window_s: int = field(default=300, metadata=_bounded(1, 86_400))
+    min_samples: int = field(default=100, metadata=_bounded(1, None))
+    max_error_rate: float = field(default=0.02, metadata=_bounded(0.0, 1.0))
+    max_p95_latency_ms: float = field(default=250.0, metadata=_bounded(0.0, None))
+    min_online_accuracy: float = field(default=0.9, metadata=_bounded(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    host: str = "127.0.0.1"
+    port: int = field(default=8765, metadata=_bounded(0, 65_535))
+    max_body_kb: int = field(default=1024, metadata=_bounded(1, 1_048_576))
+    api_call_limit: int = field(default=6000, metadata=_bounded(1, None))
+    app_call_limit: int = field(default=600, metadata=_bounded(1, None))
+    time_unit: Literal["SECOND", "MINUTE", "HOUR", "DAY"] = "MINUTE"
+    max_batch: int = field(default=32, metadata=_bounded(1, 1024))
+    max_wait_ms: float = field(default=3.0, metadata=_bounded(0.0, 1000))
+
+
+@dataclass(frozen=True)
+class AlarmSettings:
+    smn_topic_urn: str = ""
+    evaluation_period_s: int = field(default=60, metadata=_bounded(1, 86_400))
+    retention_days: int = field(default=7, metadata=_bounded(1, 3650))
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    theme: str = "arsl-dark"
+    show_header: bool = True
+    refresh_s: float = field(default=1.0, metadata=_bounded(0.1, 60))
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: Literal["local", "huawei"] = "local"
+    read_only: bool = False
+    home: str = ""
+    """State directory for the local backend; empty means `$ARSL_HOME` or the user data dir."""
+    huawei: HuaweiSettings = HuaweiSettings()
+    storage: StorageSettings = StorageSettings()
+    dataset: DatasetSettings = DatasetSettings()
+    upload: UploadSettings = UploadSettings()
+    train: TrainSettings = TrainSettings()
+    gate: GateSettings = GateSettings()
+    canary: CanarySettings = CanarySettings()
+    gateway: GatewaySettings = GatewaySettings()
+    alarms: AlarmSettings = AlarmSettings()
+    console: ConsoleSettings = ConsoleSettings()
+    keymap: Mapping[str, str] = field(default_factory=dict)
+    """Binding id → keys (Textual syntax, comma-separated), e.g. {"upload.start" = "ctrl+u"}."""
+    source: str = "defaults"
+    """Which file the settings came from, for messages."""
+
+    @property
+    def home_dir(self) -> Path:
+        if self.home:
+            return Path(self.home).expanduser()
+        return default_home()
+
+
+def default_home() -> Path:
+    configured = os.environ.get(HOME_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "arsl"
+
+
+_SECTIONS: dict[str, type] = {
+    f.name: typing.get_type_hints(Settings)[f.name]
+    for f in dataclasses.fields(Settings) if dataclasses.is_dataclass(f.default)
+}
+
+
+def _describe(expected: Any) -> str:
+    origin = typing.get_origin(expected)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(choice) for choice in typing.get_args(expected))
+    if origin is tuple:
+        return "a list of integers"
+    if expected is bool:
+        return "true or false"
+    if expected is int:
+        return "an integer"
+    if expected is float:
+        return "a number"
+    if expected is str:
+        return "a string"
+    return str(expected)
+
+
+def _coerce(value: Any, expected: Any, *, from_text: bool) -> Any:
+    """Check `value` against the annotation; text from the environment is parsed first."""
+    origin = typing.get_origin(expected)
+    if origin is Literal:
+        if value in typing.get_args(expected):
+            return value
+        raise ValueError
+    if origin is tuple:
+        if from_text:
+            value = [part.strip() for part in str(value).split(",") if part.strip()]
+        if not isinstance(value, list | tuple) or not value:
+            raise ValueError
+        return tuple(_coerce(item, int, from_text=from_text) for item in value)
+    if expected is bool:
+        if from_text:
+            lowered = str(value).strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(value, bool):
+            return value
+        raise ValueError
+    if expected is int:
+        if from_text:
+            return int(str(value).strip())
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError
+    if expected is float:
+        if from_text:
+            number = float(str(value).strip())
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
+        else:
+            raise ValueError
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError
+        return number
+    if expected is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError
+    raise TypeError(f"unsupported setting type {expected!r}")
+
+
+def _check_field(section_cls: type, key: str, value: Any, where: str, section: str | None,
+                 *, from_text: bool) -> Any:
+    hints = typing.get_type_hints(section_cls)
+    fields = {f.name: f for f in dataclasses.fields(section_cls)}
+    dotted = f"{section}.{key}" if section else key
+    if key not in fields or key == "source" or (section is None and key in _SECTIONS):
+        known = ", ".join(sorted(name for name in fields if name != "source"))
+        raise ConfigError(f"{where}: unknown key {dotted!r} (known keys: {known})")
+    expected = hints[key]
+    try:
+        coerced = _coerce(value, expected, from_text=from_text)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{where}: {dotted} = {value!r}: expected {_describe(expected)}") from None
+    bounds = fields[key].metadata
+    if bounds:
+        values = coerced if isinstance(coerced, tuple) else (coerced,)
+        for item in values:
+            low, high = bounds.get("low"), bounds.get("high")
+            if (low is not None and item < low) or (high is not None and item > high):
+                span = f"between {low} and {high}" if high is not None else f"at least {low}"
+                raise ConfigError(f"{where}: {dotted} = {value!r}: expected a value {span}")
+    return coerced
+
+
+def _reject_credentials(table: Mapping[str, Any], where: str, path: str = "") -> None:
+    for key, value in table.items():
+        dotted = f"{path}{key}"
+        if key.lower() in _CREDENTIAL_KEYS or key.lower().endswith(("_sk", "_secret", "_password")):
+            raise ConfigError(
+                f"{where}: key {dotted!r} looks like a credential; credentials are never read from a config "
+                "file — set HUAWEICLOUD_SDK_AK / HUAWEICLOUD_SDK_SK / HUAWEICLOUD_SDK_PROJECT_ID in the "
+                "environment or use the SDK credentials file")
+        if isinstance(value, Mapping) and key != "keymap":
+            _reject_credentials(value, where, f"{dotted}.")
+
+
+def _apply_table(values: dict[str, Any], table: Mapping[str, Any], where: str) -> None:
+    """Merge a parsed TOML table into `values` (a nested dict of already-checked settings)."""
+    for key, value in table.items():
+        if key == "keymap":
+            if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
+                                                         for k, v in value.items()):
+                raise ConfigError(f"{where}: keymap must be a table of binding id = \"keys\" strings")
+            values["keymap"] = {**values.get("keymap", {}), **value}
+        elif key in _SECTIONS:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where}: [{key}] must be a table, got {value!r}")
+            section = values.setdefault(key, {})
+            for sub_key, sub_value in value.items():
+                section[sub_key] = _check_field(_SECTIONS[key], sub_key, sub_value, where, key, from_text=False)
+        else:
+            values[key] = _check_field(Settings, key, value, where, None, from_text=False)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, expected a TOML file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot be read ({error})") from None
+
+
+def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, str | None, str, str]]:
+    """(variable, section, key, text) for every `ARSL_*` variable that names a setting."""
+    overrides = []
+    top_level = {f.name for f in dataclasses.fields(Settings)} - set(_SECTIONS) - {"keymap", "source"}
+    for variable, text in environ.items():
+        if not variable.startswith(ENV_PREFIX) or variable in (CONFIG_ENV, HOME_ENV):
+            continue
+        name = variable[len(ENV_PREFIX):].lower()
+        if name in top_level:
+            overrides.append((variable, None, name, text))
+            continue
+        for section in _SECTIONS:
+            if name.startswith(section + "_"):
+                overrides.append((variable, section, name[len(section) + 1:], text))
+                break
+    return overrides
+
+
+def _materialise(values: Mapping[str, Any], source: str) -> Settings:
+    sections = {name: cls(**values.get(name, {})) for name, cls in _SECTIONS.items()}
+    top = {key: value for key, value in values.items() if key not in _SECTIONS}
+    return Settings(**top, **sections, source=source)
+
+
+def load_settings(config_path: str | Path | None = None, *, cli_overrides: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+    """Load settings with the documented precedence; raises ConfigError on any bad value."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    source = "defaults"
+    if config_path is None and environ.get(CONFIG_ENV):
+        config_path = environ[CONFIG_ENV]
+    if config_path is not None:
+        path = Path(config_path).expanduser()
+    else:
+        local = (cwd or Path.cwd()) / "config.toml"
+        path = local if local.is_file() else None  # type: ignore[assignment]
+    if path is not None:
+        table = _read_file(path)
+        _reject_credentials(table, str(path))
+        _apply_table(values, table, str(path))
+        source = str(path)
+    for variable, section, key, text in _env_overrides(environ):
+        where = f"environment variable {variable}"
+        target = _SECTIONS[section] if section else Settings
+        checked = _check_field(target, key, text, where, section, from_text=True)
+        if section:
+            values.setdefault(section, {})[key] = checked
+        else:
+            values[key] = checked
+    for dotted, value in (cli_overrides or {}).items():
+        if value is None:
+            continue
+        section, _, key = dotted.rpartition(".")
+        where = f"command-line option for {dotted}"
+        if section:
+            values.setdefault(section, {})[key] = _check_field(_SECTIONS[section], key, value, where, section,
+                                                               from_text=isinstance(value, str))
+        else:
+            values[key] = _check_field(Settings, key, value, where, None, from_text=isinstance(value, str))
+    return _materialise(values, source)
+
+
+def settings_as_dict(settings: Settings) -> dict[str, Any]:
+    """Plain data for `--json` and the console; holds no credential since settings never do."""
+    data = dataclasses.asdict(settings)
+    data["keymap"] = dict(settings.keymap)
+    return data
+
+
+__all__ = ["ConfigError", "Settings", "load_settings", "settings_as_dict", "default_home"]

@@ -1,0 +1,1 @@
+"""Pure rules and records: standard library only (no Textual, SDK or torch)."""

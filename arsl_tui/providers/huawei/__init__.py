@@ -1,0 +1,1 @@
+"""Huawei Cloud backend: the only place that imports the Huawei SDKs."""
