@@ -320,7 +320,7 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, str | None, str, str]]:
     """(variable, section, key, text) for every `ARSL_*` variable that names a setting."""
-    overrides = []
+    overrides: list[tuple[str, str | None, str, str]] = []
     top_level = {f.name for f in dataclasses.fields(Settings)} - set(_SECTIONS) - {"keymap", "source"}
     for variable, text in environ.items():
         if not variable.startswith(ENV_PREFIX) or variable in (CONFIG_ENV, HOME_ENV):
@@ -388,4 +388,4 @@ def settings_as_dict(settings: Settings) -> dict[str, Any]:
     return data
 
 
-__all__ = ["ConfigError", "Settings", "load_settings", "settings_as_dict", "default_home"]
+__all__ = ["ConfigError", "Settings", "default_home", "load_settings", "settings_as_dict"]
