@@ -106,6 +106,7 @@ class GateSettings:
     max_val_loss_rise: float = field(default=0.02, metadata=_bounded(0.0, None))
     min_class_accuracy: float = field(default=0.8, metadata=_bounded(0.0, 1.0))
     max_regression: float = field(default=0.005, metadata=_bounded(0.0, 1.0))
+    max_class_regression: float = field(default=0.05, metadata=_bounded(0.0, 1.0))
 
 
 @dataclass(frozen=True)
