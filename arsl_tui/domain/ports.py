@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from arsl_tui.domain.jobs import JobResources, JobSpec, JobStatus, LogChunk, MetricsChunk
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -77,3 +79,38 @@ class ObjectStore(Protocol):
         ...
 
     def delete(self, key: str) -> None: ...
+
+
+class TrainingPlatform(Protocol):
+    """Where training jobs run: detached `torchrun` process groups locally, ModelArts on Huawei Cloud.
+
+    Every method raises `TrainingError` (with `JobNotFound` for an unknown id) with a message fit
+    to show as is. Cursors are byte offsets: pass the returned `cursor` as the next `since`.
+    """
+
+    @property
+    def backend(self) -> str:
+        """"local" or "huawei"."""
+        ...
+
+    def submit(self, spec: JobSpec) -> str:
+        """Start a job; returns its id as soon as the platform has accepted it."""
+        ...
+
+    def status(self, job_id: str) -> JobStatus: ...
+
+    def list(self, limit: int = 20) -> list[JobStatus]:
+        """The newest jobs first."""
+        ...
+
+    def stop(self, job_id: str) -> JobStatus:
+        """Ask the job to end (a no-op for an ended job); returns the status after asking."""
+        ...
+
+    def logs(self, job_id: str, since: int = 0) -> LogChunk: ...
+
+    def metrics(self, job_id: str, since: int = 0) -> MetricsChunk:
+        """The trainer's metric records written after byte `since` of the job's metrics.jsonl."""
+        ...
+
+    def resources(self, job_id: str) -> JobResources: ...

@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,6 +187,19 @@ def _decode(candidate: _Candidate, split: SplitPolicy) -> _Decoded:
 ProgressCallback = Callable[[int], None]
 
 
+def _bounded_map(pool: ThreadPoolExecutor, function: Callable[[_Candidate], _Decoded],
+                 items: Iterable[_Candidate], depth: int) -> Iterator[_Decoded]:
+    """`pool.map` in order, but with at most `depth` items submitted ahead: `Executor.map` submits
+    everything at once, which holds a future per file (hundreds of MB for 100k images)."""
+    pending: deque[Future[_Decoded]] = deque()
+    for item in items:
+        pending.append(pool.submit(function, item))
+        if len(pending) >= depth:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 def validate_dataset(folder: Path, split: SplitPolicy, *, quarantine: bool = False,
                      on_progress: ProgressCallback | None = None, workers: int = 4) -> ValidationReport:
     """Decode every image under `folder` and build its manifest.
@@ -201,7 +215,7 @@ def validate_dataset(folder: Path, split: SplitPolicy, *, quarantine: bool = Fal
     scanned = 0
     candidates = _walk(root, problems)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for decoded in pool.map(lambda candidate: _decode(candidate, split), candidates):
+        for decoded in _bounded_map(pool, lambda candidate: _decode(candidate, split), candidates, 8 * workers):
             scanned += 1
             if on_progress is not None and scanned % 256 == 0:
                 on_progress(scanned)

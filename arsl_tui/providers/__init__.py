@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
-    from arsl_tui.domain.ports import ObjectStore
+    from arsl_tui.domain.ports import ObjectStore, TrainingPlatform
 
 
 def open_store(settings: Settings) -> ObjectStore:
@@ -18,3 +18,14 @@ def open_store(settings: Settings) -> ObjectStore:
     from arsl_tui.providers.local.store import LocalObjectStore
 
     return LocalObjectStore(settings.home_dir / "store" / settings.storage.bucket)
+
+
+def open_training_platform(settings: Settings) -> TrainingPlatform:
+    """The training platform of the configured backend (the ModelArts SDK is imported only when chosen)."""
+    if settings.backend == "huawei":
+        from arsl_tui.providers.huawei.modelarts import ModelArtsTrainingPlatform
+
+        return ModelArtsTrainingPlatform.from_settings(settings)
+    from arsl_tui.providers.local.jobs import LocalTrainingPlatform
+
+    return LocalTrainingPlatform.from_settings(settings)

@@ -1,0 +1,717 @@
+"""The upload engine: validate → pack (shards mode) → send concurrently → verify → manifest last.
+
+Both `arsl upload` and the console's Upload tab drive `run_upload`. The store layout of a data set:
+
+    {datasets_prefix}{manifest_id}/files/<class>/<name>          (files mode)
+    {datasets_prefix}{manifest_id}/shards/shard-000000.tar …     (shards mode)
+    {datasets_prefix}{manifest_id}/shards.json                   (shards mode)
+    {datasets_prefix}{manifest_id}/manifest.json                 written last, after a listing proves the rest exact
+
+How it stays correct: every object is sent with its MD5 and counts as done only when the store
+reports that MD5 and size back (the put's answer, else a head). The journal (SQLite) marks an
+object `sent` *before* its request goes out and `confirmed` after, so a run killed at any instant
+leaves at most the in-flight tail uncertain; the next run heads those, skips what is confirmed and
+sends the rest. Transient errors retry with exponential backoff and full jitter; a permanent one
+stops the run at once. Before the manifest goes up, a listing of the prefix must match the plan
+exactly: missing or wrong objects are sent again, unexpected ones under this content-addressed
+prefix are deleted and reported.
+
+How it stays small: files are streamed by the store, shards are built on disk one at a time, and
+no more than twice the concurrency of objects is in flight at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import random
+import shutil
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from arsl_tui.config import Settings
+from arsl_tui.domain.events import (
+    EventSink,
+    UploadFinished,
+    UploadPhaseChanged,
+    UploadProgressed,
+    UploadRetried,
+    UploadStarted,
+    ignore_events,
+)
+from arsl_tui.domain.manifest import SplitPolicy, manifest_id
+from arsl_tui.domain.ports import ObjectInfo, ObjectStore, StoreError, TransientStoreError
+from arsl_tui.ops.dataset import MANIFEST_NAME, ValidationReport, validate_dataset
+from arsl_tui.ops.shards import SHARDS_INDEX_NAME, PackingCancelled, ShardError, ShardSet, build_shards
+from arsl_tui.ops.upload_journal import (
+    JobLock,
+    PlannedObject,
+    UploadBusy,
+    UploadJournal,
+    UploadRunRecord,
+)
+from arsl_tui.providers.local.state import StateDB, state_path
+
+__all__ = [
+    "UploadBusy",
+    "UploadControl",
+    "UploadOutcome",
+    "UploadRefused",
+    "UploadRequest",
+    "UploadRunRecord",
+    "dataset_prefix",
+    "last_uploaded_dataset",
+    "list_upload_runs",
+    "resumable_run",
+    "run_upload",
+]
+
+_RATE_WINDOW_S = 5.0
+_VERIFY_ROUNDS = 3
+_POLL_S = 0.25
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class UploadRequest:
+    dataset_dir: Path
+    mode: Literal["shards", "files"] = "shards"
+    concurrency: int | None = None
+    """None → settings.upload.concurrency."""
+    allow_problems: bool = False
+    """Quarantine problem files (leave them out of the manifest and the store) instead of refusing."""
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    run_id: str
+    status: Literal["done", "cancelled", "failed"]
+    manifest_id: str
+    destination: str
+    objects_sent: int
+    objects_skipped: int
+    bytes_sent: int
+    elapsed_s: float
+    error: str = ""
+
+
+class UploadRefused(Exception):
+    """Validation found problems and allow_problems was False; `.report` is the ValidationReport."""
+
+    def __init__(self, report: ValidationReport, message: str = "") -> None:
+        problems = report.problems
+        shown = "; ".join(f"{item.path}: {item.kind}: {item.detail}" for item in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        super().__init__(message or f"{report.root}: {len(problems)} problem(s) found, nothing uploaded — "
+                                    f"{shown}{more}; fix them or pass --allow-problems to quarantine them")
+        self.report = report
+
+
+class UploadControl:
+    """Thread-safe controls shared by a UI and a running upload."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._paused = False
+        self._cancelled = threading.Event()
+
+    def pause(self) -> None:
+        """Stop dispatching new objects; in-flight ones finish; run_upload blocks until resume or cancel."""
+        with self._condition:
+            self._paused = True
+            self._condition.notify_all()
+
+    def resume(self) -> None:
+        with self._condition:
+            self._paused = False
+            self._condition.notify_all()
+
+    def cancel(self) -> None:
+        """In-flight objects finish (retries stop); run_upload returns "cancelled"."""
+        self._cancelled.set()
+        with self._condition:
+            self._condition.notify_all()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def wait_while_paused(self) -> None:
+        with self._condition:
+            self._condition.wait_for(lambda: not self._paused or self._cancelled.is_set())
+
+
+def dataset_prefix(settings: Settings, manifest_id: str) -> str:
+    base = settings.storage.datasets_prefix
+    if base and not base.endswith("/"):
+        base += "/"
+    return f"{base}{manifest_id}/"
+
+
+# -- run records ---------------------------------------------------------------------------------------
+
+
+def _open_journal(settings: Settings) -> tuple[StateDB, UploadJournal]:
+    db = StateDB(state_path(settings.home_dir))
+    return db, UploadJournal(db, settings.home_dir / "locks")
+
+
+def _read_journal(settings: Settings, read: Callable[[UploadJournal], _T], empty: _T) -> _T:
+    if not state_path(settings.home_dir).exists():
+        return empty
+    db, journal = _open_journal(settings)
+    try:
+        return read(journal)
+    finally:
+        db.close()
+
+
+def list_upload_runs(settings: Settings, limit: int = 20) -> list[UploadRunRecord]:
+    """Upload runs, newest first."""
+    empty: list[UploadRunRecord] = []
+    return _read_journal(settings, lambda journal: journal.runs(limit), empty)
+
+
+def resumable_run(settings: Settings) -> UploadRunRecord | None:
+    """The newest run that did not finish (interrupted, paused, cancelled or failed) and was not superseded."""
+    empty: list[UploadRunRecord] = []
+    attempts = _read_journal(settings, lambda journal: journal.latest_attempts(), empty)
+    return next((run for run in attempts if run.status != "done"), None)
+
+
+def last_uploaded_dataset(settings: Settings) -> UploadRunRecord | None:
+    """The newest run that finished: its data set is complete in the store."""
+    return _read_journal(settings, lambda journal: journal.newest_done(), None)
+
+
+# -- the engine ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """One object to put: its key, content hash and where the bytes come from."""
+
+    key: str
+    md5: str
+    size: int
+    files: int
+    """Images carried (1 per file, a shard's sample count, 0 for indexes)."""
+    source: str | None = None
+    """The file to send (a str: a Path per image would cost ~40 MB for 100k images)."""
+    data: bytes | None = None
+
+
+class _Stop(Exception):
+    """Sending stops: cancelled by the user, or another object failed for good."""
+
+
+class _Failure(Exception):
+    """A permanent error: the run stops with this message."""
+
+
+@dataclass
+class _Tally:
+    objects_total: int = 0
+    bytes_total: int = 0
+    files_total: int = 0
+    objects_done: int = 0
+    bytes_done: int = 0
+    files_done: int = 0
+    objects_sent: int = 0
+    objects_skipped: int = 0
+    bytes_sent: int = 0
+    retries: int = 0
+    errors: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _RateMeter:
+    """Bytes per second over a sliding window of recent samples."""
+
+    def __init__(self, window_s: float = _RATE_WINDOW_S) -> None:
+        self.window_s = window_s
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def add(self, now: float, total_bytes: int) -> None:
+        self._samples.append((now, total_bytes))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= self.window_s:
+            self._samples.popleft()
+
+    def rate(self) -> float:
+        if len(self._samples) < 2:
+            return 0.0
+        (start, first), (end, last) = self._samples[0], self._samples[-1]
+        return (last - first) / (end - start) if end - start > 1e-6 else 0.0
+
+
+class _Engine:
+    def __init__(self, settings: Settings, request: UploadRequest, store: ObjectStore, on_event: EventSink,
+                 control: UploadControl) -> None:
+        self.settings = settings
+        self.request = request
+        self.store = store
+        self.emit = on_event
+        self.control = control
+        self.run_id = uuid.uuid4().hex[:12]
+        self.concurrency = request.concurrency or settings.upload.concurrency
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        self.tally = _Tally()
+        self.meter = _RateMeter()
+        self.halt = threading.Event()
+        self.started = time.monotonic()
+        self.manifest_id = ""
+        self.destination = ""
+        self.job_id = ""
+        self.journal: UploadJournal | None = None
+        self._phase_emitted = 0.0
+
+    # -- the whole run -------------------------------------------------------------------------------
+
+    def run(self) -> UploadOutcome:
+        report = self._validate()
+        # The manifest's body and id cost seconds and ~100 MB for 100k images: build them once.
+        body = report.manifest.body()
+        self.manifest_id = manifest_id(body)
+        prefix = dataset_prefix(self.settings, self.manifest_id)
+        self.destination = f"{self.store.location.rstrip('/')}/{prefix}"
+        self.job_id = hashlib.sha256(f"{self.store.location}\n{prefix}\n{self.request.mode}".encode()).hexdigest()[:20]
+        db, journal = _open_journal(self.settings)
+        self.journal = journal
+        lock: JobLock | None = None
+        try:
+            lock = journal.acquire(self.job_id)
+            journal.start_run(self.run_id, self.job_id, str(report.root), self.manifest_id, self.request.mode,
+                              self.destination)
+            try:
+                manifest_item = self._stage_manifest(body, prefix)
+                del body
+                return self._upload(report, prefix, manifest_item)
+            except KeyboardInterrupt:
+                self.halt.set()
+                self._finish("cancelled", "interrupted")
+                raise
+            except OSError as error:
+                # Staging trouble under the home folder (disk full, permissions): the journal is intact.
+                return self._finish("failed", f"cannot write under {self.settings.home_dir}: {error}")
+            except BaseException as error:
+                self._finish("failed", f"internal error: {error!r}")
+                raise
+        finally:
+            if lock is not None:
+                lock.release()
+            db.close()
+
+    def _stage_manifest(self, body: dict[str, Any], prefix: str) -> _Item:
+        """Write manifest.json to the staging folder, streaming, to upload it last from there."""
+        staging = self.settings.home_dir / "staging"
+        staging.mkdir(parents=True, exist_ok=True)
+        path = staging / f"{self.manifest_id}-{MANIFEST_NAME}"
+        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+        digest = hashlib.md5(usedforsecurity=False)
+        pieces: list[str] = []
+        with temporary.open("wb") as handle:
+            for chunk in itertools.chain(manifest_json_chunks(body, self.manifest_id), [None]):
+                if chunk is not None:
+                    pieces.append(chunk)
+                if len(pieces) >= 65_536 or (chunk is None and pieces):
+                    data = "".join(pieces).encode()
+                    pieces.clear()
+                    digest.update(data)
+                    handle.write(data)
+            size = handle.tell()
+        temporary.replace(path)
+        return _Item(key=prefix + MANIFEST_NAME, md5=digest.hexdigest(), size=size, files=0, source=str(path))
+
+    def _upload(self, report: ValidationReport, prefix: str, manifest_item: _Item) -> UploadOutcome:
+        assert self.journal is not None
+        shard_set: ShardSet | None = None
+        try:
+            if self.request.mode == "shards":
+                shard_set = self._pack(report)
+                items = _shard_items(shard_set, prefix)
+            else:
+                items = _file_items(report, prefix)
+            states = self.journal.plan(self.job_id, (PlannedObject(item.key, item.md5, item.size) for item in items))
+            self._count_totals(items, manifest_item, states, len(report.manifest.images))
+            self.emit(UploadStarted(
+                run_id=self.run_id, manifest_id=self.manifest_id, mode=self.request.mode,
+                destination=self.destination, files_total=self.tally.files_total, bytes_total=self.tally.bytes_total,
+                objects_total=self.tally.objects_total, objects_already_confirmed=self.tally.objects_done))
+            self._phase("sending")
+            work = [(item, states[item.key] == "sent") for item in items if states[item.key] != "confirmed"]
+            # The uncertain tail of an earlier run first: those are mostly heads, not puts.
+            work.sort(key=lambda pair: not pair[1])
+            self._send(work)
+            self._verify(items, prefix)
+            self._phase("finishing", f"writing {MANIFEST_NAME}")
+            self._send([(manifest_item, True)], journaled=False)
+        except _Stop:
+            return self._finish("cancelled", "")
+        except PackingCancelled:
+            return self._finish("cancelled", "")
+        except (_Failure, ShardError) as failure:
+            return self._finish("failed", str(failure))
+        if shard_set is not None:
+            shutil.rmtree(shard_set.folder, ignore_errors=True)
+        if manifest_item.source is not None:
+            Path(manifest_item.source).unlink(missing_ok=True)
+        return self._finish("done", "")
+
+    def _finish(self, status: Literal["done", "cancelled", "failed"], error: str) -> UploadOutcome:
+        assert self.journal is not None
+        self.journal.update_run(self.run_id, status=status, error=error, objects_confirmed=self.tally.objects_done,
+                                bytes_confirmed=self.tally.bytes_done)
+        outcome = UploadOutcome(run_id=self.run_id, status=status, manifest_id=self.manifest_id,
+                                destination=self.destination, objects_sent=self.tally.objects_sent,
+                                objects_skipped=self.tally.objects_skipped, bytes_sent=self.tally.bytes_sent,
+                                elapsed_s=time.monotonic() - self.started, error=error)
+        self.emit(UploadFinished(run_id=self.run_id, status=status, manifest_id=self.manifest_id,
+                                 destination=self.destination, objects_sent=outcome.objects_sent,
+                                 objects_skipped=outcome.objects_skipped, bytes_sent=outcome.bytes_sent,
+                                 elapsed_s=outcome.elapsed_s, error=error))
+        return outcome
+
+    # -- phases --------------------------------------------------------------------------------------
+
+    def _validate(self) -> ValidationReport:
+        self._phase("validating", str(self.request.dataset_dir))
+        dataset = self.settings.dataset
+        split = SplitPolicy(seed=dataset.split_seed, val=dataset.val_fraction, test=dataset.test_fraction)
+        report = validate_dataset(self.request.dataset_dir, split, quarantine=self.request.allow_problems,
+                                  on_progress=lambda scanned: self._phase_throttled(
+                                      "validating", f"{scanned} files decoded"))
+        if not report.ok and not self.request.allow_problems:
+            raise UploadRefused(report)
+        if not report.manifest.images:
+            raise UploadRefused(report, f"{report.root}: no usable images left after quarantining "
+                                        f"{len(report.problems)} problem(s); nothing uploaded")
+        return report
+
+    def _pack(self, report: ValidationReport) -> ShardSet:
+        shard_bytes = self.settings.upload.shard_size_mb * 1024 * 1024
+        folder = self.settings.home_dir / "staging" / f"{self.manifest_id}-{shard_bytes}"
+        self._phase("packing", f"{len(report.manifest.images)} images into ~{self.settings.upload.shard_size_mb} MB "
+                               "shards")
+        return build_shards(report.manifest, report.root, folder, shard_bytes, manifest_id=self.manifest_id,
+                            on_progress=lambda done, total: self._phase_throttled("packing", f"{done}/{total} images"),
+                            cancelled=lambda: self.control.cancelled)
+
+    def _count_totals(self, items: list[_Item], manifest_item: _Item, states: dict[str, str], images: int) -> None:
+        tally = self.tally
+        tally.files_total = images
+        tally.objects_total = len(items) + 1
+        tally.bytes_total = sum(item.size for item in items) + manifest_item.size
+        for item in items:
+            if states[item.key] == "confirmed":
+                tally.objects_done += 1
+                tally.objects_skipped += 1
+                tally.bytes_done += item.size
+                tally.files_done += item.files
+        assert self.journal is not None
+        self.journal.update_run(self.run_id, objects_total=tally.objects_total, bytes_total=tally.bytes_total,
+                                objects_confirmed=tally.objects_done, bytes_confirmed=tally.bytes_done)
+        self.meter.add(time.monotonic(), 0)
+
+    def _verify(self, items: list[_Item], prefix: str) -> None:
+        """List the prefix until it holds exactly the planned objects (re-sending what is missing or wrong)."""
+        assert self.journal is not None
+        expected = {item.key: item for item in items}
+        for round_number in range(1, _VERIFY_ROUNDS + 1):
+            self._phase("verifying", f"listing {prefix}")
+            wrong, extras = self._retrying(prefix, lambda: self._scan(prefix, expected))
+            for key in extras:
+                self._retrying(key, lambda key=key: self.store.delete(key))  # type: ignore[misc]
+            if extras:
+                shown = ", ".join(extras[:5]) + (f" and {len(extras) - 5} more" if len(extras) > 5 else "")
+                self._phase("verifying", f"removed {len(extras)} unexpected object(s): {shown}")
+            if not wrong:
+                return
+            if round_number == _VERIFY_ROUNDS:
+                raise _Failure(f"the store still lacks or holds wrong copies of {len(wrong)} object(s) after "
+                               f"{_VERIFY_ROUNDS} rounds, e.g. {wrong[0]}")
+            self._phase("verifying", f"{len(wrong)} object(s) missing or wrong in the store; sending them again")
+            with self.journal.db.transaction() as connection:
+                self.journal.set_states(connection, self.job_id, wrong, "pending")
+            tally = self.tally
+            for key in wrong:
+                item = expected[key]
+                tally.objects_done -= 1
+                tally.bytes_done -= item.size
+                tally.files_done -= item.files
+            self._phase("sending", f"re-sending {len(wrong)} object(s)")
+            self._send([(expected[key], False) for key in wrong])
+
+    def _scan(self, prefix: str, expected: dict[str, _Item]) -> tuple[list[str], list[str]]:
+        """(planned keys missing or wrong, unexpected keys) under the prefix."""
+        other_mode = (f"{prefix}shards/", prefix + SHARDS_INDEX_NAME) if self.request.mode == "files" \
+            else (f"{prefix}files/",)
+        unseen = set(expected)
+        wrong: list[str] = []
+        extras: list[str] = []
+        for info in self.store.list(prefix):
+            item = expected.get(info.key)
+            if item is not None:
+                unseen.discard(info.key)
+                if not self._matches(info, item):
+                    wrong.append(info.key)
+            elif info.key == prefix + MANIFEST_NAME or info.key.startswith(other_mode):
+                continue  # the manifest is checked when written; the other mode's objects are not ours to judge
+            else:
+                extras.append(info.key)
+        return sorted(unseen) + wrong, extras
+
+    def _matches(self, info: ObjectInfo | None, item: _Item) -> bool:
+        if info is None or info.size != item.size:
+            return False
+        if info.md5 is None:
+            info = self.store.head(item.key)
+        return info is not None and info.md5 is not None and info.md5.lower() == item.md5
+
+    # -- sending -------------------------------------------------------------------------------------
+
+    def _send(self, work: Iterable[tuple[_Item, bool]], *, journaled: bool = True) -> None:
+        """Put every item with `concurrency` requests in flight; `True` beside an item means head it first."""
+        assert self.journal is not None
+        window = max(2 * self.concurrency, 4)
+        pending = iter(work)
+        exhausted = False
+        in_flight: dict[Future[bool], _Item] = {}
+        failure: str | None = None
+        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="arsl-upload")
+        try:
+            while True:
+                if self.control.cancelled or failure is not None:
+                    self.halt.set()
+                    for future in in_flight:
+                        future.cancel()
+                elif self.control.paused and not in_flight:
+                    self._hold()
+                    continue
+                batch: list[tuple[_Item, bool]] = []
+                if not self.halt.is_set() and not self.control.paused and not exhausted:
+                    while len(in_flight) + len(batch) < window:
+                        following = next(pending, None)
+                        if following is None:
+                            exhausted = True
+                            break
+                        batch.append(following)
+                done: list[tuple[_Item, bool]] = []
+                if in_flight:
+                    finished, _ = wait(list(in_flight), timeout=_POLL_S if not batch else 0,
+                                       return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        item = in_flight.pop(future)
+                        try:
+                            done.append((item, future.result()))
+                        except (CancelledError, _Stop):
+                            continue
+                        except _Failure as error:
+                            failure = failure or str(error)
+                        except Exception as error:  # a bug must still stop the run cleanly, with a message
+                            failure = failure or f"unexpected error uploading {item.key}: {error!r}"
+                self._record(done, batch, journaled)
+                for item, recheck in batch:
+                    in_flight[pool.submit(self._transfer, item, recheck)] = item
+                if not in_flight and (exhausted or self.halt.is_set()):
+                    break
+        finally:
+            self.halt.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            self.halt.clear()
+        if failure is not None:
+            self.tally.errors += 1
+            raise _Failure(failure)
+        if self.control.cancelled:
+            raise _Stop
+
+    def _hold(self) -> None:
+        """Paused with nothing in flight: record it, block until resumed or cancelled."""
+        assert self.journal is not None
+        self.journal.update_run(self.run_id, status="paused")
+        self._phase("sending", "paused")
+        self.control.wait_while_paused()
+        if not self.control.cancelled:
+            self.journal.update_run(self.run_id, status="running")
+            self._phase("sending", "resumed")
+
+    def _record(self, done: list[tuple[_Item, bool]], dispatching: list[tuple[_Item, bool]], journaled: bool) -> None:
+        """One transaction: confirm what finished, mark what is about to go as sent; then tell listeners."""
+        assert self.journal is not None
+        tally = self.tally
+        for item, sent in done:
+            tally.objects_done += 1
+            tally.bytes_done += item.size
+            tally.files_done += item.files
+            if sent:
+                tally.objects_sent += 1
+                tally.bytes_sent += item.size
+            else:
+                tally.objects_skipped += 1
+        if journaled and (done or dispatching):
+            with self.journal.db.transaction() as connection:
+                self.journal.set_states(connection, self.job_id, (item.key for item, _ in done), "confirmed")
+                self.journal.set_states(connection, self.job_id,
+                                        (item.key for item, _ in dispatching), "sent")
+                if done:
+                    self.journal.update_run(self.run_id, objects_confirmed=tally.objects_done,
+                                            bytes_confirmed=tally.bytes_done, connection=connection)
+        if not done:
+            return
+        now = time.monotonic()
+        self.meter.add(now, tally.bytes_sent)
+        rate = self.meter.rate()
+        remaining = tally.bytes_total - tally.bytes_done
+        eta = remaining / rate if rate > 0 else None
+        # One event per confirmed object, as the contract says; the counts step through each of them.
+        objects_done = tally.objects_done - len(done)
+        files_done = tally.files_done - sum(item.files for item, _ in done)
+        bytes_done = tally.bytes_done - sum(item.size for item, _ in done)
+        for item, _ in done:
+            objects_done += 1
+            files_done += item.files
+            bytes_done += item.size
+            self.emit(UploadProgressed(
+                run_id=self.run_id, files_done=files_done, files_total=tally.files_total, bytes_done=bytes_done,
+                bytes_total=tally.bytes_total, objects_done=objects_done, objects_total=tally.objects_total,
+                bytes_per_s=rate, eta_s=eta, retries=tally.retries, errors=tally.errors))
+
+    def _transfer(self, item: _Item, recheck: bool) -> bool:
+        """In a worker: make `item` confirmed in the store. True if it was sent, False if already there."""
+        if recheck and self._retrying(item.key, lambda: self._matches(self.store.head(item.key), item)):
+            return False
+        self._retrying(item.key, lambda: self._put_confirmed(item))
+        return True
+
+    def _put_confirmed(self, item: _Item) -> None:
+        try:
+            if item.data is not None:
+                info = self.store.put_bytes(item.key, item.data, item.md5)
+            else:
+                assert item.source is not None
+                info = self.store.put_file(item.key, Path(item.source), item.md5)
+        except StoreError as error:
+            if error.transient and error.code == "BadDigest" and item.source is not None:
+                self._check_source_unchanged(item)
+            raise
+        if not self._matches(info, item) and not self._matches(self.store.head(item.key), item):
+            raise TransientStoreError(f"the store does not confirm {item.key!r} (MD5 {item.md5}, {item.size} bytes) "
+                                      "after the put", code="NotConfirmed")
+
+    @staticmethod
+    def _check_source_unchanged(item: _Item) -> None:
+        assert item.source is not None
+        try:
+            current = _file_md5(Path(item.source))
+        except OSError as error:
+            raise _Failure(f"{item.source}: cannot be read ({error.strerror})") from None
+        if current != item.md5:
+            raise _Failure(f"{item.source} changed since it was validated (MD5 {current}, manifest says "
+                           f"{item.md5}); validate and upload again")
+
+    def _retrying(self, key: str, operation: Callable[[], _T]) -> _T:
+        """Run `operation`, retrying transient failures with exponential backoff and full jitter."""
+        limits = self.settings.upload
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.halt.is_set():
+                raise _Stop
+            try:
+                return operation()
+            except _Failure:
+                self.halt.set()
+                raise
+            except StoreError as error:
+                if not error.transient:
+                    # Halt here, not when the coordinator notices: no other worker may start a request.
+                    self.halt.set()
+                    raise _Failure(f"{key}: {error}") from None
+                problem: Exception = error
+            except (TimeoutError, ConnectionError) as error:
+                problem = error
+            if attempt >= limits.max_attempts:
+                self.halt.set()
+                raise _Failure(f"gave up on {key} after {attempt} attempt(s); last error: {_describe(problem)}")
+            delay = random.uniform(0, min(limits.backoff_max_s, limits.backoff_base_s * 2 ** (attempt - 1)))
+            with self.tally.lock:
+                self.tally.retries += 1
+            self.emit(UploadRetried(run_id=self.run_id, key=key, attempt=attempt, error=_describe(problem),
+                                    delay_s=delay))
+            if self.halt.wait(delay):
+                raise _Stop
+
+    # -- events --------------------------------------------------------------------------------------
+
+    def _phase(self, phase: str, detail: str = "") -> None:
+        self._phase_emitted = time.monotonic()
+        self.emit(UploadPhaseChanged(run_id=self.run_id, phase=phase, detail=detail))
+
+    def _phase_throttled(self, phase: str, detail: str) -> None:
+        if time.monotonic() - self._phase_emitted >= 0.5:
+            self._phase(phase, detail)
+
+
+def _describe(error: Exception) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def manifest_json_chunks(body: dict[str, Any], identifier: str) -> Iterator[str]:
+    """The text of `Manifest.to_json_bytes`, in pieces: the whole string of a 100k-image manifest
+    would cost ~200 MB at once (an indented dump builds it from millions of fragments)."""
+    yield from json.JSONEncoder(indent=1, ensure_ascii=False).iterencode({"id": identifier, **body})
+    yield "\n"
+
+
+def _file_md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _file_items(report: ValidationReport, prefix: str) -> list[_Item]:
+    root = str(report.root)
+    return [_Item(key=f"{prefix}files/{image.path}", md5=image.md5, size=image.bytes, files=1,
+                  source=f"{root}/{image.path}") for image in report.manifest.images]
+
+
+def _shard_items(shard_set: ShardSet, prefix: str) -> list[_Item]:
+    items = [_Item(key=f"{prefix}shards/{shard.name}", md5=shard.md5, size=shard.bytes, files=shard.samples,
+                   source=str(shard_set.path(shard))) for shard in shard_set.shards]
+    items.append(_Item(key=prefix + SHARDS_INDEX_NAME, md5=shard_set.index_md5, size=len(shard_set.index_bytes),
+                       files=0, data=shard_set.index_bytes))
+    return items
+
+
+def run_upload(settings: Settings, request: UploadRequest, *, store: ObjectStore | None = None,
+               on_event: EventSink = ignore_events, control: UploadControl | None = None) -> UploadOutcome:
+    """Blocking. Validates, packs (shards mode), sends with N concurrent requests, verifies, uploads the
+    manifest last. Resumes from the journal by default.
+
+    Raises `DatasetError` (no such folder, no images), `UploadRefused` (problems without allow_problems),
+    `UploadBusy` (the same upload is live in another process) and `StoreError` when the store cannot be
+    opened; once sending starts, failures end in an outcome with status "failed" and the journal kept.
+    `on_event` is called from worker threads: consumers must be thread-safe.
+    """
+    if store is None:
+        from arsl_tui.providers import open_store
+
+        store = open_store(settings)
+    engine = _Engine(settings, request, store, on_event, control or UploadControl())
+    return engine.run()
+

@@ -1,0 +1,435 @@
+"""The `ObjectStore` port on Huawei OBS, through the official esdk-obs-python `ObsClient`.
+
+One `ObsClient` is shared by every thread (the SDK keeps per-thread signing state and a thread-safe
+pool of kept-alive connections, `long_conn_mode=True`, about 3.7× faster than its default of a new
+connection per request). The SDK reports HTTP errors as return values and transport errors as
+exceptions; both become the port's `TransientStoreError` / `PermanentStoreError` / `ObjectNotFound`
+with a message naming the bucket, key, status, error code and request id. SDK retries are kept low
+on purpose: the upload engine owns the retry policy (backoff, jitter, counting retries in events).
+
+Integrity: every put sends `Content-MD5` (the server refuses a body that does not match) and the
+returned ETag is compared with the expected MD5; a multipart upload's ETag is compared with the
+MD5-of-part-MD5s computed locally. Big files go through `uploadFile` with a checkpoint file under
+the state folder, so an upload killed half-way resumes with the parts not yet confirmed.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import ipaddress
+import os
+import re
+import ssl
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlparse
+
+from obs import ObsClient, PutObjectHeader
+
+from arsl_tui.domain.ports import (
+    ObjectInfo,
+    ObjectNotFound,
+    PermanentStoreError,
+    StoreError,
+    TransientStoreError,
+)
+from arsl_tui.providers.huawei.credentials import Credentials, CredentialsMissing, load_credentials
+from arsl_tui.providers.huawei.errors import CloudFailure, failure_from_exception, failure_from_obs_result
+
+if TYPE_CHECKING:
+    from arsl_tui.config import Settings
+
+MIB = 1024 * 1024
+LIST_PAGE_SIZE = 1000
+DEFAULT_SDK_RETRIES = 1
+"""One quiet SDK retry absorbs a kept-alive connection the server closed while it sat in the pool."""
+MD5_METADATA = "arsl-md5"
+"""User metadata holding the content MD5 of multipart objects, whose ETag is not an MD5."""
+
+# The SDK caps a multipart upload at 10,000 parts and clamps the part size to [100 KiB, 5 GiB];
+# the expected ETag must be computed with the part size the SDK will really use.
+_SDK_MAX_PARTS = 10_000
+_SDK_MIN_PART = 100 * 1024
+_SDK_MAX_PART = 5 * 1024 * MIB
+
+_PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
+_COMPOSITE_ETAG = re.compile(r"^[0-9a-f]{32}-\d+$")
+_HEAD_BUCKET_STATUS = re.compile(r"head bucket .* Status:(\d{3})")
+# Error codes after which a fresh multipart attempt can succeed (the SDK has dropped its checkpoint).
+_RESTARTABLE_MULTIPART_CODES = frozenset({"NoSuchUpload", "InvalidPart", "InvalidPartOrder"})
+_PERMANENT_CODES = frozenset({
+    "AccessDenied", "AllAccessDisabled", "NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+    "InvalidBucketName", "AccountProblem", "InvalidToken", "ExpiredToken", "InvalidSecurity",
+    "EntityTooLarge", "EntityTooSmall", "KeyTooLongError", "InvalidArgument", "QuotaExceeded",
+})
+
+ProgressCallback = Callable[[str, int, int], None]
+"""(key, bytes sent so far, bytes in total) while a multipart upload runs."""
+
+
+def _strip_etag(etag: Any) -> str | None:
+    if etag is None:
+        return None
+    text = str(etag).strip().strip('"').lower()
+    return text or None
+
+
+def _md5_of(etag: str | None) -> str | None:
+    """The content MD5 an ETag stands for: only a single-part ETag is one."""
+    return etag if etag is not None and _PLAIN_MD5.match(etag) else None
+
+
+def _b64_md5(md5_hex: str) -> str:
+    try:
+        return base64.b64encode(bytes.fromhex(md5_hex)).decode("ascii")
+    except ValueError:
+        raise PermanentStoreError(f"{md5_hex!r} is not a hex MD5 digest") from None
+
+
+def sdk_part_size(size: int, part_size: int) -> int:
+    """The part size `ObsClient.uploadFile` uses for a file of `size` bytes when asked for `part_size`."""
+    part = min(max(part_size, _SDK_MIN_PART), _SDK_MAX_PART)
+    if size // part >= _SDK_MAX_PARTS:
+        part = -(-size // _SDK_MAX_PARTS)
+    return part
+
+
+def file_digests(path: Path, part_size: int) -> tuple[str, str]:
+    """(MD5 of the whole file, the S3/OBS multipart ETag for these parts), in one read."""
+    whole = hashlib.md5(usedforsecurity=False)
+    part_digests = []
+    with path.open("rb") as handle:
+        while True:
+            part = hashlib.md5(usedforsecurity=False)
+            remaining = part_size
+            while remaining:
+                chunk = handle.read(min(remaining, MIB))
+                if not chunk:
+                    break
+                part.update(chunk)
+                whole.update(chunk)
+                remaining -= len(chunk)
+            if remaining == part_size:
+                break
+            part_digests.append(part.digest())
+            if remaining:
+                break
+    composite = hashlib.md5(b"".join(part_digests), usedforsecurity=False).hexdigest()
+    return whole.hexdigest(), f"{composite}-{max(len(part_digests), 1)}"
+
+
+def _header_value(result: Any, name: str) -> str | None:
+    for header_name, value in getattr(result, "header", None) or ():
+        if str(header_name).lower() == name:
+            return str(value)
+    return None
+
+
+def _verified_tls_context() -> ssl.SSLContext:
+    """Certificate and host-name checks for https endpoints (the SDK's own context checks neither)."""
+    try:
+        import certifi
+
+        return ssl.create_default_context(cafile=certifi.where())
+    except ImportError:
+        return ssl.create_default_context()
+
+
+def _uses_path_style(host: str) -> bool:
+    """Virtual-host style needs DNS for `<bucket>.<host>`; an IP address or localhost cannot give it."""
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class ObsObjectStore:
+    """A bucket on OBS (or any S3-protocol server speaking what OBS speaks) as an `ObjectStore`."""
+
+    def __init__(self, *, server: str, bucket: str, credentials: Credentials, checkpoint_dir: Path,
+                 region: str = "", timeout_s: float = 30.0, max_retry_count: int = DEFAULT_SDK_RETRIES,
+                 multipart_threshold: int = 32 * MIB, part_size: int = 16 * MIB, multipart_tasks: int = 4,
+                 multipart_progress: ProgressCallback | None = None, signature: str | None = None) -> None:
+        parsed = urlparse(server if "://" in server else f"https://{server}")
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise PermanentStoreError(f"OBS endpoint {server!r} is not an http(s) URL")
+        if not bucket:
+            raise PermanentStoreError("no OBS bucket configured (storage.bucket is empty)")
+        self._server = f"{parsed.scheme}://{parsed.netloc}"
+        self._bucket = bucket
+        self._secrets = credentials.secrets()
+        self._checkpoint_dir = checkpoint_dir
+        self._multipart_threshold = max(multipart_threshold, 1)
+        self._part_size = part_size
+        self._multipart_tasks = max(multipart_tasks, 1)
+        self._multipart_progress = multipart_progress
+        path_style = _uses_path_style(parsed.hostname)
+        # Real OBS endpoints get OBS's own signature. Path-style endpoints (IPs, localhost: private or
+        # test servers speaking S3) get AWS v4, which every S3-protocol server parses; the SDK would
+        # otherwise fall back to v2, whose signature text moto sometimes misreads as a v4 scope.
+        signature = signature or ("v4" if path_style else "obs")
+        # Credentials are always explicit, and no security-provider policy is set: the SDK then never
+        # consults its provider chain, whose ECS provider would call the metadata service.
+        self._client = ObsClient(
+            access_key_id=credentials.access_key, secret_access_key=credentials.secret_key,
+            security_token=credentials.security_token or None, server=self._server,
+            signature=signature, path_style=path_style, is_signature_negotiation=False,
+            region=region or "region", long_conn_mode=True, timeout=timeout_s, max_retry_count=max_retry_count,
+            security_provider_policy=None,
+        )
+        if self._client.is_secure:
+            self._client.context = _verified_tls_context()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, credentials: Credentials | None = None,
+                      max_retry_count: int = DEFAULT_SDK_RETRIES) -> ObsObjectStore:
+        """The configured bucket; credentials from the SDK environment or credentials file."""
+        if credentials is None:
+            try:
+                credentials = load_credentials()
+            except CredentialsMissing as missing:
+                raise PermanentStoreError(f"cannot open obs://{settings.storage.bucket}: {missing}") from None
+        upload = settings.upload
+        return cls(server=settings.huawei.endpoint("obs"), bucket=settings.storage.bucket, credentials=credentials,
+                   checkpoint_dir=settings.home_dir / "obs-checkpoints", region=settings.huawei.region,
+                   timeout_s=settings.huawei.timeout_s, max_retry_count=max_retry_count,
+                   multipart_threshold=upload.multipart_threshold_mb * MIB, part_size=upload.part_size_mb * MIB)
+
+    @property
+    def location(self) -> str:
+        return f"obs://{self._bucket}"
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    def close(self) -> None:
+        """Close the kept-alive connections."""
+        self._client.close()
+
+    # --- error mapping -------------------------------------------------------------------------
+
+    def _target(self, key: str | None) -> str:
+        where = f"bucket {self._bucket!r}"
+        if key is not None:
+            where += f", key {key!r}"
+        return f"{where} at {self._server}"
+
+    @staticmethod
+    def _store_error(failure: CloudFailure, *, not_found: bool = False) -> StoreError:
+        kind: type[StoreError]
+        if not_found:
+            kind = ObjectNotFound
+        elif failure.transient:
+            kind = TransientStoreError
+        else:
+            kind = PermanentStoreError
+        return kind(failure.message, status=failure.status, code=failure.code, request_id=failure.request_id)
+
+    def _raise_result(self, result: Any, operation: str, key: str | None, *,
+                      missing_key_is_not_found: bool = False) -> NoReturn:
+        failure = failure_from_obs_result(result, operation=operation, target=self._target(key),
+                                          secrets=self._secrets)
+        not_found = missing_key_is_not_found and failure.status == 404 and failure.code in (None, "NoSuchKey")
+        raise self._store_error(failure, not_found=not_found)
+
+    def _call(self, operation: str, key: str | None, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run one SDK call; exceptions (refused, reset, timed out) become the port's errors."""
+        try:
+            return method(*args, **kwargs)
+        except StoreError:
+            raise
+        except Exception as error:
+            failure = failure_from_exception(error, service="OBS", operation=operation, target=self._target(key),
+                                             secrets=self._secrets)
+            raise self._store_error(failure) from None
+
+    def _check_etag(self, key: str, operation: str, etag: str | None, expected: tuple[str, ...], result: Any) -> None:
+        """Refuse an ETag that is a digest of other content; an opaque one (e.g. encrypted) says nothing."""
+        if etag is None or etag in expected:
+            return
+        if _md5_of(etag) is not None or _COMPOSITE_ETAG.match(etag):
+            raise TransientStoreError(
+                f"OBS {operation} of {self._target(key)}: the server stored ETag {etag}, expected "
+                f"{' or '.join(expected)}; the content was damaged in transit",
+                status=getattr(result, "status", None), code="ETagMismatch",
+                request_id=getattr(result, "requestId", None))
+
+    # --- the port --------------------------------------------------------------------------------
+
+    def put_bytes(self, key: str, data: bytes, md5_hex: str) -> ObjectInfo:
+        md5_hex = md5_hex.lower()
+        header = PutObjectHeader(md5=_b64_md5(md5_hex))
+        result = self._call("put", key, self._client.putContent, self._bucket, key, content=data, headers=header)
+        if result.status >= 300:
+            self._raise_result(result, "put", key)
+        etag = _strip_etag(getattr(result.body, "etag", None))
+        self._check_etag(key, "put", etag, (md5_hex,), result)
+        return ObjectInfo(key=key, size=len(data), md5=md5_hex, etag=etag)
+
+    def put_file(self, key: str, path: Path, md5_hex: str) -> ObjectInfo:
+        md5_hex = md5_hex.lower()
+        try:
+            size = path.stat().st_size
+        except OSError as error:
+            raise PermanentStoreError(f"cannot upload {path} to {self._target(key)}: {error.strerror}") from None
+        if size > self._multipart_threshold:
+            return self._put_multipart(key, path, size, md5_hex)
+        header = PutObjectHeader(md5=_b64_md5(md5_hex))
+        result = self._call("put", key, self._client.putFile, self._bucket, key, str(path), headers=header)
+        if result.status >= 300:
+            self._raise_result(result, "put", key)
+        etag = _strip_etag(getattr(result.body, "etag", None))
+        self._check_etag(key, "put", etag, (md5_hex,), result)
+        return ObjectInfo(key=key, size=size, md5=md5_hex, etag=etag)
+
+    def checkpoint_path(self, key: str) -> Path:
+        """Where the multipart checkpoint of `key` lives (stable across processes)."""
+        digest = hashlib.sha256(f"{self._server}\n{self._bucket}\n{key}".encode()).hexdigest()[:40]
+        return self._checkpoint_dir / f"{digest}.json"
+
+    def _put_multipart(self, key: str, path: Path, size: int, md5_hex: str) -> ObjectInfo:
+        part_size = sdk_part_size(size, self._part_size)
+        local_md5, expected_etag = file_digests(path, part_size)
+        if local_md5 != md5_hex:
+            raise PermanentStoreError(f"{path} has MD5 {local_md5} but {md5_hex} was expected for "
+                                      f"{self._target(key)}; the file changed since it was recorded")
+        self._checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        progress: Callable[[int, int, float], None] | None = None
+        if self._multipart_progress is not None:
+            report = self._multipart_progress
+
+            def report_progress(transferred: int, total: int, _seconds: float) -> None:
+                report(key, int(transferred), int(total))
+
+            progress = report_progress
+
+        try:
+            result = self._client.uploadFile(
+                self._bucket, key, str(path.resolve()), partSize=part_size, taskNum=self._multipart_tasks,
+                enableCheckpoint=True, checkpointFile=str(self.checkpoint_path(key)),
+                metadata={MD5_METADATA: md5_hex}, progressCallback=progress)
+        except StoreError:
+            raise
+        except Exception as error:
+            raise self._multipart_error(key, error) from None
+        if result.status >= 300:
+            failure = failure_from_obs_result(result, operation="multipart complete", target=self._target(key),
+                                              secrets=self._secrets)
+            if failure.code == "NoSuchUpload":
+                # An earlier attempt's complete may have succeeded with its answer lost on the way.
+                existing = self.head(key)
+                if existing is not None and existing.etag == expected_etag and existing.size == size:
+                    return ObjectInfo(key=key, size=size, md5=md5_hex, etag=existing.etag)
+            if failure.code in _RESTARTABLE_MULTIPART_CODES:
+                failure = dataclasses.replace(failure, transient=True)
+            raise self._store_error(failure)
+        etag = _strip_etag(getattr(result.body, "etag", None))
+        self._check_etag(key, "multipart upload", etag, (expected_etag, md5_hex), result)
+        return ObjectInfo(key=key, size=size, md5=md5_hex, etag=etag)
+
+    def _multipart_error(self, key: str, error: Exception) -> StoreError:
+        """Errors of `uploadFile`, which raises bare `Exception`s with the status or code in the text."""
+        failure = failure_from_exception(error, service="OBS", operation="multipart upload", target=self._target(key),
+                                         secrets=self._secrets)
+        bucket_status = _HEAD_BUCKET_STATUS.search(str(error))
+        if bucket_status:
+            status = int(bucket_status.group(1))
+            code = {403: "AccessDenied", 404: "NoSuchBucket"}.get(status, failure.code)
+            detail = ("the bucket does not exist" if status == 404 else
+                      "access to the bucket is denied" if status == 403 else failure.detail)
+            failure = CloudFailure(service="OBS", operation="multipart upload", target=self._target(key),
+                                   status=status, code=code, detail=detail, transient=failure.transient)
+        elif type(error) is Exception:
+            # A part failed on the way (reset, timeout, 5xx) and the checkpoint is kept, or a 4xx made the
+            # SDK abort the upload and drop the checkpoint; only the codes that no retry can fix stop the run.
+            permanent = failure.code in _PERMANENT_CODES or failure.status in (401, 403)
+            failure = dataclasses.replace(failure, transient=not permanent)
+            if str(error).startswith("some parts are failed"):
+                failure = dataclasses.replace(
+                    failure, detail="some parts did not reach the server; the next attempt resumes from the "
+                                    "checkpoint")
+        return self._store_error(failure)
+
+    def get_bytes(self, key: str) -> bytes:
+        result = self._call("get", key, self._client.getObject, self._bucket, key, loadStreamInMemory=True)
+        if result.status >= 300:
+            self._raise_result(result, "get", key, missing_key_is_not_found=True)
+        data = getattr(result.body, "buffer", None) or b""
+        expected = _md5_of(_strip_etag(getattr(result.body, "etag", None)))
+        if expected is not None and hashlib.md5(data, usedforsecurity=False).hexdigest() != expected:
+            raise TransientStoreError(f"OBS get of {self._target(key)}: the content does not match its ETag "
+                                      f"{expected}; damaged in transit", code="ETagMismatch",
+                                      request_id=getattr(result, "requestId", None))
+        return bytes(data)
+
+    def download_file(self, key: str, destination: Path) -> None:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        partial = destination.with_name(f".{destination.name}.part")
+        try:
+            result = self._call("download", key, self._client.getObject, self._bucket, key,
+                                downloadPath=str(partial))
+            if result.status >= 300:
+                self._raise_result(result, "download", key, missing_key_is_not_found=True)
+            expected = _md5_of(_strip_etag(getattr(result.body, "etag", None)))
+            if expected is not None:
+                digest = hashlib.md5(usedforsecurity=False)
+                with partial.open("rb") as handle:
+                    while chunk := handle.read(MIB):
+                        digest.update(chunk)
+                if digest.hexdigest() != expected:
+                    raise TransientStoreError(f"OBS download of {self._target(key)}: the content does not match "
+                                              f"its ETag {expected}; damaged in transit", code="ETagMismatch")
+            os.replace(partial, destination)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        result = self._call("head", key, self._client.getObjectMetadata, self._bucket, key)
+        if result.status == 404:
+            return None
+        if result.status >= 300:
+            self._raise_result(result, "head", key)
+        etag = _strip_etag(getattr(result.body, "etag", None))
+        md5 = _md5_of(etag) or _header_value(result, MD5_METADATA)
+        size = getattr(result.body, "contentLength", None)
+        if size is None:
+            size = int(_header_value(result, "content-length") or 0)
+        return ObjectInfo(key=key, size=int(size), md5=md5, etag=etag)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        marker: str | None = None
+        while True:
+            result = self._call("list", prefix or None, self._client.listObjects, self._bucket,
+                                prefix=prefix or None, marker=marker, max_keys=LIST_PAGE_SIZE)
+            if result.status >= 300:
+                self._raise_result(result, "list", None)
+            contents = getattr(result.body, "contents", None) or []
+            for content in contents:
+                etag = _strip_etag(content.etag)
+                md5 = _md5_of(etag)
+                if md5 is None and etag is not None and _COMPOSITE_ETAG.match(etag):
+                    # A multipart object: its MD5 is in the metadata this adapter recorded. Such
+                    # objects are big (past the multipart threshold), so one head each is cheap.
+                    recorded = self.head(content.key)
+                    md5 = recorded.md5 if recorded is not None and recorded.etag == etag else None
+                yield ObjectInfo(key=content.key, size=int(content.size or 0), md5=md5, etag=etag)
+            if not getattr(result.body, "is_truncated", False) or not contents:
+                return
+            # The last key is the portable marker: without a delimiter S3 sends no NextMarker, and
+            # some servers send an opaque one.
+            marker = contents[-1].key
+
+    def delete(self, key: str) -> None:
+        result = self._call("delete", key, self._client.deleteObject, self._bucket, key)
+        if result.status >= 300 and not (result.status == 404 and result.errorCode in (None, "NoSuchKey")):
+            self._raise_result(result, "delete", key)
+
+
+__all__ = ["ObsObjectStore", "file_digests", "sdk_part_size"]

@@ -1,0 +1,373 @@
+"""The full-screen console: `arsl` / `arsl console [--read-only] [--theme NAME]`.
+
+Start-up stays light: this module imports Textual and the console's own widgets only; the data set
+validator and the upload engine are imported inside the worker threads that use them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import ClassVar
+
+from textual import events, on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.command import Provider
+from textual.dom import DOMNode
+from textual.screen import Screen
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from arsl_tui.config import Settings
+from arsl_tui.ui.commands import ArslCommands
+from arsl_tui.ui.keymap import (
+    GLOBAL_SCOPE,
+    TAB_IDS,
+    TAB_TITLES,
+    ActionSpec,
+    bindings_for,
+    check_keymap,
+    spec_for_action,
+)
+from arsl_tui.ui.screens.confirm import ConfirmScreen
+from arsl_tui.ui.screens.help import HelpScreen, collect_help_rows
+from arsl_tui.ui.screens.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmallScreen
+from arsl_tui.ui.services import ConsoleServices, default_services
+from arsl_tui.ui.tabs.overview import OverviewTab
+from arsl_tui.ui.tabs.planned import PlannedTabBody
+from arsl_tui.ui.tabs.upload import Logged, UploadRunEnded, UploadTab
+from arsl_tui.ui.themes import (
+    DEFAULT_THEME,
+    FALLBACK_THEME,
+    SIXTEEN_COLOUR_THEME,
+    ThemeFileError,
+    load_theme_dirs,
+    load_theme_file,
+    theme_folders,
+)
+from arsl_tui.ui.widgets.header import ArslHeader
+from arsl_tui.ui.widgets.log_panel import LogPanel
+
+MODULE_IMPORTED_AT = time.perf_counter()
+QUIT_WAIT_S = 30.0
+
+
+class ArslApp(App[int], inherit_bindings=False):
+    """The console. Every user action is an App action listed in `keymap.ACTIONS`; `check_action`
+    is the single gate (tab scope, read-only mode, what the current state allows) for keys, the
+    command palette and remapped keys alike."""
+
+    CSS_PATH = Path(__file__).with_name("app.tcss")
+    TITLE = "arsl"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *bindings_for("app"),
+        Binding("ctrl+c", "help_quit", show=False, system=True),
+    ]
+    COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = App.COMMANDS | {ArslCommands}
+
+    def __init__(self, settings: Settings, *, read_only: bool = False, theme: str | None = None,
+                 services: ConsoleServices | None = None, progress_interval_s: float = 0.25,
+                 theme_dirs: list[Path] | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.read_only = read_only or settings.read_only
+        self.services = services or default_services()
+        self.progress_interval_s = progress_interval_s
+        self.animation_level = "none"
+        self.last_error = ""
+        self._pending_log: list[tuple[str, str]] = []
+        self._too_small: TooSmallScreen | None = None
+        self._quitting = False
+        self._reported_clashes: set[str] = set()
+        self._setup_themes(theme, theme_dirs if theme_dirs is not None else theme_folders(settings.home_dir))
+
+    # ----- set-up -------------------------------------------------------------------------------
+
+    def _setup_themes(self, requested: str | None, folders: list[Path]) -> None:
+        catalogue = load_theme_dirs(folders)
+        for problem in catalogue.problems:
+            self.write_log("warning", problem)
+        for theme in catalogue.themes.values():
+            self.register_theme(theme)
+        name = requested or self.settings.console.theme
+        if name.endswith(".toml") or os.sep in name:
+            try:
+                theme = load_theme_file(Path(name).expanduser())
+            except ThemeFileError as error:
+                self._theme_problem(f"{error}; using {DEFAULT_THEME}")
+                name = DEFAULT_THEME
+            else:
+                self.register_theme(theme)
+                name = theme.name
+        sixteen_colours = self.console.color_system == "standard"
+        if requested is None and sixteen_colours and SIXTEEN_COLOUR_THEME in self.available_themes:
+            current = self.available_themes.get(name)
+            if current is None or not current.ansi:
+                self.write_log("info", f"the terminal offers 16 colours (TERM={os.environ.get('TERM', '')!s}); "
+                               f"using theme {SIXTEEN_COLOUR_THEME} (--theme NAME overrides)")
+                name = SIXTEEN_COLOUR_THEME
+        if name not in self.available_themes:
+            known = ", ".join(sorted(catalogue.themes)) or "none loaded"
+            fallback = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else FALLBACK_THEME
+            self._theme_problem(f"theme {name!r} not found (themes: {known}); using {fallback}")
+            name = fallback
+        self.theme = name
+
+    def _theme_problem(self, text: str) -> None:
+        self.write_log("error", text)
+        self.last_error = text
+
+    def compose(self) -> ComposeResult:
+        yield ArslHeader(self.settings, read_only=self.read_only, id="header")
+        with TabbedContent(initial="overview", id="tabs"):
+            with TabPane(f"1 {TAB_TITLES['overview']}", id="overview"):
+                yield OverviewTab(self.settings, self.services)
+            with TabPane(f"2 {TAB_TITLES['upload']}", id="upload"):
+                yield UploadTab(self.settings, self.services, progress_interval_s=self.progress_interval_s)
+            for number, tab_id in enumerate(TAB_IDS[2:], start=3):
+                with TabPane(f"{number} {TAB_TITLES[tab_id]}", id=tab_id):
+                    yield PlannedTabBody(tab_id)
+        yield LogPanel(id="log")
+        yield Footer(show_command_palette=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#header", ArslHeader).display = self.settings.console.show_header
+        self.query_one("#log", LogPanel).display = False
+        checked = check_keymap(self.settings.keymap, self.settings.source)
+        for problem in checked.problems:
+            self.write_log("warning", problem)
+        if checked.problems:
+            self.notify(f"{len(checked.problems)} keymap problem(s); l shows the log", severity="warning",
+                        timeout=8)
+        if checked.applicable:
+            self.set_keymap(checked.applicable)
+        if self.last_error:
+            self.notify(self.last_error, severity="error", timeout=8)
+        if self.read_only:
+            self.write_log("info", "read-only mode: actions that change something are off")
+        for level, text in self._pending_log:
+            self.query_one("#log", LogPanel).add(level, text)
+        self._pending_log.clear()
+
+    def on_ready(self) -> None:
+        self.write_log("info", f"console ready in {1000 * (time.perf_counter() - MODULE_IMPORTED_AT):.0f} ms "
+                       f"(theme {self.theme}, backend {self.settings.backend})")
+        self._check_size()
+        self._tab_shown(self.active_tab)
+
+    # ----- the gate -----------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        spec = spec_for_action(action, parameters)
+        if spec is None:
+            return True
+        if spec.scope != GLOBAL_SCOPE and self.active_tab != spec.scope:
+            return False
+        state: bool | None = True
+        if spec.scope == "upload":
+            state = self.upload_tab.availability(action)
+        if spec.mutates and self.read_only:
+            return None if state is not False else False
+        return state
+
+    def palette_state(self, spec: ActionSpec) -> str:
+        if spec.mutates and self.read_only:
+            return "off: read-only mode"
+        return ""
+
+    def keys_for(self, spec: ActionSpec) -> list[str]:
+        """The keys bound to an action now (after the user's keymap), as shown in the footer."""
+        return [self.get_key_display(binding) for _, binding in self._bindings if binding.id == spec.id]
+
+    async def run_from_palette(self, spec: ActionSpec) -> None:
+        if spec.scope != GLOBAL_SCOPE and self.active_tab != spec.scope:
+            self.show_tab_now(spec.scope)
+        if not await self.run_action(spec.action):
+            reason = "read-only mode is on" if spec.mutates and self.read_only else "not available right now"
+            self.notify(f"{spec.title}: {reason}", severity="warning")
+            self.write_log("warning", f"{spec.title}: {reason}")
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        for command in super().get_system_commands(screen):
+            if command.title in ("Theme", "Quit", "Screenshot"):
+                yield command
+
+    # ----- tabs, layout -------------------------------------------------------------------------
+
+    @property
+    def tabs(self) -> TabbedContent:
+        return self.query_one("#tabs", TabbedContent)
+
+    @property
+    def active_tab(self) -> str:
+        try:
+            return self.tabs.active
+        except Exception:  # before compose
+            return "overview"
+
+    @property
+    def upload_tab(self) -> UploadTab:
+        return self.query_one(UploadTab)
+
+    def show_tab_now(self, tab_id: str) -> None:
+        self.tabs.active = tab_id
+        self._tab_shown(tab_id)
+
+    def action_show_tab(self, tab_id: str) -> None:
+        if self.active_tab != tab_id:
+            self.show_tab_now(tab_id)
+
+    @on(TabbedContent.TabActivated, "#tabs")
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self._tab_shown(self.active_tab)
+
+    def _tab_shown(self, tab_id: str) -> None:
+        self.query_one(OverviewTab).set_visible(tab_id == "overview")
+        if tab_id == "upload":
+            self.upload_tab.on_tab_shown()
+        self.refresh_bindings()
+
+    def on_resize(self, event: events.Resize) -> None:
+        # Runs before Textual's own resize handling, so the new size comes from the event.
+        self._check_size(event.size.width, event.size.height)
+
+    def _check_size(self, width: int | None = None, height: int | None = None) -> None:
+        if width is None or height is None:
+            width, height = self.size
+        too_small = width < MIN_WIDTH or height < MIN_HEIGHT
+        if too_small and self._too_small is None:
+            self._too_small = TooSmallScreen()
+            self.push_screen(self._too_small)
+            self.write_log("warning", f"terminal {width}×{height} is below {MIN_WIDTH}×{MIN_HEIGHT}")
+        elif not too_small and self._too_small is not None:
+            if self.screen is self._too_small:
+                self.pop_screen()
+            self._too_small = None
+
+    def action_toggle_log(self) -> None:
+        panel = self.query_one("#log", LogPanel)
+        panel.display = not panel.display
+
+    def action_toggle_header(self) -> None:
+        header = self.query_one("#header", ArslHeader)
+        header.display = not header.display
+
+    def action_show_help(self) -> None:
+        screen = self.screen
+        focused = screen.focused
+        place = type(focused).__name__ if focused is not None else "nothing"
+        where = f"{TAB_TITLES.get(self.active_tab, self.active_tab)} tab, focus: {place}"
+        rows = collect_help_rows(screen, read_only=self.read_only, active_tab=self.active_tab)
+        self.push_screen(HelpScreen(rows, where))
+
+    # ----- copy ---------------------------------------------------------------------------------
+
+    def action_copy_id(self) -> None:
+        identifier = self.upload_tab.current_id()
+        if not identifier:
+            self.notify("Nothing to copy yet: no run or manifest id.", severity="warning")
+            return
+        self.copy_to_clipboard(identifier)
+        self.notify(f"Copied {identifier[:12]}… to the clipboard (OSC 52).")
+        self.write_log("info", f"copied id {identifier}")
+
+    def action_copy_error(self) -> None:
+        if not self.last_error:
+            self.notify("No error to copy.", severity="information")
+            return
+        self.copy_to_clipboard(self.last_error)
+        self.notify("Copied the last error to the clipboard (OSC 52).")
+
+    # ----- upload actions (run only through check_action) ---------------------------------------
+
+    def action_upload_edit_path(self) -> None:
+        self.upload_tab.focus_path()
+
+    def action_upload_validate(self) -> None:
+        self.upload_tab.request_validate()
+
+    def action_upload_start(self) -> None:
+        self.upload_tab.request_start()
+
+    def action_upload_pause(self) -> None:
+        self.upload_tab.request_pause()
+
+    def action_upload_resume(self) -> None:
+        self.upload_tab.request_resume()
+
+    def action_upload_cancel(self) -> None:
+        self.upload_tab.request_cancel()
+
+    # ----- log and cross-tab messages -----------------------------------------------------------
+
+    def write_log(self, level: str, text: str) -> None:
+        if level == "error":
+            self.last_error = text
+        try:
+            panel = self.query_one("#log", LogPanel)
+        except Exception:  # not mounted yet
+            self._pending_log.append((level, text))
+            return
+        panel.add(level, text)
+
+    def on_logged(self, message: Logged) -> None:
+        self.write_log(message.level, message.text)
+
+    def on_upload_run_ended(self, message: UploadRunEnded) -> None:
+        if self.active_tab == "overview":
+            for overview in self.query(OverviewTab):  # none while the console is closing
+                overview.reload()
+
+    def handle_bindings_clash(self, clashed_bindings: set[Binding], node: DOMNode) -> None:
+        """A remapped key that another binding also uses: reported once, in the log panel."""
+        for binding in clashed_bindings:
+            text = (f"keymap: key {binding.key!r} is bound to more than one action "
+                    f"({binding.id or binding.action} among them); the first one found wins")
+            if text not in self._reported_clashes:
+                self._reported_clashes.add(text)
+                self.write_log("warning", text)
+
+    # ----- quitting -----------------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        if self._quitting:
+            return
+        tab = self.upload_tab
+        if not tab.active:
+            self.exit(0)
+            return
+        lines = [
+            f"Upload run {tab.view.run_id[:12] or '(starting)'} is in progress.",
+            "Quitting cancels it cleanly: objects in flight finish; confirmed objects stay in the store "
+            "and the journal.",
+            "Reopening the console shows the run and offers to resume it (r on the Upload tab).",
+        ]
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self._quitting = True
+                tab.cancel_run()
+                self._exit_after_upload()
+
+        self.push_screen(ConfirmScreen("Quit during an upload?", lines, "Quit"), answered)
+
+    @work(group="quit", exclusive=True)
+    async def _exit_after_upload(self) -> None:
+        uploads = [worker for worker in self.workers if worker.group == "upload"]
+        try:
+            await asyncio.wait_for(self.workers.wait_for_complete(uploads), timeout=QUIT_WAIT_S)
+        except TimeoutError:
+            self.write_log("error", f"the upload did not stop within {QUIT_WAIT_S:.0f} s; quitting anyway")
+        self.exit(0)
+
+
+def run_console(settings: Settings, *, read_only: bool = False, theme: str | None = None) -> int:
+    """Run the console until the user quits; the exit status for the CLI."""
+    app = ArslApp(settings, read_only=read_only, theme=theme)
+    result = app.run(mouse=False)
+    if app.return_code not in (None, 0):
+        return int(app.return_code or 1)
+    return int(result or 0)

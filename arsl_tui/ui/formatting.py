@@ -1,0 +1,88 @@
+"""Human forms of sizes, rates, durations and statuses for the console (text, never colour alone)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+_LONG_HEX = re.compile(r"[0-9a-f]{32,}")
+
+# One glyph per status, all single-width text-presentation characters that every terminal font has.
+STATUS_GLYPHS: dict[str, str] = {
+    "done": "✓", "ok": "✓", "valid": "✓",
+    "running": "►", "sending": "►", "validating": "…", "packing": "►", "verifying": "►", "finishing": "►",
+    "paused": "‖", "cancelled": "■", "cancelling": "■",
+    "failed": "✗", "error": "✗", "invalid": "✗",
+    "interrupted": "▲", "warning": "▲", "resumable": "▲",
+    "idle": "○", "pending": "○", "none": "○",
+}
+
+
+def status_text(status: str) -> str:
+    """`✓ done`, `‖ paused`: the glyph and the word, so status never rests on colour."""
+    return f"{STATUS_GLYPHS.get(status, '·')} {status}"
+
+
+def count(value: int) -> str:
+    return f"{value:,}"
+
+
+def size(num_bytes: float) -> str:
+    """Bytes in decimal units: 950 B, 38.2 MB, 1.07 GB."""
+    if num_bytes < 1000:
+        return f"{int(num_bytes)} B"
+    for unit in ("kB", "MB", "GB", "TB"):
+        num_bytes /= 1000
+        if num_bytes < 1000 or unit == "TB":
+            return f"{num_bytes:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def rate(bytes_per_s: float) -> str:
+    return f"{size(bytes_per_s)}/s" if bytes_per_s > 0 else "–"
+
+
+def duration(seconds: float | None) -> str:
+    """`42 s`, `3 min 05 s`, `2 h 07 min`; `–` when unknown."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "–"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def percent(done: int, total: int) -> str:
+    return f"{100 * done / total:5.1f} %" if total > 0 else "  – %"
+
+
+def bar(done: float, total: float, width: int) -> str:
+    """A text progress bar: filled cells `█`, the rest `░` (readable in 16 colours and without colour)."""
+    if width <= 0:
+        return ""
+    fraction = min(1.0, max(0.0, done / total)) if total > 0 else 0.0
+    filled = int(fraction * width)
+    return "█" * filled + "░" * (width - filled)
+
+
+def timestamp(epoch_s: float) -> str:
+    """Local date and minute of an epoch time."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(epoch_s))
+
+
+def short_id(identifier: str, length: int = 12) -> str:
+    return identifier[:length] if identifier else "–"
+
+
+def shorten_ids(text: str, keep: int = 12) -> str:
+    """Long hex ids (manifest sha256s in keys and paths) cut to their first `keep` digits and `…`."""
+    return _LONG_HEX.sub(lambda match: match.group(0)[:keep] + "…", text)
+
+
+def tail(text: str, width: int) -> str:
+    """The end of a long path, which says the most: `…/ArASL_Database_54K_Final`."""
+    return text if len(text) <= width else "…" + text[len(text) - width + 1:]

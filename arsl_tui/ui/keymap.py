@@ -1,0 +1,182 @@
+"""The console's binding registry: every user action, its id, keys, words and whether it changes things.
+
+One table drives the App's `BINDINGS`, the footer, the help overlay, the command palette and the
+read-only gate, so a new action cannot be reachable by key but missing from help or the gate.
+Ids are namespaced (`tabs.upload`, `upload.start`); users remap keys by id in `[keymap]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from textual.actions import parse as parse_action
+from textual.binding import Binding, BindingType
+
+GLOBAL_SCOPE = "global"
+TAB_IDS: tuple[str, ...] = ("overview", "upload", "training", "gate", "canary", "alarms")
+TAB_TITLES: dict[str, str] = {
+    "overview": "Overview", "upload": "Upload", "training": "Training",
+    "gate": "Gate", "canary": "Canary", "alarms": "Alarms",
+}
+# Keys that tmux or shells commonly own; a keymap that uses one gets a warning.
+RISKY_KEYS = frozenset({"ctrl+a", "ctrl+b", "ctrl+z", "ctrl+s", "ctrl+backslash"})
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One user action: how it is bound, named, explained and gated."""
+
+    id: str
+    """Namespaced binding id, the key users put in `[keymap]`."""
+    keys: str
+    """Default keys in Textual syntax, comma-separated."""
+    action: str
+    """The App action it runs, e.g. `show_tab('upload')`."""
+    description: str
+    """Footer label (a word or two)."""
+    title: str
+    """Command-palette title."""
+    tooltip: str
+    """One sentence: what exactly happens."""
+    scope: str = GLOBAL_SCOPE
+    """`global`, or the tab whose keys these are."""
+    owner: str = "app"
+    """Who holds the binding: `app`, or a widget or screen kind (`path`, `confirm`, `help`, `too-small`)."""
+    mutates: bool = False
+    """Changes something outside the console (starts, stops or alters work); off in read-only mode."""
+    show: bool = True
+    priority: bool = False
+    key_display: str | None = None
+    group: Binding.Group | None = None
+
+    @property
+    def action_name(self) -> str:
+        return parse_action(self.action)[1]
+
+    @property
+    def action_params(self) -> tuple[object, ...]:
+        return tuple(parse_action(self.action)[2])
+
+    def binding(self) -> Binding:
+        return Binding(self.keys, self.action, self.description, show=self.show, key_display=self.key_display,
+                       priority=self.priority, tooltip=self.tooltip, id=self.id, group=self.group)
+
+
+_TABS_GROUP = Binding.Group("tabs", compact=True)
+
+ACTIONS: tuple[ActionSpec, ...] = (
+    *(
+        ActionSpec(id=f"tabs.{tab}", keys=str(number), action=f"show_tab('{tab}')", description=TAB_TITLES[tab],
+                   title=f"Go to the {TAB_TITLES[tab]} tab", tooltip=f"Show the {TAB_TITLES[tab]} tab.",
+                   group=_TABS_GROUP)
+        for number, tab in enumerate(TAB_IDS, start=1)
+    ),
+    ActionSpec(id="app.help", keys="question_mark,f1", action="show_help", description="help",
+               title="Help: keys of this place", key_display="?",
+               tooltip="List every key that works where the focus is now."),
+    ActionSpec(id="app.palette", keys="ctrl+p", action="command_palette", description="palette",
+               title="Command palette", tooltip="Search and run any console action by name.", show=False,
+               priority=True),
+    ActionSpec(id="app.toggle_log", keys="l", action="toggle_log", description="log",
+               title="Show or hide the log panel", tooltip="Show or hide the log panel at the bottom."),
+    ActionSpec(id="app.toggle_header", keys="H", action="toggle_header", description="header", show=False,
+               title="Show or hide the header", tooltip="Show or hide the header line to gain a row."),
+    ActionSpec(id="app.copy_id", keys="y", action="copy_id", description="copy id", show=False,
+               title="Copy the current run or manifest id",
+               tooltip="Copy the id shown for the current upload run (or data set) to the clipboard via OSC 52."),
+    ActionSpec(id="app.copy_error", keys="Y", action="copy_error", description="copy error", show=False,
+               title="Copy the last error", tooltip="Copy the text of the last error to the clipboard via OSC 52."),
+    ActionSpec(id="app.quit", keys="q,ctrl+q", action="quit", description="quit", key_display="q",
+               title="Quit the console",
+               tooltip="Quit; a running upload is cancelled cleanly and can be resumed later."),
+    ActionSpec(id="upload.edit_path", keys="e", action="upload_edit_path", description="path", scope="upload",
+               show=False, title="Upload: edit the data set path",
+               tooltip="Move the cursor to the data set folder field."),
+    ActionSpec(id="upload.validate", keys="v", action="upload_validate", description="validate", scope="upload",
+               title="Upload: validate the data set",
+               tooltip="Decode every image in the folder and count images per class; changes nothing."),
+    ActionSpec(id="upload.start", keys="S", action="upload_start", description="upload", scope="upload",
+               mutates=True, title="Upload: start uploading the validated data set",
+               tooltip="Ask for confirmation, then upload the validated data set to the store."),
+    ActionSpec(id="upload.pause", keys="p", action="upload_pause", description="pause", scope="upload",
+               mutates=True, title="Upload: pause",
+               tooltip="Stop sending new objects; those in flight finish."),
+    ActionSpec(id="upload.resume", keys="r", action="upload_resume", description="resume", scope="upload",
+               mutates=True, title="Upload: resume",
+               tooltip="Resume a paused upload, or (after confirmation) an interrupted one from its journal."),
+    ActionSpec(id="upload.cancel", keys="X", action="upload_cancel", description="cancel", scope="upload",
+               mutates=True, title="Upload: cancel",
+               tooltip="Ask for confirmation, then stop the upload; confirmed objects stay and a later run resumes."),
+    ActionSpec(id="path.complete", keys="tab", action="complete", description="complete", owner="path",
+               title="Complete the path",
+               tooltip="Accept the suggested completion; with none, move to the next field."),
+    ActionSpec(id="path.leave", keys="escape", action="leave", description="leave field", owner="path",
+               title="Leave the path field", tooltip="Move the focus out of the field so single-letter keys work."),
+    ActionSpec(id="confirm.yes", keys="y", action="confirm", description="yes, do it", owner="confirm",
+               title="Confirm", tooltip="Do exactly what the dialog describes."),
+    ActionSpec(id="confirm.no", keys="n,escape", action="dismiss_dialog", description="no", owner="confirm",
+               key_display="n/esc", title="Cancel", tooltip="Close the dialog and change nothing."),
+    ActionSpec(id="help.close", keys="escape,question_mark,f1,q", action="close", description="close",
+               owner="help", key_display="esc", title="Close help", tooltip="Close the help overlay."),
+    ActionSpec(id="too_small.quit", keys="ctrl+q,q", action="app.quit", description="quit", owner="too-small",
+               title="Quit", tooltip="Quit the console."),
+)
+
+_BY_ID: dict[str, ActionSpec] = {spec.id: spec for spec in ACTIONS}
+_BY_ACTION: dict[tuple[str, tuple[object, ...]], ActionSpec] = {
+    (spec.action_name, spec.action_params): spec for spec in ACTIONS if spec.owner == "app"
+}
+
+
+def app_actions() -> list[ActionSpec]:
+    """The actions the App runs: these are gated, and listed in the command palette."""
+    return [spec for spec in ACTIONS if spec.owner == "app"]
+
+
+def bindings_for(owner: str) -> list[BindingType]:
+    """The Bindings of one owner (`app`, `path`, `confirm`, …), for its `BINDINGS`."""
+    return [spec.binding() for spec in ACTIONS if spec.owner == owner]
+
+
+def spec_by_id(binding_id: str) -> ActionSpec | None:
+    return _BY_ID.get(binding_id)
+
+
+def spec_for_action(action_name: str, params: Iterable[object] = ()) -> ActionSpec | None:
+    """The App action behind an action name and its parameters, if any."""
+    return _BY_ACTION.get((action_name, tuple(params)))
+
+
+def known_binding_ids() -> list[str]:
+    return sorted(_BY_ID)
+
+
+@dataclass(frozen=True)
+class KeymapCheck:
+    """A user keymap split into what can be applied and what to report."""
+
+    applicable: dict[str, str]
+    problems: list[str]
+
+
+def check_keymap(keymap: Mapping[str, str], source: str) -> KeymapCheck:
+    """Keep the entries whose id exists and whose keys are not empty; describe every other entry."""
+    applicable: dict[str, str] = {}
+    problems: list[str] = []
+    for binding_id, keys in keymap.items():
+        if binding_id not in _BY_ID:
+            problems.append(f"{source} [keymap]: unknown binding id {binding_id!r} (ignored); known ids: "
+                            + ", ".join(known_binding_ids()))
+            continue
+        key_list = [key.strip() for key in keys.split(",")]
+        if not keys.strip() or any(not key for key in key_list):
+            problems.append(f"{source} [keymap]: {binding_id} = {keys!r}: expected keys like \"ctrl+u\" "
+                            "or \"u,ctrl+u\" (ignored)")
+            continue
+        risky = sorted(RISKY_KEYS.intersection(key_list))
+        if risky:
+            problems.append(f"{source} [keymap]: {binding_id} uses {', '.join(risky)}, which tmux or the shell "
+                            "may take first")
+        applicable[binding_id] = ",".join(key_list)
+    return KeymapCheck(applicable=applicable, problems=problems)

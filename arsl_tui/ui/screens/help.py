@@ -1,0 +1,91 @@
+"""The `?` overlay: every key that works where the focus is now, with what it does."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Static
+
+from arsl_tui.ui.keymap import bindings_for, spec_by_id
+
+_PLACE_NAMES = {
+    "PathInput": "path field", "ClassCountTable": "counts table", "ProblemList": "problem list",
+    "RunsTable": "runs table", "ContentTabs": "tab bar", "Tabs": "tab bar", "Screen": "screen",
+}
+
+
+@dataclass(frozen=True)
+class HelpRow:
+    place: str
+    keys: str
+    description: str
+    state: str
+
+
+def collect_help_rows(screen: Screen[object], *, read_only: bool, active_tab: str) -> list[HelpRow]:
+    """The bindings active on `screen`, one row per action (its keys joined), focused place first."""
+    app = screen.app
+    merged: dict[tuple[int, str], list[str]] = {}
+    details: dict[tuple[int, str], tuple[str, str, str]] = {}
+    order: list[tuple[int, str]] = []
+    for key, active in screen.active_bindings.items():
+        binding = active.binding
+        if binding.system or not (binding.description or binding.tooltip):
+            continue
+        spec = spec_by_id(binding.id) if binding.id else None
+        node_name = type(active.node).__name__
+        if active.node is app:
+            place = "everywhere" if spec is None or spec.scope == "global" else f"{active_tab.title()} tab"
+        else:
+            place = _PLACE_NAMES.get(node_name, node_name)
+        identity = (id(active.node), binding.action)
+        if identity not in merged:
+            merged[identity] = []
+            order.append(identity)
+            if active.enabled:
+                state = "✓ on"
+            elif spec is not None and spec.mutates and read_only:
+                state = "■ off: read-only"
+            else:
+                state = "○ not now"
+            what = spec.tooltip if spec is not None else (binding.tooltip or binding.description)
+            details[identity] = (place, what, state)
+        merged[identity].append(app.get_key_display(binding.with_key(key)))
+    rows = [HelpRow(details[identity][0], ", ".join(dict.fromkeys(merged[identity])), details[identity][1],
+                    details[identity][2]) for identity in order]
+    # This tab's actions first, then the focused widget's own keys, then those that work everywhere.
+    def rank(row: HelpRow) -> int:
+        if row.place.endswith(" tab"):
+            return 0
+        return 2 if row.place in ("everywhere", "screen") else 1
+
+    return sorted(rows, key=rank)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = bindings_for("help")
+
+    def __init__(self, rows: list[HelpRow], where: str) -> None:
+        super().__init__()
+        self.rows = rows
+        self.where = where
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help-dialog"):
+            yield Static(f"Keys here — {self.where}", id="help-title", markup=False)
+            yield DataTable(id="help-table", cursor_type="row", zebra_stripes=False)
+            yield Static("Ctrl+P searches every action by name. Remap keys by id in config.toml [keymap], "
+                         "e.g. \"upload.start\" = \"ctrl+u\". Esc closes.", id="help-hint", markup=False)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#help-table", DataTable)
+        table.add_columns("where", "keys", "state", "what it does")
+        for row in self.rows:
+            table.add_row(row.place, row.keys, row.state, row.description)
+        table.focus()
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,176 @@
+"""The operations the console calls, behind one seam so the UI never imports heavy code at start-up.
+
+The defaults import `arsl_tui.ops` lazily, inside the worker threads that call them. Tests may pass
+their own `ConsoleServices` (for deterministic snapshots); the Pilot tests use the defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol
+
+from arsl_tui.domain.events import EventSink
+
+if TYPE_CHECKING:
+    from arsl_tui.config import Settings
+    from arsl_tui.ops.dataset import ValidationReport
+
+
+class UploadControlLike(Protocol):
+    """What the console needs of `ops.upload.UploadControl`."""
+
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def cancel(self) -> None: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+    @property
+    def cancelled(self) -> bool: ...
+
+
+class UploadOutcomeLike(Protocol):
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def manifest_id(self) -> str: ...
+    @property
+    def destination(self) -> str: ...
+    @property
+    def objects_sent(self) -> int: ...
+    @property
+    def objects_skipped(self) -> int: ...
+    @property
+    def bytes_sent(self) -> int: ...
+    @property
+    def elapsed_s(self) -> float: ...
+    @property
+    def error(self) -> str: ...
+
+
+class UploadRunLike(Protocol):
+    """What the console shows of a journal record (`ops.upload.UploadRunRecord`)."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def dataset_dir(self) -> str: ...
+    @property
+    def manifest_id(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def destination(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def objects_total(self) -> int: ...
+    @property
+    def objects_confirmed(self) -> int: ...
+    @property
+    def bytes_total(self) -> int: ...
+    @property
+    def bytes_confirmed(self) -> int: ...
+    @property
+    def started_at(self) -> float: ...
+    @property
+    def updated_at(self) -> float: ...
+    @property
+    def error(self) -> str: ...
+
+
+class EngineUnavailable(Exception):
+    """The upload engine module is not installed in this build."""
+
+
+class UploadNotRun(Exception):
+    """The engine refused before sending anything (no such folder, busy elsewhere, store unreachable)."""
+
+
+class UploadRefusedError(Exception):
+    """Validation found problems and quarantining was not asked for; `report` lists them."""
+
+    def __init__(self, message: str, report: ValidationReport | None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class UploadOrder:
+    """What the user asked to upload."""
+
+    dataset_dir: Path
+    mode: str
+    allow_problems: bool
+
+
+@dataclass(frozen=True)
+class ConsoleServices:
+    validate: Callable[[Settings, Path], ValidationReport]
+    new_control: Callable[[], UploadControlLike]
+    run_upload: Callable[[Settings, UploadOrder, EventSink, UploadControlLike], UploadOutcomeLike]
+    resumable_run: Callable[[Settings], UploadRunLike | None]
+    list_upload_runs: Callable[[Settings, int], list[UploadRunLike]]
+
+
+def _upload_module() -> ModuleType:
+    try:
+        from arsl_tui.ops import upload
+    except ImportError as error:
+        raise EngineUnavailable(f"the upload engine (arsl_tui.ops.upload) is not available: {error}") from None
+    return upload
+
+
+def _validate(settings: Settings, folder: Path) -> ValidationReport:
+    from arsl_tui.domain.manifest import SplitPolicy
+    from arsl_tui.ops.dataset import validate_dataset
+
+    dataset = settings.dataset
+    split = SplitPolicy(seed=dataset.split_seed, val=dataset.val_fraction, test=dataset.test_fraction)
+    return validate_dataset(folder, split)
+
+
+def _new_control() -> UploadControlLike:
+    control: UploadControlLike = _upload_module().UploadControl()
+    return control
+
+
+def _run_upload(settings: Settings, order: UploadOrder, on_event: EventSink,
+                control: UploadControlLike) -> UploadOutcomeLike:
+    from arsl_tui.domain.ports import StoreError
+    from arsl_tui.ops.dataset import DatasetError
+    from arsl_tui.providers.local.state import StateError
+
+    upload = _upload_module()
+    request = upload.UploadRequest(dataset_dir=order.dataset_dir, mode=order.mode,
+                                   allow_problems=order.allow_problems)
+    try:
+        outcome: UploadOutcomeLike = upload.run_upload(settings, request, on_event=on_event, control=control)
+    except upload.UploadRefused as refused:
+        report = getattr(refused, "report", None)
+        raise UploadRefusedError(str(refused) or "validation found problems", report) from None
+    except (DatasetError, upload.UploadBusy, StateError) as error:
+        raise UploadNotRun(str(error)) from None
+    except StoreError as error:
+        raise UploadNotRun(f"storage error: {error}") from None
+    return outcome
+
+
+def _resumable_run(settings: Settings) -> UploadRunLike | None:
+    record: UploadRunLike | None = _upload_module().resumable_run(settings)
+    return record
+
+
+def _list_upload_runs(settings: Settings, limit: int) -> list[UploadRunLike]:
+    return list(_upload_module().list_upload_runs(settings, limit=limit))
+
+
+def default_services() -> ConsoleServices:
+    return ConsoleServices(validate=_validate, new_control=_new_control, run_upload=_run_upload,
+                           resumable_run=_resumable_run, list_upload_runs=_list_upload_runs)

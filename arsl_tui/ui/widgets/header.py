@@ -1,0 +1,53 @@
+"""The top line: which backend, region, project and bucket the console acts on, and the model versions."""
+
+from __future__ import annotations
+
+import os
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import Static
+
+from arsl_tui.config import Settings
+
+PROJECT_ENV = "HUAWEICLOUD_SDK_PROJECT_ID"
+
+
+def project_label(settings: Settings) -> str:
+    """The Huawei project id (an identifier, not a secret); `–` for the local backend."""
+    if settings.backend != "huawei":
+        return "–"
+    return os.environ.get(PROJECT_ENV, "") or "not set"
+
+
+class ArslHeader(Static):
+    """One line of facts about where the console points; hidden with `H`."""
+
+    champion: reactive[str] = reactive("–")
+    """Version serving most traffic, filled once the registry exists."""
+    challenger: reactive[str] = reactive("–")
+    read_only: reactive[bool] = reactive(False)
+
+    def __init__(self, settings: Settings, *, read_only: bool, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._settings = settings
+        self.set_reactive(ArslHeader.read_only, read_only)
+
+    def render(self) -> Text:
+        settings = self._settings
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(" arsl ", style="bold reverse")
+        if self.read_only:
+            line.append(" READ-ONLY ", style="bold reverse")
+        facts = (
+            ("backend", settings.backend),
+            ("region", settings.huawei.region if settings.backend == "huawei" else "–"),
+            ("project", project_label(settings)),
+            ("bucket", settings.storage.bucket),
+            ("champion", self.champion),
+            ("challenger", self.challenger),
+        )
+        for label, value in facts:
+            line.append(f" {label} ", style="dim")
+            line.append(value, style="bold")
+        return line

@@ -1,0 +1,109 @@
+"""The real `arsl` entry point in a real terminal (tmux, 80×24): validate and upload a small data set."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
+
+ARSL = Path(sys.executable).with_name("arsl")
+SCREEN_TIMEOUT_S = 30.0
+
+
+class Tmux:
+    """One private tmux server (its own socket) holding one 80×24 session."""
+
+    def __init__(self) -> None:
+        self.socket = f"arsl-e2e-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    def run(self, *args: str, check: bool = True) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], check=check, capture_output=True,
+                              text=True).stdout
+
+    def start(self, command: str) -> None:
+        self.run("-f", "/dev/null", "new-session", "-d", "-s", "console", "-x", "80", "-y", "24", command)
+
+    def screen(self, escapes: bool = False) -> str:
+        return self.run("capture-pane", "-p", *(["-e"] if escapes else []), "-t", "console", check=False)
+
+    def keys(self, *keys: str, literal: bool = False) -> None:
+        self.run("send-keys", "-t", "console", *(["-l"] if literal else []), *keys)
+
+    def wait_for(self, predicate: Callable[[str], bool], what: str) -> str:
+        """Poll the pane (bounded) until `predicate` holds for its text."""
+        deadline = time.monotonic() + SCREEN_TIMEOUT_S
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if predicate(screen):
+                return screen
+            time.sleep(0.05)  # polling interval of a bounded wait on the screen, not synchronisation by delay
+        raise AssertionError(f"timed out waiting for {what}; the screen was:\n{screen}")
+
+    def wait_text(self, text: str) -> str:
+        return self.wait_for(lambda screen: text in screen, repr(text))
+
+    def alive(self) -> bool:
+        return subprocess.run(["tmux", "-L", self.socket, "has-session", "-t", "console"],
+                              capture_output=True).returncode == 0
+
+    def kill_server(self) -> None:
+        self.run("kill-server", check=False)
+
+
+@pytest.fixture
+def tmux() -> Iterator[Tmux]:
+    session = Tmux()
+    yield session
+    session.kill_server()
+
+
+def console_command(home: Path, exit_file: Path, term: str) -> str:
+    environment = f"env -u COLORTERM -u TEXTUAL_COLOR_SYSTEM TERM={term} ARSL_HOME={home} ESCDELAY=25"
+    return f"{environment} {ARSL}; echo exit=$? > {exit_file}"
+
+
+def test_upload_a_small_data_set_from_the_real_console(tmux: Tmux, tiny_dataset: Path, arsl_home: Path,
+                                                       tmp_path: Path) -> None:
+    exit_file = tmp_path / "exit-code"
+    tmux.start(console_command(arsl_home, exit_file, "xterm-256color"))
+    tmux.wait_text("1 Overview")
+    tmux.keys("2")
+    tmux.wait_text("Data set folder")
+    tmux.keys(str(tiny_dataset), literal=True)
+    tmux.keys("Enter")
+    tmux.wait_text("Valid: 96 images")
+    tmux.keys("S")
+    tmux.wait_text("Start the upload?")
+    tmux.keys("y")
+    screen = tmux.wait_text("✓ Uploaded:")
+    assert "96 / 96" in screen and "✓ done" in screen
+    colours = tmux.screen(escapes=True)
+    assert "38;5;" in colours and not re.search(r"\x1b\[[0-9;]*38;2;", colours)  # 256 colours, no truecolor
+    tmux.keys("q")
+    tmux.wait_for(lambda _: exit_file.exists(), "the console to exit")
+    assert exit_file.read_text().strip() == "exit=0"
+    manifests = list((arsl_home / "store" / "arsl-ml" / "datasets").glob("*/manifest.json"))
+    assert len(manifests) == 1
+
+
+def test_plain_xterm_gets_the_16_colour_theme(tmux: Tmux, arsl_home: Path, tmp_path: Path) -> None:
+    exit_file = tmp_path / "exit-code"
+    tmux.start(console_command(arsl_home, exit_file, "xterm"))
+    tmux.wait_text("1 Overview")
+    colours = tmux.screen(escapes=True)
+    assert not re.search(r"\x1b\[[0-9;]*38;[25];", colours)  # only the 16 standard colours
+    tmux.keys("q")
+    tmux.wait_for(lambda _: exit_file.exists(), "the console to exit")
+    assert exit_file.read_text().strip() == "exit=0"

@@ -1,0 +1,206 @@
+"""`arsl upload` as a user runs it: a real process, real SQLite journal, real local store — and kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arsl_tui.config import Settings, load_settings
+from arsl_tui.domain.manifest import Manifest, SplitPolicy
+from arsl_tui.ops.dataset import validate_dataset
+from arsl_tui.ops.upload import dataset_prefix
+from arsl_tui.providers.local.state import state_path
+from arsl_tui.providers.local.store import LocalObjectStore
+from tests.conftest import DatasetFactory, jpeg_bytes
+from tests.fixtures.upload_checks import assert_store_matches
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ARSL_")}
+    env["ARSL_HOME"] = str(tmp_path / "home")
+    return env
+
+
+def arsl(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "arsl_tui", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=180, stdin=subprocess.DEVNULL)
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def settings_for(tmp_path: Path) -> Settings:
+    return load_settings(environ={}, cwd=tmp_path, cli_overrides={"home": str(tmp_path / "home")})
+
+
+def manifest_of(folder: Path) -> Manifest:
+    return validate_dataset(folder, SplitPolicy()).manifest
+
+
+def store_of(settings: Settings) -> LocalObjectStore:
+    return LocalObjectStore(settings.home_dir / "store" / settings.storage.bucket)
+
+
+def test_kill_9_mid_upload_then_rerun_sends_only_the_remainder(make_dataset: DatasetFactory, tmp_path: Path,
+                                                               cli_env: dict[str, str]) -> None:
+    dataset = make_dataset(per_class=20)  # 640 images: far more than the events a full pipe can hold
+    settings = settings_for(tmp_path)
+    manifest = manifest_of(dataset)
+    total = len(manifest.images) + 1
+    with (tmp_path / "stderr.txt").open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "arsl_tui", "upload", str(dataset), "--mode", "files", "--concurrency", "1",
+             "--json", "--yes"], env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=stderr,
+            stdin=subprocess.DEVNULL, text=True)
+        assert process.stdout is not None
+        # Each confirmed object is one JSON line, written after the journal records it; once we stop
+        # reading, the pipe fills and the upload blocks, so the kill lands mid-way without any timing.
+        for line in process.stdout:
+            event = json.loads(line)
+            if event["event"] == "UploadProgressed" and event["objects_done"] >= 5:
+                break
+        else:
+            pytest.fail(f"the upload ended before 5 objects were confirmed: {(tmp_path / 'stderr.txt').read_text()}")
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        process.stdout.close()
+    assert process.returncode == -signal.SIGKILL
+
+    with sqlite3.connect(state_path(settings.home_dir)) as connection:
+        states = dict(connection.execute("SELECT state, COUNT(*) FROM upload_objects GROUP BY state").fetchall())
+        confirmed_keys = [key for (key,) in connection.execute(
+            "SELECT key FROM upload_objects WHERE state = 'confirmed'")]
+    confirmed, uncertain = states.get("confirmed", 0), states.get("sent", 0)
+    assert 5 <= confirmed < total - 1, "killed mid-way"
+    store = store_of(settings)
+    prefix = dataset_prefix(settings, manifest.id)
+    assert store.head(prefix + "manifest.json") is None, "a half upload is never mistaken for a data set"
+    identity = {key: (store.root / key).stat() for key in confirmed_keys}
+
+    status = arsl(cli_env, tmp_path, "upload", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["runs"][0]["status"] == "interrupted"
+    assert report["resumable"]["run_id"] == report["runs"][0]["run_id"]
+
+    rerun = arsl(cli_env, tmp_path, "upload", str(dataset), "--mode", "files", "--concurrency", "4", "--json",
+                 "--yes")
+    assert rerun.returncode == 0, rerun.stderr
+    events = json_lines(rerun.stdout)
+    outcome = events[-1]
+    assert outcome["event"] == "outcome" and outcome["status"] == "done"
+    started = next(event for event in events if event["event"] == "UploadStarted")
+    assert started["objects_already_confirmed"] == confirmed
+    # Only the remainder went out: confirmed objects were skipped, the uncertain tail was headed first.
+    assert confirmed <= outcome["objects_skipped"] <= confirmed + uncertain
+    assert outcome["objects_sent"] == total - outcome["objects_skipped"]
+    for key, before in identity.items():
+        after = (store.root / key).stat()
+        assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns), f"{key} was rewritten"
+    assert_store_matches(store, settings, manifest, "files")
+
+    report = json.loads(arsl(cli_env, tmp_path, "upload", "status", "--json").stdout)
+    assert report["runs"][0]["status"] == "done" and report["resumable"] is None
+
+
+def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(make_dataset: DatasetFactory, tmp_path: Path,
+                                                    cli_env: dict[str, str]) -> None:
+    dataset = make_dataset(per_class=20)
+    settings = settings_for(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "arsl_tui", "upload", str(dataset), "--mode", "files", "--concurrency", "2", "--json",
+         "--yes"], env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if json.loads(line)["event"] == "UploadProgressed":
+            break
+    process.send_signal(signal.SIGINT)
+    rest, errors = process.communicate(timeout=60)
+    assert process.returncode == 130, errors
+    assert "run the same command again to resume" in errors
+    last = json_lines(rest)[-1]
+    assert last["exit_code"] == 130
+    runs = json.loads(arsl(cli_env, tmp_path, "upload", "status", "--json").stdout)["runs"]
+    assert (runs[0]["status"], runs[0]["error"]) == ("cancelled", "interrupted")
+    assert runs[0]["objects_confirmed"] < runs[0]["objects_total"]
+
+    rerun = arsl(cli_env, tmp_path, "upload", str(dataset), "--mode", "files", "--json", "--yes")
+    assert rerun.returncode == 0, rerun.stderr
+    assert json_lines(rerun.stdout)[-1]["objects_skipped"] >= runs[0]["objects_confirmed"]
+    assert_store_matches(store_of(settings), settings, manifest_of(dataset), "files")
+
+
+def test_upload_shows_progress_and_status_lists_the_run(tiny_dataset: Path, tmp_path: Path,
+                                                        cli_env: dict[str, str]) -> None:
+    result = arsl(cli_env, tmp_path, "upload", str(tiny_dataset), "--yes")
+    assert result.returncode == 0, result.stderr
+    manifest = manifest_of(tiny_dataset)
+    assert "done" in result.stdout and manifest.id[:12] in result.stdout
+    assert "100%" in result.stdout
+    settings = settings_for(tmp_path)
+    assert_store_matches(store_of(settings), settings, manifest, "shards")
+
+    status = arsl(cli_env, tmp_path, "upload", "status")
+    assert status.returncode == 0 and "done" in status.stdout and "shards" in status.stdout
+    runs = json.loads(arsl(cli_env, tmp_path, "upload", "status", "--json").stdout)["runs"]
+    assert len(runs) == 1 and runs[0]["manifest_id"] == manifest.id and runs[0]["mode"] == "shards"
+
+
+def test_validation_problems_refuse_with_exit_1_and_upload_nothing(tiny_dataset: Path, tmp_path: Path,
+                                                                   cli_env: dict[str, str]) -> None:
+    (tiny_dataset / "bb" / "cut.jpg").write_bytes(jpeg_bytes(5)[:200])
+    (tiny_dataset / "ain" / "notes.txt").write_text("hello")
+    result = arsl(cli_env, tmp_path, "upload", str(tiny_dataset), "--yes")
+    assert result.returncode == 1
+    assert "PROBLEM  bb/cut.jpg: corrupt" in result.stderr and "ain/notes.txt: not_an_image" in result.stderr
+    assert "--allow-problems" in result.stderr
+    settings = settings_for(tmp_path)
+    assert list(store_of(settings).list("")) == []
+
+    refused = json_lines(arsl(cli_env, tmp_path, "upload", str(tiny_dataset), "--json", "--yes").stdout)[-1]
+    assert refused["event"] == "refused" and refused["exit_code"] == 1
+    assert {item["path"] for item in refused["problems"]} == {"bb/cut.jpg", "ain/notes.txt"}
+
+    allowed = arsl(cli_env, tmp_path, "upload", str(tiny_dataset), "--mode", "files", "--allow-problems", "--yes",
+                   "--json")
+    assert allowed.returncode == 0, allowed.stderr
+    outcome = json_lines(allowed.stdout)[-1]
+    keys = {info.key for info in store_of(settings).list("")}
+    prefix = dataset_prefix(settings, outcome["manifest_id"])
+    assert f"{prefix}files/bb/cut.jpg" not in keys and f"{prefix}files/ain/notes.txt" not in keys
+    assert len(keys) == 96 + 1
+
+
+def test_usage_errors_exit_2(tmp_path: Path, tiny_dataset: Path, cli_env: dict[str, str]) -> None:
+    missing = arsl(cli_env, tmp_path, "upload", str(tmp_path / "nope"), "--yes")
+    assert missing.returncode == 2 and "no such folder" in missing.stderr
+    (tmp_path / "empty").mkdir()
+    empty = arsl(cli_env, tmp_path, "upload", str(tmp_path / "empty"), "--yes")
+    assert empty.returncode == 2 and "no class folders with images" in empty.stderr
+    read_only = arsl({**cli_env, "ARSL_READ_ONLY": "true"}, tmp_path, "upload", str(tiny_dataset), "--yes")
+    assert read_only.returncode == 2 and "read-only" in read_only.stderr
+    store_root = tmp_path / "home" / "store" / "arsl-ml"
+    assert not store_root.exists() or list(LocalObjectStore(store_root).list("")) == []
+
+
+def test_an_unusable_store_exits_3(tiny_dataset: Path, tmp_path: Path, cli_env: dict[str, str]) -> None:
+    store_parent = tmp_path / "home" / "store"
+    store_parent.mkdir(parents=True)
+    (store_parent / "arsl-ml").write_text("a file where the bucket folder belongs")
+    result = arsl(cli_env, tmp_path, "upload", str(tiny_dataset), "--yes", "--json")
+    assert result.returncode == 3
+    error = json_lines(result.stdout)[-1]
+    assert error["exit_code"] == 3 and "arsl-ml" in error["error"] and "store folder" in error["error"]

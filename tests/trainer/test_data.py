@@ -1,0 +1,130 @@
+"""The trainer reads class folders, manifests and shards the way the console writes them."""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from arsl_tui.domain.manifest import SplitPolicy as ConsoleSplitPolicy
+from arsl_tui.ops.dataset import validate_dataset, write_manifest
+from arsl_tui.ops.shards import build_shards
+from tests.trainer.conftest import solo_context
+from trainer.data import DataError, SplitPolicy, list_dataset, load_cache
+from trainer.preprocess import ImageDecodeError, decode_image
+
+POLICY = SplitPolicy(seed=1337, val=0.2, test=0.2)
+
+
+def everything(_: int) -> bool:
+    return True
+
+
+def shards_of(data: Path, target: Path) -> Path:
+    report = validate_dataset(data, ConsoleSplitPolicy(seed=1337, val=0.2, test=0.2))
+    build_shards(report.manifest, report.root, target, shard_size_bytes=200_000)
+    return target
+
+
+def test_folder_split_matches_the_console_manifest(small_data: Path) -> None:
+    listing = list_dataset(small_data, POLICY, everything)
+    report = validate_dataset(small_data, ConsoleSplitPolicy(seed=1337, val=0.2, test=0.2))
+    assert {sample.source: sample.split for sample in listing.samples} == \
+        {image.path: image.split for image in report.manifest.images}
+    assert listing.classes[0] == "ain" and len(listing.classes) == 32
+    assert len(listing.payloads) == 320
+
+
+def test_manifest_shards_and_folder_give_the_same_cache(small_data: Path, tmp_path: Path) -> None:
+    data = tmp_path / "with-manifest"
+    shutil.copytree(small_data, data)
+    report = validate_dataset(data, ConsoleSplitPolicy(seed=1337, val=0.2, test=0.2))
+    write_manifest(report)
+    shards = shards_of(data, tmp_path / "shards")
+    assert len(list(shards.glob("*.tar"))) > 2
+    caches = {kind: load_cache(path, POLICY, solo_context()) for kind, path in
+              (("folder", small_data), ("manifest", data), ("shards", shards))}
+    assert {cache.kind for cache in caches.values()} == {"folder", "manifest", "shards"}
+    assert caches["manifest"].dataset_id == report.manifest.id == caches["shards"].dataset_id
+    for split in ("train", "val", "test"):
+        reference = caches["folder"].splits[split]
+        for kind in ("manifest", "shards"):
+            other = caches[kind].splits[split]
+            assert len(other) == len(reference)
+            # shards are ordered by MD5, folders by path: compare the multiset of (label, pixels)
+            ordered = sorted(zip(reference.labels.tolist(), reference.images.flatten(1).sum(1).tolist(), strict=True))
+            assert sorted(zip(other.labels.tolist(), other.images.flatten(1).sum(1).tolist(), strict=True)) == ordered
+    assert all(not cache.skipped for cache in caches.values())
+
+
+def test_corrupt_image_in_the_middle_of_a_shard_is_skipped_and_named(small_data: Path, tmp_path: Path) -> None:
+    shards = shards_of(small_data, tmp_path / "shards")
+    shard = sorted(shards.glob("*.tar"))[1]
+    with tarfile.open(shard) as archive:
+        images = [member for member in archive.getmembers() if member.name.endswith(".jpg")]
+    victim = images[len(images) // 2]
+    with shard.open("r+b") as handle:  # overwrite the middle of the JPEG data, keeping the tar structure
+        handle.seek(victim.offset_data + victim.size // 2)
+        handle.write(b"\x00" * 64)
+    cache = load_cache(shards, POLICY, solo_context())
+    assert [item.source for item in cache.skipped] == [f"{shard.name}:{victim.name.removesuffix('.jpg')}"]
+    assert "MD5" in cache.skipped[0].problem
+    assert sum(len(split) for split in cache.splits.values()) == 319
+    assert any(shard.name in warning for warning in cache.warnings)
+
+
+def test_truncated_shard_reports_the_lost_samples(small_data: Path, tmp_path: Path) -> None:
+    shards = shards_of(small_data, tmp_path / "shards")
+    last = sorted(shards.glob("*.tar"))[-1]
+    size = last.stat().st_size
+    with last.open("r+b") as handle:
+        handle.truncate(size // 2)
+    cache = load_cache(shards, POLICY, solo_context())
+    problems = [item for item in cache.skipped if item.source == last.name]
+    assert len(problems) == 1 and "unreadable" in problems[0].problem
+    lost = len(cache.skipped) - 1
+    assert lost > 0 and f"{lost} sample(s) lost" in problems[0].problem
+    assert sum(len(split) for split in cache.splits.values()) == 320 - lost
+
+
+def test_manifest_md5_mismatch_is_skipped(small_data: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(small_data, data)
+    write_manifest(validate_dataset(data, ConsoleSplitPolicy(seed=1337, val=0.2, test=0.2)))
+    changed = data / "dal" / "dal_00003.jpg"
+    Image.fromarray(np.zeros((64, 64), dtype=np.uint8)).save(changed, format="JPEG")
+    cache = load_cache(data, POLICY, solo_context())
+    assert [(item.source, "MD5" in item.problem) for item in cache.skipped] == [("dal/dal_00003.jpg", True)]
+
+
+def test_images_of_any_size_and_mode_become_64x64_grayscale(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    Image.new("RGBA", (300, 200), (200, 10, 10, 255)).save(path)
+    pixels = decode_image(path.read_bytes())
+    assert pixels.shape == (64, 64) and pixels.dtype == np.uint8
+    assert int(pixels[0, 0]) == round(0.299 * 200 + 0.587 * 10 + 0.114 * 10)
+    with pytest.raises(ImageDecodeError, match="not a readable image"):
+        decode_image(b"this is not an image")
+    with pytest.raises(ImageDecodeError, match="empty"):
+        decode_image(b"")
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such folder"):
+        load_cache(tmp_path / "absent", POLICY, solo_context())
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no class folders"):
+        load_cache(tmp_path / "empty", POLICY, solo_context())
+
+
+def test_pixel_statistics_are_those_of_the_training_split(small_data: Path) -> None:
+    cache = load_cache(small_data, POLICY, solo_context())
+    mean, std = cache.pixel_mean_std()
+    pixels = cache.splits["train"].images.to(torch.float64) / 255
+    assert mean == pytest.approx(pixels.mean().item(), rel=1e-9)
+    assert std == pytest.approx(pixels.std(unbiased=False).item(), rel=1e-6)

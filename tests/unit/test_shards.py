@@ -1,0 +1,138 @@
+"""WebDataset shards: complete, exact, deterministic to the byte, reused only when intact."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from arsl_tui.domain.classes import class_index
+from arsl_tui.domain.manifest import SplitPolicy
+from arsl_tui.ops.dataset import ValidationReport, validate_dataset
+from arsl_tui.ops.shards import (
+    SHARDS_INDEX_NAME,
+    PackingCancelled,
+    ShardError,
+    build_shards,
+    load_shard_set,
+    parse_index,
+    tar_header,
+)
+from tests.conftest import DatasetFactory
+
+SHARD_BYTES = 40_000
+
+
+@pytest.fixture
+def report(make_dataset: DatasetFactory) -> ValidationReport:
+    result = validate_dataset(make_dataset(per_class=4), SplitPolicy())
+    assert result.ok
+    return result
+
+
+def read_samples(path: Path) -> dict[str, dict[str, bytes]]:
+    samples: dict[str, dict[str, bytes]] = defaultdict(dict)
+    with tarfile.open(path) as archive:
+        for member in archive.getmembers():
+            assert member.mtime == 0 and member.uid == 0 and member.gid == 0
+            assert member.uname == "" and member.gname == ""
+            key, _, extension = member.name.partition(".")
+            handle = archive.extractfile(member)
+            assert handle is not None
+            samples[key][extension] = handle.read()
+    return samples
+
+
+def test_shards_hold_every_image_exactly_once(report: ValidationReport, tmp_path: Path) -> None:
+    shard_set = build_shards(report.manifest, report.root, tmp_path / "staging", SHARD_BYTES)
+    assert len(shard_set.shards) > 1, "the size limit splits the set"
+    seen: dict[str, dict[str, bytes]] = {}
+    for shard in shard_set.shards:
+        path = shard_set.path(shard)
+        data = path.read_bytes()
+        assert (len(data), hashlib.md5(data).hexdigest()) == (shard.bytes, shard.md5)
+        samples = read_samples(path)
+        assert len(samples) == shard.samples
+        # A shard stays near its target: only its last sample may cross it.
+        assert shard.bytes <= SHARD_BYTES + 10_240
+        assert not seen.keys() & samples.keys()
+        seen.update(samples)
+    by_md5 = {image.md5: image for image in report.manifest.images}
+    assert seen.keys() == by_md5.keys()
+    for key, sample in seen.items():
+        image = by_md5[key]
+        assert sample["jpg"] == (report.root / image.path).read_bytes()
+        assert sample["cls"] == str(class_index(image.cls)).encode()
+        assert json.loads(sample["json"]) == {"path": image.path, "class": image.cls, "split": image.split,
+                                              "md5": image.md5}
+    manifest_id, size, listed = parse_index((shard_set.folder / SHARDS_INDEX_NAME).read_bytes())
+    assert (manifest_id, size, listed) == (report.manifest.id, SHARD_BYTES, shard_set.shards)
+    assert sum(shard.samples for shard in listed) == len(report.manifest.images)
+
+
+def test_classes_are_mixed_within_a_shard(report: ValidationReport, tmp_path: Path) -> None:
+    shard_set = build_shards(report.manifest, report.root, tmp_path / "staging", SHARD_BYTES)
+    first = read_samples(shard_set.path(shard_set.shards[0]))
+    classes = {json.loads(sample["json"])["class"] for sample in first.values()}
+    assert len(classes) > len(first) // 3, "samples are not grouped by class folder"
+
+
+def test_same_data_gives_byte_identical_shards(report: ValidationReport, tmp_path: Path) -> None:
+    first = build_shards(report.manifest, report.root, tmp_path / "one", SHARD_BYTES)
+    second = build_shards(report.manifest, report.root, tmp_path / "two", SHARD_BYTES)
+    assert first.shards == second.shards
+    assert first.index_bytes == second.index_bytes
+    for shard in first.shards:
+        assert first.path(shard).read_bytes() == second.path(shard).read_bytes()
+
+
+def test_an_intact_build_is_reused_and_a_damaged_one_rebuilt(report: ValidationReport, tmp_path: Path) -> None:
+    folder = tmp_path / "staging"
+    built = build_shards(report.manifest, report.root, folder, SHARD_BYTES)
+    shard_path = built.path(built.shards[0])
+    inode = shard_path.stat().st_ino
+    assert build_shards(report.manifest, report.root, folder, SHARD_BYTES).shards == built.shards
+    assert shard_path.stat().st_ino == inode, "reused, not rewritten"
+    assert load_shard_set(folder, report.manifest.id, SHARD_BYTES * 2) is None, "another size is another build"
+    assert load_shard_set(folder, "0" * 64, SHARD_BYTES) is None
+
+    damaged = bytearray(shard_path.read_bytes())
+    damaged[700] ^= 0xFF
+    shard_path.write_bytes(bytes(damaged))
+    assert load_shard_set(folder, report.manifest.id, SHARD_BYTES) is None
+    rebuilt = build_shards(report.manifest, report.root, folder, SHARD_BYTES)
+    assert rebuilt.shards == built.shards
+    assert hashlib.md5(shard_path.read_bytes()).hexdigest() == built.shards[0].md5
+
+
+def test_an_image_changed_since_validation_is_refused(report: ValidationReport, tmp_path: Path) -> None:
+    victim = report.root / report.manifest.images[5].path
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    with pytest.raises(ShardError, match=r"changed since it was validated"):
+        build_shards(report.manifest, report.root, tmp_path / "staging", SHARD_BYTES)
+    assert not (tmp_path / "staging").exists()
+    assert not list(tmp_path.glob(".staging.building-*")), "a failed build leaves nothing behind"
+
+
+def test_cancelling_stops_packing_and_leaves_nothing(report: ValidationReport, tmp_path: Path) -> None:
+    calls = {"n": 0}
+
+    def cancelled() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 1  # polled every 64 images: stops at the second poll, mid-way through 128
+
+    with pytest.raises(PackingCancelled):
+        build_shards(report.manifest, report.root, tmp_path / "out" / "staging", SHARD_BYTES, cancelled=cancelled)
+    assert not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize(("name", "size"), [("a.cls", 1), ("0" * 32 + ".json", 137), ("x" * 100, 8 ** 11 - 1),
+                                            ("é.jpg", 0)])
+def test_hand_built_headers_equal_tarfiles(name: str, size: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = size, 0, 0o644, 0, 0, "", ""
+    assert tar_header(name, size) == info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")

@@ -1,0 +1,1 @@
+"""ModelArts serving entry for an exported model package (`python -m trainer.modelarts.serve`)."""
