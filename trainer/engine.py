@@ -41,6 +41,7 @@ class EpochResult:
     accuracy: float
     samples: int
     seconds: float
+    cpu_seconds: float  # process CPU time of all ranks together (contention shows as cpu < ranks × wall)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def train_epoch(*, model: nn.Module, data: SplitData, sampler: ExactDistributedB
     torch.manual_seed(derive_seed(seed, epoch, context.rank, 2))  # dropout
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, samples
     batches = sampler.batches(epoch)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for step, (indices, global_count) in enumerate(batches, start=1):
         indices = indices.to(device, non_blocking=True)
         labels = data.labels[indices]
@@ -98,12 +99,15 @@ def train_epoch(*, model: nn.Module, data: SplitData, sampler: ExactDistributedB
         if on_step is not None and log_every > 0 and step % log_every == 0 and step < len(batches):
             snapshot = all_reduce_sum(totals.clone(), context).tolist()
             on_step(step, len(batches), snapshot[0] / snapshot[2], snapshot[1] / snapshot[2], int(snapshot[2]))
-    all_reduce_sum(totals, context)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
+    cpu = torch.tensor([time.process_time() - cpu_started], dtype=torch.float64, device=device)
+    all_reduce_sum(totals, context)
+    all_reduce_sum(cpu, context)
     loss_sum, correct, samples = totals.tolist()
-    return EpochResult(loss=loss_sum / samples, accuracy=correct / samples, samples=int(samples), seconds=seconds)
+    return EpochResult(loss=loss_sum / samples, accuracy=correct / samples, samples=int(samples), seconds=seconds,
+                       cpu_seconds=float(cpu.item()))
 
 
 @torch.no_grad()

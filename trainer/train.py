@@ -355,6 +355,7 @@ def run(config: TrainConfig, context: DistContext) -> RunResult:
                 "elapsed_s": round(elapsed, 3), "train_loss": result.loss, "train_acc": result.accuracy,
                 "val_loss": val.loss, "val_acc": val.accuracy, "lr": optimizer.param_groups[0]["lr"],
                 "images_per_s": result.samples / result.seconds, "epoch_s": round(result.seconds, 3),
+                "epoch_cpu_s": round(result.cpu_seconds, 3),
                 "train_samples": result.samples, "val_samples": val.samples, "best": improved,
                 "world_size": context.world_size}
             if context.device.type == "cuda":

@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from arsl_tui import __version__
-from arsl_tui.cli import commands_console, commands_data, commands_train, commands_upload
+from arsl_tui.cli import commands_console, commands_data, commands_gate, commands_train, commands_upload
 from arsl_tui.cli.common import EXIT_USAGE, CommandContext, CommandFailed, run_command
 
-_GROUPS = (commands_console, commands_data, commands_upload, commands_train)
+_GROUPS = (commands_console, commands_data, commands_upload, commands_train, commands_gate)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -97,7 +97,12 @@ class MetricsFormatError(ValueError):
 
 
 def _number(record: Mapping[str, Any], key: str, where: str) -> float:
-    value = record.get(key)
+    if key not in record:
+        raise MetricsFormatError(f"{where}: field {key!r} is missing")
+    value = record[key]
+    if value is None:
+        # The trainer writes NaN and infinities as null (JSON has neither): a diverged run, not a bad file.
+        return math.nan
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise MetricsFormatError(f"{where}: field {key!r} is {value!r}, expected a number")
     return float(value)
@@ -111,7 +116,10 @@ def summarise_metrics(records: Iterable[Mapping[str, Any]]) -> MetricsSummary:
         where = f"metrics record {line_number}"
         kind = record.get("type")
         if kind == "epoch":
-            epoch = int(_number(record, "epoch", where))
+            number = _number(record, "epoch", where)
+            if not math.isfinite(number) or not number.is_integer():
+                raise MetricsFormatError(f"{where}: field 'epoch' is {record.get('epoch')!r}, expected an integer")
+            epoch = int(number)
             by_epoch[epoch] = EpochMetrics(
                 epoch=epoch, train_loss=_number(record, "train_loss", where),
                 train_acc=_number(record, "train_acc", where), val_loss=_number(record, "val_loss", where),
@@ -122,13 +130,20 @@ def summarise_metrics(records: Iterable[Mapping[str, Any]]) -> MetricsSummary:
                 raise MetricsFormatError(f"{where}: per_class_acc must map class names to accuracies")
             final = FinalMetrics(
                 test_acc=_number(record, "test_acc", where), test_loss=_number(record, "test_loss", where),
-                per_class_acc={str(name): float(value) for name, value in per_class.items()},
+                per_class_acc={str(name): _number(per_class, name, f"{where}: per_class_acc")
+                               for name in per_class},
                 manifest_id=str(record.get("manifest_id", "")))
     return MetricsSummary(epochs=tuple(by_epoch[number] for number in sorted(by_epoch)), final=final)
 
 
 def _finite(*values: float) -> bool:
     return all(math.isfinite(value) for value in values)
+
+
+def _worst(values: Mapping[str, float]) -> str:
+    """The name with the lowest value; a value that is not a number counts as the worst (NaN never compares)."""
+    return min(values, key=lambda name: (math.isfinite(values[name]), values[name] if math.isfinite(values[name])
+                                         else 0.0, name))
 
 
 def _at_most(rule: str, description: str, measured: float, threshold: float, detail: str = "") -> RuleResult:
@@ -158,7 +173,8 @@ def _test_rules(final: FinalMetrics | None, limits: GateThresholds) -> list[Rule
         _at_most("test_loss", "cross-entropy on the held-out test split", final.test_loss, limits.max_loss),
     ]
     if final.per_class_acc:
-        worst_class, worst = min(final.per_class_acc.items(), key=lambda item: (item[1], item[0]))
+        worst_class = _worst(final.per_class_acc)
+        worst = final.per_class_acc[worst_class]
         rules.append(_at_least("class_floor", "lowest per-class test accuracy", worst, limits.min_class_accuracy,
                                f"worst class: {worst_class}"))
     else:
@@ -209,7 +225,7 @@ def _champion_rules(final: FinalMetrics | None, champion: FinalMetrics | None,
     shared = sorted(set(final.per_class_acc) & set(champion.per_class_acc))
     if shared:
         changes = {name: final.per_class_acc[name] - champion.per_class_acc[name] for name in shared}
-        worst_class = min(changes, key=lambda name: (changes[name], name))
+        worst_class = _worst(changes)
         rules.append(_at_least("no_class_regression", "largest per-class accuracy drop against the champion",
                                changes[worst_class], -limits.max_class_regression, f"worst class: {worst_class}"))
     return rules

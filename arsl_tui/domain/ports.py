@@ -66,6 +66,15 @@ class ObjectStore(Protocol):
         """Upload a file; big files go multipart and resume from a checkpoint after a crash."""
         ...
 
+    def put_if_absent(self, key: str, data: bytes, md5_hex: str) -> bool:
+        """Create `key` only if no object has it: True if this call created it, False if one existed.
+
+        Atomic: of several writers racing for one key, exactly one gets True. A caller that may have
+        lost the reply to its own successful create (a retried request answers False) tells the two
+        apart by reading the object back and comparing it with what it wrote.
+        """
+        ...
+
     def get_bytes(self, key: str) -> bytes: ...
 
     def download_file(self, key: str, destination: Path) -> None: ...

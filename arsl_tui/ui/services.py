@@ -6,7 +6,7 @@ their own `ConsoleServices` (for deterministic snapshots); the Pilot tests use t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -112,11 +112,12 @@ class UploadOrder:
 
 @dataclass(frozen=True)
 class ConsoleServices:
-    validate: Callable[[Settings, Path], ValidationReport]
+    validate: Callable[[Settings, Path, Callable[[int], None]], ValidationReport]
+    """(settings, folder, on_progress(files decoded so far)) → the report."""
     new_control: Callable[[], UploadControlLike]
     run_upload: Callable[[Settings, UploadOrder, EventSink, UploadControlLike], UploadOutcomeLike]
     resumable_run: Callable[[Settings], UploadRunLike | None]
-    list_upload_runs: Callable[[Settings, int], list[UploadRunLike]]
+    list_upload_runs: Callable[[Settings, int], Sequence[UploadRunLike]]
 
 
 def _upload_module() -> ModuleType:
@@ -127,13 +128,13 @@ def _upload_module() -> ModuleType:
     return upload
 
 
-def _validate(settings: Settings, folder: Path) -> ValidationReport:
+def _validate(settings: Settings, folder: Path, on_progress: Callable[[int], None]) -> ValidationReport:
     from arsl_tui.domain.manifest import SplitPolicy
     from arsl_tui.ops.dataset import validate_dataset
 
     dataset = settings.dataset
     split = SplitPolicy(seed=dataset.split_seed, val=dataset.val_fraction, test=dataset.test_fraction)
-    return validate_dataset(folder, split)
+    return validate_dataset(folder, split, on_progress=on_progress)
 
 
 def _new_control() -> UploadControlLike:
@@ -167,7 +168,7 @@ def _resumable_run(settings: Settings) -> UploadRunLike | None:
     return record
 
 
-def _list_upload_runs(settings: Settings, limit: int) -> list[UploadRunLike]:
+def _list_upload_runs(settings: Settings, limit: int) -> Sequence[UploadRunLike]:
     return list(_upload_module().list_upload_runs(settings, limit=limit))
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual.command import CommandPalette
 from textual.widgets import DataTable
 
 from arsl_tui.ui.keymap import TAB_IDS
 from arsl_tui.ui.screens.help import HelpScreen
 from arsl_tui.ui.screens.too_small import TooSmallScreen
+from arsl_tui.ui.widgets.log_panel import LogPanel
 from arsl_tui.ui.widgets.path_input import PathInput
 from tests.ui.conftest import AppFactory, screen_text, settle, type_text
 
@@ -104,7 +107,7 @@ async def test_header_and_log_panel_toggle(make_app: AppFactory) -> None:
         assert header.display and not log.display
         await pilot.press("H", "l")
         assert not header.display and log.display
-        assert "console ready" in "\n".join(app.query_one("#log").recent)  # type: ignore[attr-defined]
+        assert "console ready" in "\n".join(app.query_one("#log", LogPanel).recent)
 
 
 async def test_a_60_by_20_terminal_gets_a_clear_message_and_the_app_keeps_running(make_app: AppFactory) -> None:
@@ -126,7 +129,7 @@ async def test_a_60_by_20_terminal_gets_a_clear_message_and_the_app_keeps_runnin
         assert app.is_running
 
 
-async def test_tab_completes_a_folder_path(make_app: AppFactory, tiny_dataset) -> None:  # type: ignore[no-untyped-def]
+async def test_tab_completes_a_folder_path(make_app: AppFactory, tiny_dataset: Path) -> None:
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("2")

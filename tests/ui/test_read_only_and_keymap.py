@@ -11,6 +11,7 @@ from arsl_tui.config import Settings
 from arsl_tui.ui.app import ArslApp
 from arsl_tui.ui.keymap import ACTIONS, app_actions, check_keymap
 from arsl_tui.ui.screens.confirm import ConfirmScreen
+from arsl_tui.ui.widgets.log_panel import LogPanel
 from tests.ui.conftest import AppFactory, screen_text, settle, type_text
 from tests.ui.conftest import validate_folder as validate
 
@@ -55,7 +56,7 @@ async def test_palette_cannot_bypass_read_only(make_app: AppFactory, tiny_datase
         await settle(app, pilot)
         assert not isinstance(app.screen, ConfirmScreen)
         assert app.upload_tab.control is None
-        assert any("read-only mode is on" in line for line in app.query_one("#log").recent)  # type: ignore[attr-defined]
+        assert any("read-only mode is on" in line for line in app.query_one("#log", LogPanel).recent)
 
 
 async def test_remapped_key_starts_the_flow_but_not_in_read_only(make_app: AppFactory, console_settings: Settings,
@@ -83,7 +84,7 @@ async def test_unknown_binding_id_is_reported_in_the_log_not_a_crash(make_app: A
                                    source="/etc/arsl/config.toml")
     app = make_app(settings)
     async with app.run_test(size=(80, 24)) as pilot:
-        log = "\n".join(app.query_one("#log").recent)  # type: ignore[attr-defined]
+        log = "\n".join(app.query_one("#log", LogPanel).recent)
         assert "/etc/arsl/config.toml [keymap]: unknown binding id 'upload.strat'" in log
         await pilot.press("u")  # the valid entry still applies
         assert app.active_tab == "upload"

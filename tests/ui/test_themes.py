@@ -16,8 +16,8 @@ def test_bundled_themes_are_a_dark_a_light_and_a_16_colour_one() -> None:
     themes = catalogue.themes
     assert themes["arsl-dark"].dark and not themes["arsl-light"].dark
     sixteen = themes["arsl-16"]
-    assert sixteen.ansi and all(value.startswith("ansi_") for value in (sixteen.primary, sixteen.error,
-                                                                         sixteen.success, sixteen.warning))
+    assert sixteen.ansi and all(str(value).startswith("ansi_") for value in (sixteen.primary, sixteen.error,
+                                                                              sixteen.success, sixteen.warning))
 
 
 @pytest.mark.parametrize(("content", "named"), [

@@ -19,11 +19,12 @@ from arsl_tui.ui.screens.confirm import ConfirmScreen
 from arsl_tui.ui.services import ConsoleServices, UploadControlLike, UploadOrder, default_services
 from arsl_tui.ui.widgets.class_chart import ClassCountChart
 from arsl_tui.ui.widgets.problem_list import ProblemList
+from arsl_tui.ui.widgets.status_line import StatusLine
 from tests.ui.conftest import AppFactory, ScriptedUpload, screen_text, settle, validate_folder
 
 
 def status_text(app: ArslApp) -> str:
-    return app.query_one("#upload-status").message  # type: ignore[attr-defined, no-any-return]
+    return app.query_one("#upload-status", StatusLine).message
 
 
 async def test_a_path_that_does_not_exist(make_app: AppFactory, tmp_path: Path) -> None:
@@ -96,7 +97,7 @@ async def test_confirmation_says_what_happens_and_no_changes_nothing(make_app: A
         await pilot.press("S")
         assert isinstance(app.screen, ConfirmScreen)
         said = "\n".join(app.screen.what_happens)
-        assert f"Upload 96 images" in said and str(tiny_dataset) in said
+        assert "Upload 96 images" in said and str(tiny_dataset) in said
         assert str(console_settings.home_dir / "store" / "arsl-ml") in said and "shards" in said
         await pilot.press("enter")  # the focused button is Cancel
         assert not isinstance(app.screen, ConfirmScreen)

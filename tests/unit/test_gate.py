@@ -128,3 +128,28 @@ def test_record_serialises_with_values_and_thresholds() -> None:
     assert first == {"rule": "test_accuracy", "description": "accuracy on the held-out test split",
                      "measured": 0.97, "threshold": 0.95, "comparison": "≥", "verdict": "pass", "detail": ""}
     assert data["thresholds"]["max_loss"] == 0.1
+
+
+def test_the_trainers_null_for_a_diverged_loss_reads_as_not_a_number() -> None:
+    # trainer.metrics writes NaN/Infinity as null (JSON has neither); the gate must fail it, not crash.
+    records = [epoch(1), epoch(2), {**epoch(3), "val_loss": None},
+               {**final(per_class={"ain": 0.97, "al": None, "aleff": 0.97}), "test_loss": None}]
+    summary = summarise_metrics(records)
+    assert summary.final is not None and math.isnan(summary.final.test_loss)
+    assert math.isnan(summary.final.per_class_acc["al"])
+    by_rule = {rule.rule: rule for rule in evaluate_gate(summary, LIMITS).rules}
+    assert by_rule["test_loss"].verdict == "fail" and by_rule["test_loss"].detail == "not a number"
+    assert by_rule["class_floor"].verdict == "fail" and by_rule["class_floor"].detail == "worst class: al"
+    assert by_rule["val_loss_trend"].verdict == "fail"
+    champion = summarise_metrics([final()]).final
+    against = {rule.rule: rule for rule in evaluate_gate(summary, LIMITS, champion=champion).rules}
+    assert against["no_class_regression"].verdict == "fail"
+    assert against["no_class_regression"].detail == "worst class: al"
+
+
+def test_a_missing_field_and_a_fractional_epoch_are_named() -> None:
+    incomplete = {key: value for key, value in final().items() if key != "test_loss"}
+    with pytest.raises(MetricsFormatError, match=r"metrics record 1: field 'test_loss' is missing"):
+        summarise_metrics([incomplete])
+    with pytest.raises(MetricsFormatError, match=r"field 'epoch' is 1.5, expected an integer"):
+        summarise_metrics([{**epoch(1), "epoch": 1.5}])

@@ -11,17 +11,29 @@ Integrity: every put sends `Content-MD5` (the server refuses a body that does no
 returned ETag is compared with the expected MD5; a multipart upload's ETag is compared with the
 MD5-of-part-MD5s computed locally. Big files go through `uploadFile` with a checkpoint file under
 the state folder, so an upload killed half-way resumes with the parts not yet confirmed.
+
+Conditional create (`put_if_absent`, what the model registry claims version numbers with): the PUT
+carries both `x-obs-forbid-overwrite: true` (OBS's own header; the server answers 409
+ObjectAlreadyExists) and `If-None-Match: *` (the S3 form; 412 PreconditionFailed). OBS's public API
+reference does not list either header for PUT, so nothing here trusts that a given endpoint honours
+them: the first conditional create of each store object writes a unique probe key twice and
+requires the second write to be refused. An endpoint that overwrites anyway (no such feature, or a
+bucket with versioning, where forbid-overwrite headers are documented elsewhere as ignored) gets a
+PermanentStoreError `ConditionalCreateUnsupported` instead of a silently unsafe create.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import ipaddress
 import os
 import re
 import ssl
+import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -48,6 +60,13 @@ DEFAULT_SDK_RETRIES = 1
 """One quiet SDK retry absorbs a kept-alive connection the server closed while it sat in the pool."""
 MD5_METADATA = "arsl-md5"
 """User metadata holding the content MD5 of multipart objects, whose ETag is not an MD5."""
+CREATE_ONLY_HEADERS = {"x-obs-forbid-overwrite": "true", "If-None-Match": "*"}
+"""Sent with every conditional create: OBS's header and the S3 one (whichever the server knows)."""
+PROBE_NAME = ".arsl-probe-"
+"""The conditional-create probe writes (and then deletes) `<folder of the first key>/.arsl-probe-<random>`,
+beside the keys it vouches for, so it needs no permission those keys do not need."""
+_CONDITIONAL_CONFLICT = "ConditionalRequestConflict"
+"""S3's 409 for two conditional writes in flight at once: the key may still be free; retry."""
 
 # The SDK caps a multipart upload at 10,000 parts and clamps the part size to [100 KiB, 5 GiB];
 # the expected ETag must be computed with the part size the SDK will really use.
@@ -185,6 +204,8 @@ class ObsObjectStore:
         )
         if self._client.is_secure:
             self._client.context = _verified_tls_context()
+        self._conditional_lock = threading.Lock()
+        self._conditional_verified = False
 
     @classmethod
     def from_settings(cls, settings: Settings, *, credentials: Credentials | None = None,
@@ -288,6 +309,58 @@ class ObsObjectStore:
         etag = _strip_etag(getattr(result.body, "etag", None))
         self._check_etag(key, "put", etag, (md5_hex,), result)
         return ObjectInfo(key=key, size=size, md5=md5_hex, etag=etag)
+
+    def put_if_absent(self, key: str, data: bytes, md5_hex: str) -> bool:
+        """Create `key` unless it exists (the server decides, atomically); see the module docstring."""
+        self._verify_conditional_create(key)
+        return self._create_only(key, data, md5_hex.lower())
+
+    def _create_only(self, key: str, data: bytes, md5_hex: str) -> bool:
+        header = PutObjectHeader(md5=_b64_md5(md5_hex))
+        result = self._call("conditional put", key, self._client.putContent, self._bucket, key, content=data,
+                            headers=header, extensionHeaders=dict(CREATE_ONLY_HEADERS))
+        if result.status == 412:
+            return False
+        if result.status == 409:
+            if result.errorCode == _CONDITIONAL_CONFLICT:
+                raise TransientStoreError(f"OBS conditional put of {self._target(key)}: another conditional "
+                                          "write of this key was in flight; try again", status=409,
+                                          code=_CONDITIONAL_CONFLICT, request_id=getattr(result, "requestId", None))
+            if self.head(key) is not None:
+                return False
+        if result.status >= 300:
+            self._raise_result(result, "conditional put", key)
+        etag = _strip_etag(getattr(result.body, "etag", None))
+        self._check_etag(key, "conditional put", etag, (md5_hex,), result)
+        return True
+
+    def _verify_conditional_create(self, near: str) -> None:
+        """Once per store object: a second create of a fresh key must be refused, or nothing is safe."""
+        with self._conditional_lock:
+            if self._conditional_verified:
+                return
+            folder = near.rpartition("/")[0]
+            key = f"{folder}/{PROBE_NAME}{uuid.uuid4().hex}" if folder else f"{PROBE_NAME}{uuid.uuid4().hex}"
+            body = b"arsl conditional-create probe\n"
+            digest = hashlib.md5(body, usedforsecurity=False).hexdigest()
+            try:
+                created = self._create_only(key, body, digest)
+                overwritten = created and self._create_only(key, body, digest)
+            finally:
+                # A leftover probe object is harmless; the verdict below stands either way.
+                with contextlib.suppress(StoreError):
+                    self.delete(key)
+            if not created:
+                raise PermanentStoreError(f"OBS conditional create check on {self._target(key)}: a fresh random key "
+                                          "was reported as existing; the endpoint's answers cannot be trusted",
+                                          code="ConditionalCreateUnsupported")
+            if overwritten:
+                raise PermanentStoreError(
+                    f"{self._target(None)} does not honour conditional creates (x-obs-forbid-overwrite / "
+                    "If-None-Match: * on PUT): a second create of the same key overwrote the first. Writers could "
+                    "then claim the same model version; use a bucket without versioning on an endpoint that "
+                    "supports it", code="ConditionalCreateUnsupported")
+            self._conditional_verified = True
 
     def checkpoint_path(self, key: str) -> Path:
         """Where the multipart checkpoint of `key` lives (stable across processes)."""

@@ -397,7 +397,8 @@ class LocalTrainingPlatform:
         members = job_processes(row.pgid) if row.pgid else []
         launch = _read_json(row.job_dir / LAUNCH_FILE) or {}
         started_at = row.started_at
-        if exit_status is not None:
+        # Terminal only once the wrapper itself is gone, so an ended job never holds a process.
+        if exit_status is not None and not members:
             returncode = int(exit_status.get("returncode", -1))
             ended = float(exit_status.get("ended_at") or self._clock())
             if row.stop_requested_at is not None and (returncode != 0 or exit_status.get("signalled")):

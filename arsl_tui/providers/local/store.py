@@ -110,6 +110,52 @@ class LocalObjectStore:
             raise self._os_error(error, "write", key) from None
         return ObjectInfo(key=key, size=status.st_size, md5=digest.hexdigest(), etag=digest.hexdigest())
 
+    def put_if_absent(self, key: str, data: bytes, md5_hex: str) -> bool:
+        """Create `key` only if it does not exist: the complete file is hard-linked into place.
+
+        `link()` fails with EEXIST when the name exists, atomically, across threads and processes,
+        so exactly one of several racing writers wins and a reader never sees a partial file.
+        """
+        target = self._path(key)
+        temporary = self._tmp_root / uuid.uuid4().hex
+        digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        if digest != md5_hex.lower():
+            raise TransientStoreError(f"MD5 mismatch storing {key!r}: received {digest}, declared {md5_hex}",
+                                      code="BadDigest")
+        try:
+            try:
+                with temporary.open("xb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    status = os.fstat(handle.fileno())
+                created = self._link(temporary, target, key)
+            finally:
+                temporary.unlink(missing_ok=True)
+            if created:
+                self._write_meta(key, digest, status)
+        except OSError as error:
+            raise self._os_error(error, "create", key) from None
+        return created
+
+    def _link(self, temporary: Path, target: Path, key: str) -> bool:
+        # A concurrent delete may prune the freshly made parent folder; make it again and retry.
+        for attempt in range(3):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(temporary, target)
+                break
+            except FileExistsError:
+                if target.is_dir():
+                    raise PermanentStoreError(f"cannot create {key!r} in {self.location}: a folder has that name",
+                                              code="KeyConflict") from None
+                return False
+            except FileNotFoundError:
+                if attempt == 2 or not temporary.exists():
+                    raise
+        _fsync_dir(target.parent)
+        return True
+
     def _publish(self, temporary: Path, target: Path) -> None:
         # A concurrent delete may prune the freshly made parent folder; make it again and retry.
         for attempt in range(3):

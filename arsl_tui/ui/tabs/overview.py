@@ -53,7 +53,7 @@ def pipeline_lines(runs: Sequence[UploadRunLike], resumable: UploadRunLike | Non
 
 class OverviewTab(Vertical):
     class JournalLoaded(Message):
-        def __init__(self, runs: list[UploadRunLike], resumable: UploadRunLike | None, error: str) -> None:
+        def __init__(self, runs: Sequence[UploadRunLike], resumable: UploadRunLike | None, error: str) -> None:
             super().__init__()
             self.runs = runs
             self.resumable = resumable

@@ -90,6 +90,13 @@ class UploadTab(Vertical):
             self.typed = typed
             self.report = report
 
+    class ValidationProgressed(Message):
+        def __init__(self, generation: int, typed: str, scanned: int) -> None:
+            super().__init__()
+            self.generation = generation
+            self.typed = typed
+            self.scanned = scanned
+
     class ValidationFailed(Message):
         def __init__(self, generation: int, typed: str, error: str) -> None:
             super().__init__()
@@ -318,8 +325,17 @@ class UploadTab(Vertical):
     def _validate_worker(self, generation: int, typed: str) -> None:
         from arsl_tui.ops.dataset import DatasetError
 
+        last_posted = 0.0
+
+        def progressed(scanned: int) -> None:
+            nonlocal last_posted
+            now = time.monotonic()
+            if now - last_posted >= self.progress_interval_s:
+                last_posted = now
+                self.post_message(self.ValidationProgressed(generation, typed, scanned))
+
         try:
-            report = self.services.validate(self.settings, Path(typed).expanduser())
+            report = self.services.validate(self.settings, Path(typed).expanduser(), progressed)
         except DatasetError as error:
             self.post_message(self.ValidationFailed(generation, typed, str(error)))
         except OSError as error:
@@ -391,6 +407,11 @@ class UploadTab(Vertical):
             self._log("info", f"{len(report.notes)} image(s) are not 64×64 grayscale; the trainer converts them")
         self.query_one("#counts-table", ClassCountTable).focus()
         self.app.refresh_bindings()
+
+    def on_upload_tab_validation_progressed(self, message: ValidationProgressed) -> None:
+        if message.generation == self._generation and self.validating:
+            self._say("info", "validating", f"Validating {message.typed} … {fmt.count(message.scanned)} files "
+                      "decoded so far.")
 
     def on_upload_tab_validation_failed(self, message: ValidationFailed) -> None:
         if message.generation != self._generation:
