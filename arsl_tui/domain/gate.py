@@ -49,6 +49,8 @@ class FinalMetrics:
     test_loss: float
     per_class_acc: Mapping[str, float]
     manifest_id: str = ""
+    train_val_gap: float | None = None
+    """Train − validation accuracy of the exported model, both measured without augmentation."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,9 @@ def summarise_metrics(records: Iterable[Mapping[str, Any]]) -> MetricsSummary:
                 test_acc=_number(record, "test_acc", where), test_loss=_number(record, "test_loss", where),
                 per_class_acc={str(name): _number(per_class, name, f"{where}: per_class_acc")
                                for name in per_class},
-                manifest_id=str(record.get("manifest_id", "")))
+                manifest_id=str(record.get("manifest_id", "")),
+                train_val_gap=(_number(record, "train_val_gap", where)
+                               if record.get("train_val_gap") is not None else None))
     return MetricsSummary(epochs=tuple(by_epoch[number] for number in sorted(by_epoch)), final=final)
 
 
@@ -183,14 +187,30 @@ def _test_rules(final: FinalMetrics | None, limits: GateThresholds) -> list[Rule
     return rules
 
 
+def _gap_rule(epochs: Sequence[EpochMetrics], final: FinalMetrics | None, limits: GateThresholds) -> RuleResult:
+    """Overfitting as the train − validation accuracy gap.
+
+    The final record's gap is preferred: epoch records measure train accuracy on augmented batches,
+    which understates it, while the final record scores both splits the same way, without augmentation.
+    """
+    if final is not None and final.train_val_gap is not None:
+        return _at_most("train_val_gap", "train − validation accuracy of the exported model (overfitting)",
+                        final.train_val_gap, limits.max_train_val_gap, "both splits scored without augmentation")
+    if not epochs:
+        return _missing("train_val_gap", "train − validation accuracy at the last epoch (overfitting)", "≤",
+                        limits.max_train_val_gap, "no epoch record and no final record")
+    last = epochs[-1]
+    gap = last.train_acc - last.val_acc
+    return _at_most("train_val_gap", "train − validation accuracy at the last epoch (overfitting)", gap,
+                    limits.max_train_val_gap, f"epoch {last.epoch}" if _finite(gap) else "not a number")
+
+
 def _history_rules(epochs: Sequence[EpochMetrics], limits: GateThresholds) -> list[RuleResult]:
     window_size = limits.stability_epochs
     if len(epochs) < window_size or not epochs:
         reason = f"needs {window_size} epoch record(s), the job wrote {len(epochs)}"
         return [_missing("val_stability", f"spread of validation accuracy over the last {window_size} epochs",
                          "≤", limits.max_val_acc_spread, reason),
-                _missing("train_val_gap", "train − validation accuracy at the last epoch", "≤",
-                         limits.max_train_val_gap, reason),
                 _missing("val_loss_trend", f"rise of validation loss over the last {window_size} epochs", "≤",
                          limits.max_val_loss_rise, reason)]
     window = epochs[-window_size:]
@@ -199,13 +219,10 @@ def _history_rules(epochs: Sequence[EpochMetrics], limits: GateThresholds) -> li
     losses = [epoch.val_loss for epoch in window]
     spread = max(accuracies) - min(accuracies) if _finite(*accuracies) else math.nan
     rise = last.val_loss - min(losses) if _finite(*losses) else math.nan
-    gap = last.train_acc - last.val_acc
     numbers = f"epochs {window[0].epoch}–{last.epoch}"
     return [
         _at_most("val_stability", f"spread of validation accuracy over the last {window_size} epochs", spread,
                  limits.max_val_acc_spread, numbers if _finite(spread) else "a validation accuracy is not a number"),
-        _at_most("train_val_gap", "train − validation accuracy at the last epoch (overfitting)", gap,
-                 limits.max_train_val_gap, f"epoch {last.epoch}" if _finite(gap) else "not a number"),
         _at_most("val_loss_trend", f"rise of validation loss over the last {window_size} epochs (overfitting)",
                  rise, limits.max_val_loss_rise, numbers if _finite(rise) else "a validation loss is not a number"),
     ]
@@ -235,6 +252,7 @@ def evaluate_gate(summary: MetricsSummary, limits: GateThresholds, *, champion: 
                   champion_version: str | None = None) -> GateRecord:
     """Evaluate every rule; the verdict is pass only if all pass."""
     rules = (*_test_rules(summary.final, limits), *_history_rules(summary.epochs, limits),
+             _gap_rule(summary.epochs, summary.final, limits),
              *_champion_rules(summary.final, champion, limits))
     verdict: Verdict = "pass" if all(rule.verdict == "pass" for rule in rules) else "fail"
     return GateRecord(verdict=verdict, rules=rules, thresholds=limits, champion_version=champion_version)

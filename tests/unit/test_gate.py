@@ -153,3 +153,14 @@ def test_a_missing_field_and_a_fractional_epoch_are_named() -> None:
         summarise_metrics([incomplete])
     with pytest.raises(MetricsFormatError, match=r"field 'epoch' is 1.5, expected an integer"):
         summarise_metrics([{**epoch(1), "epoch": 1.5}])
+
+
+def test_the_final_records_unaugmented_gap_is_preferred_over_epoch_records() -> None:
+    records = clean_history()
+    records[-1] = {**records[-1], "train_val_gap": 0.08}
+    record = evaluate_gate(summarise_metrics(records), LIMITS)
+    gap = next(rule for rule in record.rules if rule.rule == "train_val_gap")
+    assert (gap.measured, gap.verdict) == (0.08, "fail")
+    assert "without augmentation" in gap.detail
+    records[-1] = {**records[-1], "train_val_gap": 0.01}
+    assert evaluate_gate(summarise_metrics(records), LIMITS).verdict == "pass"
