@@ -47,6 +47,17 @@ class HuaweiSettings:
     apig_endpoint: str = ""
     iam_endpoint: str = ""
     apig_instance_id: str = ""
+    service_name: str = "arsl-sign-classifier"
+    """The ModelArts real-time service the canary controller deploys into."""
+    service_flavor: str = "modelarts.vm.cpu.2u"
+    service_image: str = ""
+    """SWR path of the serving image (the model package's serving entry); empty until configured."""
+    service_instances: int = field(default=1, metadata=_bounded(1, 128))
+    service_port: int = field(default=8080, metadata=_bounded(1, 65_535))
+    apig_group_name: str = "arsl"
+    apig_api_name: str = "arsl_predict"
+    apig_app_name: str = "arsl_clients"
+    apig_environment: str = "RELEASE"
     timeout_s: float = field(default=30.0, metadata=_bounded(0.1, 600))
 
     def endpoint(self, service: str) -> str:
@@ -117,6 +128,19 @@ class CanarySettings:
     max_error_rate: float = field(default=0.02, metadata=_bounded(0.0, 1.0))
     max_p95_latency_ms: float = field(default=250.0, metadata=_bounded(0.0, None))
     min_online_accuracy: float = field(default=0.9, metadata=_bounded(0.0, 1.0))
+    min_feedback: int = field(default=20, metadata=_bounded(1, None))
+    """Feedback labels a version needs in a window before its online accuracy counts."""
+    confidence: float = field(default=0.98, metadata=_bounded(0.5, 0.9999))
+    """Of the Mann-Whitney comparison with the stable version (two-sided)."""
+    max_error_increase: float = field(default=1.0, metadata=_bounded(0.0, None))
+    max_latency_increase: float = field(default=0.5, metadata=_bounded(0.0, None))
+    min_latency_increase_ms: float = field(default=5.0, metadata=_bounded(0.0, None))
+    max_accuracy_drop: float = field(default=0.02, metadata=_bounded(0.0, 1.0))
+    pass_score: float = field(default=95.0, metadata=_bounded(0.0, 100.0))
+    marginal_score: float = field(default=75.0, metadata=_bounded(0.0, 100.0))
+    deploy_timeout_s: int = field(default=1200, metadata=_bounded(1, 86_400))
+    poll_s: float = field(default=2.0, metadata=_bounded(0.05, 600))
+    """How often `arsl canary watch` and the console check a deployment's progress."""
 
 
 @dataclass(frozen=True)
@@ -127,15 +151,35 @@ class GatewaySettings:
     api_call_limit: int = field(default=6000, metadata=_bounded(1, None))
     app_call_limit: int = field(default=600, metadata=_bounded(1, None))
     time_unit: Literal["SECOND", "MINUTE", "HOUR", "DAY"] = "MINUTE"
+    ip_call_limit: int = field(default=0, metadata=_bounded(0, None))
+    """Calls per time unit from one client address; 0 means no per-address limit."""
     max_batch: int = field(default=32, metadata=_bounded(1, 1024))
     max_wait_ms: float = field(default=3.0, metadata=_bounded(0.0, 1000))
+    max_queue: int = field(default=1024, metadata=_bounded(1, 1_000_000))
+    """Images waiting for inference beyond which requests are refused with 503 (load shedding)."""
+    torch_threads: int = field(default=0, metadata=_bounded(0, 256))
+    """Intra-op threads of the inference worker; 0 picks half the cores (at least 1)."""
 
 
 @dataclass(frozen=True)
 class AlarmSettings:
     smn_topic_urn: str = ""
+    """SMN topic URN the Cloud Eye rules notify on alarm and on recovery; empty: no notifications."""
     evaluation_period_s: int = field(default=60, metadata=_bounded(1, 86_400))
+    """The rules' period: each is judged once per period (Cloud Eye rounds it to 1 = raw, 300, 1200, …)."""
     retention_days: int = field(default=7, metadata=_bounded(1, 3650))
+    count: int = field(default=3, metadata=_bounded(1, 180))
+    suppress_s: int = field(default=300, metadata=_bounded(0, 86_400))
+    max_error_rate: float = field(default=0.05, metadata=_bounded(0.0, 1.0))
+    max_p95_latency_ms: float = field(default=500.0, metadata=_bounded(0.0, None))
+    min_requests: int = field(default=0, metadata=_bounded(0, None))
+    max_requests: int = field(default=6000, metadata=_bounded(0, None))
+    min_online_accuracy: float = field(default=0.9, metadata=_bounded(0.0, 1.0))
+    min_feedback: int = field(default=10, metadata=_bounded(1, None))
+    """Feedback labels a period needs before its online accuracy counts."""
+    custom_namespace: str = "ARSL.Serving"
+    service_id: str = ""
+    api_id: str = ""
 
 
 @dataclass(frozen=True)

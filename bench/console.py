@@ -1,7 +1,8 @@
 """Console benchmark: first frame, idle CPU, memory, and key-press latency during a big upload.
 
     .venv/bin/python bench/console.py                        # defaults below
-    .venv/bin/python bench/console.py --real-files 108098    # also a real upload of that many files
+    .venv/bin/python bench/console.py --runs 1 --idle-s 1 --rates "" --real-files 108098 \\
+        --out bench/results/console-real.json                # a real 108,098-file upload instead of the storms
 
 First frame (median of `--runs` cold starts, each a fresh interpreter):
   * headless: a subprocess imports the console and runs it headless; the time from interpreter start
@@ -393,6 +394,7 @@ def main() -> None:
                              "local engine confirms ~370 objects/s in files mode, bench/upload.py)")
     parser.add_argument("--presses", type=int, default=30, help="key presses measured per upload")
     parser.add_argument("--real-files", type=int, default=0, help="also upload this many real files (0: skip)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS.relative_to(REPO)})")
     options = parser.parse_args()
 
     has_tmux = shutil.which("tmux") is not None
@@ -428,9 +430,9 @@ def main() -> None:
     results["load_average_at_end"] = os.getloadavg()
     print(f"load average (1 min) at start {results['load_average_at_start'][0]:.1f}, at end "
           f"{results['load_average_at_end'][0]:.1f} on {os.cpu_count()} CPUs: figures are noisy when it is high")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {RESULTS.relative_to(REPO)}")
+    options.out.parent.mkdir(parents=True, exist_ok=True)
+    options.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {options.out}")
 
 
 if __name__ == "__main__":

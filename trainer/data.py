@@ -1,8 +1,13 @@
 """The data set → a uint8 tensor cache of every split, decoded once.
 
 `--data DIR` may hold (searched in this order, in DIR or its single sub-folder):
-- `shards.json` and its WebDataset tar shards (the upload format);
-- `manifest.json` (`arsl-manifest/1`) beside the class folders: paths, classes, MD5s and splits;
+- `shards.json` and the WebDataset shards it names (`arsl upload --mode shards`). `shards.json` names
+  each shard by its path relative to the folder holding `shards.json` (`shards/shard-000000.tar.gz`),
+  so a data set's store prefix, copied down as it is (`manifest.json`, `shards.json`, `shards/`), is a
+  DIR this reads; the classes come from `manifest.json` beside `shards.json` (see `trainer/shards.py`);
+- `manifest.json` (`arsl-manifest/1`): paths, classes, MD5s and splits. The paths are relative to
+  DIR, or to `DIR/files/` when that folder exists — the layout of `arsl upload --mode files`
+  (`manifest.json`, `files/<class>/<name>`), so that prefix, copied down, is read as it is too;
 - class folders only (`<class>/*.jpg|jpeg|png`, the ArSL2018 download layout): every file is hashed and
   assigned to a split from its MD5 with the manifest's rule, sha256("<seed>:<md5>"), so a folder and its
   manifest split the same way.
@@ -33,6 +38,8 @@ from trainer.preprocess import IMAGE_SIZE, ImageDecodeError, decode_image
 from trainer.shards import SHARDS_INDEX_NAME, ShardIndexError, ShardReadReport, iter_shard, read_shard_index
 
 MANIFEST_NAME = "manifest.json"
+FILES_FOLDER = "files"
+"""Where an upload in files mode puts the images, beside `manifest.json`."""
 MANIFEST_FORMAT = "arsl-manifest/1"
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
@@ -205,13 +212,14 @@ def _list_manifest(root: Path, owned: Callable[[int], bool]) -> Listing:
         raise DataError(f"{path}: missing or malformed field ({error})") from None
     label_of = {name: index for index, name in enumerate(classes)}
     listing = Listing(kind="manifest", root=root, classes=classes, dataset_id=str(raw.get("id", "")))
-    resolved_root = root.resolve()
+    images = root / FILES_FOLDER if (root / FILES_FOLDER).is_dir() else root
+    resolved_root = images.resolve()
     for relative, cls, md5, split in entries:
         if cls not in label_of:
             raise DataError(f"{path}: image {relative!r} has class {cls!r}, which is not in 'classes'")
         if split not in SPLITS:
             raise DataError(f"{path}: image {relative!r} has split {split!r}, expected one of {', '.join(SPLITS)}")
-        file = (root / relative).resolve()
+        file = (images / relative).resolve()
         if not file.is_relative_to(resolved_root):
             raise DataError(f"{path}: image path {relative!r} leaves the data set folder")
         index = len(listing.samples)
@@ -246,7 +254,7 @@ def _list_shards(root: Path, policy: SplitPolicy, owned: Callable[[int], bool]) 
     names: dict[int, str] = {}
     for entry in index.shards:
         report = ShardReadReport()
-        for shard_sample in iter_shard(root / entry.name, report):
+        for shard_sample in iter_shard(root / entry.name, report, entry.samples):
             source = f"{entry.name}:{shard_sample.key}"
             meta = shard_sample.meta()
             data = shard_sample.image()

@@ -1,12 +1,25 @@
-"""A small reader for the data set's WebDataset shards (`shards.json` + `shard-NNNNNN.tar`).
+"""A small reader for the data set's WebDataset shards (`shards.json` + gzip-compressed or plain tar shards).
 
-`shards.json`: `{"format": "arsl-shards/1", "manifest_id", "samples", "shards": [{"name", "bytes",
-"md5", "samples"}, ...]}`. Each sample is consecutive tar members sharing a key (the part of the member
-name before the first dot): `<key>.cls` (class index as ASCII), `<key>.jpg|jpeg|png` (the original image
-bytes) and `<key>.json` (`{"class", "md5", "path", "split"}`).
+The layout an upload in shards mode leaves under the data set's prefix (and so in a downloaded copy):
+
+    <data set folder>/manifest.json
+    <data set folder>/shards.json
+    <data set folder>/shards/shard-000000.tar.gz …
+
+`shards.json`: `{"format": "arsl-shards/2", "manifest_id", "samples", "shards": [{"name", "bytes",
+"md5", "samples"}, ...]}`. Every `name` is a `/`-separated path relative to the folder that holds
+`shards.json` (`"shards/shard-000000.tar.gz"`): hand the trainer that folder and it finds every shard.
+`arsl-shards/1` sets (plain `.tar` files beside `shards.json`, named without a folder) follow the same
+rule and are still read. A name that is absolute, climbs out with `..` or names a hidden file is refused.
+
+Each sample is consecutive tar members sharing a key (the part of the member name before the first
+dot): `<key>.cls` (class index as ASCII), `<key>.jpg|jpeg|png` (the original image bytes) and
+`<key>.json` (`{"class", "md5", "path", "split"}`). A shard is a tar stream, gzip-compressed or not:
+the compression is recognised from the bytes, not the name.
 
 Reading never stops the run at the first bad byte: a shard that is missing, truncated or unreadable
-yields what it could read and a problem naming the shard; the shard's MD5 is checked as it streams.
+yields what it could read and a problem naming the shard; the shard's MD5 (of the file as stored,
+compressed) is checked as it streams.
 """
 
 from __future__ import annotations
@@ -14,13 +27,14 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 SHARDS_INDEX_NAME = "shards.json"
-SHARDS_FORMAT = "arsl-shards/1"
+SHARDS_FORMATS = ("arsl-shards/1", "arsl-shards/2")
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
 
 
@@ -63,6 +77,10 @@ class ShardSample:
             return {}
         return value if isinstance(value, dict) else {}
 
+    def is_complete(self) -> bool:
+        """Whether the sample has its class, its image and its metadata."""
+        return "cls" in self.members and "json" in self.members and self.image() is not None
+
     def class_index(self) -> int | None:
         raw = self.members.get("cls")
         if raw is None:
@@ -89,18 +107,23 @@ def read_shard_index(path: Path) -> ShardIndex:
         raise ShardIndexError(f"{path}: cannot be read ({error.strerror or error})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ShardIndexError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(raw, dict) or raw.get("format") != SHARDS_FORMAT:
+    if not isinstance(raw, dict) or raw.get("format") not in SHARDS_FORMATS:
         found = raw.get("format") if isinstance(raw, dict) else None
-        raise ShardIndexError(f"{path}: format is {found!r}, expected {SHARDS_FORMAT!r}")
+        raise ShardIndexError(f"{path}: format is {found!r}, expected one of {', '.join(SHARDS_FORMATS)}")
     try:
         shards = tuple(ShardEntry(name=str(item["name"]), bytes=int(item["bytes"]), md5=str(item["md5"]),
                                   samples=int(item["samples"])) for item in raw["shards"])
     except (KeyError, TypeError, ValueError) as error:
         raise ShardIndexError(f"{path}: missing or malformed field in 'shards' ({error})") from None
     for entry in shards:
-        if "/" in entry.name or "\\" in entry.name or entry.name.startswith("."):
-            raise ShardIndexError(f"{path}: shard name {entry.name!r} is not a plain file name")
+        if not _is_inner_path(entry.name):
+            raise ShardIndexError(f"{path}: shard name {entry.name!r} is not a relative path inside {path.parent}")
     return ShardIndex(manifest_id=str(raw.get("manifest_id", "")), shards=shards)
+
+
+def _is_inner_path(name: str) -> bool:
+    """A `/`-separated relative path that stays inside its folder and names no hidden file or folder."""
+    return "\\" not in name and all(part and not part.startswith(".") for part in name.split("/"))
 
 
 def _split_name(name: str) -> tuple[str, str]:
@@ -123,8 +146,9 @@ class _HashingReader:
         return data
 
 
-def iter_shard(path: Path, report: ShardReadReport) -> Iterator[ShardSample]:
-    """Samples of one shard in order; problems go to `report` instead of raising."""
+def iter_shard(path: Path, report: ShardReadReport, expected: int | None = None) -> Iterator[ShardSample]:
+    """Samples of one shard in order; problems go to `report` instead of raising. `expected`: the
+    number of samples `shards.json` lists for it (a shard with fewer was cut short)."""
     try:
         handle = path.open("rb")
     except OSError as error:
@@ -134,7 +158,8 @@ def iter_shard(path: Path, report: ShardReadReport) -> Iterator[ShardSample]:
         reader = _HashingReader(handle)
         current: ShardSample | None = None
         try:
-            with tarfile.open(fileobj=reader, mode="r|") as archive:  # type: ignore[call-overload]
+            # "r|*": a stream, compressed or not (gzip is recognised by its magic bytes).
+            with tarfile.open(fileobj=reader, mode="r|*") as archive:  # type: ignore[call-overload]
                 for member in archive:
                     if not member.isfile():
                         continue
@@ -150,12 +175,19 @@ def iter_shard(path: Path, report: ShardReadReport) -> Iterator[ShardSample]:
                     if current is None:
                         current = ShardSample(key)
                     current.members[extension] = data
-        except (tarfile.TarError, EOFError, OSError) as error:
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
             report.problem = f"unreadable after {report.samples} samples ({error})"
             return
-        if current is not None:
+        # A stream cut at a header ends the tar iteration as quietly as a whole archive does, so a
+        # shard that stops short of the samples `shards.json` lists was cut: its last sample counts
+        # only if it has every member.
+        cut = expected is not None and report.samples + (current is not None) < expected
+        if current is not None and not (cut and not current.is_complete()):
             report.samples += 1
             yield current
+        if cut:
+            report.problem = f"unreadable after {report.samples} samples (the file ends early; {expected} listed)"
+            return
         while reader.read(1 << 20):
             pass
         report.md5 = reader.digest.hexdigest()

@@ -11,10 +11,20 @@ import sys
 from collections.abc import Sequence
 
 from arsl_tui import __version__
-from arsl_tui.cli import commands_console, commands_data, commands_gate, commands_train, commands_upload
+from arsl_tui.cli import (
+    commands_alarms,
+    commands_canary,
+    commands_console,
+    commands_data,
+    commands_gate,
+    commands_serve,
+    commands_train,
+    commands_upload,
+)
 from arsl_tui.cli.common import EXIT_USAGE, CommandContext, CommandFailed, run_command
 
-_GROUPS = (commands_console, commands_data, commands_upload, commands_train, commands_gate)
+_GROUPS = (commands_console, commands_data, commands_upload, commands_train, commands_gate, commands_serve,
+           commands_canary, commands_alarms)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from arsl_tui.domain.alarms import AlarmRule, DataPoint, Filter, HistoryEntry, RuleView, SetupReport
 from arsl_tui.domain.jobs import JobResources, JobSpec, JobStatus, LogChunk, MetricsChunk
+from arsl_tui.domain.serving import VersionStats
 
 
 @dataclass(frozen=True)
@@ -123,3 +125,110 @@ class TrainingPlatform(Protocol):
         ...
 
     def resources(self, job_id: str) -> JobResources: ...
+
+
+class Monitor(Protocol):
+    """Alarm rules with Cloud Eye semantics: the local monitor over the gateway's series, or Cloud Eye itself.
+
+    Every method raises `MonitorError` (`RuleNotFound` for an unknown rule) with a message fit to show.
+    """
+
+    @property
+    def backend(self) -> str: ...
+
+    def ensure_rules(self, rules: Sequence[AlarmRule]) -> SetupReport:
+        """Create the rules that are missing and update those that differ, matched by name (idempotent)."""
+        ...
+
+    def rules(self) -> list[RuleView]:
+        """Every arsl rule with its state (ok, alarm, insufficient_data) and last value."""
+        ...
+
+    def history(self, rule: str | None = None, since: float | None = None, limit: int = 100) -> list[HistoryEntry]:
+        """State changes, oldest first, at most the newest `limit`."""
+        ...
+
+    def put_metric(self, namespace: str, metric: str, value: float, dimensions: Mapping[str, str], *,
+                   unit: str = "", at: float | None = None) -> None:
+        """Add one data point to a custom metric (namespace not starting with SYS)."""
+        ...
+
+    def series(self, namespace: str, metric: str, dimensions: Mapping[str, str], *, since: float, until: float,
+               period_s: int, filter: Filter) -> list[DataPoint]:
+        """One value per period (reduced by `filter`) for the periods between `since` and `until` that have data."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelSlot:
+    """One model version a service serves, with its share of traffic (percent)."""
+
+    version: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class ServingStatus:
+    """What a serving platform reports about one service."""
+
+    service: str
+    phase: str
+    """absent (no such service), deploying, running, failed, stopped (or another platform word, lower case)."""
+    weights: Mapping[str, int] = field(default_factory=dict)
+    """{version: percent} of every version the service holds (0 for one kept without traffic)."""
+    ready: Mapping[str, bool] = field(default_factory=dict)
+    """Whether each version's instances are up."""
+    endpoint: str | None = None
+    detail: str = ""
+    """The platform's own words on a failure or a deployment in progress."""
+
+    @property
+    def running(self) -> bool:
+        return self.phase == "running"
+
+    def serves(self, weights: Mapping[str, int]) -> bool:
+        """True when the versions with traffic and their shares are exactly `weights`' non-zero ones."""
+        wanted = {version: weight for version, weight in weights.items() if weight}
+        have = {version: weight for version, weight in self.weights.items() if weight}
+        return wanted == have
+
+
+class ServingPlatformError(Exception):
+    """A serving platform call failed; `transient` says whether trying again later can help."""
+
+    def __init__(self, message: str, *, transient: bool = False, status: int | None = None,
+                 code: str | None = None, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+
+
+class ServingPlatform(Protocol):
+    """Where model versions serve predictions: the local gateway, or a ModelArts real-time service.
+
+    Methods raise `ServingPlatformError`. Changes may complete asynchronously (ModelArts deploys in
+    the background): `status` tells when the service runs what was asked.
+    """
+
+    @property
+    def backend(self) -> str: ...
+
+    def deploy(self, service: str, slots: Sequence[ModelSlot], reason: str = "") -> ServingStatus:
+        """Serve exactly `slots` (weights summing to 100): create the service, or add and drop versions."""
+        ...
+
+    def set_weights(self, service: str, weights: Mapping[str, int], reason: str = "") -> ServingStatus:
+        """Change the traffic split between versions the service holds (summing to 100)."""
+        ...
+
+    def status(self, service: str) -> ServingStatus: ...
+
+    def endpoint(self, service: str) -> str | None:
+        """Where clients send predictions (None while the service has none)."""
+        ...
+
+    def stats(self, service: str, versions: Sequence[str], window_s: float) -> dict[str, VersionStats]:
+        """Per-version requests, errors, latency samples and feedback accuracy over the last `window_s` seconds."""
+        ...

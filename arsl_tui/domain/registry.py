@@ -31,10 +31,11 @@ ALIASES = (CHAMPION, CHALLENGER)
 RECORD_FORMAT = "arsl-model-version/1"
 LOG_FORMAT = "arsl-promotion/1"
 
-Action = Literal["register", "override", "set_alias"]
-ACTIONS: tuple[Action, ...] = ("register", "override", "set_alias")
+Action = Literal["register", "override", "set_alias", "canary"]
+ACTIONS: tuple[Action, ...] = ("register", "override", "set_alias", "canary")
 """register: a version that passed the gate; override: a failed version registered on purpose;
-set_alias: an alias moved."""
+set_alias: an alias moved; canary: a canary release of `to` against `from` changed state (the reason
+says how and why); it moves no alias."""
 
 _VERSION = re.compile(r"^v([1-9][0-9]{0,8})$")
 
@@ -285,6 +286,8 @@ class PromotionLogEntry:
             return f"{self.alias} {self.from_version or '—'} → {self.to_version}"
         if self.action == "override":
             return f"registered {self.to_version} despite a failed gate"
+        if self.action == "canary":
+            return f"canary {self.to_version} vs {self.from_version or '—'}"
         return f"registered {self.to_version}"
 
 
@@ -319,6 +322,10 @@ class RegistryState:
                 raise LogConsistencyError(f"{where}: moves {entry.alias} to {entry.to_version}, which the log "
                                           "never registered")
             return replace(self, seq=entry.seq, aliases={**self.aliases, entry.alias: entry.to_version})
+        if entry.action == "canary":
+            if entry.to_version not in self.registered:
+                raise LogConsistencyError(f"{where}: a canary of {entry.to_version}, which the log never registered")
+            return replace(self, seq=entry.seq)
         if entry.to_version in self.registered:
             raise LogConsistencyError(f"{where}: registers {entry.to_version} a second time")
         overridden = self.overridden | {entry.to_version} if entry.action == "override" else self.overridden
@@ -393,9 +400,21 @@ def plan_alias_move(state: RegistryState, alias: str, version: str, *, reason: s
                              from_version=current, to_version=version, reason=reason.strip(), writer=writer)
 
 
+def plan_canary_entry(state: RegistryState, version: str, baseline: str | None, *, reason: str, user: str,
+                      time: str, writer: str) -> PromotionLogEntry:
+    """A promotion-log entry for a canary transition of `version` (against `baseline`)."""
+    parse_version(version)
+    if version not in state.registered:
+        raise RegistryError(f"{version} is not a registered version")
+    if not reason or not reason.strip():
+        raise RegistryError("a canary log entry needs a reason")
+    return PromotionLogEntry(seq=state.seq + 1, time=time, user=user, action="canary", alias=None,
+                             from_version=baseline, to_version=version, reason=reason.strip(), writer=writer)
+
+
 __all__ = [
     "ACTIONS", "ALIASES", "CHALLENGER", "CHAMPION", "Action", "AliasMoveError", "Lineage", "LogConsistencyError",
     "ModelVersion", "PackageFile", "PromotionLogEntry", "RecordFormatError", "RegistryError", "RegistryState",
-    "VersionFormatError", "format_version", "next_version", "parse_version", "plan_alias_move", "plan_registration",
-    "registration_action", "replay",
+    "VersionFormatError", "format_version", "next_version", "parse_version", "plan_alias_move", "plan_canary_entry",
+    "plan_registration", "registration_action", "replay",
 ]

@@ -60,6 +60,7 @@ from arsl_tui.domain.registry import (
     format_version,
     parse_version,
     plan_alias_move,
+    plan_canary_entry,
     plan_registration,
     registration_action,
     replay,
@@ -490,6 +491,17 @@ class ModelRegistry:
                                                            time=_utc(self._clock()), writer=writer))
         assert entry is not None
         return entry
+
+    def record_canary(self, version: str, baseline: str | None, reason: str, user: str,
+                      writer: str) -> PromotionLogEntry:
+        """Log a canary transition once: an entry already written by `writer` (a retry) is returned as is."""
+        for entry in reversed(self.log()):
+            if entry.writer == writer:
+                return entry
+        appended = self._append(lambda state: plan_canary_entry(state, version, baseline, reason=reason, user=user,
+                                                                time=_utc(self._clock()), writer=writer))
+        assert appended is not None
+        return appended
 
     # --- reading packages back --------------------------------------------------------------------
 

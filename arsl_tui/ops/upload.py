@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from arsl_tui.config import Settings
 from arsl_tui.domain.events import (
@@ -50,7 +50,15 @@ from arsl_tui.domain.events import (
 from arsl_tui.domain.manifest import SplitPolicy, manifest_id
 from arsl_tui.domain.ports import ObjectInfo, ObjectStore, StoreError, TransientStoreError
 from arsl_tui.ops.dataset import MANIFEST_NAME, ValidationReport, validate_dataset
-from arsl_tui.ops.shards import SHARDS_INDEX_NAME, PackingCancelled, ShardError, ShardSet, build_shards
+from arsl_tui.ops.shards import (
+    GZIP_LEVEL,
+    SHARDS_FORMAT,
+    SHARDS_INDEX_NAME,
+    PackingCancelled,
+    ShardError,
+    ShardInfo,
+    ShardPacking,
+)
 from arsl_tui.ops.upload_journal import (
     JobLock,
     PlannedObject,
@@ -336,39 +344,63 @@ class _Engine:
         return _Item(key=prefix + MANIFEST_NAME, md5=digest.hexdigest(), size=size, files=0, source=str(path))
 
     def _upload(self, report: ValidationReport, prefix: str, manifest_item: _Item) -> UploadOutcome:
-        assert self.journal is not None
-        shard_set: ShardSet | None = None
+        packing: ShardPacking | None = None
+        status: Literal["done", "cancelled", "failed"] = "done"
+        error = ""
         try:
             if self.request.mode == "shards":
-                shard_set = self._pack(report)
-                items = _shard_items(shard_set, prefix)
+                packing = self._start_packing(report)
+                items = self._send_shards(packing, prefix, manifest_item, len(report.manifest.images))
             else:
-                items = _file_items(report, prefix)
-            states = self.journal.plan(self.job_id, (PlannedObject(item.key, item.md5, item.size) for item in items))
-            self._count_totals(items, manifest_item, states, len(report.manifest.images))
-            self.emit(UploadStarted(
-                run_id=self.run_id, manifest_id=self.manifest_id, mode=self.request.mode,
-                destination=self.destination, files_total=self.tally.files_total, bytes_total=self.tally.bytes_total,
-                objects_total=self.tally.objects_total, objects_already_confirmed=self.tally.objects_done))
-            self._phase("sending")
-            work = [(item, states[item.key] == "sent") for item in items if states[item.key] != "confirmed"]
-            # The uncertain tail of an earlier run first: those are mostly heads, not puts.
-            work.sort(key=lambda pair: not pair[1])
-            self._send(work)
+                items = self._send_files(report, prefix, manifest_item)
             self._verify(items, prefix)
             self._phase("finishing", f"writing {MANIFEST_NAME}")
-            self._send([(manifest_item, True)], journaled=False)
-        except _Stop:
-            return self._finish("cancelled", "")
-        except PackingCancelled:
-            return self._finish("cancelled", "")
+            self._send(_ListSource([(manifest_item, True)]), journaled=False)
+        except (_Stop, PackingCancelled):
+            status = "cancelled"
         except (_Failure, ShardError) as failure:
-            return self._finish("failed", str(failure))
-        if shard_set is not None:
-            shutil.rmtree(shard_set.folder, ignore_errors=True)
-        if manifest_item.source is not None:
+            status, error = "failed", str(failure)
+        finally:
+            if packing is not None:
+                _settle_packing(packing, uploaded=status == "done")
+        if status == "done" and manifest_item.source is not None:
             Path(manifest_item.source).unlink(missing_ok=True)
-        return self._finish("done", "")
+        return self._finish(status, error)
+
+    def _send_files(self, report: ValidationReport, prefix: str, manifest_item: _Item) -> list[_Item]:
+        assert self.journal is not None
+        items = _file_items(report, prefix)
+        states = self.journal.plan(self.job_id, (PlannedObject(item.key, item.md5, item.size) for item in items))
+        self._count_totals(items, manifest_item, states, len(report.manifest.images))
+        self._started()
+        self._phase("sending")
+        work = [(item, states[item.key] == "sent") for item in items if states[item.key] != "confirmed"]
+        # The uncertain tail of an earlier run first: those are mostly heads, not puts.
+        work.sort(key=lambda pair: not pair[1])
+        self._send(_ListSource(work))
+        return items
+
+    def _send_shards(self, packing: ShardPacking, prefix: str, manifest_item: _Item, images: int) -> list[_Item]:
+        """Send each shard as soon as it is packed, then `shards.json`; returns every object sent or skipped."""
+        assert self.journal is not None
+        tally = self.tally
+        tally.files_total = images
+        tally.objects_total = packing.shards_total + 2  # the shards, shards.json and the manifest
+        tally.bytes_total = manifest_item.size
+        source = _ShardSource(self, packing, prefix)
+        self.journal.update_run(self.run_id, objects_total=tally.objects_total, bytes_total=tally.bytes_total,
+                                objects_confirmed=tally.objects_done, bytes_confirmed=tally.bytes_done)
+        self.meter.add(time.monotonic(), 0)
+        self._started()
+        self._send(source)
+        return source.items
+
+    def _started(self) -> None:
+        tally = self.tally
+        self.emit(UploadStarted(
+            run_id=self.run_id, manifest_id=self.manifest_id, mode=self.request.mode, destination=self.destination,
+            files_total=tally.files_total, bytes_total=tally.bytes_total, objects_total=tally.objects_total,
+            objects_already_confirmed=tally.objects_done))
 
     def _finish(self, status: Literal["done", "cancelled", "failed"], error: str) -> UploadOutcome:
         assert self.journal is not None
@@ -400,14 +432,18 @@ class _Engine:
                                         f"{len(report.problems)} problem(s); nothing uploaded")
         return report
 
-    def _pack(self, report: ValidationReport) -> ShardSet:
+    def _start_packing(self, report: ValidationReport) -> ShardPacking:
         shard_bytes = self.settings.upload.shard_size_mb * 1024 * 1024
-        folder = self.settings.home_dir / "staging" / f"{self.manifest_id}-{shard_bytes}"
-        self._phase("packing", f"{len(report.manifest.images)} images into ~{self.settings.upload.shard_size_mb} MB "
-                               "shards")
-        return build_shards(report.manifest, report.root, folder, shard_bytes, manifest_id=self.manifest_id,
-                            on_progress=lambda done, total: self._phase_throttled("packing", f"{done}/{total} images"),
-                            cancelled=lambda: self.control.cancelled)
+        # The folder names what decides the shards' bytes, so a build is only ever reused for the same ones.
+        folder = self.settings.home_dir / "staging" / \
+            f"{self.manifest_id}-{shard_bytes}-{SHARDS_FORMAT.replace('/', '-')}-z{GZIP_LEVEL}"
+        self._phase("packing", f"{len(report.manifest.images)} images into shards of up to "
+                               f"{self.settings.upload.shard_size_mb} MB of tar, gzip-compressed")
+        packing = ShardPacking(report.manifest, report.root, folder, shard_bytes, manifest_id=self.manifest_id)
+        if packing.reused is not None:
+            self._phase("packing", f"reusing the {packing.shards_total} shards packed by an earlier run")
+        packing.start()
+        return packing
 
     def _count_totals(self, items: list[_Item], manifest_item: _Item, states: dict[str, str], images: int) -> None:
         tally = self.tally
@@ -452,7 +488,7 @@ class _Engine:
                 tally.bytes_done -= item.size
                 tally.files_done -= item.files
             self._phase("sending", f"re-sending {len(wrong)} object(s)")
-            self._send([(expected[key], False) for key in wrong])
+            self._send(_ListSource([(expected[key], False) for key in wrong]))
 
     def _scan(self, prefix: str, expected: dict[str, _Item]) -> tuple[list[str], list[str]]:
         """(planned keys missing or wrong, unexpected keys) under the prefix."""
@@ -482,12 +518,11 @@ class _Engine:
 
     # -- sending -------------------------------------------------------------------------------------
 
-    def _send(self, work: Iterable[tuple[_Item, bool]], *, journaled: bool = True) -> None:
-        """Put every item with `concurrency` requests in flight; `True` beside an item means head it first."""
+    def _send(self, source: _Source, *, journaled: bool = True) -> None:
+        """Put every item `source` yields with `concurrency` requests in flight (`True` beside an item:
+        head it first); items the source reports as already confirmed are counted, not sent."""
         assert self.journal is not None
         window = max(2 * self.concurrency, 4)
-        pending = iter(work)
-        exhausted = False
         in_flight: dict[Future[bool], _Item] = {}
         failure: str | None = None
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="arsl-upload")
@@ -501,19 +536,20 @@ class _Engine:
                     self._hold()
                     continue
                 batch: list[tuple[_Item, bool]] = []
-                if not self.halt.is_set() and not self.control.paused and not exhausted:
-                    while len(in_flight) + len(batch) < window:
-                        following = next(pending, None)
-                        if following is None:
-                            exhausted = True
-                            break
-                        batch.append(following)
                 done: list[tuple[_Item, bool]] = []
-                if in_flight:
-                    finished, _ = wait(list(in_flight), timeout=_POLL_S if not batch else 0,
+                if not self.halt.is_set() and not self.control.paused and not source.exhausted():
+                    batch, skipped = source.take(window - len(in_flight))
+                    done.extend((item, False) for item in skipped)
+                waiting_on: list[Future[Any]] = list(in_flight)
+                if not self.halt.is_set():
+                    waiting_on += source.waitables()
+                if waiting_on:
+                    finished, _ = wait(waiting_on, timeout=_POLL_S if not batch and not done else 0,
                                        return_when=FIRST_COMPLETED)
                     for future in finished:
-                        item = in_flight.pop(future)
+                        item = in_flight.pop(future, None)
+                        if item is None:
+                            continue  # a shard finished packing: the next `take` hands it out
                         try:
                             done.append((item, future.result()))
                         except (CancelledError, _Stop):
@@ -525,7 +561,7 @@ class _Engine:
                 self._record(done, batch, journaled)
                 for item, recheck in batch:
                     in_flight[pool.submit(self._transfer, item, recheck)] = item
-                if not in_flight and (exhausted or self.halt.is_set()):
+                if not in_flight and (source.exhausted() or self.halt.is_set()):
                     break
         finally:
             self.halt.set()
@@ -690,12 +726,141 @@ def _file_items(report: ValidationReport, prefix: str) -> list[_Item]:
                   source=f"{root}/{image.path}") for image in report.manifest.images]
 
 
-def _shard_items(shard_set: ShardSet, prefix: str) -> list[_Item]:
-    items = [_Item(key=f"{prefix}shards/{shard.name}", md5=shard.md5, size=shard.bytes, files=shard.samples,
-                   source=str(shard_set.path(shard))) for shard in shard_set.shards]
-    items.append(_Item(key=prefix + SHARDS_INDEX_NAME, md5=shard_set.index_md5, size=len(shard_set.index_bytes),
-                       files=0, data=shard_set.index_bytes))
-    return items
+class _Source(Protocol):
+    """Work for `_Engine._send`, handed out as it becomes ready."""
+
+    def take(self, limit: int) -> tuple[list[tuple[_Item, bool]], list[_Item]]:
+        """(up to `limit` items to send, each with whether to head it first; items found already
+        confirmed). Never blocks."""
+
+    def exhausted(self) -> bool:
+        """Nothing more will come."""
+
+    def waitables(self) -> list[Future[Any]]:
+        """Futures whose completion may make more work ready."""
+
+
+class _ListSource:
+    """Work known in full up front."""
+
+    def __init__(self, work: Iterable[tuple[_Item, bool]]) -> None:
+        self._work = iter(work)
+        self._exhausted = False
+
+    def take(self, limit: int) -> tuple[list[tuple[_Item, bool]], list[_Item]]:
+        batch = list(itertools.islice(self._work, limit))
+        if len(batch) < limit:
+            self._exhausted = True
+        return batch, []
+
+    def exhausted(self) -> bool:
+        return self._exhausted
+
+    def waitables(self) -> list[Future[Any]]:
+        return []
+
+
+class _ShardSource:
+    """Shards as they come out of packing, then `shards.json`, each planned in the journal on arrival.
+
+    A shard's MD5 is known only once it is packed, so the journal learns the plan in parts; a shard it
+    already holds as confirmed with that MD5 is skipped, one it holds as `sent` is headed first. Until
+    every shard is packed, the byte total counts each unpacked shard at its uncompressed size (an
+    upper bound); each packed one then counts at its real size.
+    """
+
+    def __init__(self, engine: _Engine, packing: ShardPacking, prefix: str) -> None:
+        self._engine = engine
+        self._packing = packing
+        self._prefix = prefix
+        self._ready: deque[tuple[_Item, bool]] = deque()
+        self._announced = False
+        self._indexed = False
+        self.items: list[_Item] = []
+        estimates = packing.planned_bytes()
+        engine.tally.bytes_total += sum(estimates.values())
+        self._estimates = estimates
+        if packing.reused is not None:
+            self._admit(self._shard_items(packing.reused.shards), initial=True)
+            self._admit_index()
+
+    def take(self, limit: int) -> tuple[list[tuple[_Item, bool]], list[_Item]]:
+        skipped: list[_Item] = []
+        if not self._indexed:
+            packed = self._packing.poll()
+            if packed:
+                skipped += self._admit(self._shard_items(packed))
+            if self._packing.complete:
+                skipped += self._admit_index()
+                self._engine._phase("sending", f"all {self._packing.shards_total} shard(s) packed")
+        batch = [self._ready.popleft() for _ in range(min(limit, len(self._ready)))]
+        if (batch or skipped) and not self._announced:
+            self._announced = True
+            self._engine._phase("sending", f"{self._packing.shards_done} of {self._packing.shards_total} shard(s) "
+                                           "packed; sending each as it is ready")
+        return batch, skipped
+
+    def exhausted(self) -> bool:
+        return self._indexed and not self._ready
+
+    def waitables(self) -> list[Future[Any]]:
+        return self._packing.waitables()
+
+    def _shard_items(self, shards: Iterable[ShardInfo]) -> list[_Item]:
+        return [_Item(key=self._prefix + shard.name, md5=shard.md5, size=shard.bytes, files=shard.samples,
+                      source=str(self._packing.path(shard.name))) for shard in shards]
+
+    def _admit_index(self) -> list[_Item]:
+        shard_set = self._packing.shard_set()
+        self._indexed = True
+        index = _Item(key=self._prefix + SHARDS_INDEX_NAME, md5=shard_set.index_md5, size=len(shard_set.index_bytes),
+                      files=0, data=shard_set.index_bytes)
+        skipped = self._admit([index], initial=self._packing.reused is not None)
+        assert self._engine.journal is not None
+        # The whole plan is known now: forget what an earlier run planned and this one does not need.
+        self._engine.journal.plan(self._engine.job_id, (PlannedObject(item.key, item.md5, item.size)
+                                                        for item in self.items))
+        return skipped
+
+    def _admit(self, items: list[_Item], *, initial: bool = False) -> list[_Item]:
+        """Plan `items` in the journal and queue what must be sent; returns those already confirmed.
+
+        `initial`: before UploadStarted, where confirmed items are counted as already done (no events).
+        """
+        engine = self._engine
+        assert engine.journal is not None
+        states = engine.journal.plan(engine.job_id, (PlannedObject(item.key, item.md5, item.size) for item in items),
+                                     forget_others=False)
+        tally = engine.tally
+        skipped: list[_Item] = []
+        for item in items:
+            self.items.append(item)
+            tally.bytes_total += item.size - self._estimates.get(item.key.removeprefix(self._prefix), 0)
+            state = states[item.key]
+            if state != "confirmed":
+                self._ready.append((item, state == "sent"))
+            elif initial:
+                tally.objects_done += 1
+                tally.objects_skipped += 1
+                tally.bytes_done += item.size
+                tally.files_done += item.files
+            else:
+                skipped.append(item)
+        engine.journal.update_run(engine.run_id, bytes_total=tally.bytes_total)
+        return skipped
+
+
+def _settle_packing(packing: ShardPacking, *, uploaded: bool) -> None:
+    """After a run: the shards are no longer needed once uploaded; otherwise a complete build is kept
+    for the next run to reuse, and a partial one removed."""
+    if uploaded:
+        if packing.reused is not None:
+            shutil.rmtree(packing.reused.folder, ignore_errors=True)
+        packing.close()
+    elif packing.complete:
+        packing.keep()
+    else:
+        packing.close()
 
 
 def run_upload(settings: Settings, request: UploadRequest, *, store: ObjectStore | None = None,

@@ -165,11 +165,12 @@ class UploadJournal:
 
     # -- objects -------------------------------------------------------------------------------------
 
-    def plan(self, job_id: str, objects: Iterable[PlannedObject]) -> dict[str, str]:
-        """Record the objects this job needs; returns key → state.
+    def plan(self, job_id: str, objects: Iterable[PlannedObject], *, forget_others: bool = True) -> dict[str, str]:
+        """Record the objects this job needs; returns key → state (of the objects given).
 
         A key whose MD5 or size changed since an earlier run (e.g. shards rebuilt at another size) starts
-        over as pending; keys the job no longer needs are forgotten.
+        over as pending; keys the job no longer needs are forgotten — unless `forget_others` is False,
+        for a plan that arrives in parts (shards, as each is packed).
         """
         now = time.time()
         planned: set[str] = set()
@@ -191,7 +192,7 @@ class UploadJournal:
                                                  (job_id,)):
                 if key in planned:
                     states[key] = state
-                else:
+                elif forget_others:
                     stale.append((job_id, key))
             connection.executemany("DELETE FROM upload_objects WHERE job_id = ? AND key = ?", stale)
         return states

@@ -33,7 +33,7 @@ from arsl_tui.ui.keymap import (
     spec_for_action,
 )
 from arsl_tui.ui.screens.confirm import ConfirmScreen
-from arsl_tui.ui.screens.help import HelpScreen, collect_help_rows
+from arsl_tui.ui.screens.help import HelpScreen, collect_help_rows, place_name
 from arsl_tui.ui.screens.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmallScreen
 from arsl_tui.ui.services import ConsoleServices, default_services
 from arsl_tui.ui.tabs.overview import OverviewTab
@@ -69,8 +69,7 @@ class ArslApp(App[int], inherit_bindings=False):
     COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = App.COMMANDS | {ArslCommands}
 
     def __init__(self, settings: Settings, *, read_only: bool = False, theme: str | None = None,
-                 services: ConsoleServices | None = None, progress_interval_s: float = 0.25,
-                 theme_dirs: list[Path] | None = None) -> None:
+                 services: ConsoleServices | None = None, progress_interval_s: float = 0.25) -> None:
         super().__init__()
         self.settings = settings
         self.read_only = read_only or settings.read_only
@@ -82,7 +81,7 @@ class ArslApp(App[int], inherit_bindings=False):
         self._too_small: TooSmallScreen | None = None
         self._quitting = False
         self._reported_clashes: set[str] = set()
-        self._setup_themes(theme, theme_dirs if theme_dirs is not None else theme_folders(settings.home_dir))
+        self._setup_themes(theme, theme_folders(settings.home_dir))
 
     # ----- set-up -------------------------------------------------------------------------------
 
@@ -117,8 +116,7 @@ class ArslApp(App[int], inherit_bindings=False):
         self.theme = name
 
     def _theme_problem(self, text: str) -> None:
-        self.write_log("error", text)
-        self.last_error = text
+        self.write_log("error", text)  # also kept as the last error, shown once the screen is up
 
     def compose(self) -> ComposeResult:
         yield ArslHeader(self.settings, read_only=self.read_only, id="header")
@@ -135,7 +133,11 @@ class ArslApp(App[int], inherit_bindings=False):
 
     def on_mount(self) -> None:
         self.query_one("#header", ArslHeader).display = self.settings.console.show_header
-        self.query_one("#log", LogPanel).display = False
+        log_panel = self.query_one("#log", LogPanel)
+        log_panel.display = False
+        for level, text in self._pending_log:
+            log_panel.add(level, text)
+        self._pending_log.clear()
         checked = check_keymap(self.settings.keymap, self.settings.source)
         for problem in checked.problems:
             self.write_log("warning", problem)
@@ -148,9 +150,6 @@ class ArslApp(App[int], inherit_bindings=False):
             self.notify(self.last_error, severity="error", timeout=8)
         if self.read_only:
             self.write_log("info", "read-only mode: actions that change something are off")
-        for level, text in self._pending_log:
-            self.query_one("#log", LogPanel).add(level, text)
-        self._pending_log.clear()
 
     def on_ready(self) -> None:
         self.write_log("info", f"console ready in {1000 * (time.perf_counter() - MODULE_IMPORTED_AT):.0f} ms "
@@ -258,7 +257,7 @@ class ArslApp(App[int], inherit_bindings=False):
     def action_show_help(self) -> None:
         screen = self.screen
         focused = screen.focused
-        place = type(focused).__name__ if focused is not None else "nothing"
+        place = place_name(focused) if focused is not None else "nothing"
         where = f"{TAB_TITLES.get(self.active_tab, self.active_tab)} tab, focus: {place}"
         rows = collect_help_rows(screen, read_only=self.read_only, active_tab=self.active_tab)
         self.push_screen(HelpScreen(rows, where))

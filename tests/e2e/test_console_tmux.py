@@ -69,8 +69,10 @@ def tmux() -> Iterator[Tmux]:
     session.kill_server()
 
 
-def console_command(home: Path, exit_file: Path, term: str) -> str:
-    environment = f"env -u COLORTERM -u TEXTUAL_COLOR_SYSTEM TERM={term} ARSL_HOME={home} ESCDELAY=25"
+def console_command(home: Path, exit_file: Path | None, term: str, extra_env: str = "") -> str:
+    environment = f"env -u COLORTERM -u TEXTUAL_COLOR_SYSTEM TERM={term} ARSL_HOME={home} ESCDELAY=25 {extra_env}"
+    if exit_file is None:
+        return f"exec {environment} {ARSL}"  # the pane's process is the console itself
     return f"{environment} {ARSL}; echo exit=$? > {exit_file}"
 
 
@@ -104,6 +106,43 @@ def test_plain_xterm_gets_the_16_colour_theme(tmux: Tmux, arsl_home: Path, tmp_p
     tmux.wait_text("1 Overview")
     colours = tmux.screen(escapes=True)
     assert not re.search(r"\x1b\[[0-9;]*38;[25];", colours)  # only the 16 standard colours
+    tmux.keys("q")
+    tmux.wait_for(lambda _: exit_file.exists(), "the console to exit")
+    assert exit_file.read_text().strip() == "exit=0"
+
+
+def test_killed_mid_upload_the_reopened_console_offers_to_resume(tmux: Tmux, make_dataset: Callable[..., Path],
+                                                                arsl_home: Path, tmp_path: Path) -> None:
+    folder = make_dataset(per_class=15, name="medium")
+    slow = "ARSL_UPLOAD_MODE=files ARSL_UPLOAD_CONCURRENCY=1"  # one object at a time: a window to kill in
+    tmux.start(console_command(arsl_home, None, "xterm-256color", slow))
+    tmux.wait_text("1 Overview")
+    tmux.keys("2")
+    tmux.wait_text("Data set folder")
+    tmux.keys(str(folder), literal=True)
+    tmux.keys("Enter")
+    tmux.wait_text("Valid: 480 images")
+    tmux.keys("S")
+    tmux.wait_text("Start the upload?")
+    tmux.keys("y")
+    tmux.wait_for(lambda screen: re.search(r"objects [1-9][0-9]*/481", screen) is not None, "objects confirmed")
+    pid = int(tmux.run("display-message", "-p", "-t", "console", "#{pane_pid}").strip())
+    os.kill(pid, 9)  # the console we started, killed mid-upload
+    tmux.wait_for(lambda _: not tmux.alive(), "the killed console's pane to close")
+
+    exit_file = tmp_path / "exit-code"
+    tmux.start(console_command(arsl_home, exit_file, "xterm-256color", slow.replace("=1", "=8")))
+    tmux.wait_text("1 Overview")
+    tmux.keys("2")
+    banner = tmux.wait_text("r resumes")
+    assert "interrupted upload run" in banner
+    tmux.keys("Escape")  # out of the (prefilled) path field: the footer then offers the tab's keys
+    tmux.wait_text("r resume ")
+    tmux.keys("r")
+    tmux.wait_text("Resume the interrupted upload?")
+    tmux.keys("y")
+    screen = tmux.wait_text("✓ Uploaded:")
+    assert re.search(r"[1-9][0-9,]* already there", screen), screen
     tmux.keys("q")
     tmux.wait_for(lambda _: exit_file.exists(), "the console to exit")
     assert exit_file.read_text().strip() == "exit=0"

@@ -32,6 +32,7 @@ from tests.providers.conftest import FAKE_CREDENTIALS
 BUCKET = "arsl-faults"
 FAULTS = Faults(fail_503=0.10, drop=0.05, drop_after_store=0.03, stall=0.02, stall_s=1.0, seed=20261126)
 CLIENT_TIMEOUT_S = 0.4
+MULTIPART_THRESHOLD = 512 * 1024
 
 
 class EventLog:
@@ -63,11 +64,12 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 def make_store(sink: S3Sink, settings: Settings, bucket: str = BUCKET) -> ObsObjectStore:
-    # The sink, unlike S3, has no 5 MiB minimum part size, so 1 MiB shards go multipart in 256 KiB
-    # parts and the checkpoint/resume path meets the faults too. No SDK retries: the engine's own.
+    # The sink, unlike S3, has no 5 MiB minimum part size, so shards of 1 MiB of tar (~0.9 MB gzipped: these
+    # noise JPEGs barely compress) go multipart in 256 KiB parts and the checkpoint/resume path meets the
+    # faults too. No SDK retries: the engine's own.
     return ObsObjectStore(server=sink.endpoint, bucket=bucket, credentials=FAKE_CREDENTIALS,
                           checkpoint_dir=settings.home_dir / "obs-checkpoints", timeout_s=CLIENT_TIMEOUT_S,
-                          max_retry_count=0, multipart_threshold=512 * 1024, part_size=256 * 1024)
+                          max_retry_count=0, multipart_threshold=MULTIPART_THRESHOLD, part_size=256 * 1024)
 
 
 def expected_objects(sink: S3Sink, settings: Settings, dataset: Path, mode: str) -> dict[str, str]:
@@ -85,7 +87,9 @@ def expected_objects(sink: S3Sink, settings: Settings, dataset: Path, mode: str)
     manifest_id, _shard_size, shards = parse_index(index_bytes)
     assert manifest_id == manifest.id
     expected[prefix + "shards.json"] = hashlib.md5(index_bytes).hexdigest()
-    expected.update({f"{prefix}shards/{shard.name}": shard.md5 for shard in shards})
+    assert any(shard.bytes > MULTIPART_THRESHOLD for shard in shards), "no shard took the multipart path"
+    # shards.json names the shards relative to its own folder, the data set prefix.
+    expected.update({prefix + shard.name: shard.md5 for shard in shards})
     return expected
 
 

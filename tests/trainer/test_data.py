@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 import shutil
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +35,17 @@ def shards_of(data: Path, target: Path) -> Path:
     return target
 
 
+def shard_files(folder: Path) -> list[Path]:
+    return sorted((folder / "shards").glob("shard-*.tar.gz"))
+
+
+def rewrite_shard(shard: Path, change: Callable[[bytearray], None]) -> None:
+    """Decompress a shard, let `change` edit the tar bytes in place, compress it again."""
+    data = bytearray(gzip.decompress(shard.read_bytes()))
+    change(data)
+    shard.write_bytes(gzip.compress(bytes(data), mtime=0))
+
+
 def test_folder_split_matches_the_console_manifest(small_data: Path) -> None:
     listing = list_dataset(small_data, POLICY, everything)
     report = validate_dataset(small_data, ConsoleSplitPolicy(seed=1337, val=0.2, test=0.2))
@@ -46,7 +61,7 @@ def test_manifest_shards_and_folder_give_the_same_cache(small_data: Path, tmp_pa
     report = validate_dataset(data, ConsoleSplitPolicy(seed=1337, val=0.2, test=0.2))
     write_manifest(report)
     shards = shards_of(data, tmp_path / "shards")
-    assert len(list(shards.glob("*.tar"))) > 2
+    assert len(shard_files(shards)) > 2
     caches = {kind: load_cache(path, POLICY, solo_context()) for kind, path in
               (("folder", small_data), ("manifest", data), ("shards", shards))}
     assert {cache.kind for cache in caches.values()} == {"folder", "manifest", "shards"}
@@ -64,32 +79,67 @@ def test_manifest_shards_and_folder_give_the_same_cache(small_data: Path, tmp_pa
 
 def test_corrupt_image_in_the_middle_of_a_shard_is_skipped_and_named(small_data: Path, tmp_path: Path) -> None:
     shards = shards_of(small_data, tmp_path / "shards")
-    shard = sorted(shards.glob("*.tar"))[1]
+    shard = shard_files(shards)[1]
+    name = shard.relative_to(shards).as_posix()
     with tarfile.open(shard) as archive:
         images = [member for member in archive.getmembers() if member.name.endswith(".jpg")]
     victim = images[len(images) // 2]
-    with shard.open("r+b") as handle:  # overwrite the middle of the JPEG data, keeping the tar structure
-        handle.seek(victim.offset_data + victim.size // 2)
-        handle.write(b"\x00" * 64)
+
+    def spoil(tar: bytearray) -> None:  # overwrite the middle of the JPEG data, keeping the tar structure
+        middle = victim.offset_data + victim.size // 2
+        tar[middle:middle + 64] = b"\x00" * 64
+
+    rewrite_shard(shard, spoil)
     cache = load_cache(shards, POLICY, solo_context())
-    assert [item.source for item in cache.skipped] == [f"{shard.name}:{victim.name.removesuffix('.jpg')}"]
+    assert [item.source for item in cache.skipped] == [f"{name}:{victim.name.removesuffix('.jpg')}"]
     assert "MD5" in cache.skipped[0].problem
     assert sum(len(split) for split in cache.splits.values()) == 319
-    assert any(shard.name in warning for warning in cache.warnings)
+    assert any(name in warning for warning in cache.warnings)
 
 
 def test_truncated_shard_reports_the_lost_samples(small_data: Path, tmp_path: Path) -> None:
     shards = shards_of(small_data, tmp_path / "shards")
-    last = sorted(shards.glob("*.tar"))[-1]
+    last = shard_files(shards)[-1]
     size = last.stat().st_size
     with last.open("r+b") as handle:
         handle.truncate(size // 2)
     cache = load_cache(shards, POLICY, solo_context())
-    problems = [item for item in cache.skipped if item.source == last.name]
+    problems = [item for item in cache.skipped if item.source == last.relative_to(shards).as_posix()]
     assert len(problems) == 1 and "unreadable" in problems[0].problem
     lost = len(cache.skipped) - 1
     assert lost > 0 and f"{lost} sample(s) lost" in problems[0].problem
     assert sum(len(split) for split in cache.splits.values()) == 320 - lost
+
+
+def test_plain_tar_shards_of_the_first_format_are_still_read(small_data: Path, tmp_path: Path) -> None:
+    shards = shards_of(small_data, tmp_path / "shards")
+    compressed = load_cache(shards, POLICY, solo_context())
+    index = json.loads((shards / "shards.json").read_bytes())
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for entry in index["shards"]:  # arsl-shards/1: uncompressed tars beside shards.json, named without a folder
+        tar = gzip.decompress((shards / entry["name"]).read_bytes())
+        entry["name"] = entry["name"].removeprefix("shards/").removesuffix(".gz")
+        (plain / entry["name"]).write_bytes(tar)
+        entry["bytes"], entry["md5"] = len(tar), hashlib.md5(tar).hexdigest()
+    index["format"] = "arsl-shards/1"
+    (plain / "shards.json").write_text(json.dumps(index))
+    cache = load_cache(plain, POLICY, solo_context())
+    assert not cache.skipped and not cache.warnings
+    for split in ("train", "val", "test"):
+        assert torch.equal(cache.splits[split].labels, compressed.splits[split].labels)
+        assert torch.equal(cache.splits[split].images, compressed.splits[split].images)
+
+
+@pytest.mark.parametrize("name", ["../outside.tar.gz", "/etc/passwd", "shards/../../x.tar", "shards/.hidden.tar",
+                                  "shards\\x.tar", "shards//x.tar"])
+def test_a_shard_name_leaving_the_folder_is_refused(small_data: Path, tmp_path: Path, name: str) -> None:
+    shards = shards_of(small_data, tmp_path / "shards")
+    index = json.loads((shards / "shards.json").read_bytes())
+    index["shards"][0]["name"] = name
+    (shards / "shards.json").write_text(json.dumps(index))
+    with pytest.raises(DataError, match="is not a relative path inside"):
+        load_cache(shards, POLICY, solo_context())
 
 
 def test_manifest_md5_mismatch_is_skipped(small_data: Path, tmp_path: Path) -> None:

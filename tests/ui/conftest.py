@@ -136,12 +136,34 @@ class FakeOutcome:
     error: str = ""
 
 
+def fixed_report(folder: Path, per_class: int = 3) -> Any:
+    """A validation report built from fixed records (no file is read): snapshots then do not depend on
+    the JPEG encoder that wrote a test data set."""
+    import hashlib
+
+    from arsl_tui.domain.classes import ARSL_CLASSES
+    from arsl_tui.domain.manifest import ImageRecord, SplitPolicy, build_manifest
+    from arsl_tui.ops.dataset import ValidationReport
+
+    split = SplitPolicy()
+    records = []
+    for class_number, name in enumerate(ARSL_CLASSES):
+        for index in range(per_class):
+            md5 = hashlib.md5(f"{name}/{index}".encode(), usedforsecurity=False).hexdigest()
+            records.append(ImageRecord(path=f"{name}/{name}_{index:04d}.jpg", cls=name, bytes=1600 + class_number,
+                                       md5=md5, split=split.assign(md5), width=64, height=64, mode="L"))
+    return ValidationReport(root=folder, manifest=build_manifest(records, split),
+                            files_scanned=len(records))
+
+
 @dataclass
 class ScriptedUpload:
     """A fake engine: emits a fixed script of events, optionally holds until cancelled, then returns."""
 
     progress_steps: int = 3
     hold_until_cancelled: bool = False
+    fixed_validation: bool = False
+    """Validate with `fixed_report` instead of reading the folder."""
     runs: list[FakeRun] = field(default_factory=list)
     resumable: FakeRun | None = None
     controls: list[FakeControl] = field(default_factory=list)
@@ -179,9 +201,13 @@ class ScriptedUpload:
         self.controls.append(control)
         return control
 
+    def validate(self, settings: Settings, folder: Path, on_progress: Callable[[int], None]) -> Any:
+        if self.fixed_validation:
+            return fixed_report(folder)
+        return default_services().validate(settings, folder, on_progress)
+
     def services(self) -> ConsoleServices:
-        real = default_services()
-        return ConsoleServices(validate=real.validate, new_control=self.new_control, run_upload=self.run_upload,
+        return ConsoleServices(validate=self.validate, new_control=self.new_control, run_upload=self.run_upload,
                                resumable_run=lambda settings: self.resumable,
                                list_upload_runs=lambda settings, limit: list(self.runs)[:limit])
 

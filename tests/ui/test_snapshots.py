@@ -1,8 +1,8 @@
 """SVG snapshots of every tab and dialog at 80×24 (plus one large size), with deterministic data.
 
-Everything time- or path-dependent is fixed: settings point at `/srv/arsl` (never touched), journal
-records and upload events come from `ScriptedUpload`, local time is UTC, and the data set is typed as
-a path relative to the test's working folder. Update on purpose with `pytest --snapshot-update`.
+Everything time-, path- or encoder-dependent is fixed: settings point at `/srv/arsl` (never touched),
+journal records, upload events and the validation report come from `ScriptedUpload`, local time is UTC,
+and the data set path is typed relative. Update on purpose with `pytest --snapshot-update`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ def journal() -> ScriptedUpload:
     cancelled = FakeRun(run_id="1a2b3c4d5e6f", status="cancelled", objects_confirmed=6, bytes_confirmed=360_000_000,
                         updated_at=1_767_258_000.0)
     return ScriptedUpload(
+        fixed_validation=True,
         runs=[FakeRun(), cancelled,
               FakeRun(run_id="9f8e7d6c5b4a", status="failed", objects_confirmed=0, bytes_confirmed=0,
                       updated_at=1_767_171_600.0, error="storage error: 403 AccessDenied")],
@@ -37,9 +38,8 @@ def console(scripted: ScriptedUpload | None = None, **options: Any) -> ArslApp:
 
 
 @pytest.fixture(autouse=True)
-def deterministic(utc: None, tiny_dataset: Path, arsl_home: Path) -> None:
-    """UTC clock, the tiny data set at ./dataset, no ARSL_* variables."""
-    assert tiny_dataset == Path.cwd() / "dataset"
+def deterministic(utc: None, arsl_home: Path) -> None:
+    """UTC clock, a temporary working folder, no ARSL_* variables."""
 
 
 async def settled(pilot: Pilot[Any]) -> None:
@@ -76,7 +76,7 @@ def test_upload_tab_done(snap_compare: Any) -> None:
 
 
 def test_upload_tab_paused(snap_compare: Any) -> None:
-    scripted = ScriptedUpload(hold_until_cancelled=True)
+    scripted = ScriptedUpload(hold_until_cancelled=True, fixed_validation=True)
 
     async def run_before(pilot: Pilot[Any]) -> None:
         import asyncio

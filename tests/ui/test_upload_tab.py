@@ -113,7 +113,7 @@ async def test_upload_runs_to_done_against_the_local_store(make_app: AppFactory,
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await validate_folder(app, pilot, tiny_dataset)
-        manifest_id = app.upload_tab.validated.report.manifest.id  # type: ignore[union-attr]
+        manifest_id = app.upload_tab.validated.manifest_id  # type: ignore[union-attr]
         await pilot.press("S", "y")
         await settle(app, pilot)
         assert status_text(app).startswith("✓ Uploaded: ")
@@ -127,7 +127,7 @@ async def test_upload_runs_to_done_against_the_local_store(make_app: AppFactory,
         assert app.clipboard == view.run_id
         await pilot.press("1")
         await settle(app, pilot)
-        assert f"uploaded, manifest {manifest_id[:12]}" in screen_text(app)
+        assert f"uploaded: manifest {manifest_id[:12]}" in screen_text(app)
     store = LocalObjectStore(console_settings.home_dir / "store" / "arsl-ml")
     assert store.head(f"datasets/{manifest_id}/manifest.json") is not None
     runs = upload_engine.list_upload_runs(console_settings)
@@ -192,7 +192,7 @@ async def test_pause_resume_cancel_then_reopen_offers_to_resume(make_app: AppFac
         await settle(reopened, pilot)
         await pilot.press("2")
         banner = reopened.query_one("#resume-banner").message  # type: ignore[attr-defined]
-        assert f"cancelled run {record.run_id[:8]}" in banner and "r resumes" in banner
+        assert f"cancelled upload run {record.run_id[:8]}" in banner and "r resumes" in banner
         await pilot.press("escape", "r")
         assert isinstance(reopened.screen, ConfirmScreen)
         await pilot.press("y")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.table import Table
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from arsl_tui.ui.keymap import bindings_for, spec_by_id
 
@@ -15,6 +16,12 @@ _PLACE_NAMES = {
     "PathInput": "path field", "ClassCountTable": "counts table", "ProblemList": "problem list",
     "RunsTable": "runs table", "ContentTabs": "tab bar", "Tabs": "tab bar", "Screen": "screen",
 }
+
+
+def place_name(widget: object) -> str:
+    """What a user would call a widget: `path field`, `counts table`."""
+    name = type(widget).__name__
+    return _PLACE_NAMES.get(name, name)
 
 
 @dataclass(frozen=True)
@@ -36,11 +43,10 @@ def collect_help_rows(screen: Screen[object], *, read_only: bool, active_tab: st
         if binding.system or not (binding.description or binding.tooltip):
             continue
         spec = spec_by_id(binding.id) if binding.id else None
-        node_name = type(active.node).__name__
         if active.node is app:
             place = "everywhere" if spec is None or spec.scope == "global" else f"{active_tab.title()} tab"
         else:
-            place = _PLACE_NAMES.get(node_name, node_name)
+            place = place_name(active.node)
         identity = (id(active.node), binding.action)
         if identity not in merged:
             merged[identity] = []
@@ -74,18 +80,22 @@ class HelpScreen(ModalScreen[None]):
         self.where = where
 
     def compose(self) -> ComposeResult:
+        table = Table(box=None, expand=True, show_edge=False, pad_edge=False, header_style="bold")
+        table.add_column("where", no_wrap=True)
+        table.add_column("keys", no_wrap=True)
+        table.add_column("state", no_wrap=True)
+        table.add_column("what it does", ratio=1)
+        for row in self.rows:
+            table.add_row(row.place, row.keys, row.state, row.description)
         with Vertical(id="help-dialog"):
             yield Static(f"Keys here — {self.where}", id="help-title", markup=False)
-            yield DataTable(id="help-table", cursor_type="row", zebra_stripes=False)
+            with VerticalScroll(id="help-scroll", can_focus=True):
+                yield Static(table, id="help-table")
             yield Static("Ctrl+P searches every action by name. Remap keys by id in config.toml [keymap], "
                          "e.g. \"upload.start\" = \"ctrl+u\". Esc closes.", id="help-hint", markup=False)
 
     def on_mount(self) -> None:
-        table = self.query_one("#help-table", DataTable)
-        table.add_columns("where", "keys", "state", "what it does")
-        for row in self.rows:
-            table.add_row(row.place, row.keys, row.state, row.description)
-        table.focus()
+        self.query_one("#help-scroll", VerticalScroll).focus()
 
     def action_close(self) -> None:
         self.dismiss(None)

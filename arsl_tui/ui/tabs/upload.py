@@ -23,6 +23,7 @@ from textual.widgets import DataTable, Input, Static
 from arsl_tui.config import Settings
 from arsl_tui.domain.events import UploadFinished, UploadPhaseChanged, UploadRetried, UploadStarted
 from arsl_tui.ui import formatting as fmt
+from arsl_tui.ui.background import run_in_low_priority_thread
 from arsl_tui.ui.screens.confirm import ConfirmScreen
 from arsl_tui.ui.services import (
     ConsoleServices,
@@ -38,7 +39,7 @@ from arsl_tui.ui.upload_feed import UploadFeed
 from arsl_tui.ui.widgets.class_chart import ClassCountChart
 from arsl_tui.ui.widgets.class_table import ClassCountTable
 from arsl_tui.ui.widgets.path_input import PathInput
-from arsl_tui.ui.widgets.problem_list import ProblemList
+from arsl_tui.ui.widgets.problem_list import FindingLike, ProblemList
 from arsl_tui.ui.widgets.status_line import StatusLine
 from arsl_tui.ui.widgets.upload_progress import UploadProgressPanel, UploadView
 
@@ -75,20 +76,43 @@ def describe_destination(settings: Settings, manifest_id: str = "") -> str:
 
 
 @dataclass(frozen=True)
-class _Validated:
+class ValidatedDataset:
+    """What the tab keeps of a validation: computed in the worker, because a manifest's id hashes the
+    whole manifest (a second or more for 108,098 images) and must never run on the UI thread."""
+
     typed: str
-    report: ValidationReport
+    manifest_id: str
+    images: int
+    total_bytes: int
+    counts: dict[str, dict[str, int]]
+    class_totals: dict[str, int]
+    problems: tuple[FindingLike, ...]
+    notes: int
+
+    @classmethod
+    def from_report(cls, typed: str, report: ValidationReport) -> ValidatedDataset:
+        counts = report.manifest.counts()
+        return cls(typed=typed, manifest_id=report.manifest.id, images=len(report.manifest.images),
+                   total_bytes=report.manifest.total_bytes, counts=counts,
+                   class_totals={name: sum(per_split.values()) for name, per_split in counts.items()},
+                   problems=tuple(report.problems), notes=len(report.notes))
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
 
 
 class UploadTab(Vertical):
     """Holds the upload state; the App's actions call the `request_*` methods after its gate."""
 
+    engine_niceness = 10
+    """How much lower the upload engine's threads are scheduled than the UI thread (Linux)."""
+
     class ValidationDone(Message):
-        def __init__(self, generation: int, typed: str, report: ValidationReport) -> None:
+        def __init__(self, generation: int, dataset: ValidatedDataset) -> None:
             super().__init__()
             self.generation = generation
-            self.typed = typed
-            self.report = report
+            self.dataset = dataset
 
     class ValidationProgressed(Message):
         def __init__(self, generation: int, typed: str, scanned: int) -> None:
@@ -125,7 +149,7 @@ class UploadTab(Vertical):
         self.settings = settings
         self.services = services
         self.progress_interval_s = progress_interval_s
-        self.validated: _Validated | None = None
+        self.validated: ValidatedDataset | None = None
         self.validating = False
         self.phase = "idle"
         """idle | uploading | paused | cancelling: the state of this console's own upload run."""
@@ -189,7 +213,7 @@ class UploadTab(Vertical):
         if self.view.run_id:
             return self.view.run_id
         if self.validated is not None:
-            return self.validated.report.manifest.id
+            return self.validated.manifest_id
         return self.resumable.run_id if self.resumable is not None else ""
 
     # ----- requests from the App ----------------------------------------------------------------
@@ -220,15 +244,13 @@ class UploadTab(Vertical):
         validated = self.validated
         if validated is None:
             return
-        report = validated.report
         settings = self.settings
         mode = settings.upload.mode
-        problems = len(report.problems)
-        manifest_id = report.manifest.id
+        problems = len(validated.problems)
         lines = [
-            f"Upload {fmt.count(len(report.manifest.images))} images ({fmt.size(report.manifest.total_bytes)}) "
+            f"Upload {fmt.count(validated.images)} images ({fmt.size(validated.total_bytes)}) "
             f"from {validated.typed}.",
-            f"To: {describe_destination(settings, manifest_id)}",
+            f"To: {describe_destination(settings, validated.manifest_id)}",
             (f"As shards (~{settings.upload.shard_size_mb} MB tar files)" if mode == "shards"
              else "As files (one object per image)") + f", {settings.upload.concurrency} requests at a time.",
             "Skips objects an earlier run confirmed; writes the manifest last.",
@@ -343,12 +365,13 @@ class UploadTab(Vertical):
         except Exception as error:  # a validation bug must not end the console
             self.post_message(self.ValidationFailed(generation, typed, f"{type(error).__name__}: {error}"))
         else:
-            self.post_message(self.ValidationDone(generation, typed, report))
+            self.post_message(self.ValidationDone(generation, ValidatedDataset.from_report(typed, report)))
 
     @work(thread=True, exclusive=True, group="upload", exit_on_error=False)
     def _upload_worker(self, order: UploadOrder, control: UploadControlLike, feed: UploadFeed) -> None:
         try:
-            outcome = self.services.run_upload(self.settings, order, feed, control)
+            outcome = run_in_low_priority_thread(
+                lambda: self.services.run_upload(self.settings, order, feed, control), self.engine_niceness)
         except UploadRefusedError as refused:
             self.post_message(self.WorkerEnded(None, str(refused), refused))
         except (EngineUnavailable, UploadNotRun) as error:
@@ -385,26 +408,25 @@ class UploadTab(Vertical):
         if message.generation != self._generation:
             return
         self.validating = False
-        report = message.report
-        self.validated = _Validated(message.typed, report)
-        self.query_one("#counts-table", ClassCountTable).set_counts(report.manifest.counts())
-        self.query_one("#counts-chart", ClassCountChart).set_counts(report.class_counts())
-        self.query_one("#problems", ProblemList).show_findings(report.problems, message.typed)
-        images = len(report.manifest.images)
-        summary = (f"{fmt.count(images)} images, {fmt.size(report.manifest.total_bytes)}, "
-                   f"manifest {fmt.short_id(report.manifest.id)}")
+        dataset = message.dataset
+        self.validated = dataset
+        self.query_one("#counts-table", ClassCountTable).set_counts(dataset.counts)
+        self.query_one("#counts-chart", ClassCountChart).set_counts(dataset.class_totals)
+        self.query_one("#problems", ProblemList).show_findings(dataset.problems, dataset.typed)
+        summary = (f"{fmt.count(dataset.images)} images, {fmt.size(dataset.total_bytes)}, "
+                   f"manifest {fmt.short_id(dataset.manifest_id)}")
         read_only = bool(getattr(self.app, "read_only", False))
-        if report.ok:
+        if dataset.ok:
             next_step = "Read-only mode: uploading is off." if read_only else "S uploads it."
             self._say("ok", "valid", f"Valid: {summary}. {next_step}")
-            self._log("ok", f"validated {message.typed}: {summary}")
+            self._log("ok", f"validated {dataset.typed}: {summary}")
         else:
             next_step = ("Read-only mode: uploading is off." if read_only
                          else "S uploads the rest, problem files quarantined.")
-            self._say("warning", "warning", f"{len(report.problems)} problem(s); {summary}. {next_step}")
-            self._log("warning", f"validated {message.typed}: {len(report.problems)} problem(s); {summary}")
-        if report.notes:
-            self._log("info", f"{len(report.notes)} image(s) are not 64×64 grayscale; the trainer converts them")
+            self._say("warning", "warning", f"{len(dataset.problems)} problem(s); {summary}. {next_step}")
+            self._log("warning", f"validated {dataset.typed}: {len(dataset.problems)} problem(s); {summary}")
+        if dataset.notes:
+            self._log("info", f"{dataset.notes} image(s) are not 64×64 grayscale; the trainer converts them")
         self.query_one("#counts-table", ClassCountTable).focus()
         self.app.refresh_bindings()
 
@@ -433,10 +455,11 @@ class UploadTab(Vertical):
             banner.display = False
         else:
             action = "read-only: no resume" if getattr(self.app, "read_only", False) else "r resumes"
+            # The folder is in the path field (filled below); the banner keeps to one line at 80 columns.
             banner.say("warning", "resumable",
-                       f"{record.status} run {fmt.short_id(record.run_id, 8)}: "
-                       f"{fmt.count(record.objects_confirmed)}/{fmt.count(record.objects_total)} objects of "
-                       f"{fmt.tail(record.dataset_dir, 22)} — {action}")
+                       f"{record.status} upload run {fmt.short_id(record.run_id, 8)}: "
+                       f"{fmt.count(record.objects_confirmed)}/{fmt.count(record.objects_total)} objects "
+                       f"confirmed — {action}")
             banner.display = True
             path_input = self.query_one("#path-input", PathInput)
             if not path_input.value:

@@ -1,0 +1,385 @@
+"""Alarm use cases: set the rules up, list them with their states, history, acknowledge, silence, watch.
+
+The rules come from `[alarms]` (`configured_rules`): on the local backend they watch the gateway's
+series that `LocalMonitor` samples each round; on the huawei backend they are Cloud Eye rules on
+SYS.ModelArts, SYS.APIC and arsl's custom namespace. Acknowledgements and silences are kept in the
+local state file on both backends (Cloud Eye has no acknowledgement); they are logged with who and when.
+
+For the canary controller:
+- in the same process, `LocalMonitor.subscribe(callback)` gets every `AlarmEvent` of the rounds that
+  monitor runs (`watch` runs them on a schedule);
+- across processes, `AlarmFeed(settings).poll()` returns the state changes recorded since its last
+  poll (a cursor over the history on the local backend, a comparison of states on Cloud Eye), and
+  `active_alarms(settings)` the rules in alarm now;
+- `record_canary_rollback` puts a point on the `canary_rollbacks` metric, which the
+  `arsl-canary-rollback` rule turns into an alarm.
+Nothing here prints; errors are `MonitorError` / `AlarmRuleError` with a message fit to show.
+"""
+
+from __future__ import annotations
+
+import getpass
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from arsl_tui.domain.alarms import (
+    CANARY_ROLLBACK,
+    LOCAL_NAMESPACE,
+    LOCAL_SERVICE,
+    SERVICE_DIMENSION,
+    AlarmRule,
+    AlarmRuleError,
+    AlarmState,
+    AlarmThresholds,
+    CloudTargets,
+    DataPoint,
+    HistoryEntry,
+    HistoryKind,
+    MonitorError,
+    MonitorUnavailable,
+    RuleNotFound,
+    RuleView,
+    SetupReport,
+    SkippedRule,
+    cloud_eye_rules,
+    local_rules,
+)
+
+if TYPE_CHECKING:
+    from arsl_tui.config import Settings
+    from arsl_tui.domain.ports import Monitor
+    from arsl_tui.providers.local.monitor import AlarmEvent, LocalMonitor, OperatorLog, Sample, Sampler
+
+STATS_MAX_SAMPLES = 20_000
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def thresholds(settings: Settings) -> AlarmThresholds:
+    alarms = settings.alarms
+    return AlarmThresholds(period_s=alarms.evaluation_period_s, count=alarms.count, suppress_s=alarms.suppress_s,
+                           max_error_rate=alarms.max_error_rate, max_p95_latency_ms=alarms.max_p95_latency_ms,
+                           min_requests=alarms.min_requests, max_requests=alarms.max_requests,
+                           min_online_accuracy=alarms.min_online_accuracy, custom_namespace=alarms.custom_namespace)
+
+
+def configured_rules(settings: Settings) -> tuple[list[AlarmRule], list[SkippedRule]]:
+    """The rules `[alarms]` asks for on the configured backend, and those skipped for a missing resource."""
+    if settings.backend == "huawei":
+        targets = CloudTargets(service_id=settings.alarms.service_id.strip(),
+                               apig_instance_id=settings.huawei.apig_instance_id.strip(),
+                               api_id=settings.alarms.api_id.strip())
+        return cloud_eye_rules(thresholds(settings), targets)
+    return local_rules(thresholds(settings)), []
+
+
+# --- opening a monitor ------------------------------------------------------------------------------
+
+
+def gateway_sampler(settings: Settings) -> Sampler:
+    """Reads the local gateway's per-version stats over the last window (the gateway's admin API)."""
+    from arsl_tui.providers.local.monitor import gateway_samples
+
+    def sample(now: float, window_s: float) -> list[Sample]:
+        from arsl_tui.ops import serving
+        from arsl_tui.providers.local.serving_control import LocalServingControl, ServingError
+
+        control = LocalServingControl.from_settings(settings)
+        try:
+            deployed = control.state.deployment() is not None
+            running = control.running() is not None
+        except ServingError:
+            deployed, running = True, False
+        finally:
+            control.close()
+        stats = None
+        if deployed and running:
+            try:
+                stats = serving.version_stats(settings, window_s=window_s, max_samples=STATS_MAX_SAMPLES)
+            except ServingError:
+                stats = None  # it does not answer: service_up 0
+        return gateway_samples(stats, deployed=deployed, min_feedback=settings.alarms.min_feedback)
+
+    return sample
+
+
+def open_local_monitor(settings: Settings, *, sampler: Sampler | None = None,
+                       clock: Callable[[], float] = time.time) -> LocalMonitor:
+    from arsl_tui.providers.local.monitor import LocalMonitor
+    from arsl_tui.providers.local.state import open_state
+
+    return LocalMonitor(open_state(settings.home_dir), sampler=sampler or gateway_sampler(settings), clock=clock,
+                        retention_s=settings.alarms.retention_days * 86400.0)
+
+
+def open_monitor(settings: Settings) -> Monitor:
+    """The configured backend's monitor (the CES SDK is imported only for huawei)."""
+    if settings.backend == "huawei":
+        from arsl_tui.providers.huawei.ces import CloudEyeMonitor
+
+        return CloudEyeMonitor.from_settings(settings)
+    return open_local_monitor(settings)
+
+
+def _operator_log(settings: Settings) -> OperatorLog:
+    from arsl_tui.providers.local.monitor import OperatorLog
+    from arsl_tui.providers.local.state import open_state
+
+    return OperatorLog(open_state(settings.home_dir))
+
+
+def _close(monitor: Any) -> None:
+    close = getattr(monitor, "close", None)
+    if close is not None:
+        close()
+
+
+# --- use cases --------------------------------------------------------------------------------------
+
+
+def setup(settings: Settings, monitor: Monitor | None = None) -> SetupReport:
+    """Create the configured rules that are missing, update those that differ; twice creates nothing twice."""
+    rules, skipped = configured_rules(settings)
+    own = monitor is None
+    monitor = monitor or open_monitor(settings)
+    try:
+        report = monitor.ensure_rules(rules)
+    finally:
+        if own:
+            _close(monitor)
+    return SetupReport(created=report.created, updated=report.updated, unchanged=report.unchanged,
+                       skipped=tuple(skipped), notes=report.notes)
+
+
+def list_rules(settings: Settings, monitor: Monitor | None = None) -> list[RuleView]:
+    """Every arsl rule with its state, value, acknowledgement and silence."""
+    own = monitor is None
+    monitor = monitor or open_monitor(settings)
+    try:
+        views = monitor.rules()
+    finally:
+        if own:
+            _close(monitor)
+    if settings.backend == "local":
+        return views  # the local monitor applies its marks itself
+    log = _operator_log(settings)
+    try:
+        return [log.apply(view) for view in views]
+    finally:
+        log.db.close()
+
+
+def active_alarms(settings: Settings, monitor: Monitor | None = None) -> list[RuleView]:
+    return [view for view in list_rules(settings, monitor) if view.state is AlarmState.ALARM]
+
+
+def history(settings: Settings, rule: str | None = None, since: float | None = None, limit: int = 100,
+            monitor: Monitor | None = None) -> list[HistoryEntry]:
+    """State changes (and operator actions), oldest first."""
+    own = monitor is None
+    monitor = monitor or open_monitor(settings)
+    try:
+        entries = monitor.history(rule=rule, since=since, limit=limit)
+    finally:
+        if own:
+            _close(monitor)
+    if settings.backend == "local":
+        return entries
+    log = _operator_log(settings)
+    try:
+        merged = sorted([*entries, *log.entries(rule=rule, since=since, limit=limit)], key=lambda entry: entry.time)
+    finally:
+        log.db.close()
+    return merged[-limit:]
+
+
+def _find(views: Sequence[RuleView], name: str) -> RuleView:
+    for view in views:
+        if view.rule.name == name:
+            return view
+    known = ", ".join(view.rule.name for view in views) or "none; run `arsl alarms setup`"
+    raise RuleNotFound(f"no alarm rule named {name!r} (rules: {known})")
+
+
+def acknowledge(settings: Settings, rule: str, *, user: str | None = None, note: str = "",
+                monitor: Monitor | None = None) -> RuleView:
+    """Mark a rule's alarm as seen (until it leaves alarm); logged with who and when."""
+    view = _find(list_rules(settings, monitor), rule)
+    log = _operator_log(settings)
+    try:
+        log.acknowledge(view, user or current_user(), note, time.time())
+    finally:
+        log.db.close()
+    return _find(list_rules(settings, monitor), rule)
+
+
+def silence(settings: Settings, rule: str, seconds: float, *, user: str | None = None, note: str = "",
+            monitor: Monitor | None = None) -> RuleView:
+    """Mute a rule's notifications for `seconds` (0 ends a silence); it still changes state. Logged."""
+    view = _find(list_rules(settings, monitor), rule)
+    log = _operator_log(settings)
+    try:
+        log.silence(view, seconds, user or current_user(), note, time.time())
+    finally:
+        log.db.close()
+    return _find(list_rules(settings, monitor), rule)
+
+
+def series(settings: Settings, view: RuleView, *, periods: int = 30, monitor: Monitor | None = None,
+           now: float | None = None) -> list[DataPoint]:
+    """The last `periods` periods of a rule's metric, one value per period (for a sparkline)."""
+    now = time.time() if now is None else now
+    rule = view.rule
+    own = monitor is None
+    monitor = monitor or open_monitor(settings)
+    try:
+        return monitor.series(rule.namespace, rule.metric, dict(rule.dimensions), since=now - periods * rule.period_s,
+                              until=now, period_s=rule.period_s, filter=rule.filter)
+    finally:
+        if own:
+            _close(monitor)
+
+
+def record_canary_rollback(settings: Settings, version: str, reason: str = "", *,
+                           monitor: Monitor | None = None, at: float | None = None) -> None:
+    """A rollback happened: one point on `canary_rollbacks`, which `arsl-canary-rollback` alarms on."""
+    if settings.backend == "huawei":
+        service_id = settings.alarms.service_id.strip()
+        if not service_id:
+            raise MonitorUnavailable(f"{settings.source}: alarms.service_id is empty, so the rollback of {version} "
+                                     "cannot be reported to Cloud Eye")
+        namespace, dims = settings.alarms.custom_namespace, {SERVICE_DIMENSION: service_id}
+    else:
+        namespace, dims = LOCAL_NAMESPACE, {SERVICE_DIMENSION: LOCAL_SERVICE}
+    own = monitor is None
+    monitor = monitor or open_monitor(settings)
+    try:
+        monitor.put_metric(namespace, "canary_rollbacks", 1.0, dims, unit="count", at=at)
+    finally:
+        if own:
+            _close(monitor)
+
+
+def publish_online_accuracy(settings: Settings, accuracy: float, *, monitor: Monitor | None = None,
+                            at: float | None = None) -> None:
+    """Push online accuracy (from feedback labels) to Cloud Eye's custom namespace (huawei backend)."""
+    if settings.backend != "huawei":
+        raise MonitorUnavailable("the local monitor measures online accuracy from the gateway by itself")
+    service_id = settings.alarms.service_id.strip()
+    if not service_id:
+        raise MonitorUnavailable(f"{settings.source}: alarms.service_id is empty: set it to the ModelArts service id")
+    if not 0.0 <= accuracy <= 1.0:
+        raise AlarmRuleError(f"online accuracy {accuracy!r}: expected a fraction between 0 and 1")
+    own = monitor is None
+    monitor = monitor or open_monitor(settings)
+    try:
+        monitor.put_metric(settings.alarms.custom_namespace, "online_accuracy", accuracy,
+                           {SERVICE_DIMENSION: service_id}, at=at)
+    finally:
+        if own:
+            _close(monitor)
+
+
+# --- rounds -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    time: float
+    events: tuple[AlarmEvent, ...] = ()
+    published: tuple[str, ...] = ()
+    """Metrics pushed to Cloud Eye this round (huawei)."""
+
+
+def run_round(settings: Settings, monitor: Monitor, now: float | None = None) -> RoundResult:
+    """One scheduled round: locally sample + judge + prune; on Cloud Eye push the error rate arsl derives."""
+    from arsl_tui.providers.local.monitor import LocalMonitor
+
+    if isinstance(monitor, LocalMonitor):
+        at = monitor.now() if now is None else now
+        return RoundResult(at, tuple(monitor.run_once(at)))
+    now = time.time() if now is None else now
+    published: list[str] = []
+    service_id = settings.alarms.service_id.strip()
+    publish = getattr(monitor, "publish_error_rate", None)
+    if service_id and publish is not None:
+        rate = publish(service_id, settings.alarms.custom_namespace, float(max(settings.alarms.evaluation_period_s,
+                                                                                60)), now)
+        if rate is not None:
+            published.append(f"error_rate={rate:.4f}")
+    return RoundResult(now, (), tuple(published))
+
+
+def watch(settings: Settings, stop: threading.Event, on_round: Callable[[RoundResult], None], *,
+          monitor: Monitor | None = None, interval_s: float | None = None,
+          on_error: Callable[[MonitorError], None] | None = None) -> None:
+    """Run a round every `interval_s` (default: the rules' period) until `stop` is set.
+
+    A failing round (the gateway's admin API, Cloud Eye) is reported to `on_error` and retried next time.
+    """
+    interval = float(interval_s if interval_s is not None else settings.alarms.evaluation_period_s)
+    own = monitor is None
+    monitor = monitor or open_monitor(settings)
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                on_round(run_round(settings, monitor))
+            except MonitorError as error:
+                if on_error is None:
+                    raise
+                on_error(error)
+            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+    finally:
+        if own:
+            _close(monitor)
+
+
+class AlarmFeed:
+    """State changes since the last poll, across processes (for the canary controller)."""
+
+    def __init__(self, settings: Settings, *, monitor: Monitor | None = None, start_at_end: bool = True) -> None:
+        self._settings = settings
+        self._monitor = monitor
+        self._cursor = 0
+        self._states: dict[str, AlarmState] = {}
+        if start_at_end:
+            self.poll()
+
+    def poll(self) -> list[HistoryEntry]:
+        """Transitions recorded since the previous poll (the first poll with `start_at_end` only sets the cursor)."""
+        if self._settings.backend == "local":
+            from arsl_tui.providers.local.monitor import LocalMonitor
+
+            monitor = self._monitor if isinstance(self._monitor, LocalMonitor) else open_local_monitor(self._settings)
+            try:
+                lines = monitor.history(after_seq=self._cursor, limit=10_000)
+            finally:
+                if monitor is not self._monitor:
+                    monitor.close()
+            self._cursor = max([self._cursor, *(entry.seq for entry in lines)])
+            return [entry for entry in lines if entry.kind is HistoryKind.TRANSITION]
+        now = time.time()
+        changes = []
+        for view in list_rules(self._settings, self._monitor):
+            before = self._states.get(view.rule.name)
+            self._states[view.rule.name] = view.state
+            if before is not None and before is not view.state:
+                changes.append(HistoryEntry(seq=0, rule=view.rule.name, time=view.since or now,
+                                            kind=HistoryKind.TRANSITION, old=before, new=view.state, value=view.value))
+        return changes
+
+
+__all__ = ["CANARY_ROLLBACK", "AlarmFeed", "RoundResult", "acknowledge", "active_alarms", "configured_rules",
+           "current_user", "gateway_sampler", "history", "list_rules", "open_local_monitor", "open_monitor",
+           "publish_online_accuracy", "record_canary_rollback", "run_round", "series", "setup", "silence",
+           "thresholds", "watch"]
+

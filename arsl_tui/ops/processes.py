@@ -1,0 +1,31 @@
+"""Worker processes for CPU-bound data set work (decoding, packing): how many, and how they start.
+
+Workers are started with `spawn`, not `fork`: the console and the upload engine run threads (sending,
+the UI), and a forked child of a threaded process can inherit a lock some other thread held. Workers
+ignore SIGINT: Ctrl-C reaches the whole process group, and only the parent decides how to stop
+(it cancels what is queued and waits for the few tasks in flight).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from concurrent.futures import ProcessPoolExecutor
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and taskset narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_ignore_interrupts)

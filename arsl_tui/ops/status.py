@@ -1,0 +1,217 @@
+"""One view of every phase of the workflow: data → training → models → service → canary → alarms.
+
+`collect(settings)` asks each part for where it stands and what to do next; a part that cannot be
+read (a cloud error, a missing credential) is reported as `unknown` with the reason, and the others
+are still shown. Used by `arsl status` and the console's Overview.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from arsl_tui.config import Settings
+
+
+class PhaseState(StrEnum):
+    NONE = "none"
+    """Nothing happened in this phase yet."""
+    RUNNING = "running"
+    DONE = "done"
+    ATTENTION = "attention"
+    """Something needs a person: a failed job, an active alarm, an unfinished upload."""
+    UNKNOWN = "unknown"
+    """The phase could not be read (see `error`)."""
+
+
+@dataclass(frozen=True)
+class PhaseStatus:
+    phase: str
+    state: PhaseState
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+    next_step: str = ""
+    error: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"phase": self.phase, "state": self.state.value, "summary": self.summary, "details": self.details,
+                "next": self.next_step or None, "error": self.error or None}
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    backend: str
+    time: float
+    phases: tuple[PhaseStatus, ...]
+
+    def phase(self, name: str) -> PhaseStatus:
+        return next(item for item in self.phases if item.phase == name)
+
+    @property
+    def next_step(self) -> str:
+        """The first phase's suggestion that needs doing (attention first, then in workflow order)."""
+        for wanted in (PhaseState.ATTENTION, PhaseState.NONE):
+            for item in self.phases:
+                if item.state is wanted and item.next_step:
+                    return item.next_step
+        return ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"backend": self.backend, "time": self.time, "phases": [item.to_json() for item in self.phases],
+                "next": self.next_step or None}
+
+
+def _data(settings: Settings) -> PhaseStatus:
+    from arsl_tui.ops.upload import last_uploaded_dataset, resumable_run
+
+    unfinished = resumable_run(settings)
+    done = last_uploaded_dataset(settings)
+    details: dict[str, Any] = {}
+    if done is not None:
+        details = {"manifest_id": done.manifest_id, "destination": done.destination, "objects": done.objects_total,
+                   "bytes": done.bytes_total, "uploaded_at": done.updated_at}
+    if unfinished is not None:
+        details["unfinished_run"] = {"run_id": unfinished.run_id, "status": unfinished.status,
+                                     "objects_confirmed": unfinished.objects_confirmed,
+                                     "objects_total": unfinished.objects_total}
+        return PhaseStatus("data", PhaseState.ATTENTION, f"upload {unfinished.status} at "
+                           f"{unfinished.objects_confirmed}/{unfinished.objects_total} objects", details,
+                           f"arsl upload {unfinished.dataset_dir}  (resumes)")
+    if done is None:
+        return PhaseStatus("data", PhaseState.NONE, "no data set uploaded", details, "arsl upload DIR")
+    return PhaseStatus("data", PhaseState.DONE, f"data set {done.manifest_id[:12]} in {done.destination}", details)
+
+
+def _training(settings: Settings) -> PhaseStatus:
+    from arsl_tui.ops.training import open_platform
+
+    platform = open_platform(settings)
+    try:
+        jobs = platform.list(limit=1)
+    finally:
+        close = getattr(platform, "close", None)
+        if close is not None:
+            close()
+    if not jobs:
+        return PhaseStatus("training", PhaseState.NONE, "no training job yet", {}, "arsl train submit")
+    job = jobs[0]
+    details = {"job_id": job.job_id, "phase": job.phase.value, "created_at": job.created_at,
+               "ended_at": job.ended_at}
+    summary = f"job {job.job_id} {job.phase.value}"
+    if not job.terminal:
+        return PhaseStatus("training", PhaseState.RUNNING, summary, details, f"arsl train watch {job.job_id}")
+    if job.phase.succeeded:
+        return PhaseStatus("training", PhaseState.DONE, summary, details, f"arsl gate {job.job_id}")
+    reason = job.reason.splitlines()[-1] if job.reason else ""
+    return PhaseStatus("training", PhaseState.ATTENTION, summary + (f": {reason}" if reason else ""), details,
+                       f"arsl train logs {job.job_id}")
+
+
+def _models(settings: Settings) -> PhaseStatus:
+    from arsl_tui.ops.registry import ModelRegistry
+
+    aliases = dict(ModelRegistry.from_settings(settings).state().aliases)
+    champion, challenger = aliases.get("champion"), aliases.get("challenger")
+    details = {"champion": champion, "challenger": challenger}
+    if champion is None and challenger is None:
+        return PhaseStatus("models", PhaseState.NONE, "no registered model", details, "arsl gate JOB")
+    summary = f"champion {champion or '—'}, challenger {challenger or '—'}"
+    next_step = f"arsl deploy {challenger} --canary 10" if challenger and challenger != champion else ""
+    return PhaseStatus("models", PhaseState.DONE, summary, details, next_step)
+
+
+def _service(settings: Settings) -> PhaseStatus:
+    if settings.backend != "local":
+        return PhaseStatus("service", PhaseState.UNKNOWN, "ModelArts service status is not read by arsl yet", {},
+                           error="no ModelArts service adapter")
+    from arsl_tui.ops import serving
+
+    status = serving.status(settings)
+    deployment = status.deployment
+    details: dict[str, Any] = {"running": status.running,
+                               "endpoint": status.process.endpoint if status.process else None,
+                               "stable": deployment.stable if deployment else None,
+                               "canary": deployment.canary if deployment else None,
+                               "weights": dict(deployment.weights) if deployment else {}}
+    if deployment is None:
+        return PhaseStatus("service", PhaseState.NONE, "nothing deployed", details, "arsl deploy champion")
+    weights = ", ".join(f"{version} {weight}%" for version, weight in deployment.weights.items())
+    if not status.running:
+        return PhaseStatus("service", PhaseState.ATTENTION, f"stopped (last served {weights})", details,
+                           "arsl service start")
+    return PhaseStatus("service", PhaseState.RUNNING, f"serving {weights} at {details['endpoint']}", details)
+
+
+def _canary(settings: Settings) -> PhaseStatus:
+    try:
+        # The canary controller's module; read through its public `open_controller(...).status()`.
+        deployment = importlib.import_module("arsl_tui.ops.deployment")
+    except ModuleNotFoundError:
+        return PhaseStatus("canary", PhaseState.NONE, "not deployed", {"available": False})
+    open_controller: Callable[..., Any] | None = getattr(deployment, "open_controller", None)
+    if open_controller is None:
+        return PhaseStatus("canary", PhaseState.NONE, "not deployed", {"available": False})
+    controller = open_controller(settings)
+    try:
+        data = controller.status(live=False).to_json()
+    finally:
+        controller.close()
+    if not data.get("run_id"):
+        return PhaseStatus("canary", PhaseState.NONE, "no canary in progress", {"phase": data.get("phase")})
+    phase = str(data.get("phase") or "")
+    details = {key: data.get(key) for key in ("run_id", "phase", "champion", "challenger", "step", "steps", "weight",
+                                              "reason", "alarm", "error")}
+    steps = data.get("steps") or []
+    summary = (f"{data.get('challenger')} vs {data.get('champion')}: {phase}, step {data.get('step')}"
+               f"/{len(steps)} at {data.get('weight')}%")
+    if phase in ("rolled_back", "failed") or data.get("error"):
+        return PhaseStatus("canary", PhaseState.ATTENTION, summary, details, "arsl canary status")
+    if phase in ("promoted", "completed", "done"):
+        return PhaseStatus("canary", PhaseState.DONE, summary, details)
+    return PhaseStatus("canary", PhaseState.RUNNING, summary, details, "arsl canary watch")
+
+
+def _alarms(settings: Settings) -> PhaseStatus:
+    from arsl_tui.domain.alarms import AlarmState
+    from arsl_tui.ops.monitoring import list_rules
+
+    views = list_rules(settings)
+    if not views:
+        return PhaseStatus("alarms", PhaseState.NONE, "no alarm rules", {"rules": 0}, "arsl alarms setup")
+    active = [view for view in views if view.state is AlarmState.ALARM]
+    counts = {state.value: sum(1 for view in views if view.state is state) for state in AlarmState}
+    details = {"rules": len(views), "states": counts,
+               "active": [{"name": view.rule.name, "since": view.since, "value": view.value,
+                           "acknowledged": view.acknowledged_at is not None} for view in active]}
+    if active:
+        names = ", ".join(view.rule.name for view in active)
+        return PhaseStatus("alarms", PhaseState.ATTENTION, f"{len(active)} in alarm: {names}", details,
+                           "arsl alarms list")
+    return PhaseStatus("alarms", PhaseState.DONE, f"{len(views)} rules, none in alarm "
+                       f"({counts['insufficient_data']} without data)", details)
+
+
+PHASES: tuple[tuple[str, Callable[[Settings], PhaseStatus]], ...] = (
+    ("data", _data), ("training", _training), ("models", _models), ("service", _service), ("canary", _canary),
+    ("alarms", _alarms))
+
+
+def collect(settings: Settings, *, phases: tuple[tuple[str, Callable[[Settings], PhaseStatus]], ...] = PHASES
+            ) -> StatusReport:
+    """Every phase's status; one that fails to read is `unknown` with its error, never the whole report."""
+    results = []
+    for name, read in phases:
+        try:
+            results.append(read(settings))
+        except Exception as error:  # any part's failure is shown in its row, the others still are
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            results.append(PhaseStatus(name, PhaseState.UNKNOWN, "cannot be read", {}, error=message))
+    return StatusReport(backend=settings.backend, time=time.time(), phases=tuple(results))
+
+
+__all__ = ["PHASES", "PhaseState", "PhaseStatus", "StatusReport", "collect"]

@@ -1,0 +1,435 @@
+"""Serving benchmark: the gateway (micro-batching, 90/10 canary split) vs a plain one-request-one-forward endpoint.
+
+    .venv/bin/python bench/serve.py                          # rates 50,100,200,300 req/s, 8 s each, then saturation
+    .venv/bin/python bench/serve.py --duration 4 --rates 100,200 --concurrency 32
+
+Both servers run the same stack (Starlette under uvicorn with httptools and uvloop, on 127.0.0.1), the
+same real model packages (trainer.export, compact CNN, random weights: speed does not depend on them)
+and the same torch thread count, so the difference is what the gateway adds:
+(a) the gateway as `arsl deploy` starts it (its own detached process, auth with X-Apig-AppCode, rate
+    limits, metrics, v1/v2 at 90/10), with micro-batching ([gateway] max_batch / max_wait_ms);
+(b) a plain endpoint: each request decodes its image and runs its own forward pass on one worker
+    thread (Predictor.predict([image])), no batching.
+Both servers run side by side and each run is made on one, then at once on the other, so both meet the
+same background load (the 1-minute load average is recorded with every run: on a shared 2-core machine
+other work moves the figures a lot). The CPU cost per image of the forward pass alone at batch 1, 8 and
+32 is measured first: it bounds what batching can gain on this machine.
+The load generator is a separate process: an asyncio (uvloop) client over raw keep-alive sockets with
+pre-built requests, so it costs the machine little. Fixed rates are open-loop (requests are scheduled
+on a clock; latency counts from the scheduled time, so queueing shows); saturation is closed-loop
+(`--concurrency` connections, back to back). Also reported: the gateway's RSS with both versions loaded
+(VmRSS and VmHWM) and the time from starting it to its first answer. Results: printed, and written to
+bench/results/serve.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+RESULTS = REPO / "bench" / "results" / "serve.json"
+_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
+_VERSION = re.compile(rb'"model_version":\s*"(v\d+)"')
+
+
+# --- load generator (runs in its own process) ------------------------------------------------------
+
+
+def _percentile(ordered: list[float], q: float) -> float | None:
+    if not ordered:
+        return None
+    return ordered[min(len(ordered), max(1, math.ceil(q / 100 * len(ordered)))) - 1]
+
+
+class Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def roundtrip(self, request: bytes) -> tuple[int, bytes]:
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        found = _LENGTH.search(head)
+        body = await self.reader.readexactly(int(found.group(1))) if found else b""
+        return int(head[9:12]), body
+
+
+def _requests(host: str, port: int, path: str, key: str, images: list[bytes]) -> list[bytes]:
+    auth = f"X-Apig-AppCode: {key}\r\n" if key else ""
+    return [(f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}Content-Type: image/jpeg\r\n"
+             f"Content-Length: {len(image)}\r\n\r\n").encode() + image for image in images]
+
+
+async def _connect(host: str, port: int, count: int) -> list[Connection]:
+    return [Connection(*await asyncio.open_connection(host, port)) for _ in range(count)]
+
+
+def _summary(samples: list[tuple[float, int, bytes]], duration_s: float, offered: float | None,
+             unfinished: int) -> dict[str, Any]:
+    ok = [latency for latency, status, _version in samples if status == 200]
+    ordered = sorted(ok)
+    versions: dict[str, int] = {}
+    for _latency, status, version in samples:
+        if status == 200:
+            versions[version.decode()] = versions.get(version.decode(), 0) + 1
+    return {"offered_rps": offered, "completed": len(ok), "errors": len(samples) - len(ok) + unfinished,
+            "throughput_rps": round(len(ok) / duration_s, 1), "duration_s": round(duration_s, 2),
+            "p50_ms": _round(_percentile(ordered, 50)), "p95_ms": _round(_percentile(ordered, 95)),
+            "p99_ms": _round(_percentile(ordered, 99)), "max_ms": _round(ordered[-1] if ordered else None),
+            "versions": versions}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+async def fixed_rate(host: str, port: int, requests: list[bytes], rate: float, duration_s: float,
+                     connections: int) -> dict[str, Any]:
+    pool: asyncio.Queue[Connection] = asyncio.Queue()
+    for connection in await _connect(host, port, connections):
+        pool.put_nowait(connection)
+    samples: list[tuple[float, int, bytes]] = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(index: int, scheduled: float) -> None:
+        connection = await pool.get()
+        try:
+            status, body = await connection.roundtrip(requests[index % len(requests)])
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            samples.append(((time.perf_counter() - scheduled) * 1000, 0, b""))
+            return
+        found = _VERSION.search(body)
+        samples.append(((time.perf_counter() - scheduled) * 1000, status, found.group(1) if found else b"-"))
+        pool.put_nowait(connection)
+
+    start = time.perf_counter() + 0.05
+    total = int(rate * duration_s)
+    for index in range(total):
+        scheduled = start + index / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(one(index, scheduled))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    _done, pending = await asyncio.wait(tasks, timeout=30) if tasks else (set(), set())
+    for task in pending:
+        task.cancel()
+    elapsed = time.perf_counter() - start
+    return _summary(samples, max(duration_s, min(elapsed, duration_s + 30)), rate, len(pending))
+
+
+async def saturation(host: str, port: int, requests: list[bytes], concurrency: int,
+                     duration_s: float) -> dict[str, Any]:
+    connections = await _connect(host, port, concurrency)
+    samples: list[tuple[float, int, bytes]] = []
+    deadline = time.perf_counter() + duration_s
+
+    async def worker(connection: Connection, offset: int) -> None:
+        index = offset
+        while time.perf_counter() < deadline:
+            sent = time.perf_counter()
+            try:
+                status, body = await connection.roundtrip(requests[index % len(requests)])
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                samples.append(((time.perf_counter() - sent) * 1000, 0, b""))
+                return
+            found = _VERSION.search(body)
+            samples.append(((time.perf_counter() - sent) * 1000, status, found.group(1) if found else b"-"))
+            index += concurrency
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(connection, offset) for offset, connection in enumerate(connections)))
+    result = _summary(samples, time.perf_counter() - started, None, 0)
+    result["concurrency"] = concurrency
+    return result
+
+
+def loadgen_main(args: argparse.Namespace) -> int:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    images = [Path(path).read_bytes() for path in args.images]
+    requests = _requests(args.host, args.port, args.path, args.key, images)
+    if args.rate:
+        result = asyncio.run(fixed_rate(args.host, args.port, requests, args.rate, args.duration, args.connections))
+    else:
+        result = asyncio.run(saturation(args.host, args.port, requests, args.concurrency, args.duration))
+    print(json.dumps(result))
+    return 0
+
+
+# --- the plain baseline server (runs in its own process) ---------------------------------------------
+
+
+def baseline_main(args: argparse.Namespace) -> int:
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from arsl_tui.serving.batching import configure_torch
+    from trainer.predict import InvalidImage, Predictor
+
+    configure_torch(args.threads)
+    predictor = Predictor.load(args.model_dir)
+    predictor.predict([Path(args.images[0]).read_bytes()])  # warm-up, as the gateway does
+    worker = ThreadPoolExecutor(max_workers=1)  # one forward at a time, off the event loop
+
+    async def predict(request: Request) -> JSONResponse:
+        body = await request.body()
+        try:
+            rows = await asyncio.get_running_loop().run_in_executor(worker, predictor.predict, [body], 5)
+        except InvalidImage as error:
+            return JSONResponse({"error": str(error)}, status_code=422)
+        top = rows[0]
+        return JSONResponse({"label": top[0].label, "class_index": top[0].index, "confidence": top[0].probability,
+                             "top5": [item.to_json() for item in top], "model_version": "v1"})
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(2048)
+    Path(args.port_file).write_text(str(sock.getsockname()[1]))
+    app = Starlette(routes=[Route("/v1/predict", predict, methods=["POST"])])
+    config = uvicorn.Config(app, loop="auto", http="auto", log_level="warning", access_log=False, backlog=2048)
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+# --- orchestration -------------------------------------------------------------------------------
+
+
+def _rss_mb(pid: int) -> dict[str, float]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = round(int(value.split()[0]) / 1024, 1)
+    return fields
+
+
+def _run_load(host: str, port: int, path: str, key: str, images: list[Path], *, rate: float | None = None,
+              concurrency: int = 32, duration: float, connections: int = 64) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--loadgen", "--host", host, "--port", str(port), "--path", path,
+               "--key", key, "--duration", str(duration), "--connections", str(connections),
+               "--concurrency", str(concurrency), "--images", *map(str, images)]
+    if rate:
+        command += ["--rate", str(rate)]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120, check=True)
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+def _first_answer_s(url: str, key: str, image: bytes, started: float) -> float:
+    import httpx
+
+    response = httpx.post(url + "/v1/predict", content=image, trust_env=False, timeout=30,
+                          headers={"X-Apig-AppCode": key, "Content-Type": "image/jpeg"})
+    response.raise_for_status()
+    return time.perf_counter() - started
+
+
+def _metric_sums(url: str) -> dict[str, float]:
+    import httpx
+
+    text = httpx.get(url + "/metrics", trust_env=False).text
+    sums: dict[str, float] = {}
+    for line in text.splitlines():
+        for name in ("arsl_gateway_batch_size_sum", "arsl_gateway_batch_size_count"):
+            if line.startswith(name + "{"):
+                sums[name] = sums.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return sums
+
+
+def _measure(label: str, host: str, port: int, key: str, images: list[Path], args: argparse.Namespace,
+             name: str, rate: float | None, url: str | None) -> dict[str, Any]:
+    before = _metric_sums(url) if url else {}
+    result = _run_load(host, port, "/v1/predict", key, images, rate=rate, concurrency=args.concurrency,
+                       duration=args.duration)
+    if url:
+        after = _metric_sums(url)
+        batches = after.get("arsl_gateway_batch_size_count", 0) - before.get("arsl_gateway_batch_size_count", 0)
+        images_done = after.get("arsl_gateway_batch_size_sum", 0) - before.get("arsl_gateway_batch_size_sum", 0)
+        result["mean_batch"] = round(images_done / batches, 2) if batches else None
+    result["run"] = name
+    result["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    print(f"  {label:8} {name:24} {result['throughput_rps']:7.1f} req/s  p50 {result['p50_ms']} ms  "
+          f"p95 {result['p95_ms']} ms  p99 {result['p99_ms']} ms  errors {result['errors']}  "
+          f"batch {result.get('mean_batch', '-')}  {result['versions']}  load {result['loadavg_1m']}", flush=True)
+    return result
+
+
+def _start_baseline(work: Path, model_dir: Path, image: Path, threads: int) -> tuple[subprocess.Popen[bytes], int]:
+    port_file = work / "baseline.port"
+    process = subprocess.Popen([sys.executable, __file__, "--baseline-server", "--model-dir", str(model_dir),
+                                "--port-file", str(port_file), "--threads", str(threads), "--images", str(image)],
+                               stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not port_file.exists() or not port_file.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise SystemExit("the baseline server did not start")
+        time.sleep(0.05)  # waiting for another process to write its port: nothing to block on
+    return process, int(port_file.read_text())
+
+
+def forward_cost(model_dir: Path, threads: int) -> dict[str, float]:
+    """CPU milliseconds per image of decode-free inference at batch 1 and 32: the ceiling batching can lift."""
+    import torch
+
+    from arsl_tui.serving.batching import configure_torch
+    from trainer.predict import Predictor
+
+    configure_torch(threads)
+    predictor = Predictor.load(model_dir)
+    costs = {}
+    for size, repeats in ((1, 200), (8, 40), (32, 15)):
+        batch = torch.rand(size, 1, 64, 64)
+        predictor.probabilities(batch)
+        started = time.thread_time()
+        for _ in range(repeats):
+            predictor.probabilities(batch)
+        costs[f"batch_{size}"] = round((time.thread_time() - started) / repeats / size * 1000, 3)
+    return costs
+
+
+def main(args: argparse.Namespace) -> int:
+    from arsl_tui.domain.serving import Deployment
+    from arsl_tui.ops.serving import synthetic_images
+    from arsl_tui.providers.local.serving_control import LocalServingControl, models_dir
+    from arsl_tui.serving.auth import KeyStore
+    from tests.serving.packages import export_random_package, install_packages
+
+    load_before = os.getloadavg()
+    work = Path(tempfile.mkdtemp(prefix="arsl-bench-serve-"))
+    home = work / "home"
+    packages = {"v1": export_random_package(work / "p1", 1), "v2": export_random_package(work / "p2", 2)}
+    install_packages(models_dir(home), packages)
+    image_paths = []
+    for index, (data, _label) in enumerate(synthetic_images(64)):
+        path = work / f"image-{index}.jpg"
+        path.write_bytes(data)
+        image_paths.append(path)
+    config = work / "config.toml"
+    config.write_text(f"""[gateway]
+host = "127.0.0.1"
+port = 0
+api_call_limit = 1000000000
+app_call_limit = 1000000000
+time_unit = "SECOND"
+max_batch = {args.max_batch}
+max_wait_ms = {args.max_wait_ms}
+torch_threads = {args.threads}
+""")
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("ARSL_")}
+    control = LocalServingControl(home, config_path=str(config), environment=environment)
+    control.state.save_deployment(Deployment(stable="v1", canary="v2", weights={"v1": 90, "v2": 10}), "bench")
+    key = KeyStore(control.state.db).create("bench")
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_before": load_before},
+                               "settings": {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
+                                            "torch_threads": args.threads or "auto", "duration_s": args.duration,
+                                            "rates": args.rates, "concurrency": args.concurrency}}
+    results["forward_cpu_ms_per_image"] = forward_cost(packages["v1"], args.threads)
+    print(f"forward pass, CPU ms per image: {results['forward_cpu_ms_per_image']}", flush=True)
+    first_image = image_paths[0].read_bytes()
+    started = time.perf_counter()
+    record = control.start()
+    ready_s = time.perf_counter() - started
+    first_s = _first_answer_s(record.endpoint, key, first_image, started)
+    baseline, port = _start_baseline(work, packages["v1"], image_paths[0], args.threads)
+    try:
+        import httpx
+
+        httpx.post(f"http://127.0.0.1:{port}/v1/predict", content=first_image, trust_env=False, timeout=60)
+        results["gateway_start"] = {"ready_s": round(ready_s, 3), "first_answer_s": round(first_s, 3)}
+        results["gateway_rss_mb_two_versions"] = _rss_mb(record.pid)
+        results["baseline_rss_mb_one_version"] = _rss_mb(baseline.pid)
+        print(f"gateway: start → ready {ready_s:.2f} s, → first answer {first_s:.2f} s; RSS with v1+v2 loaded "
+              f"{results['gateway_rss_mb_two_versions']} MB (plain endpoint, v1 only: "
+              f"{results['baseline_rss_mb_one_version']} MB)", flush=True)
+        print(f"gateway = micro-batching (max_batch {args.max_batch}, max_wait {args.max_wait_ms} ms), v1/v2 90/10, "
+              "auth + rate limits + metrics; plain = one request, one forward, no batching. Each pair back to back.",
+              flush=True)
+        plan: list[tuple[str, float | None]] = [(f"{rate:g} req/s", rate) for rate in args.rates]
+        plan.append((f"saturation ({args.concurrency} conns)", None))
+        results["gateway"], results["baseline"] = [], []
+        for name, rate in plan:
+            results["gateway"].append(_measure("gateway", record.host, record.port, key, image_paths, args, name,
+                                               rate, record.endpoint))
+            results["baseline"].append(_measure("plain", "127.0.0.1", port, "", image_paths, args, name, rate, None))
+        results["gateway_rss_mb_after_load"] = _rss_mb(record.pid)
+    finally:
+        control.stop()
+        control.close()
+        baseline.terminate()
+        baseline.wait(30)
+
+    gateway_sat = results["gateway"][-1]["throughput_rps"]
+    baseline_sat = results["baseline"][-1]["throughput_rps"]
+    at_200 = next((run for run in results["gateway"] if run["offered_rps"] == 200), None)
+    results["summary"] = {
+        "saturation_rps": {"gateway": gateway_sat, "baseline": baseline_sat},
+        "speedup": round(gateway_sat / baseline_sat, 2) if baseline_sat else None,
+        "target_speedup_3x_met": bool(baseline_sat and gateway_sat >= 3 * baseline_sat),
+        "gateway_p99_ms_at_200_rps": at_200["p99_ms"] if at_200 else None,
+        "target_p99_under_25ms_at_200_rps_met": bool(at_200 and at_200["p99_ms"] is not None
+                                                     and at_200["p99_ms"] < 25 and at_200["errors"] == 0),
+        "loadavg_after": os.getloadavg(),
+    }
+    print(json.dumps(results["summary"], indent=1))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rates", type=lambda text: [float(item) for item in text.split(",")],
+                        default=[50.0, 100.0, 200.0, 300.0], help="fixed request rates, req/s")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per run")
+    parser.add_argument("--concurrency", type=int, default=32, help="connections at saturation")
+    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--max-wait-ms", type=float, default=3.0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for both servers (0: auto)")
+    # internal roles
+    parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--path", default="/v1/predict", help=argparse.SUPPRESS)
+    parser.add_argument("--key", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--connections", type=int, default=64, help=argparse.SUPPRESS)
+    parser.add_argument("--images", nargs="*", default=[], help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--port-file", default="", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    arguments = parse()
+    if arguments.loadgen:
+        sys.exit(loadgen_main(arguments))
+    if arguments.baseline_server:
+        sys.exit(baseline_main(arguments))
+    sys.exit(main(arguments))
