@@ -260,11 +260,22 @@ def _metric_sums(url: str) -> dict[str, float]:
     return sums
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used (all its threads)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _measure(label: str, host: str, port: int, key: str, images: list[Path], args: argparse.Namespace,
-             name: str, rate: float | None, url: str | None) -> dict[str, Any]:
+             name: str, rate: float | None, url: str | None, pid: int) -> dict[str, Any]:
     before = _metric_sums(url) if url else {}
+    cpu_before = _cpu_s(pid)
     result = _run_load(host, port, "/v1/predict", key, images, rate=rate, concurrency=args.concurrency,
                        duration=args.duration)
+    cpu = _cpu_s(pid) - cpu_before
+    result["server_cpu_ms_per_request"] = round(cpu * 1000 / result["completed"], 3) if result["completed"] else None
+    result["server_cpu_cores"] = round(cpu / result["duration_s"], 2)
     if url:
         after = _metric_sums(url)
         batches = after.get("arsl_gateway_batch_size_count", 0) - before.get("arsl_gateway_batch_size_count", 0)
@@ -274,7 +285,8 @@ def _measure(label: str, host: str, port: int, key: str, images: list[Path], arg
     result["loadavg_1m"] = round(os.getloadavg()[0], 2)
     print(f"  {label:8} {name:24} {result['throughput_rps']:7.1f} req/s  p50 {result['p50_ms']} ms  "
           f"p95 {result['p95_ms']} ms  p99 {result['p99_ms']} ms  errors {result['errors']}  "
-          f"batch {result.get('mean_batch', '-')}  {result['versions']}  load {result['loadavg_1m']}", flush=True)
+          f"batch {result.get('mean_batch', '-')}  CPU {result['server_cpu_ms_per_request']} ms/req "
+          f"({result['server_cpu_cores']} cores)  {result['versions']}  load {result['loadavg_1m']}", flush=True)
     return result
 
 
@@ -374,8 +386,9 @@ torch_threads = {args.threads}
         results["gateway"], results["baseline"] = [], []
         for name, rate in plan:
             results["gateway"].append(_measure("gateway", record.host, record.port, key, image_paths, args, name,
-                                               rate, record.endpoint))
-            results["baseline"].append(_measure("plain", "127.0.0.1", port, "", image_paths, args, name, rate, None))
+                                               rate, record.endpoint, record.pid))
+            results["baseline"].append(_measure("plain", "127.0.0.1", port, "", image_paths, args, name, rate, None,
+                                                baseline.pid))
         results["gateway_rss_mb_after_load"] = _rss_mb(record.pid)
     finally:
         control.stop()
@@ -389,6 +402,8 @@ torch_threads = {args.threads}
     results["summary"] = {
         "saturation_rps": {"gateway": gateway_sat, "baseline": baseline_sat},
         "speedup": round(gateway_sat / baseline_sat, 2) if baseline_sat else None,
+        "server_cpu_ms_per_request_at_saturation": {"gateway": results["gateway"][-1]["server_cpu_ms_per_request"],
+                                                    "baseline": results["baseline"][-1]["server_cpu_ms_per_request"]},
         "target_speedup_3x_met": bool(baseline_sat and gateway_sat >= 3 * baseline_sat),
         "gateway_p99_ms_at_200_rps": at_200["p99_ms"] if at_200 else None,
         "target_p99_under_25ms_at_200_rps_met": bool(at_200 and at_200["p99_ms"] is not None

@@ -12,9 +12,16 @@ own. The sequential loop is what the seed did — hash a file, put it, wait, nex
 `--sample` of files and extrapolated to the whole set. Results: printed, and written as JSON to
 `bench/results/upload.json`.
 
-Data: `--files` tiny 64×64 grayscale JPEGs in the 32 class folders, made fast by encoding one image
-per class and giving every copy a distinct JPEG comment, so all MD5s differ and every file decodes.
+Data: `--files` 64×64 grayscale JPEGs (~1.5 KB each, like ArSL2018's) in the 32 class folders: a
+smooth base image per class plus fresh noise per file, so every file has its own entropy-coded data,
+as real photos do (copies of one image that differ only in a comment would flatter compression).
 The set is cached under the work folder and reused by later runs of the same size.
+
+Peak memory: the engine decodes and packs in worker processes, so besides the measuring process's
+own peak (`peak_rss_mb`, ru_maxrss) the child samples the summed RSS of itself and every process
+below it ten times a second (`peak_tree_rss_mb`; RUSAGE_CHILDREN would not do: a spawned worker's
+ru_maxrss includes the parent's pages it shared between fork and exec). The load average is recorded around each
+measurement: on a shared machine it says how much of the CPUs the measurement had.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -47,27 +55,31 @@ DUMMY_CREDENTIALS = {"HUAWEICLOUD_SDK_AK": "bench-access-key", "HUAWEICLOUD_SDK_
 # -- data -----------------------------------------------------------------------------------------------
 
 
-def _class_image(index: int) -> bytes:
-    """A smooth 64×64 grayscale JPEG (about the size of an ArSL2018 image) that differs per class."""
+def _class_base(index: int) -> Any:
+    """A smooth 64×64 grayscale picture that differs per class (float pixels, before noise)."""
     import numpy as np
-    from PIL import Image
 
     rng = np.random.default_rng(index)
     y, x = np.mgrid[0:64, 0:64]
     centre_x, centre_y = rng.uniform(16, 48, size=2)
     blob = 150 * np.exp(-((x - centre_x) ** 2 + (y - centre_y) ** 2) / rng.uniform(60, 200))
-    pixels = np.clip(40 + blob + 0.8 * x + rng.normal(0, 6, size=(64, 64)), 0, 255).astype(np.uint8)
+    return 40 + blob + 0.8 * x
+
+
+def _image(base: Any, rng: Any) -> bytes:
+    """`base` with its own noise, as a JPEG of about the size of an ArSL2018 image."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.clip(base + rng.normal(0, 6, size=(64, 64)), 0, 255).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels, mode="L").save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
 
 
-def _with_comment(jpeg: bytes, text: bytes) -> bytes:
-    """The same image with a COM segment after SOI: a valid JPEG with different bytes."""
-    return jpeg[:2] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + jpeg[2:]
-
-
 def make_dataset(folder: Path, files: int) -> Path:
+    import numpy as np
+
     from arsl_tui.domain.classes import ARSL_CLASSES
 
     marker = folder / ".bench-complete"
@@ -76,14 +88,14 @@ def make_dataset(folder: Path, files: int) -> Path:
     if folder.exists():
         shutil.rmtree(folder)
     started = time.perf_counter()
-    bases = [_class_image(index) for index in range(len(ARSL_CLASSES))]
+    bases = [_class_base(index) for index in range(len(ARSL_CLASSES))]
+    rng = np.random.default_rng(20261126)
     for name in ARSL_CLASSES:
         (folder / name).mkdir(parents=True)
     for number in range(files):
         class_number = number % len(ARSL_CLASSES)
         name = ARSL_CLASSES[class_number]
-        data = _with_comment(bases[class_number], f"arsl-bench {number}".encode())
-        (folder / name / f"{name}_{number:06d}.jpg").write_bytes(data)
+        (folder / name / f"{name}_{number:06d}.jpg").write_bytes(_image(bases[class_number], rng))
     marker.write_text(str(files))
     print(f"wrote {files:,} images to {folder} in {time.perf_counter() - started:.1f} s", flush=True)
     return folder
@@ -94,6 +106,46 @@ def make_dataset(folder: Path, files: int) -> Path:
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _tree_rss_bytes(pid: int) -> int:
+    """RSS of `pid` and every process below it (from /proc; 0 for processes that ended meanwhile)."""
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            with open(f"/proc/{current}/statm") as handle:
+                total += int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as handle:
+                    pending.extend(int(child) for child in handle.read().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+class TreeMemory:
+    """The peak summed RSS of this process and its descendants, sampled in a thread."""
+
+    def __init__(self, interval_s: float = 0.1) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval_s,), daemon=True)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self, interval_s: float) -> None:
+        while True:
+            self.peak = max(self.peak, _tree_rss_bytes(os.getpid()))
+            if self._stop.wait(interval_s):
+                return
 
 
 def _settings(home: Path, endpoint: str | None, bucket: str, concurrency: int) -> Any:
@@ -134,27 +186,39 @@ def child_engine(args: argparse.Namespace) -> dict[str, Any]:
     settings = _settings(args.home, args.endpoint, args.bucket, args.concurrency)
     phases: dict[str, float] = {}
     totals: dict[str, int] = {"retries": 0}
+    marks: dict[str, float] = {}
     started = time.perf_counter()
 
     def on_event(event: Event) -> None:
-        if isinstance(event, UploadPhaseChanged) and event.phase not in phases:
-            phases[event.phase] = time.perf_counter() - started
+        now = time.perf_counter() - started
+        if isinstance(event, UploadPhaseChanged):
+            phases.setdefault(event.phase, now)
+            if event.detail.startswith("all ") and "packed" in event.detail:
+                marks.setdefault("all_shards_packed_at_s", now)
         elif isinstance(event, UploadStarted):
             totals.update(objects=event.objects_total, bytes=event.bytes_total, files=event.files_total)
         elif isinstance(event, UploadRetried):
             totals["retries"] += 1
 
-    outcome = run_upload(settings, UploadRequest(Path(args.data), mode=args.child, concurrency=args.concurrency),
-                         on_event=on_event)
+    cpu_before = os.times()
+    with TreeMemory() as memory:
+        outcome = run_upload(settings, UploadRequest(Path(args.data), mode=args.child, concurrency=args.concurrency),
+                             on_event=on_event)
+    cpu_after = os.times()
     wall = time.perf_counter() - started
     order = list(phases)
     durations = {phase: round((phases[order[i + 1]] if i + 1 < len(order) else wall) - phases[phase], 2)
                  for i, phase in enumerate(order)}
+    cpu = {"self_s": round(cpu_after.user - cpu_before.user + cpu_after.system - cpu_before.system, 1),
+           "workers_s": round(cpu_after.children_user - cpu_before.children_user + cpu_after.children_system
+                              - cpu_before.children_system, 1)}
     return {"status": outcome.status, "error": outcome.error, "wall_s": round(wall, 2),
             "objects": outcome.objects_sent, "objects_per_s": round(outcome.objects_sent / wall, 1),
             "images_per_s": round(totals.get("files", 0) / wall, 1), "bytes_sent": outcome.bytes_sent,
-            "phases_s": durations, "retries": totals["retries"], "concurrency": args.concurrency,
-            "peak_rss_mb": round(_peak_rss_mb(), 1)}
+            "phases_s": durations, "phase_starts_s": {phase: round(at, 2) for phase, at in phases.items()},
+            **{name: round(at, 2) for name, at in marks.items()}, "cpu": cpu, "retries": totals["retries"],
+            "concurrency": args.concurrency, "peak_rss_mb": round(_peak_rss_mb(), 1),
+            "peak_tree_rss_mb": round(memory.peak / 2**20, 1)}
 
 
 # -- the driver ---------------------------------------------------------------------------------------
@@ -202,11 +266,13 @@ def run_child(kind: str, args: argparse.Namespace, data: Path, work: Path, endpo
         command += ["--endpoint", endpoint]
     env = {name: value for name, value in os.environ.items() if not name.startswith("ARSL_")}
     env.update(DUMMY_CREDENTIALS)
+    load_before = os.getloadavg()[0]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
+    load = {"load_avg_1m_before": round(load_before, 2), "load_avg_1m_after": round(os.getloadavg()[0], 2)}
     if result.returncode != 0:
-        return {"status": "error", "error": (result.stderr or result.stdout).strip()[-800:]}
+        return {"status": "error", "error": (result.stderr or result.stdout).strip()[-800:], **load}
     shutil.rmtree(home, ignore_errors=True)
-    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), **load}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = args.work or Path(tempfile.gettempdir()) / "arsl-bench-upload"
     work.mkdir(parents=True, exist_ok=True)
-    data = make_dataset(work / f"data-{args.files}", args.files)
+    data = make_dataset(work / f"images-v2-{args.files}", args.files)
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
     targets = [target.strip() for target in args.targets.split(",") if target.strip()]
     results: dict[str, Any] = {
@@ -267,14 +333,21 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\n{args.files:,} images, {results['dataset_bytes'] / 1e6:.1f} MB, concurrency {args.concurrency}")
-    print(f"{'target':<7} {'mode':<11} {'wall s':>9} {'objects/s':>10} {'peak RSS MB':>12}  note")
+    print(f"{'target':<7} {'mode':<11} {'wall s':>9} {'objects/s':>10} {'MB sent':>8} {'RSS MB':>7} "
+          f"{'+workers':>9}  note")
     for target, figures in results["targets"].items():
         for mode, figure in figures.items():
             note = "extrapolated from a sample" if figure.get("extrapolated") else figure.get("status", "")
             if figure.get("error"):
                 note += f": {figure['error'][:80]}"
-            wall, rate, rss = (figure.get(name, float("nan")) for name in ("wall_s", "objects_per_s", "peak_rss_mb"))
-            print(f"{target:<7} {mode:<11} {wall:>9} {rate:>10} {rss:>12}  {note}")
+            if "phases_s" in figure:
+                note += " " + " ".join(f"{phase} {seconds}" for phase, seconds in figure["phases_s"].items())
+            if "load_avg_1m_before" in figure:
+                note += f" (load {figure['load_avg_1m_before']}→{figure['load_avg_1m_after']})"
+            wall, rate, rss, tree = (figure.get(name, float("nan")) for name in
+                                     ("wall_s", "objects_per_s", "peak_rss_mb", "peak_tree_rss_mb"))
+            sent = figure.get("bytes_sent", figure.get("bytes", 0)) / 1e6
+            print(f"{target:<7} {mode:<11} {wall:>9} {rate:>10} {sent:>8.1f} {rss:>7} {tree:>9}  {note}")
     print(f"results written to {args.out}")
     return 0
 

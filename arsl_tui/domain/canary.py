@@ -462,9 +462,8 @@ def complete(run: CanaryRun, action_id: str, *, now: float) -> Transition | Cana
         return _decide(after, Phase.PROMOTED, now, "promoted",
                        f"{after.challenger} is champion and serves all traffic ({after.champion} unloaded)")
     if after.phase is Phase.ROLLING_BACK:
-        why = f" after an automatic rollback ({after.alarm})" if after.alarm else ""
         return _decide(after, Phase.ROLLED_BACK, now, "rolled_back",
-                       f"{after.champion} serves all traffic again, {after.challenger} gets none{why}")
+                       f"{after.champion} serves all traffic again, {after.challenger} gets none — {after.reason}")
     return after
 
 

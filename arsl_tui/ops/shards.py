@@ -141,8 +141,8 @@ def sample_order(manifest: Manifest) -> list[ImageRecord]:
 
 
 def plan_shards(manifest: Manifest, shard_size_bytes: int) -> list[PlannedShard]:
-    """Cut the ordered samples into shards of at most `shard_size_bytes` of uncompressed tar (a shard
-    always takes at least one sample)."""
+    """Cut the ordered samples into shards of at most `shard_size_bytes` of uncompressed tar, end-of-archive
+    marker and record padding included (a shard always takes at least one sample)."""
     planned: list[PlannedShard] = []
     current: list[SampleSpec] = []
     offset = 0
@@ -154,7 +154,7 @@ def plan_shards(manifest: Manifest, shard_size_bytes: int) -> list[PlannedShard]
     for image in sample_order(manifest):
         _image_extension(image.path)
         size = _sample_bytes(image)
-        if current and offset + size + _END_OF_ARCHIVE > shard_size_bytes:
+        if current and _archive_bytes(offset + size) > shard_size_bytes:
             close()
             current, offset = [], 0
         current.append((image.path, image.md5, image.cls, image.split))

@@ -2,10 +2,15 @@
 
 Both `arsl upload` and the console's Upload tab drive `run_upload`. The store layout of a data set:
 
-    {datasets_prefix}{manifest_id}/files/<class>/<name>          (files mode)
-    {datasets_prefix}{manifest_id}/shards/shard-000000.tar …     (shards mode)
-    {datasets_prefix}{manifest_id}/shards.json                   (shards mode)
-    {datasets_prefix}{manifest_id}/manifest.json                 written last, after a listing proves the rest exact
+    {datasets_prefix}{manifest_id}/files/<class>/<name>              (files mode)
+    {datasets_prefix}{manifest_id}/shards.json                       (shards mode)
+    {datasets_prefix}{manifest_id}/shards/shard-000000.tar.gz …      (shards mode)
+    {datasets_prefix}{manifest_id}/manifest.json                     written last, after a listing proves the rest exact
+
+One rule places every shard: `shards.json` names each shard by its path relative to the folder that
+holds `shards.json`, and a shard named `n` is stored at `{prefix}n`. So the prefix, copied down as it
+is, is a data set folder the trainer reads directly (`trainer/README.md`); in files mode the trainer
+finds the images under `files/` beside `manifest.json`.
 
 How it stays correct: every object is sent with its MD5 and counts as done only when the store
 reports that MD5 and size back (the put's answer, else a head). The journal (SQLite) marks an
@@ -16,8 +21,15 @@ stops the run at once. Before the manifest goes up, a listing of the prefix must
 exactly: missing or wrong objects are sent again, unexpected ones under this content-addressed
 prefix are deleted and reported.
 
-How it stays small: files are streamed by the store, shards are built on disk one at a time, and
-no more than twice the concurrency of objects is in flight at once.
+How it stays fast: validation decodes in one worker process per CPU; shards are packed in worker
+processes too, and each shard is sent as soon as it is packed, while the next ones are being packed.
+A shard's MD5 exists only once it is packed, so the journal learns the plan shard by shard — which
+changes none of the above: a shard a killed run confirmed is packed again (byte-identical), found
+confirmed with the same MD5 and skipped.
+
+How it stays small: files are streamed by the store, a packing worker holds one image at a time,
+decoding and packing keep at most a couple of tasks per worker queued, and no more than twice the
+concurrency of objects is in flight at once.
 """
 
 from __future__ import annotations

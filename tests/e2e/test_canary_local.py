@@ -141,18 +141,20 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     labels = [answer[0].label for answer in Predictor.load(champion).predict(images)]
     env = {name: value for name, value in os.environ.items() if not name.startswith("ARSL_")}
     env.update({"ARSL_HOME": str(home), **CANARY_ENV})
-    settings = load_settings(None, environ=env, cwd=root)
-    first = subprocess.run([sys.executable, "-m", "arsl_tui", "deploy", "champion", "--yes", "--json"], env=env,
-                           cwd=root, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
-    assert first.returncode == 0, first.stderr
-    traffic = Traffic(endpoint=json.loads(first.stdout)["endpoint"], key=serving.create_key(settings, "load"),
-                      images=images, labels=labels)
-    traffic.start()
+    settings = load_settings(None, environ=env, cwd=root, cli_overrides={"home": str(home)})
+    traffic: Traffic | None = None
     try:
+        first = subprocess.run([sys.executable, "-m", "arsl_tui", "deploy", "champion", "--yes", "--json"], env=env,
+                               cwd=root, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+        assert first.returncode == 0, first.stderr
+        traffic = Traffic(endpoint=json.loads(first.stdout)["endpoint"], key=serving.create_key(settings, "load"),
+                          images=images, labels=labels)
+        traffic.start()
         yield Stage(home=home, cwd=root, env=env, traffic=traffic)
     finally:
-        traffic.close()
-        serving.stop(settings)
+        if traffic is not None:
+            traffic.close()
+        serving.stop(settings)  # the gateway this module started, found by its recorded pid
 
 
 def test_manual_rollback_restores_the_champion_at_once(stage: Stage) -> None:
@@ -214,4 +216,5 @@ def test_a_good_challenger_is_stepped_to_100_percent_and_promoted(stage: Stage) 
     code, log = stage.json("models", "log")
     events = [entry["reason"].split(":", 1)[0] for entry in log["log"] if entry["action"] == "canary"]
     assert events[-5:] == ["deployed", "step", "step", "promote", "promoted"]
-    assert log["log"][-2]["action"] == "set_alias" and log["log"][-2]["to"] == challenger
+    moves = [(entry["action"], entry["alias"], entry["to"]) for entry in log["log"][-4:]]
+    assert ("set_alias", "champion", challenger) in moves

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from arsl_tui.config import Settings, load_settings
+from arsl_tui.domain.classes import ARSL_CLASSES
 from arsl_tui.domain.manifest import Manifest, SplitPolicy
 from arsl_tui.ops.dataset import validate_dataset
 from arsl_tui.ops.upload import dataset_prefix
@@ -204,3 +206,49 @@ def test_an_unusable_store_exits_3(tiny_dataset: Path, tmp_path: Path, cli_env: 
     assert result.returncode == 3
     error = json_lines(result.stdout)[-1]
     assert error["exit_code"] == 3 and "arsl-ml" in error["error"] and "store folder" in error["error"]
+
+
+@pytest.mark.parametrize("mode", ["shards", "files"])
+def test_the_stored_prefix_is_a_data_set_the_trainer_reads(make_dataset: DatasetFactory, tmp_path: Path,
+                                                            cli_env: dict[str, str], mode: str) -> None:
+    """Upload to the local store (which keeps objects at their keys), then hand the trainer the prefix folder."""
+    from tests.trainer.conftest import solo_context
+    from trainer.data import SplitPolicy as TrainerSplitPolicy
+    from trainer.data import list_dataset, load_cache
+
+    dataset = make_dataset(per_class=6)
+    uploaded = arsl(cli_env, tmp_path, "upload", str(dataset), "--mode", mode, "--yes", "--json")
+    assert uploaded.returncode == 0, uploaded.stderr
+    settings = settings_for(tmp_path)
+    manifest = manifest_of(dataset)
+    folder = store_of(settings).root / dataset_prefix(settings, manifest.id)
+    assert (folder / "manifest.json").is_file()
+
+    # A split rule unlike the manifest's: every split must come from what was stored, not be recomputed.
+    other_rule = TrainerSplitPolicy(seed=99, val=0.5, test=0.25)
+    listing = list_dataset(folder, other_rule, lambda _: True)
+    assert listing.kind == ("shards" if mode == "shards" else "manifest")
+    assert listing.dataset_id == manifest.id and not listing.skipped
+    assert list(listing.classes) == list(ARSL_CLASSES)
+    read = {sample.source: (listing.classes[sample.label], sample.split) for sample in listing.samples}
+    assert read == {image.path: (image.cls, image.split) for image in manifest.images}
+    md5_of = {image.path: image.md5 for image in manifest.images}
+    assert all(hashlib.md5(listing.payloads[index]).hexdigest() == md5_of[sample.source]
+               for index, sample in enumerate(listing.samples)), "every sample's image bytes are intact"
+
+    cache = load_cache(folder, other_rule, solo_context())
+    assert not cache.skipped
+    counts = manifest.counts()
+    for split in ("train", "val", "test"):
+        assert len(cache.splits[split]) == sum(per_class[split] for per_class in counts.values())
+
+    if mode == "shards":  # and the trainer itself, one epoch on the stored prefix
+        output = tmp_path / "run"
+        trained = subprocess.run([sys.executable, "-m", "trainer.train", "--data", str(folder), "--output",
+                                  str(output), "--epochs", "1", "--batch-size", "32", "--cpu", "--log-every", "0"],
+                                 cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+                                 timeout=300, stdin=subprocess.DEVNULL)
+        assert trained.returncode == 0, trained.stderr[-2000:]
+        final = json_lines((output / "metrics.jsonl").read_text())[-1]
+        assert final["type"] == "final" and final["manifest_id"] == manifest.id and final["data_kind"] == "shards"
+        assert final["test_samples"] == len(cache.splits["test"]) and final["skipped_count"] == 0

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from arsl_tui.domain.manifest import SplitPolicy, parse_manifest
+from arsl_tui.ops import dataset as dataset_module
 from arsl_tui.ops.dataset import DatasetError, validate_dataset, write_manifest
 from tests.conftest import DatasetFactory, jpeg_bytes
 
@@ -44,7 +45,8 @@ def test_arsl2018_download_layout_one_folder_down(make_dataset: DatasetFactory, 
     assert "ain/AIN (1).JPG" in {image.path for image in report.manifest.images}
 
 
-def test_every_kind_of_problem_is_named(make_dataset: DatasetFactory, tmp_path: Path) -> None:
+def hostile_dataset(make_dataset: DatasetFactory, tmp_path: Path) -> Path:
+    """Two images per class, and one of every kind of problem."""
     root = make_dataset(per_class=2)
     good = (root / "bb" / "bb_0000.jpg").read_bytes()
     (root / "ain" / "truncated.jpg").write_bytes(good[: len(good) // 2])
@@ -61,7 +63,11 @@ def test_every_kind_of_problem_is_named(make_dataset: DatasetFactory, tmp_path: 
     for image in (root / "zay").iterdir():
         image.unlink()
     (root / "ha" / os.fsdecode(b"bad\xffname.jpg")).write_bytes(jpeg_bytes(101))
+    return root
 
+
+def test_every_kind_of_problem_is_named(make_dataset: DatasetFactory, tmp_path: Path) -> None:
+    root = hostile_dataset(make_dataset, tmp_path)
     report = validate_dataset(root, POLICY)
     found = kinds(report)
     assert not report.ok
@@ -79,6 +85,20 @@ def test_every_kind_of_problem_is_named(make_dataset: DatasetFactory, tmp_path: 
     assert manifest_paths.isdisjoint(found), "no problem file may enter the manifest"
     assert len(manifest_paths) == 31 * 2, "31 classes × 2, plus ain/copy_of_bb.jpg, less bb/bb_0000.jpg"
     assert "ain/copy_of_bb.jpg" in manifest_paths
+
+
+def test_worker_processes_report_exactly_what_one_process_does(make_dataset: DatasetFactory, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    root = hostile_dataset(make_dataset, tmp_path)
+    (root / "ain" / "big.jpg").write_bytes(jpeg_bytes(7, size=(128, 96), mode="RGB"))
+    inline = validate_dataset(root, POLICY, workers=1)
+    # One entry per task: many more tasks than the two per worker allowed in flight, taken back in order.
+    monkeypatch.setattr(dataset_module, "_CHUNK", 1)
+    pooled = validate_dataset(root, POLICY, workers=2)
+    assert pooled.problems == inline.problems and len(inline.problems) == 10
+    assert pooled.notes == inline.notes and len(inline.notes) == 1
+    assert pooled.manifest == inline.manifest
+    assert pooled.files_scanned == inline.files_scanned
 
 
 def test_quarantine_lists_problem_files_in_the_manifest(make_dataset: DatasetFactory) -> None:

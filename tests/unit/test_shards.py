@@ -1,7 +1,8 @@
-"""WebDataset shards: complete, exact, deterministic to the byte, reused only when intact."""
+"""WebDataset shards: complete, exact, compressed, deterministic to the byte, reused only when intact."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import tarfile
@@ -51,14 +52,17 @@ def test_shards_hold_every_image_exactly_once(report: ValidationReport, tmp_path
     shard_set = build_shards(report.manifest, report.root, tmp_path / "staging", SHARD_BYTES)
     assert len(shard_set.shards) > 1, "the size limit splits the set"
     seen: dict[str, dict[str, bytes]] = {}
-    for shard in shard_set.shards:
+    for number, shard in enumerate(shard_set.shards):
+        # The layout: shards.json names each shard relative to its own folder.
+        assert shard.name == f"shards/shard-{number:06d}.tar.gz"
         path = shard_set.path(shard)
+        assert path == tmp_path / "staging" / "shards" / f"shard-{number:06d}.tar.gz"
         data = path.read_bytes()
         assert (len(data), hashlib.md5(data).hexdigest()) == (shard.bytes, shard.md5)
         samples = read_samples(path)
         assert len(samples) == shard.samples
-        # A shard stays near its target: only its last sample may cross it.
-        assert shard.bytes <= SHARD_BYTES + 10_240
+        # The uncompressed tar stream stays within the limit; the stored object is smaller still.
+        assert len(gzip.decompress(data)) <= SHARD_BYTES
         assert not seen.keys() & samples.keys()
         seen.update(samples)
     by_md5 = {image.md5: image for image in report.manifest.images}
@@ -82,12 +86,26 @@ def test_classes_are_mixed_within_a_shard(report: ValidationReport, tmp_path: Pa
 
 
 def test_same_data_gives_byte_identical_shards(report: ValidationReport, tmp_path: Path) -> None:
-    first = build_shards(report.manifest, report.root, tmp_path / "one", SHARD_BYTES)
-    second = build_shards(report.manifest, report.root, tmp_path / "two", SHARD_BYTES)
+    first = build_shards(report.manifest, report.root, tmp_path / "one", SHARD_BYTES, workers=1)
+    second = build_shards(report.manifest, report.root, tmp_path / "two", SHARD_BYTES, workers=2)  # processes
     assert first.shards == second.shards
     assert first.index_bytes == second.index_bytes
     for shard in first.shards:
-        assert first.path(shard).read_bytes() == second.path(shard).read_bytes()
+        data = first.path(shard).read_bytes()
+        assert data == second.path(shard).read_bytes()
+        # A gzip header that records no time and no file name (FLG 0, MTIME 0): nothing varies per build.
+        assert data[:4] == b"\x1f\x8b\x08\x00" and data[4:8] == bytes(4)
+
+
+def test_compression_removes_the_tar_framing(report: ValidationReport, tmp_path: Path) -> None:
+    shard_set = build_shards(report.manifest, report.root, tmp_path / "staging", SHARD_BYTES)
+    stored = sum(shard.bytes for shard in shard_set.shards)
+    tar = sum(len(gzip.decompress(shard_set.path(shard).read_bytes())) for shard in shard_set.shards)
+    images = report.manifest.total_bytes
+    # These test images are noise JPEGs, which do not compress: what goes is the three 512-byte headers
+    # and the padding of every sample, so the shards come close to the images' own bytes.
+    assert tar > images + 3 * 512 * len(report.manifest.images)
+    assert stored < images * 1.05
 
 
 def test_an_intact_build_is_reused_and_a_damaged_one_rebuilt(report: ValidationReport, tmp_path: Path) -> None:
@@ -123,11 +141,20 @@ def test_cancelling_stops_packing_and_leaves_nothing(report: ValidationReport, t
 
     def cancelled() -> bool:
         calls["n"] += 1
-        return calls["n"] > 1  # polled every 64 images: stops at the second poll, mid-way through 128
+        return calls["n"] > 1  # polled as shards complete: stops at the second poll, with shards still to pack
 
     with pytest.raises(PackingCancelled):
         build_shards(report.manifest, report.root, tmp_path / "out" / "staging", SHARD_BYTES, cancelled=cancelled)
     assert not list((tmp_path / "out").iterdir())
+
+
+def test_a_shard_name_outside_its_folder_is_refused(report: ValidationReport, tmp_path: Path) -> None:
+    shard_set = build_shards(report.manifest, report.root, tmp_path / "staging", SHARD_BYTES)
+    index = json.loads(shard_set.index_bytes)
+    for name in ("../elsewhere.tar.gz", "/abs.tar.gz", "shards/.hidden.tar.gz"):
+        index["shards"][0]["name"] = name
+        with pytest.raises(ShardError, match="not a relative path inside its folder"):
+            parse_index(json.dumps(index).encode())
 
 
 @pytest.mark.parametrize(("name", "size"), [("a.cls", 1), ("0" * 32 + ".json", 137), ("x" * 100, 8 ** 11 - 1),

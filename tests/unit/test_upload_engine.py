@@ -17,6 +17,7 @@ from arsl_tui.config import Settings, load_settings
 from arsl_tui.domain.events import Event, UploadFinished, UploadPhaseChanged, UploadProgressed, UploadRetried
 from arsl_tui.domain.manifest import Manifest, parse_manifest
 from arsl_tui.domain.ports import ObjectInfo, ObjectStore, PermanentStoreError, TransientStoreError
+from arsl_tui.ops import shards as shards_module
 from arsl_tui.ops.dataset import DatasetError
 from arsl_tui.ops.upload import (
     UploadControl,
@@ -463,3 +464,77 @@ def test_the_staged_manifest_is_byte_identical_to_the_manifests_own_json(tiny_da
                                                                           tmp_path: Path) -> None:
     manifest = validated(make_settings(tmp_path), tiny_dataset)
     assert "".join(manifest_json_chunks(manifest.body(), manifest.id)).encode() == manifest.to_json_bytes()
+
+
+def shard_keys(store: ObjectStore, prefix: str) -> list[str]:
+    return sorted(info.key for info in store.list(prefix + "shards/"))
+
+
+def test_a_shards_run_resumes_with_only_the_shards_not_yet_confirmed(make_dataset: DatasetFactory,
+                                                                      tmp_path: Path) -> None:
+    dataset = make_dataset(per_class=12)  # ~2.3 MB of tar: three shards of at most 1 MiB
+    settings = make_settings(tmp_path, **{"upload.shard_size_mb": 1})
+    inner = local_store(settings)
+
+    class DeniedAfterOneShard(Wrapper):
+        def before_put(self, key: str) -> None:
+            with self.lock:
+                if key.endswith(".tar.gz") and any(put.endswith(".tar.gz") for put in self.puts):
+                    raise PermanentStoreError("403 AccessDenied", status=403, code="AccessDenied")
+
+    first_store = DeniedAfterOneShard(inner)
+    first = run_upload(settings, UploadRequest(dataset, mode="shards", concurrency=1), store=first_store)
+    assert first.status == "failed" and "AccessDenied" in first.error
+    assert first.objects_sent == 1
+    assert journal_states(settings)["confirmed"] == 1, "the journal learns each shard's MD5 as it is packed"
+
+    second_store = Wrapper(inner)
+    events: list[Event] = []
+    second = run_upload(settings, UploadRequest(dataset, mode="shards", concurrency=2), store=second_store,
+                        on_event=events.append)
+    assert second.status == "done", second.error
+    manifest = validated(settings, dataset)
+    prefix = dataset_prefix(settings, manifest.id)
+    shards = shard_keys(inner, prefix)
+    assert len(shards) == 3
+    assert (second.objects_sent, second.objects_skipped) == (len(shards) - 1 + 2, 1)  # + shards.json, manifest
+    assert not first_store.puts.keys() & second_store.puts.keys(), "the confirmed shard is not sent again"
+    progress = [event for event in events if isinstance(event, UploadProgressed)]
+    assert [event.objects_done for event in progress] == list(range(1, len(shards) + 3))
+    assert progress[-1].bytes_total == sum(info.size for info in inner.list(prefix)), "the byte total ends exact"
+    assert_store_matches(inner, settings, manifest, "shards")
+
+    # Other shard sizes make other shards under the same keys: what changed is sent, what is gone is removed.
+    resized = make_settings(tmp_path, **{"upload.shard_size_mb": 2})
+    third = run_upload(resized, UploadRequest(dataset, mode="shards"), store=inner)
+    assert third.status == "done", third.error
+    assert len(shard_keys(inner, prefix)) == 2
+    assert journal_states(resized) == Counter({"confirmed": 2 + 1}), "the third shard is forgotten, not kept"
+    assert_store_matches(inner, resized, manifest, "shards")
+
+
+def test_each_shard_is_sent_while_the_next_is_still_being_packed(make_dataset: DatasetFactory, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    dataset = make_dataset(per_class=12)
+    settings = make_settings(tmp_path, **{"upload.shard_size_mb": 1})
+    first_shard_stored = threading.Event()
+    pack = shards_module.pack_shard
+
+    def pack_after_the_first_shard_is_stored(root: str, target: str, samples: Any) -> tuple[int, str]:
+        # An engine that packed everything before sending would never get here past the first shard.
+        if not target.endswith("shard-000000.tar.gz"):
+            assert first_shard_stored.wait(timeout=60), "no shard was sent before the others were packed"
+        return pack(root, target, samples)
+
+    monkeypatch.setattr(shards_module, "pack_shard", pack_after_the_first_shard_is_stored)
+
+    class Signalling(Wrapper):
+        def after_put(self, key: str) -> None:
+            if key.endswith("shards/shard-000000.tar.gz"):
+                first_shard_stored.set()
+
+    store = Signalling(local_store(settings))
+    outcome = run_upload(settings, UploadRequest(dataset, mode="shards", concurrency=2), store=store)
+    assert outcome.status == "done", outcome.error
+    assert first_shard_stored.is_set()
+    assert_store_matches(store.inner, settings, validated(settings, dataset), "shards")
