@@ -217,14 +217,9 @@ def status_command(context: CommandContext, namespace: argparse.Namespace) -> in
 def watch_command(context: CommandContext, namespace: argparse.Namespace) -> int:
     drive = not namespace.observe and not context.settings.read_only
     controller = _controller(context)
-    last: list[tuple[Any, ...]] = []
 
     def report(status: CanaryStatus) -> None:
         run = status.run
-        key = (run.run_id, run.seq, run.holds, run.error, len(run.pending)) if run else (None,)
-        if last and last[-1] == key:
-            return
-        last.append(key)
         if context.json_output:
             context.emit_json(status.to_json())
         elif run is not None:

@@ -372,17 +372,36 @@ class _GiveUp(Exception):
 class CanaryController:
     """One home's canary: commands, `tick` and `watch`, on a serving platform and the model registry."""
 
-    def __init__(self, settings: Settings, *, platform: ServingPlatform, registry: ModelRegistry,
-                 store: CanaryStore, service: str, user: str, clock: Callable[[], float] = time.time,
+    def __init__(self, settings: Settings, *, store: CanaryStore, service: str, user: str,
+                 platform: ServingPlatform | None = None, registry: ModelRegistry | None = None,
+                 platform_factory: Callable[[], ServingPlatform] | None = None,
+                 registry_factory: Callable[[], ModelRegistry] | None = None, clock: Callable[[], float] = time.time,
                  events: EventSink = ignore_events) -> None:
+        if (platform is None and platform_factory is None) or (registry is None and registry_factory is None):
+            raise ValueError("a controller needs a platform and a registry (or factories for them)")
         self.settings = settings
-        self.platform = platform
-        self.registry = registry
+        self._platform, self._platform_factory = platform, platform_factory
+        self._registry, self._registry_factory = registry, registry_factory
         self.store = store
         self.service = service
         self.user = user
         self.clock = clock
         self.events = events
+
+    @property
+    def platform(self) -> ServingPlatform:
+        """Made on first use, so reading the stored run needs no credentials or network."""
+        if self._platform is None:
+            assert self._platform_factory is not None
+            self._platform = self._platform_factory()
+        return self._platform
+
+    @property
+    def registry(self) -> ModelRegistry:
+        if self._registry is None:
+            assert self._registry_factory is not None
+            self._registry = self._registry_factory()
+        return self._registry
 
     def close(self) -> None:
         self.store.close()
@@ -402,7 +421,7 @@ class CanaryController:
         if live:
             try:
                 platform = self.platform.status(self.service)
-            except ServingPlatformError as error:
+            except (ServingPlatformError, StoreError, RegistryError) as error:
                 problems.append(f"serving platform: {error}")
             if run is not None and platform is not None and platform.phase not in ("absent",):
                 window = (now - run.window_started_at) if run.window_started_at is not None else None
@@ -493,15 +512,19 @@ class CanaryController:
 
     def watch(self, *, stop: threading.Event | None = None,
               on_update: Callable[[CanaryStatus], None] | None = None, drive: bool = True) -> CanaryRun | None:
-        """Tick (if `drive`) and report until the run has ended with nothing pending, or `stop` is set.
+        """Tick (if `drive`) and report each change until the run has ended with nothing pending, or `stop` is set.
 
         Between ticks it waits until the current window ends, or `[canary] poll_s`, whichever is sooner.
         """
         stop = stop or threading.Event()
         poll = self.settings.canary.poll_s
+        reported: tuple[Any, ...] | None = None
         while True:
             run = self.tick() if drive else self.store.current()
-            if on_update is not None:
+            # The live status reads the platform and its metrics: build it only when the run changed.
+            key = (run.run_id, run.seq, run.holds, run.error, len(run.pending)) if run is not None else (None,)
+            if on_update is not None and key != reported:
+                reported = key
                 on_update(self.status())
             if run is None or (run.phase.ended and not run.pending):
                 return run
@@ -684,14 +707,20 @@ def service_name(settings: Settings) -> str:
     return SERVICE
 
 
-def open_serving_platform(settings: Settings, registry: ModelRegistry) -> ServingPlatform:
-    """The configured backend's serving platform (the Huawei SDKs are imported only when chosen)."""
+def open_serving_platform(settings: Settings,
+                          registry: ModelRegistry | Callable[[], ModelRegistry]) -> ServingPlatform:
+    """The configured backend's serving platform (the Huawei SDKs are imported only when chosen).
+
+    `registry` (or a function making it) is used only when a version's package is needed.
+    """
+    get_registry: Callable[[], ModelRegistry] = registry if callable(registry) else (lambda: registry)
     if settings.backend == "huawei":
         from arsl_tui.providers.huawei.services import ModelArtsServingPlatform
 
         def package_address(version: str) -> str:
-            record = registry.get(version)
-            return (f"obs://{settings.storage.bucket}/{registry.prefix}packages/{record.lineage.package_id}/")
+            found = get_registry()
+            record = found.get(version)
+            return f"obs://{settings.storage.bucket}/{found.prefix}packages/{record.lineage.package_id}/"
 
         return ModelArtsServingPlatform.from_settings(settings, package_address=package_address)
     from arsl_tui.ops.serving import fetch_package
@@ -699,7 +728,7 @@ def open_serving_platform(settings: Settings, registry: ModelRegistry) -> Servin
     from arsl_tui.providers.local.serving_platform import LocalServingPlatform
 
     return LocalServingPlatform(lambda: LocalServingControl.from_settings(settings),
-                                lambda version: fetch_package(registry, settings.home_dir, version))
+                                lambda version: fetch_package(get_registry(), settings.home_dir, version))
 
 
 def open_controller(settings: Settings, *, platform: ServingPlatform | None = None,
@@ -708,11 +737,18 @@ def open_controller(settings: Settings, *, platform: ServingPlatform | None = No
     from arsl_tui.ops.gating import current_user
     from arsl_tui.ops.registry import ModelRegistry
 
-    registry = registry or ModelRegistry.from_settings(settings)
-    platform = platform or open_serving_platform(settings, registry)
+    made: dict[str, ModelRegistry] = {}
+
+    def make_registry() -> ModelRegistry:
+        if "registry" not in made:
+            made["registry"] = registry or ModelRegistry.from_settings(settings)
+        return made["registry"]
+
     store = CanaryStore.open(settings.home_dir)
-    return CanaryController(settings, platform=platform, registry=registry, store=store,
-                            service=service_name(settings), user=user or current_user(), clock=clock, events=events)
+    return CanaryController(settings, store=store, service=service_name(settings), user=user or current_user(),
+                            platform=platform, registry=registry, registry_factory=make_registry,
+                            platform_factory=lambda: open_serving_platform(settings, make_registry), clock=clock,
+                            events=events)
 
 
 def gateway_setup(settings: Settings, *, platform: ServingPlatform | None = None,

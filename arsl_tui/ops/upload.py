@@ -357,8 +357,7 @@ class _Engine:
 
     def _upload(self, report: ValidationReport, prefix: str, manifest_item: _Item) -> UploadOutcome:
         packing: ShardPacking | None = None
-        status: Literal["done", "cancelled", "failed"] = "done"
-        error = ""
+        uploaded = False
         try:
             if self.request.mode == "shards":
                 packing = self._start_packing(report)
@@ -368,16 +367,18 @@ class _Engine:
             self._verify(items, prefix)
             self._phase("finishing", f"writing {MANIFEST_NAME}")
             self._send(_ListSource([(manifest_item, True)]), journaled=False)
+            uploaded = True
         except (_Stop, PackingCancelled):
-            status = "cancelled"
+            return self._finish("cancelled", "")
         except (_Failure, ShardError) as failure:
-            status, error = "failed", str(failure)
+            return self._finish("failed", str(failure))
         finally:
+            # Also on Ctrl-C: stop the packing workers; keep a complete build for the next run.
             if packing is not None:
-                _settle_packing(packing, uploaded=status == "done")
-        if status == "done" and manifest_item.source is not None:
+                _settle_packing(packing, uploaded=uploaded)
+        if manifest_item.source is not None:
             Path(manifest_item.source).unlink(missing_ok=True)
-        return self._finish(status, error)
+        return self._finish("done", "")
 
     def _send_files(self, report: ValidationReport, prefix: str, manifest_item: _Item) -> list[_Item]:
         assert self.journal is not None

@@ -109,7 +109,8 @@ class Stage:
         return result.returncode, json.loads(result.stdout.splitlines()[-1])
 
     def health(self) -> dict[str, Any]:
-        return httpx.get(self.traffic.endpoint + "/v1/health", trust_env=False, timeout=10).json()  # type: ignore[no-any-return]
+        answer: dict[str, Any] = httpx.get(self.traffic.endpoint + "/v1/health", trust_env=False, timeout=10).json()
+        return answer
 
     def serve_champion_alone(self) -> str:
         deployed = self.arsl("deploy", "champion", "--yes", "--json")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from arsl_tui.config import Settings, load_settings
-from arsl_tui.domain.canary import Command, Phase
+from arsl_tui.domain.canary import CanaryRun, Command, Phase
 from arsl_tui.domain.ports import ModelSlot, ServingPlatformError
 from arsl_tui.ops.deployment import CanaryController, CanaryStore
 from arsl_tui.ops.registry import ModelRegistry
@@ -77,7 +77,8 @@ def settings(tmp_path: Path, contract: ContractServer) -> Settings:
 
 
 @pytest.fixture
-def platform(settings: Settings, services: InferServiceFake, cloud_eye: CloudEyeMetricsFake) -> ModelArtsServingPlatform:
+def platform(settings: Settings, services: InferServiceFake,
+             cloud_eye: CloudEyeMetricsFake) -> ModelArtsServingPlatform:
     return make_platform(settings)
 
 
@@ -247,6 +248,11 @@ class Rig:
             self.cloud_eye.set_points(CES_NAMESPACE, CALLS_METRIC, dims, [(at, calls)])
             self.cloud_eye.set_points(CES_NAMESPACE, FAILURES_METRIC, dims, [(at, failures)])
 
+    def tick(self) -> CanaryRun:
+        run = self.controller.tick()
+        assert run is not None
+        return run
+
     def end_window(self) -> None:
         run = self.controller.current()
         assert run is not None and run.next_judgement_at is not None
@@ -254,9 +260,10 @@ class Rig:
 
 
 @pytest.fixture
-def rig(tmp_path: Path, settings: Settings, services: InferServiceFake, cloud_eye: CloudEyeMetricsFake) -> Rig:
+def rig(tmp_path: Path, settings: Settings, services: InferServiceFake,
+        cloud_eye: CloudEyeMetricsFake) -> Iterator[Rig]:
     built = Rig(tmp_path, settings, services, cloud_eye)
-    yield built  # type: ignore[misc]
+    yield built
     built.controller.close()
 
 
@@ -265,18 +272,18 @@ def test_a_canary_on_modelarts_is_deployed_stepped_and_promoted(rig: Rig, contra
     run = rig.controller.start("v2")
     assert run.phase is Phase.DEPLOYING  # the new group is still starting on ModelArts
     assert rig.services.weights(service_id) == {"arsl-v1": 80, "arsl-v2": 20}
-    assert rig.controller.tick().phase is Phase.DEPLOYING  # type: ignore[union-attr]
+    assert rig.tick().phase is Phase.DEPLOYING
     rig.services.advance(service_id, "RUNNING")
-    run = rig.controller.tick()
+    run = rig.tick()
     assert run is not None and run.phase is Phase.OBSERVING and run.step == 0
 
     rig.end_window()
     rig.counts(service_id, {"v1": (800, 2), "v2": (200, 0)})
-    run = rig.controller.tick()
+    run = rig.tick()
     assert run is not None and run.step == 1 and rig.services.weights(service_id) == {"arsl-v1": 0, "arsl-v2": 100}
     rig.end_window()
     rig.counts(service_id, {"v2": (1000, 1)})  # at 100 % only the limits judge
-    run = rig.controller.tick()
+    run = rig.tick()
     assert run is not None and run.phase is Phase.PROMOTED
     assert rig.services.weights(service_id) == {"arsl-v2": 100}  # v1's group removed
     assert rig.registry.aliases()["champion"] == "v2"
@@ -288,10 +295,10 @@ def test_a_failing_canary_on_modelarts_is_rolled_back_automatically(rig: Rig) ->
     service_id = rig.serve_champion()
     rig.controller.start("v2")
     rig.services.advance(service_id, "RUNNING")
-    rig.controller.tick()
+    rig.tick()
     rig.end_window()
     rig.counts(service_id, {"v1": (800, 2), "v2": (200, 40)})
-    run = rig.controller.tick()
+    run = rig.tick()
     assert run is not None and run.phase is Phase.ROLLED_BACK
     assert "error rate 20.00%" in run.alarm
     assert rig.services.weights(service_id) == {"arsl-v1": 100, "arsl-v2": 0}
@@ -302,7 +309,7 @@ def test_a_deployment_that_fails_on_modelarts_fails_the_canary_and_restores_the_
     service_id = rig.serve_champion()
     rig.controller.start("v2")
     rig.services.advance(service_id, "FAILED", "image pull failed: swr.af-north-1.example/arsl/serve:1")
-    run = rig.controller.tick()
+    run = rig.tick()
     assert run is not None and run.phase is Phase.FAILED and "image pull failed" in run.reason
     assert rig.services.weights(service_id) == {"arsl-v1": 100, "arsl-v2": 0}
 
@@ -312,18 +319,18 @@ def test_throttling_and_server_errors_leave_the_step_pending_and_retry_once(rig:
     service_id = rig.serve_champion()
     rig.controller.start("v2")
     rig.services.advance(service_id, "RUNNING")
-    rig.controller.tick()
+    rig.tick()
     rig.end_window()
     rig.counts(service_id, {"v1": (800, 0), "v2": (200, 0)})
     contract.inject("update_infer_service", status=429, error_code="APIGW.0308", error_msg="throttled")
-    run = rig.controller.tick()
+    run = rig.tick()
     assert run is not None and run.phase is Phase.OBSERVING and run.step == 1 and run.busy
     assert "429" in run.error and "retrying" in run.error
     assert rig.services.weights(service_id) == {"arsl-v1": 80, "arsl-v2": 20}  # unchanged: safe
     contract.inject("show_infer_service", status=500, error_msg="internal error")
-    run = rig.controller.tick()
+    run = rig.tick()
     assert run is not None and run.busy and "500" in run.error
-    run = rig.controller.tick()
+    run = rig.tick()
     assert run is not None and not run.busy and run.error == ""
     assert rig.services.weights(service_id) == {"arsl-v1": 0, "arsl-v2": 100}
     applied = [call for call in contract.calls_to("update_infer_service") if call.status == 200]
@@ -338,7 +345,7 @@ def test_a_rollback_whose_put_times_out_is_checked_not_repeated(tmp_path: Path, 
         service_id = rig.serve_champion()
         rig.controller.start("v2")
         rig.services.advance(service_id, "RUNNING")
-        rig.controller.tick()
+        rig.tick()
         contract.inject("update_infer_service", delay_s=1.5)  # answered after the client gave up
         run = rig.controller.command(Command.ROLLBACK, reason="bad reviews")
         assert run.phase is Phase.ROLLING_BACK and "no answer within 0.5 s" in run.error
@@ -346,7 +353,7 @@ def test_a_rollback_whose_put_times_out_is_checked_not_repeated(tmp_path: Path, 
         while contract.calls_to("update_infer_service")[-1].status == 0:  # the server applies it late
             assert time.monotonic() < deadline, "the delayed update was never applied"
             time.sleep(0.01)  # waiting on the fake server's own thread, which has no event to wait on
-        run = rig.controller.tick()
+        run = rig.tick()
         assert run is not None and run.phase is Phase.ROLLED_BACK
         rollbacks = [call for call in contract.calls_to("update_infer_service")
                      if [group["weight"] for group in call.body["group_configs"]] == [100, 0]]
@@ -359,7 +366,7 @@ def test_a_refused_step_fails_the_canary_saying_where_traffic_is(rig: Rig, contr
     service_id = rig.serve_champion()
     rig.controller.start("v2")
     rig.services.advance(service_id, "RUNNING")
-    rig.controller.tick()
+    rig.tick()
     run = rig.controller.current()
     assert run is not None
     contract.inject("update_infer_service", status=403, error_code="ModelArts.0203", error_msg="no permission")
@@ -377,6 +384,6 @@ def test_a_restarted_controller_resumes_a_deployment_in_progress(rig: Rig) -> No
     rig.controller.close()
     rig.services.advance(service_id, "RUNNING")
     rig.controller = rig.new_controller()  # a new process: same state file, same service
-    run = rig.controller.tick()
+    run = rig.tick()
     assert run is not None and run.phase is Phase.OBSERVING
     assert len(rig.services.services[service_id].groups) == 2  # deployed once

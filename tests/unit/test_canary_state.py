@@ -10,6 +10,7 @@ a crash: the same platform calls, the same promotion-log entries (each once), th
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -543,3 +544,21 @@ def test_a_command_repeated_after_it_was_applied_is_refused(registry_template: P
         controller.command(Command.PROMOTE, expect_seq=seen)
     assert world.platform.weights == {"v1": 0, "v2": 100}
     controller.close()
+
+
+def test_reading_the_run_needs_no_credentials_or_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from arsl_tui.ops.deployment import open_controller
+
+    for name in [name for name in os.environ if name.startswith(("HUAWEICLOUD_", "OBS_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_CREDENTIALS_FILE", str(tmp_path / "absent"))
+    settings = load_settings(None, environ={}, cwd=tmp_path, cli_overrides={
+        "backend": "huawei", "home": str(tmp_path / "home"), "huawei.modelarts_endpoint": "http://127.0.0.1:9",
+        "huawei.obs_endpoint": "http://127.0.0.1:9", "huawei.ces_endpoint": "http://127.0.0.1:9"})
+    controller = open_controller(settings)
+    try:
+        assert controller.status(live=False).phase is Phase.IDLE
+        live = controller.status()
+        assert live.platform is None and "credentials" in live.problems[0].lower()
+    finally:
+        controller.close()
