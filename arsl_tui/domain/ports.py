@@ -216,7 +216,8 @@ class ServingPlatform(Protocol):
     def backend(self) -> str: ...
 
     def deploy(self, service: str, slots: Sequence[ModelSlot], reason: str = "") -> ServingStatus:
-        """Serve exactly `slots` (weights summing to 100): create the service, or add and drop versions."""
+        """Serve exactly `slots` (weights summing to 100; the first is the stable version): create the
+        service, or add and drop versions."""
         ...
 
     def set_weights(self, service: str, weights: Mapping[str, int], reason: str = "") -> ServingStatus:

@@ -23,6 +23,7 @@ import stat
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -30,7 +31,7 @@ from typing import NamedTuple
 from arsl_tui.domain.classes import ARSL_CLASSES, IMAGE_EXTENSIONS, IMAGE_SIZE
 from arsl_tui.domain.keys import UnsafeKeyError, check_relative_path
 from arsl_tui.domain.manifest import ImageRecord, Manifest, SplitPolicy, build_manifest
-from arsl_tui.ops.processes import available_cpus, process_pool
+from arsl_tui.ops.processes import WORKER_DIED, WorkerProcessFailed, available_cpus, process_pool
 
 MANIFEST_NAME = "manifest.json"
 _OWN_FILES = frozenset({MANIFEST_NAME, "shards.json"})
@@ -232,6 +233,8 @@ def _check_all(root: Path, split: SplitPolicy, problems: list[Finding], workers:
                     yield from pending.popleft().result()
             while pending:
                 yield from pending.popleft().result()
+        except BrokenProcessPool as error:
+            raise WorkerProcessFailed(WORKER_DIED.format(detail=f"decoding images under {root}: {error}")) from None
         finally:
             for future in pending:
                 future.cancel()

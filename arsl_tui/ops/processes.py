@@ -13,6 +13,14 @@ import os
 import signal
 from concurrent.futures import ProcessPoolExecutor
 
+WORKER_DIED = ("a worker process stopped abruptly ({detail}): killed, out of memory, or started from a script "
+               "whose top-level code is not under `if __name__ == \"__main__\":` (spawned workers import the main "
+               "script, as Python's multiprocessing documents)")
+
+
+class WorkerProcessFailed(RuntimeError):
+    """A worker process died instead of returning; the message says what to look at."""
+
 
 def available_cpus() -> int:
     """CPUs this process may run on (its affinity mask, which containers and taskset narrow)."""

@@ -55,7 +55,7 @@ from typing import Any
 
 from arsl_tui.domain.classes import class_index
 from arsl_tui.domain.manifest import ImageRecord, Manifest
-from arsl_tui.ops.processes import available_cpus, process_pool
+from arsl_tui.ops.processes import WORKER_DIED, available_cpus, process_pool
 
 SHARDS_INDEX_NAME = "shards.json"
 SHARDS_FORMAT = "arsl-shards/2"
@@ -286,8 +286,7 @@ class ShardPacking:
             try:
                 size, md5 = future.result()
             except BrokenProcessPool as error:
-                raise ShardError(f"a packing worker process stopped abruptly while packing {planned.name} ({error}; "
-                                 "killed, or out of memory?)") from None
+                raise ShardError(WORKER_DIED.format(detail=f"packing {planned.name}: {error}")) from None
             shard = ShardInfo(name=planned.name, bytes=size, md5=md5, samples=len(planned.samples))
             self._finished[planned.number] = shard
             completed.append(shard)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
+from collections.abc import Sequence
 
 _LONG_HEX = re.compile(r"[0-9a-f]{32,}")
 
@@ -15,12 +17,48 @@ STATUS_GLYPHS: dict[str, str] = {
     "failed": "✗", "error": "✗", "invalid": "✗",
     "interrupted": "▲", "warning": "▲", "resumable": "▲",
     "idle": "○", "pending": "○", "none": "○",
+    "creating": "…", "completed": "✓", "terminating": "■", "terminated": "■", "abnormal": "✗",
+    "pass": "✓", "fail": "✗", "alarm": "✗", "insufficient_data": "○", "attention": "▲", "unknown": "?",
+    "acknowledged": "✓", "silenced": "‖",
 }
+_SPARK = "▁▂▃▄▅▆▇█"
+NO_DATA = "·"
+"""A sparkline cell for a period without data."""
 
 
 def status_text(status: str) -> str:
     """`✓ done`, `‖ paused`: the glyph and the word, so status never rests on colour."""
     return f"{STATUS_GLYPHS.get(status, '·')} {status}"
+
+
+def metric(number: float | None, digits: int = 4) -> str:
+    """A metric value: `0.9712`, `NaN`, or `–` when there is none."""
+    if number is None:
+        return "–"
+    if not math.isfinite(number):
+        return "NaN"
+    return f"{number:.{digits}f}"
+
+
+def sparkline(values: Sequence[float | None], width: int) -> str:
+    """The last `width` values as bars from lowest to highest; `·` where a period had no data.
+
+    Scaled between the smallest and largest value shown, so a flat series is a flat line.
+    """
+    shown = list(values)[-width:] if width > 0 else []
+    finite = [number for number in shown if number is not None and math.isfinite(number)]
+    if not finite:
+        return NO_DATA * len(shown)
+    low, high = min(finite), max(finite)
+    cells = []
+    for number in shown:
+        if number is None or not math.isfinite(number):
+            cells.append(NO_DATA)
+        elif high == low:
+            cells.append(_SPARK[len(_SPARK) // 2 - 1])
+        else:
+            cells.append(_SPARK[round((number - low) / (high - low) * (len(_SPARK) - 1))])
+    return "".join(cells)
 
 
 def count(value: int) -> str:

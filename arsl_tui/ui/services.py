@@ -1,13 +1,16 @@
 """The operations the console calls, behind one seam so the UI never imports heavy code at start-up.
 
-The defaults import `arsl_tui.ops` lazily, inside the worker threads that call them. Tests may pass
-their own `ConsoleServices` (for deterministic snapshots); the Pilot tests use the defaults.
+The defaults import `arsl_tui.ops` and the providers lazily, inside the worker threads that call
+them. The tabs call the same `ops` use cases as the CLI with what these open (a training platform,
+the registry, a monitor, the canary controller); tests may pass their own openers (a recorded
+training job, a monitor on a fixed clock) for deterministic snapshots.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
@@ -16,7 +19,11 @@ from arsl_tui.domain.events import EventSink
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
+    from arsl_tui.domain.ports import Monitor, TrainingPlatform
     from arsl_tui.ops.dataset import ValidationReport
+    from arsl_tui.ops.deployment import CanaryController
+    from arsl_tui.ops.registry import ModelRegistry
+    from arsl_tui.ops.status import StatusReport
 
 
 class UploadControlLike(Protocol):
@@ -110,6 +117,46 @@ class UploadOrder:
     allow_problems: bool
 
 
+def _open_training_platform(settings: Settings) -> TrainingPlatform:
+    from arsl_tui.ops.training import open_platform
+
+    return open_platform(settings)
+
+
+def _open_registry(settings: Settings) -> ModelRegistry:
+    from arsl_tui.ops.registry import open_registry
+
+    return open_registry(settings)
+
+
+def _open_monitor(settings: Settings) -> Monitor:
+    from arsl_tui.ops.monitoring import open_monitor
+
+    return open_monitor(settings)
+
+
+def _collect_status(settings: Settings) -> StatusReport:
+    from arsl_tui.ops.status import collect
+
+    return collect(settings)
+
+
+def _open_canary(settings: Settings) -> CanaryController:
+    from arsl_tui.ops.deployment import open_controller
+
+    return open_controller(settings)
+
+
+def close_quietly(resource: object) -> None:
+    """Call `close()` on a platform, monitor or controller that has one; a failure to close is not news."""
+    close = getattr(resource, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # noqa: S110 - closing after use; the work itself already succeeded or reported
+            pass
+
+
 @dataclass(frozen=True)
 class ConsoleServices:
     validate: Callable[[Settings, Path, Callable[[int], None]], ValidationReport]
@@ -118,6 +165,15 @@ class ConsoleServices:
     run_upload: Callable[[Settings, UploadOrder, EventSink, UploadControlLike], UploadOutcomeLike]
     resumable_run: Callable[[Settings], UploadRunLike | None]
     list_upload_runs: Callable[[Settings, int], Sequence[UploadRunLike]]
+    open_training_platform: Callable[[Settings], TrainingPlatform] = field(default=_open_training_platform)
+    """The configured backend's training platform (`ops.training.open_platform`)."""
+    open_registry: Callable[[Settings], ModelRegistry] = field(default=_open_registry)
+    open_monitor: Callable[[Settings], Monitor] = field(default=_open_monitor)
+    collect_status: Callable[[Settings], StatusReport] = field(default=_collect_status)
+    """`ops.status.collect`: every phase of the workflow, for the Overview."""
+    open_canary: Callable[[Settings], CanaryController] = field(default=_open_canary)
+    clock: Callable[[], float] = field(default=time.time)
+    """Wall-clock seconds: durations, sparkline windows and silences are measured against it."""
 
 
 def _upload_module() -> ModuleType:

@@ -101,6 +101,20 @@ def test_worker_processes_report_exactly_what_one_process_does(make_dataset: Dat
     assert pooled.files_scanned == inline.files_scanned
 
 
+def test_workers_that_cannot_start_give_a_clear_error(tiny_dataset: Path, tmp_path: Path) -> None:
+    script = tmp_path / "unguarded.py"  # top-level code that spawned workers would run again on import
+    script.write_text("from pathlib import Path\n"
+                      "from arsl_tui.domain.manifest import SplitPolicy\n"
+                      "from arsl_tui.ops.dataset import validate_dataset\n"
+                      f"validate_dataset(Path({str(tiny_dataset)!r}), SplitPolicy(), workers=2)\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                            check=False)
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("arsl_tui.ops.processes.WorkerProcessFailed: a worker process stopped abruptly")
+    assert 'if __name__ == "__main__":' in last_line
+
+
 def test_quarantine_lists_problem_files_in_the_manifest(make_dataset: DatasetFactory) -> None:
     root = make_dataset(per_class=2)
     (root / "ain" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")

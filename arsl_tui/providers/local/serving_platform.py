@@ -82,10 +82,9 @@ class LocalServingPlatform:
 
     def deploy(self, service: str, slots: Sequence[ModelSlot], reason: str = "") -> ServingStatus:
         self._check_service(service)
-        ordered = sorted(slots, key=lambda slot: -slot.weight)
         try:
-            stable = ordered[0].version
-            canary = ordered[1].version if len(ordered) > 1 else None
+            stable = slots[0].version
+            canary = slots[1].version if len(slots) > 1 else None
             deployment = Deployment(stable=stable, canary=canary, weights={slot.version: slot.weight for slot in slots})
         except (IndexError, DeploymentError) as error:
             raise ServingPlatformError(f"cannot deploy {list(slots)}: {error}") from None
