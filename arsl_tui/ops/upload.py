@@ -799,18 +799,22 @@ class _ShardSource:
 
     def take(self, limit: int) -> tuple[list[tuple[_Item, bool]], list[_Item]]:
         skipped: list[_Item] = []
+        all_packed = False
         if not self._indexed:
             packed = self._packing.poll()
             if packed:
                 skipped += self._admit(self._shard_items(packed))
             if self._packing.complete:
                 skipped += self._admit_index()
-                self._engine._phase("sending", f"all {self._packing.shards_total} shard(s) packed")
+                all_packed = True
         batch = [self._ready.popleft() for _ in range(min(limit, len(self._ready)))]
+        total = self._packing.shards_total
         if (batch or skipped) and not self._announced:
             self._announced = True
-            self._engine._phase("sending", f"{self._packing.shards_done} of {self._packing.shards_total} shard(s) "
-                                           "packed; sending each as it is ready")
+            self._engine._phase("sending", f"{self._packing.shards_done} of {total} shard(s) packed; sending each "
+                                           "as it is ready")
+        if all_packed:
+            self._engine._phase("sending", f"all {total} shard(s) packed")
         return batch, skipped
 
     def exhausted(self) -> bool:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import tarfile
 from collections import defaultdict
 from pathlib import Path
@@ -163,3 +166,18 @@ def test_hand_built_headers_equal_tarfiles(name: str, size: int) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = size, 0, 0o644, 0, 0, "", ""
     assert tar_header(name, size) == info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
+
+
+def test_a_build_left_by_a_killed_process_is_removed_and_a_live_ones_kept(report: ValidationReport,
+                                                                          tmp_path: Path) -> None:
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True)
+    dead_pid = int(ended.stdout)  # a process that has exited: its build can never be finished
+    abandoned = tmp_path / f".staging.building-{dead_pid}-0badc0de"
+    (abandoned / "shards").mkdir(parents=True)
+    (abandoned / "shards" / "shard-000000.tar.gz.partial-1-x").write_bytes(b"half a shard")
+    live = tmp_path / f".staging.building-{os.getpid()}-00c0ffee"  # this process is alive: not ours to remove
+    live.mkdir()
+    build_shards(report.manifest, report.root, tmp_path / "staging", SHARD_BYTES)
+    assert not abandoned.exists()
+    assert live.exists()

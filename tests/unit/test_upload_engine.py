@@ -79,6 +79,9 @@ class Wrapper:
         self.after_put(key)
         return info
 
+    def put_if_absent(self, key: str, data: bytes, md5_hex: str) -> bool:
+        return self.inner.put_if_absent(key, data, md5_hex)
+
     def get_bytes(self, key: str) -> bytes:
         return self.inner.get_bytes(key)
 

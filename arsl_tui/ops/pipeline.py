@@ -1,0 +1,630 @@
+"""`arsl pipeline run`: upload → train → gate → serve → canary → promote or roll back → alarms.
+
+Every phase calls the use case that runs it by hand (`run_upload`, `submit_job`/`watch_job`, `gate`,
+`serving.deploy`, the canary controller, `monitoring.setup`); this module only sequences them, emits
+one `PipelinePhase` event per phase and records each finished phase in the state file (component
+"pipeline"), keyed by the data set's fingerprint and the code's digest, so a re-run with the same
+data and code skips what is done.
+
+A canary needs a champion to compare with. On a registry without one, the pipeline first trains and
+gates a version with seed S (the first version registered becomes champion), then the challenger with
+seed S + 1: two real trainings that differ only in their seed.
+
+`--demo` generates the data under `<home>/demo/data` and sizes every setting still at its default for
+two CPU cores (`demo_settings`); it sends labelled traffic with feedback to the gateway during the canary,
+so the judge has something to judge. `broken_challenger` registers a package with random weights (by an
+override with a reason) in place of the trained challenger, to show an automatic rollback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from arsl_tui.domain.events import Event, EventSink, ignore_events
+from arsl_tui.domain.pipeline import (
+    PHASE_TITLES,
+    PhaseName,
+    PhaseRecord,
+    PhaseState,
+    PipelineEnded,
+    PipelinePhase,
+    PipelineStarted,
+    skippable,
+)
+from arsl_tui.providers.local.state import Migrations, StateDB, open_state
+
+if TYPE_CHECKING:
+    from arsl_tui.config import Settings
+    from arsl_tui.domain.jobs import JobStatus
+
+DEMO_DIR = "demo"
+DEMO_PER_CLASS = 50
+DEMO_SEED = 11
+DEMO_TRAFFIC_IMAGES = 96
+"""Labelled images the demo clients cycle through (rendered with a seed the training data never used)."""
+
+MIGRATIONS = Migrations("pipeline", steps=(
+    """
+    CREATE TABLE pipeline_runs (
+        run_id TEXT PRIMARY KEY,
+        dataset_key TEXT NOT NULL,
+        code TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        outcome TEXT NOT NULL
+    );
+    CREATE TABLE pipeline_phases (
+        run_id TEXT NOT NULL REFERENCES pipeline_runs (run_id),
+        phase TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        record_values TEXT NOT NULL,
+        finished_at REAL NOT NULL,
+        PRIMARY KEY (run_id, phase)
+    );
+    CREATE INDEX pipeline_runs_key ON pipeline_runs (dataset_key, code);
+    """,
+))
+
+
+class PipelineError(Exception):
+    """A phase cannot go on; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class PipelineProgress(Event):
+    """Something worth a line inside a long phase (an epoch, a canary step)."""
+
+    phase: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class PipelineRequest:
+    dataset: Path | None = None
+    """The data set folder (None with `demo`: the generated one)."""
+    demo: bool = False
+    broken_challenger: bool = False
+    per_class: int = DEMO_PER_CLASS
+    seed: int = 1
+    """Seed of the champion's training; the challenger's is seed + 1."""
+
+
+@dataclass(frozen=True)
+class PipelineOutcome:
+    run_id: str
+    outcome: str
+    version: str | None
+    detail: str
+    phases: tuple[tuple[str, str, str], ...]
+    """(phase, state, detail) in order."""
+
+    @property
+    def promoted(self) -> bool:
+        return self.outcome == "promoted"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "outcome": self.outcome, "version": self.version, "detail": self.detail,
+                "phases": [{"phase": phase, "state": state, "detail": detail} for phase, state, detail in self.phases]}
+
+
+# --- demo sizing ----------------------------------------------------------------------------------
+
+# Two 12-epoch trainings on 1,600 images take about 4 minutes each on two busy CPU cores and reach about
+# 45% test accuracy (measured: 47% after 12 epochs at 50 images a class): the demo shows the workflow,
+# not a production model, so its gate and canary thresholds are sized to that and printed.
+_DEMO_VALUES: Mapping[str, Mapping[str, Any]] = {
+    "train": {"epochs": 12, "batch_size": 64, "local_processes": 1},
+    "gate": {"min_accuracy": 0.25, "max_loss": 3.0, "stability_epochs": 2, "max_val_acc_spread": 0.25,
+             "max_train_val_gap": 0.3, "max_val_loss_rise": 0.5, "min_class_accuracy": 0.0,
+             "max_regression": 0.15, "max_class_regression": 1.0},
+    "canary": {"steps": (50, 100), "window_s": 20, "min_samples": 20, "min_feedback": 15,
+               "min_online_accuracy": 0.2, "max_accuracy_drop": 0.2, "max_p95_latency_ms": 5000.0,
+               "poll_s": 0.5},
+}
+_UNIT_S = {"SECOND": 1.0, "MINUTE": 60.0, "HOUR": 3600.0, "DAY": 86400.0}
+
+
+def demo_pace_s(settings: Settings, clients: int) -> float:
+    """Seconds between two samples of one demo client, to stay under the gateway's per-app call limit.
+
+    Each sample is two calls (predict, feedback). The gateway process reads its limits from the config
+    and environment, not from the demo's derived settings, so the traffic adapts to them instead.
+    """
+    gateway = settings.gateway
+    calls_per_s = 0.8 * gateway.app_call_limit / _UNIT_S[gateway.time_unit]
+    return clients * 2 / calls_per_s
+
+
+def demo_settings(settings: Settings) -> tuple[Settings, dict[str, Any]]:
+    """Settings sized for two CPU cores, and the values changed (`section.key` → value).
+
+    Only values still at their defaults change: a config or environment that sets one wins.
+    """
+    changed: dict[str, Any] = {}
+    sections: dict[str, Any] = {}
+    for section, values in _DEMO_VALUES.items():
+        current = getattr(settings, section)
+        defaults = type(current)()
+        updates = {name: value for name, value in values.items()
+                   if getattr(current, name) == getattr(defaults, name) and getattr(current, name) != value}
+        if updates:
+            sections[section] = dataclasses.replace(current, **updates)
+            changed.update({f"{section}.{name}": value for name, value in updates.items()})
+    return dataclasses.replace(settings, **sections), changed
+
+
+# --- what makes a run "the same" ------------------------------------------------------------------
+
+
+def dataset_fingerprint(folder: Path) -> str:
+    """A digest of every file's path, size and modification time under `folder`."""
+    digest = hashlib.sha256()
+    for path in sorted(item for item in folder.rglob("*") if item.is_file()):
+        info = path.stat()
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def code_digest(*, broken_challenger: bool) -> str:
+    """A digest of the trainer's source (what makes the model) and arsl's version: a change to either trains again.
+
+    The console's own code is left out on purpose: editing it does not change what a training produces.
+    """
+    from arsl_tui import __version__
+
+    digest = hashlib.sha256(f"arsl {__version__} broken={broken_challenger}\n".encode())
+    spec = importlib.util.find_spec("trainer")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        root = Path(location)
+        for path in sorted(root.rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+# --- the record of runs ---------------------------------------------------------------------------
+
+
+class PipelineStore:
+    """Pipeline runs and the phases each finished, in the state file."""
+
+    def __init__(self, db: StateDB) -> None:
+        self.db = db
+        db.ensure_schema(MIGRATIONS)
+
+    @classmethod
+    def open(cls, home: Path) -> PipelineStore:
+        return cls(open_state(home))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def start_run(self, dataset_key: str, code: str, now: float) -> str:
+        run_id = time.strftime("p%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(2)
+        with self.db.transaction() as connection:
+            connection.execute("INSERT INTO pipeline_runs VALUES (?, ?, ?, ?, ?, ?)",
+                               (run_id, dataset_key, code, now, now, "running"))
+        return run_id
+
+    def done_phases(self, dataset_key: str, code: str) -> dict[PhaseName, PhaseRecord]:
+        """The newest record of each phase finished by a run with this data set and code."""
+        rows = self.db.connection().execute(
+            "SELECT p.run_id, p.phase, p.detail, p.record_values FROM pipeline_phases p "
+            "JOIN pipeline_runs r ON r.run_id = p.run_id WHERE r.dataset_key = ? AND r.code = ? "
+            "ORDER BY p.finished_at", (dataset_key, code)).fetchall()
+        return {PhaseName(phase): PhaseRecord(PhaseName(phase), detail, json.loads(values), run_id)
+                for run_id, phase, detail, values in rows}
+
+    def record(self, run_id: str, record: PhaseRecord, now: float) -> None:
+        with self.db.transaction() as connection:
+            connection.execute("INSERT OR REPLACE INTO pipeline_phases VALUES (?, ?, ?, ?, ?)",
+                               (run_id, record.phase.value, record.detail, json.dumps(dict(record.values)), now))
+            connection.execute("UPDATE pipeline_runs SET updated_at = ? WHERE run_id = ?", (now, run_id))
+
+    def finish(self, run_id: str, outcome: str, now: float) -> None:
+        with self.db.transaction() as connection:
+            connection.execute("UPDATE pipeline_runs SET outcome = ?, updated_at = ? WHERE run_id = ?",
+                               (outcome, now, run_id))
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self.db.connection().execute(
+            "SELECT run_id, dataset_key, code, started_at, updated_at, outcome FROM pipeline_runs "
+            "ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
+        return [dict(zip(("run_id", "dataset_key", "code", "started_at", "updated_at", "outcome"), row, strict=True))
+                for row in rows]
+
+
+# --- demo traffic ---------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoTraffic:
+    """Clients that predict labelled images and send each true label back as feedback."""
+
+    endpoint: str
+    key: str
+    samples: list[tuple[bytes, str | None]]
+    pace_s: float = 0.0
+    """Seconds between two samples of one client."""
+    stop: threading.Event = field(default_factory=threading.Event)
+    sent: int = 0
+    failed: int = 0
+    threads: list[threading.Thread] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self, clients: int = 2) -> None:
+        for number in range(clients):
+            thread = threading.Thread(target=self._run, args=(number,), name=f"demo-client-{number}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def _run(self, number: int) -> None:
+        import httpx
+
+        from arsl_tui.serving.auth import HEADER
+
+        index = number
+        with httpx.Client(base_url=self.endpoint, trust_env=False, timeout=30, headers={HEADER: self.key}) as client:
+            while not self.stop.is_set():
+                image, label = self.samples[index % len(self.samples)]
+                index += len(self.threads) or 1
+                try:
+                    response = client.post("/v1/predict", content=image, headers={"Content-Type": "image/jpeg"})
+                    if response.status_code == 200 and label is not None:
+                        client.post("/v1/feedback", json={"request_id": response.json()["request_id"],
+                                                          "label": label})
+                except (httpx.HTTPError, ValueError, KeyError):
+                    response = None
+                with self.lock:
+                    if response is not None and response.status_code == 200:
+                        self.sent += 1
+                    else:
+                        self.failed += 1
+                if response is None or response.status_code != 200:
+                    self.stop.wait(max(0.2, self.pace_s))  # the gateway is busy or restarting: do not spin on it
+                elif self.pace_s:
+                    self.stop.wait(self.pace_s)
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(30)
+
+
+# --- the runner -----------------------------------------------------------------------------------
+
+
+class _Runner:
+    def __init__(self, settings: Settings, request: PipelineRequest, on_event: EventSink) -> None:
+        self.settings = settings
+        self.request = request
+        self.on_event = on_event
+        self.phases: list[tuple[str, str, str]] = []
+        self.store: PipelineStore | None = None
+        self.run_id = ""
+        self.done: dict[PhaseName, PhaseRecord] = {}
+
+    # --- phase bookkeeping --------------------------------------------------------------------------
+
+    def _emit(self, phase: PhaseName, state: PhaseState | None, detail: str, started: float) -> None:
+        self.on_event(PipelinePhase(phase=phase.value, title=PHASE_TITLES[phase], state=state.value if state else "",
+                                    detail=detail, elapsed_s=round(time.monotonic() - started, 1)))
+        if state is not None:
+            self.phases.append((phase.value, state.value, detail))
+
+    def _skip(self, phase: PhaseName) -> PhaseRecord | None:
+        """The earlier record, announced as skipped, when the phase may be skipped."""
+        if not skippable(phase, self.done):
+            return None
+        record = self.done[phase]
+        self._emit(phase, PhaseState.SKIPPED, f"done in run {record.run_id}: {record.detail}", time.monotonic())
+        return record
+
+    def _finish(self, phase: PhaseName, detail: str, values: Mapping[str, Any], started: float) -> PhaseRecord:
+        record = PhaseRecord(phase, detail, dict(values), self.run_id)
+        assert self.store is not None
+        self.store.record(self.run_id, record, time.time())
+        self._emit(phase, PhaseState.DONE, detail, started)
+        return record
+
+    # --- the phases ---------------------------------------------------------------------------------
+
+    def data(self) -> Path:
+        started = time.monotonic()
+        if not self.request.demo:
+            if self.request.dataset is None:
+                raise PipelineError("no data set: name a folder, or pass --demo to generate one")
+            folder = self.request.dataset.expanduser().absolute()
+            if not folder.is_dir():
+                raise PipelineError(f"{folder}: not a folder")
+            self._emit(PhaseName.DATA, PhaseState.NOT_NEEDED, f"using {folder}", started)
+            return folder
+        from arsl_tui.ops.synth import synthesize
+
+        folder = self.settings.home_dir / DEMO_DIR / "data"
+        if folder.is_dir() and any(folder.iterdir()):
+            self._emit(PhaseName.DATA, PhaseState.SKIPPED, f"{folder} is there already", started)
+            return folder
+        self._emit(PhaseName.DATA, None, "", started)
+        summary = synthesize(folder, per_class=self.request.per_class, seed=DEMO_SEED)
+        self._emit(PhaseName.DATA, PhaseState.DONE, f"{summary.images} images in {folder}", started)
+        return folder
+
+    def upload(self, folder: Path) -> PhaseRecord:
+        if (record := self._skip(PhaseName.UPLOAD)) is not None:
+            return record
+        from arsl_tui.ops.upload import UploadRequest, run_upload
+
+        started = time.monotonic()
+        self._emit(PhaseName.UPLOAD, None, "", started)
+        outcome = run_upload(self.settings, UploadRequest(dataset_dir=folder))
+        if outcome.status != "done":
+            raise PipelineError(f"upload {outcome.run_id} ended {outcome.status}: {outcome.error or 'see arsl upload'}"
+                                " — run the pipeline again to resume it")
+        detail = (f"data set {outcome.manifest_id[:12]} at {outcome.destination} ({outcome.objects_sent} sent, "
+                  f"{outcome.objects_skipped} already there)")
+        return self._finish(PhaseName.UPLOAD, detail, {"manifest_id": outcome.manifest_id,
+                                                       "destination": outcome.destination}, started)
+
+    def _train(self, phase: PhaseName, destination: str, seed: int, role: str) -> JobStatus:
+        from arsl_tui.domain.jobs import JobEpochReported, JobPhase
+        from arsl_tui.ops.training import build_spec, open_platform, submit_job, watch_job
+
+        platform = open_platform(self.settings)
+        try:
+            spec = build_spec(self.settings, destination, seed=seed, name=f"pipeline-{role}-{self.run_id[-4:]}")
+            job = submit_job(platform, spec)
+
+            def progress(event: Event) -> None:
+                if isinstance(event, JobEpochReported):
+                    record = event.record
+                    accuracy = "—" if record.val_acc is None else f"{record.val_acc:.3f}"
+                    self.on_event(PipelineProgress(phase=phase.value, detail=(
+                        f"{job.job_id} epoch {record.epoch}/{spec.epochs}: val_acc {accuracy}")))
+
+            status = watch_job(platform, job.job_id, progress)
+        finally:
+            close = getattr(platform, "close", None)
+            if close is not None:
+                close()
+        if status.phase is not JobPhase.COMPLETED:
+            raise PipelineError(f"training job {status.job_id} ended {status.phase.value}: {status.reason} "
+                                f"(`arsl train logs {status.job_id}`)")
+        return status
+
+    def _gate(self, job_id: str) -> Any:
+        from arsl_tui.ops.gating import gate
+
+        outcome = gate(self.settings, job_id)
+        if outcome.version is None:
+            failed = [rule.rule for rule in outcome.evaluation.record.rules if rule.verdict == "fail"]
+            raise _GateFailed(f"job {job_id} failed the gate ({', '.join(failed)}): `arsl gate {job_id}` shows "
+                              "each rule")
+        return outcome
+
+    def champion(self, upload: PhaseRecord) -> str:
+        if (record := self._skip(PhaseName.CHAMPION)) is not None:
+            return str(record.values["version"])
+        from arsl_tui.ops.registry import open_registry
+
+        started = time.monotonic()
+        existing = open_registry(self.settings).champion()
+        if existing is not None:
+            self._emit(PhaseName.CHAMPION, PhaseState.NOT_NEEDED, f"{existing.version} is champion", started)
+            return existing.version
+        self._emit(PhaseName.CHAMPION, None, f"no champion yet: training seed {self.request.seed}", started)
+        status = self._train(PhaseName.CHAMPION, str(upload.values["destination"]), self.request.seed, "champion")
+        outcome = self._gate(status.job_id)
+        version = outcome.version.version
+        if "champion" not in outcome.aliases:
+            raise PipelineError(f"{version} was registered but is not champion (aliases: {list(outcome.aliases)})")
+        return self._finish(PhaseName.CHAMPION, f"{version} from job {status.job_id} is champion",
+                            {"version": version, "job_id": status.job_id}, started).values["version"]
+
+    def train(self, upload: PhaseRecord) -> str:
+        if (record := self._skip(PhaseName.TRAIN)) is not None:
+            return str(record.values["job_id"])
+        started = time.monotonic()
+        seed = self.request.seed + 1
+        self._emit(PhaseName.TRAIN, None, f"seed {seed}", started)
+        status = self._train(PhaseName.TRAIN, str(upload.values["destination"]), seed, "challenger")
+        return str(self._finish(PhaseName.TRAIN, f"job {status.job_id} completed ({status.epochs} epochs)",
+                                {"job_id": status.job_id}, started).values["job_id"])
+
+    def gate(self, job_id: str, upload: PhaseRecord) -> str:
+        if (record := self._skip(PhaseName.GATE)) is not None:
+            return str(record.values["version"])
+        started = time.monotonic()
+        self._emit(PhaseName.GATE, None, job_id, started)
+        if self.request.broken_challenger:
+            version = register_broken_challenger(self.settings, job_id, str(upload.values.get("manifest_id", "")))
+            detail = f"{version}: random weights registered by override in place of job {job_id} (--broken-challenger)"
+        else:
+            outcome = self._gate(job_id)
+            version = outcome.version.version
+            detail = f"{version} passed the gate ({', '.join(outcome.aliases) or 'no alias'})"
+        return str(self._finish(PhaseName.GATE, detail, {"version": version}, started).values["version"])
+
+    def deploy(self) -> str:
+        """Serve the champion alone (the canary starts from there); the endpoint, or '' off the local backend."""
+        started = time.monotonic()
+        if self.settings.backend != "local":
+            self._emit(PhaseName.DEPLOY, PhaseState.NOT_NEEDED, "the canary deploys to ModelArts itself", started)
+            return ""
+        from arsl_tui.ops import serving
+
+        self._emit(PhaseName.DEPLOY, None, "", started)
+        outcome = serving.deploy(self.settings, "champion")
+        detail = f"{outcome.version} serves 100% at {outcome.process.endpoint}"
+        self._finish(PhaseName.DEPLOY, detail, {"version": outcome.version, "endpoint": outcome.process.endpoint},
+                     started)
+        return outcome.process.endpoint
+
+    def canary(self, challenger: str, endpoint: str) -> PhaseRecord:
+        if (record := self._skip(PhaseName.CANARY)) is not None:
+            return record
+        from arsl_tui.domain.canary import Phase
+        from arsl_tui.ops.deployment import open_controller
+
+        started = time.monotonic()
+        self._emit(PhaseName.CANARY, None, f"{challenger}, steps {list(self.settings.canary.steps)}%, "
+                                           f"windows of {self.settings.canary.window_s} s", started)
+        traffic = self._demo_traffic(endpoint)
+        controller = open_controller(self.settings)
+        try:
+            current = controller.current()
+            if current is None or current.phase.ended or current.challenger != challenger:
+                controller.start(challenger)
+            reported: list[str] = []
+
+            def progress(status: Any) -> None:
+                run = status.run
+                if run is None:
+                    return
+                line = f"{run.phase.value} at {run.plan.steps[run.step].weight}%"
+                if not reported or reported[-1] != line:
+                    reported.append(line)
+                    self.on_event(PipelinePhase(phase=PhaseName.CANARY.value, title=PHASE_TITLES[PhaseName.CANARY],
+                                                state="", detail=line))
+
+            run = controller.watch(on_update=progress)
+        finally:
+            controller.close()
+            if traffic is not None:
+                traffic.close()
+        if run is None:
+            raise PipelineError("the canary run disappeared from the state file")
+        sent = f"; demo traffic: {traffic.sent} answered, {traffic.failed} failed" if traffic is not None else ""
+        if run.phase is Phase.PROMOTED:
+            return self._finish(PhaseName.CANARY, f"{challenger} promoted to champion{sent}",
+                                {"outcome": "promoted", "version": challenger, "canary_run": run.run_id}, started)
+        reason = run.alarm or run.reason or run.error
+        record = PhaseRecord(PhaseName.CANARY, f"{run.phase.value}: {reason}{sent}",
+                             {"outcome": run.phase.value, "version": challenger, "canary_run": run.run_id},
+                             self.run_id)
+        assert self.store is not None
+        self.store.record(self.run_id, record, time.time())
+        self._emit(PhaseName.CANARY, PhaseState.FAILED, record.detail, started)
+        return record
+
+    def _demo_traffic(self, endpoint: str) -> DemoTraffic | None:
+        if not self.request.demo or not endpoint:
+            return None
+        from arsl_tui.ops import serving
+
+        key = serving.create_key(self.settings, f"pipeline-demo-{self.run_id}")
+        clients = 2
+        traffic = DemoTraffic(endpoint=endpoint, key=key,
+                              samples=serving.synthetic_images(DEMO_TRAFFIC_IMAGES, seed=DEMO_SEED + 1000),
+                              pace_s=demo_pace_s(self.settings, clients))
+        traffic.start(clients)
+        return traffic
+
+    def alarms(self) -> None:
+        if self._skip(PhaseName.ALARMS) is not None:
+            return
+        from arsl_tui.ops import monitoring
+
+        started = time.monotonic()
+        self._emit(PhaseName.ALARMS, None, "", started)
+        report = monitoring.setup(self.settings)
+        detail = (f"{len(report.created)} created, {len(report.updated)} updated, {len(report.unchanged)} unchanged"
+                  + (f", {len(report.skipped)} skipped" if report.skipped else ""))
+        self._finish(PhaseName.ALARMS, detail, {"rules": [*report.created, *report.updated, *report.unchanged]},
+                     started)
+
+    # --- the whole --------------------------------------------------------------------------------
+
+    def run(self, changed: Mapping[str, Any]) -> PipelineOutcome:
+        began = time.monotonic()
+        folder = self.data()
+        dataset_key = dataset_fingerprint(folder)
+        code = code_digest(broken_challenger=self.request.broken_challenger)
+        self.store = PipelineStore.open(self.settings.home_dir)
+        try:
+            self.done = self.store.done_phases(dataset_key, code)
+            self.run_id = self.store.start_run(dataset_key, code, time.time())
+            resumed = sorted({record.run_id for record in self.done.values()})
+            self.on_event(PipelineStarted(run_id=self.run_id, dataset=str(folder), code=code,
+                                          resumed_from=", ".join(resumed), settings=dict(changed)))
+            outcome, version, detail = self._phases(folder)
+            self.store.finish(self.run_id, outcome, time.time())
+        except BaseException:
+            if self.run_id:
+                self.store.finish(self.run_id, "failed", time.time())
+            raise
+        finally:
+            self.store.close()
+        self.on_event(PipelineEnded(run_id=self.run_id, outcome=outcome, version=version, detail=detail,
+                                    elapsed_s=round(time.monotonic() - began, 1)))
+        return PipelineOutcome(self.run_id, outcome, version, detail, tuple(self.phases))
+
+    def _phases(self, folder: Path) -> tuple[str, str | None, str]:
+        upload = self.upload(folder)
+        try:
+            self.champion(upload)
+            job_id = self.train(upload)
+            challenger = self.gate(job_id, upload)
+        except _GateFailed as failure:
+            self._emit(PhaseName.GATE, PhaseState.FAILED, str(failure), time.monotonic())
+            return "gate_failed", None, str(failure)
+        endpoint = ""
+        if not skippable(PhaseName.CANARY, self.done):
+            endpoint = self.deploy()
+        else:
+            self._skip(PhaseName.DEPLOY)
+        canary = self.canary(challenger, endpoint)
+        self.alarms()
+        outcome = str(canary.values.get("outcome"))
+        return outcome, challenger, canary.detail
+
+
+class _GateFailed(PipelineError):
+    pass
+
+
+def register_broken_challenger(settings: Settings, job_id: str, manifest_id: str) -> str:
+    """Register a package with random weights as the challenger (by override, with the reason logged)."""
+    import torch
+
+    from arsl_tui.domain.classes import ARSL_CLASSES
+    from arsl_tui.ops.gating import current_user
+    from arsl_tui.ops.registry import open_registry
+    from trainer.export import export_package
+    from trainer.model import build_model
+
+    broken_job = f"{job_id}-random-weights"
+    torch.manual_seed(int(hashlib.sha256(broken_job.encode()).hexdigest()[:8], 16))
+    model = build_model(settings.train.model, len(ARSL_CLASSES))
+    reason = (f"--broken-challenger: random weights in place of job {job_id}'s model, to show an automatic "
+              "rollback")
+    registry = open_registry(settings)
+    with tempfile.TemporaryDirectory(prefix="arsl-broken-") as workspace:
+        package = export_package(Path(workspace), model, architecture=settings.train.model, classes=ARSL_CLASSES,
+                                 mean=0.5, std=0.25, manifest_id=manifest_id, metrics={}, job_id=broken_job)
+        record = registry.register(package, job_id=broken_job, manifest_id=manifest_id, source="random weights",
+                                   gate={"verdict": "fail", "rules": [], "detail": reason}, metrics={},
+                                   user=current_user(), override_reason=reason)
+    return record.version
+
+
+def run_pipeline(settings: Settings, request: PipelineRequest, *, on_event: EventSink = ignore_events,
+                 changed: Mapping[str, Any] | None = None) -> PipelineOutcome:
+    """Blocking: every phase in order, skipping those a run with the same data and code finished."""
+    return _Runner(settings, request, on_event).run(changed or {})
+
+
+__all__ = ["MIGRATIONS", "DemoTraffic", "PipelineError", "PipelineOutcome", "PipelineProgress", "PipelineRequest",
+           "PipelineStore", "code_digest", "dataset_fingerprint", "demo_pace_s", "demo_settings",
+           "register_broken_challenger", "run_pipeline"]
