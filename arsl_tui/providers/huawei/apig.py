@@ -21,7 +21,6 @@ and the request id; `transient` says whether running the setup again later can h
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -29,12 +28,11 @@ from urllib.parse import urlsplit
 
 import huaweicloudsdkapig.v2 as apig
 import requests
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import SdkException
-from huaweicloudsdkcore.http.http_config import HttpConfig
 
 from arsl_tui.providers.huawei.credentials import Credentials, CredentialsMissing, load_credentials
 from arsl_tui.providers.huawei.errors import failure_from_exception
+from arsl_tui.providers.huawei.sdk_clients import basic_credentials, build_sdk_client
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
@@ -44,7 +42,6 @@ PREDICT_PATH = "/v1/predict"
 BACKEND_TIMEOUT_MS = 40_000
 """The prediction limit API Gateway puts in front of ModelArts (40 s)."""
 PAGE = 100
-CONNECT_TIMEOUT_S = 10.0
 
 T = TypeVar("T")
 
@@ -107,20 +104,8 @@ class GatewayReport:
 
 
 def build_client(endpoint: str, credentials: Credentials, timeout_s: float) -> Any:
-    if not credentials.project_id:
-        raise CredentialsMissing("API Gateway needs a project id: set HUAWEICLOUD_SDK_PROJECT_ID (or project_id in "
-                                 "the SDK credentials file)")
-    basic = BasicCredentials(credentials.access_key, credentials.secret_key, credentials.project_id)
-    if credentials.security_token:
-        basic.with_security_token(credentials.security_token)
-    config = HttpConfig.get_default_config()
-    config.timeout = (min(CONNECT_TIMEOUT_S, timeout_s), timeout_s)
-    config.retry_times = 0
-    logger = logging.getLogger(f"HuaweiCloud-SDK-{apig.ApigClient.__name__}")
-    if not logger.handlers:
-        logger.addHandler(logging.NullHandler())
-    return apig.ApigClient.new_builder().with_credentials(basic).with_endpoints([endpoint]).with_http_config(
-        config).build()
+    """An API Gateway client for `endpoint` signing with `credentials`."""
+    return build_sdk_client(apig.ApigClient, endpoint, basic_credentials(credentials, "API Gateway"), timeout_s)
 
 
 def spec_from_settings(settings: Settings, backend_url: str) -> GatewaySpec:

@@ -19,7 +19,6 @@ become `MonitorError`s with the status, error code and request id.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -30,9 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import huaweicloudsdkces.v1 as ces1
 import huaweicloudsdkces.v2 as ces2
 import requests
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import SdkException
-from huaweicloudsdkcore.http.http_config import HttpConfig
 
 from arsl_tui.domain.alarms import (
     RULE_PREFIX,
@@ -53,6 +50,7 @@ from arsl_tui.domain.alarms import (
 )
 from arsl_tui.providers.huawei.credentials import Credentials, CredentialsMissing, load_credentials
 from arsl_tui.providers.huawei.errors import CloudFailure, failure_from_exception
+from arsl_tui.providers.huawei.sdk_clients import basic_credentials, build_sdk_client
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
@@ -61,7 +59,6 @@ SERVICE = "Cloud Eye"
 PAGE_LIMIT = 100
 MAX_PAGES = 100
 """A bound on paging (10,000 records), so a misbehaving server cannot keep a listing going forever."""
-CONNECT_TIMEOUT_S = 10.0
 CUSTOM_TTL_S = 7 * 86400
 QUERY_PERIODS = (1, 60, 300, 1200, 3600, 14400, 86400)
 STATE_LOOKBACK_S = 7 * 86400
@@ -79,25 +76,9 @@ T = TypeVar("T")
 
 def build_clients(endpoint: str, credentials: Credentials, timeout_s: float) -> tuple[Any, Any]:
     """CES v1 and v2 clients for `endpoint` signing with `credentials` (never the SDK's credential chain)."""
-    if not credentials.project_id:
-        raise CredentialsMissing("Cloud Eye needs a project id: set HUAWEICLOUD_SDK_PROJECT_ID (or project_id in "
-                                 "the SDK credentials file) to the project of your region")
-    basic = BasicCredentials(credentials.access_key, credentials.secret_key, credentials.project_id)
-    if credentials.security_token:
-        basic.with_security_token(credentials.security_token)
-    clients = []
-    for module in (ces1, ces2):
-        config = HttpConfig.get_default_config()
-        config.timeout = (min(CONNECT_TIMEOUT_S, timeout_s), timeout_s)
-        config.retry_times = 0  # POSTs are never retried by the SDK anyway; callers poll again by themselves
-        # The SDK logs connection errors at ERROR on a handler-less logger; Python's last-resort handler would
-        # print them over the console's screen. The error itself is raised and reported by us.
-        sdk_logger = logging.getLogger(f"HuaweiCloud-SDK-{module.CesClient.__name__}")
-        if not sdk_logger.handlers:
-            sdk_logger.addHandler(logging.NullHandler())
-        clients.append(module.CesClient.new_builder().with_credentials(basic).with_endpoints([endpoint])
-                       .with_http_config(config).build())
-    return clients[0], clients[1]
+    basic = basic_credentials(credentials, "Cloud Eye")
+    return (build_sdk_client(ces1.CesClient, endpoint, basic, timeout_s),
+            build_sdk_client(ces2.CesClient, endpoint, basic, timeout_s))
 
 
 def _iso(seconds: float) -> str:

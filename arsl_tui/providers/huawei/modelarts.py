@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import logging
 import math
 import re
 import secrets
@@ -31,9 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import huaweicloudsdkmodelarts.v1 as ma
 import requests
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import SdkException
-from huaweicloudsdkcore.http.http_config import HttpConfig
 
 from arsl_tui.domain.jobs import (
     JobNotFound,
@@ -53,6 +50,7 @@ from arsl_tui.domain.keys import join_key
 from arsl_tui.domain.ports import ObjectNotFound, ObjectStore, StoreError
 from arsl_tui.providers.huawei.credentials import Credentials, CredentialsMissing, load_credentials
 from arsl_tui.providers.huawei.errors import CloudFailure, failure_from_exception
+from arsl_tui.providers.huawei.sdk_clients import basic_credentials, build_sdk_client
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
@@ -64,7 +62,6 @@ OUTPUT_NAME = "output"
 METRICS_FILE = "metrics.jsonl"
 MAIN_TASK = "worker-0"
 SEARCH_PAGE_LIMIT = 50
-CONNECT_TIMEOUT_S = 10.0
 _OBS_URL = re.compile(r"^obs://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.*)$")
 _SKIPPED_PARTS = ("__pycache__",)
 _RESOURCE_FIELDS = {"cpuUsage": "cpu_percent", "memUsage": "memory_percent", "gpuUtil": "gpu_percent",
@@ -151,24 +148,7 @@ def _md5_file(path: Path) -> str:
 
 def build_client(endpoint: str, credentials: Credentials, timeout_s: float) -> Any:
     """A ModelArts client for `endpoint` signing with `credentials` (never the SDK's credential chain)."""
-    if not credentials.project_id:
-        raise CredentialsMissing("ModelArts needs a project id: set HUAWEICLOUD_SDK_PROJECT_ID (or project_id in "
-                                 "the SDK credentials file) to the project of your region")
-    basic = BasicCredentials(credentials.access_key, credentials.secret_key, credentials.project_id)
-    if credentials.security_token:
-        basic.with_security_token(credentials.security_token)
-    config = HttpConfig.get_default_config()
-    config.timeout = (min(CONNECT_TIMEOUT_S, timeout_s), timeout_s)
-    # No SDK retries: POSTs are never retried by it anyway, and the console polls again by itself.
-    config.retry_times = 0
-    # The SDK logs every connection error at ERROR level on a logger with no handler, so Python's
-    # last-resort handler would print it on stderr — over the console's screen. The error itself is
-    # raised and reported by us.
-    sdk_logger = logging.getLogger(f"HuaweiCloud-SDK-{ma.ModelArtsClient.__name__}")
-    if not sdk_logger.handlers:
-        sdk_logger.addHandler(logging.NullHandler())
-    return (ma.ModelArtsClient.new_builder().with_credentials(basic).with_endpoints([endpoint])
-            .with_http_config(config).build())
+    return build_sdk_client(ma.ModelArtsClient, endpoint, basic_credentials(credentials, "ModelArts"), timeout_s)
 
 
 def _seconds(milliseconds: Any) -> float | None:

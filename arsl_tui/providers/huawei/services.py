@@ -24,7 +24,6 @@ again, so it is never applied twice.
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 import time
@@ -34,14 +33,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import huaweicloudsdkces.v1 as ces
 import huaweicloudsdkmodelarts.v1 as ma
 import requests
-from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import SdkException
-from huaweicloudsdkcore.http.http_config import HttpConfig
 
 from arsl_tui.domain.ports import ModelSlot, ServingPlatformError, ServingStatus
 from arsl_tui.domain.serving import DeploymentError, VersionStats, normalise_weights
 from arsl_tui.providers.huawei.credentials import Credentials, CredentialsMissing, load_credentials
 from arsl_tui.providers.huawei.errors import failure_from_exception
+from arsl_tui.providers.huawei.sdk_clients import basic_credentials, build_sdk_client
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
@@ -53,7 +51,6 @@ MOUNT_PATH = "/home/mind/model"
 CES_NAMESPACE = "SYS.ModelArts"
 CALLS_METRIC = "total_called_times"
 FAILURES_METRIC = "failed_called_times"
-CONNECT_TIMEOUT_S = 10.0
 _GROUP = re.compile(r"^arsl-(v[1-9][0-9]*)$")
 _PHASES = {"running": "running", "concerning": "running", "deploying": "deploying", "upgrading": "deploying",
            "init": "deploying", "failed": "failed", "error": "failed", "stopped": "stopped", "stopping": "stopped",
@@ -62,41 +59,12 @@ _PHASES = {"running": "running", "concerning": "running", "deploying": "deployin
 T = TypeVar("T")
 
 
-def _http_config(timeout_s: float) -> HttpConfig:
-    config = HttpConfig.get_default_config()
-    config.timeout = (min(CONNECT_TIMEOUT_S, timeout_s), timeout_s)
-    config.retry_times = 0  # the controller retries on its own schedule, after checking the effect
-    return config
-
-
-def _basic(credentials: Credentials) -> BasicCredentials:
-    if not credentials.project_id:
-        raise CredentialsMissing("ModelArts and Cloud Eye need a project id: set HUAWEICLOUD_SDK_PROJECT_ID (or "
-                                 "project_id in the SDK credentials file)")
-    basic = BasicCredentials(credentials.access_key, credentials.secret_key, credentials.project_id)
-    if credentials.security_token:
-        basic.with_security_token(credentials.security_token)
-    return basic
-
-
-def _quiet(client_class: type) -> None:
-    # The SDK logs each connection error at ERROR on a handler-less logger; we raise and report it ourselves.
-    logger = logging.getLogger(f"HuaweiCloud-SDK-{client_class.__name__}")
-    if not logger.handlers:
-        logger.addHandler(logging.NullHandler())
-
-
 def build_clients(modelarts_endpoint: str, ces_endpoint: str, credentials: Credentials,
                   timeout_s: float) -> tuple[Any, Any]:
     """A ModelArts and a Cloud Eye client signing with `credentials` (never the SDK's credential chain)."""
-    basic = _basic(credentials)
-    _quiet(ma.ModelArtsClient)
-    _quiet(ces.CesClient)
-    modelarts = (ma.ModelArtsClient.new_builder().with_credentials(basic).with_endpoints([modelarts_endpoint])
-                 .with_http_config(_http_config(timeout_s)).build())
-    cloud_eye = (ces.CesClient.new_builder().with_credentials(basic).with_endpoints([ces_endpoint])
-                 .with_http_config(_http_config(timeout_s)).build())
-    return modelarts, cloud_eye
+    basic = basic_credentials(credentials, "ModelArts and Cloud Eye")
+    return (build_sdk_client(ma.ModelArtsClient, modelarts_endpoint, basic, timeout_s),
+            build_sdk_client(ces.CesClient, ces_endpoint, basic, timeout_s))
 
 
 def group_name(version: str) -> str:
