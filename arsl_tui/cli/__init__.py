@@ -17,6 +17,7 @@ from arsl_tui.cli import (
     commands_console,
     commands_data,
     commands_gate,
+    commands_pipeline,
     commands_serve,
     commands_train,
     commands_upload,
@@ -24,7 +25,7 @@ from arsl_tui.cli import (
 from arsl_tui.cli.common import EXIT_USAGE, CommandContext, CommandFailed, run_command
 
 _GROUPS = (commands_console, commands_data, commands_upload, commands_train, commands_gate, commands_serve,
-           commands_canary, commands_alarms)
+           commands_canary, commands_alarms, commands_pipeline)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="arsl", parents=[common],
                      description="ArSL Ops Console: data → training → gate → canary → alarms.")
     parser.add_argument("--version", action="version", version=f"arsl {__version__}")
+    commands_console.add_top_level_options(parser)
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for group in _GROUPS:
         group.add_parser(subcommands, common)
@@ -55,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     namespace = parser.parse_args(arguments)
+    commands_console.check_top_level(parser, namespace)
     if getattr(namespace, "handler", None) is None:
         if namespace.command is None:
             namespace = parser.parse_args([*arguments, "console"])

@@ -11,21 +11,22 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol, cast
 
 from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.command import Provider
 from textual.dom import DOMNode
+from textual.lazy import Lazy
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from arsl_tui.config import Settings
 from arsl_tui.ui.commands import ArslCommands
 from arsl_tui.ui.keymap import (
     GLOBAL_SCOPE,
-    TAB_IDS,
     TAB_TITLES,
     ActionSpec,
     bindings_for,
@@ -36,8 +37,12 @@ from arsl_tui.ui.screens.confirm import ConfirmScreen
 from arsl_tui.ui.screens.help import HelpScreen, collect_help_rows, place_name
 from arsl_tui.ui.screens.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmallScreen
 from arsl_tui.ui.services import ConsoleServices, default_services
+from arsl_tui.ui.tabs.alarms import AlarmsTab
+from arsl_tui.ui.tabs.canary import CanaryTab
+from arsl_tui.ui.tabs.gate import GateTab
+from arsl_tui.ui.tabs.live import LiveTab
 from arsl_tui.ui.tabs.overview import OverviewTab
-from arsl_tui.ui.tabs.planned import PlannedTabBody
+from arsl_tui.ui.tabs.training import TrainingTab
 from arsl_tui.ui.tabs.upload import Logged, UploadRunEnded, UploadTab
 from arsl_tui.ui.themes import (
     DEFAULT_THEME,
@@ -53,6 +58,18 @@ from arsl_tui.ui.widgets.log_panel import LogPanel
 
 MODULE_IMPORTED_AT = time.perf_counter()
 QUIT_WAIT_S = 30.0
+
+
+class TabBody(Protocol):
+    """What the App asks of a live tab: whether an action can run now, and the id worth copying."""
+
+    def availability(self, action: str) -> bool | None: ...
+
+    def current_id(self) -> str: ...
+
+
+_TAB_BODIES: dict[str, type[Widget]] = {"upload": UploadTab, "training": TrainingTab, "gate": GateTab,
+                                        "canary": CanaryTab, "alarms": AlarmsTab}
 
 
 class ArslApp(App[int], inherit_bindings=False):
@@ -125,9 +142,15 @@ class ArslApp(App[int], inherit_bindings=False):
                 yield OverviewTab(self.settings, self.services)
             with TabPane(f"2 {TAB_TITLES['upload']}", id="upload"):
                 yield UploadTab(self.settings, self.services, progress_interval_s=self.progress_interval_s)
-            for number, tab_id in enumerate(TAB_IDS[2:], start=3):
-                with TabPane(f"{number} {TAB_TITLES[tab_id]}", id=tab_id):
-                    yield PlannedTabBody(tab_id)
+            # Hidden tabs are mounted after the first frame, which then comes sooner.
+            with TabPane(f"3 {TAB_TITLES['training']}", id="training"):
+                yield Lazy(TrainingTab(self.settings, self.services))
+            with TabPane(f"4 {TAB_TITLES['gate']}", id="gate"):
+                yield Lazy(GateTab(self.settings, self.services))
+            with TabPane(f"5 {TAB_TITLES['canary']}", id="canary"):
+                yield Lazy(CanaryTab(self.settings, self.services))
+            with TabPane(f"6 {TAB_TITLES['alarms']}", id="alarms"):
+                yield Lazy(AlarmsTab(self.settings, self.services))
         yield LogPanel(id="log")
         yield Footer(show_command_palette=True)
 
@@ -166,8 +189,9 @@ class ArslApp(App[int], inherit_bindings=False):
         if spec.scope != GLOBAL_SCOPE and self.active_tab != spec.scope:
             return False
         state: bool | None = True
-        if spec.scope == "upload":
-            state = self.upload_tab.availability(action)
+        tab = self.tab_body(spec.scope)
+        if tab is not None:
+            state = tab.availability(action)
         if spec.mutates and self.read_only:
             return None if state is not False else False
         return state
@@ -211,6 +235,32 @@ class ArslApp(App[int], inherit_bindings=False):
     def upload_tab(self) -> UploadTab:
         return self.query_one(UploadTab)
 
+    @property
+    def training_tab(self) -> TrainingTab:
+        return self.query_one(TrainingTab)
+
+    @property
+    def gate_tab(self) -> GateTab:
+        return self.query_one(GateTab)
+
+    @property
+    def alarms_tab(self) -> AlarmsTab:
+        return self.query_one(AlarmsTab)
+
+    @property
+    def canary_tab(self) -> CanaryTab:
+        return self.query_one(CanaryTab)
+
+    def tab_body(self, tab_id: str) -> TabBody | None:
+        """The live tab with that id (None for the global scope, or before the tabs are mounted)."""
+        kind = _TAB_BODIES.get(tab_id)
+        if kind is None:
+            return None
+        try:
+            return cast(TabBody, self.query_one(kind))
+        except Exception:  # not mounted (yet, or any more)
+            return None
+
     def show_tab_now(self, tab_id: str) -> None:
         self.tabs.active = tab_id
         self._tab_shown(tab_id)
@@ -224,10 +274,23 @@ class ArslApp(App[int], inherit_bindings=False):
         self._tab_shown(self.active_tab)
 
     def _tab_shown(self, tab_id: str) -> None:
-        self.query_one(OverviewTab).set_visible(tab_id == "overview")
+        for body in self.query(".live-tab").results(LiveTab):
+            visible = body.parent is not None and body.parent.id == tab_id
+            body.set_visible(visible)
+            if visible:
+                body.focus_default()
         if tab_id == "upload":
             self.upload_tab.on_tab_shown()
+        focused = self.screen.focused
+        if focused is not None and self.tab_pane(tab_id) not in focused.ancestors:
+            self.screen.set_focus(None)  # a focused widget in a hidden pane would pull its tab back
         self.refresh_bindings()
+
+    def tab_pane(self, tab_id: str) -> TabPane | None:
+        try:
+            return self.query_one(f"#{tab_id}", TabPane)
+        except Exception:  # before compose
+            return None
 
     def on_resize(self, event: events.Resize) -> None:
         # Runs before Textual's own resize handling, so the new size comes from the event.
@@ -265,9 +328,10 @@ class ArslApp(App[int], inherit_bindings=False):
     # ----- copy ---------------------------------------------------------------------------------
 
     def action_copy_id(self) -> None:
-        identifier = self.upload_tab.current_id()
+        body = self.tab_body(self.active_tab)
+        identifier = body.current_id() if body is not None else self.upload_tab.current_id()
         if not identifier:
-            self.notify("Nothing to copy yet: no run or manifest id.", severity="warning")
+            self.notify("Nothing to copy yet: no id selected on this tab.", severity="warning")
             return
         self.copy_to_clipboard(identifier)
         self.notify(f"Copied {identifier[:12]}… to the clipboard (OSC 52).")
@@ -300,6 +364,50 @@ class ArslApp(App[int], inherit_bindings=False):
     def action_upload_cancel(self) -> None:
         self.upload_tab.request_cancel()
 
+    # ----- training, gate, alarm and canary actions (run only through check_action) -------------
+
+    def action_training_submit(self) -> None:
+        self.training_tab.request_submit()
+
+    def action_training_stop(self) -> None:
+        self.training_tab.request_stop()
+
+    def action_training_open_log(self) -> None:
+        self.training_tab.request_open_log()
+
+    def action_gate_next_view(self) -> None:
+        self.gate_tab.next_view()
+
+    def action_gate_register(self) -> None:
+        self.gate_tab.request_register()
+
+    def action_gate_override(self) -> None:
+        self.gate_tab.request_override()
+
+    def action_alarms_filter(self) -> None:
+        self.alarms_tab.cycle_filter()
+
+    def action_alarms_acknowledge(self) -> None:
+        self.alarms_tab.request_acknowledge()
+
+    def action_alarms_silence(self) -> None:
+        self.alarms_tab.request_silence()
+
+    def action_canary_promote(self) -> None:
+        self.canary_tab.request("promote")
+
+    def action_canary_promote_full(self) -> None:
+        self.canary_tab.request("promote_full")
+
+    def action_canary_pause(self) -> None:
+        self.canary_tab.request("pause")
+
+    def action_canary_resume(self) -> None:
+        self.canary_tab.request("resume")
+
+    def action_canary_rollback(self) -> None:
+        self.canary_tab.request("rollback")
+
     # ----- log and cross-tab messages -----------------------------------------------------------
 
     def write_log(self, level: str, text: str) -> None:
@@ -319,6 +427,17 @@ class ArslApp(App[int], inherit_bindings=False):
         if self.active_tab == "overview":
             for overview in self.query(OverviewTab):  # none while the console is closing
                 overview.reload()
+
+    def on_overview_tab_status_read(self, message: OverviewTab.StatusRead) -> None:
+        """The header's champion and challenger follow the registry, as the Overview reads it."""
+        if message.report is None:
+            return
+        models = next((phase for phase in message.report.phases if phase.phase == "models"), None)
+        if models is None or models.error:
+            return
+        header = self.query_one("#header", ArslHeader)
+        header.champion = str(models.details.get("champion") or "–")
+        header.challenger = str(models.details.get("challenger") or "–")
 
     def handle_bindings_clash(self, clashed_bindings: set[Binding], node: DOMNode) -> None:
         """A remapped key that another binding also uses: reported once, in the log panel."""

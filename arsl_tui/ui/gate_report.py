@@ -49,20 +49,20 @@ def verdict_line(record: GateRecord, champion_version: str | None, registered: s
                  read_only: bool) -> tuple[str, str, str]:
     """(level, status, text) for the verdict line: pass/fail, how many rules, what the keys do now."""
     total = len(record.rules)
-    against = f"against champion {champion_version}" if champion_version else "no champion yet"
+    against = f"vs champion {champion_version}" if champion_version else "no champion yet"
     if record.verdict == "pass":
-        head = f"PASS: all {total} rules passed ({against})."
+        head = f"PASS: {total}/{total} rules ({against})"
         if registered:
-            return "ok", "pass", f"{head} Registered as {registered}."
-        return "ok", "pass", head + (" Read-only mode: registering is off." if read_only else
-                                     " R registers it as the next version.")
+            return "ok", "pass", f"{head}; registered as {registered}."
+        return "ok", "pass", head + (" — read-only mode: registering is off." if read_only else
+                                     " — R registers it as the next version.")
     failed = record.failed_rules
-    names = ", ".join(rule.rule for rule in failed)
-    head = f"FAIL: {len(failed)} of {total} rules failed ({names}; {against})."
+    names = ", ".join(rule.rule for rule in failed[:2]) + (", …" if len(failed) > 2 else "")
+    head = f"FAIL: {len(failed)}/{total} rules failed: {names} ({against})"
     if registered:
-        return "warning", "fail", f"{head} Registered by override as {registered}."
-    return "error", "fail", head + (" Read-only mode: no override." if read_only else
-                                    " O registers it anyway, with a reason.")
+        return "warning", "fail", f"{head}; registered by override as {registered}."
+    return "error", "fail", head + (" — read-only mode: no override." if read_only else
+                                    " — O registers it anyway, with a reason.")
 
 
 def rule_cells(rule: RuleResult) -> tuple[str, str, str, str, str]:

@@ -8,6 +8,7 @@ training job, a monitor on a fixed clock) for deterministic snapshots.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -151,10 +152,8 @@ def close_quietly(resource: object) -> None:
     """Call `close()` on a platform, monitor or controller that has one; a failure to close is not news."""
     close = getattr(resource, "close", None)
     if close is not None:
-        try:
+        with contextlib.suppress(Exception):
             close()
-        except Exception:  # noqa: S110 - closing after use; the work itself already succeeded or reported
-            pass
 
 
 @dataclass(frozen=True)

@@ -24,21 +24,6 @@ async def test_number_keys_switch_every_tab(make_app: AppFactory) -> None:
             assert app.active_tab == TAB_IDS[number - 1]
 
 
-async def test_planned_tabs_name_what_they_will_show_and_todays_command(make_app: AppFactory) -> None:
-    app = make_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("3")
-        training = screen_text(app)
-        assert "Training tab is not built yet" in training
-        assert "torchrun" in training and "trainer.train" in training
-        await pilot.press("4")
-        assert "arsl gate JOB" in screen_text(app)
-        await pilot.press("5")
-        assert "arsl canary status" in screen_text(app)
-        await pilot.press("6")
-        assert "arsl alarms list" in screen_text(app)
-
-
 async def test_digits_type_into_the_path_field_until_escape_leaves_it(make_app: AppFactory) -> None:
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:

@@ -108,4 +108,49 @@ def test_every_action_has_an_id_words_and_an_app_method() -> None:
         if spec.action_name != "command_palette":
             assert callable(getattr(ArslApp, f"action_{spec.action_name}", None)), spec.action
     mutating = {spec.id for spec in ACTIONS if spec.mutates}
-    assert {"upload.start", "upload.pause", "upload.resume", "upload.cancel"} <= mutating
+    assert {"upload.start", "upload.pause", "upload.resume", "upload.cancel", "training.submit", "training.stop",
+            "gate.register", "gate.override", "alarms.acknowledge", "alarms.silence", "canary.promote",
+            "canary.promote_full", "canary.pause", "canary.resume", "canary.rollback"} <= mutating
+    assert not {"training.open_log", "gate.view", "alarms.filter"} & mutating
+
+
+async def test_read_only_turns_off_every_new_tab_action_for_keys_and_the_palette(console_settings: Settings,
+                                                                                tmp_path: Path) -> None:
+    from arsl_tui.ui.screens.form import FormScreen
+    from arsl_tui.ui.services import default_services
+    from tests.ui.fakes import build_alarm_state, canary_world, clock_at, recorded_platform
+
+    end = build_alarm_state(console_settings)
+    world = canary_world(tmp_path / "canary")
+    world.start()
+    platform = recorded_platform()
+    services = dataclasses.replace(default_services(), open_training_platform=lambda _: platform,
+                                   open_canary=lambda _: world.controller(), clock=clock_at(end + 5))
+    app = ArslApp(console_settings, theme="arsl-dark", services=services, read_only=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for tab_key, keys in (("3", "SX"), ("4", "O"), ("6", "AM"), ("5", "PFpX")):
+            await pilot.press(tab_key)
+            await settle(app, pilot)
+            for key in keys:
+                active = app.screen.active_bindings[key]
+                assert active.enabled is False, (tab_key, key)  # shown, greyed
+                await pilot.press(key)
+                assert not isinstance(app.screen, ConfirmScreen | FormScreen), (tab_key, key)
+        assert platform.submitted == [] and platform.count("stop") == 0
+        assert world.platform.weights == {"v1": 90, "v2": 10}
+        for query, title in (("training submit", "Training: submit a job"),
+                             ("gate override", "Gate: register a failed model by override"),
+                             ("alarms acknowledge", "Alarms: acknowledge the selected alarm"),
+                             ("canary roll", "Canary: roll back")):
+            await pilot.press("ctrl+p")
+            await type_text(pilot, query)
+            for _ in range(100):  # bounded: the palette searches asynchronously
+                if "off: read-only mode" in screen_text(app):
+                    break
+                await pilot.pause()
+            assert "off: read-only mode" in screen_text(app), title
+            await pilot.press("enter")
+            await settle(app, pilot)
+            assert not isinstance(app.screen, ConfirmScreen | FormScreen | CommandPalette), title
+            assert f"{title}: read-only mode is on" in app.query_one("#log", LogPanel).recent[-1]
+        assert world.platform.weights == {"v1": 90, "v2": 10}

@@ -15,6 +15,8 @@ from arsl_tui.ui.keymap import bindings_for, spec_by_id
 _PLACE_NAMES = {
     "PathInput": "path field", "ClassCountTable": "counts table", "ProblemList": "problem list",
     "RunsTable": "runs table", "ContentTabs": "tab bar", "Tabs": "tab bar", "Screen": "screen",
+    "PhasesTable": "workflow phases", "JobTable": "job list", "VersionsTable": "versions table",
+    "SelectCurrent": "job picker", "Select": "job picker", "DataTable": "table", "Log": "log view",
 }
 
 

@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.message import Message
-from textual.timer import Timer
 from textual.widgets import DataTable, Static
 
 from arsl_tui.config import Settings
@@ -32,6 +31,7 @@ from arsl_tui.ui.screens.confirm import ConfirmScreen
 from arsl_tui.ui.screens.form import FormField, FormScreen, FormValues
 from arsl_tui.ui.screens.log_view import LogViewScreen
 from arsl_tui.ui.services import ConsoleServices, close_quietly
+from arsl_tui.ui.tabs.live import LiveTab
 from arsl_tui.ui.tabs.upload import Logged
 from arsl_tui.ui.widgets.plot_slot import PlotSlot
 from arsl_tui.ui.widgets.status_line import StatusLine
@@ -114,8 +114,10 @@ def _cell(column: str, text: str) -> str | Text:
     return Text(text, justify="right") if column in ("duration", "best val", "epochs") else text
 
 
-class TrainingTab(Vertical):
+class TrainingTab(LiveTab):
     """Holds the training view's state; the App's actions call the `request_*` methods after its gate."""
+    focus_id = "jobs-table"
+
 
     class Polled(Message):
         """One poll's result; fields are None when not read this time."""
@@ -170,7 +172,6 @@ class TrainingTab(Vertical):
         self.busy = ""
         """'submitting' or 'stopping' while that worker runs."""
         self.form_values: FormValues | None = None
-        self._timer: Timer | None = None
         self._polling = False
         self._list_read_at = -JOB_LIST_EVERY_S
         self._best: dict[str, float | None] = {}
@@ -181,6 +182,7 @@ class TrainingTab(Vertical):
         self._feeds: dict[str, JobFeed] = {}
         self._summary_cache: dict[str, tuple[float | None, int, bool]] = {}
         """Job id → (best val acc, epochs done, read after the job ended)."""
+        self._poll_error = ""
 
     def compose(self) -> ComposeResult:
         yield JobTable(id="jobs-table")
@@ -194,7 +196,7 @@ class TrainingTab(Vertical):
 
     def on_mount(self) -> None:
         self.query_one("#training-status", StatusLine).display = False
-        self._timer = self.set_interval(poll_interval(self.settings, CLOUD_MIN_REFRESH_S), self.poll, pause=True)
+        self.start_timer(poll_interval(self.settings, CLOUD_MIN_REFRESH_S), self.poll)
 
     def on_unmount(self) -> None:
         if self._platform is not None:
@@ -202,14 +204,8 @@ class TrainingTab(Vertical):
 
     # ----- visibility and polling ---------------------------------------------------------------
 
-    def set_visible(self, visible: bool) -> None:
-        if self._timer is None:
-            return
-        if visible:
-            self.poll(list_jobs=True)
-            self._timer.resume()
-        else:
-            self._timer.pause()
+    def reload(self) -> None:
+        self.poll(list_jobs=True)
 
     def poll(self, list_jobs: bool = False) -> None:
         """Start a poll unless one is still running (a slow backend never piles up workers)."""
@@ -299,6 +295,12 @@ class TrainingTab(Vertical):
             if known is not None and known[2]:
                 best[job.job_id], done[job.job_id] = known[0], known[1]
                 continue
+            feed = self._feeds.get(job.job_id)
+            if feed is not None and feed.watcher.status is not None:
+                # The selected job: its watcher has every record so far (read incrementally).
+                progress = feed.watcher.progress()
+                best[job.job_id], done[job.job_id] = progress.best_val_acc, progress.epochs_done
+                continue
             try:
                 records = platform.metrics(job.job_id, 0).records
             except TrainingError:
@@ -321,7 +323,12 @@ class TrainingTab(Vertical):
             self._epochs_done.update(message.epochs_done)
         if message.error:
             self._say("error", "error", message.error)
-            self._log("error", f"training: {message.error}")
+            if message.error != self._poll_error:  # an outage is logged once, not once a second
+                self._log("error", f"training: {message.error}")
+        elif self._poll_error:
+            self._log("ok", "training: the platform answers again")
+            self.query_one("#training-status", StatusLine).display = False
+        self._poll_error = message.error
         if message.job_id is not None and message.job_id != self.selected and self.selected is None:
             self.selected = message.job_id
         if message.job_id is not None and message.job_id == self.selected and message.status is not None:
@@ -657,12 +664,10 @@ def check_hyperparameters(values: Mapping[str, str]) -> str:
 def submit_explanation(settings: Settings) -> list[str]:
     train = settings.train
     if settings.backend == "local":
-        where = "locally: a detached torchrun process group under the console's state folder"
+        where = "locally, as a detached torchrun process group"
     else:
-        where = (f"on ModelArts ({settings.huawei.region}): {train.engine_name} {train.engine_version}, "
-                 f"flavor {train.flavor_id}")
-    return [f"Runs {where}.", "Values come from [train] in the config; the next step shows the full job spec "
-            "before anything is submitted."]
+        where = f"on ModelArts ({settings.huawei.region}), {train.engine_name}, flavor {train.flavor_id}"
+    return [f"Runs {where}; values from [train]. Enter reviews the full job spec before anything starts."]
 
 
 def describe_spec(spec: JobSpec) -> str:

@@ -13,14 +13,14 @@ _EIGHTHS = " ▁▂▃▄▅▆▇█"
 _AXIS_WIDTH = 7
 
 
-def scale_floor(values: Sequence[float], floor: float) -> float:
-    """The bottom of the y axis: a tenth below the lower of the floor and the worst class, at least 0.
+def scale_floor(values: Sequence[float]) -> float:
+    """The bottom of the y axis: the worst class rounded down to 0.05, less 0.05, at least 0.
 
     Accuracies cluster near 1, so a 0-based axis would hide the differences that matter.
     """
     finite = [value for value in values if math.isfinite(value)]
-    lowest = min([floor, *finite])
-    return max(0.0, math.floor(lowest * 10) / 10 - 0.1)
+    lowest = min(finite) if finite else 0.0
+    return max(0.0, math.floor(lowest * 20) / 20 - 0.05)
 
 
 class AccuracyBars(Widget):
@@ -52,7 +52,7 @@ class AccuracyBars(Widget):
         axis_style = self.get_component_rich_style("accuracy-bars--axis")
         below_style = self.get_component_rich_style("accuracy-bars--below")
         height = max(1, self.size.height - 2)
-        low = scale_floor([value for _, value in self.values], self.floor)
+        low = scale_floor([value for _, value in self.values])
         span = 1.0 - low or 1.0
         lines: list[Text] = []
         for row in range(height):
@@ -74,9 +74,9 @@ class AccuracyBars(Widget):
         finite = [(name, value) for name, value in self.values if math.isfinite(value)]
         worst = min(finite, key=lambda item: item[1]) if finite else None
         below_count = sum(1 for _, value in self.values if not math.isfinite(value) or value < self.floor)
-        caption = Text(" " * _AXIS_WIDTH)
+        caption = Text(" ")
         if worst is not None:
-            caption.append(f"worst {worst[0]} {worst[1]:.3f} · floor {self.floor:.2f} · "
-                           f"{below_count} below (✗)", style="bold" if below_count else "")
+            caption.append(f"worst {worst[0]} {worst[1]:.3f} · {below_count} under {self.floor:.2f} (✗)",
+                           style="bold" if below_count else "")
         lines.append(caption)
         return Text("\n", no_wrap=True, overflow="crop").join(lines)

@@ -1,0 +1,406 @@
+"""The Canary tab: the running canary's traffic split, each version's numbers, the judge's verdicts, the plan.
+
+It reads `CanaryController.status()` (what `arsl canary status` prints: the stored run, the serving
+platform's weights and the current window's per-version stats) in a thread worker while visible,
+and judges the current window so far with the controller's own judge settings (a provisional
+verdict; the controller's judgement at the window's end is what counts). Promote, promote --full,
+pause, resume and rollback call `CanaryController.command` — the code `arsl canary …` runs — after a
+confirmation naming the versions and weights, with the change number the user saw, so a run that
+moved on meanwhile is never stepped twice. Driving the windows is `arsl canary watch`'s job.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.message import Message
+from textual.widgets import DataTable, Static
+
+from arsl_tui.config import Settings
+from arsl_tui.ui import formatting as fmt
+from arsl_tui.ui.screens.confirm import ConfirmScreen
+from arsl_tui.ui.services import ConsoleServices, close_quietly
+from arsl_tui.ui.tabs.live import LiveTab
+from arsl_tui.ui.tabs.training import error_text, poll_interval
+from arsl_tui.ui.tabs.upload import Logged
+from arsl_tui.ui.widgets.status_line import StatusLine
+
+if TYPE_CHECKING:
+    from arsl_tui.domain.canary import CanaryRun, Command
+    from arsl_tui.domain.judge import Judgement
+    from arsl_tui.domain.serving import VersionStats
+    from arsl_tui.ops.deployment import CanaryController, CanaryStatus
+
+CLOUD_MIN_REFRESH_S = 10.0
+VERDICTS_SHOWN = 8
+METRICS = ("error_rate", "latency", "p95_latency", "online_accuracy")
+METRIC_LABELS = {"error_rate": "errors", "latency": "latency", "p95_latency": "p95", "online_accuracy": "accuracy"}
+CLASS_GLYPHS = {"Pass": "✓", "High": "▲", "Low": "▼", "NoData": "○"}
+OUTCOME_GLYPHS = {"pass": "✓", "fail": "✗", "marginal": "…", "inconclusive": "○"}
+PHASE_GLYPHS = {"idle": "○", "deploying": "…", "observing": "►", "paused": "‖", "promoting": "►", "promoted": "✓",
+                "rolling_back": "■", "rolled_back": "✗", "failed": "✗"}
+BAR_WIDTH = 50
+
+
+def metric_cell(metric: dict[str, object]) -> str:
+    """`✓ Pass`, `✗ High` (a failed metric), `▼ Low`, `○ NoData`."""
+    classification = str(metric.get("classification", ""))
+    glyph = "✗" if metric.get("failed") else CLASS_GLYPHS.get(classification, "·")
+    return f"{glyph} {classification}"
+
+
+def outcome_cell(outcome: str, score: object) -> str:
+    shown = f" {score:.0f}" if isinstance(score, int | float) else ""
+    return f"{OUTCOME_GLYPHS.get(outcome, '·')} {outcome}{shown}"
+
+
+def traffic_bar(weights: dict[str, int], champion: str, challenger: str, width: int = BAR_WIDTH) -> Text:
+    """`v1 75% ██████░░ 25% v2`: the champion's share solid, the challenger's shaded, numbers at both ends."""
+    champion_weight = weights.get(champion, 0)
+    challenger_weight = weights.get(challenger, 0)
+    solid = round(width * champion_weight / 100)
+    bar = Text(f"{champion} {champion_weight:>3}% ")
+    bar.append("█" * solid, style="bold")
+    bar.append("▒" * (width - solid), style="reverse")
+    bar.append(f" {challenger_weight:>3}% {challenger}")
+    return bar
+
+
+def plan_line(run: CanaryRun) -> str:
+    """`✓ 10% → ► 25% → 50% → 100%`: steps passed, the current one, those to come."""
+    parts = []
+    for index, step in enumerate(run.plan.steps):
+        if run.phase.value in ("promoted", "promoting") or index < run.step:
+            glyph = "✓ "
+        elif index == run.step and run.phase.value in ("rolled_back", "rolling_back", "failed"):
+            glyph = "✗ "
+        elif index == run.step and run.phase.active:
+            glyph = f"{PHASE_GLYPHS.get(run.phase.value, '►')} "
+        else:
+            glyph = ""
+        parts.append(f"{glyph}{step.weight}%")
+    holds = f"  (held {run.holds}×)" if run.holds else ""
+    return "plan  " + " → ".join(parts) + holds
+
+
+def stats_cells(stats: VersionStats | None) -> tuple[str, str, str, str, str]:
+    """requests, error rate, p50, p95, online accuracy (with its label count)."""
+    if stats is None:
+        return ("–", "–", "–", "–", "–")
+    p50, p95 = stats.percentile_ms(50), stats.percentile_ms(95)
+    accuracy = stats.online_accuracy
+    return (f"{stats.requests:,}", f"{100 * stats.error_rate:.2f} %" if stats.requests else "–",
+            f"{p50:.1f} ms" if p50 is not None else "–", f"{p95:.1f} ms" if p95 is not None else "–",
+            f"{100 * accuracy:.1f} % of {stats.feedback}" if accuracy is not None else f"– ({stats.feedback} labels)")
+
+
+@dataclass(frozen=True)
+class CanaryView:
+    status: CanaryStatus
+    live: Judgement | None
+    """The current window judged so far (provisional)."""
+
+
+class CanaryTab(LiveTab):
+    focus_id = "canary-verdicts"
+
+    class Read(Message):
+        def __init__(self, view: CanaryView | None, error: str) -> None:
+            super().__init__()
+            self.view = view
+            self.error = error
+
+    class Commanded(Message):
+        def __init__(self, what: str, error: str) -> None:
+            super().__init__()
+            self.what = what
+            self.error = error
+
+    def __init__(self, settings: Settings, services: ConsoleServices) -> None:
+        super().__init__(id="canary-body")
+        self.settings = settings
+        self.services = services
+        self.view: CanaryView | None = None
+        self.busy = False
+        self.reads = 0
+        """Reads handled so far (tests wait on it)."""
+        self._reading = False
+        self._controller: CanaryController | None = None
+        self._open_lock = threading.Lock()
+        self._shown_verdicts: tuple[tuple[str, ...], ...] = ()
+        self._read_error = ""
+
+    def compose(self) -> ComposeResult:
+        yield Static("○ reading the canary …", id="canary-run", markup=False)
+        yield StatusLine("", id="canary-alarm")
+        yield Static("", id="canary-traffic", markup=False)
+        yield Static("", id="canary-plan", markup=False)
+        yield DataTable[str | Text](id="canary-stats", cursor_type="none", zebra_stripes=False)
+        yield Static("Judge: verdict per metric, current window first", classes="section-title")
+        yield DataTable[str | Text](id="canary-verdicts", cursor_type="row", zebra_stripes=False)
+        yield Static("", id="canary-reason", markup=False)
+        yield StatusLine("", id="canary-status")
+
+    def on_mount(self) -> None:
+        stats = self.query_one("#canary-stats", DataTable)
+        for column in ("version", "role", "weight", "requests", "errors", "p50", "p95", "online accuracy"):
+            stats.add_column(column, key=column)
+        verdicts = self.query_one("#canary-verdicts", DataTable)
+        for column in ("window", "step", "verdict", *(METRIC_LABELS[name] for name in METRICS)):
+            verdicts.add_column(column, key=column)
+        self.query_one("#canary-alarm", StatusLine).display = False
+        self.query_one("#canary-status", StatusLine).display = False
+        self.start_timer(poll_interval(self.settings, CLOUD_MIN_REFRESH_S), self.reload)
+
+    def on_unmount(self) -> None:
+        if self._controller is not None:
+            close_quietly(self._controller)
+
+    # ----- reading --------------------------------------------------------------------------------
+
+    def _open(self) -> CanaryController:
+        with self._open_lock:
+            if self._controller is None:
+                self._controller = self.services.open_canary(self.settings)
+            return self._controller
+
+    def reload(self) -> None:
+        if not self._reading:
+            self._reading = True
+            self._read_worker()
+
+    @work(thread=True, group="canary-read", exit_on_error=False)
+    def _read_worker(self) -> None:
+        try:
+            controller = self._open()
+            status = controller.status(live=True)
+            live = self._judge_live(status)
+        except Exception as error:  # CanaryError, the state file, a provider bug: a message, never a traceback
+            self.post_message(self.Read(None, error_text(error)))
+        else:
+            self.post_message(self.Read(CanaryView(status, live), ""))
+
+    def _judge_live(self, status: CanaryStatus) -> Judgement | None:
+        from arsl_tui.domain.canary import Phase
+        from arsl_tui.domain.judge import judge
+        from arsl_tui.domain.serving import VersionStats
+        from arsl_tui.ops.deployment import judge_config
+
+        run = status.run
+        if run is None or run.phase is not Phase.OBSERVING or not status.stats:
+            return None
+        canary = status.stats.get(run.challenger) or VersionStats(version=run.challenger, window_s=0.0, requests=0,
+                                                                  errors=0)
+        baseline = status.stats.get(run.champion)
+        if baseline is not None and baseline.requests == 0:
+            baseline = None
+        return judge(canary, baseline, judge_config(self.settings, run.plan.steps[run.step].min_samples))
+
+    def on_canary_tab_read(self, message: Read) -> None:
+        self._reading = False
+        self.reads += 1
+        if message.view is None:
+            self._say("error", "error", f"Cannot read the canary: {message.error}")
+            if message.error != self._read_error:  # an outage is logged once, not at every refresh
+                self._log("error", f"canary: {message.error}")
+            self._read_error = message.error
+            return
+        if self._read_error:
+            self._read_error = ""
+            self.query_one("#canary-status", StatusLine).display = False
+        self.view = message.view
+        self._show()
+        self.app.refresh_bindings()
+
+    # ----- showing --------------------------------------------------------------------------------
+
+    def _show(self) -> None:
+        view = self.view
+        if view is None:
+            return
+        status = view.status
+        run = status.run
+        alarm = self.query_one("#canary-alarm", StatusLine)
+        if run is None:
+            self.query_one("#canary-run", Static).update(
+                "○ No canary has run yet. `arsl canary start [VERSION]` releases the challenger beside the champion; "
+                "`arsl canary watch` drives it.")
+            for widget_id in ("#canary-traffic", "#canary-plan", "#canary-reason"):
+                self.query_one(widget_id, Static).update("")
+            alarm.display = False
+            return
+        phase = run.phase.value
+        left = run.time_left(status.now)
+        facts = [f"{run.challenger} vs champion {run.champion}",
+                 f"{PHASE_GLYPHS.get(phase, '·')} {phase.replace('_', ' ')}",
+                 f"step {run.step + 1}/{len(run.plan.steps)}"]
+        if left is not None:
+            facts.append(f"window ends in {fmt.duration(left)}")
+        facts.append(f"run {run.run_id}")
+        self.query_one("#canary-run", Static).update(Text(" · ".join(facts), no_wrap=True, overflow="ellipsis"))
+        if run.alarm:
+            alarm.say("error", "alarm", f"ALARM — {run.alarm}")
+            alarm.display = True
+        elif run.error or status.problems:
+            alarm.say("warning", "warning", run.error or "; ".join(status.problems))
+            alarm.display = True
+        else:
+            alarm.display = False
+        weights = dict(status.platform.weights) if status.platform is not None and status.platform.weights \
+            else dict(run.target_weights)
+        source = "" if status.platform is not None and status.platform.weights else "  (target; platform unread)"
+        bar = traffic_bar(weights, run.champion, run.challenger)
+        bar.append(source)
+        self.query_one("#canary-traffic", Static).update(bar)
+        self.query_one("#canary-plan", Static).update(plan_line(run))
+        stats_table = self.query_one("#canary-stats", DataTable)
+        stats_table.clear()
+        for version, role in ((run.champion, "champion"), (run.challenger, "canary")):
+            cells = stats_cells(status.stats.get(version))
+            stats_table.add_row(version, role, f"{weights.get(version, 0)} %", *(Text(cell, justify="right")
+                                                                                for cell in cells))
+        self._show_verdicts(view)
+        self.query_one("#canary-reason", Static).update(Text(f"why: {run.reason}", no_wrap=True,
+                                                             overflow="ellipsis"))
+
+    def _show_verdicts(self, view: CanaryView) -> None:
+        run = view.status.run
+        if run is None:
+            return
+        rows: list[tuple[str, ...]] = []
+        if view.live is not None:
+            live = view.live.to_json()
+            rows.append(("now (so far)", f"{run.plan.steps[run.step].weight}%",
+                         outcome_cell(str(live["outcome"]), live.get("score")),
+                         *self._metric_cells(live)))
+        for record in reversed(run.judgements[-VERDICTS_SHOWN:]):
+            judgement = record.get("judgement") or {}
+            at = record.get("at")
+            rows.append((fmt.timestamp(float(at))[11:] if isinstance(at, int | float) else "–",
+                         f"{record.get('weight', '?')}%",
+                         outcome_cell(str(judgement.get("outcome", "")), judgement.get("score")),
+                         *self._metric_cells(judgement)))
+        shown = tuple(rows)
+        if shown == self._shown_verdicts:
+            return
+        self._shown_verdicts = shown
+        table = self.query_one("#canary-verdicts", DataTable)
+        table.clear()
+        for row in rows:
+            table.add_row(*row)
+
+    @staticmethod
+    def _metric_cells(judgement: dict[str, object]) -> list[str]:
+        metrics = judgement.get("metrics")
+        by_name = {str(item.get("name")): item for item in metrics if isinstance(item, dict)} \
+            if isinstance(metrics, list) else {}
+        return [metric_cell(by_name[name]) if name in by_name else "–" for name in METRICS]
+
+    # ----- keys -----------------------------------------------------------------------------------
+
+    @property
+    def run(self) -> CanaryRun | None:
+        return self.view.status.run if self.view is not None else None
+
+    def availability(self, action: str) -> bool | None:
+        run = self.run
+        if run is None or (run.phase.ended and run.phase.value != "failed"):
+            return False  # nothing to act on: the footer shows none of the canary's keys
+        if self.busy:
+            return None
+        phase = run.phase.value
+        if action in ("canary_promote", "canary_promote_full"):
+            return (phase in ("observing", "paused") and not run.busy) or None
+        if action == "canary_pause":
+            return False if phase == "paused" else ((phase == "observing" and not run.busy) or None)
+        if action == "canary_resume":
+            return phase == "paused"
+        if action == "canary_rollback":
+            return phase in ("deploying", "observing", "paused", "failed") or None
+        return True
+
+    def current_id(self) -> str:
+        run = self.run
+        return run.run_id if run is not None else ""
+
+    def request(self, name: str) -> None:
+        """Confirm, then send `name` (promote, promote_full, pause, resume, rollback) to the controller."""
+        run = self.run
+        if run is None:
+            return
+        title, lines, label = confirmation(name, run)
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self.busy = True
+                self._say("info", "running", f"{label} …")
+                self._log("info", f"canary {run.run_id}: {name} (change {run.seq})")
+                self.app.refresh_bindings()
+                self._command_worker(name, run.seq)
+
+        self.app.push_screen(ConfirmScreen(title, lines, label), answered)
+
+    @work(thread=True, group="canary-command", exit_on_error=False)
+    def _command_worker(self, name: str, seq: int) -> None:
+        from arsl_tui.domain.canary import Command
+
+        command: Command = Command(name)
+        try:
+            run = self._open().command(command, expect_seq=seq)
+        except Exception as error:  # refused (the run moved on), platform or registry errors: a message
+            self.post_message(self.Commanded(name, error_text(error)))
+        else:
+            self.post_message(self.Commanded(f"{name}: {run.phase.value.replace('_', ' ')} — {run.reason}", ""))
+
+    def on_canary_tab_commanded(self, message: Commanded) -> None:
+        self.busy = False
+        if message.error:
+            self._say("error", "error", f"{message.what} not done: {message.error}")
+            self._log("error", f"canary {message.what}: {message.error}")
+        else:
+            self._say("ok", "done", message.what)
+            self._log("ok", f"canary {message.what}")
+        self.app.refresh_bindings()
+        self.reload()
+
+    def _say(self, level: str, status: str, text: str) -> None:
+        line = self.query_one("#canary-status", StatusLine)
+        line.say(level, status, text)
+        line.display = True
+
+    def _log(self, level: str, text: str) -> None:
+        self.post_message(Logged(level, text))
+
+
+def confirmation(name: str, run: CanaryRun) -> tuple[str, list[str], str]:
+    """(title, what happens, button label) for a command on `run`, naming the versions and weights."""
+    champion, challenger = run.champion, run.challenger
+    now = run.plan.steps[run.step].weight
+    split = f"{champion} {100 - now}% / {challenger} {now}%"
+    full = f"{champion} 0% / {challenger} 100%"
+    restore = f"{champion} 100% / {challenger} 0%"
+    logged = "Written to the promotion log with your user name."
+    if name == "promote" and run.step < run.plan.last:
+        after = run.plan.steps[run.step + 1].weight
+        return ("Step the canary up?", [f"Move {challenger} from {now}% to {after}% without waiting for the judge.",
+                                        f"Traffic: {split} → {champion} {100 - after}% / {challenger} {after}%.",
+                                        "A new observation window starts at the new weight.", logged], "Promote")
+    if name in ("promote", "promote_full"):
+        return ("Promote the canary fully?", [f"{challenger} takes all traffic and becomes champion now "
+                                              "(the remaining steps are skipped).",
+                                              f"Traffic: {split} → {full}; {champion} stops serving.", logged],
+                "Promote fully")
+    if name == "pause":
+        return ("Pause the canary?", [f"Stop judging {challenger}; traffic stays at {split}.",
+                                      "Nothing steps up or rolls back until you resume (r).", logged], "Pause")
+    if name == "resume":
+        return ("Resume the canary?", [f"Judge {challenger} again at {split}: a new window starts now.", logged],
+                "Resume")
+    return ("Roll the canary back?", [f"{champion} takes all traffic again, at once: {split} → {restore}.",
+                                      f"{challenger} stays registered (challenger); the run ends rolled back.",
+                                      logged], "Roll back")
