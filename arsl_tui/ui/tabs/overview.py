@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 RUNS_SHOWN = 20
 RUNS_TITLE = "Recent upload runs (journal, newest first)"
 CLOUD_MIN_REFRESH_S = 15.0
+LOCAL_MIN_REFRESH_S = 5.0
+"""The summary reads every phase (SQLite, the store, the gateway): every 5 s keeps an idle console under 1 % CPU."""
 PHASE_GLYPHS = {"none": "○", "running": "►", "done": "✓", "attention": "▲", "unknown": "?"}
 PHASE_TABS: dict[str, tuple[str, str]] = {
     "data": ("Upload", "2"), "training": ("Training", "3"), "models": ("Gate", "4"), "service": ("Canary", "5"),
@@ -150,7 +152,7 @@ class OverviewTab(LiveTab):
                      id="overview-config", markup=False)
 
     def on_mount(self) -> None:
-        self.start_timer(poll_interval(self.settings, CLOUD_MIN_REFRESH_S), self.reload)
+        self.start_timer(max(poll_interval(self.settings, CLOUD_MIN_REFRESH_S), LOCAL_MIN_REFRESH_S), self.reload)
 
 
     def reload(self) -> None:
