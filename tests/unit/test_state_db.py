@@ -71,3 +71,14 @@ def test_each_thread_gets_its_own_connection(tmp_path: Path) -> None:
             thread.join()
         assert len(set(seen)) == 4
         assert db.connection().execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 200
+
+
+def test_a_transaction_interrupted_right_after_begin_does_not_wedge_the_connection(tmp_path: Path) -> None:
+    db = StateDB(tmp_path / "arsl.db")
+    connection = db.connection()
+    connection.execute("CREATE TABLE t (x INTEGER)")
+    connection.execute("BEGIN IMMEDIATE")  # as if Ctrl-C arrived before the `with` block started
+    connection.execute("INSERT INTO t VALUES (1)")
+    with db.transaction() as inner:
+        inner.execute("INSERT INTO t VALUES (2)")
+    assert [row[0] for row in db.connection().execute("SELECT x FROM t")] == [2]

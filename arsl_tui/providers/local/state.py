@@ -92,11 +92,16 @@ class StateDB:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (BEGIN IMMEDIATE … COMMIT, rolled back on any exception)."""
         connection = self.connection()
-        connection.execute("BEGIN IMMEDIATE")
+        if connection.in_transaction:
+            # A signal (Ctrl-C) landed between an earlier BEGIN and its `try`: that transaction never ran
+            # its block, so nothing of it is worth keeping.
+            connection.execute("ROLLBACK")
         try:
+            connection.execute("BEGIN IMMEDIATE")
             yield connection
         except BaseException:
-            connection.execute("ROLLBACK")
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
             raise
         connection.execute("COMMIT")
 
