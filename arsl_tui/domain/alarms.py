@@ -27,21 +27,15 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from arsl_tui.domain.errors import BackendCallError
+
 
 class AlarmRuleError(ValueError):
     """A rule value is out of range; the message names the rule, the field and the value."""
 
 
-class MonitorError(Exception):
+class MonitorError(BackendCallError):
     """A monitoring backend call failed; the message says what, where, and the service's own words."""
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
-                 request_id: str | None = None, transient: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.request_id = request_id
-        self.transient = transient
 
 
 class MonitorUnavailable(MonitorError):

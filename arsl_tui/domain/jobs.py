@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from arsl_tui.domain.errors import BackendCallError
 from arsl_tui.domain.events import Event
 
 
@@ -56,18 +57,8 @@ class JobSpecError(ValueError):
     """A job spec value is out of range; the message names the field and the value."""
 
 
-class TrainingError(Exception):
+class TrainingError(BackendCallError):
     """A training platform call failed; the message says what, where, and the service's own words."""
-
-    transient: bool = False
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
-                 request_id: str | None = None, transient: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.request_id = request_id
-        self.transient = transient
 
 
 class JobNotFound(TrainingError):
