@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
-from arsl_tui.cli.common import EXIT_BACKEND, EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandContext, CommandFailed
+from arsl_tui.cli.commands_data import MAX_PER_CLASS, MAX_SEED
+from arsl_tui.cli.common import (
+    EXIT_BACKEND,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandContext,
+    CommandFailed,
+    whole_number,
+)
 
 if TYPE_CHECKING:
     from arsl_tui.domain.events import Event
@@ -27,9 +35,9 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
     run.add_argument("dataset", nargs="?", metavar="DIR", help="the data set folder (not with --demo)")
     run.add_argument("--demo", action="store_true",
                      help="generate a synthetic data set under $ARSL_HOME/demo and size settings for 2 CPU cores")
-    run.add_argument("--per-class", type=int, default=DEMO_PER_CLASS, metavar="N",
+    run.add_argument("--per-class", type=whole_number(1, MAX_PER_CLASS), default=DEMO_PER_CLASS, metavar="N",
                      help=f"demo images per class (default {DEMO_PER_CLASS})")
-    run.add_argument("--seed", type=int, default=1, metavar="S",
+    run.add_argument("--seed", type=whole_number(0, MAX_SEED - 1), default=1, metavar="S",
                      help="training seed of a first version (the challenger's is S + 1)")
     run.add_argument("--broken-challenger", action="store_true",
                      help="release a challenger with random weights, to see the automatic rollback")
@@ -38,16 +46,18 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run_command(context: CommandContext, namespace: argparse.Namespace) -> int:
-    from arsl_tui.ops.pipeline import PipelineError, PipelineRequest, demo_settings, run_pipeline
+    from arsl_tui.ops.pipeline import PipelineError, PipelineRequest, busy_message, demo_settings, run_pipeline
+    from arsl_tui.ops.pipeline_log import live_holder
 
     if namespace.demo and namespace.dataset:
         raise CommandFailed("give a data set folder or --demo, not both", EXIT_USAGE)
     if not namespace.demo and not namespace.dataset:
         raise CommandFailed("name a data set folder, or pass --demo to generate one", EXIT_USAGE)
-    if namespace.per_class < 1:
-        raise CommandFailed(f"--per-class {namespace.per_class}: expected at least 1", EXIT_USAGE)
     context.require_writable("run the pipeline")
     settings = context.settings
+    holder = live_holder(settings.home_dir)
+    if holder is not None:  # said before any question; the lock `run_pipeline` takes is what really guards
+        raise CommandFailed(busy_message(settings.home_dir, holder), EXIT_FAILED)
     changed: dict[str, Any] = {}
     if namespace.demo:
         settings, changed = demo_settings(settings)
@@ -102,9 +112,10 @@ def _show(value: Any) -> str:
 def _show_event(context: CommandContext, event: Event) -> None:
     from arsl_tui.domain.pipeline import PipelineEnded, PipelinePhase, PipelineStarted
     from arsl_tui.ops.pipeline import PipelineProgress
+    from arsl_tui.ops.pipeline_log import event_payload
 
     if context.json_output:
-        context.emit_json({"event": event.kind, **dataclasses.asdict(event)})
+        context.emit_json(event_payload(event))  # the same dict the run's event file holds
         return
     console = context.console
     if isinstance(event, PipelineStarted):

@@ -94,7 +94,8 @@ class PipelinePhase(Event):
 class PipelineEnded(Event):
     run_id: str
     outcome: str
-    """promoted, rolled_back, gate_failed or failed."""
+    """promoted, rolled_back or gate_failed; in the run's event file also failed or cancelled (SIGINT), for a
+    run an exception ended (`ops.pipeline_log`)."""
     version: str | None
     detail: str
     elapsed_s: float

@@ -47,9 +47,10 @@ from arsl_tui.providers.local.state import Migrations, StateDB, open_state
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
     from arsl_tui.domain.jobs import JobStatus
+    from arsl_tui.ops.pipeline_log import LockHolder
 
 DEMO_DIR = "demo"
-DEMO_PER_CLASS = 50
+DEMO_PER_CLASS = 300
 DEMO_SEED = 11
 DEMO_TRAFFIC_IMAGES = 96
 """Labelled images the demo clients cycle through (rendered with a seed the training data never used)."""
@@ -79,6 +80,10 @@ MIGRATIONS = Migrations("pipeline", steps=(
 
 class PipelineError(Exception):
     """A phase cannot go on; the message says which and why."""
+
+
+class PipelineBusy(PipelineError):
+    """Another pipeline run holds this home's pipeline lock."""
 
 
 @dataclass(frozen=True)
@@ -120,17 +125,16 @@ class PipelineOutcome:
 
 # --- demo sizing ----------------------------------------------------------------------------------
 
-# Two 12-epoch trainings on 1,600 images take about 4 minutes each on two busy CPU cores and reach about
-# 45% test accuracy (measured: 47% after 12 epochs at 50 images a class): the demo shows the workflow,
-# not a production model, so its gate and canary thresholds are sized to that and printed.
+# The demo trains to the production gate (test accuracy > 95 %, loss < 0.1, stable, not overfitting):
+# 300 images a class reach it at about epoch 6 with two ranks on two CPU cores (bench/train.py), so two
+# 10-epoch trainings with early stopping fit the 15-minute budget. What changes is what two seeds on a
+# 960-image test split cannot hold apart (one image a class is 3.3 % of that class) and what a shared
+# two-core machine cannot promise about latency; every changed value is printed before the run.
 _DEMO_VALUES: Mapping[str, Mapping[str, Any]] = {
-    "train": {"epochs": 12, "batch_size": 64, "local_processes": 1},
-    "gate": {"min_accuracy": 0.25, "max_loss": 3.0, "stability_epochs": 2, "max_val_acc_spread": 0.25,
-             "max_train_val_gap": 0.3, "max_val_loss_rise": 0.5, "min_class_accuracy": 0.0,
-             "max_regression": 0.15, "max_class_regression": 1.0},
+    "train": {"epochs": 10},
+    "gate": {"max_regression": 0.01, "max_class_regression": 0.1},
     "canary": {"steps": (50, 100), "window_s": 20, "min_samples": 20, "min_feedback": 15,
-               "min_online_accuracy": 0.2, "max_accuracy_drop": 0.2, "max_p95_latency_ms": 5000.0,
-               "poll_s": 0.5},
+               "max_p95_latency_ms": 1000.0, "poll_s": 0.5},
 }
 _UNIT_S = {"SECOND": 1.0, "MINUTE": 60.0, "HOUR": 3600.0, "DAY": 86400.0}
 
@@ -196,6 +200,11 @@ def code_digest(*, broken_challenger: bool) -> str:
 # --- the record of runs ---------------------------------------------------------------------------
 
 
+def new_run_id(now: float) -> str:
+    """`p20260101-100000-ab12`: sorts by start time (UTC), unique by its random end."""
+    return time.strftime("p%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(2)
+
+
 class PipelineStore:
     """Pipeline runs and the phases each finished, in the state file."""
 
@@ -210,8 +219,8 @@ class PipelineStore:
     def close(self) -> None:
         self.db.close()
 
-    def start_run(self, dataset_key: str, code: str, now: float) -> str:
-        run_id = time.strftime("p%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(2)
+    def start_run(self, dataset_key: str, code: str, now: float, run_id: str | None = None) -> str:
+        run_id = run_id or new_run_id(now)
         with self.db.transaction() as connection:
             connection.execute("INSERT INTO pipeline_runs VALUES (?, ?, ?, ?, ?, ?)",
                                (run_id, dataset_key, code, now, now, "running"))
@@ -306,13 +315,15 @@ class DemoTraffic:
 
 
 class _Runner:
-    def __init__(self, settings: Settings, request: PipelineRequest, on_event: EventSink) -> None:
+    def __init__(self, settings: Settings, request: PipelineRequest, on_event: EventSink, run_id: str) -> None:
         self.settings = settings
         self.request = request
         self.on_event = on_event
         self.phases: list[tuple[str, str, str]] = []
         self.store: PipelineStore | None = None
-        self.run_id = ""
+        self.run_id = run_id
+        self.stopped_job = ""
+        """A training job this run stopped because it was interrupted."""
         self.done: dict[PhaseName, PhaseRecord] = {}
 
     # --- phase bookkeeping --------------------------------------------------------------------------
@@ -393,7 +404,12 @@ class _Runner:
                     self.on_event(PipelineProgress(phase=phase.value, detail=(
                         f"{job.job_id} epoch {record.epoch}/{spec.epochs}: val_acc {accuracy}")))
 
-            status = watch_job(platform, job.job_id, progress)
+            try:
+                status = watch_job(platform, job.job_id, progress)
+            except KeyboardInterrupt:
+                # Left running, the job would fight the resumed run's own training for the same cores.
+                self._stop_job(platform, job.job_id)
+                raise
         finally:
             close = getattr(platform, "close", None)
             if close is not None:
@@ -402,6 +418,15 @@ class _Runner:
             raise PipelineError(f"training job {status.job_id} ended {status.phase.value}: {status.reason} "
                                 f"(`arsl train logs {status.job_id}`)")
         return status
+
+    def _stop_job(self, platform: Any, job_id: str) -> None:
+        from arsl_tui.domain.jobs import TrainingError
+
+        try:
+            platform.stop(job_id)
+        except TrainingError:
+            return  # it ends on its own; `arsl train status` lists it
+        self.stopped_job = job_id
 
     def _gate(self, job_id: str) -> Any:
         from arsl_tui.ops.gating import gate
@@ -552,17 +577,20 @@ class _Runner:
         dataset_key = dataset_fingerprint(folder)
         code = code_digest(broken_challenger=self.request.broken_challenger)
         self.store = PipelineStore.open(self.settings.home_dir)
+        started = False
         try:
             self.done = self.store.done_phases(dataset_key, code)
-            self.run_id = self.store.start_run(dataset_key, code, time.time())
+            self.store.start_run(dataset_key, code, time.time(), self.run_id)
+            started = True
             resumed = sorted({record.run_id for record in self.done.values()})
             self.on_event(PipelineStarted(run_id=self.run_id, dataset=str(folder), code=code,
                                           resumed_from=", ".join(resumed), settings=dict(changed)))
             outcome, version, detail = self._phases(folder)
             self.store.finish(self.run_id, outcome, time.time())
-        except BaseException:
-            if self.run_id:
-                self.store.finish(self.run_id, "failed", time.time())
+        except BaseException as error:
+            if started:
+                self.store.finish(self.run_id, "cancelled" if isinstance(error, KeyboardInterrupt) else "failed",
+                                  time.time())
             raise
         finally:
             self.store.close()
@@ -621,10 +649,61 @@ def register_broken_challenger(settings: Settings, job_id: str, manifest_id: str
 
 def run_pipeline(settings: Settings, request: PipelineRequest, *, on_event: EventSink = ignore_events,
                  changed: Mapping[str, Any] | None = None) -> PipelineOutcome:
-    """Blocking: every phase in order, skipping those a run with the same data and code finished."""
-    return _Runner(settings, request, on_event).run(changed or {})
+    """Blocking: every phase in order, skipping those a run with the same data and code finished.
+
+    Holds the home's pipeline lock throughout (PipelineBusy if another run holds it) and appends every
+    event to the run's event file, where the console follows it (`ops.pipeline_log`).
+    """
+    from arsl_tui.ops.pipeline_log import EventLog, LockHeld, PipelineLock
+
+    began = time.monotonic()
+    run_id = new_run_id(time.time())
+    try:
+        lock = PipelineLock.acquire(settings.home_dir, run_id)
+    except LockHeld as held:
+        raise PipelineBusy(busy_message(settings.home_dir, held.holder)) from None
+    try:
+        log = EventLog(settings.home_dir, run_id)
+        runner = _Runner(settings, request, _tee(log, on_event), run_id)
+        try:
+            return runner.run(changed or {})
+        except BaseException as error:
+            log.write(_ended_by(run_id, error, runner, round(time.monotonic() - began, 1)))
+            raise
+        finally:
+            log.close()
+    finally:
+        lock.release()
 
 
-__all__ = ["MIGRATIONS", "DemoTraffic", "PipelineError", "PipelineOutcome", "PipelineProgress", "PipelineRequest",
-           "PipelineStore", "code_digest", "dataset_fingerprint", "demo_pace_s", "demo_settings",
-           "register_broken_challenger", "run_pipeline"]
+def busy_message(home: Path, holder: LockHolder | None) -> str:
+    from arsl_tui.ops.pipeline_log import describe_holder
+
+    pid = f"kill -INT {holder.pid}, or " if holder is not None else ""
+    return (f"another pipeline run is going on in {home}: {describe_holder(holder)}. Two runs would fight over "
+            f"the canary: wait for it to end, or stop it ({pid}X on the console's Overview)")
+
+
+def _tee(log: Any, on_event: EventSink) -> EventSink:
+    def both(event: Event) -> None:
+        log.event(event)
+        on_event(event)
+
+    return both
+
+
+def _ended_by(run_id: str, error: BaseException, runner: _Runner, elapsed_s: float) -> dict[str, Any]:
+    """The event file's last line for a run an exception ended (the terminal shows the error instead)."""
+    if isinstance(error, KeyboardInterrupt):
+        stopped = f"; training job {runner.stopped_job} stopped" if runner.stopped_job else ""
+        outcome, detail = "cancelled", f"interrupted (SIGINT){stopped}; run it again to resume"
+    else:
+        outcome = "failed"
+        detail = (str(error) or type(error).__name__).splitlines()[0]
+    return {"event": "PipelineEnded", "run_id": run_id, "outcome": outcome, "version": None, "detail": detail,
+            "elapsed_s": elapsed_s}
+
+
+__all__ = ["MIGRATIONS", "DemoTraffic", "PipelineBusy", "PipelineError", "PipelineOutcome", "PipelineProgress",
+           "PipelineRequest", "PipelineStore", "busy_message", "code_digest", "dataset_fingerprint", "demo_pace_s",
+           "demo_settings", "new_run_id", "register_broken_challenger", "run_pipeline"]

@@ -3,6 +3,9 @@
 `collect(settings)` asks each part for where it stands and what to do next; a part that cannot be
 read (a cloud error, a missing credential) is reported as `unknown` with the reason, and the others
 are still shown. Used by `arsl status` and the console's Overview.
+
+Looking changes nothing: on the local backend a part whose state file or store folder does not exist
+yet is reported as not started, without opening (and so creating) either.
 """
 
 from __future__ import annotations
@@ -87,9 +90,18 @@ def _data(settings: Settings) -> PhaseStatus:
     return PhaseStatus("data", PhaseState.DONE, f"data set {done.manifest_id[:12]} in {done.destination}", details)
 
 
+def _no_local_state(settings: Settings) -> bool:
+    """The local backend's state file is not there yet (opening it would create it, and the home)."""
+    from arsl_tui.providers.local.state import state_path
+
+    return not state_path(settings.home_dir).exists()
+
+
 def _training(settings: Settings) -> PhaseStatus:
     from arsl_tui.ops.training import open_platform
 
+    if settings.backend == "local" and _no_local_state(settings):
+        return PhaseStatus("training", PhaseState.NONE, "no training job yet", {}, "arsl train submit")
     platform = open_platform(settings)
     try:
         jobs = platform.list(limit=1)
@@ -115,9 +127,13 @@ def _training(settings: Settings) -> PhaseStatus:
 def _models(settings: Settings) -> PhaseStatus:
     from arsl_tui.ops.registry import ModelRegistry
 
-    aliases = dict(ModelRegistry.from_settings(settings).state().aliases)
+    if settings.backend == "local" and not (settings.home_dir / "store" / settings.storage.bucket).is_dir():
+        return PhaseStatus("models", PhaseState.NONE, "no registered model",
+                           {"champion": None, "challenger": None, "versions": 0}, "arsl gate JOB")
+    state = ModelRegistry.from_settings(settings).state()
+    aliases = dict(state.aliases)
     champion, challenger = aliases.get("champion"), aliases.get("challenger")
-    details = {"champion": champion, "challenger": challenger}
+    details = {"champion": champion, "challenger": challenger, "versions": len(state.registered)}
     if champion is None and challenger is None:
         return PhaseStatus("models", PhaseState.NONE, "no registered model", details, "arsl gate JOB")
     summary = f"champion {champion or '—'}, challenger {challenger or '—'}"
@@ -131,6 +147,9 @@ def _service(settings: Settings) -> PhaseStatus:
                            error="no ModelArts service adapter")
     from arsl_tui.ops import serving
 
+    if _no_local_state(settings):
+        return PhaseStatus("service", PhaseState.NONE, "nothing deployed", {"running": False},
+                           "arsl deploy champion")
     status = serving.status(settings)
     deployment = status.deployment
     details: dict[str, Any] = {"running": status.running,
@@ -156,6 +175,8 @@ def _canary(settings: Settings) -> PhaseStatus:
     open_controller: Callable[..., Any] | None = getattr(deployment, "open_controller", None)
     if open_controller is None:
         return PhaseStatus("canary", PhaseState.NONE, "not deployed", {"available": False})
+    if _no_local_state(settings):  # the controller's state is in the state file on every backend
+        return PhaseStatus("canary", PhaseState.NONE, "no canary in progress", {"phase": None})
     controller = open_controller(settings)
     try:
         data = controller.status(live=False).to_json()
@@ -180,6 +201,8 @@ def _alarms(settings: Settings) -> PhaseStatus:
     from arsl_tui.domain.alarms import AlarmState
     from arsl_tui.ops.monitoring import list_rules
 
+    if settings.backend == "local" and _no_local_state(settings):
+        return PhaseStatus("alarms", PhaseState.NONE, "no alarm rules", {"rules": 0}, "arsl alarms setup")
     views = list_rules(settings)
     if not views:
         return PhaseStatus("alarms", PhaseState.NONE, "no alarm rules", {"rules": 0}, "arsl alarms setup")
@@ -214,4 +237,16 @@ def collect(settings: Settings, *, phases: tuple[tuple[str, Callable[[Settings],
     return StatusReport(backend=settings.backend, time=time.time(), phases=tuple(results))
 
 
-__all__ = ["PHASES", "PhaseState", "PhaseStatus", "StatusReport", "collect"]
+def is_first_run(report: StatusReport, *, upload_runs: int, pipeline_runs: int) -> bool:
+    """Nothing was ever done from this home: no upload run (not even a failed one), no training job, no
+    model version and no pipeline run. A part that could not be read does not count as empty."""
+    by_name = {item.phase: item for item in report.phases}
+    data, training, models = by_name.get("data"), by_name.get("training"), by_name.get("models")
+    if data is None or training is None or models is None:
+        return False
+    return (upload_runs == 0 and pipeline_runs == 0 and data.state is PhaseState.NONE
+            and training.state is PhaseState.NONE and models.state is PhaseState.NONE
+            and not models.details.get("versions"))
+
+
+__all__ = ["PHASES", "PhaseState", "PhaseStatus", "StatusReport", "collect", "is_first_run"]

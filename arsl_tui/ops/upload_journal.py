@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from arsl_tui.ops.file_locks import lock_is_held
 from arsl_tui.providers.local.state import Migrations, StateDB
 
 LIVE_STATUSES = ("running", "paused")
@@ -252,16 +253,3 @@ class JobLock:
             self._descriptor = None
 
 
-def lock_is_held(path: Path) -> bool:
-    """Whether a live process holds the lock (a lock in this very process counts as held)."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(descriptor)
-    return False

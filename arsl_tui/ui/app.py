@@ -1,7 +1,8 @@
 """The full-screen console: `arsl` / `arsl console [--read-only] [--theme NAME]`.
 
 Start-up stays light: this module imports Textual and the console's own widgets only; the data set
-validator and the upload engine are imported inside the worker threads that use them.
+validator and the upload engine are imported inside the worker threads that use them. Starting,
+cancelling and following the whole pipeline is `pipeline_follow.PipelineFollow`'s job.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from arsl_tui.ui.keymap import (
     check_keymap,
     spec_for_action,
 )
+from arsl_tui.ui.pipeline_follow import PipelineFollow, PipelineRead
 from arsl_tui.ui.screens.confirm import ConfirmScreen
 from arsl_tui.ui.screens.help import HelpScreen, collect_help_rows, place_name
 from arsl_tui.ui.screens.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmallScreen
@@ -55,6 +57,7 @@ from arsl_tui.ui.themes import (
 )
 from arsl_tui.ui.widgets.header import ArslHeader
 from arsl_tui.ui.widgets.log_panel import LogPanel
+from arsl_tui.ui.widgets.pipeline_line import PipelineLine
 
 MODULE_IMPORTED_AT = time.perf_counter()
 QUIT_WAIT_S = 30.0
@@ -68,8 +71,8 @@ class TabBody(Protocol):
     def current_id(self) -> str: ...
 
 
-_TAB_BODIES: dict[str, type[Widget]] = {"upload": UploadTab, "training": TrainingTab, "gate": GateTab,
-                                        "canary": CanaryTab, "alarms": AlarmsTab}
+_TAB_BODIES: dict[str, type[Widget]] = {"overview": OverviewTab, "upload": UploadTab, "training": TrainingTab,
+                                        "gate": GateTab, "canary": CanaryTab, "alarms": AlarmsTab}
 
 
 class ArslApp(App[int], inherit_bindings=False):
@@ -98,6 +101,9 @@ class ArslApp(App[int], inherit_bindings=False):
         self._too_small: TooSmallScreen | None = None
         self._quitting = False
         self._reported_clashes: set[str] = set()
+        self._shown_tab = ""
+        """The tab `_tab_shown` last prepared (timers, focus)."""
+        self.pipeline = PipelineFollow(self)
         self._setup_themes(theme, theme_folders(settings.home_dir))
 
     # ----- set-up -------------------------------------------------------------------------------
@@ -137,6 +143,7 @@ class ArslApp(App[int], inherit_bindings=False):
 
     def compose(self) -> ComposeResult:
         yield ArslHeader(self.settings, read_only=self.read_only, id="header")
+        yield PipelineLine(id="pipeline-line")
         with TabbedContent(initial="overview", id="tabs"):
             with TabPane(f"1 {TAB_TITLES['overview']}", id="overview"):
                 yield OverviewTab(self.settings, self.services)
@@ -179,6 +186,7 @@ class ArslApp(App[int], inherit_bindings=False):
                        f"(theme {self.theme}, backend {self.settings.backend})")
         self._check_size()
         self._tab_shown(self.active_tab)
+        self.pipeline.read_now()
 
     # ----- the gate -----------------------------------------------------------------------------
 
@@ -271,9 +279,13 @@ class ArslApp(App[int], inherit_bindings=False):
 
     @on(TabbedContent.TabActivated, "#tabs")
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        self._tab_shown(self.active_tab)
+        # A key or the palette already ran `show_tab_now`; a second focus request queued behind the
+        # user's next key would pull the focus back (a click on a tab comes only this way).
+        if self.active_tab != self._shown_tab:
+            self._tab_shown(self.active_tab)
 
     def _tab_shown(self, tab_id: str) -> None:
+        self._shown_tab = tab_id
         for body in self.query(".live-tab").results(LiveTab):
             visible = body.parent is not None and body.parent.id == tab_id
             body.set_visible(visible)
@@ -408,6 +420,24 @@ class ArslApp(App[int], inherit_bindings=False):
     def action_canary_rollback(self) -> None:
         self.canary_tab.request("rollback")
 
+    # ----- the whole pipeline: start, cancel (run only through check_action), follow ------------
+
+    def action_pipeline_demo(self) -> None:
+        self.pipeline.start_demo()
+
+    def action_pipeline_start(self) -> None:
+        self.pipeline.ask_start()
+
+    def action_pipeline_cancel(self) -> None:
+        self.pipeline.ask_cancel()
+
+    def read_pipeline_now(self) -> None:
+        """Read the pipeline's files now, as the follow timer does."""
+        self.pipeline.read_now()
+
+    def on_pipeline_read(self, message: PipelineRead) -> None:
+        self.pipeline.read_done(message)
+
     # ----- log and cross-tab messages -----------------------------------------------------------
 
     def write_log(self, level: str, text: str) -> None:
@@ -429,9 +459,11 @@ class ArslApp(App[int], inherit_bindings=False):
                 overview.reload()
 
     def on_overview_tab_status_read(self, message: OverviewTab.StatusRead) -> None:
-        """The header's champion and challenger follow the registry, as the Overview reads it."""
+        """The header's champion and challenger follow the registry, as the Overview reads it; an empty
+        home makes a first run."""
         if message.report is None:
             return
+        self.pipeline.status_read()
         models = next((phase for phase in message.report.phases if phase.phase == "models"), None)
         if models is None or models.error:
             return

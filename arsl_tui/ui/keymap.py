@@ -156,6 +156,18 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec(id="canary.rollback", keys="X", action="canary_rollback", description="rollback", scope="canary",
                mutates=True, title="Canary: roll back",
                tooltip="Ask for confirmation, then send all traffic back to the champion at once."),
+    ActionSpec(id="pipeline.demo", keys="d", action="pipeline_demo", description="demo", scope="overview",
+               mutates=True, title="Pipeline: generate the demo data set and run the whole demo",
+               tooltip="Offered on a first run: start `arsl pipeline run --demo` as a separate process (it goes "
+                       "on if the console quits) and follow it here."),
+    ActionSpec(id="pipeline.start", keys="S", action="pipeline_start", description="run pipeline",
+               scope="overview", mutates=True, title="Pipeline: run the whole pipeline",
+               tooltip="Pick the data set folder (or the demo), review backend, home and command, confirm, and "
+                       "the pipeline runs as a separate process: upload → train → gate → canary → alarms."),
+    ActionSpec(id="pipeline.cancel", keys="X", action="pipeline_cancel", description="cancel run",
+               scope="overview", mutates=True, title="Pipeline: cancel the running pipeline",
+               tooltip="Ask for confirmation, then send SIGINT to the run's process group (like Ctrl-C): the "
+                       "phase in progress stops, finished phases stay recorded, a later run resumes."),
     ActionSpec(id="path.complete", keys="tab", action="complete", description="complete", owner="path",
                title="Complete the path",
                tooltip="Accept the suggested completion; with none, move to the next field."),

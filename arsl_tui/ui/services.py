@@ -4,13 +4,20 @@ The defaults import `arsl_tui.ops` and the providers lazily, inside the worker t
 them. The tabs call the same `ops` use cases as the CLI with what these open (a training platform,
 the registry, a monitor, the canary controller); tests may pass their own openers (a recorded
 training job, a monitor on a fixed clock) for deterministic snapshots.
+
+The whole pipeline never runs in the console's process: `launch_pipeline` starts `arsl pipeline run`
+as a detached process (its own session, output to a file), which goes on if the console quits, and
+the console follows it through the files it writes (`ops.pipeline_log`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -23,6 +30,7 @@ if TYPE_CHECKING:
     from arsl_tui.domain.ports import Monitor, TrainingPlatform
     from arsl_tui.ops.dataset import ValidationReport
     from arsl_tui.ops.deployment import CanaryController
+    from arsl_tui.ops.pipeline_log import PipelineLogReader
     from arsl_tui.ops.registry import ModelRegistry
     from arsl_tui.ops.status import StatusReport
 
@@ -118,6 +126,69 @@ class UploadOrder:
     allow_problems: bool
 
 
+class LaunchedProcess(Protocol):
+    """What the console keeps of a process it started (`subprocess.Popen`)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class PipelineLaunch:
+    """Exactly what the console runs to start a pipeline."""
+
+    command: tuple[str, ...]
+    environment: Mapping[str, str]
+    """Set on top of the console's own environment."""
+    log_path: Path
+    """The detached process's output (stdout and stderr)."""
+    dataset: Path | None
+    """The data set folder; None for the demo."""
+
+    @property
+    def demo(self) -> bool:
+        return self.dataset is None
+
+
+def pipeline_launch(settings: Settings, dataset: Path | None, now: float) -> PipelineLaunch:
+    """`python -m arsl_tui pipeline run DIR|--demo --yes` on the console's backend, config and home."""
+    command = [sys.executable, "-m", "arsl_tui", "pipeline", "run"]
+    command += ["--demo"] if dataset is None else [str(dataset)]
+    command += ["--yes", "--backend", settings.backend]
+    if settings.source != "defaults":
+        command += ["--config", str(Path(settings.source).expanduser().absolute())]
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    log_path = settings.home_dir / "pipeline" / f"console-{stamp}.log"
+    return PipelineLaunch(tuple(command), {"ARSL_HOME": str(settings.home_dir), "PYTHONUNBUFFERED": "1"}, log_path,
+                          dataset)
+
+
+def _launch_pipeline(launch: PipelineLaunch) -> LaunchedProcess:
+    launch.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(launch.log_path, "ab") as output:
+        # Its own session: no terminal hang-up or Ctrl-C meant for the console reaches it.
+        return subprocess.Popen(list(launch.command), stdin=subprocess.DEVNULL, stdout=output,
+                                stderr=subprocess.STDOUT, env={**os.environ, **launch.environment},
+                                start_new_session=True)
+
+
+def _signal_pipeline(pid: int, pgid: int, signum: int) -> str:
+    """Signal the run's process group, as Ctrl-C in its terminal would; never the console's own group."""
+    if pgid > 1 and pgid != os.getpgrp():
+        os.killpg(pgid, signum)
+        return f"process group {pgid}"
+    os.kill(pid, signum)
+    return f"process {pid}"
+
+
+def _open_pipeline_log(settings: Settings) -> PipelineLogReader:
+    from arsl_tui.ops.pipeline_log import PipelineLogReader
+
+    return PipelineLogReader(settings.home_dir)
+
+
 def _open_training_platform(settings: Settings) -> TrainingPlatform:
     from arsl_tui.ops.training import open_platform
 
@@ -173,6 +244,11 @@ class ConsoleServices:
     open_canary: Callable[[Settings], CanaryController] = field(default=_open_canary)
     clock: Callable[[], float] = field(default=time.time)
     """Wall-clock seconds: durations, sparkline windows and silences are measured against it."""
+    open_pipeline_log: Callable[[Settings], PipelineLogReader] = field(default=_open_pipeline_log)
+    """A reader of `$ARSL_HOME/pipeline/` (incremental: keep it and call `read()` again)."""
+    launch_pipeline: Callable[[PipelineLaunch], LaunchedProcess] = field(default=_launch_pipeline)
+    signal_pipeline: Callable[[int, int, int], str] = field(default=_signal_pipeline)
+    """(pid, process group, signal) → what was signalled, in words."""
 
 
 def _upload_module() -> ModuleType:

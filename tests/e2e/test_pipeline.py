@@ -53,7 +53,6 @@ max_accuracy_drop = 1.0
 max_latency_increase = 100.0
 min_latency_increase_ms = 5000.0
 max_p95_latency_ms = 10000.0
-poll_s = 0.2
 
 [gateway]
 port = 0
@@ -106,10 +105,16 @@ def test_a_demo_run_promotes_and_a_second_run_skips_what_is_done(stage: Stage) -
                                    "gate": "done", "deploy": "done", "canary": "done", "alarms": "done"}
     started = next(line for line in lines if line.get("event") == "PipelineStarted")
     assert started["resumed_from"] == ""
-    assert started["settings"]["train.batch_size"] == 64  # a demo value for what the config did not set
-    assert "canary.window_s" not in started["settings"]  # the config's value wins over the demo's
+    # The demo's value for what the config does not set; the config's values win over the others.
+    assert started["settings"] == {"canary.poll_s": 0.5}
     result = lines[-1]
     assert (result["outcome"], result["version"]) == ("promoted", "v2")
+    # The run's event file (what the console follows) holds the same events, each with its time.
+    recorded = [json.loads(line) for line in
+                (stage.home / "pipeline" / f"{started['run_id']}.events.jsonl").read_text().splitlines()]
+    assert all(isinstance(line.pop("at"), float) for line in recorded)
+    assert recorded == lines[:-1]
+    assert not (stage.home / "pipeline" / "lock").read_text()  # released: no holder written
 
     models = json.loads(stage.arsl("models", "list", "--json").stdout)
     aliases = [(item["version"], item["aliases"]) for item in models["versions"]]

@@ -385,3 +385,141 @@ def canary_world(root: Path, challenger_quality: str = "good") -> CanaryWorld:
                           gate=gate_json(), metrics=metrics_json(), user="tests")
     settings = Settings(home=str(root / "home"))
     return CanaryWorld(settings, FakeServingPlatform({"v1": "good", "v2": challenger_quality}), clock, registry)
+
+
+# ----- pipeline --------------------------------------------------------------------------------------
+
+DEMO_RUN = "p20260101-100000-ab12"
+_HOLDER_SCRIPT = """
+import json, os, sys
+from pathlib import Path
+from arsl_tui.ops.pipeline_log import EventLog, PipelineLock, events_path
+
+home, run_id, script = Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+lock = PipelineLock.acquire(home, run_id)
+log = EventLog(home, run_id)
+for payload in script["events"]:
+    log.write(payload)
+if script["torn"]:
+    with open(events_path(home, run_id), "ab") as events:
+        events.write(script["torn"].encode())
+print("holding", flush=True)
+try:
+    sys.stdin.read()
+except KeyboardInterrupt:
+    log.write({"event": "PipelineEnded", "run_id": run_id, "outcome": "cancelled", "version": None,
+               "detail": "interrupted (SIGINT); run it again to resume", "elapsed_s": 1.5})
+    sys.exit(130)
+finally:
+    lock.release()
+"""
+
+
+def pipeline_events(run_id: str = DEMO_RUN, *, through: str = "champion-epoch") -> list[dict[str, Any]]:
+    """A demo run's events, in the format `arsl pipeline run --json` prints them, up to `through`:
+    `champion-epoch` (the champion's training at epoch 4 of 10), or `promoted` (the whole run)."""
+    from arsl_tui.domain.pipeline import PHASE_TITLES, PhaseName, PipelineEnded, PipelinePhase, PipelineStarted
+    from arsl_tui.ops.pipeline import PipelineProgress
+    from arsl_tui.ops.pipeline_log import event_payload
+
+    def phase(name: PhaseName, state: str, detail: str, elapsed_s: float = 0.0) -> dict[str, Any]:
+        return event_payload(PipelinePhase(phase=name.value, title=PHASE_TITLES[name], state=state, detail=detail,
+                                           elapsed_s=elapsed_s))
+
+    job = "job-20260101-100012-3f2a"
+    events = [
+        phase(PhaseName.DATA, "", "", 0.0),
+        phase(PhaseName.DATA, "done", "9600 images in /srv/arsl/demo/data", 21.0),
+        event_payload(PipelineStarted(run_id=run_id, dataset="/srv/arsl/demo/data", code="c0de", resumed_from="",
+                                      settings={"train.epochs": 10})),
+        phase(PhaseName.UPLOAD, "", ""),
+        phase(PhaseName.UPLOAD, "done", "data set 6e7df9092327 at local:/srv/arsl/store/arsl-ml/datasets/6e7d…/ "
+                                        "(5 sent, 0 already there)", 9.0),
+        phase(PhaseName.CHAMPION, "", "no champion yet: training seed 1"),
+        *(event_payload(PipelineProgress(phase="champion", detail=f"{job} epoch {epoch}/10: val_acc {accuracy}"))
+          for epoch, accuracy in ((1, "0.412"), (2, "0.733"), (3, "0.861"), (4, "0.912"))),
+    ]
+    if through == "promoted":
+        events += [
+            phase(PhaseName.CHAMPION, "done", f"v1 from job {job} is champion", 250.0),
+            phase(PhaseName.TRAIN, "done", "job job-20260101-100400-77aa completed (10 epochs)", 240.0),
+            phase(PhaseName.GATE, "done", "v2 passed the gate (challenger)", 2.0),
+            phase(PhaseName.DEPLOY, "done", "v1 serves 100% at http://127.0.0.1:8765", 3.0),
+            phase(PhaseName.CANARY, "done", "v2 promoted to champion", 60.0),
+            phase(PhaseName.ALARMS, "done", "4 created, 0 updated, 0 unchanged", 0.5),
+            event_payload(PipelineEnded(run_id=run_id, outcome="promoted", version="v2",
+                                        detail="v2 promoted to champion", elapsed_s=662.0)),
+        ]
+    return events
+
+
+class PipelineHolder:
+    """A real process that takes the pipeline lock and writes events as `run_pipeline` does, then waits.
+
+    SIGINT ends its run as `run_pipeline` ends a cancelled one (a last `PipelineEnded`, outcome
+    `cancelled`); SIGKILL leaves the run unfinished. Its own session, so signalling its process group
+    reaches nothing else.
+    """
+
+    def __init__(self, home: Path, run_id: str = DEMO_RUN, events: Sequence[dict[str, Any]] = (),
+                 torn: str = "") -> None:
+        import subprocess
+        import sys
+
+        script = json.dumps({"events": list(events), "torn": torn})
+        self.process = subprocess.Popen([sys.executable, "-c", _HOLDER_SCRIPT, str(home), run_id, script],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        start_new_session=True)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()  # the lock is held once it says so (EOF if it died)
+        assert line.strip() == "holding", f"the lock holder did not start (exit {self.process.poll()})"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait(self, timeout_s: float = 30.0) -> int:
+        return self.process.wait(timeout_s)
+
+    def close(self) -> None:
+        """Kill it if it still runs, and reap it."""
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()
+
+
+@dataclass
+class FakeProcess:
+    pid: int
+    returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+
+@dataclass
+class RecordingLauncher:
+    """The console's `launch_pipeline`: records exactly what would run, starts nothing."""
+
+    launches: list[Any] = field(default_factory=list)
+    process: FakeProcess = field(default_factory=lambda: FakeProcess(pid=4242))
+
+    def __call__(self, launch: Any) -> FakeProcess:
+        self.launches.append(launch)
+        return self.process
+
+
+@dataclass
+class RecordingSignals:
+    """The console's `signal_pipeline`: records (pid, process group, signal), signals nothing."""
+
+    sent: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def __call__(self, pid: int, pgid: int, signum: int) -> str:
+        self.sent.append((pid, pgid, signum))
+        return f"process group {pgid}"

@@ -20,11 +20,14 @@ class ConfirmScreen(ModalScreen[bool]):
 
     BINDINGS = bindings_for("confirm")
 
-    def __init__(self, title: str, what_happens: Sequence[str], confirm_label: str) -> None:
+    def __init__(self, title: str, what_happens: Sequence[str], confirm_label: str, *,
+                 refuse_label: str = "Cancel") -> None:
         super().__init__()
         self.title_text = title
         self.what_happens = list(what_happens)
         self.confirm_label = confirm_label
+        self.refuse_label = refuse_label
+        """The no-button's word (for a dialog whose action is itself a cancel, "Cancel" would read as yes)."""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-dialog"):
@@ -32,7 +35,7 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Static("\n".join(f"• {line}" for line in self.what_happens), id="confirm-body", markup=False)
             with Horizontal(id="confirm-buttons"):
                 yield Button(f"{self.confirm_label} (y)", id="confirm-yes", variant="warning", compact=True)
-                yield Button("Cancel (n/esc)", id="confirm-no", compact=True)
+                yield Button(f"{self.refuse_label} (n/esc)", id="confirm-no", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#confirm-no", Button).focus()
