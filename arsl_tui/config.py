@@ -10,7 +10,11 @@ credentials file (see `providers/huawei/credentials.py`).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import os
+import re
+import stat
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -33,13 +37,36 @@ class ConfigError(Exception):
     """A config value is wrong; the message says where, which key, what value and what was expected."""
 
 
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A config file is a few KB; a bigger one (or /dev/zero) is refused before it is read into memory."""
+_SHOWN_CHARS = 80
+"""Values longer than this are cut in messages, so a huge value cannot flood the terminal."""
+_INT_CEILING = 10**9
+_FLOAT_CEILING = 1e9
+"""Bounds for settings documented only as "at least N": a bigger value is a typo, and would overflow
+SQLite integers or timers further on."""
+
+
 def _bounded(low: float | None = None, high: float | None = None) -> dict[str, Any]:
     return {"low": low, "high": high}
 
 
+def _text(*, required: bool = False, pattern: str | None = None, expect: str = "") -> dict[str, Any]:
+    """String rules: `required` refuses the empty string; `pattern` (full match) describes a valid value."""
+    return {"required": required, "pattern": re.compile(pattern) if pattern else None, "expect": expect}
+
+
+_REQUIRED = _text(required=True)
+_PREFIX = _text(pattern=r"(?:(?!\.\.?/)[A-Za-z0-9_.-]+/)*", expect="empty, or '/'-separated names each ending in '/' "
+                "(letters, digits, '_', '.', '-'; no '.' or '..' segments), e.g. 'datasets/'")
+_BUCKET = _text(required=True, pattern=r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
+                expect="a bucket name: 3–63 lowercase letters, digits, '.' or '-', starting and ending with a letter "
+                       "or digit")
+
+
 @dataclass(frozen=True)
 class HuaweiSettings:
-    region: str = "af-north-1"
+    region: str = field(default="af-north-1", metadata=_REQUIRED)
     obs_endpoint: str = ""
     """Empty means the region's public endpoint (https://obs.<region>.myhuaweicloud.com)."""
     modelarts_endpoint: str = ""
@@ -47,17 +74,17 @@ class HuaweiSettings:
     apig_endpoint: str = ""
     iam_endpoint: str = ""
     apig_instance_id: str = ""
-    service_name: str = "arsl-sign-classifier"
+    service_name: str = field(default="arsl-sign-classifier", metadata=_REQUIRED)
     """The ModelArts real-time service the canary controller deploys into."""
-    service_flavor: str = "modelarts.vm.cpu.2u"
+    service_flavor: str = field(default="modelarts.vm.cpu.2u", metadata=_REQUIRED)
     service_image: str = ""
     """SWR path of the serving image (the model package's serving entry); empty until configured."""
     service_instances: int = field(default=1, metadata=_bounded(1, 128))
     service_port: int = field(default=8080, metadata=_bounded(1, 65_535))
-    apig_group_name: str = "arsl"
-    apig_api_name: str = "arsl_predict"
-    apig_app_name: str = "arsl_clients"
-    apig_environment: str = "RELEASE"
+    apig_group_name: str = field(default="arsl", metadata=_REQUIRED)
+    apig_api_name: str = field(default="arsl_predict", metadata=_REQUIRED)
+    apig_app_name: str = field(default="arsl_clients", metadata=_REQUIRED)
+    apig_environment: str = field(default="RELEASE", metadata=_REQUIRED)
     timeout_s: float = field(default=30.0, metadata=_bounded(0.1, 600))
 
     def endpoint(self, service: str) -> str:
@@ -67,16 +94,16 @@ class HuaweiSettings:
 
 @dataclass(frozen=True)
 class StorageSettings:
-    bucket: str = "arsl-ml"
-    datasets_prefix: str = "datasets/"
-    code_prefix: str = "code/"
-    output_prefix: str = "output/"
-    models_prefix: str = "models/"
+    bucket: str = field(default="arsl-ml", metadata=_BUCKET)
+    datasets_prefix: str = field(default="datasets/", metadata=_PREFIX)
+    code_prefix: str = field(default="code/", metadata=_PREFIX)
+    output_prefix: str = field(default="output/", metadata=_PREFIX)
+    models_prefix: str = field(default="models/", metadata=_PREFIX)
 
 
 @dataclass(frozen=True)
 class DatasetSettings:
-    split_seed: int = 1337
+    split_seed: int = field(default=1337, metadata=_bounded(0, 2**32 - 1))
     val_fraction: float = field(default=0.1, metadata=_bounded(0.0, 0.5))
     test_fraction: float = field(default=0.1, metadata=_bounded(0.0, 0.5))
 
@@ -98,13 +125,14 @@ class TrainSettings:
     epochs: int = field(default=12, metadata=_bounded(1, 10_000))
     batch_size: int = field(default=128, metadata=_bounded(1, 65_536))
     learning_rate: float = field(default=0.003, metadata=_bounded(0.0, 10))
-    model: str = "compact"
+    model: str = field(default="compact", metadata=_REQUIRED)
     nodes: int = field(default=1, metadata=_bounded(1, 512))
     gpus: int = field(default=1, metadata=_bounded(0, 16))
     local_processes: int = field(default=2, metadata=_bounded(1, 64))
-    engine_name: str = "PyTorch"
-    engine_version: str = "pytorch_2.1.0-cuda_12.1-py_3.10-ubuntu_22.04-x86_64"
-    flavor_id: str = "modelarts.p3.large.public.free"
+    engine_name: str = field(default="PyTorch", metadata=_REQUIRED)
+    engine_version: str = field(default="pytorch_2.1.0-cuda_12.1-py_3.10-ubuntu_22.04-x86_64",
+                                metadata=_REQUIRED)
+    flavor_id: str = field(default="modelarts.p3.large.public.free", metadata=_REQUIRED)
 
 
 @dataclass(frozen=True)
@@ -122,7 +150,8 @@ class GateSettings:
 
 @dataclass(frozen=True)
 class CanarySettings:
-    steps: tuple[int, ...] = (10, 25, 50, 100)
+    steps: tuple[int, ...] = field(default=(10, 25, 50, 100), metadata={**_bounded(1, 100), "rising_to": 100})
+    """Rising whole percentages; the last sends all traffic (100) to the challenger."""
     window_s: int = field(default=300, metadata=_bounded(1, 86_400))
     min_samples: int = field(default=100, metadata=_bounded(1, None))
     max_error_rate: float = field(default=0.02, metadata=_bounded(0.0, 1.0))
@@ -145,7 +174,7 @@ class CanarySettings:
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    host: str = "127.0.0.1"
+    host: str = field(default="127.0.0.1", metadata=_REQUIRED)
     port: int = field(default=8765, metadata=_bounded(0, 65_535))
     max_body_kb: int = field(default=1024, metadata=_bounded(1, 1_048_576))
     api_call_limit: int = field(default=6000, metadata=_bounded(1, None))
@@ -177,14 +206,14 @@ class AlarmSettings:
     min_online_accuracy: float = field(default=0.9, metadata=_bounded(0.0, 1.0))
     min_feedback: int = field(default=10, metadata=_bounded(1, None))
     """Feedback labels a period needs before its online accuracy counts."""
-    custom_namespace: str = "ARSL.Serving"
+    custom_namespace: str = field(default="ARSL.Serving", metadata=_REQUIRED)
     service_id: str = ""
     api_id: str = ""
 
 
 @dataclass(frozen=True)
 class ConsoleSettings:
-    theme: str = "arsl-dark"
+    theme: str = field(default="arsl-dark", metadata=_REQUIRED)
     show_header: bool = True
     refresh_s: float = field(default=1.0, metadata=_bounded(0.1, 60))
 
@@ -231,6 +260,14 @@ _SECTIONS: dict[str, type] = {
 }
 
 
+def _show(value: Any) -> str:
+    """`repr(value)` cut to a readable length: messages name the value without echoing a huge one."""
+    text = repr(value)
+    if len(text) <= _SHOWN_CHARS:
+        return text
+    return f"{text[:_SHOWN_CHARS]}… ({len(text)} characters)"
+
+
 def _describe(expected: Any) -> str:
     origin = typing.get_origin(expected)
     if origin is Literal:
@@ -242,17 +279,24 @@ def _describe(expected: Any) -> str:
     if expected is int:
         return "an integer"
     if expected is float:
-        return "a number"
+        return "a finite number"
     if expected is str:
         return "a string"
     return str(expected)
+
+
+def _clean_text(value: str) -> str:
+    """A string setting with no control character and no undecodable byte (a name, never terminal codes)."""
+    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or 0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        raise ValueError
+    return value
 
 
 def _coerce(value: Any, expected: Any, *, from_text: bool) -> Any:
     """Check `value` against the annotation; text from the environment is parsed first."""
     origin = typing.get_origin(expected)
     if origin is Literal:
-        if value in typing.get_args(expected):
+        if isinstance(value, str) and value in typing.get_args(expected):
             return value
         raise ValueError
     if origin is tuple:
@@ -274,13 +318,19 @@ def _coerce(value: Any, expected: Any, *, from_text: bool) -> Any:
         raise ValueError
     if expected is int:
         if from_text:
-            return int(str(value).strip())
+            text = str(value).strip()
+            if not text.isascii():  # int() takes other scripts' digits; a setting is plain ASCII
+                raise ValueError
+            return int(text)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         raise ValueError
     if expected is float:
         if from_text:
-            number = float(str(value).strip())
+            text = str(value).strip()
+            if not text.isascii():
+                raise ValueError
+            number = float(text)
         elif isinstance(value, int | float) and not isinstance(value, bool):
             number = float(value)
         else:
@@ -290,32 +340,64 @@ def _coerce(value: Any, expected: Any, *, from_text: bool) -> Any:
         return number
     if expected is str:
         if isinstance(value, str):
-            return value
+            return _clean_text(value)
         raise ValueError
     raise TypeError(f"unsupported setting type {expected!r}")
 
 
+def _expectation(expected: Any) -> str:
+    text = _describe(expected)
+    return text + " without control characters" if expected is str else text
+
+
+def _check_rules(coerced: Any, expected: Any, rules: Mapping[str, Any]) -> str | None:
+    """What a coerced value breaks of its field's rules (bounds, text rules, rising steps); None if nothing."""
+    if expected is str:
+        if rules.get("required") and not coerced:
+            return rules.get("expect") or "a non-empty string"
+        pattern = rules.get("pattern")
+        if pattern is not None and coerced and not pattern.fullmatch(coerced):
+            return rules["expect"]
+        return None
+    low, high = rules.get("low"), rules.get("high")
+    if high is None and (expected in (int, float) or typing.get_origin(expected) is tuple):
+        high = _FLOAT_CEILING if expected is float else _INT_CEILING
+    items = coerced if isinstance(coerced, tuple) else (coerced,)
+    for item in items:
+        if (low is not None and item < low) or (high is not None and item > high):
+            span = f"between {low} and {high}" if low is not None else f"at most {high}"
+            return f"a value {span}" if not isinstance(coerced, tuple) else f"a list of integers {span}"
+    top = rules.get("rising_to")
+    if top is not None and (any(b <= a for a, b in itertools.pairwise(items)) or items[-1] != top):
+        return f"a rising list of integers ending with {top}, e.g. [10, 25, 50, 100]"
+    return None
+
+
+@functools.cache
+def _schema(section_cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]:
+    """(annotations, fields) of a settings class; resolving string annotations is slow, so once per class."""
+    return typing.get_type_hints(section_cls), {f.name: f for f in dataclasses.fields(section_cls)}
+
+
 def _check_field(section_cls: type, key: str, value: Any, where: str, section: str | None,
                  *, from_text: bool) -> Any:
-    hints = typing.get_type_hints(section_cls)
-    fields = {f.name: f for f in dataclasses.fields(section_cls)}
+    hints, fields = _schema(section_cls)
     dotted = f"{section}.{key}" if section else key
     if key not in fields or key == "source" or (section is None and key in _SECTIONS):
         known = ", ".join(sorted(name for name in fields if name != "source"))
-        raise ConfigError(f"{where}: unknown key {dotted!r} (known keys: {known})")
+        # The value is not repeated: an unknown key may be a misspelt credential.
+        if section is None and isinstance(value, Mapping):
+            raise ConfigError(f"{where}: unknown section [{_show(key)[1:-1]}] (known sections: "
+                              f"{', '.join(sorted(_SECTIONS))}, keymap)")
+        raise ConfigError(f"{where}: unknown key {_show(dotted)} (known keys: {known})")
     expected = hints[key]
     try:
         coerced = _coerce(value, expected, from_text=from_text)
-    except (ValueError, TypeError):
-        raise ConfigError(f"{where}: {dotted} = {value!r}: expected {_describe(expected)}") from None
-    bounds = fields[key].metadata
-    if bounds:
-        values = coerced if isinstance(coerced, tuple) else (coerced,)
-        for item in values:
-            low, high = bounds.get("low"), bounds.get("high")
-            if (low is not None and item < low) or (high is not None and item > high):
-                span = f"between {low} and {high}" if high is not None else f"at least {low}"
-                raise ConfigError(f"{where}: {dotted} = {value!r}: expected a value {span}")
+    except (ValueError, TypeError, OverflowError):
+        raise ConfigError(f"{where}: {dotted} = {_show(value)}: expected {_expectation(expected)}") from None
+    broken = _check_rules(coerced, expected, fields[key].metadata)
+    if broken is not None:
+        raise ConfigError(f"{where}: {dotted} = {_show(value)}: expected {broken}")
     return coerced
 
 
@@ -324,24 +406,38 @@ def _reject_credentials(table: Mapping[str, Any], where: str, path: str = "") ->
         dotted = f"{path}{key}"
         if key.lower() in _CREDENTIAL_KEYS or key.lower().endswith(("_sk", "_secret", "_password")):
             raise ConfigError(
-                f"{where}: key {dotted!r} looks like a credential; credentials are never read from a config "
+                f"{where}: key {_show(dotted)} looks like a credential; credentials are never read from a config "
                 "file — set HUAWEICLOUD_SDK_AK / HUAWEICLOUD_SDK_SK / HUAWEICLOUD_SDK_PROJECT_ID in the "
                 "environment or use the SDK credentials file")
         if isinstance(value, Mapping) and key != "keymap":
             _reject_credentials(value, where, f"{dotted}.")
 
 
+def _check_keymap(value: Any, where: str) -> dict[str, str]:
+    expectation = 'a table of binding id = "keys" strings, e.g. "upload.start" = "ctrl+u"'
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: keymap = {_show(value)}: expected {expectation}")
+    for binding, keys in value.items():
+        try:
+            if not isinstance(keys, str) or not keys.strip():
+                raise ValueError
+            _clean_text(binding)
+            _clean_text(keys)
+        except ValueError:
+            raise ConfigError(f"{where}: keymap.{_show(binding)} = {_show(keys)}: expected "
+                              "non-empty keys as a string without control characters, e.g. \"ctrl+u\"") from None
+    return dict(value)
+
+
 def _apply_table(values: dict[str, Any], table: Mapping[str, Any], where: str) -> None:
     """Merge a parsed TOML table into `values` (a nested dict of already-checked settings)."""
     for key, value in table.items():
         if key == "keymap":
-            if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
-                                                         for k, v in value.items()):
-                raise ConfigError(f"{where}: keymap must be a table of binding id = \"keys\" strings")
-            values["keymap"] = {**values.get("keymap", {}), **value}
+            values["keymap"] = {**values.get("keymap", {}), **_check_keymap(value, where)}
         elif key in _SECTIONS:
             if not isinstance(value, Mapping):
-                raise ConfigError(f"{where}: [{key}] must be a table, got {value!r}")
+                raise ConfigError(f"{where}: [{key}] must be a table, got {_show(value)}: expected [{key}] with "
+                                  "its keys on the lines below")
             section = values.setdefault(key, {})
             for sub_key, sub_value in value.items():
                 section[sub_key] = _check_field(_SECTIONS[key], sub_key, sub_value, where, key, from_text=False)
@@ -350,17 +446,44 @@ def _apply_table(values: dict[str, Any], table: Mapping[str, Any], where: str) -
 
 
 def _read_file(path: Path) -> dict[str, Any]:
+    """Parse a config file; anything but a readable, small, UTF-8 TOML regular file is a ConfigError.
+
+    The file is opened without blocking and checked before it is read, so a FIFO cannot hang the
+    command and a device such as /dev/zero cannot fill memory.
+    """
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, expected a TOML file") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror or error})") from None
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"{path}: is a folder, expected a TOML file")
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{path}: is not a regular file (a FIFO, socket or device), expected a TOML file")
+        with os.fdopen(descriptor, "rb", closefd=False) as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read ({error.strerror or error})") from None
+    finally:
+        os.close(descriptor)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KB, expected a TOML config file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not valid UTF-8 (byte {data[error.start]:#04x} at offset {error.start}); "
+                          "save it as UTF-8") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML ({error})") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot be read ({error})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML (arrays or tables nested too deeply)") from None
+    except ValueError as error:  # tomllib lets int()'s digit limit through for a huge integer
+        raise ConfigError(f"{path}: not valid TOML ({_show(str(error))[1:-1]})") from None
 
 
 def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, str | None, str, str]]:
@@ -399,7 +522,8 @@ def load_settings(config_path: str | Path | None = None, *, cli_overrides: Mappi
         path = Path(config_path).expanduser()
     else:
         local = (cwd or Path.cwd()) / "config.toml"
-        path = local if local.is_file() else None  # type: ignore[assignment]
+        # A ./config.toml that is there but no file (a folder, a FIFO) is an error, not silently skipped.
+        path = local if local.exists() else None  # type: ignore[assignment]
     if path is not None:
         table = _read_file(path)
         _reject_credentials(table, str(path))

@@ -15,8 +15,14 @@
 Every rank lists the same samples in the same order, decodes every `world_size`-th one (pixels as
 `preprocess.decode_image` makes them, the same as serving), and the parts are all-gathered, so each
 rank ends with the whole cache in memory (on the GPU when there is one) after decoding only its share.
-A sample that cannot be used (missing file, MD5 mismatch, undecodable bytes, truncated shard) is left
-out, counted and reported by name; a split or class left without images is an error.
+
+A data set that carries its own integrity record must match it, or nothing is trained: a shard that
+is missing, of another size, cut short, unreadable or of another MD5 than `shards.json` lists, and an
+image that is missing or of another MD5 than `manifest.json` lists, is a `DataError` naming the file
+(a model trained on part of the data would carry the whole data set's manifest id in its lineage).
+Without such a record (class folders), a sample that cannot be used (unreadable, undecodable, not an
+image) is left out, counted and reported by name; so is an undecodable image in an intact data set.
+A split or class left without images is an error.
 """
 
 from __future__ import annotations
@@ -35,7 +41,14 @@ import torch.distributed as dist
 
 from trainer.distributed import DistContext
 from trainer.preprocess import IMAGE_SIZE, ImageDecodeError, decode_image
-from trainer.shards import SHARDS_INDEX_NAME, ShardIndexError, ShardReadReport, iter_shard, read_shard_index
+from trainer.shards import (
+    SHARDS_INDEX_NAME,
+    ShardEntry,
+    ShardIndexError,
+    ShardReadReport,
+    iter_shard,
+    read_shard_index,
+)
 
 MANIFEST_NAME = "manifest.json"
 FILES_FOLDER = "files"
@@ -95,6 +108,8 @@ class Listing:
     payloads: dict[int, bytes] = field(default_factory=dict)
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    damaged: list[Skipped] = field(default_factory=list)
+    """Files that contradict the data set's own integrity record (this rank's share): fatal."""
 
 
 @dataclass
@@ -227,12 +242,30 @@ def _list_manifest(root: Path, owned: Callable[[int], bool]) -> Listing:
         if owned(index):
             data = _read(file)
             if isinstance(data, str):
-                listing.skipped.append(Skipped(relative, data))
+                listing.damaged.append(Skipped(relative, data))
             elif _md5(data) != md5:
-                listing.skipped.append(Skipped(relative, "content differs from the manifest (MD5 mismatch)"))
+                listing.damaged.append(Skipped(relative, f"content differs from the manifest ({len(data)} bytes, "
+                                                         f"MD5 {_md5(data)}, the manifest says {md5})"))
             else:
                 listing.payloads[index] = data
     return listing
+
+
+def _damaged_shard(root: Path, name: str, problem: str) -> DataError:
+    return DataError(f"{root / name}: {problem}; the shard is not the one {SHARDS_INDEX_NAME} lists, so the data "
+                     "set copy is incomplete or damaged: download or upload it again (nothing was trained)")
+
+
+def _check_shard_file(root: Path, entry: ShardEntry) -> None:
+    """Fail fast on a shard that is missing or of another size than `shards.json` lists."""
+    try:
+        size = (root / entry.name).stat().st_size
+    except FileNotFoundError:
+        raise _damaged_shard(root, entry.name, "file not found") from None
+    except OSError as error:
+        raise _damaged_shard(root, entry.name, f"cannot be read ({error.strerror or error})") from None
+    if size != entry.bytes:
+        raise _damaged_shard(root, entry.name, f"{size} bytes, {SHARDS_INDEX_NAME} lists {entry.bytes}")
 
 
 def _manifest_classes(root: Path) -> tuple[str, ...] | None:
@@ -253,6 +286,7 @@ def _list_shards(root: Path, policy: SplitPolicy, owned: Callable[[int], bool]) 
     listing = Listing(kind="shards", root=root, classes=(), dataset_id=index.manifest_id)
     names: dict[int, str] = {}
     for entry in index.shards:
+        _check_shard_file(root, entry)
         report = ShardReadReport()
         for shard_sample in iter_shard(root / entry.name, report, entry.samples):
             source = f"{entry.name}:{shard_sample.key}"
@@ -275,13 +309,13 @@ def _list_shards(root: Path, policy: SplitPolicy, owned: Callable[[int], bool]) 
             if owned(sample_index):
                 listing.payloads[sample_index] = data
         if report.problem is not None:
-            lost = max(entry.samples - report.samples, 0)
-            listing.skipped.append(Skipped(entry.name, f"{report.problem}; {lost} sample(s) lost"))
-            listing.skipped.extend(Skipped(f"{entry.name}:#{number}", "in the unreadable part of the shard")
-                                   for number in range(report.samples, entry.samples))
-        elif report.md5 is not None and report.md5 != entry.md5:
-            listing.warnings.append(f"{entry.name}: MD5 {report.md5} differs from shards.json ({entry.md5}); "
-                                    "samples were checked one by one")
+            raise _damaged_shard(root, entry.name, f"{report.problem}; {SHARDS_INDEX_NAME} lists {entry.samples} "
+                                                   "sample(s)")
+        if report.md5 != entry.md5:
+            raise _damaged_shard(root, entry.name, f"MD5 {report.md5}, {SHARDS_INDEX_NAME} lists {entry.md5}")
+        if report.samples != entry.samples:
+            raise _damaged_shard(root, entry.name, f"{report.samples} sample(s), {SHARDS_INDEX_NAME} lists "
+                                                   f"{entry.samples}")
     if not listing.samples:
         raise DataError(f"{root / SHARDS_INDEX_NAME}: the shards hold no readable samples")
     classes = _manifest_classes(root)
@@ -360,6 +394,13 @@ def load_cache(folder: Path, policy: SplitPolicy, context: DistContext, *, threa
     """Decode the data set once, shared between ranks, into uint8 tensors on `context.device`."""
     world, rank = context.world_size, context.rank
     listing = list_dataset(folder, policy, lambda index: index % world == rank)
+    # Every rank checked its own share of the files: decide together, so all stop or none does.
+    damaged = _gather_skipped(listing.damaged, context)
+    if damaged:
+        shown = "; ".join(f"{item.source}: {item.problem}" for item in damaged[:5])
+        more = f" (and {len(damaged) - 5} more)" if len(damaged) > 5 else ""
+        raise DataError(f"{listing.root}: {len(damaged)} image(s) do not match {MANIFEST_NAME}: {shown}{more}; the "
+                        "data set copy is incomplete or damaged: download or upload it again (nothing was trained)")
     total = len(listing.samples)
     if total == 0:
         raise DataError(f"{listing.root}: the data set lists no images")

@@ -17,9 +17,11 @@ dot): `<key>.cls` (class index as ASCII), `<key>.jpg|jpeg|png` (the original ima
 `<key>.json` (`{"class", "md5", "path", "split"}`). A shard is a tar stream, gzip-compressed or not:
 the compression is recognised from the bytes, not the name.
 
-Reading never stops the run at the first bad byte: a shard that is missing, truncated or unreadable
-yields what it could read and a problem naming the shard; the shard's MD5 (of the file as stored,
-compressed) is checked as it streams.
+`iter_shard` never raises on a bad byte: a shard that is missing, truncated or unreadable yields
+what it could read and a problem in its report, and the report carries the MD5 of the file as stored
+(compressed), hashed as it streams. The caller decides; `trainer/data.py` refuses to train on a
+shard whose report has a problem or whose MD5, size or sample count is not what `shards.json` lists
+(the tar stream of a gzip shard is not CRC-checked on the way, so only the MD5 proves its bytes).
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ from trainer.distributed import (
     shutdown,
 )
 from trainer.engine import EvalResult, Normalisation, evaluate, train_epoch
-from trainer.export import export_package
+from trainer.export import PACKAGE_DIR, export_package
 from trainer.metrics import METRICS_NAME, MetricsLog, read_records, reconcile
 from trainer.model import build_model, parameter_count
 from trainer.sampler import ExactDistributedBatches
@@ -182,8 +182,28 @@ def _prepare_output(output: Path, resume: bool, context: DistContext) -> None:
         if not problem and not resume and (last.is_file() or read_records(output / METRICS_NAME)):
             problem = (f"{output} already holds a run ({'checkpoint' if last.is_file() else METRICS_NAME}); "
                        "pass --resume to continue it or choose an empty output folder")
+        if not problem and resume:
+            _remove_leftovers(output)
     if not agree(not problem, context):
         raise TrainerError(problem or f"output folder {output} is not usable (see rank 0)")
+
+
+# What a killed run leaves half-written (each named after the pid that wrote it, so a later run never
+# reuses the name): the staged or replaced package, the checkpoint and metrics being written.
+_LEFTOVERS = (("", f".{PACKAGE_DIR}.tmp-*"), ("", f".{PACKAGE_DIR}.old-*"), ("", f".{METRICS_NAME}.tmp-*"),
+              ("", ".write-test-*"), (CHECKPOINT_DIR, f".{LAST_NAME}.tmp-*"), (CHECKPOINT_DIR, f".{BEST_NAME}.tmp-*"))
+
+
+def _remove_leftovers(output: Path) -> None:
+    """Delete the temporaries of an earlier, killed run on this folder (resuming means no other run writes it)."""
+    import shutil
+
+    for folder, pattern in _LEFTOVERS:
+        for path in (output / folder).glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def _make_output(output: Path) -> str:

@@ -7,6 +7,7 @@ Each command group lives in its own module and registers itself through `add_par
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -22,7 +23,7 @@ from arsl_tui.cli import (
     commands_train,
     commands_upload,
 )
-from arsl_tui.cli.common import EXIT_USAGE, CommandContext, CommandFailed, run_command
+from arsl_tui.cli.common import EXIT_USAGE, CommandContext, CommandFailed, run_command, safe_text
 
 _GROUPS = (commands_console, commands_data, commands_upload, commands_train, commands_gate, commands_serve,
            commands_canary, commands_alarms, commands_pipeline)
@@ -31,7 +32,7 @@ _GROUPS = (commands_console, commands_data, commands_upload, commands_train, com
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        sys.stderr.write(f"arsl: error: {message}\n")
+        sys.stderr.write(f"arsl: error: {safe_text(message)}\n")
         raise SystemExit(EXIT_USAGE)
 
 
@@ -61,8 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(namespace, "handler", None) is None:
         if namespace.command is None:
             namespace = parser.parse_args([*arguments, "console"])
-        else:
-            parser.parse_args([*arguments, "--help"])
+        else:  # a group without its action (`arsl data`): its help, as a usage error on stderr
+            with contextlib.redirect_stdout(sys.stderr), contextlib.suppress(SystemExit):
+                parser.parse_args([*arguments, "--help"])
+            chosen = [value for name, value in vars(namespace).items()
+                      if (name == "command" or name.endswith("_command")) and isinstance(value, str)]
+            sys.stderr.write(f"arsl: error: `arsl {' '.join(chosen)}` needs an action (listed above)\n")
             return EXIT_USAGE
     context = CommandContext.from_namespace(namespace)
     return run_command(namespace.handler, context, namespace)

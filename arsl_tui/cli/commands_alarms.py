@@ -31,7 +31,17 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
-from arsl_tui.cli.common import EXIT_BACKEND, EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandContext, CommandFailed, Handler
+from arsl_tui.cli.common import (
+    EXIT_BACKEND,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandContext,
+    CommandFailed,
+    Handler,
+    number,
+    whole_number,
+)
 
 if TYPE_CHECKING:
     from arsl_tui.domain.alarms import HistoryEntry, RuleView
@@ -59,7 +69,8 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
     history = actions.add_parser("history", parents=[common], help="state changes and acknowledgements")
     history.add_argument("rule", nargs="?", metavar="RULE", help="only this rule")
     history.add_argument("--since", metavar="DURATION", help="only the last DURATION (e.g. 2h, 1d)")
-    history.add_argument("--limit", type=int, default=50, metavar="N", help="at most N lines (default 50)")
+    history.add_argument("--limit", type=whole_number(1, 100_000), default=50,
+                         metavar="N", help="at most N lines (default 50)")
     history.set_defaults(handler=_errors(history_command))
     ack = actions.add_parser("ack", parents=[common], help="acknowledge a rule's alarm (logged)")
     ack.add_argument("rule", metavar="RULE")
@@ -75,7 +86,7 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
     silence.set_defaults(handler=_errors(silence_command))
     watch = actions.add_parser("watch", parents=[common], help="run the monitor's rounds on a schedule")
     watch.add_argument("--once", action="store_true", help="one round, then exit")
-    watch.add_argument("--interval", type=float, metavar="SECONDS",
+    watch.add_argument("--interval", type=number(0, 86_400, above=True), metavar="SECONDS",
                        help="seconds between rounds (default: [alarms] evaluation_period_s)")
     watch.set_defaults(handler=_errors(watch_command))
 
@@ -223,12 +234,19 @@ def history_command(context: CommandContext, namespace: argparse.Namespace) -> i
     if namespace.limit < 1:
         raise CommandFailed(f"--limit {namespace.limit}: expected at least 1", EXIT_USAGE)
     since = None
-    if namespace.since:
+    if namespace.since is not None:  # `--since ""` is a mistake, not "all of it"
         try:
             since = time.time() - parse_duration(namespace.since)
         except ValueError as error:
             raise CommandFailed(f"--since: {error}", EXIT_USAGE) from None
     entries = monitoring.history(context.settings, rule=namespace.rule, since=since, limit=namespace.limit)
+    if not entries and namespace.rule is not None:
+        # A misspelt rule would read as "no history"; a rule removed since keeps its history, so it only
+        # gets here when there is none.
+        known = [view.rule.name for view in monitoring.list_rules(context.settings)]
+        if namespace.rule not in known:
+            raise CommandFailed(f"no alarm rule named {namespace.rule!r} and no history for it "
+                                f"(rules: {', '.join(known) or 'none; run `arsl alarms setup`'})", EXIT_USAGE)
     if context.json_output:
         context.emit_json({"backend": context.settings.backend, "history": [entry.to_json() for entry in entries]})
         return EXIT_OK
@@ -301,6 +319,7 @@ def watch_command(context: CommandContext, namespace: argparse.Namespace) -> int
     settings = context.settings
     if namespace.interval is not None and namespace.interval <= 0:
         raise CommandFailed(f"--interval {namespace.interval}: expected a positive number of seconds", EXIT_USAGE)
+    context.require_writable("run alarm rounds (each records samples and rule states)")
     monitor = monitoring.open_monitor(settings)
     try:
         if namespace.once:

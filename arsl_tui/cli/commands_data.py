@@ -8,7 +8,11 @@ from typing import Any
 
 from rich.table import Table
 
-from arsl_tui.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandContext, CommandFailed
+from arsl_tui.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandContext, CommandFailed, safe_text, whole_number
+
+MAX_PER_CLASS = 100_000
+"""ArSL2018 has about 1 700 images a class; far more is a typo that would fill the disk."""
+MAX_SEED = 2**32 - 1
 
 
 def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
@@ -17,8 +21,9 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
 
     synth = actions.add_parser("synth", parents=[common], help="generate a deterministic ArSL2018-shaped data set")
     synth.add_argument("out", type=Path, metavar="OUT", help="folder to create (must be empty or absent)")
-    synth.add_argument("--per-class", type=int, default=300, metavar="N", help="images per class (default 300)")
-    synth.add_argument("--seed", type=int, default=7, metavar="S", help="random seed (default 7)")
+    synth.add_argument("--per-class", type=whole_number(1, MAX_PER_CLASS), default=300,
+                       metavar="N", help="images per class (default 300)")
+    synth.add_argument("--seed", type=whole_number(0, MAX_SEED), default=7, metavar="S", help="random seed (default 7)")
     synth.set_defaults(handler=synth_command)
 
     validate = actions.add_parser("validate", parents=[common],
@@ -42,7 +47,8 @@ def synth_command(context: CommandContext, namespace: argparse.Namespace) -> int
         context.emit_json({"out": str(summary.out), "images": summary.images, "bytes": summary.bytes,
                            "per_class": namespace.per_class, "seed": namespace.seed})
     else:
-        context.console.print(f"wrote {summary.images} images ({summary.bytes / 1e6:.1f} MB) to {summary.out}")
+        context.console.print(f"wrote {summary.images} images ({summary.bytes / 1e6:.1f} MB) to "
+                              f"{safe_text(str(summary.out))}", markup=False)
     return EXIT_OK
 
 
@@ -63,12 +69,14 @@ def validate_command(context: CommandContext, namespace: argparse.Namespace) -> 
         context.emit_json({**report.to_json(), "manifest": str(manifest_path)})
     else:
         print_report(context, report)
-        context.console.print(f"manifest {report.manifest.id[:12]} written to {manifest_path}")
+        context.console.print(f"manifest {report.manifest.id[:12]} written to {safe_text(str(manifest_path))}",
+                              markup=False)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def print_report(context: CommandContext, report: Any) -> None:
-    table = Table(title=f"{report.root}", show_edge=False, pad_edge=False)
+    # File names come from the folder as they are: each is escaped (newlines, ANSI codes) before it is printed.
+    table = Table(title=safe_text(str(report.root)), show_edge=False, pad_edge=False)
     table.add_column("class")
     for split_name in ("train", "val", "test"):
         table.add_column(split_name, justify="right")
@@ -79,9 +87,10 @@ def print_report(context: CommandContext, report: Any) -> None:
     context.console.print(f"{len(report.manifest.images)} images, {report.manifest.total_bytes / 1e6:.1f} MB, "
                           f"{report.files_scanned} files decoded")
     for finding in report.notes[:10]:
-        context.console.print(f"  note     {finding.path}: {finding.detail}", markup=False)
+        context.console.print(f"  note     {safe_text(finding.path)}: {finding.detail}", markup=False)
     if len(report.notes) > 10:
         context.console.print(f"  note     … and {len(report.notes) - 10} more images normalised later")
     for finding in report.problems:
-        context.console.print(f"  PROBLEM  {finding.path}: {finding.kind}: {finding.detail}", markup=False)
+        context.console.print(f"  PROBLEM  {safe_text(finding.path)}: {finding.kind}: {safe_text(finding.detail)}",
+                              markup=False)
     context.console.print("OK: no problems" if report.ok else f"FAILED: {len(report.problems)} problem(s)")

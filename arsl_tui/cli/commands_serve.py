@@ -29,7 +29,16 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from arsl_tui.cli.common import EXIT_BACKEND, EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandContext, CommandFailed, Handler
+from arsl_tui.cli.common import (
+    EXIT_BACKEND,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandContext,
+    CommandFailed,
+    Handler,
+    whole_number,
+)
 
 
 def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
@@ -38,7 +47,8 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
         description="Start the local inference gateway with VERSION, or update the running one. With --canary P, "
                     "VERSION serves P %% of requests beside the stable version.")
     deploy.add_argument("version", metavar="VERSION", help="v1, v2, … or champion / challenger")
-    deploy.add_argument("--canary", type=int, metavar="PERCENT", help="serve VERSION as a canary at PERCENT (1-99)")
+    deploy.add_argument("--canary", type=whole_number(1, 99),
+                        metavar="PERCENT", help="serve VERSION as a canary at PERCENT (1-99)")
     deploy.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     deploy.set_defaults(handler=_errors(deploy_command))
 
@@ -77,8 +87,10 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
         description="Send labelled test images (a data set's test split, or synthetic ones) to /v1/predict and "
                     "report availability, latency percentiles, error rate and accuracy. Fails (exit 1) over the "
                     "[canary] max_error_rate or max_p95_latency_ms.")
-    api_test.add_argument("--requests", type=int, default=200, metavar="N", help="requests to send (default 200)")
-    api_test.add_argument("--concurrency", type=int, default=8, metavar="C", help="requests in flight (default 8)")
+    api_test.add_argument("--requests", type=whole_number(1, 1_000_000), default=200,
+                          metavar="N", help="requests to send (default 200)")
+    api_test.add_argument("--concurrency", type=whole_number(1, 256), default=8,
+                          metavar="C", help="requests in flight (default 8)")
     api_test.add_argument("--data", type=Path, metavar="DIR",
                           help="a validated data set folder: use its manifest's test split (default: synthetic)")
     api_test.add_argument("--feedback", action="store_true", help="also send each true label to /v1/feedback")
@@ -290,10 +302,11 @@ def api_test_command(context: CommandContext, namespace: argparse.Namespace) -> 
 
     if namespace.requests < 1 or namespace.concurrency < 1:
         raise CommandFailed("--requests and --concurrency must be at least 1", EXIT_USAGE)
-    samples = dataset_test_split(namespace.data) if namespace.data is not None \
-        else synthetic_images(min(namespace.requests, 256))
+    # Cheap refusals first (a missing folder, no key, no gateway): rendering synthetic images takes seconds.
+    labelled = dataset_test_split(namespace.data) if namespace.data is not None else None
     target = caller(context.settings, namespace.endpoint, namespace.key, "api-test")
     try:
+        samples = labelled if labelled is not None else synthetic_images(min(namespace.requests, 256))
         report = api_test(target.endpoint, target.key, samples, requests=namespace.requests,
                           concurrency=namespace.concurrency, send_feedback=namespace.feedback)
     finally:

@@ -6,11 +6,32 @@ import argparse
 import functools
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from arsl_tui.cli.common import EXIT_BACKEND, EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandContext, CommandFailed, Handler
+from arsl_tui.cli.common import (
+    EXIT_BACKEND,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandContext,
+    CommandFailed,
+    Handler,
+    number,
+    setting_range,
+    whole_number,
+)
+from arsl_tui.config import TrainSettings
+
+INTERVAL = number(0, 3600, above=True)
+"""Poll intervals: positive, finite (`nan` or `inf` would never poll or never end), at most an hour."""
+
+
+def _train_flag(key: str) -> Callable[[str], int]:
+    """The argparse type of a flag that overrides `[train] key`: the same bounds as the config key."""
+    return whole_number(*setting_range(TrainSettings, key))
 
 if TYPE_CHECKING:
     from arsl_tui.domain.events import Event
@@ -24,36 +45,46 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
     submit = actions.add_parser("submit", parents=[common], help="train on a data set (default: the last uploaded)")
     submit.add_argument("dataset", nargs="?", metavar="DATASET",
                         help="a folder, obs://bucket/prefix/, local:PATH, or an uploaded data set's id")
-    submit.add_argument("--epochs", type=int, metavar="N")
-    submit.add_argument("--nodes", type=int, metavar="N", help="nodes (ModelArts; 1 locally)")
-    submit.add_argument("--gpus", type=int, metavar="N", help="GPUs per node (ModelArts) / processes (local)")
-    submit.add_argument("--batch-size", type=int, metavar="N")
-    submit.add_argument("--lr", type=float, metavar="RATE", help="learning rate")
-    submit.add_argument("--seed", type=int, metavar="S")
+    submit.add_argument("--epochs", type=_train_flag("epochs"), metavar="N")
+    submit.add_argument("--nodes", type=_train_flag("nodes"), metavar="N", help="nodes (ModelArts; 1 locally)")
+    submit.add_argument("--gpus", type=_train_flag("gpus"),
+                        metavar="N", help="GPUs per node (ModelArts) / processes (local)")
+    submit.add_argument("--batch-size", type=_train_flag("batch_size"), metavar="N")
+    submit.add_argument("--lr", type=number(0, 10, above=True), metavar="RATE", help="learning rate")
+    submit.add_argument("--seed", type=whole_number(0, 2**32 - 1), metavar="S")
     submit.add_argument("--model", metavar="NAME")
     submit.add_argument("--name", default="", metavar="NAME", help="job name (default: generated)")
     submit.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="an extra trainer flag (repeatable)")
     submit.add_argument("--wait", action="store_true", help="watch the job until it ends; exit with its outcome")
-    submit.add_argument("--interval", type=float, default=1.0, metavar="S", help="poll interval with --wait")
+    submit.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S", help="poll interval with --wait")
     submit.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     submit.set_defaults(handler=_backend_errors(submit_command))
 
     status = actions.add_parser("status", parents=[common], help="a job's phase and progress (no JOB: the list)")
     status.add_argument("job", nargs="?", metavar="JOB")
-    status.add_argument("--limit", type=int, default=20, metavar="N", help="jobs to list (default 20)")
+    status.add_argument("--limit", type=whole_number(1, 10_000), default=20,
+                        metavar="N", help="jobs to list (default 20)")
     status.set_defaults(handler=_backend_errors(status_command))
 
     watch = actions.add_parser("watch", parents=[common], help="one line per epoch until the job ends")
     watch.add_argument("job", metavar="JOB")
-    watch.add_argument("--interval", type=float, default=1.0, metavar="S", help="poll interval (default 1 s)")
+    watch.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S", help="poll interval (default 1 s)")
     watch.set_defaults(handler=_backend_errors(watch_command))
 
     logs = actions.add_parser("logs", parents=[common], help="a job's log")
     logs.add_argument("job", metavar="JOB")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
-    logs.add_argument("--interval", type=float, default=1.0, metavar="S")
+    logs.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S")
     logs.set_defaults(handler=_backend_errors(logs_command))
+
+    resume = actions.add_parser("resume", parents=[common],
+                                help="continue an interrupted job from its last checkpoint (local backend)")
+    resume.add_argument("job", metavar="JOB")
+    resume.add_argument("--wait", action="store_true", help="watch the job until it ends; exit with its outcome")
+    resume.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S", help="poll interval with --wait")
+    resume.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    resume.set_defaults(handler=_backend_errors(resume_command))
 
     stop = actions.add_parser("stop", parents=[common], help="stop a job")
     stop.add_argument("job", metavar="JOB")
@@ -121,11 +152,37 @@ def _parse_params(pairs: list[str]) -> dict[str, str]:
     return parameters
 
 
+def _check_dataset_argument(argument: str | None) -> None:
+    """Refuse an empty DATASET (it would mean the current folder) and a folder that holds no data set,
+    before a job is submitted that could only fail once it runs."""
+    from pathlib import Path
+
+    from arsl_tui.ops.dataset import DatasetError, holds_dataset
+
+    if argument is None:
+        return
+    text = argument.strip()
+    if not text:
+        raise CommandFailed("DATASET is empty: give a folder, obs://…, local:… or an uploaded data set's id, or "
+                            "leave it out for the data set uploaded last", EXIT_USAGE)
+    if text.startswith(("obs://", "local:")):
+        return
+    folder = Path(text).expanduser()
+    if folder.is_dir():
+        try:
+            if not holds_dataset(folder):
+                raise CommandFailed(f"{text}: holds no data set (no class folders such as ain/ or al/, and no "
+                                    "manifest.json)", EXIT_USAGE)
+        except DatasetError as error:
+            raise CommandFailed(str(error), EXIT_USAGE) from None
+
+
 def submit_command(context: CommandContext, namespace: argparse.Namespace) -> int:
     from arsl_tui.ops.training import build_spec, open_platform, resolve_dataset, submit_job
 
     settings = context.settings
     context.require_writable("submit a training job")
+    _check_dataset_argument(namespace.dataset)
     dataset = resolve_dataset(settings, namespace.dataset)
     spec = build_spec(settings, dataset, epochs=namespace.epochs, nodes=namespace.nodes, gpus=namespace.gpus,
                       batch_size=namespace.batch_size, learning_rate=namespace.lr, seed=namespace.seed,
@@ -280,6 +337,22 @@ def logs_command(context: CommandContext, namespace: argparse.Namespace) -> int:
         context.stdout.write(text)
         context.stdout.flush()
     return EXIT_OK
+
+
+def resume_command(context: CommandContext, namespace: argparse.Namespace) -> int:
+    from arsl_tui.ops.training import open_platform, resume_job
+
+    context.require_writable(f"resume training job {namespace.job}")
+    platform = open_platform(context.settings)
+    _confirm(context, f"Resume job {namespace.job} from its last checkpoint?", namespace.yes)
+    status = resume_job(platform, namespace.job)
+    if context.json_output:
+        context.emit_json({**status.to_json(), "resumes": namespace.job})
+    else:
+        context.console.print(f"job {status.job_id} resumes {namespace.job} ({status.phase.value})", markup=False)
+    if not namespace.wait:
+        return EXIT_OK
+    return _watch(context, platform, status.job_id, namespace.interval)
 
 
 def stop_command(context: CommandContext, namespace: argparse.Namespace) -> int:

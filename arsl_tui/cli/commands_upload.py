@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from arsl_tui.cli.common import (
     EXIT_BACKEND,
@@ -29,7 +31,11 @@ from arsl_tui.cli.common import (
     EXIT_USAGE,
     CommandContext,
     CommandFailed,
+    safe_text,
+    setting_range,
+    whole_number,
 )
+from arsl_tui.config import UploadSettings
 
 if TYPE_CHECKING:
     from arsl_tui.domain.events import Event
@@ -48,11 +54,13 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
     upload.add_argument("target", metavar="DIR", help="data set folder (the 32 class folders), or `status`")
     upload.add_argument("--mode", choices=("shards", "files"), default=None,
                         help="shards: ~64 MB WebDataset tar shards (default from config); files: one object per image")
-    upload.add_argument("--concurrency", type=int, default=None, metavar="N", help="requests in flight (1–256)")
+    upload.add_argument("--concurrency", type=whole_number(*setting_range(UploadSettings, "concurrency")), default=None,
+                        metavar="N", help="requests in flight (1–256)")
     upload.add_argument("--allow-problems", action="store_true",
                         help="quarantine problem files (left out of the manifest and the store) instead of refusing")
     upload.add_argument("--yes", "-y", action="store_true", help="do not ask before uploading")
-    upload.add_argument("--limit", type=int, default=20, metavar="N", help="runs to list with `status` (default 20)")
+    upload.add_argument("--limit", type=whole_number(1, 10_000), default=20,
+                        metavar="N", help="runs to list with `status` (default 20)")
     upload.set_defaults(handler=upload_command)
 
 
@@ -98,7 +106,8 @@ def upload_command(context: CommandContext, namespace: argparse.Namespace) -> in
 
 
 def _confirm(context: CommandContext, folder: Path, location: str, mode: str) -> bool:
-    answer = context.err_console.input(f"Upload {folder} to {location} ({mode} mode)? [y/N] ")
+    answer = context.err_console.input(f"Upload {escape(safe_text(str(folder)))} to {escape(location)} ({mode} mode)? "
+                                       "\\[y/N] ")
     return answer.strip().lower() in ("y", "yes")
 
 
@@ -108,9 +117,11 @@ def _refused(context: CommandContext, refusal: UploadRefused) -> int:
         context.emit_json({"event": "refused", "error": str(refusal), "exit_code": EXIT_FAILED,
                            "root": str(report.root), "problems": [item.to_json() for item in report.problems]})
     console = context.err_console
-    console.print(f"[bold red]refused:[/] {report.root}: {len(report.problems)} problem(s); nothing uploaded")
+    console.print(Text.assemble(("refused:", "bold red"), f" {safe_text(str(report.root))}: {len(report.problems)} "
+                                "problem(s); nothing uploaded"))
     for finding in report.problems:
-        console.print(f"  PROBLEM  {finding.path}: {finding.kind}: {finding.detail}", markup=False)
+        console.print(f"  PROBLEM  {safe_text(finding.path)}: {finding.kind}: {safe_text(finding.detail)}",
+                      markup=False)
     console.print("fix them, or pass --allow-problems to quarantine these files (they stay out of the store)")
     return EXIT_FAILED
 
@@ -127,7 +138,7 @@ def _report_outcome(context: CommandContext, outcome: UploadOutcome) -> int:
     elif outcome.status == "cancelled":
         context.err_console.print(f"cancelled: {summary}; run the same command again to resume")
     else:
-        context.err_console.print(f"[bold red]error:[/] upload failed: {outcome.error}", markup=True)
+        context.err_console.print(Text.assemble(("error:", "bold red"), f" upload failed: {safe_text(outcome.error)}"))
         context.err_console.print(f"{summary}; the journal is kept: run the same command again to resume")
     return code
 

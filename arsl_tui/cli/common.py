@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import errno
 import json
+import math
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +24,73 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_BACKEND = 3
 EXIT_INTERRUPTED = 130
+READ_ONLY_ENV = "ARSL_READ_ONLY"
+
+
+_MESSAGE_CHARS = 2000
+"""Longer messages are cut in the middle: a 100 000-character argument must not flood the terminal."""
+_PATH_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.EACCES,
+                          errno.EPERM, errno.EEXIST, errno.EROFS, errno.EINVAL})
+"""OSErrors about a path the user gave (usage, exit 2); others (disk full, I/O error) are exit 3."""
+_INVISIBLE = frozenset({0x200E, 0x200F, 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0xFEFF})
+"""Bidirectional overrides, line separators and the BOM: they reorder or hide what a terminal shows."""
+
+
+def safe_text(text: str, limit: int = _MESSAGE_CHARS) -> str:
+    """`text` fit for one terminal line: control characters (ANSI escapes, newlines), bidi overrides and
+    undecodable bytes (surrogate escapes) shown as Python escapes, never sent raw; cut to `limit` characters."""
+    shown = []
+    for char in text:
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte os.fsdecode could not decode: show the byte
+            shown.append(f"\\x{code - 0xDC00:02x}")
+        elif code < 0x20 or 0x7F <= code <= 0x9F or 0xD800 <= code <= 0xDFFF or code in _INVISIBLE:
+            shown.append(repr(char)[1:-1] if code < 0x80 else f"\\u{code:04x}")
+        else:
+            shown.append(char)
+    result = "".join(shown)
+    if len(result) > limit:
+        half = limit // 2
+        result = f"{result[:half]}…[{len(result) - 2 * half} characters]…{result[-half:]}"
+    return result
+
+
+def whole_number(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from `low` to `high` (usage error, exit 2, otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip()) if text.strip().lstrip("+-").isdigit() and text.isascii() else None
+        except ValueError:  # more digits than int() converts
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number between {low} and {high}, "
+                                             f"got '{safe_text(text, 80)}'")
+        return value
+
+    return parse
+
+
+def number(low: float, high: float, *, above: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number from `low` (or above it, with `above`) to `high`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text) if text.isascii() else math.nan
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value > high or value < low or (above and value == low):
+            span = f"above {low:g} and at most {high:g}" if above else f"between {low:g} and {high:g}"
+            raise argparse.ArgumentTypeError(f"expected a number {span}, got '{safe_text(text, 80)}'")
+        return value
+
+    return parse
+
+
+def setting_range(section: type, key: str) -> tuple[int, int]:
+    """The bounds a config key allows (its dataclass metadata), so a flag and its key agree."""
+    metadata = {item.name: item.metadata for item in dataclasses.fields(section)}[key]
+    return int(metadata["low"]), int(metadata["high"])
 
 
 class CommandFailed(Exception):
@@ -35,8 +106,9 @@ class CommandContext:
     config_path: str | None
     backend: str | None
     json_output: bool
-    stdout: TextIO = sys.stdout
-    stderr: TextIO = sys.stderr
+    # Looked up when a command starts, not at import: whoever redirects sys.stdout (tests, tools) gets the output.
+    stdout: TextIO = dataclasses.field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = dataclasses.field(default_factory=lambda: sys.stderr)
 
     @classmethod
     def from_namespace(cls, namespace: argparse.Namespace) -> CommandContext:
@@ -63,8 +135,10 @@ class CommandContext:
     def require_writable(self, action: str) -> None:
         """Central read-only gate for every command that changes something."""
         if self.settings.read_only:
-            raise CommandFailed(f"read-only mode is on (read_only = true in {self.settings.source}); "
-                                f"refusing to {action}", EXIT_USAGE)
+            variable = os.environ.get(READ_ONLY_ENV)
+            where = (f"{READ_ONLY_ENV}={variable}" if variable is not None
+                     else f"read_only = true in {self.settings.source}")
+            raise CommandFailed(f"read-only mode is on ({safe_text(where)}); refusing to {action}", EXIT_USAGE)
 
 
 Handler = Callable[[CommandContext, argparse.Namespace], int]
@@ -73,6 +147,7 @@ Handler = Callable[[CommandContext, argparse.Namespace], int]
 def run_command(handler: Handler, context: CommandContext, namespace: argparse.Namespace) -> int:
     """Run a handler, turning known failures into a one-line message and an exit code."""
     from arsl_tui.domain.ports import StoreError
+    from arsl_tui.providers.local.state import StateError
 
     try:
         return handler(context, namespace)
@@ -85,12 +160,25 @@ def run_command(handler: Handler, context: CommandContext, namespace: argparse.N
     except StoreError as error:
         _report(context, f"storage error: {error}", EXIT_BACKEND)
         return EXIT_BACKEND
+    except StateError as error:
+        _report(context, f"state file error: {error}", EXIT_BACKEND)
+        return EXIT_BACKEND
     except KeyboardInterrupt:
         _report(context, "interrupted", EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
+    except UnicodeEncodeError as error:  # an argument with bytes that are no UTF-8 (os.fsdecode's surrogates)
+        text = error.object if isinstance(error.object, str) else ""
+        _report(context, f"{safe_text(text, 200)!s}: not valid UTF-8; names, ids, notes and paths that arsl "
+                         "stores or sends must be UTF-8 text", EXIT_USAGE)
+        return EXIT_USAGE
+    except OSError as error:  # a path given on the command line that cannot be used (too long, a loop, …)
+        code = EXIT_USAGE if error.errno in _PATH_ERRNOS else EXIT_BACKEND
+        where = f"{safe_text(str(error.filename), 200)}: " if error.filename is not None else ""
+        _report(context, f"{where}{error.strerror or error}", code)
+        return code
 
 
 def _report(context: CommandContext, message: str, exit_code: int) -> None:
     if context.json_output:
         context.emit_json({"error": message, "exit_code": exit_code})
-    context.err_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+    context.err_console.print(Text.assemble(("error: ", "bold red"), safe_text(message)), soft_wrap=True)

@@ -433,7 +433,7 @@ def judged(run: CanaryRun, judgement: Judgement, *, now: float, window_s: float)
                        window_started_at=None, next_judgement_at=None, alarm=reason, judgements=history)
     # Inconclusive or marginal: hold this step and judge again one window later, on everything since it began.
     after = replace(run, updated_at=now, holds=window_number, next_judgement_at=now + step.window_s,
-                    judgements=history, reason=f"holding at {step.weight}% after window {window_number}: "
+                    judgements=history, error="", reason=f"holding at {step.weight}% after window {window_number}: "
                                                f"{judgement.reason}")
     return Transition(run=after, actions=(), log=None, previous=run.phase)
 

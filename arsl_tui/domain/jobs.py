@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -438,14 +439,31 @@ def failure_reason(log_text: str, max_lines: int = 5) -> str:
         # Keep order, drop repeats (torchrun prints the root cause again in its summary).
         unique = list(dict.fromkeys(errors))
         return "\n".join(unique[-max_lines:])
+    killed = _killed_rank(log_text)
+    if killed:
+        return killed
     meaningful = [line for line in lines if not _NOISE_LINE.match(line.strip())]
     return "\n".join((meaningful or lines)[-max_lines:])
+
+
+def _killed_rank(log_text: str) -> str:
+    """'rank 1 was killed by signal 9 (SIGKILL)' from torchrun's root-cause summary, or ''."""
+    for found in _ROOT_CAUSE.finditer(log_text):
+        number = int(found.group("signal"))
+        try:
+            name = f" ({signal.Signals(number).name})"
+        except ValueError:
+            name = ""
+        return f"rank {found.group('rank')} was killed by signal {number}{name}"
+    return ""
 
 
 # "error: …", "[trainer] error (rank 0): …", "ValueError: …", "pkg.DataError: …"
 _ERROR_LINE = re.compile(r"^(\[[\w.-]+\]\s*)?(error\b[^:]*:|[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b:?)", re.I)
 # torchrun's own wrapper around a worker's failure says nothing the worker's line does not.
 _LAUNCHER_ERROR = re.compile(r"ChildFailedError|SignalException|torch\.distributed\.elastic")
+# torchrun's summary of a worker that ended by a signal: "rank : 1 (local_rank: 1)" … "exitcode : -9 (pid: …)".
+_ROOT_CAUSE = re.compile(r"rank\s*:\s*(?P<rank>\d+)[^\n]*\n(?:[^\n]*\n){0,2}?\s*exitcode\s*:\s*-(?P<signal>\d+)")
 _NOISE_LINE = re.compile(r"^(=+|-+|\*+|W\d{4} |I\d{4} |\[W|\[I|Traceback|File \")")
 
 

@@ -40,6 +40,11 @@ _CHUNK = 512
 results coming in steady order."""
 _PROCESS_MIN_FILES = 4096
 """Below this many files, decoding in this process is quicker than starting worker processes (~0.5 s)."""
+MAX_IMAGE_BYTES = 32 * 1024 * 1024
+"""An ArSL2018 image is ~2 KB; a bigger file is refused unread (a sparse 100 GB "image" must not fill memory)."""
+MAX_IMAGE_PIXELS = 4096 * 4096
+"""Larger images are refused from their header, before decoding (a small file can declare gigapixels)."""
+_INVISIBLE = frozenset({0x200E, 0x200F, 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0xFEFF})
 
 
 class DatasetError(Exception):
@@ -95,38 +100,87 @@ class _Checked(NamedTuple):
     """Whether the file got as far as being read and decoded (what `files_scanned` counts)."""
 
 
+def holds_dataset(folder: Path) -> bool:
+    """Whether `folder` (or its single sub-folder) has a manifest.json or at least one class folder."""
+    root = find_dataset_root(folder)
+    if (root / MANIFEST_NAME).is_file():
+        return True
+    try:
+        return any(entry.name in ARSL_CLASSES and entry.is_dir(follow_symlinks=False) for entry in os.scandir(root))
+    except OSError as error:
+        raise DatasetError(f"{shown(str(root))}: cannot be read ({error.strerror})") from None
+
+
 def find_dataset_root(folder: Path) -> Path:
     """The folder holding the class folders: `folder` itself or its single sub-folder."""
-    if not folder.exists():
-        raise DatasetError(f"{folder}: no such folder")
-    if not folder.is_dir():
-        raise DatasetError(f"{folder}: is a file, expected a folder of class folders")
+    where = shown(str(folder))
+    try:
+        mode = os.stat(folder).st_mode
+    except FileNotFoundError:
+        raise DatasetError(f"{where}: no such folder") from None
+    except OSError as error:  # too long a name, a symlink loop, a file used as a folder
+        raise DatasetError(f"{where}: cannot be read ({error.strerror})") from None
+    if not stat.S_ISDIR(mode):
+        raise DatasetError(f"{where}: is a file, expected a folder of class folders")
     try:
         entries = [entry for entry in os.scandir(folder) if not entry.name.startswith(".")]
+        if any(entry.name in ARSL_CLASSES for entry in entries if entry.is_dir(follow_symlinks=False)):
+            return folder
+        subfolders = [entry for entry in entries if entry.is_dir(follow_symlinks=False)]
+        files = [entry for entry in entries
+                 if entry.name not in _OWN_FILES and not entry.is_dir(follow_symlinks=False)]
+        if len(subfolders) == 1 and not files:
+            inner = Path(subfolders[0].path)
+            if any(entry.name in ARSL_CLASSES for entry in os.scandir(inner) if entry.is_dir(follow_symlinks=False)):
+                return inner
     except OSError as error:
-        raise DatasetError(f"{folder}: cannot be read ({error.strerror})") from None
-    if any(entry.name in ARSL_CLASSES for entry in entries if entry.is_dir(follow_symlinks=False)):
-        return folder
-    subfolders = [entry for entry in entries if entry.is_dir(follow_symlinks=False)]
-    files = [entry for entry in entries if entry.name not in _OWN_FILES and not entry.is_dir(follow_symlinks=False)]
-    if len(subfolders) == 1 and not files:
-        inner = Path(subfolders[0].path)
-        if any(entry.name in ARSL_CLASSES for entry in os.scandir(inner) if entry.is_dir(follow_symlinks=False)):
-            return inner
+        raise DatasetError(f"{where}: cannot be read ({error.strerror})") from None
     return folder
 
 
 def _display(path: str) -> str:
-    """A printable form of a file name that may hold undecodable bytes."""
+    """A file name that may hold undecodable bytes, as text (U+FFFD for each such byte).
+
+    Findings keep every other character as it is, newlines and escapes included: they identify the file
+    (the manifest's quarantine list, --json). Whoever prints one to a terminal escapes it (`shown`).
+    """
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _chunks(root: Path, problems: list[Finding]) -> Iterator[tuple[str, list[str]]]:
-    """(class, up to _CHUNK entry names in name order) for every class folder; top-level problems go to `problems`.
+def shown(text: str) -> str:
+    """`text` safe for a terminal: control characters (newlines, ANSI escapes) and bidi overrides as Python
+    escapes, undecodable bytes as U+FFFD; for messages and for printing findings."""
+    out = []
+    for char in _display(text):
+        code = ord(char)
+        if code < 0x20 or 0x7F <= code <= 0x9F or code in _INVISIBLE:
+            out.append(repr(char)[1:-1] if code < 0x80 else f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _count_entries(folder: str, limit: int = 100_000) -> str:
+    """How many entries a skipped folder holds, counted without following symlinks or going deeper."""
+    try:
+        with os.scandir(folder) as entries:
+            count = sum(1 for _ in itertools.islice(entries, limit))
+    except OSError as error:
+        return f"unreadable: {error.strerror}"
+    return f"{count}+ entries" if count >= limit else f"{count} entries"
+
+
+def _chunks(root: Path, problems: list[Finding], classes: set[str]) -> Iterator[tuple[str, list[str]]]:
+    """(class, up to _CHUNK entry names in name order) for every class folder; top-level problems go to `problems`,
+    the class folders found to `classes`.
 
     Only names are listed here: every per-file check happens where the file is decoded (`_check_chunk`).
     """
-    for top in sorted(os.scandir(root), key=lambda entry: entry.name):
+    try:
+        tops = sorted(os.scandir(root), key=lambda entry: entry.name)
+    except OSError as error:
+        raise DatasetError(f"{shown(str(root))}: cannot be read ({error.strerror})") from None
+    for top in tops:
         name = top.name
         if name.startswith(".") or (name in _OWN_FILES and top.is_file(follow_symlinks=False)):
             continue
@@ -137,11 +191,15 @@ def _chunks(root: Path, problems: list[Finding]) -> Iterator[tuple[str, list[str
             problems.append(Finding(_display(name), "stray_file", "file outside any class folder"))
             continue
         if name not in ARSL_CLASSES:
-            count = sum(1 for _ in Path(top.path).rglob("*"))
-            problems.append(Finding(_display(name) + "/", "unknown_class",
-                                    f"folder is not one of the 32 ArSL2018 classes ({count} entries skipped)"))
+            problems.append(Finding(_display(name) + "/", "unknown_class", "folder is not one of the 32 ArSL2018 "
+                                    f"classes ({_count_entries(top.path)} skipped)"))
             continue
-        names = sorted(entry.name for entry in os.scandir(top.path) if not entry.name.startswith("."))
+        classes.add(name)
+        try:
+            names = sorted(entry.name for entry in os.scandir(top.path) if not entry.name.startswith("."))
+        except OSError as error:
+            problems.append(Finding(name + "/", "unreadable", error.strerror or str(error)))
+            continue
         for start in range(0, len(names), _CHUNK):
             yield name, names[start:start + _CHUNK]
 
@@ -153,44 +211,69 @@ def _check_chunk(root: str, cls: str, names: list[str], split: SplitPolicy) -> l
 
 def _check_entry(root: str, cls: str, name: str, split: SplitPolicy) -> _Checked:
     relative = f"{cls}/{name}"
-    shown = _display(relative)
+    label = _display(relative)
     path = os.path.join(root, cls, name)
     try:
         mode = os.lstat(path).st_mode
     except OSError as error:
-        return _Checked(None, Finding(shown, "unreadable", error.strerror or str(error)), None, False)
+        return _Checked(None, Finding(label, "unreadable", error.strerror or str(error)), None, False)
     if stat.S_ISLNK(mode):
-        return _Checked(None, Finding(shown, "symlink", "symbolic links are not followed"), None, False)
+        return _Checked(None, Finding(label, "symlink", "symbolic links are not followed"), None, False)
     if stat.S_ISDIR(mode):
-        return _Checked(None, Finding(shown + "/", "nested_folder", "class folders must hold image files only"),
+        return _Checked(None, Finding(label + "/", "nested_folder", "class folders must hold image files only"),
                         None, False)
     if not stat.S_ISREG(mode):
-        return _Checked(None, Finding(shown, "not_a_file", "not a regular file"), None, False)
+        return _Checked(None, Finding(label, "not_a_file", "not a regular file"), None, False)
     try:
         check_relative_path(relative)
     except UnsafeKeyError as error:
-        return _Checked(None, Finding(shown, "unsafe_name", str(error)), None, False)
+        return _Checked(None, Finding(label, "unsafe_name", str(error)), None, False)
     if Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
-        return _Checked(None, Finding(shown, "not_an_image", "extension is not .jpg, .jpeg or .png"), None, False)
+        return _Checked(None, Finding(label, "not_an_image", "extension is not .jpg, .jpeg or .png"), None, False)
     return _decode(relative, cls, path, split)
 
 
+def _read_regular(path: str) -> bytes:
+    """The bytes of the regular file at `path`, never through a symlink (swapped in since the lstat), never
+    blocking on a FIFO, never more than MAX_IMAGE_BYTES (ValueError)."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as handle:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise ValueError("not a regular file")
+        if status.st_size > MAX_IMAGE_BYTES:
+            raise ValueError(f"{status.st_size} bytes; images are at most {MAX_IMAGE_BYTES // 2**20} MB")
+        data = handle.read(MAX_IMAGE_BYTES + 1)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ValueError(f"more than {MAX_IMAGE_BYTES // 2**20} MB; images are smaller")
+    return data
+
+
 def _decode(relative: str, cls: str, path: str, split: SplitPolicy) -> _Checked:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        data = _read_regular(path)
     except OSError as error:
         return _Checked(None, Finding(relative, "unreadable", error.strerror or str(error)), None, True)
+    except ValueError as error:
+        return _Checked(None, Finding(relative, "not_a_file" if "regular" in str(error) else "too_big", str(error)),
+                        None, True)
     if not data:
         return _Checked(None, Finding(relative, "empty_file", "0 bytes"), None, True)
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                return _Checked(None, Finding(relative, "too_big", f"{image.width}×{image.height} pixels; at most "
+                                              f"{MAX_IMAGE_PIXELS} are decoded"), None, True)
             image.load()
             width, height, mode = image.width, image.height, image.mode
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        return _Checked(None, Finding(relative, "corrupt", f"cannot decode image ({error})"), None, True)
+    except Image.DecompressionBombError as error:  # the header declares far more pixels than we decode
+        return _Checked(None, Finding(relative, "too_big", shown(str(error))[:200]), None, True)
+    except Exception as error:  # Pillow raises many types for hostile bytes; each is this file's problem
+        detail = shown(str(error))[:200]
+        return _Checked(None, Finding(relative, "corrupt", f"cannot decode image ({type(error).__name__}: {detail})"),
+                        None, True)
     md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
     record = ImageRecord(path=relative, cls=cls, bytes=len(data), md5=md5, split=split.assign(md5), width=width,
                          height=height, mode=mode)
@@ -204,13 +287,14 @@ def _decode(relative: str, cls: str, path: str, split: SplitPolicy) -> _Checked:
 ProgressCallback = Callable[[int], None]
 
 
-def _check_all(root: Path, split: SplitPolicy, problems: list[Finding], workers: int | None) -> Iterator[_Checked]:
+def _check_all(root: Path, split: SplitPolicy, problems: list[Finding], classes: set[str],
+               workers: int | None) -> Iterator[_Checked]:
     """Every entry of every class folder checked, in path order.
 
     Large sets are checked by worker processes, chunk by chunk, with at most two chunks per worker
     queued: memory stays flat however many files there are, and results come back in order.
     """
-    chunks = _chunks(root, problems)
+    chunks = _chunks(root, problems, classes)
     head: list[tuple[str, list[str]]] = []
     listed = 0
     for chunk in chunks:
@@ -254,8 +338,9 @@ def validate_dataset(folder: Path, split: SplitPolicy, *, quarantine: bool = Fal
     notes: list[Finding] = []
     records: list[ImageRecord] = []
     first_by_md5: dict[str, str] = {}
+    classes: set[str] = set()
     scanned = 0
-    for checked in _check_all(root, split, problems, workers):
+    for checked in _check_all(root, split, problems, classes, workers):
         if checked.decoded:
             scanned += 1
             if on_progress is not None and scanned % 256 == 0:
@@ -275,8 +360,10 @@ def validate_dataset(folder: Path, split: SplitPolicy, *, quarantine: bool = Fal
             notes.append(checked.note)
     if on_progress is not None:
         on_progress(scanned)
-    if scanned == 0 and not problems:
-        raise DatasetError(f"{root}: no class folders with images (expected <class>/*.jpg for the 32 ArSL2018 classes)")
+    if scanned == 0 and not classes:  # no data set here at all: no report, and no manifest written into it
+        found = f"; found {len(problems)} other entries, e.g. {shown(problems[0].path)}" if problems else ""
+        raise DatasetError(f"{shown(str(root))}: no class folders with images (expected <class>/*.jpg for the 32 "
+                           f"ArSL2018 classes){found}")
     present = {record.cls for record in records}
     for name in ARSL_CLASSES:
         if name not in present:
@@ -290,6 +377,8 @@ def validate_dataset(folder: Path, split: SplitPolicy, *, quarantine: bool = Fal
 def write_manifest(report: ValidationReport, destination: Path | None = None) -> Path:
     """Write manifest.json atomically beside the class folders (or to `destination`)."""
     target = destination or report.root / MANIFEST_NAME
+    if target.name in ("", ".", ".."):
+        raise DatasetError(f"{shown(str(target))}: not a file name for the manifest")
     temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     temporary.write_bytes(report.manifest.to_json_bytes())
     os.replace(temporary, target)

@@ -560,6 +560,14 @@ class CanaryController:
             return self._save(machine.deploy_failed(
                 run, f"not serving {run.challenger} after {run.plan.deploy_timeout_s:g} s (service {status.phase}"
                      f"{': ' + status.detail if status.detail else ''})", now=now))
+        if status.phase in ("stopped", "absent"):
+            # A stopped service never comes up by itself (the gateway was killed or stopped after the deploy
+            # took effect): say why the deployment waits, or a watch would wait in silence until the deadline.
+            problem = (f"service {self.service} is {status.phase}{' — ' + status.detail if status.detail else ''}; "
+                       "the deployment waits for it to run")
+            if run.error != problem:
+                run = machine.note_error(run, problem, now=now)
+                self.store.save(run)
         return run
 
     def _judge(self, run: CanaryRun) -> CanaryRun:

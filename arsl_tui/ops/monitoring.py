@@ -84,8 +84,13 @@ def configured_rules(settings: Settings) -> tuple[list[AlarmRule], list[SkippedR
 # --- opening a monitor ------------------------------------------------------------------------------
 
 
-def gateway_sampler(settings: Settings) -> Sampler:
-    """Reads the local gateway's per-version stats over the last window (the gateway's admin API)."""
+def gateway_sampler(settings: Settings, timeout_s: float | None = None) -> Sampler:
+    """Reads the local gateway's per-version stats over the last window (the gateway's admin API).
+
+    A gateway that does not answer within `timeout_s` (default `ops.serving.STATS_TIMEOUT_S`) counts as
+    down for the round (service_up 0, no other points: its other rules see missing data), so a hung
+    gateway delays a round by that much at most.
+    """
     from arsl_tui.providers.local.monitor import gateway_samples
 
     def sample(now: float, window_s: float) -> list[Sample]:
@@ -103,7 +108,8 @@ def gateway_sampler(settings: Settings) -> Sampler:
         stats = None
         if deployed and running:
             try:
-                stats = serving.version_stats(settings, window_s=window_s, max_samples=STATS_MAX_SAMPLES)
+                stats = serving.version_stats(settings, window_s=window_s, max_samples=STATS_MAX_SAMPLES,
+                                              timeout_s=serving.STATS_TIMEOUT_S if timeout_s is None else timeout_s)
             except ServingError:
                 stats = None  # it does not answer: service_up 0
         return gateway_samples(stats, deployed=deployed, min_feedback=settings.alarms.min_feedback)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 WORKER_DIED = ("a worker process stopped abruptly ({detail}): killed, out of memory, or started from a script "
@@ -30,10 +32,25 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _ignore_interrupts() -> None:
+PARENT_CHECK_S = 1.0
+
+
+def _exit_with_parent(parent: int) -> None:
+    # PR_SET_PDEATHSIG fires when the *thread* that started the worker ends, and pools here are started
+    # from worker threads that may end first; polling the parent's pid is cheap and exact.
+    while True:
+        time.sleep(PARENT_CHECK_S)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _worker_setup(parent: int) -> None:
+    """In each pool worker: Ctrl-C is the parent's to handle, and a worker ends when its parent is gone
+    (a SIGKILLed upload or console would otherwise leave its decoders running)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_ignore_interrupts)
+                               initializer=_worker_setup, initargs=(os.getpid(),))

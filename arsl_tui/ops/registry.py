@@ -20,6 +20,15 @@ A writer whose conditional create was refused reads the object: if it holds exac
 sent (each record carries a random writer id), the refusal answered a retry of its own successful
 request, and it carries on; otherwise it lost the race and tries the next number or entry.
 
+A misbehaving store (timeouts, resets, 5xx, 429, a body cut short) costs retries, never a wrong
+registry: every store call is retried on a transient error, which is safe because every write is
+idempotent (package files are content-addressed, a refused create is told from a lost reply as
+above, the cache is a shortcut). A conditional create the store answers with an ETag of other bytes
+than those sent (it kept a damaged body) is a claim only this writer can have made: it deletes it and
+tries again, so no reader ever stumbles over it. Should one survive anyway (the writer died first),
+a version record that cannot be read and that the log never registered is an abandoned claim:
+`list` leaves it out (its number stays used); `get` of it still names the damage.
+
 Model files are copied as bytes and checked, never loaded: weights must be safetensors (header and
 SHA-256 checked), and files in formats that unpickle (.pt, .pth, .pkl, .ckpt, …) are refused.
 
@@ -32,6 +41,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -43,10 +53,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from arsl_tui.domain.keys import UnsafeKeyError, check_relative_path, join_key
-from arsl_tui.domain.ports import ObjectNotFound, ObjectStore, StoreError
+from arsl_tui.domain.ports import ObjectInfo, ObjectNotFound, ObjectStore, StoreError
 from arsl_tui.domain.registry import (
     ALIASES,
     CHAMPION,
@@ -82,6 +92,11 @@ _UNPICKLING_SUFFIXES = frozenset({".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".b
 _SKIPPED_PARTS = frozenset({"__pycache__"})
 _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 _CHUNK = 1 << 20
+STORE_ATTEMPTS = 6
+"""Tries of one store call that keeps failing transiently, before its error is the caller's."""
+_BACKOFF_BASE_S = 0.05
+_BACKOFF_MAX_S = 1.0
+_T = TypeVar("_T")
 
 
 class VersionNotFound(RegistryError):
@@ -278,10 +293,31 @@ class ModelRegistry:
     def _where(self, key: str) -> str:
         return f"{self.store.location}/{key}"
 
+    # --- the store, patiently ---------------------------------------------------------------------
+
+    @staticmethod
+    def _patiently(operation: Callable[[], _T]) -> _T:
+        """`operation`, tried again after a transient store error (with jittered backoff); the last
+        error, which names the object and the cause, is the caller's."""
+        for attempt in range(1, STORE_ATTEMPTS + 1):
+            try:
+                return operation()
+            except StoreError as error:
+                if not error.transient or attempt == STORE_ATTEMPTS:
+                    raise
+            time.sleep(random.uniform(0, min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** (attempt - 1))))
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _get(self, key: str) -> bytes:
+        return self._patiently(lambda: self.store.get_bytes(key))
+
+    def _list(self, prefix: str) -> builtins.list[ObjectInfo]:
+        return self._patiently(lambda: builtins.list(self.store.list(prefix)))
+
     # --- reading ----------------------------------------------------------------------------------
 
     def _read_json(self, key: str) -> Any:
-        data = self.store.get_bytes(key)
+        data = self._get(key)
         try:
             return json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -290,7 +326,7 @@ class ModelRegistry:
     def _version_numbers(self) -> builtins.list[int]:
         base = self.prefix + "versions/"
         numbers = []
-        for info in self.store.list(base):
+        for info in self._list(base):
             found = _VERSION_FILE.match(info.key[len(base):])
             if found:
                 numbers.append(int(found.group(1)))
@@ -312,8 +348,20 @@ class ModelRegistry:
         return record
 
     def list(self) -> builtins.list[ModelVersion]:
-        """Every version, oldest first."""
-        return [self.get(format_version(number)) for number in self._version_numbers()]
+        """Every version, oldest first; an abandoned claim (a record that cannot be read and that the
+        log never registered) is left out, a damaged record of a registered version is an error."""
+        records: builtins.list[ModelVersion] = []
+        registered: frozenset[str] | None = None
+        for number in self._version_numbers():
+            version = format_version(number)
+            try:
+                records.append(self.get(version))
+            except RegistryCorrupt:
+                if registered is None:
+                    registered = self.state().registered
+                if version in registered:
+                    raise
+        return records
 
     def find_by_job(self, job_id: str) -> ModelVersion | None:
         """The version registered from `job_id`, if any (the newest, should there be several)."""
@@ -325,7 +373,7 @@ class ModelRegistry:
     def _log_keys(self) -> builtins.list[tuple[int, str]]:
         base = self.prefix + "log/"
         found: builtins.list[tuple[int, str]] = []
-        for info in self.store.list(base):
+        for info in self._list(base):
             match = _LOG_FILE.match(info.key[len(base):])
             if match:
                 found.append((int(match.group(1)), info.key))
@@ -348,12 +396,12 @@ class ModelRegistry:
     def _cached_state(self) -> RegistryState:
         key = join_key(self.prefix, CACHE_NAME)
         try:
-            data = json.loads(self.store.get_bytes(key))
+            data = json.loads(self._get(key))
             return RegistryState(seq=int(data["seq"]), aliases={str(k): str(v) for k, v in data["aliases"].items()
                                                                 if k in ALIASES},
                                  registered=frozenset(str(item) for item in data["registered"]),
                                  overridden=frozenset(str(item) for item in data["overridden"]))
-        except (ObjectNotFound, ValueError, KeyError, TypeError, AttributeError):
+        except (StoreError, ValueError, KeyError, TypeError, AttributeError):
             return RegistryState()  # no cache, or an unreadable one: replay the whole log
 
     def state(self) -> RegistryState:
@@ -387,10 +435,24 @@ class ModelRegistry:
 
     def _create(self, key: str, data: bytes) -> bool:
         """Conditionally create `key`; True also when the object holds exactly `data` (our own lost reply)."""
-        if self.store.put_if_absent(key, data, _md5(data)):
-            return True
+        md5 = _md5(data)
+        for attempt in range(1, STORE_ATTEMPTS + 1):
+            try:
+                if self.store.put_if_absent(key, data, md5):
+                    return True
+                break
+            except StoreError as error:
+                if error.transient and error.code == "ETagMismatch":
+                    # The store answered this very request with the digest of other bytes: it created the
+                    # key with a damaged body. Nobody else can have created it, so removing it is safe, and
+                    # it must go (even when giving up): a record or log entry that cannot be read would
+                    # stop every reader.
+                    self._patiently(lambda: self.store.delete(key))
+                if not error.transient or attempt == STORE_ATTEMPTS:
+                    raise
+            time.sleep(random.uniform(0, min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2 ** (attempt - 1))))
         try:
-            return self.store.get_bytes(key) == data
+            return self._get(key) == data
         except ObjectNotFound:
             return False  # deleted since: the next attempt finds the number free again
 
@@ -419,15 +481,15 @@ class ModelRegistry:
         data = _encode(payload)
         # Only a shortcut for readers: the entry is appended already, and a reader without the cache replays.
         with contextlib.suppress(StoreError):
-            self.store.put_bytes(join_key(self.prefix, CACHE_NAME), data, _md5(data))
+            self._patiently(lambda: self.store.put_bytes(join_key(self.prefix, CACHE_NAME), data, _md5(data)))
 
     def _upload_package(self, package: PackageContents) -> tuple[PackageFile, ...]:
         stored = []
         for item in package.files:
             key = self.package_key(package.package_id, item.path)
-            present = self.store.head(key)
+            present = self._patiently(functools.partial(self.store.head, key))
             if present is None or present.md5 != item.md5 or present.size != item.size:
-                info = self.store.put_file(key, item.source, item.md5)
+                info = self._patiently(functools.partial(self.store.put_file, key, item.source, item.md5))
                 if info.size != item.size:
                     raise PackageError(f"{self._where(key)}: stored {info.size} bytes, expected {item.size}")
             stored.append(PackageFile(path=item.path, key=key, size=item.size, md5=item.md5))
@@ -506,7 +568,10 @@ class ModelRegistry:
     # --- reading packages back --------------------------------------------------------------------
 
     def fetch_package(self, version: str, destination: Path) -> Path:
-        """Download a version's package into `destination`, every file checked against its MD5."""
+        """Download a version's package into `destination`, every file checked against its MD5.
+
+        A file whose bytes differ from the record is removed before the error is raised, so nothing
+        can load it by mistake."""
         record = self.get(version)
         destination = Path(destination)
         for item in record.package:
@@ -516,11 +581,12 @@ class ModelRegistry:
                 raise RegistryCorrupt(f"{self._where(self.version_key(version))}: package path {error}") from None
             target = destination / item.path
             target.parent.mkdir(parents=True, exist_ok=True)
-            self.store.download_file(item.key, target)
+            self._patiently(functools.partial(self.store.download_file, item.key, target))
             size, md5, _sha = _digests(target)
             if md5 != item.md5 or size != item.size:
+                target.unlink(missing_ok=True)
                 raise RegistryCorrupt(f"{self._where(item.key)}: MD5 {md5} / {size} bytes, but {version} records "
-                                      f"{item.md5} / {item.size}")
+                                      f"{item.md5} / {item.size}; the stored package is damaged")
         return destination
 
 

@@ -214,11 +214,21 @@ def set_weights(settings: Settings, weights: Mapping[str, int], reason: str) -> 
         control.close()
 
 
-def version_stats(settings: Settings, window_s: float = 300.0, max_samples: int = 5000) -> dict[str, VersionStats]:
-    """Per-version requests, errors, latency samples and feedback accuracy over the last `window_s` seconds."""
+STATS_TIMEOUT_S = 5.0
+"""How long a stats read waits for the gateway: the gateway computes them in milliseconds, so one that
+takes longer is hung (stopped, swapping), and a monitor round must not wait on it for minutes."""
+
+
+def version_stats(settings: Settings, window_s: float = 300.0, max_samples: int = 5000,
+                  timeout_s: float = STATS_TIMEOUT_S) -> dict[str, VersionStats]:
+    """Per-version requests, errors, latency samples and feedback accuracy over the last `window_s` seconds.
+
+    ServingError when the gateway is not running or does not answer within `timeout_s`.
+    """
     control = open_control(settings)
     try:
-        body = control.admin("GET", "/admin/stats", params={"window_s": window_s, "max_samples": max_samples})
+        body = control.admin("GET", "/admin/stats", params={"window_s": window_s, "max_samples": max_samples},
+                             timeout_s=timeout_s)
     finally:
         control.close()
     return {version: VersionStats.from_json(item) for version, item in body["versions"].items()}
@@ -292,6 +302,8 @@ def caller(settings: Settings, endpoint: str | None, key: str | None, purpose: s
         if record is None:
             raise ServingError("no local gateway is running: `arsl deploy VERSION` starts one, or pass --endpoint URL")
         endpoint = record.endpoint
+        if key is None and settings.read_only:
+            raise ServingError(f"read-only: no throw-away key can be made; pass --key KEY or set {KEY_ENV}")
         if key is None:
             name = f"{purpose}-{secrets.token_hex(4)}"
             return Caller(endpoint=endpoint, key=create_key(settings, name), _temporary=(settings, name))

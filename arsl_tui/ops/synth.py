@@ -219,6 +219,15 @@ def _write_class(args: tuple[Path, int, int, int]) -> int:
 
 
 def _check_destination(out: Path) -> None:
+    if out.name in ("", ".", ".."):  # the staging folder is a sibling named after it: it needs a real name
+        raise SynthError(f"{out}: give the new folder a name (not '', '.' or '..')")
+    try:
+        _check_existing(out)
+    except OSError as error:  # a name too long, a symlink loop, a file used as a folder
+        raise SynthError(f"{out}: cannot be used ({error.strerror or error})") from None
+
+
+def _check_existing(out: Path) -> None:
     if out.exists() or out.is_symlink():
         if not out.is_dir():
             raise SynthError(f"{out}: exists and is not a folder")
@@ -242,6 +251,8 @@ def synthesize(out: Path, *, per_class: int, seed: int, workers: int | None = No
     out = Path(out)
     if per_class < 1:
         raise SynthError(f"per_class must be at least 1, got {per_class}")
+    if seed < 0:
+        raise SynthError(f"seed must be at least 0, got {seed}")
     _check_destination(out)
     staging = out.parent / f".{out.name}.synth-{os.getpid()}"
     try:

@@ -96,6 +96,19 @@ def submit_job(platform: TrainingPlatform, spec: JobSpec) -> JobStatus:
     return platform.status(platform.submit(spec))
 
 
+def resume_job(platform: TrainingPlatform, job_id: str) -> JobStatus:
+    """Continue an interrupted job from its last checkpoint; the first status of the job that does it.
+
+    Only platforms that restart jobs on request have `resume` (the local one); ModelArts restarts a
+    job's nodes itself and the trainer resumes from the checkpoints in its output.
+    """
+    resume: Callable[[str], str] | None = getattr(platform, "resume", None)
+    if resume is None:
+        raise JobSpecError(f"the {platform.backend} backend resumes jobs itself; submit a new job with the same "
+                           "output to continue one by hand")
+    return platform.status(resume(job_id))
+
+
 @dataclass
 class WatchUpdate:
     status: JobStatus
@@ -201,4 +214,4 @@ def stop_job(platform: TrainingPlatform, job_id: str) -> JobStatus:
 
 
 __all__ = ["JobWatcher", "WatchUpdate", "build_spec", "follow_logs", "job_progress", "open_platform", "read_logs",
-           "resolve_dataset", "stop_job", "submit_job", "watch_job"]
+           "resolve_dataset", "resume_job", "stop_job", "submit_job", "watch_job"]

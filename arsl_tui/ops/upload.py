@@ -34,11 +34,14 @@ concurrency of objects is in flight at once.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import itertools
 import json
 import random
 import shutil
+import sqlite3
 import threading
 import time
 import uuid
@@ -78,7 +81,7 @@ from arsl_tui.ops.upload_journal import (
     UploadJournal,
     UploadRunRecord,
 )
-from arsl_tui.providers.local.state import StateDB, state_path
+from arsl_tui.providers.local.state import StateDB, StateError, StateWriteError, state_path
 
 __all__ = [
     "UploadBusy",
@@ -308,13 +311,19 @@ class _Engine:
         prefix = dataset_prefix(self.settings, self.manifest_id)
         self.destination = f"{self.store.location.rstrip('/')}/{prefix}"
         self.job_id = hashlib.sha256(f"{self.store.location}\n{prefix}\n{self.request.mode}".encode()).hexdigest()[:20]
-        db, journal = _open_journal(self.settings)
+        try:
+            db, journal = _open_journal(self.settings)
+        except (sqlite3.Error, OSError) as error:
+            raise self._journal_failure(error) from None
         self.journal = journal
         lock: JobLock | None = None
         try:
-            lock = journal.acquire(self.job_id)
-            journal.start_run(self.run_id, self.job_id, str(report.root), self.manifest_id, self.request.mode,
-                              self.destination)
+            try:
+                lock = journal.acquire(self.job_id)
+                journal.start_run(self.run_id, self.job_id, str(report.root), self.manifest_id, self.request.mode,
+                                  self.destination)
+            except (sqlite3.Error, OSError) as error:
+                raise self._journal_failure(error) from None
             try:
                 manifest_item = self._stage_manifest(body, prefix)
                 del body
@@ -323,16 +332,33 @@ class _Engine:
                 self.halt.set()
                 self._finish("cancelled", "interrupted")
                 raise
+            except sqlite3.Error as error:
+                # The journal itself cannot be written (a full disk under the home folder): stop before
+                # anything more is sent, since nothing more could be recorded.
+                self.halt.set()
+                raise self._journal_failure(error) from None
             except OSError as error:
                 # Staging trouble under the home folder (disk full, permissions): the journal is intact.
-                return self._finish("failed", f"cannot write under {self.settings.home_dir}: {error}")
+                return self._finish("failed", f"cannot write under {self.settings.home_dir}: {_os_problem(error)}")
             except BaseException as error:
-                self._finish("failed", f"internal error: {error!r}")
+                with contextlib.suppress(StateError):
+                    self._finish("failed", f"internal error: {error!r}")
                 raise
         finally:
             if lock is not None:
                 lock.release()
             db.close()
+
+    def _journal_failure(self, error: BaseException, *, while_recording: str = "") -> StateError:
+        """The error a run ends with when its journal cannot be written: the file, the cause, what to do."""
+        cause = (error.detail if isinstance(error, StateWriteError)
+                 else _os_problem(error) if isinstance(error, OSError) else str(error))
+        during = f" while recording: {while_recording}" if while_recording else ""
+        full = (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)) or "full" in str(error)
+        remedy = f"free space under {self.settings.home_dir}" if full else "fix that"
+        return StateError(f"{state_path(self.settings.home_dir)}: cannot write the upload journal ({cause}){during}; "
+                          f"nothing is marked done that is not stored whole: {remedy} and run the same command "
+                          "again to resume")
 
     def _stage_manifest(self, body: dict[str, Any], prefix: str) -> _Item:
         """Write manifest.json to the staging folder, streaming, to upload it last from there."""
@@ -417,8 +443,11 @@ class _Engine:
 
     def _finish(self, status: Literal["done", "cancelled", "failed"], error: str) -> UploadOutcome:
         assert self.journal is not None
-        self.journal.update_run(self.run_id, status=status, error=error, objects_confirmed=self.tally.objects_done,
-                                bytes_confirmed=self.tally.bytes_done)
+        try:
+            self.journal.update_run(self.run_id, status=status, error=error,
+                                    objects_confirmed=self.tally.objects_done, bytes_confirmed=self.tally.bytes_done)
+        except sqlite3.Error as journal_error:
+            raise self._journal_failure(journal_error, while_recording=f"{status} {error}".strip()) from None
         outcome = UploadOutcome(run_id=self.run_id, status=status, manifest_id=self.manifest_id,
                                 destination=self.destination, objects_sent=self.tally.objects_sent,
                                 objects_skipped=self.tally.objects_skipped, bytes_sent=self.tally.bytes_sent,
@@ -480,7 +509,7 @@ class _Engine:
         expected = {item.key: item for item in items}
         for round_number in range(1, _VERIFY_ROUNDS + 1):
             self._phase("verifying", f"listing {prefix}")
-            wrong, extras = self._retrying(prefix, lambda: self._scan(prefix, expected))
+            wrong, extras, reasons = self._retrying(prefix, lambda: self._scan(prefix, expected))
             for key in extras:
                 self._retrying(key, lambda key=key: self.store.delete(key))  # type: ignore[misc]
             if extras:
@@ -490,7 +519,7 @@ class _Engine:
                 return
             if round_number == _VERIFY_ROUNDS:
                 raise _Failure(f"the store still lacks or holds wrong copies of {len(wrong)} object(s) after "
-                               f"{_VERIFY_ROUNDS} rounds, e.g. {wrong[0]}")
+                               f"{_VERIFY_ROUNDS} rounds, e.g. {wrong[0]} ({reasons[wrong[0]]})")
             self._phase("verifying", f"{len(wrong)} object(s) missing or wrong in the store; sending them again")
             with self.journal.db.transaction() as connection:
                 self.journal.set_states(connection, self.job_id, wrong, "pending")
@@ -503,24 +532,28 @@ class _Engine:
             self._phase("sending", f"re-sending {len(wrong)} object(s)")
             self._send(_ListSource([(expected[key], False) for key in wrong]))
 
-    def _scan(self, prefix: str, expected: dict[str, _Item]) -> tuple[list[str], list[str]]:
-        """(planned keys missing or wrong, unexpected keys) under the prefix."""
+    def _scan(self, prefix: str, expected: dict[str, _Item]) -> tuple[list[str], list[str], dict[str, str]]:
+        """(planned keys missing or wrong, unexpected keys, what is wrong with each planned key) under the prefix."""
         other_mode = (f"{prefix}shards/", prefix + SHARDS_INDEX_NAME) if self.request.mode == "files" \
             else (f"{prefix}files/",)
         unseen = set(expected)
         wrong: list[str] = []
         extras: list[str] = []
+        reasons: dict[str, str] = {}
         for info in self.store.list(prefix):
             item = expected.get(info.key)
             if item is not None:
                 unseen.discard(info.key)
                 if not self._matches(info, item):
                     wrong.append(info.key)
+                    reasons[info.key] = (f"the store holds {info.size} bytes, MD5 {info.md5 or 'unknown'}; expected "
+                                         f"{item.size} bytes, MD5 {item.md5}")
             elif info.key == prefix + MANIFEST_NAME or info.key.startswith(other_mode):
                 continue  # the manifest is checked when written; the other mode's objects are not ours to judge
             else:
                 extras.append(info.key)
-        return sorted(unseen) + wrong, extras
+        reasons.update((key, "missing") for key in unseen)
+        return sorted(unseen) + wrong, extras, reasons
 
     def _matches(self, info: ObjectInfo | None, item: _Item) -> bool:
         if info is None or info.size != item.size:
@@ -713,6 +746,14 @@ class _Engine:
             self._phase(phase, detail)
 
 
+def _os_problem(error: OSError) -> str:
+    """An OSError in words; a full disk says so and names the path."""
+    where = f" ({error.filename})" if error.filename else ""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"the disk is full{where}: {error.strerror}"
+    return f"{error.strerror or error}{where}"
+
+
 def _describe(error: Exception) -> str:
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
@@ -886,7 +927,8 @@ def run_upload(settings: Settings, request: UploadRequest, *, store: ObjectStore
     manifest last. Resumes from the journal by default.
 
     Raises `DatasetError` (no such folder, no images), `UploadRefused` (problems without allow_problems),
-    `UploadBusy` (the same upload is live in another process) and `StoreError` when the store cannot be
+    `UploadBusy` (the same upload is live in another process), `StateError` when its journal cannot be
+    written (a full disk under the home folder) and `StoreError` when the store cannot be
     opened; once sending starts, failures end in an outcome with status "failed" and the journal kept.
     `on_event` is called from worker threads: consumers must be thread-safe.
     """

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import os
 import queue
@@ -39,6 +40,10 @@ from trainer.preprocess import ImageDecodeError, decode_image, normalise
 TOP_K = 5
 MAX_PIXELS = 4096 * 4096
 """Larger images are refused before decoding (a small compressed body can expand to gigabytes)."""
+FORMATS = ("JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP", "TIFF")
+"""The formats a client may send (MPO: the JPEG variant phone cameras write). Pillow knows many more, some of
+them parsed by large amounts of rarely exercised code (or, for EPS, an external interpreter): bytes in any other
+format are refused from their header, before a decoder runs."""
 INLINE_BYTES = 64 * 1024
 INLINE_PIXELS = 512 * 512
 """Images at most this big are decoded on the event loop (well under a millisecond); others on the pool."""
@@ -108,16 +113,29 @@ def load_model(version: str, model_dir: Path) -> LoadedModel:
 # --- decoding -------------------------------------------------------------------------------------
 
 
+@functools.cache
+def _open_formats() -> tuple[str, ...]:
+    """FORMATS as Pillow knows them: every plugin registered (Image.open's `formats` needs them loaded)."""
+    Image.init()
+    return tuple(name for name in FORMATS if name in Image.OPEN)
+
+
 def probe(data: bytes) -> tuple[int, int]:
     """(width, height) from the image header, without decoding the pixels."""
     if not data:
         raise InvalidImage("empty: the body holds no image bytes")
     try:
-        with Image.open(io.BytesIO(data)) as opened:
-            return opened.size
+        with Image.open(io.BytesIO(data), formats=_open_formats()) as opened:
+            width, height = opened.size
+    except Image.DecompressionBombError:  # Pillow's own limit, far above ours: the header declares gigapixels
+        raise InvalidImage(f"the image declares far more pixels than decoded images may have ({MAX_PIXELS}): a "
+                           "decompression bomb?") from None
     except Exception as error:  # Pillow raises many types for bytes that are no image
-        raise InvalidImage(f"not a readable image: Pillow recognises no image format in these {len(data)} bytes "
+        raise InvalidImage(f"not a readable image: no {', '.join(FORMATS)} image in these {len(data)} bytes "
                            f"({type(error).__name__})") from None
+    if width < 1 or height < 1:
+        raise InvalidImage(f"the image is {width}×{height} pixels: it has no pixels")
+    return width, height
 
 
 def decode(data: bytes) -> np.ndarray:

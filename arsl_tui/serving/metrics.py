@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import bisect
 import math
-import random
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
 
 from arsl_tui.domain.serving import VersionStats
 
@@ -33,7 +33,8 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 INFERENCE_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 WINDOW_EVENTS = 200_000
-"""Request events kept per version for windowed stats (minutes of traffic at a few hundred per second)."""
+"""Request events kept per version for windowed stats (minutes of traffic at a few hundred per second);
+2.6 MB per version when full (see EventRing)."""
 NO_VERSION = "none"
 
 Labels = tuple[str, ...]
@@ -136,49 +137,96 @@ class Histogram(_Family):
 
 # Request outcomes in a version's window.
 OK, SERVER_ERROR, CLIENT_ERROR = 0, 1, 2
+RETIRED_WINDOWS_KEPT = 4
+"""Windows kept for versions no longer served (the newest first), so a long-lived gateway that served
+many canaries keeps a bounded number of them."""
+
+
+class EventRing:
+    """The newest `capacity` events as parallel numpy columns (fixed width: 13 bytes for a request event).
+
+    A deque of Python tuples costs ~120 bytes an event (24 MB for a full window of one version); these
+    columns grow by doubling up to `capacity` and then overwrite the oldest event. Events are appended
+    in time order (the monotonic clock), so the events of the last N seconds are a suffix, found by
+    binary search.
+    """
+
+    def __init__(self, capacity: int, dtypes: Sequence[str]) -> None:
+        self.capacity = capacity
+        self._columns = [np.empty(min(1024, capacity), dtype=dtype) for dtype in dtypes]
+        self._oldest = 0
+        self.size = 0
+
+    def append(self, *values: float) -> None:
+        allocated = len(self._columns[0])
+        if self.size == allocated and allocated < self.capacity:
+            grown = min(self.capacity, allocated * 2)
+            self._columns = [np.concatenate((column, np.empty(grown - allocated, dtype=column.dtype)))
+                             for column in self._columns]
+        if self.size < self.capacity:
+            index = self.size
+            self.size += 1
+        else:
+            index = self._oldest
+            self._oldest = (self._oldest + 1) % self.capacity
+        for column, value in zip(self._columns, values, strict=True):
+            column[index] = value
+
+    def since(self, cutoff: float) -> list[np.ndarray]:
+        """Each column's values (oldest first) of the events whose first column (time) is >= `cutoff`."""
+        size, oldest = self.size, self._oldest
+        ordered = [np.concatenate((column[oldest:size], column[:oldest])) if oldest else column[:size]
+                   for column in self._columns]
+        first = int(np.searchsorted(ordered[0], cutoff, side="left"))
+        return [column[first:] for column in ordered]
+
+    @property
+    def newest(self) -> float | None:
+        if not self.size:
+            return None
+        index = (self._oldest - 1) % self.capacity if self.size == self.capacity else self.size - 1
+        return float(self._columns[0][index])
 
 
 class VersionWindow:
     """Recent requests and feedback of one version, for stats over the last N seconds."""
 
     def __init__(self, capacity: int = WINDOW_EVENTS) -> None:
-        self.requests: deque[tuple[float, float, int]] = deque(maxlen=capacity)
-        self.feedback: deque[tuple[float, bool]] = deque(maxlen=capacity)
+        self.requests = EventRing(capacity, ("f8", "f4", "u1"))
+        """(monotonic time, latency ms, outcome) of each predict request routed to this version."""
+        self.feedback = EventRing(capacity, ("f8", "u1"))
+        """(monotonic time, correct) of each feedback label."""
+
+    def add_request(self, at: float, latency_ms: float, outcome: int) -> None:
+        self.requests.append(at, latency_ms, outcome)
+
+    def add_feedback(self, at: float, correct: bool) -> None:
+        self.feedback.append(at, 1.0 if correct else 0.0)
+
+    @property
+    def last_event(self) -> float:
+        return max(self.requests.newest or 0.0, self.feedback.newest or 0.0)
 
     def stats(self, version: str, window_s: float, now: float, max_samples: int,
-              rng: random.Random) -> VersionStats:
+              rng: np.random.Generator) -> VersionStats:
         since = now - window_s
-        requests = errors = client_errors = 0
-        latencies: list[float] = []
-        for at, latency_ms, outcome in reversed(self.requests):
-            if at < since:
-                break
-            requests += 1
-            if outcome == OK:
-                latencies.append(latency_ms)
-            elif outcome == SERVER_ERROR:
-                errors += 1
-            else:
-                client_errors += 1
-        total = len(latencies)
+        _at, latency, outcome = self.requests.since(since)
+        ok = latency[outcome == OK]
+        total = int(ok.size)
         if total > max_samples:
-            latencies = rng.sample(latencies, max_samples)
-        latencies.reverse()
-        feedback = correct = 0
-        for at, right in reversed(self.feedback):
-            if at < since:
-                break
-            feedback += 1
-            correct += int(right)
-        return VersionStats(version=version, window_s=window_s, requests=requests, errors=errors,
-                            client_errors=client_errors, latency_ms=tuple(round(value, 3) for value in latencies),
-                            latency_samples_total=total, feedback=feedback, correct=correct)
+            ok = ok[np.sort(rng.choice(total, size=max_samples, replace=False))]
+        _when, correct = self.feedback.since(since)
+        return VersionStats(version=version, window_s=window_s, requests=int(outcome.size),
+                            errors=int(np.count_nonzero(outcome == SERVER_ERROR)),
+                            client_errors=int(np.count_nonzero(outcome == CLIENT_ERROR)),
+                            latency_ms=tuple(round(float(value), 3) for value in ok), latency_samples_total=total,
+                            feedback=int(correct.size), correct=int(np.count_nonzero(correct)))
 
 
 class GatewayMetrics:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._rng = random.Random(0)
+        self._rng = np.random.default_rng(0)
         self.requests = Counter("arsl_gateway_requests_total", "Requests answered, by endpoint, model version and "
                                 "HTTP status.", ("endpoint", "version", "code"))
         self.errors = Counter("arsl_gateway_errors_total", "Error answers, by endpoint, model version and cause.",
@@ -218,7 +266,7 @@ class GatewayMetrics:
             self.errors.inc((endpoint, version, reason))
         if version != NO_VERSION and endpoint in ("predict", "predict_batch"):
             outcome = OK if status < 400 else SERVER_ERROR if status >= 500 else CLIENT_ERROR
-            self._window(version).requests.append((self._clock(), seconds * 1000.0, outcome))
+            self._window(version).add_request(self._clock(), seconds * 1000.0, outcome)
 
     def record_batch(self, version: str, size: int, seconds: float) -> None:
         self.batch_size.observe((version,), size)
@@ -231,12 +279,16 @@ class GatewayMetrics:
             self.feedback_correct.inc((version,))
         total = self.feedback.get((version,))
         self.online_accuracy.set((version,), self.feedback_correct.get((version,)) / total)
-        self._window(version).feedback.append((self._clock(), correct))
+        self._window(version).add_feedback(self._clock(), correct)
 
     def set_weights(self, weights: dict[str, int]) -> None:
         for version, weight in weights.items():
             self.weights.set((version,), weight)
         self.weights.remove_other_than((version,) for version in weights)
+        retired = sorted((version for version in self.windows if version not in weights),
+                         key=lambda version: self.windows[version].last_event, reverse=True)
+        for version in retired[RETIRED_WINDOWS_KEPT:]:
+            del self.windows[version]
 
     def stats(self, versions: Iterable[str], window_s: float, max_samples: int) -> dict[str, VersionStats]:
         now = self._clock()
@@ -251,4 +303,4 @@ class GatewayMetrics:
         return "\n".join(lines) + "\n"
 
 
-__all__ = ["NO_VERSION", "Counter", "GatewayMetrics", "Gauge", "Histogram", "VersionWindow"]
+__all__ = ["NO_VERSION", "Counter", "EventRing", "GatewayMetrics", "Gauge", "Histogram", "VersionWindow"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import ipaddress
 import json
 import logging
 import os
@@ -143,6 +144,15 @@ def _take_lock(home: Path, state: ServingState) -> IO[bytes]:
     return handle
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def serve(home: Path, config_path: str | None, ready: Readiness) -> int:
     try:
         settings = load_settings(config_path, cli_overrides={"home": str(home)})
@@ -159,6 +169,9 @@ def serve(home: Path, config_path: str | None, ready: Readiness) -> int:
         from arsl_tui.serving.batching import PackageError, configure_torch
 
         threads = configure_torch(settings.gateway.torch_threads)
+        if not _is_loopback(settings.gateway.host):
+            log.warning("listening on %s:%d: reachable from other machines (gateway.host is not a loopback "
+                        "address)", settings.gateway.host, settings.gateway.port)
         sock = bind(settings.gateway.host, settings.gateway.port)
         host, port = sock.getsockname()[:2]
         record = ProcessRecord(pid=os.getpid(), start_ticks=process_start_ticks(os.getpid()) or 0, host=host,

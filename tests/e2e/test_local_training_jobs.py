@@ -176,3 +176,26 @@ def test_cli_refuses_without_a_data_set_and_in_read_only_mode(tmp_path: Path, cl
     missing = arsl(cli_env, tmp_path, "--json", "train", "status", "job-00000000-000000-dead")
     assert missing.returncode == 2 and "no local training job" in json.loads(missing.stdout)["error"]
     assert not (tmp_path / "home" / "jobs").exists() or list((tmp_path / "home" / "jobs").iterdir()) == []
+
+
+def test_cli_resume_continues_an_ended_job_on_its_output_and_refuses_what_it_cannot(
+        tmp_path: Path, cli_env: dict[str, str]) -> None:
+    broken = tmp_path / "broken"
+    (broken / "ain").mkdir(parents=True)
+    first = arsl(cli_env, tmp_path, "--json", "train", "submit", str(broken), "--epochs", "1", "--gpus", "1",
+                 "--wait", "--interval", "0.2", "--yes")
+    assert first.returncode == 1, first.stderr
+    job_id = json_lines(first.stdout)[0]["job_id"]
+
+    read_only = arsl({**cli_env, "ARSL_READ_ONLY": "true"}, tmp_path, "train", "resume", job_id, "--yes")
+    assert read_only.returncode == 2 and "read-only" in read_only.stderr
+
+    resumed = arsl(cli_env, tmp_path, "--json", "train", "resume", job_id, "--wait", "--interval", "0.2", "--yes")
+    assert resumed.returncode == 1, resumed.stderr  # the data is still broken: the new job fails the same way
+    lines = json_lines(resumed.stdout)
+    new_id = lines[0]["job_id"]
+    assert new_id != job_id and lines[0]["resumes"] == job_id
+    assert lines[-1]["phase"] == "Failed" and "has no images" in lines[-1]["reason"]
+
+    unknown = arsl(cli_env, tmp_path, "train", "resume", "job-00000000-000000-dead", "--yes")
+    assert unknown.returncode == 2 and "no local training job" in unknown.stderr

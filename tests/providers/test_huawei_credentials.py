@@ -87,6 +87,6 @@ def test_the_secret_never_shows_in_repr_or_str() -> None:
     for text in (repr(credentials), str(credentials), f"{credentials}", repr([credentials])):
         assert SECRET not in text and "temporary-token-value" not in text and "AKIDEXAMPLE" not in text
         assert "AKID…" in text
-    assert credentials.secrets() == (SECRET, "temporary-token-value")
+    assert credentials.secrets() == (SECRET, "temporary-token-value", "AKIDEXAMPLE")
     with pytest.raises(CredentialsMissing):
         Credentials(access_key="AK", secret_key="")

@@ -228,3 +228,19 @@ async def test_progress_is_coalesced_not_rendered_per_event(make_app: AppFactory
         assert tab.progress_events_received == 20_000
         assert tab.progress_renders < 100
         assert tab.view.objects_done == 20_000 and tab.view.status == "done"
+
+
+async def test_file_names_in_problems_are_shown_as_written_not_as_markup(make_app: AppFactory,
+                                                                        make_dataset: Any) -> None:
+    folder = make_dataset(per_class=1, name="hostile-names")
+    (folder / "ain" / "[@click=app.quit]x.jpg").write_bytes(b"not a jpeg")
+    (folder / "ain" / "esc\x1b[31mred.jpg").write_bytes(b"not a jpeg either")
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await validate_folder(app, pilot, folder)
+        problems = app.query_one("#problems", ProblemList)
+        listed = [str(problems.get_option_at_index(i).prompt) for i in range(problems.option_count)]
+        assert any("[@click=app.quit]x.jpg" in line for line in listed), listed
+        assert any("esc\\x1b[31mred.jpg" in line for line in listed), listed
+        assert not any("\x1b" in line for line in listed)
+        assert app.is_running

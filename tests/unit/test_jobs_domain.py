@@ -188,3 +188,15 @@ def test_the_reason_of_a_crash_is_the_trainers_error_not_torchruns_banner() -> N
     plain = "starting\nloading\n======\nkilled\n"
     assert failure_reason(plain, max_lines=2) == "loading\nkilled"
     assert failure_reason("") == ""
+
+
+def test_a_rank_killed_by_a_signal_is_named_with_the_signal() -> None:
+    log = "\n".join([
+        "E1126 12:00:00.000 api.py:882] failed (exitcode: -9) local_rank: 1 (pid: 123) of binary: python",
+        "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:",
+        "=" * 60, "Root Cause (first observed failure):", "[0]:",
+        "  time      : 2026-11-26_12:00:00", "  host      : localhost", "  rank      : 1 (local_rank: 1)",
+        "  exitcode  : -9 (pid: 123)", "  error_file: <N/A>",
+        "  traceback : Signal 9 (SIGKILL) received by PID 123", "=" * 60])
+    assert failure_reason(log) == "rank 1 was killed by signal 9 (SIGKILL)"
+    assert failure_reason(log.replace("-9 (pid", "1 (pid")) != "rank 1 was killed by signal 1 (SIGHUP)"

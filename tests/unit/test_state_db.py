@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 
-from arsl_tui.providers.local.state import Migrations, StateDB, StateError
+from arsl_tui.providers.local.state import Migrations, StateDB, StateError, StateWriteError
 
 V1 = Migrations("jobs", ("CREATE TABLE jobs (id TEXT PRIMARY KEY);",))
 V2 = Migrations("jobs", (*V1.steps, "ALTER TABLE jobs ADD COLUMN phase TEXT NOT NULL DEFAULT 'Pending';\n"
@@ -82,3 +83,19 @@ def test_a_transaction_interrupted_right_after_begin_does_not_wedge_the_connecti
     with db.transaction() as inner:
         inner.execute("INSERT INTO t VALUES (2)")
     assert [row[0] for row in db.connection().execute("SELECT x FROM t")] == [2]
+
+
+def test_a_full_state_file_is_a_state_error_naming_it_and_keeps_what_was_committed(tmp_path: Path) -> None:
+    db = StateDB(tmp_path / "arsl.db")
+    with db.transaction() as connection:
+        connection.execute("CREATE TABLE notes (body TEXT)")
+        connection.execute("INSERT INTO notes VALUES ('kept')")
+    pages = db.connection().execute("PRAGMA page_count").fetchone()[0]
+    db.connection().execute(f"PRAGMA max_page_count = {pages}")  # the file may not grow: as on a full disk
+    with (pytest.raises(StateWriteError, match=r"arsl\.db: database or disk is full") as raised,
+          db.transaction() as connection):
+        connection.execute("INSERT INTO notes VALUES (?)", ("x" * 100_000,))
+    assert isinstance(raised.value, StateError) and isinstance(raised.value, sqlite3.OperationalError)
+    assert not db.connection().in_transaction
+    assert db.connection().execute("SELECT body FROM notes").fetchall() == [("kept",)]
+    db.close()

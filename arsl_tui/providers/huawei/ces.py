@@ -15,6 +15,12 @@
 Credentials are always passed explicitly (never the SDK's default chain, which ends at the ECS
 metadata service). SDK errors — and the raw `requests` exceptions that POST/PUT read timeouts leak —
 become `MonitorError`s with the status, error code and request id.
+
+Every call has a total deadline (`call_deadline_s`) besides the SDK's timeouts: those bound each
+connect and each read, so a server that answers a byte at a time, each within the read timeout,
+would keep a call (and the alarm round or canary tick waiting on it) going for as long as it likes.
+The call runs on a daemon thread; past the deadline the caller gets a transient `MonitorError` and
+the thread is left to end when the server lets go.
 """
 
 from __future__ import annotations
@@ -50,7 +56,13 @@ from arsl_tui.domain.alarms import (
 )
 from arsl_tui.providers.huawei.credentials import Credentials, CredentialsMissing, load_credentials
 from arsl_tui.providers.huawei.errors import CloudFailure, failure_from_exception
-from arsl_tui.providers.huawei.sdk_clients import basic_credentials, build_sdk_client
+from arsl_tui.providers.huawei.sdk_clients import (
+    CallStalled,
+    basic_credentials,
+    build_sdk_client,
+    call_deadline_s,
+    call_with_deadline,
+)
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
@@ -153,8 +165,13 @@ class CloudEyeMonitor:
     # --- errors ---------------------------------------------------------------------------------
 
     def _call(self, operation: str, target: str, method: Callable[[Any], T], request: Any) -> T:
+        deadline = call_deadline_s(self._timeout_s)
         try:
-            return method(request)
+            return call_with_deadline(method, request, deadline, operation)
+        except CallStalled:
+            raise MonitorError(f"{SERVICE} {operation} for {target}: {SERVICE} at {self._endpoint} had not finished "
+                               f"answering after {deadline:g} s (it stalls or trickles its answer); the request may "
+                               "still have been carried out", transient=True) from None
         except (SdkException, requests.exceptions.RequestException, OSError) as error:
             failure = failure_from_exception(error, service=SERVICE, operation=operation, target=target,
                                              secrets=self._secrets)

@@ -6,7 +6,7 @@ Order: the huaweicloudsdkcore environment (`HUAWEICLOUD_SDK_AK` / `_SK` / `_PROJ
 `~/.huaweicloud/credentials`, section `[basic]` with `ak`, `sk`, `project_id`, `security_token`).
 There is deliberately no metadata-service (ECS 169.254.169.254) fallback: a machine without
 credentials gets `CredentialsMissing`, never a silent network call. The secret key and the security
-token never appear in `repr`, `str` or any message.
+token never appear in `repr`, `str` or any message; the access key only as its first four characters.
 """
 
 from __future__ import annotations
@@ -57,8 +57,10 @@ class Credentials:
         return self.access_key[:4] + "…" if len(self.access_key) > 4 else "…"
 
     def secrets(self) -> tuple[str, ...]:
-        """The values that must never reach a log or a message (for redaction)."""
-        return tuple(value for value in (self.secret_key, self.security_token) if value)
+        """The values that must never reach a log or a message (for redaction). The access key is one:
+        a server that repeats the request's Authorization header in its error text would otherwise put
+        the whole key id on the screen, where `masked_access_key` is the most a message shows."""
+        return tuple(value for value in (self.secret_key, self.security_token, self.access_key) if value)
 
     def __repr__(self) -> str:
         token = ", with security token" if self.security_token else ""

@@ -17,6 +17,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 # Status codes that say "try again later" whatever the service.
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -64,12 +65,34 @@ class CloudFailure:
         return self.message
 
 
+# What a server (or a proxy in front of it) may repeat of a signed request in its error text: the
+# Authorization value of each signing scheme the SDKs use (scheme, access key, signed headers and
+# signature), and a signature on its own (presigned query strings, S3's <SignatureProvided>).
+_SIGNED_REQUEST = (
+    (re.compile(r"\b(?:SDK|AWS4|OBS4?)-HMAC-SHA256\s+[^\n]*?Signature\s*=\s*[0-9A-Fa-f]+"), _REDACTED),
+    (re.compile(r"\b(?:OBS|AWS)\s+[A-Za-z0-9_.-]{8,}:[A-Za-z0-9+/]{16,}=*"), _REDACTED),
+    (re.compile(r"(?i)\b((?:x-(?:amz|obs)-)?signature(?:provided)?\s*(?:=|:|>)\s*)[A-Za-z0-9+/%_-]{16,}=*"),
+     rf"\g<1>{_REDACTED}"),
+)
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret value replaced; used on anything that came back from a server or SDK."""
+    """`text` without signed-request material or any secret value; used on anything that came back from a
+    server or SDK."""
+    for pattern, replacement in _SIGNED_REQUEST:
+        text = pattern.sub(replacement, text)
     for secret in secrets:
         if secret:
-            text = text.replace(secret, _REDACTED)
+            # As sent, and as a URL (query strings) or JSON ("\/") would carry it.
+            for form in dict.fromkeys((secret, quote(secret, safe=""), quote(secret), secret.replace("/", "\\/"))):
+                text = text.replace(form, _REDACTED)
     return text
+
+
+def _server_text(value: Any, secrets: Iterable[str]) -> str | None:
+    """A short field the server chose (error code, request id), redacted like the message."""
+    text = _text(value)
+    return redact(text, secrets) if text is not None else None
 
 
 def is_transient(status: int | None, code: str | None = None) -> bool:
@@ -88,13 +111,14 @@ def _text(value: Any) -> str | None:
 def failure_from_obs_result(result: Any, *, operation: str, target: str,
                             secrets: Iterable[str] = ()) -> CloudFailure:
     """A failed OBS `GetResult` (status >= 300) as a `CloudFailure`."""
+    secrets = tuple(secrets)
     status = getattr(result, "status", None)
     status = int(status) if status is not None else None
-    code = _text(getattr(result, "errorCode", None))
+    code = _server_text(getattr(result, "errorCode", None), secrets)
     detail = _text(getattr(result, "errorMessage", None)) or _text(getattr(result, "reason", None)) or ""
+    request_id = _server_text(getattr(result, "requestId", None), secrets)
     return CloudFailure(service="OBS", operation=operation, target=target, status=status, code=code,
-                        detail=redact(detail, secrets), request_id=_text(getattr(result, "requestId", None)),
-                        transient=is_transient(status, code))
+                        detail=redact(detail, secrets), request_id=request_id, transient=is_transient(status, code))
 
 
 def _sdk_core_failure(error: BaseException, service: str, operation: str, target: str,
@@ -107,10 +131,10 @@ def _sdk_core_failure(error: BaseException, service: str, operation: str, target
 
     if isinstance(error, core.ServiceResponseException):
         status = int(error.status_code) if error.status_code is not None else None
-        code = _text(error.error_code)
+        code = _server_text(error.error_code, secrets)
         return CloudFailure(service=service, operation=operation, target=target, status=status, code=code,
                             detail=redact(_text(error.error_msg) or "", secrets),
-                            request_id=_text(error.request_id), transient=is_transient(status, code))
+                            request_id=_server_text(error.request_id, secrets), transient=is_transient(status, code))
     if isinstance(error, core.HostUnreachableException | core.SslHandShakeException):
         # DNS failure or TLS against a plain port: configuration, not a passing hiccup.
         return CloudFailure(service=service, operation=operation, target=target, code=type(error).__name__,
@@ -147,6 +171,7 @@ _SDK_CODE = re.compile(r"[Ee]rror[Cc]ode\s*[:=]\s*([A-Za-z0-9_.]+)")
 def failure_from_exception(error: BaseException, *, service: str, operation: str, target: str,
                            secrets: Iterable[str] = ()) -> CloudFailure:
     """Any exception raised by an SDK call as a `CloudFailure`."""
+    secrets = tuple(secrets)
     for convert in (_sdk_core_failure, _requests_failure):
         failure = convert(error, service, operation, target, secrets)
         if failure is not None:

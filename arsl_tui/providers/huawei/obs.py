@@ -9,8 +9,13 @@ on purpose: the upload engine owns the retry policy (backoff, jitter, counting r
 
 Integrity: every put sends `Content-MD5` (the server refuses a body that does not match) and the
 returned ETag is compared with the expected MD5; a multipart upload's ETag is compared with the
-MD5-of-part-MD5s computed locally. Big files go through `uploadFile` with a checkpoint file under
-the state folder, so an upload killed half-way resumes with the parts not yet confirmed.
+MD5-of-part-MD5s computed locally. Every read is checked against the content MD5 (the ETag, or the
+`arsl-md5` metadata of a multipart object), so a body cut short or damaged on the way is an error,
+never data; a transfer cut off mid-body is transient (worth a retry). 429 is transient too; its
+`Retry-After` cannot be honoured here, because the SDK keeps only content-* and x-amz-/x-obs-
+headers of an answer, so the caller's backoff paces the retries. Big files go through `uploadFile`
+with a checkpoint file under the state folder, so an upload killed half-way resumes with the parts
+not yet confirmed.
 
 Conditional create (`put_if_absent`, what the model registry claims version numbers with): the PUT
 carries both `x-obs-forbid-overwrite: true` (OBS's own header; the server answers 409
@@ -73,6 +78,9 @@ _CONDITIONAL_CONFLICT = "ConditionalRequestConflict"
 _SDK_MAX_PARTS = 10_000
 _SDK_MIN_PART = 100 * 1024
 _SDK_MAX_PART = 5 * 1024 * MIB
+
+_CUT_TRANSFER = ("premature end of Content-Length", "IncompleteRead")
+"""What the SDK (or http.client) says when a body stops before its Content-Length: a transfer cut short."""
 
 _PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
 _COMPOSITE_ETAG = re.compile(r"^[0-9a-f]{32}-\d+$")
@@ -261,7 +269,7 @@ class ObsObjectStore:
         raise self._store_error(failure, not_found=not_found)
 
     def _call(self, operation: str, key: str | None, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run one SDK call; exceptions (refused, reset, timed out) become the port's errors."""
+        """Run one SDK call; exceptions (refused, reset, timed out, a body cut short) become the port's errors."""
         try:
             return method(*args, **kwargs)
         except StoreError:
@@ -269,7 +277,15 @@ class ObsObjectStore:
         except Exception as error:
             failure = failure_from_exception(error, service="OBS", operation=operation, target=self._target(key),
                                              secrets=self._secrets)
+            if not failure.transient and any(mark in f"{type(error).__name__}: {error}" for mark in _CUT_TRANSFER):
+                failure = dataclasses.replace(failure, transient=True, code=failure.code or "IncompleteBody")
             raise self._store_error(failure) from None
+
+    def _content_md5(self, result: Any) -> str | None:
+        """The MD5 an answer's body must have: a single-part ETag, else the MD5 this adapter recorded."""
+        recorded = _header_value(result, MD5_METADATA)
+        return _md5_of(_strip_etag(getattr(result.body, "etag", None))) or (
+            recorded.lower() if recorded and _PLAIN_MD5.match(recorded.lower()) else None)
 
     def _check_etag(self, key: str, operation: str, etag: str | None, expected: tuple[str, ...], result: Any) -> None:
         """Refuse an ETag that is a digest of other content; an opaque one (e.g. encrypted) says nothing."""
@@ -435,11 +451,12 @@ class ObsObjectStore:
         if result.status >= 300:
             self._raise_result(result, "get", key, missing_key_is_not_found=True)
         data = getattr(result.body, "buffer", None) or b""
-        expected = _md5_of(_strip_etag(getattr(result.body, "etag", None)))
-        if expected is not None and hashlib.md5(data, usedforsecurity=False).hexdigest() != expected:
-            raise TransientStoreError(f"OBS get of {self._target(key)}: the content does not match its ETag "
-                                      f"{expected}; damaged in transit", code="ETagMismatch",
-                                      request_id=getattr(result, "requestId", None))
+        expected = self._content_md5(result)
+        received = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        if expected is not None and received != expected:
+            raise TransientStoreError(f"OBS get of {self._target(key)}: received {len(data)} bytes with MD5 "
+                                      f"{received}, but the object's MD5 is {expected}; damaged or cut short in "
+                                      "transit", code="ETagMismatch", request_id=getattr(result, "requestId", None))
         return bytes(data)
 
     def download_file(self, key: str, destination: Path) -> None:
@@ -450,15 +467,19 @@ class ObsObjectStore:
                                 downloadPath=str(partial))
             if result.status >= 300:
                 self._raise_result(result, "download", key, missing_key_is_not_found=True)
-            expected = _md5_of(_strip_etag(getattr(result.body, "etag", None)))
+            expected = self._content_md5(result)
             if expected is not None:
                 digest = hashlib.md5(usedforsecurity=False)
+                size = 0
                 with partial.open("rb") as handle:
                     while chunk := handle.read(MIB):
                         digest.update(chunk)
+                        size += len(chunk)
                 if digest.hexdigest() != expected:
-                    raise TransientStoreError(f"OBS download of {self._target(key)}: the content does not match "
-                                              f"its ETag {expected}; damaged in transit", code="ETagMismatch")
+                    raise TransientStoreError(f"OBS download of {self._target(key)}: received {size} bytes with MD5 "
+                                              f"{digest.hexdigest()}, but the object's MD5 is {expected}; damaged or "
+                                              "cut short in transit", code="ETagMismatch",
+                                              request_id=getattr(result, "requestId", None))
             os.replace(partial, destination)
         finally:
             partial.unlink(missing_ok=True)

@@ -10,7 +10,9 @@ handler would print over the console's screen (the error itself is raised and re
 from __future__ import annotations
 
 import logging
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.http.http_config import HttpConfig
@@ -18,6 +20,7 @@ from huaweicloudsdkcore.http.http_config import HttpConfig
 from arsl_tui.providers.huawei.credentials import Credentials, CredentialsMissing
 
 CONNECT_TIMEOUT_S = 10.0
+T = TypeVar("T")
 
 
 def basic_credentials(credentials: Credentials, service: str) -> BasicCredentials:
@@ -41,3 +44,35 @@ def build_sdk_client(client_class: Any, endpoint: str, basic: BasicCredentials, 
         sdk_logger.addHandler(logging.NullHandler())
     return client_class.new_builder().with_credentials(basic).with_endpoints([endpoint]).with_http_config(
         config).build()
+
+
+def call_deadline_s(timeout_s: float) -> float:
+    """The most one call may take in all: the connect timeout, then two read timeouts (a server may think
+    for up to one before answering and take up to another to send a large page)."""
+    return min(CONNECT_TIMEOUT_S, timeout_s) + 2 * timeout_s
+
+
+class CallStalled(Exception):
+    """The call did not finish within its total deadline."""
+
+
+def call_with_deadline(method: Callable[[Any], T], request: Any, deadline_s: float, name: str) -> T:
+    """`method(request)` on a daemon thread; its result or its exception, or CallStalled after `deadline_s`."""
+    outcome: list[tuple[bool, Any]] = []
+    finished = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append((True, method(request)))
+        except BaseException as error:  # handed to the caller's thread as is
+            outcome.append((False, error))
+        finally:
+            finished.set()
+
+    threading.Thread(target=run, name=f"sdk-{name}", daemon=True).start()
+    if not finished.wait(deadline_s):
+        raise CallStalled
+    done, value = outcome[0]
+    if done:
+        return value
+    raise value

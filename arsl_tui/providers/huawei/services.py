@@ -39,7 +39,13 @@ from arsl_tui.domain.ports import ModelSlot, ServingPlatformError, ServingStatus
 from arsl_tui.domain.serving import DeploymentError, VersionStats, normalise_weights
 from arsl_tui.providers.huawei.credentials import Credentials, CredentialsMissing, load_credentials
 from arsl_tui.providers.huawei.errors import failure_from_exception
-from arsl_tui.providers.huawei.sdk_clients import basic_credentials, build_sdk_client
+from arsl_tui.providers.huawei.sdk_clients import (
+    CallStalled,
+    basic_credentials,
+    build_sdk_client,
+    call_deadline_s,
+    call_with_deadline,
+)
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
@@ -107,8 +113,14 @@ class ModelArtsServingPlatform:
     # --- errors ---------------------------------------------------------------------------------
 
     def _call(self, service: str, operation: str, target: str, method: Callable[[Any], T], request: Any) -> T:
+        # A total deadline besides the SDK's per-read timeout: a canary tick holds the canary lock while it waits.
+        deadline = call_deadline_s(self._huawei.timeout_s)
         try:
-            return method(request)
+            return call_with_deadline(method, request, deadline, operation)
+        except CallStalled:
+            raise ServingPlatformError(f"{service} {operation} for {target}: had not finished answering after "
+                                       f"{deadline:g} s (it stalls or trickles its answer); the change may still "
+                                       "have been applied (it is checked before any retry)", transient=True) from None
         except (SdkException, requests.exceptions.RequestException, OSError) as error:
             failure = failure_from_exception(error, service=service, operation=operation, target=target,
                                              secrets=self._secrets)

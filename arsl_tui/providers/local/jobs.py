@@ -12,6 +12,11 @@ Creating (torchrun starting) → Running (trainer processes exist) → Completed
 A group that vanished without `exit.json` was killed from outside: Failed, unless a stop was asked.
 
 Stop: SIGTERM to the whole group (torchrun passes it to its workers), SIGKILL after a grace period.
+
+Resume: a job that ended without completing (a rank killed, the machine restarted, stopped on request)
+is continued by a new job on the same output folder with the trainer's `--resume`: it carries on
+after the last epoch checkpointed, and the trainer makes metrics.jsonl agree with that checkpoint,
+so the resumed run ends exactly as an uninterrupted one. The new job's record names the job it resumes.
 """
 
 from __future__ import annotations
@@ -77,7 +82,12 @@ MIGRATIONS = Migrations("jobs", steps=(
     );
     CREATE INDEX local_jobs_by_creation ON local_jobs (created_at);
     """,
+    """
+    ALTER TABLE local_jobs ADD COLUMN resumes TEXT NOT NULL DEFAULT '';
+    """,
 ))
+_COLUMNS = ("job_id, name, spec, job_dir, output_dir, pgid, phase, reason, created_at, started_at, ended_at, "
+            "stop_requested_at, exit_code, resumes")
 
 _TERMINAL_NAMES = tuple(phase.value for phase in JobPhase if phase.terminal)
 
@@ -255,6 +265,7 @@ class _Row:
     ended_at: float | None
     stop_requested_at: float | None
     exit_code: int | None
+    resumes: str
 
 
 class LocalTrainingPlatform:
@@ -289,7 +300,8 @@ class LocalTrainingPlatform:
     # --- records ------------------------------------------------------------------------------
 
     def _row(self, job_id: str) -> _Row:
-        found = self._db.connection().execute("SELECT * FROM local_jobs WHERE job_id = ?", (job_id,)).fetchone()
+        found = self._db.connection().execute(f"SELECT {_COLUMNS} FROM local_jobs WHERE job_id = ?",  # noqa: S608
+                                              (job_id,)).fetchone()
         if found is None:
             raise JobNotFound(f"no local training job {job_id!r} (see `arsl train status` for the list)")
         return self._to_row(found)
@@ -297,9 +309,10 @@ class LocalTrainingPlatform:
     @staticmethod
     def _to_row(found: Sequence[Any]) -> _Row:
         (job_id, name, spec, job_dir, output_dir, pgid, phase, reason, created_at, started_at, ended_at,
-         stop_requested_at, exit_code) = found
+         stop_requested_at, exit_code, resumes) = found
         return _Row(job_id, name, JobSpec.from_json(json.loads(spec)), Path(job_dir), Path(output_dir), pgid,
-                    JobPhase.parse(phase), reason, created_at, started_at, ended_at, stop_requested_at, exit_code)
+                    JobPhase.parse(phase), reason, created_at, started_at, ended_at, stop_requested_at, exit_code,
+                    str(resumes or ""))
 
     def _update(self, job_id: str, **values: Any) -> None:
         """Update a job's record; a record already in a terminal phase is never changed."""
@@ -315,14 +328,45 @@ class LocalTrainingPlatform:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(self._clock()))
         return f"job-{stamp}-{secrets.token_hex(2)}"
 
-    def _command(self, spec: JobSpec, data: Path, output: Path) -> list[str]:
+    def _command(self, spec: JobSpec, data: Path, output: Path, resume: bool = False) -> list[str]:
         command = [*self._launcher, "--standalone", "--nnodes=1", f"--nproc_per_node={spec.processes_per_node}",
                    "-m", self._trainer_module, "--data", str(data), "--output", str(output)]
         for flag, value in spec.hyperparameters():
             command += [f"--{flag}", value]
-        return command
+        return [*command, "--resume"] if resume else command
 
     def submit(self, spec: JobSpec) -> str:
+        return self._launch(spec, resumes="")
+
+    def resume(self, job_id: str) -> str:
+        """A new job that continues `job_id` on its output folder from its last checkpoint; returns its id.
+
+        Only an ended job that did not complete can be resumed, and only while no other job is
+        writing to the same output folder.
+        """
+        status = self.status(job_id)
+        if not status.terminal:
+            raise JobSpecError(f"job {job_id} is {status.phase.value}: only an ended job can be resumed "
+                               f"(`arsl train stop {job_id}` first)")
+        if status.phase is JobPhase.COMPLETED:
+            raise JobSpecError(f"job {job_id} completed: there is nothing to resume")
+        row = self._row(job_id)
+        for other in self._live_rows():
+            if other.output_dir == row.output_dir:
+                raise JobSpecError(f"job {other.job_id} is {other.phase.value} on {row.output_dir} already: wait for "
+                                   "it or stop it before resuming")
+        spec = JobSpec.from_json({**row.spec.to_json(), "output": str(row.output_dir)})
+        return self._launch(spec, resumes=job_id)
+
+    def _live_rows(self) -> list[_Row]:
+        placeholders = ", ".join("?" for _ in _TERMINAL_NAMES)
+        found = self._db.connection().execute(
+            f"SELECT {_COLUMNS} FROM local_jobs WHERE phase NOT IN ({placeholders})",  # noqa: S608 - names are ours
+            _TERMINAL_NAMES).fetchall()
+        rows = [self._to_row(entry) for entry in found]
+        return [row for row in rows if not self._derive(row).terminal]
+
+    def _launch(self, spec: JobSpec, *, resumes: str) -> str:
         spec.validate()
         if spec.nodes != 1:
             raise JobSpecError(f"nodes = {spec.nodes}: the local backend runs on this one machine (nodes = 1)")
@@ -342,14 +386,17 @@ class LocalTrainingPlatform:
         created = self._clock()
         with self._db.transaction() as connection:
             connection.execute(
-                "INSERT INTO local_jobs (job_id, name, spec, job_dir, output_dir, phase, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO local_jobs (job_id, name, spec, job_dir, output_dir, phase, created_at, resumes) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (job_id, spec.name or job_id, json.dumps(spec.to_json()), str(job_dir), str(output),
-                 JobPhase.CREATING.value, created))
-        command = self._command(spec, data, output)
+                 JobPhase.CREATING.value, created, resumes))
+        command = self._command(spec, data, output, resume=bool(resumes))
         (job_dir / "command.json").write_text(json.dumps(command), encoding="utf-8")
         environment = dict(os.environ)
         environment["PYTHONUNBUFFERED"] = "1"
+        # Ranks talk over loopback: gloo would otherwise listen on the host's outward interface. (torchrun's
+        # rendezvous store still binds every interface; PyTorch has no option for its address.)
+        environment.setdefault("GLOO_SOCKET_IFNAME", "lo")
         environment["ARSL_JOB_ID"] = job_id  # the trainer records it in the model package (lineage)
         trainer_parent = self._trainer_parent()
         if trainer_parent:
@@ -453,7 +500,8 @@ class LocalTrainingPlatform:
 
     def list(self, limit: int = 20) -> list[JobStatus]:
         found = self._db.connection().execute(
-            "SELECT * FROM local_jobs ORDER BY created_at DESC, job_id DESC LIMIT ?", (limit,)).fetchall()
+            f"SELECT {_COLUMNS} FROM local_jobs ORDER BY created_at DESC, job_id DESC LIMIT ?",  # noqa: S608
+            (limit,)).fetchall()
         return [self._derive(self._to_row(entry)) for entry in found]
 
     def stop(self, job_id: str) -> JobStatus:

@@ -22,6 +22,8 @@ from arsl_tui.providers.local.serving_control import LocalServingControl, Servin
 
 SERVICE = "gateway"
 STATS_MAX_SAMPLES = 5000
+ADMIN_TIMEOUT_S = 5.0
+DEPLOY_TIMEOUT_S = 120.0
 _REFUSAL = re.compile(r"refused \S+ \S+: (\d{3})")
 
 
@@ -48,8 +50,11 @@ class LocalServingPlatform:
     @staticmethod
     def _admin(control: LocalServingControl, method: str, path: str, payload: Mapping[str, Any] | None = None,
                params: Mapping[str, Any] | None = None) -> Any:
+        # Only a deployment loads models and may take long; the rest answer at once from a live gateway, and a
+        # hung one must not hold a canary tick (and the canary lock) for minutes.
+        timeout_s = DEPLOY_TIMEOUT_S if (method, path) == ("PUT", "/admin/deployment") else ADMIN_TIMEOUT_S
         try:
-            return control.admin(method, path, payload, params)
+            return control.admin(method, path, payload, params, timeout_s=timeout_s)
         except ServingError as error:
             text = str(error)
             answered = _REFUSAL.search(text)

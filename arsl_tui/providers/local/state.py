@@ -12,6 +12,7 @@ them at once); `StateDB.close` closes every connection it handed out.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -33,6 +34,17 @@ CREATE TABLE IF NOT EXISTS schema_versions (
 
 class StateError(Exception):
     """The state file cannot be opened or migrated; the message names the file."""
+
+
+class StateWriteError(StateError, sqlite3.OperationalError):
+    """A write to the state file failed (disk full, I/O error, read-only file); the message names the file.
+
+    Also an `sqlite3.OperationalError`, so code that handles SQLite's own errors keeps handling it.
+    """
+
+    def __init__(self, path: Path, detail: str) -> None:
+        super().__init__(f"{path}: {detail}")
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -99,11 +111,22 @@ class StateDB:
         try:
             connection.execute("BEGIN IMMEDIATE")
             yield connection
+            connection.execute("COMMIT")
+        except sqlite3.OperationalError as error:
+            self._roll_back(connection)
+            if isinstance(error, StateWriteError):
+                raise
+            raise StateWriteError(self.path, str(error)) from None
         except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
+            self._roll_back(connection)
             raise
-        connection.execute("COMMIT")
+
+    @staticmethod
+    def _roll_back(connection: sqlite3.Connection) -> None:
+        if connection.in_transaction:
+            # The failure being raised says more than a failed rollback would.
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
 
     def ensure_schema(self, migrations: Migrations) -> None:
         """Apply the component's steps this file lacks; refuse a file written by a newer program."""
@@ -112,8 +135,9 @@ class StateDB:
         try:
             self._migrate(migrations)
         except sqlite3.Error as error:
+            detail = error.detail if isinstance(error, StateWriteError) else str(error)
             raise StateError(f"{self.path}: cannot migrate {migrations.component!r} to schema version "
-                             f"{migrations.version} ({error})") from None
+                             f"{migrations.version} ({detail})") from None
         self._ready.add((migrations.component, migrations.version))
 
     def _migrate(self, migrations: Migrations) -> None:

@@ -169,7 +169,11 @@ class LocalObjectStore:
         _fsync_dir(target.parent)
 
     def _write_meta(self, key: str, md5_hex: str, status: os.stat_result) -> None:
-        """Record the MD5 beside the object; not fsynced because a lost or stale sidecar only costs a re-hash."""
+        """Record the MD5 beside the object, if the disk lets us.
+
+        Best effort, and not fsynced: a missing or stale sidecar only costs a re-hash, so a full disk
+        here must not turn a put that stored the object whole into a failure (nor fail a read).
+        """
         meta_path = self._meta_path(key)
         temporary = self._tmp_root / f"{uuid.uuid4().hex}.meta"
         body = json.dumps({"md5": md5_hex, "size": status.st_size, "ino": status.st_ino,
@@ -178,6 +182,9 @@ class LocalObjectStore:
             temporary.write_bytes(body)
             meta_path.parent.mkdir(parents=True, exist_ok=True)
             os.replace(temporary, meta_path)
+        except OSError:
+            # An older sidecar may remain; it names another inode, size or mtime, so it is never trusted.
+            return
         finally:
             temporary.unlink(missing_ok=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from rich.text import Text
 from textual.widgets import OptionList
 
 MAX_SHOWN = 300
@@ -28,9 +29,13 @@ class ProblemList(OptionList):
     """
 
     def show_findings(self, findings: Sequence[FindingLike], folder: str) -> None:
+        from arsl_tui.ops.dataset import shown
+
         self.clear_options()
-        lines = [f"✗ {item.path}  {item.kind}: {item.detail}" for item in findings[:MAX_SHOWN]]
+        # File names are data, not markup: `[@click=app.quit]x.jpg` must print as itself, escapes as escapes.
+        lines = [Text(shown(f"✗ {item.path}  {item.kind}: {item.detail}")) for item in findings[:MAX_SHOWN]]
         if len(findings) > MAX_SHOWN:
-            lines.append(f"… and {len(findings) - MAX_SHOWN:,} more: run `arsl data validate {folder}` to list all")
+            lines.append(Text(shown(f"… and {len(findings) - MAX_SHOWN:,} more: run `arsl data validate {folder}` "
+                                    "to list all")))
         self.add_options(lines)
         self.set_class(bool(lines), "-shown")
