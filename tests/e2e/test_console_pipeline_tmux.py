@@ -26,7 +26,7 @@ from arsl_tui.ops.pipeline import DEMO_DIR, DEMO_SEED, PipelineStore
 from arsl_tui.ops.pipeline_log import PipelineLogReader, read_holder
 from arsl_tui.ops.synth import synthesize
 from arsl_tui.providers.local.jobs import LocalTrainingPlatform
-from tests.e2e.test_console_tmux import Tmux, console_command
+from tests.e2e.test_console_tmux import Tmux, console_command, exit_written
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow,
               pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
@@ -118,5 +118,5 @@ def test_the_demo_key_starts_a_detached_pipeline_the_line_follows_it_and_X_cance
     assert not list((arsl_home / "store").rglob("versions/*.json"))  # nothing registered, nothing promoted
 
     terminal.keys("q")
-    terminal.wait_for(lambda _: exit_file.exists(), "the console to exit")
+    terminal.wait_for(lambda _: exit_written(exit_file), "the console to exit")
     assert exit_file.read_text().strip() == "exit=0"

@@ -76,6 +76,14 @@ def console_command(home: Path, exit_file: Path | None, term: str, extra_env: st
     return f"{environment} {ARSL}; echo exit=$? > {exit_file}"
 
 
+def exit_written(exit_file: Path) -> bool:
+    """The shell's `echo exit=$? > FILE` has finished: the file holds a whole line (`>` creates it empty first)."""
+    try:
+        return exit_file.read_text().endswith("\n")
+    except FileNotFoundError:
+        return False
+
+
 def test_upload_a_small_data_set_from_the_real_console(tmux: Tmux, tiny_dataset: Path, arsl_home: Path,
                                                        tmp_path: Path) -> None:
     exit_file = tmp_path / "exit-code"
@@ -94,7 +102,7 @@ def test_upload_a_small_data_set_from_the_real_console(tmux: Tmux, tiny_dataset:
     colours = tmux.screen(escapes=True)
     assert "38;5;" in colours and not re.search(r"\x1b\[[0-9;]*38;2;", colours)  # 256 colours, no truecolor
     tmux.keys("q")
-    tmux.wait_for(lambda _: exit_file.exists(), "the console to exit")
+    tmux.wait_for(lambda _: exit_written(exit_file), "the console to exit")
     assert exit_file.read_text().strip() == "exit=0"
     manifests = list((arsl_home / "store" / "arsl-ml" / "datasets").glob("*/manifest.json"))
     assert len(manifests) == 1
@@ -107,7 +115,7 @@ def test_plain_xterm_gets_the_16_colour_theme(tmux: Tmux, arsl_home: Path, tmp_p
     colours = tmux.screen(escapes=True)
     assert not re.search(r"\x1b\[[0-9;]*38;[25];", colours)  # only the 16 standard colours
     tmux.keys("q")
-    tmux.wait_for(lambda _: exit_file.exists(), "the console to exit")
+    tmux.wait_for(lambda _: exit_written(exit_file), "the console to exit")
     assert exit_file.read_text().strip() == "exit=0"
 
 
@@ -144,5 +152,5 @@ def test_killed_mid_upload_the_reopened_console_offers_to_resume(tmux: Tmux, mak
     screen = tmux.wait_text("✓ Uploaded:")
     assert re.search(r"[1-9][0-9,]* already there", screen), screen
     tmux.keys("q")
-    tmux.wait_for(lambda _: exit_file.exists(), "the console to exit")
+    tmux.wait_for(lambda _: exit_written(exit_file), "the console to exit")
     assert exit_file.read_text().strip() == "exit=0"
