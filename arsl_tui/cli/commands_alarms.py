@@ -106,7 +106,6 @@ def _errors(handler: Handler) -> Handler:
             MonitorUnavailable,
             RuleNotFound,
         )
-        from arsl_tui.providers.local.state import StateError
 
         try:
             return handler(context, namespace)
@@ -114,7 +113,7 @@ def _errors(handler: Handler) -> Handler:
             raise CommandFailed(str(error), EXIT_FAILED) from None
         except (RuleNotFound, MonitorUnavailable, AlarmRuleError) as error:
             raise CommandFailed(str(error), EXIT_USAGE) from None
-        except (MonitorError, StateError) as error:
+        except MonitorError as error:
             raise CommandFailed(str(error), EXIT_BACKEND) from None
 
     return run

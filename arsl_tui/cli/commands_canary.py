@@ -85,7 +85,10 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _errors(handler: Handler) -> Handler:
-    """Canary, platform, registry and state errors → a one-line message and the contract's exit code."""
+    """Canary, platform and registry errors → a one-line message and the contract's exit code.
+
+    State file errors are mapped once for every command, by `common.run_command`.
+    """
 
     @functools.wraps(handler)
     def run(context: CommandContext, namespace: argparse.Namespace) -> int:
@@ -93,7 +96,6 @@ def _errors(handler: Handler) -> Handler:
         from arsl_tui.domain.ports import ServingPlatformError
         from arsl_tui.domain.registry import RegistryError
         from arsl_tui.ops.deployment import ControllerBusy, GatewaySetupError
-        from arsl_tui.providers.local.state import StateError
 
         try:
             return handler(context, namespace)
@@ -101,7 +103,7 @@ def _errors(handler: Handler) -> Handler:
             raise CommandFailed(str(error), EXIT_BACKEND) from None
         except CanaryError as error:
             raise CommandFailed(str(error), EXIT_FAILED) from None
-        except (ServingPlatformError, RegistryError, StateError) as error:
+        except (ServingPlatformError, RegistryError) as error:
             raise CommandFailed(str(error), EXIT_BACKEND) from None
 
     return run

@@ -109,7 +109,6 @@ def _errors(handler: Handler) -> Handler:
         from arsl_tui.ops.dataset import DatasetError
         from arsl_tui.ops.registry import VersionNotFound
         from arsl_tui.providers.local.serving_control import AlreadyRunning, ServingError, WrongBackend
-        from arsl_tui.providers.local.state import StateError
         from arsl_tui.serving.auth import GatewayKeyError
 
         try:
@@ -119,7 +118,7 @@ def _errors(handler: Handler) -> Handler:
         except (DeploymentError, VersionFormatError, VersionNotFound, GatewayKeyError, DatasetError,
                 WrongBackend) as error:
             raise CommandFailed(str(error), EXIT_USAGE) from None
-        except (ServingError, RegistryError, StateError) as error:
+        except (ServingError, RegistryError) as error:
             raise CommandFailed(str(error), EXIT_BACKEND) from None
 
     return run
