@@ -177,6 +177,13 @@ class GatewaySettings:
     host: str = field(default="127.0.0.1", metadata=_REQUIRED)
     port: int = field(default=8765, metadata=_bounded(0, 65_535))
     max_body_kb: int = field(default=1024, metadata=_bounded(1, 1_048_576))
+    body_min_kb_per_s: float = field(default=16.0, metadata=_bounded(0.001, 1_048_576))
+    """A request body must keep up with this rate (KB/s), less `body_grace_s`, or it gets 408."""
+    body_grace_s: float = field(default=10.0, metadata=_bounded(0.0, 3600))
+    """How far behind `body_min_kb_per_s` a body may fall: t seconds after it began, at least
+    (t − body_grace_s) × body_min_kb_per_s KB must have arrived."""
+    body_timeout_s: float = field(default=600.0, metadata=_bounded(0.1, 86_400))
+    """The most time any request body may take, however fast it arrives."""
     api_call_limit: int = field(default=6000, metadata=_bounded(1, None))
     app_call_limit: int = field(default=600, metadata=_bounded(1, None))
     time_unit: Literal["SECOND", "MINUTE", "HOUR", "DAY"] = "MINUTE"

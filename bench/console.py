@@ -8,9 +8,10 @@ First frame (median of `--runs` cold starts, each a fresh interpreter):
   * headless: a subprocess imports the console and runs it headless; the time from interpreter start
     (first line of the child) and from process spawn to the first composited frame;
   * terminal: the real `arsl` entry point in tmux at 80×24; spawn until "1 Overview" is on the pane.
-Idle: the real `arsl` in tmux, left alone for `--idle-s` seconds on the Upload tab (no timers) and on the
-Overview tab (journal re-read once a second); CPU from /proc/PID/stat, RSS from /proc/PID/status at the
-start and the end of the window.
+Idle: the real `arsl` in tmux, left alone for `--idle-s` seconds on the Overview tab (it re-reads the
+workflow every few seconds) and then on the Upload tab (no timers), each window opening once neither the
+pane nor the console's CPU time has changed for `--quiet-s`; CPU from /proc/PID/stat, RSS from
+/proc/PID/status at the start and the end of the window.
 Key latency: in-process (Pilot, headless, 80×24) while an upload streams events: `l` (toggle the log
 panel) is sent as a key event; latency = from sending the key to the first composited frame after the
 panel's state flipped. Upload sources:
@@ -18,6 +19,9 @@ panel's state flipped. Upload sources:
     data set in files mode) from 8 threads as fast as Python allows — the worst case for flooding;
   * real (`--real-files N`): the real engine, files mode, local store, on N unique small JPEGs.
 Results are printed and written to bench/results/console.json.
+
+`--tiny` runs every part above in seconds (one cold start, short windows, a small storm, 64 real files) and
+writes its JSON to a fresh temporary folder unless `--out` is given: tests/e2e/test_benches.py runs it in CI.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import shutil
 import statistics
@@ -45,6 +50,8 @@ if str(REPO) not in sys.path:
 RESULTS = REPO / "bench" / "results" / "console.json"
 ARSL = Path(sys.executable).with_name("arsl")
 FULL_DATASET_OBJECTS = 108_098
+TINY_DEFAULTS = {"runs": 1, "idle_s": 0.5, "quiet_s": 0.3, "events": 2000, "rates": "2000,0", "presses": 2,
+                 "real_files": 64}
 
 _CHILD = r"""
 import json, sys, time
@@ -89,16 +96,25 @@ def first_frame_headless(runs: int, home: Path) -> dict[str, Any]:
     }
 
 
+UPLOAD_TAB_TEXT = "Data set folder"
+"""The label of the Upload tab's folder field: on the screen only while that tab shows."""
+TAB_BAR_TEXT = "1 Overview"
+"""The first entry of the tab bar, drawn in the first frame on every tab."""
+
+
 class Tmux:
-    def __init__(self) -> None:
+    def __init__(self, cwd: Path) -> None:
         self.socket = f"arsl-bench-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.cwd = cwd
+        """The pane's working folder: a ./config.toml of the folder the bench runs from must not configure it."""
 
     def run(self, *args: str, check: bool = True) -> str:
         return subprocess.run(["tmux", "-L", self.socket, *args], check=check, capture_output=True,
                               text=True).stdout
 
     def start(self, command: str) -> None:
-        self.run("-f", "/dev/null", "new-session", "-d", "-s", "bench", "-x", "80", "-y", "24", command)
+        self.run("-f", "/dev/null", "new-session", "-d", "-s", "bench", "-x", "80", "-y", "24", "-c", str(self.cwd),
+                 command)
 
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", "bench", check=False)
@@ -110,12 +126,30 @@ class Tmux:
         self.run("send-keys", "-t", "bench", *keys)
 
     def wait_text(self, text: str, timeout_s: float = 30.0, poll_s: float = 0.005) -> float:
+        """Poll the pane until `text` is on it; the time it was seen. A timeout names the text and shows the
+        screen that was last read."""
         deadline = time.monotonic() + timeout_s
+        screen = ""
         while time.monotonic() < deadline:
-            if text in self.screen():
+            screen = self.screen()
+            if text in screen:
                 return time.monotonic()
-            time.sleep(poll_s)
-        raise RuntimeError(f"{text!r} did not appear; screen:\n{self.screen()}")
+            time.sleep(poll_s)  # polling interval of a bounded wait on the pane
+        raise RuntimeError(f"{text!r} did not appear on the console within {timeout_s:g} s; the screen was:\n{screen}")
+
+    def wait_idle(self, pid: int, quiet_s: float, timeout_s: float = 20.0, poll_s: float = 0.05) -> bool:
+        """Poll the pane and the console's CPU time until neither has changed for `quiet_s` (its start-up or
+        tab-switch work is done); False if they still changed after `timeout_s` (the window then includes it)."""
+        deadline = time.monotonic() + timeout_s
+        state, since = (self.screen(), _cpu_ticks(pid)), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(poll_s)  # polling interval of a bounded wait on the pane
+            now_state = (self.screen(), _cpu_ticks(pid))
+            if now_state != state:
+                state, since = now_state, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return True
+        return False
 
     def kill(self) -> None:
         self.run("kill-server", check=False)
@@ -128,11 +162,11 @@ def console_command(home: Path) -> str:
 def first_frame_terminal(runs: int, home: Path) -> dict[str, Any]:
     samples = []
     for _ in range(runs):
-        tmux = Tmux()
+        tmux = Tmux(home)
         try:
             started = time.monotonic()
             tmux.start(console_command(home))
-            samples.append(tmux.wait_text("1 Overview") - started)
+            samples.append(tmux.wait_text(TAB_BAR_TEXT) - started)
             tmux.keys("q")
         finally:
             tmux.kill()
@@ -154,28 +188,30 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def idle_cost(seconds: float, home: Path) -> dict[str, Any]:
-    tmux = Tmux()
+def idle_cost(seconds: float, home: Path, quiet_s: float) -> dict[str, Any]:
+    """The Overview first (the tab the console opens on), then the Upload tab, reached with `2`.
+
+    The Overview is measured before any tab switch, so no key has to leave the Upload tab's folder field, and
+    nothing waits for the Overview's own wording: its layout differs between a first run and later ones."""
+    tmux = Tmux(home)
     results: dict[str, Any] = {}
     try:
         tmux.start(console_command(home))
-        tmux.wait_text("1 Overview")
+        tmux.wait_text(TAB_BAR_TEXT)
         pid = tmux.pane_pid()
         ticks_per_s = os.sysconf("SC_CLK_TCK")
-        for tab_key, name in (("2", "upload_tab"), ("1", "overview_tab")):
-            # Tab leaves the (empty) path field; an Escape right before a digit would read as alt+digit.
-            tmux.keys("Tab")
-            tmux.keys(tab_key)
-            tmux.wait_text("Data set folder" if tab_key == "2" else "Recent upload runs")
-            time.sleep(1.0)  # let the tab switch's own work finish before the window opens
+        for tab_key, name in (("", "overview_tab"), ("2", "upload_tab")):
+            if tab_key:
+                tmux.keys(tab_key)
+                tmux.wait_text(UPLOAD_TAB_TEXT)
+            settled = tmux.wait_idle(pid, quiet_s)
             rss_start = _rss_mb(pid)
             ticks_start, wall_start = _cpu_ticks(pid), time.monotonic()
             time.sleep(seconds)  # the measurement window: the console is left idle
             ticks, wall = _cpu_ticks(pid) - ticks_start, time.monotonic() - wall_start
             results[name] = {"cpu_percent_of_a_core": round(100 * ticks / ticks_per_s / wall, 2),
                              "window_s": round(wall, 1), "rss_mb_start": round(rss_start, 1),
-                             "rss_mb_end": round(_rss_mb(pid), 1)}
-        tmux.keys("q")
+                             "rss_mb_end": round(_rss_mb(pid), 1), "settled_first": settled}
     finally:
         tmux.kill()
     return results
@@ -295,9 +331,17 @@ async def _measure_latency(settings: Any, services: Any, dataset: Path, started:
     latencies: list[float] = []
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("2")
-        app.query_one(PathInput).value = str(dataset)
+        path_input = app.query_one(PathInput)
+        # `/` asks for the folder field; where the tab focuses the field itself, the `/` typed into it is
+        # replaced by the path below.
+        await pilot.press("slash")
+        if app.focused is not path_input:
+            raise RuntimeError(f"the Upload tab's folder field is not focused after `/` (focused: {app.focused!r})")
+        path_input.value = str(dataset)
         await pilot.press("enter")
         while app.upload_tab.validated is None:
+            if app.upload_tab.last_error:
+                raise RuntimeError(f"validating {dataset} failed: {app.upload_tab.last_error}")
             await pilot.pause()
         driver = app._driver
         assert driver is not None
@@ -334,8 +378,8 @@ async def _measure_latency(settings: Any, services: Any, dataset: Path, started:
         result = {
             "presses_measured": len(latencies),
             "latency_ms_median": round(1000 * statistics.median(latencies), 1) if latencies else None,
-            "latency_ms_p95": round(1000 * sorted(latencies)[int(0.95 * (len(latencies) - 1))], 1)
-            if latencies else None,
+            "latency_ms_p95": round(1000 * sorted(latencies)[math.ceil(0.95 * len(latencies)) - 1], 1)
+            if latencies else None,  # nearest rank: never below the median, even for a handful of presses
             "latency_ms_max": round(1000 * max(latencies), 1) if latencies else None,
             "progress_events": tab.progress_events_received,
             "panel_renders": tab.progress_renders,
@@ -394,11 +438,22 @@ def main() -> None:
                              "local engine confirms ~370 objects/s in files mode, bench/upload.py)")
     parser.add_argument("--presses", type=int, default=30, help="key presses measured per upload")
     parser.add_argument("--real-files", type=int, default=0, help="also upload this many real files (0: skip)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS.relative_to(REPO)})")
+    parser.add_argument("--quiet-s", type=float, default=1.0,
+                        help="an idle window opens once neither the pane nor the console's CPU time has changed "
+                             "for this long")
+    parser.add_argument("--out", type=Path, default=None, help=f"JSON results (default {RESULTS.relative_to(REPO)}; "
+                                                               "with --tiny a new temporary folder)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="every part in seconds: 1 cold start, 0.5 s windows, a 2,000-event storm, 64 real files")
     options = parser.parse_args()
+    if options.tiny:  # a second pass, so that an option given on the command line still wins
+        parser.set_defaults(**TINY_DEFAULTS)
+        options = parser.parse_args()
+    if options.out is None:
+        options.out = (Path(tempfile.mkdtemp(prefix="arsl-bench-tiny-")) / RESULTS.name) if options.tiny else RESULTS
 
     has_tmux = shutil.which("tmux") is not None
-    results: dict[str, Any] = {"python": sys.version.split()[0], "cpus": os.cpu_count(),
+    results: dict[str, Any] = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "tiny": options.tiny,
                                "load_average_at_start": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="arsl-bench-console-") as scratch:
         work = Path(scratch)
@@ -413,7 +468,7 @@ def main() -> None:
             results["first_frame_terminal"] = first_frame_terminal(options.runs, home)
             print(f"first frame, real arsl in tmux 80×24: median {results['first_frame_terminal']['median_s']:.3f} s "
                   f"({', '.join(f'{s:.2f}' for s in results['first_frame_terminal']['runs_s'])})")
-            results["idle"] = idle_cost(options.idle_s, home)
+            results["idle"] = idle_cost(options.idle_s, home, options.quiet_s)
             for name, figures in results["idle"].items():
                 print(f"idle on the {name.replace('_', ' ')}: {figures['cpu_percent_of_a_core']} % of a core over "
                       f"{figures['window_s']} s, RSS {figures['rss_mb_start']} → {figures['rss_mb_end']} MB")

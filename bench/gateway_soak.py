@@ -13,6 +13,9 @@ should have succeeded (there should be none), the split per weight window, laten
 and the gateway's VmRSS (after the warm-up, the maximum, the end, per 1,000 requests, and what it keeps
 by design: the feedback ledger's last 100,000 answers and the stats windows) with a series every 5 s,
 so a slow leak shows as a slope rather than hiding in one number.
+
+`--tiny`: one 10 s cycle with two steady clients at 10 req/s besides the key-churn ones (any option given on
+the command line wins); the JSON goes to a fresh temporary folder unless `--out` is given.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -31,6 +35,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 RESULTS = REPO / "bench" / "results" / "gateway_soak.json"
+TINY_DEFAULTS = {"cycles": 1, "cycle_s": 10.0, "clients": 2, "rate": 10.0}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -68,12 +73,13 @@ def main(args: argparse.Namespace) -> int:
             (rss["end"] - rss["after_warmup"]) / max(report.requests, 1) * 1000, 3)
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
-        "settings": {"cycles": args.cycles, "cycle_s": args.cycle_s, "clients": args.clients + 3,
+        "tiny": args.tiny, "settings": {"cycles": args.cycles, "cycle_s": args.cycle_s, "clients": args.clients + 3,
                      "rate_per_client": args.rate, "rss_slack_mb": args.rss_slack_mb},
         "wall_s": round(time.monotonic() - started, 1), "gateway_alive_at_end": alive,
         **report.to_json(), "rss_mb": rss, "rss_series": series}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    out = args.out or (Path(tempfile.mkdtemp(prefix="arsl-bench-tiny-")) / RESULTS.name if args.tiny else RESULTS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     print(f"{report.requests} requests in {report.duration_s:.0f} s ({report.requests / report.duration_s:.0f}/s), "
           f"statuses {dict(report.statuses)}", flush=True)
     print(f"latency ms {report.latency_ms}; in flight while a key was revoked {report.straddling_revocation[0]} "
@@ -83,7 +89,9 @@ def main(args: argparse.Namespace) -> int:
     print(f"challenger share per window: {', '.join(shares)}")
     print(f"bursts: {report.bursts[:3]}{' …' if len(report.bursts) > 3 else ''}")
     print(f"failures: {len(report.failures)}" + (f", first: {report.failures[:5]}" if report.failures else ""))
-    print(f"written to {RESULTS.relative_to(REPO)}")
+    print(f"written to {out}")
+    if not report.failures and alive:
+        shutil.rmtree(root, ignore_errors=True)  # the gateway is stopped; a failed run keeps its files to look at
     return 0 if not report.failures and alive else 1
 
 
@@ -95,7 +103,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=10.0, help="requests per second per client (limit: 25)")
     parser.add_argument("--rss-slack-mb", type=float, default=12.0,
                         help="allowed RSS growth after the warm-up beyond what the gateway keeps by design")
+    parser.add_argument("--out", type=Path, default=None, help="JSON results (default "
+                        f"{RESULTS.relative_to(REPO)}; with --tiny a new temporary folder)")
+    parser.add_argument("--tiny", action="store_true", help="one 10 s cycle, two steady clients at 10 req/s")
     args = parser.parse_args(argv)
+    if args.tiny:  # a second pass, so that an option given on the command line still wins
+        parser.set_defaults(**TINY_DEFAULTS)
+        args = parser.parse_args(argv)
     if args.cycles < 1 or args.cycle_s < 10 or args.clients < 0 or not 0 < args.rate <= 10:
         parser.error("need --cycles >= 1, --cycle-s >= 10, --clients >= 0 and 0 < --rate <= 10 (the limit is 25/s)")
     return args

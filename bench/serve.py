@@ -20,6 +20,10 @@ on a clock; latency counts from the scheduled time, so queueing shows); saturati
 (`--concurrency` connections, back to back). Also reported: the gateway's RSS with both versions loaded
 (VmRSS and VmHWM) and the time from starting it to its first answer. Results: printed, and written to
 bench/results/serve.json.
+
+`--tiny` runs every step above in seconds (one fixed rate of 20 req/s and saturation at 4 connections, 1 s
+each; any option given on the command line wins) and writes its JSON to a fresh temporary folder unless
+`--out` is given.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,6 +47,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 RESULTS = REPO / "bench" / "results" / "serve.json"
+TINY_DEFAULTS = {"rates": [20.0], "duration": 1.0, "concurrency": 4}
 _LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
 _VERSION = re.compile(rb'"model_version":\s*"(v\d+)"')
 
@@ -356,7 +362,7 @@ torch_threads = {args.threads}
     control = LocalServingControl(home, config_path=str(config), environment=environment)
     control.state.save_deployment(Deployment(stable="v1", canary="v2", weights={"v1": 90, "v2": 10}), "bench")
     key = KeyStore(control.state.db).create("bench")
-    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_before": load_before},
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_before": load_before}, "tiny": args.tiny,
                                "settings": {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
                                             "torch_threads": args.threads or "auto", "duration_s": args.duration,
                                             "rates": args.rates, "concurrency": args.concurrency}}
@@ -411,10 +417,12 @@ torch_threads = {args.threads}
         "loadavg_after": os.getloadavg(),
     }
     print(json.dumps(results["summary"], indent=1))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"wrote {RESULTS}")
-    return 0
+    out = args.out or (Path(tempfile.mkdtemp(prefix="arsl-bench-tiny-")) / RESULTS.name if args.tiny else RESULTS)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {out}")
+    shutil.rmtree(work, ignore_errors=True)  # both servers are stopped; a failed run keeps its files to look at
+    return 0 if all(run["completed"] for run in results["gateway"] + results["baseline"]) else 1
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -426,6 +434,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=3.0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads for both servers (0: auto)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON results (default bench/results/serve.json; with --tiny a new temporary folder)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="every step in seconds: 20 req/s and saturation at 4 connections, 1 s each")
     # internal roles
     parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)
@@ -438,7 +450,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images", nargs="*", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", default="", help=argparse.SUPPRESS)
     parser.add_argument("--port-file", default="", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.tiny:  # a second pass, so that an option given on the command line still wins
+        parser.set_defaults(**TINY_DEFAULTS)
+        args = parser.parse_args(argv)
+    return args
 
 
 if __name__ == "__main__":

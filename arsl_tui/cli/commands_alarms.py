@@ -8,12 +8,13 @@
     arsl alarms silence RULE --for D   mute its notifications for D (30m, 2h, 1d; 0 ends it); logged
     arsl alarms watch [--once]         run the monitor's rounds on a schedule (the local backend samples
                                        the gateway and judges the rules; huawei pushes the derived error rate)
-    arsl status                        every phase: data set, last job, champion/challenger, service,
-                                       canary, alarms — and what to do next
+    arsl status                        the latest pipeline run, then every phase: data set, last job,
+                                       champion/challenger, service, canary, alarms — and what to do next
 
 `--json` output: setup → `created`, `updated`, `unchanged`, `skipped`, `notes`; list → `alarms`
 (`name`, `state`, `value`, `condition`, `since`, `acknowledged`, `silenced_until`, …); history →
-`history` (`rule`, `time`, `kind`, `old`, `new`, `value`, `detail`, `user`); status → `phases`, `next`.
+`history` (`rule`, `time`, `kind`, `old`, `new`, `value`, `detail`, `user`); status → `pipeline`, `phases`,
+`next`.
 Exit codes: 0 ok; 1 refused (acknowledging a rule not in alarm, cancelled); 2 usage (unknown rule, bad
 duration, missing setting, read-only); 3 backend error (Cloud Eye, the state file).
 """
@@ -119,12 +120,15 @@ def _errors(handler: Handler) -> Handler:
     return run
 
 
-def _confirm(context: CommandContext, namespace: argparse.Namespace, question: str) -> None:
-    if getattr(namespace, "yes", False) or not sys.stdin.isatty():
+def _confirm(context: CommandContext, question: str, assume_yes: bool,
+             refusal: str = "cancelled; nothing was changed") -> None:
+    """Ask `question [y/N]` on a terminal (No unless y or yes is typed); never with --yes or without a terminal."""
+    if assume_yes or not sys.stdin.isatty():
         return
-    answer = context.err_console.input(f"{question} [y/N] ")
+    # markup=False: `[y/N]` and the names in the question are shown as written, not read as Rich style tags.
+    answer = context.err_console.input(f"{question} [y/N] ", markup=False)
     if answer.strip().lower() not in ("y", "yes"):
-        raise CommandFailed("cancelled; nothing was changed", EXIT_FAILED)
+        raise CommandFailed(refusal, EXIT_FAILED)
 
 
 def _when(seconds: float | None) -> str:
@@ -159,7 +163,7 @@ def setup_command(context: CommandContext, namespace: argparse.Namespace) -> int
     settings = context.settings
     context.require_writable("set up alarm rules")
     where = "Cloud Eye" if settings.backend == "huawei" else "the local monitor"
-    _confirm(context, namespace, f"Create or update the [alarms] rules in {where}?")
+    _confirm(context, f"Create or update the [alarms] rules in {where}?", namespace.yes)
     report = monitoring.setup(settings)
     if context.json_output:
         context.emit_json({"backend": settings.backend, **report.to_json()})
@@ -260,7 +264,7 @@ def ack_command(context: CommandContext, namespace: argparse.Namespace) -> int:
     from arsl_tui.ops import monitoring
 
     context.require_writable("acknowledge an alarm")
-    _confirm(context, namespace, f"Acknowledge the alarm of {namespace.rule}?")
+    _confirm(context, f"Acknowledge the alarm of {namespace.rule}?", namespace.yes)
     view = monitoring.acknowledge(context.settings, namespace.rule, note=namespace.note)
     if context.json_output:
         context.emit_json(view.to_json(time.time()))
@@ -281,7 +285,7 @@ def silence_command(context: CommandContext, namespace: argparse.Namespace) -> i
     context.require_writable("silence an alarm rule")
     question = (f"Silence the notifications of {namespace.rule} for {namespace.duration}?" if seconds
                 else f"End the silence of {namespace.rule}?")
-    _confirm(context, namespace, question)
+    _confirm(context, question, namespace.yes)
     view = monitoring.silence(context.settings, namespace.rule, seconds, note=namespace.note)
     now = time.time()
     if context.json_output:
@@ -345,10 +349,11 @@ def watch_command(context: CommandContext, namespace: argparse.Namespace) -> int
 
 
 def status_table(report: StatusReport) -> Table:
+    """The pipeline's row first, then each phase; every suggestion is the whole state's (`ops.status.weigh`)."""
     table = Table(show_edge=False, pad_edge=False, box=None)
     for name in ("", "phase", "state", "summary", "next"):
-        table.add_column(name)
-    for item in report.phases:
+        table.add_column(name, no_wrap=name == "next")
+    for item in report.rows:
         glyph, style = PHASE_GLYPHS[item.state.value]
         summary = Text(item.summary + (f" ({item.error})" if item.error else ""))
         table.add_row(Text(glyph, style=style), item.phase, Text(item.state.value, style=style), summary,
@@ -364,8 +369,12 @@ def status_command(context: CommandContext, namespace: argparse.Namespace) -> in
         context.emit_json(report.to_json())
         return EXIT_OK
     context.console.print(status_table(report))
+    pipeline = report.pipeline.details if report.pipeline is not None else {}
+    if pipeline.get("events_file"):
+        context.console.print(Text.assemble(("pipeline events: ", "dim"), str(pipeline["events_file"])),
+                              soft_wrap=True)
     if report.next_step:
-        context.console.print(Text.assemble(("next: ", "bold"), report.next_step))
+        context.console.print(Text.assemble(("next: ", "bold"), report.next_step), soft_wrap=True)
     return EXIT_OK
 
 

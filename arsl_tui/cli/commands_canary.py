@@ -109,12 +109,15 @@ def _errors(handler: Handler) -> Handler:
     return run
 
 
-def _confirm(context: CommandContext, question: str, assume_yes: bool) -> None:
+def _confirm(context: CommandContext, question: str, assume_yes: bool,
+             refusal: str = "cancelled; nothing was changed") -> None:
+    """Ask `question [y/N]` on a terminal (No unless y or yes is typed); never with --yes or without a terminal."""
     if assume_yes or not sys.stdin.isatty():
         return
-    answer = context.err_console.input(f"{question} [y/N] ")
+    # markup=False: `[y/N]` and the names in the question are shown as written, not read as Rich style tags.
+    answer = context.err_console.input(f"{question} [y/N] ", markup=False)
     if answer.strip().lower() not in ("y", "yes"):
-        raise CommandFailed("cancelled; nothing was changed", EXIT_FAILED)
+        raise CommandFailed(refusal, EXIT_FAILED)
 
 
 def _controller(context: CommandContext) -> CanaryController:

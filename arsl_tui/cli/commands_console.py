@@ -1,8 +1,13 @@
-"""`arsl console` (also what plain `arsl` runs); `arsl --read-only` and `arsl --theme NAME` start it too."""
+"""`arsl console` (also what plain `arsl` runs); `arsl --read-only` and `arsl --theme NAME` start it too.
+
+A pipeline run outlives the console (its own process): closing the console while one goes on prints
+one line saying so and how to follow it.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from arsl_tui.cli.common import EXIT_OK, CommandContext
@@ -39,4 +44,19 @@ def console_command(context: CommandContext, namespace: argparse.Namespace) -> i
 
     read_only = bool(namespace.read_only or getattr(namespace, "console_read_only", False))
     theme = namespace.theme or getattr(namespace, "console_theme", None)
-    return run_console(context.settings, read_only=read_only, theme=theme) or EXIT_OK
+    status = run_console(context.settings, read_only=read_only, theme=theme) or EXIT_OK
+    line = pipeline_goes_on(context.settings.home_dir)
+    if line:
+        context.console.print(line, markup=False, soft_wrap=True)
+    return status
+
+
+def pipeline_goes_on(home: Path) -> str:
+    """One line if a pipeline run is still going on now that the console closed (it runs in its own process)."""
+    from arsl_tui.domain.pipeline_run import background_line
+    from arsl_tui.ops.pipeline_log import PipelineLogReader
+
+    try:
+        return background_line(PipelineLogReader(home).read())
+    except OSError:  # the run's files cannot be read: nothing to say about it
+        return ""

@@ -9,7 +9,8 @@ the gate record (`verdict`, `rules`, `thresholds`, `champion_version`) plus `reg
 `aliases`, `override`.
 
 `arsl models list`, `arsl models show VERSION` (`--json`: `version`, `aliases`, `metrics`,
-`lineage`, `gate`, …) and `arsl models log` (the promotion log) only read.
+`lineage`, `gate`, …) and `arsl models log` (the promotion log) only read. A version that a
+promotion made champion is no longer challenger (`domain.registry.RegistryState.aliases`).
 """
 
 from __future__ import annotations
@@ -219,18 +220,26 @@ def list_command(context: CommandContext, namespace: argparse.Namespace) -> int:
     if not versions:
         context.console.print("no model versions yet (`arsl gate JOB` registers a job that passes)")
         return EXIT_OK
+    context.console.print(versions_table(versions, state))
+    return EXIT_OK
+
+
+def versions_table(versions: Iterable[ModelVersion], state: RegistryState) -> Table:
+    """One row a version. Ids and figures are never broken; the aliases and the time wrap at a space when
+    the terminal is narrow. Who registered a version (the OS user, the same as in `models log`) is in
+    `models show`: the job tells versions apart, the user mostly does not."""
     table = Table(show_edge=False, pad_edge=False)
-    for column in ("version", "aliases", "gate", "test acc", "job", "created"):
-        table.add_column(column, no_wrap=column in ("version", "test acc"))
+    for column in ("version", "aliases", "gate", "test acc", "job", "registered (UTC)"):
+        table.add_column(column, no_wrap=column not in ("aliases", "registered (UTC)"),
+                         justify="right" if column == "test acc" else "left")
     for record in versions:
         gate_cell = _glyph(record.gate_verdict)
         if record.override_reason is not None:
             gate_cell.append(" override", style="yellow")
         table.add_row(record.version, ", ".join(state.alias_of(record.version)) or "—", gate_cell,
-                      _figure(record, "test_acc"), Text(record.lineage.job_id, overflow="fold"),
-                      f"{record.created_at[:16].replace('T', ' ')} {record.created_by}")
-    context.console.print(table)
-    return EXIT_OK
+                      _figure(record, "test_acc"), record.lineage.job_id or "—",
+                      record.created_at[:16].replace("T", " "))
+    return table
 
 
 def show_command(context: CommandContext, namespace: argparse.Namespace) -> int:

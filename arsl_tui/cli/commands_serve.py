@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from arsl_tui.cli.common import (
     CommandContext,
     CommandFailed,
     Handler,
+    safe_text,
     whole_number,
 )
 
@@ -76,10 +78,15 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
     listing = key_actions.add_parser("list", parents=[common], help="key names, when made, whether revoked")
     listing.set_defaults(handler=_errors(key_list_command))
 
-    predict = subcommands.add_parser("predict", parents=[common], help="classify images with the gateway")
-    predict.add_argument("images", nargs="+", metavar="IMAGE", type=Path)
+    predict = subcommands.add_parser(
+        "predict", parents=[common], help="classify images with the gateway",
+        description="Send each IMAGE to the gateway's /v1/predict and print its label, confidence, the version that "
+                    "answered and the request id. Images are named by their path below the folder they share.")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", type=Path, help="JPEG or PNG files")
     predict.add_argument("--endpoint", metavar="URL", help="gateway URL (default: the local gateway)")
-    predict.add_argument("--key", metavar="KEY", help="app code (default: $ARSL_APP_CODE)")
+    predict.add_argument("--key", metavar="KEY",
+                         help="app code (default: $ARSL_APP_CODE; against the local gateway without either, a "
+                              "temporary key is made for this call and deleted after it — not in read-only mode)")
     predict.set_defaults(handler=_errors(predict_command))
 
     api_test = subcommands.add_parser(
@@ -124,13 +131,15 @@ def _errors(handler: Handler) -> Handler:
     return run
 
 
-def _confirm(context: CommandContext, question: str, assume_yes: bool) -> None:
-    """Ask on a terminal (unless --yes); a script without a terminal is never asked."""
+def _confirm(context: CommandContext, question: str, assume_yes: bool,
+             refusal: str = "cancelled; nothing was changed") -> None:
+    """Ask `question [y/N]` on a terminal (No unless y or yes is typed); never with --yes or without a terminal."""
     if assume_yes or not sys.stdin.isatty():
         return
-    answer = context.err_console.input(f"{question} [y/N] ")
+    # markup=False: `[y/N]` and the names in the question are shown as written, not read as Rich style tags.
+    answer = context.err_console.input(f"{question} [y/N] ", markup=False)
     if answer.strip().lower() not in ("y", "yes"):
-        raise CommandFailed("cancelled; nothing was changed", EXIT_FAILED)
+        raise CommandFailed(refusal, EXIT_FAILED)
 
 
 def _weights(weights: dict[str, int]) -> str:
@@ -277,19 +286,67 @@ def predict_command(context: CommandContext, namespace: argparse.Namespace) -> i
     failed = [result for result in results if result.get("status") != 200]
     if context.json_output:
         context.emit_json({"endpoint": target.endpoint, "results": results})
-    else:
-        table = Table(show_edge=False, pad_edge=False)
-        for column in ("image", "label", "confidence", "version", "request id"):
-            table.add_column(column)
-        for result in results:
-            if result.get("status") == 200:
-                table.add_row(Text(result["file"]), result["label"], f"{result['confidence']:.3f}",
-                              result["model_version"], result["request_id"])
-            else:
-                table.add_row(Text(result["file"]), Text(f"error {result.get('status') or ''}: {result['error']}",
-                                                         style="red"), "", "", "")
-        context.console.print(table)
+        return EXIT_FAILED if failed else EXIT_OK
+    folder, names = image_names([str(result["file"]) for result in results])
+    if folder != os.getcwd():
+        context.console.print(f"images in {safe_text(folder)}", markup=False, soft_wrap=True)
+    table, with_ids = prediction_table(names, results, context.console.width)
+    context.console.print(table)
+    if not with_ids and len(failed) < len(results):
+        context.console.print("(request ids, for /v1/feedback: run it with --json)")
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def prediction_table(names: list[str], results: list[dict[str, Any]], width: int) -> tuple[Table, bool]:
+    """One row per image: its name whole, then label, confidence and version; the request id too where its
+    32 characters fit beside them in `width` columns (whether they did is the second value)."""
+    answered = [result for result in results if result.get("status") == 200]
+    widths = {"image": max(map(len, names)), "label": max((len(str(item["label"])) for item in answered), default=0),
+              "confidence": 5, "version": max((len(str(item["model_version"])) for item in answered), default=0)}
+    needed = sum(max(len(header), cells) for header, cells in widths.items()) + 3 * len(widths)  # " │ " each
+    with_ids = needed + max((len(str(item["request_id"])) for item in answered), default=10) <= width
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("image", no_wrap=True, min_width=widths["image"])  # what tells the rows apart: never cut
+    table.add_column("label")  # a one-word label, or the error of an image that got none (that may wrap)
+    for column in ("confidence", "version", *(("request id",) if with_ids else ())):
+        table.add_column(column, no_wrap=True)
+    for name, result in zip(names, results, strict=True):
+        if result.get("status") == 200:
+            cells: list[Text | str] = [Text(str(result["label"])), f"{result['confidence']:.3f}",
+                                       Text(str(result["model_version"]))]
+            table.add_row(Text(name), *cells, *((Text(str(result["request_id"])),) if with_ids else ()))
+        else:
+            problem = safe_text(f"error {result.get('status') or ''}: {result['error']}")
+            table.add_row(Text(name), Text(problem, style="red"), *([""] * (3 if with_ids else 2)))
+    return table, with_ids
+
+
+IMAGE_NAME_CHARS = 40
+"""Longer image names keep their file name whole and lose the middle of their folders."""
+
+
+def image_names(paths: list[str], limit: int = IMAGE_NAME_CHARS) -> tuple[str, list[str]]:
+    """(the folder the images share, each image's path below it): `ain/ain_0001.jpg`, never a cut-off prefix.
+
+    A name over `limit` characters keeps its file name and loses the middle of its folders (`ain/…/x/a.jpg`),
+    unless that would make two names the same.
+    """
+    absolute = [os.path.abspath(path) for path in paths]
+    folder = os.path.commonpath([os.path.dirname(path) for path in absolute]) if absolute else os.getcwd()
+    full = [safe_text(os.path.relpath(path, folder)) for path in absolute]
+    short = [_middle_cut(name, limit) for name in full]
+    clashes = len(set(short)) < len(set(full))
+    return folder, full if clashes else short
+
+
+def _middle_cut(name: str, limit: int) -> str:
+    if len(name) <= limit:
+        return name
+    head, _, base = name.rpartition("/")
+    room = limit - len(base) - 2  # "…/" before the file name
+    if not head or room < 2:
+        return f"…/{base}" if head else base
+    return f"{head[:room // 2]}…{head[len(head) - (room - room // 2):]}/{base}"
 
 
 def _ms(value: float | None) -> str:

@@ -34,8 +34,10 @@ def _train_flag(key: str) -> Callable[[str], int]:
     return whole_number(*setting_range(TrainSettings, key))
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from arsl_tui.domain.events import Event
-    from arsl_tui.domain.jobs import JobSpec, JobStatus, TrainingProgress
+    from arsl_tui.domain.jobs import JobSpec, JobStatus, MetricRecord, TrainingProgress
 
 
 def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
@@ -111,13 +113,15 @@ def _backend_errors(handler: Handler) -> Handler:
     return run
 
 
-def _confirm(context: CommandContext, question: str, assume_yes: bool) -> None:
-    """Ask on a terminal (unless --yes); a script without a terminal is never asked."""
+def _confirm(context: CommandContext, question: str, assume_yes: bool,
+             refusal: str = "cancelled; nothing was changed") -> None:
+    """Ask `question [y/N]` on a terminal (No unless y or yes is typed); never with --yes or without a terminal."""
     if assume_yes or not sys.stdin.isatty():
         return
-    answer = context.err_console.input(f"{question} [y/N] ")
+    # markup=False: `[y/N]` and the names in the question are shown as written, not read as Rich style tags.
+    answer = context.err_console.input(f"{question} [y/N] ", markup=False)
     if answer.strip().lower() not in ("y", "yes"):
-        raise CommandFailed("cancelled; nothing was changed", EXIT_FAILED)
+        raise CommandFailed(refusal, EXIT_FAILED)
 
 
 def _percent(value: float | None) -> str:
@@ -128,10 +132,47 @@ def _number(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _best_epoch(records: Sequence[MetricRecord]) -> tuple[int | None, float | None]:
+    """(epoch, its validation accuracy) of the best epoch as the trainer picks it (trainer/train.py: the lowest
+    validation loss so far): the final record's `best_epoch`, else the last epoch record marked `best`. For
+    records that mark none, the epoch with the highest validation accuracy."""
+    epochs: dict[int, MetricRecord] = {}
+    final: MetricRecord | None = None
+    for record in records:
+        if record.type == "epoch" and record.epoch is not None:
+            epochs[record.epoch] = record  # a resumed run may repeat an epoch; its latest report wins
+        elif record.type == "final":
+            final = record
+    ordered = [epochs[number] for number in sorted(epochs)]
+    chosen = final.data.get("best_epoch") if final is not None else None
+    if isinstance(chosen, int) and not isinstance(chosen, bool) and chosen >= 1:
+        kept = epochs.get(chosen)
+        return chosen, kept.val_acc if kept is not None else final.val_acc if final else None
+    marked = [record for record in ordered if record.data.get("best") is True]
+    if marked:
+        return marked[-1].epoch, marked[-1].val_acc
+    scored = [record for record in ordered if record.val_acc is not None and record.val_acc == record.val_acc]
+    if not scored:
+        return None, None
+    top = max(scored, key=lambda record: record.val_acc or 0.0)
+    return top.epoch, top.val_acc
+
+
+def _best_text(best: tuple[int | None, float | None]) -> str:
+    epoch, accuracy = best
+    shown = "—" if accuracy is None else f"{accuracy * 100:.2f}%"  # epochs near the top differ by hundredths
+    return f"best val acc {shown}" + (f" (epoch {epoch})" if epoch is not None else "")
+
+
+def _progress_json(progress: TrainingProgress, best: tuple[int | None, float | None]) -> dict[str, Any]:
+    """The progress, with the best epoch the trainer picked (the one the gate and the package use)."""
+    return {**progress.to_json(), "best_epoch": best[0], "best_val_acc": best[1]}
+
+
 def _spec_table(spec: JobSpec, backend: str) -> Table:
     table = Table(show_header=False, show_edge=False, pad_edge=False, box=None)
-    table.add_column(style="bold")
-    table.add_column()
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")  # a data set's path is read whole before it is trained on
     rows = [("backend", backend), ("data set", spec.dataset), ("epochs", str(spec.epochs)),
             ("batch size", str(spec.batch_size)), ("learning rate", f"{spec.learning_rate:g}"),
             ("seed", str(spec.seed)), ("model", spec.model), ("nodes", str(spec.nodes)),
@@ -206,13 +247,12 @@ def _status_row(status: JobStatus, progress: TrainingProgress | None, now: float
     from arsl_tui.domain.jobs import format_duration
 
     return {"job": status.job_id, "phase": status.phase.value, "duration": format_duration(status.duration_s(now)),
-            "epochs": f"{progress.epochs_done}/{status.epochs or '?'}" if progress else f"?/{status.epochs or '?'}",
-            "best val acc": _percent(progress.best_val_acc) if progress else "—"}
+            "epochs": f"{progress.epochs_done}/{status.epochs or '?'}" if progress else f"?/{status.epochs or '?'}"}
 
 
 def status_command(context: CommandContext, namespace: argparse.Namespace) -> int:
     from arsl_tui.domain.jobs import format_duration
-    from arsl_tui.ops.training import job_progress, open_platform
+    from arsl_tui.ops.training import JobWatcher, open_platform
 
     platform = open_platform(context.settings)
     now = time.time()
@@ -232,13 +272,15 @@ def status_command(context: CommandContext, namespace: argparse.Namespace) -> in
             table.add_row(status.job_id, status.phase.value, created, format_duration(status.duration_s(now)))
         context.console.print(table)
         return EXIT_OK
-    status, progress = job_progress(platform, namespace.job)
+    watcher = JobWatcher(platform, namespace.job)
+    update = watcher.poll()
+    status, progress, best = update.status, update.progress, _best_epoch(watcher.records)
     if context.json_output:
-        context.emit_json({**status.to_json(), "progress": progress.to_json()})
+        context.emit_json({**status.to_json(), "progress": _progress_json(progress, best)})
         return EXIT_OK
     row = _status_row(status, progress, now)
     context.console.print(f"job {status.job_id}  {row['phase']}  {row['duration']}  epochs {row['epochs']}  "
-                          f"best val acc {row['best val acc']}  ETA {format_duration(progress.eta_s)}", markup=False,
+                          f"{_best_text(best)}  ETA {format_duration(progress.eta_s)}", markup=False,
                           soft_wrap=True)
     if status.reason:
         context.console.print(f"reason: {status.reason}", markup=False, soft_wrap=True)
@@ -266,6 +308,7 @@ def _watch(context: CommandContext, platform: Any, job_id: str, interval_s: floa
         raise CommandFailed(f"--interval must be positive, got {interval_s}", EXIT_USAGE)
 
     phase = [JobPhase.CREATING.value]
+    records: list[MetricRecord] = []
 
     def report(event: Event) -> None:
         if isinstance(event, JobPhaseChanged):
@@ -275,20 +318,20 @@ def _watch(context: CommandContext, platform: Any, job_id: str, interval_s: floa
             else:
                 context.console.print(f"job {event.job_id}: {event.phase}", markup=False)
         elif isinstance(event, JobEpochReported):
+            records.append(event.record)
             if context.json_output:
                 context.emit_json({"job_id": event.job_id, "phase": phase[0], "event": "epoch",
-                                   **event.progress.to_json()})
+                                   **_progress_json(event.progress, _best_epoch(records))})
             else:
                 context.console.print(_epoch_line(event.progress), markup=False, soft_wrap=True)
         elif isinstance(event, JobEnded):
             final = dict(event.final.data) if event.final else None
+            best = _best_epoch([*records, event.final] if event.final is not None else records)
             if context.json_output:
                 context.emit_json({"job_id": event.job_id, "phase": event.phase, "event": "ended",
-                                   "reason": event.reason, **event.progress.to_json(), "final": final})
+                                   "reason": event.reason, **_progress_json(event.progress, best), "final": final})
             else:
-                best = event.progress
-                summary = (f"job {event.job_id} {event.phase}; best val acc {_percent(best.best_val_acc)}"
-                           + (f" (epoch {best.best_epoch})" if best.best_epoch is not None else ""))
+                summary = f"job {event.job_id} {event.phase}; {_best_text(best)}"
                 if event.reason:
                     summary += f"\nreason: {event.reason}"
                 context.console.print(summary, markup=False, soft_wrap=True)

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 from rich.table import Table
 from rich.text import Text
@@ -82,9 +81,8 @@ def upload_command(context: CommandContext, namespace: argparse.Namespace) -> in
                             EXIT_USAGE)
     mode = namespace.mode or settings.upload.mode
     store = open_store(settings)
-    if not namespace.yes and sys.stdin.isatty() and not _confirm(context, folder, store.location, mode):
-        context.err_console.print("nothing uploaded")
-        return EXIT_FAILED
+    _confirm(context, f"Upload {safe_text(str(folder))} to {store.location} ({mode} mode)?", namespace.yes,
+             refusal="cancelled; nothing uploaded")
     request = UploadRequest(dataset_dir=folder, mode=mode, concurrency=namespace.concurrency,
                             allow_problems=namespace.allow_problems)
     view: _JsonView | _ProgressView = _JsonView(context) if context.json_output else _ProgressView(context)
@@ -105,10 +103,15 @@ def upload_command(context: CommandContext, namespace: argparse.Namespace) -> in
     return _report_outcome(context, outcome)
 
 
-def _confirm(context: CommandContext, folder: Path, location: str, mode: str) -> bool:
-    answer = context.err_console.input(f"Upload {escape(safe_text(str(folder)))} to {escape(location)} ({mode} mode)? "
-                                       "\\[y/N] ")
-    return answer.strip().lower() in ("y", "yes")
+def _confirm(context: CommandContext, question: str, assume_yes: bool,
+             refusal: str = "cancelled; nothing was changed") -> None:
+    """Ask `question [y/N]` on a terminal (No unless y or yes is typed); never with --yes or without a terminal."""
+    if assume_yes or not sys.stdin.isatty():
+        return
+    # markup=False: `[y/N]` and the names in the question are shown as written, not read as Rich style tags.
+    answer = context.err_console.input(f"{question} [y/N] ", markup=False)
+    if answer.strip().lower() not in ("y", "yes"):
+        raise CommandFailed(refusal, EXIT_FAILED)
 
 
 def _refused(context: CommandContext, refusal: UploadRefused) -> int:

@@ -143,6 +143,34 @@ class CommandContext:
 
 Handler = Callable[[CommandContext, argparse.Namespace], int]
 
+_WITHOUT_BACKEND = frozenset({("data",), ("console",), ("deploy",), ("service",), ("gateway", "keys"), ("predict",),
+                              ("api-test",)})
+"""Commands that never read the configured backend: a data set folder, the console (which shows the
+backend's problem on its own screen), and the local gateway's commands (which refuse another backend)."""
+
+
+def command_path(namespace: argparse.Namespace) -> tuple[str, ...]:
+    """The command words chosen (`("models", "list")`), from the sub-parsers' `dest`s."""
+    command = getattr(namespace, "command", None)
+    if not isinstance(command, str):
+        return ()
+    action = getattr(namespace, f"{command.replace('-', '_')}_command", None)
+    return (command, action) if isinstance(action, str) else (command,)
+
+
+def check_backend(context: CommandContext, namespace: argparse.Namespace) -> None:
+    """Refuse, once and before the command runs, a backend that cannot work here (its SDKs are not
+    installed, it has no credentials): every part of a command would otherwise fail on its own, and
+    parts kept on this machine (the upload journal, the canary state) would show as that backend's."""
+    path = command_path(namespace)
+    if path[:1] in _WITHOUT_BACKEND or path[:2] in _WITHOUT_BACKEND or context.settings.backend != "huawei":
+        return
+    from arsl_tui.providers.huawei.credentials import unusable_reason
+
+    problem = unusable_reason()
+    if problem is not None:
+        raise CommandFailed(problem, EXIT_BACKEND)
+
 
 def run_command(handler: Handler, context: CommandContext, namespace: argparse.Namespace) -> int:
     """Run a handler, turning known failures into a one-line message and an exit code."""
@@ -150,6 +178,7 @@ def run_command(handler: Handler, context: CommandContext, namespace: argparse.N
     from arsl_tui.providers.local.state import StateError
 
     try:
+        check_backend(context, namespace)
         return handler(context, namespace)
     except CommandFailed as failure:
         _report(context, str(failure), failure.exit_code)

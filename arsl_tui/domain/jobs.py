@@ -439,31 +439,49 @@ def failure_reason(log_text: str, max_lines: int = 5) -> str:
         # Keep order, drop repeats (torchrun prints the root cause again in its summary).
         unique = list(dict.fromkeys(errors))
         return "\n".join(unique[-max_lines:])
-    killed = _killed_rank(log_text)
-    if killed:
-        return killed
+    first_dead = _first_dead_rank(log_text)
+    if first_dead:
+        return first_dead
     meaningful = [line for line in lines if not _NOISE_LINE.match(line.strip())]
     return "\n".join((meaningful or lines)[-max_lines:])
 
 
-def _killed_rank(log_text: str) -> str:
-    """'rank 1 was killed by signal 9 (SIGKILL)' from torchrun's root-cause summary, or ''."""
-    for found in _ROOT_CAUSE.finditer(log_text):
-        number = int(found.group("signal"))
-        try:
-            name = f" ({signal.Signals(number).name})"
-        except ValueError:
-            name = ""
-        return f"rank {found.group('rank')} was killed by signal {number}{name}"
-    return ""
+def _first_dead_rank(log_text: str) -> str:
+    """'rank 1 was killed by signal 6 (SIGABRT)' or 'rank 1 exited with code 3': the first worker that ended
+    badly, from torchrun's summary, or ''.
+
+    Once one worker has died torchrun sends the others SIGTERM ("Sending process N closing signal
+    SIGTERM") and lists them among the failures too. Its "Root Cause" is the failure with the smallest
+    whole-second timestamp, so a worker it ended itself in the same second can take that place. A worker
+    torchrun did not signal is the one that died first.
+    """
+    failures = [(int(found.group("rank")), int(found.group("code")), found.group("pid"), found.start())
+                for found in _FAILURE_ENTRY.finditer(log_text)]
+    if not failures:
+        return ""
+    ended_by_torchrun = set(_CLOSING_SIGNAL.findall(log_text))
+    root_cause_at = log_text.find("Root Cause")
+    first_failures = [failure for failure in failures if failure[2] not in ended_by_torchrun] or failures
+    # Among those, torchrun's own pick (the entry after "Root Cause") comes first.
+    rank, code, _pid, _at = min(first_failures, key=lambda failure: (failure[3] < root_cause_at, failure[3]))
+    if code >= 0:
+        return f"rank {rank} exited with code {code}"
+    try:
+        name = f" ({signal.Signals(-code).name})"
+    except ValueError:
+        name = ""
+    return f"rank {rank} was killed by signal {-code}{name}"
 
 
 # "error: …", "[trainer] error (rank 0): …", "ValueError: …", "pkg.DataError: …"
 _ERROR_LINE = re.compile(r"^(\[[\w.-]+\]\s*)?(error\b[^:]*:|[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b:?)", re.I)
 # torchrun's own wrapper around a worker's failure says nothing the worker's line does not.
 _LAUNCHER_ERROR = re.compile(r"ChildFailedError|SignalException|torch\.distributed\.elastic")
-# torchrun's summary of a worker that ended by a signal: "rank : 1 (local_rank: 1)" … "exitcode : -9 (pid: …)".
-_ROOT_CAUSE = re.compile(r"rank\s*:\s*(?P<rank>\d+)[^\n]*\n(?:[^\n]*\n){0,2}?\s*exitcode\s*:\s*-(?P<signal>\d+)")
+# A failed worker in torchrun's summary: "rank : 1 (local_rank: 1)" … "exitcode : -6 (pid: 9)".
+_FAILURE_ENTRY = re.compile(
+    r"rank\s*:\s*(?P<rank>\d+)[^\n]*\n(?:[^\n]*\n){0,2}?\s*exitcode\s*:\s*(?P<code>-?\d+)\s*\(pid:\s*(?P<pid>\d+)")
+# torchrun ending the other workers once one has died.
+_CLOSING_SIGNAL = re.compile(r"Sending process (\d+) closing signal")
 _NOISE_LINE = re.compile(r"^(=+|-+|\*+|W\d{4} |I\d{4} |\[W|\[I|Traceback|File \")")
 
 

@@ -3,7 +3,9 @@
 A model version (v1, v2, …) is immutable once created: the model package's keys and MD5s, the
 metrics it was judged on, the gate record that let it in and its lineage (data set manifest id,
 training job id, trainer code hash). Two aliases point at versions: `champion` (what serves) and
-`challenger` (the newest registered version, next in line for a canary).
+`challenger` (the newest registered version, next in line for a canary). A challenger that a
+promotion made champion is no longer a challenger: there is none until the next registration. The
+first version to pass the gate is both (champion because there is nothing to compare it with).
 
 Aliases are never stored as mutable state. They are the replay of an append-only promotion log:
 each entry has a sequence number (1, 2, …), a time, a user, an action, an alias moved from one
@@ -299,12 +301,26 @@ class RegistryState:
     """Aliases and registrations after the first `seq` log entries."""
 
     seq: int = 0
-    aliases: Mapping[str, str] = field(default_factory=dict)
+    positions: Mapping[str, str] = field(default_factory=dict)
+    """Where the log's moves left each alias: the next move of an alias must start there (the log's
+    compare-and-swap). What users see is `aliases`."""
     registered: frozenset[str] = frozenset()
     overridden: frozenset[str] = frozenset()
+    promoted: str | None = None
+    """The version the last champion move went to from another version (a promotion), if any."""
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        """The aliases in force: every view and command reads these. The challenger's position stays on a
+        version that a promotion made champion, but that version is no longer a challenger."""
+        challenger = self.positions.get(CHALLENGER)
+        if challenger is not None and challenger == self.promoted == self.positions.get(CHAMPION):
+            return {alias: version for alias, version in self.positions.items() if alias != CHALLENGER}
+        return dict(self.positions)
 
     def alias_of(self, version: str) -> list[str]:
-        return [alias for alias in ALIASES if self.aliases.get(alias) == version]
+        aliases = self.aliases
+        return [alias for alias in ALIASES if aliases.get(alias) == version]
 
     def apply(self, entry: PromotionLogEntry, where: str = "") -> RegistryState:
         """The state after `entry`; LogConsistencyError if it does not follow from this one."""
@@ -314,14 +330,18 @@ class RegistryState:
                                       "(the log is append-only: an entry is missing)")
         if entry.action == "set_alias":
             assert entry.alias is not None
-            current = self.aliases.get(entry.alias)
+            current = self.positions.get(entry.alias)
             if entry.from_version != current:
                 raise LogConsistencyError(f"{where}: moves {entry.alias} from {entry.from_version or 'nothing'}, "
                                           f"but the entries before it leave it at {current or 'nothing'}")
             if entry.to_version not in self.registered:
                 raise LogConsistencyError(f"{where}: moves {entry.alias} to {entry.to_version}, which the log "
                                           "never registered")
-            return replace(self, seq=entry.seq, aliases={**self.aliases, entry.alias: entry.to_version})
+            promoted = self.promoted
+            if entry.alias == CHAMPION:
+                promoted = entry.to_version if entry.from_version is not None else None
+            return replace(self, seq=entry.seq, positions={**self.positions, entry.alias: entry.to_version},
+                           promoted=promoted)
         if entry.action == "canary":
             if entry.to_version not in self.registered:
                 raise LogConsistencyError(f"{where}: a canary of {entry.to_version}, which the log never registered")
@@ -371,11 +391,11 @@ def plan_registration(state: RegistryState, version: str, action: Action, *, use
 
     if version not in state.registered:
         return entry(action, None, None, reason)
-    challenger = state.aliases.get(CHALLENGER)
+    challenger = state.positions.get(CHALLENGER)
     if challenger != version and (challenger is None or parse_version(challenger) < number):
         why = f"{version} passed the gate" if action == "register" else f"{version} registered by override: {reason}"
         return entry("set_alias", CHALLENGER, challenger, why)
-    if action == "register" and state.aliases.get(CHAMPION) is None:
+    if action == "register" and state.positions.get(CHAMPION) is None:
         return entry("set_alias", CHAMPION, None,
                      "first version to pass the gate: there is no champion to compare it with")
     return None
@@ -393,9 +413,10 @@ def plan_alias_move(state: RegistryState, alias: str, version: str, *, reason: s
         raise AliasMoveError(f"moving {alias} needs a reason (it goes into the promotion log)")
     if not user or not user.strip():
         raise AliasMoveError("moving an alias needs the user who does it")
-    current = state.aliases.get(alias)
+    current = state.positions.get(alias)
     if current == version:
-        raise AliasMoveError(f"{alias} already points at {version}")
+        promoted = " (a promotion made it champion)" if alias not in state.aliases else ""
+        raise AliasMoveError(f"{alias} already points at {version}{promoted}")
     return PromotionLogEntry(seq=state.seq + 1, time=time, user=user, action="set_alias", alias=alias,
                              from_version=current, to_version=version, reason=reason.strip(), writer=writer)
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from arsl_tui.domain.events import Event
 from arsl_tui.domain.pipeline import PHASE_TITLES, PHASES, PhaseName
+from arsl_tui.domain.pipeline_run import RESUME_HINT, PhaseView, PipelineView
 from arsl_tui.ops import file_locks
 
 PIPELINE_DIR = "pipeline"
@@ -37,7 +38,6 @@ _LOCK_TRIES = 10
 _READ_LIMIT = 4 << 20
 """Most bytes one `read` takes from an event file (a long backlog is caught up over a few calls)."""
 
-RESUME_HINT = "run it again to resume"
 
 
 def pipeline_dir(home: Path) -> Path:
@@ -188,61 +188,6 @@ class EventLog:
 # --- the reader -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PhaseView:
-    name: str
-    title: str
-    state: str
-    """pending, running, done, skipped, not needed, failed, or stopped (running when the run ended)."""
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class PipelineView:
-    """The current run if one is live, else the latest; `run_id` empty when no run ever happened here."""
-
-    run_id: str = ""
-    alive: bool = False
-    """Its process still holds the lock."""
-    pid: int = 0
-    pgid: int = 0
-    dataset: str = ""
-    demo: bool = False
-    resumed_from: str = ""
-    phases: tuple[PhaseView, ...] = ()
-    progress: str = ""
-    """The latest progress line of the phase running now (an epoch, a canary step)."""
-    outcome: str = ""
-    """Empty while running; promoted, rolled_back, gate_failed, failed, cancelled, or interrupted."""
-    outcome_detail: str = ""
-    version: str | None = None
-    started_at: float = 0.0
-    last_at: float = 0.0
-    elapsed_s: float = 0.0
-    runs: int = 0
-    """Runs with an event file in this home."""
-    skipped_lines: int = 0
-    """Lines that were not JSON events (a torn line left by a killed writer counts once it is whole or dead)."""
-
-    @property
-    def exists(self) -> bool:
-        return bool(self.run_id)
-
-    @property
-    def ended(self) -> bool:
-        return bool(self.run_id) and not self.alive
-
-    @property
-    def current(self) -> PhaseView | None:
-        """The phase running now; for an ended run, the one it stopped in (if any)."""
-        return next((phase for phase in self.phases if phase.state in ("running", "stopped")), None)
-
-    @property
-    def last_finished(self) -> PhaseView | None:
-        finished = [phase for phase in self.phases if phase.state in ("done", "skipped", "not needed", "failed")]
-        return finished[-1] if finished else None
-
-
 @dataclass
 class _RunState:
     """What the events of one run said so far (only the reader's thread touches it)."""
@@ -261,7 +206,8 @@ class _RunState:
     last_at: float = 0.0
     skipped_lines: int = 0
 
-    def apply(self, line: bytes) -> None:
+    def apply(self, line: bytes) -> dict[str, Any] | None:
+        """Take in one whole line; the event it holds (None for a line that is not an event)."""
         try:
             payload = json.loads(line)
             if not isinstance(payload, dict):
@@ -269,7 +215,7 @@ class _RunState:
             kind = str(payload.get("event", ""))
         except ValueError:
             self.skipped_lines += 1
-            return
+            return None
         at = payload.get("at")
         if isinstance(at, int | float):
             self.first_at = self.first_at or float(at)
@@ -294,6 +240,8 @@ class _RunState:
             self.ended = payload
         else:
             self.skipped_lines += 1
+            return None
+        return payload
 
 
 class PipelineLogReader:
@@ -302,14 +250,18 @@ class PipelineLogReader:
     Never creates anything: a home with no `pipeline/` folder reads as "no run yet".
     """
 
-    def __init__(self, home: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, home: Path, clock: Callable[[], float] = time.time, *, run_id: str = "") -> None:
         self.home = home
         self.folder = pipeline_dir(home)
         self.clock = clock
+        self.run_id = run_id
+        """The run followed; empty: the live run if there is one, else the latest."""
         self._run: _RunState | None = None
         self._listing: tuple[int, list[str]] | None = None
         self.bytes_read = 0
         """Event bytes read so far, over every call (for checking that a call reads only what is new)."""
+        self.new_events: list[dict[str, Any]] = []
+        """The events the last `read` found (in file order): what a follower prints."""
 
     def _run_ids(self) -> list[str]:
         """Every run with an event file, oldest first; listed again only when the folder changed."""
@@ -334,7 +286,10 @@ class PipelineLogReader:
         holder = read_holder(self.home)
         alive = holder_alive(self.home, holder) if holder is not None else False
         run_ids = self._run_ids()
-        if alive and holder is not None and holder.run_id:
+        self.new_events = []
+        if self.run_id:
+            run_id = self.run_id
+        elif alive and holder is not None and holder.run_id:
             run_id = holder.run_id
         elif run_ids:
             run_id = run_ids[-1]
@@ -345,7 +300,8 @@ class PipelineLogReader:
         run = self._catch_up(self._run)
         live = alive and holder is not None and holder.run_id == run_id
         if not live and run.pending:
-            run.apply(run.pending)  # the writer is gone: a last line without its newline is whole or never will be
+            # The writer is gone: a last line without its newline is whole or never will be.
+            self._keep(run.apply(run.pending))
             run.pending = b""
         return self._view(run, holder if live else None, len(set(run_ids) | {run_id}))
 
@@ -368,8 +324,12 @@ class PipelineLogReader:
         run.pending = lines.pop()
         for line in lines:
             if line.strip():
-                run.apply(line)
+                self._keep(run.apply(line))
         return run
+
+    def _keep(self, payload: dict[str, Any] | None) -> None:
+        if payload is not None:
+            self.new_events.append(payload)
 
     def _view(self, run: _RunState, holder: LockHolder | None, runs: int) -> PipelineView:
         alive = holder is not None

@@ -12,8 +12,9 @@ Layout under `settings.storage.models_prefix` (default `models/`):
     log/<seq, 8 digits>.json      the promotion log, append-only: entry n+1 is created conditionally,
                                   and the aliases are the replay of the log, so appending is a
                                   compare-and-swap on the aliases (see domain.registry).
-    aliases.json                  a cache of the replayed state after some entry n (aliases,
-                                  registered versions); a reader replays only the entries after n.
+    aliases.json                  a cache of the replayed state after some entry n (alias positions,
+                                  registered versions, the last promotion); a reader replays only the
+                                  entries after n.
                                   It is rewritten freely and never trusted for entries past its n.
 
 A writer whose conditional create was refused reads the object: if it holds exactly the bytes it
@@ -82,6 +83,8 @@ if TYPE_CHECKING:
 CONFIG_NAME = "config.json"
 DEFAULT_WEIGHTS = "model.safetensors"
 CACHE_NAME = "aliases.json"
+JOB_CLOCK_SKEW_S = 3600.0
+"""How far a training platform's clock may be ahead of this machine's when telling when a job ended."""
 MAX_ATTEMPTS = 64
 """Conditional creates a writer tries before giving up (each refusal means another writer progressed)."""
 _LOG_DIGITS = 8
@@ -363,11 +366,28 @@ class ModelRegistry:
                     raise
         return records
 
-    def find_by_job(self, job_id: str) -> ModelVersion | None:
-        """The version registered from `job_id`, if any (the newest, should there be several)."""
-        for record in reversed(self.list()):
+    def find_by_job(self, job_id: str, *, ended_at: float | None = None) -> ModelVersion | None:
+        """The version registered from `job_id`, if any (the newest, should there be several).
+
+        With `ended_at` (when the job ended) only the versions created since are read, newest first:
+        a job is registered after it ended, so an older version ends the search (`JOB_CLOCK_SKEW_S`
+        earlier, for the platform's clock against this machine's). Unreadable records are passed over.
+        """
+        if ended_at is None:
+            for record in reversed(self.list()):
+                if record.lineage.job_id == job_id:
+                    return record
+            return None
+        earliest = _utc(ended_at - JOB_CLOCK_SKEW_S)
+        for number in reversed(self._version_numbers()):
+            try:
+                record = self.get(format_version(number))
+            except RegistryCorrupt:
+                continue  # an abandoned claim, or damage that `list` and `get` name
             if record.lineage.job_id == job_id:
                 return record
+            if record.created_at < earliest:
+                return None
         return None
 
     def _log_keys(self) -> builtins.list[tuple[int, str]]:
@@ -397,10 +417,12 @@ class ModelRegistry:
         key = join_key(self.prefix, CACHE_NAME)
         try:
             data = json.loads(self._get(key))
-            return RegistryState(seq=int(data["seq"]), aliases={str(k): str(v) for k, v in data["aliases"].items()
-                                                                if k in ALIASES},
+            promoted = data["promoted"]  # a cache written before it was kept lacks it: replay the whole log
+            return RegistryState(seq=int(data["seq"]), positions={str(k): str(v) for k, v in data["aliases"].items()
+                                                                  if k in ALIASES},
                                  registered=frozenset(str(item) for item in data["registered"]),
-                                 overridden=frozenset(str(item) for item in data["overridden"]))
+                                 overridden=frozenset(str(item) for item in data["overridden"]),
+                                 promoted=str(promoted) if promoted is not None else None)
         except (StoreError, ValueError, KeyError, TypeError, AttributeError):
             return RegistryState()  # no cache, or an unreadable one: replay the whole log
 
@@ -476,8 +498,8 @@ class ModelRegistry:
                            f"{MAX_ATTEMPTS} attempts: other writers kept appending first")
 
     def _write_cache(self, state: RegistryState) -> None:
-        payload = {"seq": state.seq, "aliases": dict(state.aliases), "registered": sorted(state.registered),
-                   "overridden": sorted(state.overridden)}
+        payload = {"seq": state.seq, "aliases": dict(state.positions), "registered": sorted(state.registered),
+                   "overridden": sorted(state.overridden), "promoted": state.promoted}
         data = _encode(payload)
         # Only a shortcut for readers: the entry is appended already, and a reader without the cache replays.
         with contextlib.suppress(StoreError):

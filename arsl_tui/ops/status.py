@@ -1,8 +1,14 @@
-"""One view of every phase of the workflow: data → training → models → service → canary → alarms.
+"""One view of every phase of the workflow: pipeline, data → training → models → service → canary → alarms.
 
 `collect(settings)` asks each part for where it stands and what to do next; a part that cannot be
 read (a cloud error, a missing credential) is reported as `unknown` with the reason, and the others
 are still shown. Used by `arsl status` and the console's Overview.
+
+The latest pipeline run comes first, and every suggestion is weighed against the whole state
+(`weigh`): while a pipeline runs it does the next steps itself, so the only suggestion is to follow
+it; a job already registered as a version needs no gate; there is nothing to deploy before there is
+a champion. `StatusReport.next_step` picks among the rows' suggestions, so it is empty only when no
+row suggests anything.
 
 Looking changes nothing: on the local backend a part whose state file or store folder does not exist
 yet is reported as not started, without opening (and so creating) either.
@@ -12,13 +18,16 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from arsl_tui.config import Settings
+    from arsl_tui.domain.pipeline_run import PipelineView
 
 
 class PhaseState(StrEnum):
@@ -51,21 +60,39 @@ class StatusReport:
     backend: str
     time: float
     phases: tuple[PhaseStatus, ...]
+    """The workflow's phases in order, each with the suggestion the whole state leaves it (`weigh`)."""
+    pipeline: PhaseStatus | None = None
+    """The latest pipeline run, shown before the phases (None: not read)."""
+    as_read: tuple[PhaseStatus, ...] = ()
+    """The phases as each part reported itself, before `weigh` (what `with_pipeline` weighs again)."""
+
+    @property
+    def rows(self) -> tuple[PhaseStatus, ...]:
+        """What a view shows, in order: the pipeline, then each phase."""
+        return ((self.pipeline,) if self.pipeline is not None else ()) + self.phases
 
     def phase(self, name: str) -> PhaseStatus:
-        return next(item for item in self.phases if item.phase == name)
+        return next(item for item in self.rows if item.phase == name)
+
+    @property
+    def next_phase(self) -> PhaseStatus | None:
+        """The row whose suggestion comes first: one needing attention, then one not started, then any
+        other; None only when no row suggests anything."""
+        suggesting = [item for item in self.rows if item.next_step]
+        for wanted in (PhaseState.ATTENTION, PhaseState.NONE):
+            for item in suggesting:
+                if item.state is wanted:
+                    return item
+        return suggesting[0] if suggesting else None
 
     @property
     def next_step(self) -> str:
-        """The first phase's suggestion that needs doing (attention first, then in workflow order)."""
-        for wanted in (PhaseState.ATTENTION, PhaseState.NONE):
-            for item in self.phases:
-                if item.state is wanted and item.next_step:
-                    return item.next_step
-        return ""
+        chosen = self.next_phase
+        return chosen.next_step if chosen is not None else ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"backend": self.backend, "time": self.time, "phases": [item.to_json() for item in self.phases],
+        return {"pipeline": self.pipeline.to_json() if self.pipeline is not None else None,
+                "backend": self.backend, "time": self.time, "phases": [item.to_json() for item in self.phases],
                 "next": self.next_step or None}
 
 
@@ -118,16 +145,35 @@ def _training(settings: Settings) -> PhaseStatus:
     if not job.terminal:
         return PhaseStatus("training", PhaseState.RUNNING, summary, details, f"arsl train watch {job.job_id}")
     if job.phase.succeeded:
+        version = _registered_as(settings, job.job_id, job.ended_at)
+        if version is not None:
+            details["version"] = version
+            return PhaseStatus("training", PhaseState.DONE, f"{summary}, registered as {version}", details)
         return PhaseStatus("training", PhaseState.DONE, summary, details, f"arsl gate {job.job_id}")
     reason = job.reason.splitlines()[-1] if job.reason else ""
     return PhaseStatus("training", PhaseState.ATTENTION, summary + (f": {reason}" if reason else ""), details,
                        f"arsl train logs {job.job_id}")
 
 
+def _no_local_registry(settings: Settings) -> bool:
+    """The local backend's store folder is not there yet (so no version is either)."""
+    return settings.backend == "local" and not (settings.home_dir / "store" / settings.storage.bucket).is_dir()
+
+
+def _registered_as(settings: Settings, job_id: str, ended_at: float | None) -> str | None:
+    """The version a finished job was registered as, if it was."""
+    from arsl_tui.ops.registry import ModelRegistry
+
+    if _no_local_registry(settings):
+        return None
+    record = ModelRegistry.from_settings(settings).find_by_job(job_id, ended_at=ended_at)
+    return record.version if record is not None else None
+
+
 def _models(settings: Settings) -> PhaseStatus:
     from arsl_tui.ops.registry import ModelRegistry
 
-    if settings.backend == "local" and not (settings.home_dir / "store" / settings.storage.bucket).is_dir():
+    if _no_local_registry(settings):
         return PhaseStatus("models", PhaseState.NONE, "no registered model",
                            {"champion": None, "challenger": None, "versions": 0}, "arsl gate JOB")
     state = ModelRegistry.from_settings(settings).state()
@@ -224,17 +270,75 @@ PHASES: tuple[tuple[str, Callable[[Settings], PhaseStatus]], ...] = (
     ("alarms", _alarms))
 
 
+def pipeline_status(view: PipelineView, home: Path, *, starting_pid: int = 0) -> PhaseStatus:
+    """The pipeline's row: the latest run (or one starting), and what to do about it."""
+    from arsl_tui.domain.pipeline_run import WATCH_COMMAND, describe, next_command, run_state
+    from arsl_tui.ops.pipeline_control import status_json
+
+    details = status_json(view, home)
+    if starting_pid and not view.alive:
+        details = {**details, "state": "starting", "pid": starting_pid}
+        return PhaseStatus("pipeline", PhaseState.RUNNING, f"starting (process {starting_pid})", details,
+                           WATCH_COMMAND)
+    if not view.exists:
+        return PhaseStatus("pipeline", PhaseState.NONE, "no pipeline run yet", details)
+    state = run_state(view)
+    summary = f"{view.run_id}{' (demo)' if view.demo else ''} {describe(view)}"
+    if state == "running":
+        return PhaseStatus("pipeline", PhaseState.RUNNING, summary, details, next_command(view))
+    if view.outcome == "promoted":
+        return PhaseStatus("pipeline", PhaseState.DONE, summary, details)
+    reason = f": {view.outcome_detail}" if view.outcome_detail else ""
+    return PhaseStatus("pipeline", PhaseState.ATTENTION, summary + reason, details, next_command(view))
+
+
+def _pipeline(settings: Settings) -> PhaseStatus:
+    from arsl_tui.ops.pipeline_log import PipelineLogReader
+
+    return pipeline_status(PipelineLogReader(settings.home_dir).read(), settings.home_dir)
+
+
+def weigh(phases: Sequence[PhaseStatus], pipeline: PhaseStatus | None) -> tuple[PhaseStatus, ...]:
+    """Each phase's suggestion as the whole state leaves it.
+
+    While a pipeline runs (or starts) it does the next steps itself: no phase suggests one, the
+    pipeline's row says how to follow it. Without a champion there is nothing to deploy: the service
+    suggests nothing (the models row says how to get one).
+    """
+    running = pipeline is not None and pipeline.state is PhaseState.RUNNING
+    models = next((item for item in phases if item.phase == "models"), None)
+    no_champion = models is not None and models.state is not PhaseState.UNKNOWN and not models.details.get("champion")
+    weighed = []
+    for item in phases:
+        if item.next_step and (running or (item.phase == "service" and item.state is PhaseState.NONE
+                                           and no_champion)):
+            item = replace(item, next_step="")
+        weighed.append(item)
+    return tuple(weighed)
+
+
+def with_pipeline(report: StatusReport, view: PipelineView, home: Path, *, starting_pid: int = 0) -> StatusReport:
+    """The report with a newer read of the pipeline (the console reads it more often), weighed again."""
+    as_read = report.as_read or report.phases
+    pipeline = pipeline_status(view, home, starting_pid=starting_pid)
+    return replace(report, phases=weigh(as_read, pipeline), pipeline=pipeline, as_read=as_read)
+
+
+def _read(name: str, read: Callable[[Settings], PhaseStatus], settings: Settings) -> PhaseStatus:
+    try:
+        return read(settings)
+    except Exception as error:  # any part's failure is shown in its row, the others still are
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return PhaseStatus(name, PhaseState.UNKNOWN, "cannot be read", {}, error=message)
+
+
 def collect(settings: Settings, *, phases: tuple[tuple[str, Callable[[Settings], PhaseStatus]], ...] = PHASES
             ) -> StatusReport:
-    """Every phase's status; one that fails to read is `unknown` with its error, never the whole report."""
-    results = []
-    for name, read in phases:
-        try:
-            results.append(read(settings))
-        except Exception as error:  # any part's failure is shown in its row, the others still are
-            message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            results.append(PhaseStatus(name, PhaseState.UNKNOWN, "cannot be read", {}, error=message))
-    return StatusReport(backend=settings.backend, time=time.time(), phases=tuple(results))
+    """The pipeline and every phase; one that fails to read is `unknown` with its error, never the whole report."""
+    pipeline = _read("pipeline", _pipeline, settings)
+    as_read = tuple(_read(name, read, settings) for name, read in phases)
+    return StatusReport(backend=settings.backend, time=time.time(), phases=weigh(as_read, pipeline),
+                        pipeline=pipeline, as_read=as_read)
 
 
 def is_first_run(report: StatusReport, *, upload_runs: int, pipeline_runs: int) -> bool:
@@ -249,4 +353,5 @@ def is_first_run(report: StatusReport, *, upload_runs: int, pipeline_runs: int) 
             and not models.details.get("versions"))
 
 
-__all__ = ["PHASES", "PhaseState", "PhaseStatus", "StatusReport", "collect", "is_first_run"]
+__all__ = ["PHASES", "PhaseState", "PhaseStatus", "StatusReport", "collect", "is_first_run", "pipeline_status", "weigh",
+           "with_pipeline"]

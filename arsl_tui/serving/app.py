@@ -12,10 +12,11 @@ Public API (the OpenAPI document is at `/openapi.json`):
 
 The /v1 calls other than health need `X-Apig-AppCode: <key>` (401 otherwise) and are throttled per
 key, per client address and overall (429 with Retry-After). Every error is JSON
-`{"error": "<what is wrong>", "code": "<reason>", "request_id": "..."}`: 413 body over the cap, 415 a
-content type that holds no image, 422 bytes that are no readable image or a malformed body, 503
-when too many images wait already. A failing request never affects another: each image is decoded
-on its own, and a forward pass that fails fails only its own batch.
+`{"error": "<what is wrong>", "code": "<reason>", "request_id": "..."}`: 408 a body that arrives too
+slowly (see `BodyPace`), 413 body over the cap, 415 a content type that holds no image, 422 bytes that
+are no readable image or a malformed body, 503 when too many images wait already. A failing request
+never affects another: each image is decoded on its own, and a forward pass that fails fails only its
+own batch.
 
 Admin API (`Authorization: Bearer <token from <home>/serving/admin.token>`; used by `arsl deploy`,
 `arsl service` and the canary controller):
@@ -76,6 +77,34 @@ class ApiError(Exception):
 
 
 @dataclass(frozen=True)
+class BodyPace:
+    """How slowly a request body may arrive before it is answered 408 and its connection closed.
+
+    A client that declares a large body and trickles it would otherwise hold a connection, and a
+    request slot, for as long as it likes. The rule follows a minimum rate, not a fixed total, so a
+    slow but steady upload passes whatever its size: `t` seconds after the body began, at least
+    `(t - grace_s) * min_bytes_per_s` bytes must have arrived, and no body takes more than `max_s`.
+    """
+
+    min_bytes_per_s: float = 16 * 1024
+    grace_s: float = 10.0
+    max_s: float = 600.0
+
+    def allowed_s(self, received: int) -> float:
+        """How long after its start a body that has `received` bytes so far may wait for more."""
+        return min(self.grace_s + received / self.min_bytes_per_s, self.max_s)
+
+    def refusal(self, received: int, elapsed_s: float) -> str:
+        """The 408's message: which rule the body broke, and the settings that set it."""
+        if self.allowed_s(received) >= self.max_s:
+            return (f"the body took longer than {self.max_s:g} s in all ({received} bytes arrived; "
+                    "[gateway] body_timeout_s)")
+        return (f"the body arrived too slowly ({received} bytes in {elapsed_s:.1f} s); the gateway needs at least "
+                f"{self.min_bytes_per_s / 1024:g} KB/s after the first {self.grace_s:g} s ([gateway] "
+                "body_min_kb_per_s, body_grace_s)")
+
+
+@dataclass(frozen=True)
 class GatewayLimits:
     max_body_bytes: int
     api_call_limit: int
@@ -85,6 +114,7 @@ class GatewayLimits:
     max_batch: int
     max_wait_s: float
     max_queue: int
+    body_pace: BodyPace = BodyPace()
 
 
 class Gateway:
@@ -146,14 +176,25 @@ class Gateway:
             if length > cap:
                 raise ApiError(413, "body_too_large", f"the body is {length} bytes; at most {cap} bytes are "
                                "accepted ([gateway] max_body_kb)", {"Connection": "close"})
+        pace = self.limits.body_pace
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         chunks: list[bytes] = []
         total = 0
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > cap:
-                raise ApiError(413, "body_too_large", f"the body exceeds {cap} bytes ([gateway] max_body_kb)",
-                               {"Connection": "close"})
-            chunks.append(chunk)
+        try:
+            # One timer for the whole body, moved on by every chunk: a read that waits past it is cancelled.
+            async with asyncio.timeout_at(started + pace.allowed_s(0)) as timer:
+                async for chunk in request.stream():
+                    total += len(chunk)
+                    if total > cap:
+                        raise ApiError(413, "body_too_large", f"the body exceeds {cap} bytes ([gateway] "
+                                       "max_body_kb)", {"Connection": "close"})
+                    chunks.append(chunk)
+                    timer.reschedule(started + pace.allowed_s(total))
+        except TimeoutError:
+            raise ApiError(408, "body_too_slow", pace.refusal(total, loop.time() - started),
+                           {"Connection": "close"}) from None
+        request.state.body_read = True
         return b"".join(chunks)
 
     async def images(self, request: Request, body: bytes, *, several: bool) -> list[bytes]:
@@ -268,6 +309,14 @@ def _error_response(error: ApiError, request_id: str) -> JSONResponse:
                         status_code=error.status, headers=headers)
 
 
+def _body_done(request: Request) -> bool:
+    """The request had no body, or the handler read all of it."""
+    if getattr(request.state, "body_read", False):
+        return True
+    declared = request.headers.get("content-length")
+    return "transfer-encoding" not in request.headers and (declared is None or declared.strip() == "0")
+
+
 def _endpoint(gateway: Gateway, name: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """A Starlette endpoint: runs `handler`, turns every failure into a JSON error, records metrics."""
 
@@ -281,6 +330,9 @@ def _endpoint(gateway: Gateway, name: str, handler: Handler) -> Callable[[Reques
                                               headers={"X-Request-Id": context.request_id})
         except ApiError as error:
             status, reason = error.status, error.reason
+            if not _body_done(request):
+                # The rest of the body would be read and dropped at the client's pace, holding the connection.
+                error.headers.setdefault("Connection", "close")
             response = _error_response(error, context.request_id)
         except Exception:
             log.exception("unexpected error in %s", name)
@@ -467,4 +519,4 @@ def create_app(gateway: Gateway) -> Starlette:
     return app
 
 
-__all__ = ["ApiError", "Gateway", "GatewayLimits", "create_app"]
+__all__ = ["ApiError", "BodyPace", "Gateway", "GatewayLimits", "create_app"]

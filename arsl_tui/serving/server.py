@@ -22,9 +22,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from arsl_tui.config import ConfigError, Settings, load_settings
+from arsl_tui.config import ConfigError, GatewaySettings, Settings, load_settings
 from arsl_tui.domain.serving import Deployment
 from arsl_tui.providers.local.serving_control import (
     LOCK_FILE,
@@ -37,6 +37,9 @@ from arsl_tui.providers.local.serving_control import (
     serving_dir,
 )
 from arsl_tui.serving.auth import KeyStore, KeyVerifier
+
+if TYPE_CHECKING:
+    from arsl_tui.serving.app import BodyPace
 
 log = logging.getLogger("arsl.gateway")
 
@@ -86,6 +89,14 @@ def model_loader(home: Path) -> Callable[[str], Any]:
     return load
 
 
+def body_pace(gateway: GatewaySettings) -> BodyPace:
+    """The `[gateway] body_*` settings as the rule the app applies to every request body."""
+    from arsl_tui.serving.app import BodyPace
+
+    return BodyPace(min_bytes_per_s=gateway.body_min_kb_per_s * 1024, grace_s=gateway.body_grace_s,
+                    max_s=gateway.body_timeout_s)
+
+
 def build_gateway(settings: Settings, home: Path, state: ServingState, deployment: Deployment, *,
                   on_ready: Callable[[], None] | None = None) -> Any:
     """Load the deployment's models and wire a Gateway (models load here, before any socket opens)."""
@@ -100,7 +111,7 @@ def build_gateway(settings: Settings, home: Path, state: ServingState, deploymen
                            app_call_limit=gateway_settings.app_call_limit,
                            ip_call_limit=gateway_settings.ip_call_limit, time_unit=gateway_settings.time_unit,
                            max_batch=gateway_settings.max_batch, max_wait_s=gateway_settings.max_wait_ms / 1000,
-                           max_queue=gateway_settings.max_queue)
+                           max_queue=gateway_settings.max_queue, body_pace=body_pace(gateway_settings))
     return Gateway(router=Router(deployment, models), loader=load, persist=state.save_deployment,
                    verifier=KeyVerifier(KeyStore(state.db)), limits=limits, admin_token=ensure_admin_token(home),
                    on_ready=on_ready)
@@ -226,4 +237,4 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_START_FAILED
 
 
-__all__ = ["Readiness", "StartupError", "bind", "build_gateway", "main", "serve", "uvicorn_server"]
+__all__ = ["Readiness", "StartupError", "bind", "body_pace", "build_gateway", "main", "serve", "uvicorn_server"]

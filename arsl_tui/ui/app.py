@@ -3,12 +3,16 @@
 Start-up stays light: this module imports Textual and the console's own widgets only; the data set
 validator and the upload engine are imported inside the worker threads that use them. Starting,
 cancelling and following the whole pipeline is `pipeline_follow.PipelineFollow`'s job.
+
+A backend that cannot work here (the huawei backend without its SDKs or credentials) gets one notice
+in place of the tabs: nothing is read, so no state kept on this machine shows as that backend's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -22,7 +26,7 @@ from textual.dom import DOMNode
 from textual.lazy import Lazy
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from arsl_tui.config import Settings
 from arsl_tui.ui.commands import ArslCommands
@@ -61,6 +65,35 @@ from arsl_tui.ui.widgets.pipeline_line import PipelineLine
 
 MODULE_IMPORTED_AT = time.perf_counter()
 QUIT_WAIT_S = 30.0
+EXIT_BACKEND = 3
+"""The CLI's exit status for a backend error (`cli.common.EXIT_BACKEND`)."""
+_WITHOUT_BACKEND_ACTIONS = frozenset({"app.help", "app.palette", "app.toggle_log", "app.toggle_header",
+                                      "app.copy_error", "app.quit"})
+"""What the console still offers when its backend cannot be used: no tab reads or changes anything."""
+
+
+def backend_problem(settings: Settings) -> str | None:
+    """Why the configured backend cannot be used on this machine, or None (the local backend always can)."""
+    if settings.backend != "huawei":
+        return None
+    from arsl_tui.providers.huawei.credentials import unusable_reason
+
+    return unusable_reason()
+
+
+class BackendProblem(Static):
+    """The notice shown in place of the tabs when the backend cannot be used."""
+
+    DEFAULT_CSS = """
+    BackendProblem { height: 1fr; padding: 1 2; }
+    """
+
+    def __init__(self, problem: str, backend: str) -> None:
+        text = (f"✗ The {backend} backend cannot be used on this machine.\n\n{problem}.\n\n"
+                f"Nothing is shown for it until that is fixed. q quits; `arsl --backend local` opens the "
+                f"console on this machine's own state.")
+        super().__init__(text, id="backend-problem", markup=False)
+        self.problem = problem
 
 
 class TabBody(Protocol):
@@ -104,6 +137,7 @@ class ArslApp(App[int], inherit_bindings=False):
         self._shown_tab = ""
         """The tab `_tab_shown` last prepared (timers, focus)."""
         self.pipeline = PipelineFollow(self)
+        self.backend_problem = backend_problem(settings)
         self._setup_themes(theme, theme_folders(settings.home_dir))
 
     # ----- set-up -------------------------------------------------------------------------------
@@ -143,6 +177,11 @@ class ArslApp(App[int], inherit_bindings=False):
 
     def compose(self) -> ComposeResult:
         yield ArslHeader(self.settings, read_only=self.read_only, id="header")
+        if self.backend_problem is not None:
+            yield BackendProblem(self.backend_problem, self.settings.backend)
+            yield LogPanel(id="log")
+            yield Footer(show_command_palette=True)
+            return
         yield PipelineLine(id="pipeline-line")
         with TabbedContent(initial="overview", id="tabs"):
             with TabPane(f"1 {TAB_TITLES['overview']}", id="overview"):
@@ -180,11 +219,16 @@ class ArslApp(App[int], inherit_bindings=False):
             self.notify(self.last_error, severity="error", timeout=8)
         if self.read_only:
             self.write_log("info", "read-only mode: actions that change something are off")
+        if self.backend_problem is not None:  # on screen already: logged (and copyable with Y), not notified
+            self.write_log("error", self.backend_problem)
 
     def on_ready(self) -> None:
         self.write_log("info", f"console ready in {1000 * (time.perf_counter() - MODULE_IMPORTED_AT):.0f} ms "
                        f"(theme {self.theme}, backend {self.settings.backend})")
         self._check_size()
+        if self.backend_problem is not None:
+            self.refresh_bindings()
+            return
         self._tab_shown(self.active_tab)
         self.pipeline.read_now()
 
@@ -194,6 +238,8 @@ class ArslApp(App[int], inherit_bindings=False):
         spec = spec_for_action(action, parameters)
         if spec is None:
             return True
+        if self.backend_problem is not None and spec.id not in _WITHOUT_BACKEND_ACTIONS:
+            return False
         if spec.scope != GLOBAL_SCOPE and self.active_tab != spec.scope:
             return False
         state: bool | None = True
@@ -485,6 +531,9 @@ class ArslApp(App[int], inherit_bindings=False):
     async def action_quit(self) -> None:
         if self._quitting:
             return
+        if self.backend_problem is not None:  # no tab, so no upload to ask about
+            self.exit(0)
+            return
         tab = self.upload_tab
         if not tab.active:
             self.exit(0)
@@ -520,4 +569,7 @@ def run_console(settings: Settings, *, read_only: bool = False, theme: str | Non
     result = app.run(mouse=False)
     if app.return_code not in (None, 0):
         return int(app.return_code or 1)
+    if app.backend_problem is not None:  # the screen that said so is gone: once more, in the shell
+        sys.stderr.write(f"arsl: error: {app.backend_problem}\n")
+        return EXIT_BACKEND
     return int(result or 0)

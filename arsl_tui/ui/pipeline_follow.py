@@ -12,11 +12,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 from textual.timer import Timer
 
+from arsl_tui.domain.pipeline_run import (
+    CANCEL_PATIENCE_S,
+    cancel_effects,
+    cancel_target,
+    end_line,
+    end_severity,
+    overdue_line,
+)
 from arsl_tui.ui.screens.confirm import ConfirmScreen
 from arsl_tui.ui.screens.form import FormField, FormScreen
 from arsl_tui.ui.services import LaunchedProcess, PipelineLaunch, pipeline_launch
@@ -28,16 +36,15 @@ from arsl_tui.ui.tabs.overview import (
     start_form_lines,
 )
 from arsl_tui.ui.tabs.training import error_text
-from arsl_tui.ui.widgets.pipeline_line import LineState, PipelineLine, outcome_words
+from arsl_tui.ui.widgets.pipeline_line import LineState, PipelineLine
 
 if TYPE_CHECKING:
-    from arsl_tui.ops.pipeline_log import PipelineLogReader, PipelineView
+    from arsl_tui.domain.pipeline_run import PipelineView
+    from arsl_tui.ops.pipeline_log import PipelineLogReader
     from arsl_tui.ui.app import ArslApp
 
 LIVE_PIPELINE_READ_S = 1.0
 """How often the pipeline's files are read while a run is live (otherwise at the Overview's pace)."""
-CANCEL_PATIENCE_S = 30.0
-"""After this long without the run ending, a cancel is reported as not (yet) effective."""
 
 
 @dataclass
@@ -149,43 +156,31 @@ class PipelineFollow:
     def ask_cancel(self) -> None:
         """Confirm, then SIGINT the live run's process group (or the starting process's)."""
         app = self.app
-        view = self.view
-        if view is not None and view.alive:
-            pid, pgid, name, key = view.pid, view.pgid, f"pipeline run {view.run_id}", view.run_id
-        elif self.starting_pid:
-            pid = pgid = self.starting_pid  # a session leader: its group has its id
-            name, key = f"the starting pipeline (process {pid})", f"pid:{pid}"
-        else:
+        target = cancel_target(self.view, self.starting_pid)
+        if target is None:
             return
-        current = view.current if view is not None and view.alive else None
-        lines = [
-            f"Sends SIGINT to process group {pgid} ({name}), as Ctrl-C in its terminal would.",
-            f"The phase in progress ({current.name if current else 'starting'}) stops: a training job is stopped, "
-            "an upload keeps what the store confirmed; finished phases stay recorded.",
-            "Running the pipeline again with the same data and code resumes after the last finished phase.",
-        ]
 
         def answered(confirmed: bool | None) -> None:
             if not confirmed:
                 return
             try:
-                where = app.services.signal_pipeline(pid, pgid, signal.SIGINT)
+                where = app.services.signal_pipeline(target.pid, target.pgid, signal.SIGINT)
             except ProcessLookupError:
                 app.notify("The pipeline had already ended.", severity="information")
                 self.read_now()
                 return
             except PermissionError:
-                text = f"not allowed to signal process {pid} (another user's run?)"
+                text = f"not allowed to signal process {target.pid} (another user's run?)"
                 app.write_log("error", text)
                 app.notify(text, severity="error", timeout=8)
                 return
-            self._cancel_sent[key] = app.services.clock()
-            app.write_log("info", f"SIGINT sent to {where} to cancel {name}")
-            app.notify(f"Cancelling {name}: SIGINT sent; waiting for it to stop …")
+            self._cancel_sent[target.key] = app.services.clock()
+            app.write_log("info", f"SIGINT sent to {where} to cancel {target.name}")
+            app.notify(f"Cancelling {target.name}: SIGINT sent; waiting for it to stop …")
             self.read_now()
 
-        app.push_screen(ConfirmScreen(f"Cancel {name}?", lines, "Cancel the run", refuse_label="Keep it running"),
-                        answered)
+        app.push_screen(ConfirmScreen(f"Cancel {target.name}?", cancel_effects(target), "Cancel the run",
+                                      refuse_label="Keep it running"), answered)
 
     # ----- following ----------------------------------------------------------------------------
 
@@ -277,11 +272,8 @@ class PipelineFollow:
 
     def _announce_end(self, view: PipelineView) -> None:
         self._cancel_sent.pop(view.run_id, None)
-        words = f"Pipeline {view.run_id}: {outcome_words(view)}"
-        detail = f"{words} — {view.outcome_detail}" if view.outcome_detail else words
-        severity: Literal["information", "warning", "error"] = (
-            "information" if view.outcome == "promoted" else
-            "warning" if view.outcome in ("cancelled", "interrupted", "rolled_back", "gate_failed") else "error")
+        detail = end_line(view)
+        severity = end_severity(view)
         app = self.app
         app.write_log({"information": "info"}.get(severity, severity), detail)
         app.notify(detail, severity=severity, timeout=10)
@@ -292,8 +284,7 @@ class PipelineFollow:
         sent = self._cancel_sent.get(view.run_id)
         if sent is not None and self.app.services.clock() - sent > CANCEL_PATIENCE_S:
             del self._cancel_sent[view.run_id]
-            text = (f"pipeline run {view.run_id} is still running {CANCEL_PATIENCE_S:.0f} s after SIGINT "
-                    f"(process {view.pid}); X sends it again, or `kill -TERM -{view.pgid}` ends it harder")
+            text = overdue_line(view, "X sends it again")
             self.app.write_log("warning", text)
             self.app.notify(text, severity="warning", timeout=10)
 

@@ -8,6 +8,10 @@ training job, a monitor on a fixed clock) for deterministic snapshots.
 The whole pipeline never runs in the console's process: `launch_pipeline` starts `arsl pipeline run`
 as a detached process (its own session, output to a file), which goes on if the console quits, and
 the console follows it through the files it writes (`ops.pipeline_log`).
+
+With `settings.read_only`, every reader here first makes the home's state file read-only for this
+process (`providers.local.state.read_only_under`): it is opened with `mode=ro`, never created, and a
+missing one reads as "no state here yet", also when the home disappears while the console runs.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, Protocol, TypeVar
 
 from arsl_tui.domain.events import EventSink
 
@@ -33,6 +37,9 @@ if TYPE_CHECKING:
     from arsl_tui.ops.pipeline_log import PipelineLogReader
     from arsl_tui.ops.registry import ModelRegistry
     from arsl_tui.ops.status import StatusReport
+
+_Arguments = ParamSpec("_Arguments")
+_Result = TypeVar("_Result")
 
 
 class UploadControlLike(Protocol):
@@ -198,6 +205,11 @@ def _open_training_platform(settings: Settings) -> TrainingPlatform:
 def _open_registry(settings: Settings) -> ModelRegistry:
     from arsl_tui.ops.registry import open_registry
 
+    store_root = settings.home_dir / "store" / settings.storage.bucket
+    if settings.read_only and settings.backend == "local" and not store_root.is_dir():
+        from arsl_tui.providers.local.state import StateMissing
+
+        raise StateMissing(store_root)  # opening the local store would create its folders
     return open_registry(settings)
 
 
@@ -217,6 +229,40 @@ def _open_canary(settings: Settings) -> CanaryController:
     from arsl_tui.ops.deployment import open_controller
 
     return open_controller(settings)
+
+
+def no_state_yet(error: BaseException) -> bool:
+    """The error says a read-only console found no state file (never written, or its home was removed)."""
+    from arsl_tui.providers.local.state import NO_STATE_YET, StateMissing
+
+    # Some providers re-raise the state layer's errors as their own, keeping the text.
+    return isinstance(error, StateMissing) or str(error).startswith(NO_STATE_YET)
+
+
+def no_state_line(settings: Settings, what: str) -> str:
+    """What a tab says in place of an error when a read-only console has nothing to read."""
+    from arsl_tui.providers.local.state import NO_STATE_YET
+
+    return f"{NO_STATE_YET}: {settings.home_dir} holds no {what} (read-only mode creates nothing)"
+
+
+def _read_only_home(settings: Settings) -> None:
+    """Read-only settings: this process opens the home's state file read-only from now on."""
+    from arsl_tui.providers.local.state import read_only_under
+
+    read_only_under(settings.home_dir)
+
+
+def _honouring_read_only(reader: Callable[Concatenate[Settings, _Arguments], _Result]
+                         ) -> Callable[Concatenate[Settings, _Arguments], _Result]:
+    def read(settings: Settings, *args: _Arguments.args, **kwargs: _Arguments.kwargs) -> _Result:
+        if settings.read_only:
+            _read_only_home(settings)
+        return reader(settings, *args, **kwargs)
+
+    read.honours_read_only = True  # type: ignore[attr-defined]
+    read.__doc__ = reader.__doc__
+    return read
 
 
 def close_quietly(resource: object) -> None:
@@ -249,6 +295,17 @@ class ConsoleServices:
     launch_pipeline: Callable[[PipelineLaunch], LaunchedProcess] = field(default=_launch_pipeline)
     signal_pipeline: Callable[[int, int, int], str] = field(default=_signal_pipeline)
     """(pid, process group, signal) → what was signalled, in words."""
+
+    def __post_init__(self) -> None:
+        # Given or default, every reader of the home honours read-only settings the same way.
+        for name in _HOME_READERS:
+            reader = getattr(self, name)
+            if not getattr(reader, "honours_read_only", False):
+                object.__setattr__(self, name, _honouring_read_only(reader))
+
+
+_HOME_READERS = ("resumable_run", "list_upload_runs", "open_training_platform", "open_registry", "open_monitor",
+                 "collect_status", "open_canary", "open_pipeline_log")
 
 
 def _upload_module() -> ModuleType:

@@ -178,3 +178,50 @@ def test_a_real_training_job_is_judged_on_the_trainers_own_records(tmp_path: Pat
     assert shown["lineage"]["job_id"] == job_id and len(shown["lineage"]["manifest_id"]) > 0
     assert "model.safetensors" in {item["path"] for item in shown["package"]}
     assert shown["metrics"]["test_acc"] == rules["test_accuracy"]["measured"]
+
+
+def test_after_a_promotion_every_view_shows_one_champion_and_a_registered_job_needs_no_gate(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    from arsl_tui.config import Settings
+    from arsl_tui.ops.registry import ModelRegistry
+
+    first = finished_job(tmp_path, "first", metrics_records(test_acc=0.975), seed=1)
+    second = finished_job(tmp_path, "second", metrics_records(test_acc=0.98), seed=2)
+    assert arsl(env, tmp_path, "gate", first).returncode == 0
+
+    def rows() -> dict[str, dict[str, Any]]:
+        status = arsl(env, tmp_path, "status", "--json")
+        assert status.returncode == 0, status.stderr
+        return {row["phase"]: row for row in json.loads(status.stdout)["phases"]}
+
+    assert rows()["training"]["next"] == f"arsl gate {second}"  # the newest job is not registered yet
+    gated = arsl(env, tmp_path, "gate", second)
+    assert "registered as v2 (challenger)" in gated.stdout, gated.stdout + gated.stderr
+    training, models = rows()["training"], rows()["models"]
+    assert training["summary"] == f"job {second} Completed, registered as v2" and training["next"] is None
+    assert models["details"]["challenger"] == "v2" and models["next"] == "arsl deploy v2 --canary 10"
+
+    registry = ModelRegistry.from_settings(Settings(home=env["ARSL_HOME"]))
+    registry.set_alias("champion", "v2", "canary c1: promoted after 4 steps", "ann")  # what a promotion writes
+
+    listing = arsl({**env, "COLUMNS": "80"}, tmp_path, "models", "list")
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    v1 = next(line for line in lines if line.startswith("v1 "))
+    v2 = next(line for line in lines if line.startswith("v2 "))
+    assert first in v1 and second in v2  # whole job ids, each on its version's line
+    assert [cell.strip() for cell in v2.split("│")][:4] == ["v2", "champion", "✓", "0.9800"]
+    assert [cell.strip() for cell in v1.split("│")][:2] == ["v1", "—"]
+    assert "challenger" not in listing.stdout
+    assert [cell.strip() for cell in lines[1].split("┃")][:5] == ["version", "aliases", "gate", "test acc", "job"]
+    versions = json.loads(arsl(env, tmp_path, "models", "list", "--json").stdout)
+    assert [(item["version"], item["aliases"]) for item in versions["versions"]] == [("v1", []), ("v2", ["champion"])]
+    assert versions["aliases"] == {"champion": "v2"}
+    shown = json.loads(arsl(env, tmp_path, "models", "show", "v2", "--json").stdout)
+    assert shown["aliases"] == ["champion"] and shown["created_by"]  # who registered it stays in `models show`
+    models = rows()["models"]
+    assert (models["summary"], models["details"]["challenger"], models["next"]) == (
+        "champion v2, challenger —", None, None)
+    no_challenger = arsl(env, tmp_path, "models", "show", "challenger")
+    assert no_challenger.returncode == 2 and "no version is challenger yet" in no_challenger.stderr

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from arsl_tui.providers.huawei.credentials import Credentials, CredentialsMissing, load_credentials
+from arsl_tui.providers.huawei.credentials import (
+    INSTALL_HINT,
+    SDK_MODULES,
+    Credentials,
+    CredentialsMissing,
+    load_credentials,
+    missing_sdk_modules,
+    unusable_reason,
+)
 
 SECRET = "sk-very-secret-value-0123456789"
 
@@ -90,3 +98,39 @@ def test_the_secret_never_shows_in_repr_or_str() -> None:
     assert credentials.secrets() == (SECRET, "temporary-token-value", "AKIDEXAMPLE")
     with pytest.raises(CredentialsMissing):
         Credentials(access_key="AK", secret_key="")
+
+
+def test_the_backend_is_usable_with_its_sdks_and_credentials(tmp_path: Path) -> None:
+    environ = {**no_file(tmp_path), "HUAWEICLOUD_SDK_AK": "AKCORE", "HUAWEICLOUD_SDK_SK": SECRET}
+    assert unusable_reason(environ) is None
+
+
+def test_without_credentials_the_reason_says_where_to_put_them(tmp_path: Path) -> None:
+    reason = unusable_reason(no_file(tmp_path))
+    assert reason is not None
+    assert "no Huawei Cloud credentials found" in reason and "HUAWEICLOUD_SDK_AK" in reason
+    assert reason.count("credentials found") == 1
+
+
+def test_missing_sdks_come_before_credentials_and_name_the_extra(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+
+    def without(*hidden: str) -> None:
+        def find_spec(name: str, package: str | None = None) -> object:
+            if name in hidden:
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return real_find_spec(name, package)
+
+        monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+
+    without("huaweicloudsdkces")
+    assert missing_sdk_modules() == ["huaweicloudsdkces"]
+    partial = unusable_reason(no_file(tmp_path))
+    assert partial is not None and "(missing: huaweicloudsdkces)" in partial and INSTALL_HINT in partial
+    without(*SDK_MODULES)
+    reason = unusable_reason(no_file(tmp_path))
+    assert reason is not None and "missing:" not in reason and "credentials" not in reason
+    assert f"install them with `{INSTALL_HINT}`" in reason

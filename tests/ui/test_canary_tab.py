@@ -6,6 +6,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from arsl_tui.domain.canary import Command
 from arsl_tui.ui.app import ArslApp
 from arsl_tui.ui.screens.confirm import ConfirmScreen
@@ -92,3 +94,49 @@ async def test_a_command_on_a_run_that_moved_on_is_refused_with_a_message(tmp_pa
         assert message.startswith("✗ promote not done: the canary changed since it was shown")
         assert world.platform.weights == {"v1": 75, "v2": 25}
         assert "‖ paused" in screen_text(app)  # read again after the refusal
+
+
+def promoted(root: Path) -> CanaryWorld:
+    """Every window passed: v2 went 10 % → 25 % → 50 % → 100 % and is champion."""
+    world = canary_world(root)
+    world.start()
+    for _ in range(4):
+        world.window_passes()
+    controller = world.controller()
+    try:
+        run = controller.current()
+    finally:
+        controller.close()
+    assert run is not None and run.phase.value == "promoted"
+    return world
+
+
+@pytest.mark.usefixtures("utc")
+async def test_a_promoted_release_shows_what_it_served_and_why_latency_was_not_scored(tmp_path: Path) -> None:
+    world = promoted(tmp_path)
+    controller = world.controller()
+    try:
+        last = controller.current().judgements[-1]
+    finally:
+        controller.close()
+    judged = last["judgement"]
+    latency = next(metric for metric in judged["metrics"] if metric["name"] == "latency")
+    assert (judged["outcome"], latency["classification"]) == ("pass", "NoData")
+    app = canary_app(world)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("5")
+        await settle(app, pilot)
+        text = screen_text(app)
+        # No live window after the promotion: the numbers are the last judged window's, and say so.
+        assert "numbers: last window 10:15–10:20" in text
+        v2 = next(line for line in text.splitlines() if line.split()[:2] == ["v2", "champion"])
+        assert f"{judged['canary_requests']:,}" in v2 and "–" not in v2.split("100%", 1)[1]
+        v1 = next(line for line in text.splitlines() if line.split()[:2] == ["v1", "previous"])
+        assert f" {judged['baseline_requests']} " in v1  # the old champion served none of the 100 % window
+        note = " ".join(text.split())
+        assert "10:20 at 100%: ✓ pass, score 100 from the 3 metrics with data." in note
+        assert (f"latency: no data (not scored) — {latency['reason']} (v2 {latency['canary_n']:,}, v1 0 samples)"
+                in note)
+        await pilot.press("down")  # the note follows the highlighted verdict
+        await pilot.pause()
+        assert "10:15 at 50%: ✓ pass — score 100: every metric passed" in " ".join(screen_text(app).split())

@@ -18,12 +18,45 @@ from arsl_tui.ui.services import default_services
 from arsl_tui.ui.widgets.plot_slot import PlotSlot
 from arsl_tui.ui.widgets.status_line import StatusLine
 from tests.ui.conftest import screen_text, settle
-from tests.ui.fakes import RecordedPlatform, clock_at, epoch_time, recorded_platform, records_through_epoch
+from tests.ui.fakes import (
+    T0,
+    Clock,
+    RecordedJob,
+    RecordedPlatform,
+    clock_at,
+    epoch_time,
+    job_status,
+    recorded_platform,
+    records_through_epoch,
+)
 
 
-def training_app(settings: Settings, platform: RecordedPlatform, now: float, **options: Any) -> ArslApp:
-    services = dataclasses.replace(default_services(), open_training_platform=lambda _: platform, clock=clock_at(now))
+def training_app(settings: Settings, platform: RecordedPlatform, now: float | Clock, **options: Any) -> ArslApp:
+    clock = now if isinstance(now, Clock) else clock_at(now)
+    services = dataclasses.replace(default_services(), open_training_platform=lambda _: platform, clock=clock)
     return ArslApp(settings, theme="arsl-dark", services=services, **options)
+
+
+def demo_like_records() -> list[dict[str, Any]]:
+    """Ten epochs as trainer/train.py writes them: epoch 8 has the highest validation accuracy, epoch 9 the
+    lowest validation loss (marked `best`: the weights the trainer keeps), and the final record says so."""
+    accuracy = [0.61, 0.88, 0.95, 0.968, 0.975, 0.981, 0.986, 0.9911, 0.9905, 0.9900]
+    loss = [1.2, 0.42, 0.16, 0.09, 0.071, 0.058, 0.049, 0.0412, 0.0384, 0.0397]
+    records: list[dict[str, Any]] = []
+    lowest = float("inf")
+    for epoch, (val_acc, val_loss) in enumerate(zip(accuracy, loss, strict=True), start=1):
+        records.append({"type": "epoch", "epoch": epoch, "step": 40 * epoch, "time": T0 + 20 * epoch,
+                        "elapsed_s": 20.0 * epoch, "train_loss": val_loss, "train_acc": val_acc, "val_loss": val_loss,
+                        "val_acc": val_acc, "images_per_s": 500.0, "best": val_loss < lowest})
+        lowest = min(lowest, val_loss)
+    records.append({"type": "final", "epoch": 10, "time": T0 + 205, "elapsed_s": 205.0, "best_epoch": 9,
+                    "val_acc": 0.9905, "val_loss": 0.0384, "test_acc": 0.992, "test_loss": 0.036})
+    return records
+
+
+def jobs_table_text(app: ArslApp) -> str:
+    """The job list's rows as the screen shows them (80×24: the first lines under the tab bar)."""
+    return "\n".join(screen_text(app).splitlines()[4:9])
 
 
 def status_message(app: ArslApp) -> str:
@@ -147,3 +180,41 @@ async def test_a_backend_outage_is_a_message_and_the_console_keeps_running(conso
         assert "✗ failed" in screen_text(app)
         await pilot.press("1")
         assert app.active_tab == "overview" and app.is_running
+
+
+async def test_a_running_jobs_duration_keeps_its_unit_as_it_grows(console_settings: Settings) -> None:
+    job_id = "job-20260101-100400-77aa"
+    platform = RecordedPlatform([RecordedJob(job_status(job_id, JobPhase.RUNNING, started=T0), demo_like_records(), 3)])
+    clock = Clock(T0 + 58)
+    app = training_app(console_settings, platform, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        await settle(app, pilot)
+        assert " 58 s " in next(line for line in jobs_table_text(app).splitlines() if job_id in line)
+        clock.now = T0 + 85  # the next poll updates the cell in place: the column must grow with it
+        app.training_tab.poll(list_jobs=True)
+        await settle(app, pilot)
+        row = next(line for line in jobs_table_text(app).splitlines() if job_id in line)
+        assert "1 min 25 s" in row, row
+
+
+async def test_the_best_epoch_shown_is_the_one_the_trainer_kept(console_settings: Settings) -> None:
+    records = demo_like_records()
+    final = records[-1]
+    through_epoch_9 = 9  # while it runs: the epoch records' `best` marks
+    platform = RecordedPlatform([RecordedJob(job_status("job-demo", JobPhase.RUNNING, started=T0), records,
+                                             through_epoch_9)])
+    app = training_app(console_settings, platform, T0 + 190)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        await settle(app, pilot)
+        facts = str(app.query_one("#training-facts").render())
+        assert f"best epoch {final['best_epoch']} (val acc {final['val_acc']:.4f})" in facts
+        assert "(epoch 8)" not in screen_text(app)  # epoch 8 has the higher accuracy, not the kept weights
+        platform.reveal("job-demo", len(records))
+        platform.set_phase("job-demo", JobPhase.COMPLETED, ended=T0 + 210)
+        app.training_tab.poll(list_jobs=True)
+        await settle(app, pilot)
+        text = screen_text(app)
+        assert f"best epoch {final['best_epoch']} (val acc {final['val_acc']:.4f})" in text
+        assert f"{final['val_acc']:.4f}   10/10" in jobs_table_text(app)  # the list's "best val" agrees

@@ -33,7 +33,7 @@ async def test_a_path_that_does_not_exist(make_app: AppFactory, tmp_path: Path) 
         await validate_folder(app, pilot, tmp_path / "no-such-folder")
         assert status_text(app) == f"✗ {tmp_path / 'no-such-folder'}: no such folder"
         assert app.upload_tab.validated is None
-        await pilot.press("escape", "1")  # still running and responsive
+        await pilot.press("1")  # still running and responsive; the digits switch tabs at once
         assert app.active_tab == "overview"
 
 
@@ -194,7 +194,7 @@ async def test_pause_resume_cancel_then_reopen_offers_to_resume(make_app: AppFac
         await pilot.press("2")
         banner = reopened.query_one("#resume-banner").message  # type: ignore[attr-defined]
         assert f"cancelled upload run {record.run_id[:8]}" in banner and "r resumes" in banner
-        await pilot.press("escape", "r")
+        await pilot.press("r")
         assert isinstance(reopened.screen, ConfirmScreen)
         await pilot.press("y")
         await settle(reopened, pilot)

@@ -200,3 +200,35 @@ def test_a_rank_killed_by_a_signal_is_named_with_the_signal() -> None:
         "  traceback : Signal 9 (SIGKILL) received by PID 123", "=" * 60])
     assert failure_reason(log) == "rank 1 was killed by signal 9 (SIGKILL)"
     assert failure_reason(log.replace("-9 (pid", "1 (pid")) != "rank 1 was killed by signal 1 (SIGHUP)"
+
+
+def torchrun_summary(failures: list[tuple[int, int, int]], root: tuple[int, int, int], closed: list[int]) -> str:
+    """torchrun's log after a worker died: its closing signals, then 'Failures:' and 'Root Cause' entries
+    (rank, exit code, pid), as torchrun 2.x prints them."""
+    def entry(index: int, rank: int, code: int, pid: int) -> list[str]:
+        return [f"[{index}]:", "  time      : 2026-12-05_09:07:46", "  host      : localhost",
+                f"  rank      : {rank} (local_rank: {rank})", f"  exitcode  : {code} (pid: {pid})",
+                "  error_file: <N/A>"]
+
+    lines = [f"W1205 09:07:46.929 api.py:1028] Sending process {pid} closing signal SIGTERM" for pid in closed]
+    lines += ["torch.distributed.elastic.multiprocessing.errors.ChildFailedError:", "=" * 55, "trainer.train FAILED",
+              "-" * 55, "Failures:"]
+    for index, failure in enumerate(failures, start=1):
+        lines += entry(index, *failure)
+    lines += ["-" * 55, "Root Cause (first observed failure):", *entry(0, *root), "=" * 55]
+    return "\n".join(lines)
+
+
+def test_the_reason_names_the_rank_that_died_first_not_one_torchrun_ended() -> None:
+    # Rank 1 aborted; torchrun then sent rank 0 SIGTERM and listed it first under 'Failures:'.
+    aborted = torchrun_summary([(0, -15, 12848)], root=(1, -6, 12849), closed=[12848])
+    assert failure_reason(aborted) == "rank 1 was killed by signal 6 (SIGABRT)"
+    # Both failures carry the same whole-second timestamp, so torchrun's 'Root Cause' can be the rank it ended.
+    tie = torchrun_summary([(1, -6, 12849)], root=(0, -15, 12848), closed=[12848])
+    assert failure_reason(tie) == "rank 1 was killed by signal 6 (SIGABRT)"
+    # A rank that exited with an error code, without an error line in the log.
+    exited = torchrun_summary([(1, 3, 12849)], root=(0, -15, 12848), closed=[12848])
+    assert failure_reason(exited) == "rank 1 exited with code 3"
+    # torchrun itself stopped (no closing signal of its own): its root cause stands.
+    stopped = torchrun_summary([(1, -15, 12849)], root=(0, -15, 12848), closed=[])
+    assert failure_reason(stopped) == "rank 0 was killed by signal 15 (SIGTERM)"

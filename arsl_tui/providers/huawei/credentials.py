@@ -7,11 +7,16 @@ Order: the huaweicloudsdkcore environment (`HUAWEICLOUD_SDK_AK` / `_SK` / `_PROJ
 There is deliberately no metadata-service (ECS 169.254.169.254) fallback: a machine without
 credentials gets `CredentialsMissing`, never a silent network call. The secret key and the security
 token never appear in `repr`, `str` or any message; the access key only as its first four characters.
+
+`unusable_reason` is the one check, run before anything reads a backend's state, of whether the huawei
+backend can work here at all: its SDKs installed (looked up, not imported, so the console's first frame
+stays light) and credentials found.
 """
 
 from __future__ import annotations
 
 import configparser
+import importlib.util
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +31,9 @@ OBS_SK_ENV = "OBS_SECRET_ACCESS_KEY"
 OBS_TOKEN_ENV = "OBS_SECURITY_TOKEN"  # noqa: S105 (a variable name)
 CREDENTIALS_FILE_ENV = "HUAWEICLOUD_SDK_CREDENTIALS_FILE"
 PROFILE_SECTION = "basic"
+SDK_MODULES = ("huaweicloudsdkcore", "huaweicloudsdkmodelarts", "huaweicloudsdkces", "huaweicloudsdkapig", "obs")
+"""The top-level modules of the `huawei` extra (pyproject.toml); the adapters import all of them."""
+INSTALL_HINT = "pip install -e '.[huawei]'"
 
 
 class CredentialsMissing(Exception):
@@ -133,4 +141,32 @@ def load_credentials(environ: Mapping[str, str] | None = None) -> Credentials:
     return _from_file(credentials_file)
 
 
-__all__ = ["Credentials", "CredentialsMissing", "default_credentials_file", "load_credentials"]
+def missing_sdk_modules() -> list[str]:
+    """The SDK modules that cannot be imported here, found without importing any of them."""
+    missing = []
+    for name in SDK_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a finder that refuses the name; a module without a spec
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def unusable_reason(environ: Mapping[str, str] | None = None) -> str | None:
+    """Why the huawei backend cannot work on this machine (one message that says what to do), or None."""
+    missing = missing_sdk_modules()
+    if missing:
+        which = "" if len(missing) == len(SDK_MODULES) else f" (missing: {', '.join(missing)})"
+        return (f"the huawei backend needs the Huawei Cloud SDKs, which are not installed here{which}; install "
+                f"them with `{INSTALL_HINT}`, or use --backend local")
+    try:
+        load_credentials(environ)
+    except CredentialsMissing as error:
+        return f"the huawei backend cannot sign in: {error}"
+    return None
+
+
+__all__ = ["Credentials", "CredentialsMissing", "default_credentials_file", "load_credentials",
+           "missing_sdk_modules", "unusable_reason"]

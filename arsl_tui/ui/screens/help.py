@@ -1,10 +1,11 @@
-"""The `?` overlay: every key that works where the focus is now, with what it does."""
+"""The `?` overlay: every key that works where the focus is now, with what it does and the id that remaps it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
@@ -32,13 +33,15 @@ class HelpRow:
     keys: str
     description: str
     state: str
+    binding_id: str = ""
+    """The id `[keymap]` remaps it by (`upload.start`); empty for a widget's built-in keys, which have none."""
 
 
 def collect_help_rows(screen: Screen[object], *, read_only: bool, active_tab: str) -> list[HelpRow]:
     """The bindings active on `screen`, one row per action (its keys joined), focused place first."""
     app = screen.app
     merged: dict[tuple[int, str], list[str]] = {}
-    details: dict[tuple[int, str], tuple[str, str, str]] = {}
+    details: dict[tuple[int, str], tuple[str, str, str, str]] = {}
     order: list[tuple[int, str]] = []
     for key, active in screen.active_bindings.items():
         binding = active.binding
@@ -60,10 +63,10 @@ def collect_help_rows(screen: Screen[object], *, read_only: bool, active_tab: st
             else:
                 state = "○ not now"
             what = spec.tooltip if spec is not None else (binding.tooltip or binding.description)
-            details[identity] = (place, what, state)
+            details[identity] = (place, what, state, spec.id if spec is not None else "")
         merged[identity].append(app.get_key_display(binding.with_key(key)))
     rows = [HelpRow(details[identity][0], ", ".join(dict.fromkeys(merged[identity])), details[identity][1],
-                    details[identity][2]) for identity in order]
+                    details[identity][2], details[identity][3]) for identity in order]
     # This tab's actions first, then the focused widget's own keys, then those that work everywhere.
     def rank(row: HelpRow) -> int:
         if row.place.endswith(" tab"):
@@ -88,13 +91,17 @@ class HelpScreen(ModalScreen[None]):
         table.add_column("state", no_wrap=True)
         table.add_column("what it does", ratio=1)
         for row in self.rows:
-            table.add_row(row.place, row.keys, row.state, row.description)
+            what = Text(row.description)
+            if row.binding_id:
+                what.append(f"\nid {row.binding_id}", style="dim")
+            table.add_row(row.place, row.keys, row.state, what)
         with Vertical(id="help-dialog"):
             yield Static(f"Keys here — {self.where}", id="help-title", markup=False)
             with VerticalScroll(id="help-scroll", can_focus=True):
                 yield Static(table, id="help-table")
-            yield Static("Ctrl+P searches every action by name. Remap keys by id in config.toml [keymap], "
-                         "e.g. \"upload.start\" = \"ctrl+u\". Esc closes.", id="help-hint", markup=False)
+            yield Static("Ctrl+P searches every action by name. Remap a key by the id under what it does, "
+                         "in config.toml [keymap]: \"upload.start\" = \"ctrl+u\". Esc closes.", id="help-hint",
+                         markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#help-scroll", VerticalScroll).focus()

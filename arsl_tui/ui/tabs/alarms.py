@@ -25,7 +25,7 @@ from arsl_tui.domain.alarms import AlarmState, HistoryEntry, HistoryKind, RuleVi
 from arsl_tui.ui import formatting as fmt
 from arsl_tui.ui.screens.confirm import ConfirmScreen
 from arsl_tui.ui.screens.form import FormField, FormScreen, FormValues
-from arsl_tui.ui.services import ConsoleServices, close_quietly
+from arsl_tui.ui.services import ConsoleServices, close_quietly, no_state_line, no_state_yet
 from arsl_tui.ui.tabs.live import LiveTab
 from arsl_tui.ui.tabs.training import error_text, poll_interval
 from arsl_tui.ui.tabs.upload import Logged
@@ -96,10 +96,12 @@ class AlarmsTab(LiveTab):
     focus_id = "alarms-rules"
 
     class Read(Message):
-        def __init__(self, snapshot: AlarmsSnapshot | None, error: str) -> None:
+        def __init__(self, snapshot: AlarmsSnapshot | None, error: str, no_state: bool = False) -> None:
             super().__init__()
             self.snapshot = snapshot
             self.error = error
+            self.no_state = no_state
+            """Read-only and no state file to read (never written, or its home was removed): not an error."""
 
     class ActionDone(Message):
         def __init__(self, verb: str, rule: str, view: RuleView | None, error: str) -> None:
@@ -177,13 +179,16 @@ class AlarmsTab(LiveTab):
                                                         view.rule.period_s, SPARK_PERIODS)
             entries = history(self.settings, limit=HISTORY_SHOWN, monitor=monitor)
         except Exception as error:  # MonitorError (Cloud Eye, the state file) or a provider bug: a message
-            self.post_message(self.Read(None, error_text(error)))
+            self.post_message(self.Read(None, error_text(error), no_state_yet(error)))
         else:
             self.post_message(self.Read(AlarmsSnapshot(tuple(views), periods, tuple(entries), now), ""))
 
     def on_alarms_tab_read(self, message: Read) -> None:
         self._reading = False
         self.reads += 1
+        if message.no_state:
+            self._show_no_state()
+            return
         if message.snapshot is None:
             self._say("error", "error", f"Cannot read the alarms: {message.error}")
             if message.error != self._read_error:  # an outage is logged once, not at every refresh
@@ -197,6 +202,19 @@ class AlarmsTab(LiveTab):
         self._show_snapshot()
 
     # ----- showing --------------------------------------------------------------------------------
+
+    def _show_no_state(self) -> None:
+        """Nothing to read: what was shown before is gone with the state file, so it is cleared."""
+        self.snapshot = None
+        self._read_error = ""
+        self._shown_rules = self._shown_history = ()
+        self.selected = None
+        self.query_one("#alarms-summary", Static).update(f"○ {no_state_line(self.settings, 'alarm rules')}")
+        self.query_one("#alarms-rules", DataTable).clear()
+        self.query_one("#alarms-history", DataTable).clear()
+        self.query_one("#alarms-detail", Static).update("")
+        self.query_one("#alarms-status", StatusLine).display = False
+        self.app.refresh_bindings()
 
     def visible_views(self) -> list[RuleView]:
         """The rules the filter lets through, those in alarm first."""

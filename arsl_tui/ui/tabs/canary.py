@@ -12,11 +12,12 @@ moved on meanwhile is never stepped twice. Driving the windows is `arsl canary w
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.message import Message
 from textual.widgets import DataTable, Static
@@ -88,15 +89,68 @@ def plan_line(run: CanaryRun) -> str:
     return "plan  " + " → ".join(parts) + holds
 
 
+STATS_COLUMNS = ("version", "role", "weight", "requests", "errors", "p50 ms", "p95 ms", "accuracy")
+"""Units in the headers, so the eight columns fit 80 terminal columns whole."""
+
+
 def stats_cells(stats: VersionStats | None) -> tuple[str, str, str, str, str]:
-    """requests, error rate, p50, p95, online accuracy (with its label count)."""
+    """requests, error rate, p50, p95 (ms), online accuracy (with its label count)."""
     if stats is None:
         return ("–", "–", "–", "–", "–")
     p50, p95 = stats.percentile_ms(50), stats.percentile_ms(95)
     accuracy = stats.online_accuracy
-    return (f"{stats.requests:,}", f"{100 * stats.error_rate:.2f} %" if stats.requests else "–",
-            f"{p50:.1f} ms" if p50 is not None else "–", f"{p95:.1f} ms" if p95 is not None else "–",
-            f"{100 * accuracy:.1f} % of {stats.feedback}" if accuracy is not None else f"– ({stats.feedback} labels)")
+    return (f"{stats.requests:,}", f"{100 * stats.error_rate:.2f}%" if stats.requests else "–",
+            f"{p50:.1f}" if p50 is not None else "–", f"{p95:.1f}" if p95 is not None else "–",
+            f"{100 * accuracy:.1f}% of {stats.feedback:,}" if accuracy is not None
+            else f"– ({stats.feedback} labels)")
+
+
+def window_cells(judgement: Mapping[str, Any], side: str) -> tuple[str, str, str, str, str]:
+    """`stats_cells` for one side (`canary` or `baseline`) of a judged window, from the judge's record:
+    what a finished run served in its last window, once no live window is left to read."""
+    requests = judgement.get(f"{side}_requests")
+    if not isinstance(requests, int):
+        return ("–", "–", "–", "–", "–")
+    metrics = judgement.get("metrics")
+    values = {str(item.get("name")): item for item in metrics if isinstance(item, Mapping)} \
+        if isinstance(metrics, list) else {}
+
+    def value(name: str) -> float | None:
+        number = values.get(name, {}).get(side)
+        return float(number) if isinstance(number, int | float) and not isinstance(number, bool) else None
+
+    def samples(name: str) -> int:
+        count = values.get(name, {}).get(f"{side}_n")
+        return count if isinstance(count, int) else 0
+
+    rate, median, p95, accuracy = (value("error_rate"), value("latency"), value("p95_latency"),
+                                   value("online_accuracy"))
+    labels = samples("online_accuracy")
+    return (f"{requests:,}", f"{100 * rate:.2f}%" if rate is not None and requests else "–",
+            f"{median:.1f}" if median is not None else "–", f"{p95:.1f}" if p95 is not None else "–",
+            f"{100 * accuracy:.1f}% of {labels:,}" if accuracy is not None else f"– ({labels} labels)")
+
+
+def verdict_note(record: Mapping[str, Any], champion: str, challenger: str) -> str:
+    """One judged window in words: its outcome and the judge's reason, and each metric the judge had no data
+    for (left out of the score), with why and the samples on each side."""
+    judgement = record.get("judgement") or {}
+    at = record.get("at")
+    when = fmt.timestamp(float(at))[11:] if isinstance(at, int | float) else "now (so far)"
+    outcome = str(judgement.get("outcome", ""))
+    metrics = [item for item in judgement.get("metrics") or () if isinstance(item, Mapping)]
+    missing = [item for item in metrics if item.get("classification") == "NoData"]
+    head = f"{when} at {record.get('weight', '?')}%: {OUTCOME_GLYPHS.get(outcome, '·')} {outcome}"
+    if not missing:
+        return f"{head} — {judgement.get('reason', '')}"
+    score = judgement.get("score")
+    scored = len(metrics) - len(missing)
+    shown = f"score {score:.0f} from the {scored} metrics with data" if isinstance(score, int | float) \
+        else str(judgement.get("reason", ""))
+    parts = [f"{METRIC_LABELS.get(str(item.get('name')), str(item.get('name')))}: no data (not scored) — "
+             f"{item.get('reason', '')} ({challenger} {int(item.get('canary_n') or 0):,}, "
+             f"{champion} {int(item.get('baseline_n') or 0):,} samples)" for item in missing]
+    return f"{head}, {shown}. " + "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -108,6 +162,9 @@ class CanaryView:
 
 class CanaryTab(LiveTab):
     focus_id = "canary-verdicts"
+    DEFAULT_CSS = """
+    CanaryTab #canary-note { height: auto; max-height: 3; color: $text-muted; }
+    """
 
     class Read(Message):
         def __init__(self, view: CanaryView | None, error: str) -> None:
@@ -133,6 +190,8 @@ class CanaryTab(LiveTab):
         self._controller: CanaryController | None = None
         self._open_lock = threading.Lock()
         self._shown_verdicts: tuple[tuple[str, ...], ...] = ()
+        self._verdict_records: list[Mapping[str, Any]] = []
+        """The judged window behind each verdict row, in row order (the note explains the highlighted one)."""
         self._read_error = ""
 
     def compose(self) -> ComposeResult:
@@ -143,12 +202,13 @@ class CanaryTab(LiveTab):
         yield DataTable[str | Text](id="canary-stats", cursor_type="none", zebra_stripes=False)
         yield Static("Judge: verdict per metric, current window first", classes="section-title")
         yield DataTable[str | Text](id="canary-verdicts", cursor_type="row", zebra_stripes=False)
+        yield Static("", id="canary-note", markup=False)
         yield Static("", id="canary-reason", markup=False)
         yield StatusLine("", id="canary-status")
 
     def on_mount(self) -> None:
         stats = self.query_one("#canary-stats", DataTable)
-        for column in ("version", "role", "weight", "requests", "errors", "p50", "p95", "online accuracy"):
+        for column in STATS_COLUMNS:
             stats.add_column(column, key=column)
         verdicts = self.query_one("#canary-verdicts", DataTable)
         for column in ("window", "step", "verdict", *(METRIC_LABELS[name] for name in METRICS)):
@@ -230,7 +290,7 @@ class CanaryTab(LiveTab):
             self.query_one("#canary-run", Static).update(
                 "○ No canary has run yet. `arsl canary start [VERSION]` releases the challenger beside the champion; "
                 "`arsl canary watch` drives it.")
-            for widget_id in ("#canary-traffic", "#canary-plan", "#canary-reason"):
+            for widget_id in ("#canary-traffic", "#canary-plan", "#canary-note", "#canary-reason"):
                 self.query_one(widget_id, Static).update("")
             alarm.display = False
             return
@@ -257,12 +317,20 @@ class CanaryTab(LiveTab):
         bar = traffic_bar(weights, run.champion, run.challenger)
         bar.append(source)
         self.query_one("#canary-traffic", Static).update(bar)
-        self.query_one("#canary-plan", Static).update(plan_line(run))
+        # No live window (the run ended, or its stats are unread): show the last judged window's, labelled so.
+        last = run.judgements[-1] if run.judgements and not status.stats else None
+        plan = plan_line(run)
+        if last is not None:
+            plan += f"  · numbers: {window_span(last)}"
+        self.query_one("#canary-plan", Static).update(plan)
         stats_table = self.query_one("#canary-stats", DataTable)
         stats_table.clear()
-        for version, role in ((run.champion, "champion"), (run.challenger, "canary")):
-            cells = stats_cells(status.stats.get(version))
-            stats_table.add_row(version, role, f"{weights.get(version, 0)} %", *(Text(cell, justify="right")
+        promoted = run.phase.value == "promoted"
+        for version, role, side in ((run.champion, "previous" if promoted else "champion", "baseline"),
+                                    (run.challenger, "champion" if promoted else "canary", "canary")):
+            cells = window_cells(last.get("judgement") or {}, side) if last is not None \
+                else stats_cells(status.stats.get(version))
+            stats_table.add_row(version, role, f"{weights.get(version, 0)}%", *(Text(cell, justify="right")
                                                                                 for cell in cells))
         self._show_verdicts(view)
         self.query_one("#canary-reason", Static).update(Text(f"why: {run.reason}", no_wrap=True,
@@ -273,26 +341,44 @@ class CanaryTab(LiveTab):
         if run is None:
             return
         rows: list[tuple[str, ...]] = []
+        records: list[Mapping[str, Any]] = []
         if view.live is not None:
             live = view.live.to_json()
             rows.append(("now (so far)", f"{run.plan.steps[run.step].weight}%",
                          outcome_cell(str(live["outcome"]), live.get("score")),
                          *self._metric_cells(live)))
+            records.append({"weight": run.plan.steps[run.step].weight, "judgement": live})
         for record in reversed(run.judgements[-VERDICTS_SHOWN:]):
+            records.append(record)
             judgement = record.get("judgement") or {}
             at = record.get("at")
             rows.append((fmt.timestamp(float(at))[11:] if isinstance(at, int | float) else "–",
                          f"{record.get('weight', '?')}%",
                          outcome_cell(str(judgement.get("outcome", "")), judgement.get("score")),
                          *self._metric_cells(judgement)))
+        self._verdict_records = records
         shown = tuple(rows)
-        if shown == self._shown_verdicts:
-            return
-        self._shown_verdicts = shown
+        if shown != self._shown_verdicts:
+            self._shown_verdicts = shown
+            table = self.query_one("#canary-verdicts", DataTable)
+            table.clear()
+            for row in rows:
+                table.add_row(*row)
+        self._show_note()
+
+    @on(DataTable.RowHighlighted, "#canary-verdicts")
+    def _verdict_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_note()
+
+    def _show_note(self) -> None:
+        """Explain the highlighted verdict (the newest until the user moves): why it passed with a metric the
+        judge had no data for, or why it held or failed."""
+        run = self.run
         table = self.query_one("#canary-verdicts", DataTable)
-        table.clear()
-        for row in rows:
-            table.add_row(*row)
+        row = table.cursor_row if 0 <= table.cursor_row < len(self._verdict_records) else 0
+        note = verdict_note(self._verdict_records[row], run.champion, run.challenger) \
+            if run is not None and self._verdict_records else ""
+        self.query_one("#canary-note", Static).update(note)
 
     @staticmethod
     def _metric_cells(judgement: dict[str, object]) -> list[str]:
@@ -375,6 +461,15 @@ class CanaryTab(LiveTab):
 
     def _log(self, level: str, text: str) -> None:
         self.post_message(Logged(level, text))
+
+
+def window_span(record: Mapping[str, Any]) -> str:
+    """`last window 10:15–10:20`: when the judged window whose numbers are shown ran."""
+    at, length = record.get("at"), record.get("window_s")
+    if not isinstance(at, int | float):
+        return "last window"
+    start = f"{fmt.timestamp(float(at) - float(length))[11:]}–" if isinstance(length, int | float) else ""
+    return f"last window {start}{fmt.timestamp(float(at))[11:]}"
 
 
 def confirmation(name: str, run: CanaryRun) -> tuple[str, list[str], str]:

@@ -31,7 +31,7 @@ from arsl_tui.ui.curves import Chart, epoch_charts
 from arsl_tui.ui.gate_report import champion_rows, per_class_values, rule_cells, top_confusions, verdict_line
 from arsl_tui.ui.screens.confirm import ConfirmScreen
 from arsl_tui.ui.screens.form import FormField, FormScreen, FormValues
-from arsl_tui.ui.services import ConsoleServices, close_quietly
+from arsl_tui.ui.services import ConsoleServices, close_quietly, no_state_line, no_state_yet
 from arsl_tui.ui.tabs.live import LiveTab
 from arsl_tui.ui.tabs.training import error_text, phase_word, poll_interval
 from arsl_tui.ui.tabs.upload import Logged
@@ -94,11 +94,14 @@ class GateTab(LiveTab):
     focus_id = "gate-rules"
 
     class JobsRead(Message):
-        def __init__(self, jobs: list[JobStatus], versions: list[VersionRow], error: str) -> None:
+        def __init__(self, jobs: list[JobStatus], versions: list[VersionRow], error: str,
+                     no_state: bool = False) -> None:
             super().__init__()
             self.jobs = jobs
             self.versions = versions
             self.error = error
+            self.no_state = no_state
+            """Read-only and nothing to read yet (no state file, or no store): not an error."""
 
     class Evaluated(Message):
         def __init__(self, job_id: str, outcome: GateOutcome | None, registered: str | None, error: str) -> None:
@@ -170,12 +173,19 @@ class GateTab(LiveTab):
     # ----- workers --------------------------------------------------------------------------------
 
     def _open(self) -> tuple[TrainingPlatform, ModelRegistry]:
+        return self._open_platform(), self._open_registry()
+
+    def _open_platform(self) -> TrainingPlatform:
         with self._open_lock:
             if self._platform is None:
                 self._platform = self.services.open_training_platform(self.settings)
+            return self._platform
+
+    def _open_registry(self) -> ModelRegistry:
+        with self._open_lock:
             if self._registry is None:
                 self._registry = self.services.open_registry(self.settings)
-            return self._platform, self._registry
+            return self._registry
 
     def reload(self) -> None:
         if not self._reading:
@@ -187,21 +197,24 @@ class GateTab(LiveTab):
         jobs: list[JobStatus] = []
         versions: list[VersionRow] = []
         errors: list[str] = []
+        no_state = False
         try:
-            platform, registry = self._open()
-        except Exception as error:
-            self.post_message(self.JobsRead([], [], error_text(error)))
-            return
-        try:
-            jobs = [job for job in platform.list(limit=JOBS_SHOWN) if job.terminal]
+            jobs = [job for job in self._open_platform().list(limit=JOBS_SHOWN) if job.terminal]
         except Exception as error:  # TrainingError, or a provider bug: shown, the versions still load
-            errors.append(f"training jobs: {error_text(error)}")
+            if no_state_yet(error):
+                no_state = True
+            else:
+                errors.append(f"training jobs: {error_text(error)}")
         try:
+            registry = self._open_registry()
             state = registry.state()
             versions = [VersionRow.of(record, state) for record in registry.list()]
         except Exception as error:
-            errors.append(f"registry: {error_text(error)}")
-        self.post_message(self.JobsRead(jobs, versions, "; ".join(errors)))
+            if no_state_yet(error):
+                no_state = True
+            else:
+                errors.append(f"registry: {error_text(error)}")
+        self.post_message(self.JobsRead(jobs, versions, "; ".join(errors), no_state))
 
     @work(thread=True, exclusive=True, group="gate-evaluate", exit_on_error=False)
     def _evaluate_worker(self, job_id: str) -> None:
@@ -237,6 +250,8 @@ class GateTab(LiveTab):
                 self._log("error", f"gate: {message.error}")
             if not message.jobs and self.evaluation is None:
                 self._verdict("error", "error", message.error)
+        elif message.no_state and not message.jobs and self.evaluation is None:
+            self._verdict("info", "none", no_state_line(self.settings, "training jobs or model versions"))
         self._list_error = message.error
         self.jobs = message.jobs
         self.versions = message.versions

@@ -1,12 +1,15 @@
-"""The Overview tab, the console's home: the workflow as a row of phases, the last event of each, what next.
+"""The Overview tab, the console's home: the pipeline, the workflow as a row of phases, the last event of
+each, what next.
 
-`ops.status.collect` (what `arsl status` prints) runs in a thread worker at most once per
+First the whole pipeline: on a first run (an empty home) the offer to run the demo; once a pipeline
+run exists, that run phase by phase, as the App reads it from the run's files.
+
+Then `ops.status.collect` (what `arsl status` prints), run in a thread worker at most once per
 `refresh_s` while the tab is visible (no faster than `CLOUD_MIN_REFRESH_S` on the huawei backend,
 where each phase is a cloud call); a read still in flight skips the next tick instead of piling
-up. The recent upload runs from the journal are listed below.
-
-Below the phases, the whole pipeline: on a first run (an empty home) the offer to run the demo; once
-a pipeline run exists, that run phase by phase, as the App reads it from the run's files.
+up. Its suggestions are weighed again against each newer read of the pipeline (`ops.status.with_pipeline`),
+so the table and the "Next" line never suggest a step a running pipeline is about to take. The recent
+upload runs from the journal are listed below.
 """
 
 from __future__ import annotations
@@ -19,22 +22,18 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from arsl_tui.config import Settings
+from arsl_tui.domain.pipeline_run import OUTCOME_GLYPHS, clock_time, outcome_words
+from arsl_tui.domain.pipeline_run import PHASE_GLYPHS as RUN_PHASE_GLYPHS
 from arsl_tui.ui import formatting as fmt
+from arsl_tui.ui.formatting import STATUS_GLYPHS
 from arsl_tui.ui.services import ConsoleServices, EngineUnavailable, PipelineLaunch, UploadRunLike
 from arsl_tui.ui.tabs.live import LiveTab
 from arsl_tui.ui.tabs.training import error_text, poll_interval
-from arsl_tui.ui.widgets.pipeline_line import (
-    OUTCOME_GLYPHS,
-    LineState,
-    clock_time,
-    outcome_words,
-)
-from arsl_tui.ui.widgets.pipeline_line import PHASE_GLYPHS as RUN_PHASE_GLYPHS
+from arsl_tui.ui.widgets.pipeline_line import LineState
 from arsl_tui.ui.widgets.runs_table import RunsTable
 from arsl_tui.ui.widgets.status_line import StatusLine
 
@@ -178,21 +177,30 @@ def last_event(phase: PhaseStatus) -> str:
     return phase.summary
 
 
-def where_to_act(phase: PhaseStatus) -> str:
-    """What to do next in this phase: the command, and the console tab that does it."""
+def where_to_act(phase: PhaseStatus, *, with_key: bool = True) -> str:
+    """What to do next in this phase: the command, and the key of the console tab that does it."""
     tab, key = PHASE_TABS.get(phase.phase, ("", ""))
     if not phase.next_step:
         return "–"
-    return f"{phase.next_step} ({key})" if tab else phase.next_step
+    return f"{phase.next_step} ({key})" if tab and with_key else phase.next_step
 
 
-def next_step(report: StatusReport) -> PhaseStatus | None:
-    """The phase whose suggestion comes first: one needing attention, then one not started, in order."""
-    for wanted in ("attention", "none"):
-        for phase in report.phases:
-            if phase.state.value == wanted and phase.next_step:
-                return phase
-    return None
+def next_text(phase: PhaseStatus | None, *, read_only: bool) -> str:
+    """The "Next" line: the command the report's rows suggest first (`StatusReport.next_phase`), and where
+    in the console to do it; with no suggestion anywhere, that nothing waits."""
+    if phase is None:
+        return "Nothing waits on you: every phase is done or running."
+    if phase.phase == "pipeline":
+        if phase.state.value == "running":
+            return f"Next (pipeline): {phase.next_step} — it runs the next steps" + ("" if read_only else "; X cancels")
+        if phase.next_step.startswith("arsl pipeline run"):
+            return f"Next (pipeline): {phase.next_step}" + ("" if read_only else " — or S on this tab")
+        if phase.next_step == "arsl canary status":
+            return f"Next (pipeline): {phase.next_step} — or the Canary tab (5)"
+        return f"Next (pipeline): {phase.next_step} — the phases above say why"
+    tab, key = PHASE_TABS.get(phase.phase, ("", ""))
+    where = f" — or the {tab} tab ({key})" if tab else ""
+    return f"Next ({phase.phase}): {phase.next_step}{where}"
 
 
 def phase_strip(report: StatusReport) -> Text:
@@ -207,32 +215,83 @@ def phase_strip(report: StatusReport) -> Text:
     return strip
 
 
+PHASE_WIDTH, STATE_WIDTH, MIN_EVENT_WIDTH, MAX_NEXT_WIDTH = 8, 11, 24, 48
+"""Column widths: the next column is as wide as its longest suggestion (up to what leaves the last event
+`MIN_EVENT_WIDTH`) and the last event takes the rest; a suggestion wider than its column wraps at a
+space onto more lines, never cut. The tab keys (`(3)`) go first when room is short: Enter on a row
+opens its tab."""
+
+
+def column_widths(width: int, suggestions: Sequence[str]) -> tuple[int, ...]:
+    """The four columns' widths for a table `width` cells wide (each column also has a cell of padding
+    either side)."""
+    longest = max((len(text) for text in suggestions), default=4)
+    next_width = max(4, min(longest, MAX_NEXT_WIDTH, next_room(width)))
+    return PHASE_WIDTH, STATE_WIDTH, max(MIN_EVENT_WIDTH, event_room(width) - next_width), next_width
+
+
+def event_room(width: int) -> int:
+    """What the last event and next columns share."""
+    return max(0, width - 4 * 2 - PHASE_WIDTH - STATE_WIDTH)
+
+
+def next_room(width: int) -> int:
+    return event_room(width) - MIN_EVENT_WIDTH
+
+
+def wrapped_lines(text: str, width: int) -> list[str]:
+    """`text` broken at spaces into lines of at most `width` (a word longer than that alone on its lines)."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += f" {word}"
+            continue
+        while len(word) > width:
+            lines.append(word[:width])
+            word = word[width:]
+        lines.append(word)
+    return lines
+
+
 class PhasesTable(DataTable[str | Text]):
+    """The workflow's phases; the pipeline's run is shown above the table."""
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, id=id)
         self.shown: tuple[tuple[str, str, str, str], ...] = ()
+        self.widths: tuple[int, ...] = ()
+        self.report: StatusReport | None = None
 
-    def on_mount(self) -> None:
-        # Fixed widths: cells are updated in place, which never widens a column.
-        for label, width in (("phase", 8), ("state", 11), ("last event", 30), ("next", 36)):
-            self.add_column(label, width=width)
+    def on_resize(self) -> None:
+        if self.report is not None:
+            self.show_report(self.report)
 
     def show_report(self, report: StatusReport) -> None:
-        rows = tuple((phase.phase, phase_state(phase), last_event(phase), where_to_act(phase))
-                     for phase in report.phases)
-        if rows == self.shown:
+        """Build the table for `report` at the current width (only when the rows or the width changed)."""
+        self.report = report
+        width = self.size.width or 80
+        keyed = [where_to_act(phase) for phase in report.phases]
+        with_keys = max(len(text) for text in keyed) <= next_room(width) if keyed else True
+        rows = tuple((phase.phase, phase_state(phase), last_event(phase),
+                      suggestion if with_keys else where_to_act(phase, with_key=False))
+                     for phase, suggestion in zip(report.phases, keyed, strict=True))
+        widths = column_widths(width, [row[3] for row in rows])
+        if rows == self.shown and widths == self.widths:
             return
-        same = [row[0] for row in rows] == [row[0] for row in self.shown]
-        previous, self.shown = self.shown, rows
-        if same:
-            for row_index, (row, old) in enumerate(zip(rows, previous, strict=True)):
-                for column_index, (cell, old_cell) in enumerate(zip(row, old, strict=True)):
-                    if cell != old_cell:
-                        self.update_cell_at(Coordinate(row_index, column_index), cell)
-            return
-        self.clear()
-        for row in rows:
-            self.add_row(*row, key=row[0])
+        cursor = self.cursor_row
+        self.shown, self.widths = rows, widths
+        self.clear(columns=True)
+        for label, column_width in zip(("phase", "state", "last event", "next"), widths, strict=True):
+            self.add_column(label, width=column_width)
+        height = 1
+        for phase, state, event, suggestion in rows:
+            lines = wrapped_lines(suggestion, widths[3])
+            self.add_row(phase, state, Text(event, no_wrap=True, overflow="ellipsis"), Text("\n".join(lines)),
+                         key=phase, height=len(lines))
+            height += len(lines)
+        self.styles.height = height  # every row whole: a wrapped suggestion makes its row taller
+        if rows:
+            self.move_cursor(row=min(cursor, len(rows) - 1))
 
 
 class OverviewTab(LiveTab):
@@ -268,14 +327,17 @@ class OverviewTab(LiveTab):
         self.status_error = ""
         self._offer_shown = False
         self._panel_text = ""
+        self._strip_text = ""
+        self._pipeline_state: LineState | None = None
+        """The App's latest read of the pipeline (None before the first): the report is weighed with it."""
 
     def compose(self) -> ComposeResult:
+        yield Static("", id="first-run")
+        yield Static("", id="pipeline-panel")
         yield Static("Workflow", classes="section-title")
         yield Static("○ reading where each phase stands …", id="phase-strip", markup=False)
         yield PhasesTable(id="phases-table")
         yield StatusLine("", id="next-step")
-        yield Static("", id="first-run")
-        yield Static("", id="pipeline-panel")
         yield Static(RUNS_TITLE, classes="section-title", id="runs-title", markup=False)
         yield RunsTable(id="runs-table")
         settings = self.settings
@@ -285,6 +347,8 @@ class OverviewTab(LiveTab):
     def on_mount(self) -> None:
         self.query_one("#first-run", Static).display = False
         self.query_one("#pipeline-panel", Static).display = False
+        # A suggestion too long for the line wraps onto the next one instead of being cut.
+        self.query_one("#next-step", StatusLine).styles.height = "auto"
         self.start_timer(refresh_interval(self.settings), self.reload)
 
     def reload(self) -> None:
@@ -337,8 +401,12 @@ class OverviewTab(LiveTab):
         return upload.current_id() if upload is not None else ""
 
     def show_pipeline(self, state: LineState, first_run: bool) -> None:
-        """The App read the pipeline's files (or decided a first run): show the offer or the run."""
+        """The App read the pipeline's files (or decided a first run): show the offer or the run, and weigh
+        the workflow's suggestions again."""
         view = state.view
+        self._pipeline_state = state
+        if self.report is not None and view is not None:
+            self._show_report(self.report)
         self.first_run = first_run
         self.pipeline_busy = bool(state.starting_pid) or (view is not None and view.alive)
         self.pipeline_run_id = view.run_id if view is not None else ""
@@ -364,6 +432,24 @@ class OverviewTab(LiveTab):
         if tab is not None:
             await self.app.run_action(f"show_tab('{tab[0].lower()}')")
 
+    def _weighed(self, report: StatusReport) -> StatusReport:
+        """`report` with the App's read of the pipeline, which is newer than the report's own while a run is live."""
+        state = self._pipeline_state
+        if state is None or state.view is None:
+            return report
+        from arsl_tui.ops.status import with_pipeline
+
+        return with_pipeline(report, state.view, self.settings.home_dir, starting_pid=state.starting_pid)
+
+    def _show_report(self, report: StatusReport) -> None:
+        self.report = report = self._weighed(report)
+        strip = phase_strip(report)
+        if strip.plain != self._strip_text:  # shown again each second while a run is live
+            self._strip_text = strip.plain
+            self.query_one("#phase-strip", Static).update(strip)
+        self.query_one("#phases-table", PhasesTable).show_report(report)
+        self._show_next_step()
+
     def _show_next_step(self) -> None:
         next_line = self.query_one("#next-step", StatusLine)
         if self.status_error:
@@ -372,27 +458,26 @@ class OverviewTab(LiveTab):
         report = self.report
         if report is None:
             return
-        phase = next_step(report)
+        phase = report.next_phase
+        text = next_text(phase, read_only=bool(getattr(self.app, "read_only", False)))
         if phase is None:
-            next_line.say("ok", "done", "Nothing waits on you: every phase is done or running.")
+            level, status = "ok", "done"
+        elif phase.state.value == "attention":
+            level, status = "warning", "attention"
         else:
-            level = "warning" if phase.state.value == "attention" else "info"
-            tab, key = PHASE_TABS.get(phase.phase, ("", ""))
-            where = f" — or the {tab} tab ({key})" if tab else ""
-            next_line.say(level, "attention" if level == "warning" else "none",
-                          f"Next ({phase.phase}): {phase.next_step}{where}")
+            level, status = "info", "running" if phase.state.value == "running" else "none"
+        if next_line.message != f"{STATUS_GLYPHS.get(status, '·')} {text}":
+            next_line.say(level, status, text)
 
     def on_overview_tab_status_read(self, message: StatusRead) -> None:
         self._reading = False
         self.loads += 1
         self.status_error = message.error if message.report is None else ""
         if message.report is not None:
-            report = message.report
-            self.report = report
             self.home_empty = message.home_empty
-            self.query_one("#phase-strip", Static).update(phase_strip(report))
-            self.query_one("#phases-table", PhasesTable).show_report(report)
-        self._show_next_step()
+            self._show_report(message.report)
+        else:
+            self._show_next_step()
         title = RUNS_TITLE if not message.journal_error else f"{RUNS_TITLE}: ▲ {message.journal_error}"
         self.query_one("#runs-title", Static).update(title)
         self.query_one(RunsTable).show_runs(message.runs)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -98,7 +98,9 @@ class JobTable(DataTable[str | Text]):
             for row, old in zip(rows, previous, strict=True):
                 for column, cell, old_cell in zip(COLUMNS[1:], row[1:], old[1:], strict=True):
                     if cell != old_cell:
-                        self.update_cell(row[0], column, _cell(column, cell))
+                        # update_width: a running job's duration grows from `58 s` to `1 min 25 s`; a column
+                        # sized for the first would cut the unit off the second.
+                        self.update_cell(row[0], column, _cell(column, cell), update_width=True)
             return
         self.clear()
         for row in rows:
@@ -125,7 +127,8 @@ class TrainingTab(LiveTab):
         def __init__(self, *, jobs: list[JobStatus] | None, best: dict[str, float | None],
                      epochs_done: dict[str, int], job_id: str | None, status: JobStatus | None,
                      records: tuple[MetricRecord, ...], reset: bool, progress: TrainingProgress | None,
-                     resources: JobResources | None, log_lines: tuple[str, ...], error: str) -> None:
+                     resources: JobResources | None, log_lines: tuple[str, ...], error: str,
+                     best_epoch: BestEpoch | None = None) -> None:
             super().__init__()
             self.jobs = jobs
             self.best = best
@@ -138,6 +141,8 @@ class TrainingTab(LiveTab):
             self.resources = resources
             self.log_lines = log_lines
             self.error = error
+            self.best_epoch = best_epoch
+            """The selected job's best epoch, as the trainer picks it."""
 
     class SpecReady(Message):
         def __init__(self, values: FormValues, spec: JobSpec | None, error: str) -> None:
@@ -164,6 +169,7 @@ class TrainingTab(LiveTab):
         self.selected: str | None = None
         self.status: JobStatus | None = None
         self.progress: TrainingProgress | None = None
+        self.best_epoch: BestEpoch | None = None
         self.resources: JobResources | None = None
         self.curves = TrainingCurves()
         self.log_tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
@@ -272,7 +278,8 @@ class TrainingTab(LiveTab):
             self.post_message(self.Polled(jobs=jobs, best=best, epochs_done=done, job_id=job_id,
                                           status=update.status, records=records, reset=reset or before == 0,
                                           progress=update.progress, resources=resources,
-                                          log_lines=tuple(tail[-LOG_TAIL_LINES:]), error=""))
+                                          log_lines=tuple(tail[-LOG_TAIL_LINES:]), error="",
+                                          best_epoch=best_epoch(watcher.records)))
         except TrainingError as error:
             self.post_message(self._failed_poll(jobs, best, done, job_id, error_text(error)))
         except Exception as error:  # a provider bug is shown, never a traceback
@@ -285,7 +292,7 @@ class TrainingTab(LiveTab):
 
     def _summaries(self, platform: TrainingPlatform,
                    jobs: list[JobStatus]) -> tuple[dict[str, float | None], dict[str, int]]:
-        """Best validation accuracy and epochs done per job; an ended job's metrics are read once."""
+        """The best epoch's validation accuracy and epochs done per job; an ended job's metrics are read once."""
         from arsl_tui.domain.jobs import TrainingError, derive_progress
 
         best: dict[str, float | None] = {}
@@ -299,7 +306,8 @@ class TrainingTab(LiveTab):
             if feed is not None and feed.watcher.status is not None:
                 # The selected job: its watcher has every record so far (read incrementally).
                 progress = feed.watcher.progress()
-                best[job.job_id], done[job.job_id] = progress.best_val_acc, progress.epochs_done
+                best[job.job_id] = best_epoch(feed.watcher.records).val_acc
+                done[job.job_id] = progress.epochs_done
                 continue
             try:
                 records = platform.metrics(job.job_id, 0).records
@@ -307,8 +315,8 @@ class TrainingTab(LiveTab):
                 best[job.job_id], done[job.job_id] = None, 0
                 continue
             progress = derive_progress(records, job.epochs)
-            best[job.job_id], done[job.job_id] = progress.best_val_acc, progress.epochs_done
-            self._summary_cache[job.job_id] = (progress.best_val_acc, progress.epochs_done, job.terminal)
+            best[job.job_id], done[job.job_id] = best_epoch(records).val_acc, progress.epochs_done
+            self._summary_cache[job.job_id] = (best[job.job_id], progress.epochs_done, job.terminal)
         return best, done
 
     # ----- poll results (UI thread) -------------------------------------------------------------
@@ -337,9 +345,11 @@ class TrainingTab(LiveTab):
             changed = self.curves.add(message.records) or message.reset
             self.status = message.status
             self.progress = message.progress
+            self.best_epoch = message.best_epoch
             self.resources = message.resources
-            if message.progress is not None and message.progress.best_val_acc is not None:
-                self._best[message.job_id] = message.progress.best_val_acc
+            if message.best_epoch is not None and message.best_epoch.val_acc is not None:
+                self._best[message.job_id] = message.best_epoch.val_acc
+            if message.progress is not None and message.progress.epochs_done:
                 self._epochs_done[message.job_id] = message.progress.epochs_done
             if message.status.job_id in {job.job_id for job in self.jobs}:
                 self.jobs = [message.status if job.job_id == message.status.job_id else job for job in self.jobs]
@@ -369,6 +379,7 @@ class TrainingTab(LiveTab):
         self.selected = job_id
         self.status = next((job for job in self.jobs if job.job_id == job_id), None)
         self.progress = None
+        self.best_epoch = None
         self.resources = None
         self.curves = TrainingCurves()
         self.log_tail.clear()
@@ -403,12 +414,15 @@ class TrainingTab(LiveTab):
                 first.append(f"{progress.images_per_s:,.0f} img/s")
             if progress.seconds_per_epoch is not None:
                 first.append(f"{fmt.duration(progress.seconds_per_epoch)}/epoch")
-        second = [describe_resources(self.resources, status)]
+        # Validation first, resources last: at 80 columns the end of the line is what gets cut.
+        second = []
         if progress is not None and progress.last_epoch is not None:
             last = progress.last_epoch
             second.append(f"val loss {fmt.metric(last.val_loss)} acc {fmt.metric(last.val_acc)}")
-            if progress.best_val_acc is not None:
-                second.append(f"best {fmt.metric(progress.best_val_acc)} (epoch {progress.best_epoch})")
+            best = self.best_epoch
+            if best is not None and best.epoch is not None:
+                second.append(f"best epoch {best.epoch} (val acc {fmt.metric(best.val_acc)})")
+        second.append(describe_resources(self.resources, status))
         self.query_one("#training-facts", Static).update(
             Text(" · ".join(first) + "\n" + " · ".join(part for part in second if part), no_wrap=True,
                  overflow="ellipsis"))
@@ -592,6 +606,40 @@ class TrainingTab(LiveTab):
 
 
 # ----- pure helpers (tested directly) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BestEpoch:
+    """The epoch whose weights the trainer keeps and packages, and that epoch's validation accuracy."""
+
+    epoch: int | None
+    val_acc: float | None
+
+
+def best_epoch(records: Sequence[MetricRecord]) -> BestEpoch:
+    """The best epoch as the trainer picks it (trainer/train.py: the lowest validation loss so far): the final
+    record's `best_epoch`, else the last epoch record marked `best`. For records that mark none, the epoch
+    with the highest validation accuracy."""
+    epochs: dict[int, MetricRecord] = {}
+    final: MetricRecord | None = None
+    for record in records:
+        if record.type == "epoch" and record.epoch is not None:
+            epochs[record.epoch] = record  # a resumed run may repeat an epoch; its latest report wins
+        elif record.type == "final":
+            final = record
+    ordered = [epochs[number] for number in sorted(epochs)]
+    chosen = final.data.get("best_epoch") if final is not None else None
+    if isinstance(chosen, int) and not isinstance(chosen, bool) and chosen >= 1:
+        kept = epochs.get(chosen)
+        return BestEpoch(chosen, kept.val_acc if kept is not None else final.val_acc if final else None)
+    marked = [record for record in ordered if record.data.get("best") is True]
+    if marked:
+        return BestEpoch(marked[-1].epoch, marked[-1].val_acc)
+    scored = [record for record in ordered if record.val_acc is not None and record.val_acc == record.val_acc]
+    if not scored:
+        return BestEpoch(None, None)
+    top = max(scored, key=lambda record: record.val_acc or 0.0)
+    return BestEpoch(top.epoch, top.val_acc)
 
 
 def describe_resources(resources: JobResources | None, status: JobStatus) -> str:

@@ -1,5 +1,8 @@
 """The Upload tab: pick a folder, validate it, and run the same upload engine as `arsl upload`.
 
+The folder field takes the focus only when asked (Enter, `/`, `e` or a click) and gives it back on
+Enter or Esc: while it has the focus every printable key is text, and the digits must stay tab keys.
+
 Threading: validation, the upload and journal reads run in thread workers that never touch a
 widget; they post messages, and the handlers here own every state change. Upload events reach
 the tab through an `UploadFeed`, which coalesces progress, and the panel re-renders at most
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
     from arsl_tui.ops.dataset import ValidationReport
 
 MAX_RETRY_LINES_PER_BATCH = 5
+IDLE_HINT = "○ Enter or / to type the folder; Enter validates it, Esc leaves the field."
 
 
 class Logged(Message):
@@ -168,7 +172,7 @@ class UploadTab(Vertical):
         with Horizontal(id="path-row"):
             yield Static("Data set folder ", id="path-label")
             yield PathInput(id="path-input")
-        yield StatusLine("○ Type a folder of class folders and press Enter to validate it.", id="upload-status")
+        yield StatusLine(IDLE_HINT, id="upload-status")
         yield StatusLine("", id="resume-banner")
         yield ProblemList(id="problems")
         with Horizontal(id="counts-row"):
@@ -222,14 +226,12 @@ class UploadTab(Vertical):
         self.query_one("#path-input", PathInput).focus()
 
     def on_tab_shown(self) -> None:
-        if self.validated is None and not self.active:
-            self.focus_path()
+        """Nothing here takes the focus: the digits switch tabs and the tab's letters work at once."""
 
     def request_validate(self) -> None:
         typed = self.query_one("#path-input", PathInput).value.strip()
         if not typed:
-            self._say("error", "error", "Type the path of a data set folder first (e starts editing).")
-            self.focus_path()
+            self._say("error", "error", "Type the path of a data set folder first: Enter or / opens the field.")
             return
         self._generation += 1
         self.validating = True
@@ -397,6 +399,7 @@ class UploadTab(Vertical):
     @on(Input.Submitted, "#path-input")
     async def _path_submitted(self, event: Input.Submitted) -> None:
         event.stop()
+        self.screen.set_focus(None)  # out of the field, so the digits switch tabs while it validates
         await self.app.run_action("upload_validate")
 
     @on(DataTable.RowHighlighted, "#counts-table")
@@ -442,7 +445,6 @@ class UploadTab(Vertical):
         self.last_error = message.error
         self._say("error", "error", message.error)
         self._log("error", message.error)
-        self.focus_path()
         self.app.refresh_bindings()
 
     def on_upload_tab_journal_read(self, message: JournalRead) -> None:

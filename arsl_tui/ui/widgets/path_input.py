@@ -1,12 +1,18 @@
-"""A folder path field with shell-like completion (Tab or → accepts the suggestion)."""
+"""A folder path field with shell-like completion (Tab or → accepts the suggestion).
+
+Esc leaves the field with nothing focused, so the digits switch tabs again and Enter comes back to it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import unicodedata
 from pathlib import Path
 
 from textual.actions import SkipAction
+from textual.keys import REPLACED_KEYS
 from textual.suggester import Suggester
 from textual.widgets import Input
 
@@ -62,7 +68,7 @@ class PathSuggester(Suggester):
 
 
 class PathInput(Input):
-    """The data set folder field; Tab completes, Esc leaves the field, Enter validates."""
+    """The data set folder field; Tab completes, Esc leaves the field, Enter validates (and leaves it)."""
 
     BINDINGS = bindings_for("path")
 
@@ -70,6 +76,14 @@ class PathInput(Input):
         super().__init__(placeholder="folder of class folders, e.g. ~/data/ArASL_Database_54K_Final",
                          suggester=PathSuggester(), compact=True, id=id)
         self.cursor_blink = False
+
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        # Textual finds no character for a few renamed keys (`slash` is "solidus"): the field types them too,
+        # so the tab's binding on `/` must not be listed as working here.
+        if character is None and key in REPLACED_KEYS:
+            with contextlib.suppress(KeyError):  # `minus` is "hyphen-minus", which the underscores lost
+                character = unicodedata.lookup(REPLACED_KEYS[key].replace("_", " ").upper())
+        return super().check_consume_key(key, character)
 
     def action_complete(self) -> None:
         if self._suggestion and self.cursor_at_end and self._suggestion != self.value:
@@ -79,4 +93,4 @@ class PathInput(Input):
         raise SkipAction()
 
     def action_leave(self) -> None:
-        self.screen.focus_next()
+        self.screen.set_focus(None)

@@ -13,28 +13,18 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.widget import Widget
 
+from arsl_tui.domain.pipeline_run import (
+    OUTCOME_GLYPHS,
+    RESUMABLE,
+    RESUME_HINT,
+    clock_time,
+    outcome_words,
+)
+
 if TYPE_CHECKING:
-    from arsl_tui.ops.pipeline_log import PipelineView
+    from arsl_tui.domain.pipeline_run import PipelineView
 
-PHASE_GLYPHS = {"pending": "○", "running": "►", "done": "✓", "skipped": "↷", "not needed": "·", "failed": "✗",
-                "stopped": "✗"}
-OUTCOME_GLYPHS = {"promoted": "✓", "rolled_back": "▲", "gate_failed": "▲", "failed": "✗", "cancelled": "■",
-                  "interrupted": "▲"}
-RESUMABLE = frozenset({"cancelled", "interrupted", "failed"})
-"""Outcomes after which running again resumes after the last finished phase."""
 _JOB_ID = re.compile(r"\bjob-\d{8}-\d{6}-([0-9a-f]{4})\b")
-
-
-def clock_time(seconds: float) -> str:
-    """`41s`, `3m12s`, `1h02m`: short enough for the one line."""
-    whole = max(0, round(seconds))
-    if whole < 60:
-        return f"{whole}s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
 
 
 def short_run_id(run_id: str) -> str:
@@ -44,17 +34,6 @@ def short_run_id(run_id: str) -> str:
 
 def shorten_job_ids(text: str) -> str:
     return _JOB_ID.sub(lambda match: f"job…{match.group(1)}", text)
-
-
-def outcome_words(view: PipelineView) -> str:
-    """`promoted v2`, `cancelled in champion`, `failed in upload`."""
-    word = view.outcome.replace("_", " ")
-    if view.outcome == "promoted":
-        return f"{word} {view.version or ''}".rstrip()
-    if view.outcome == "rolled_back":
-        return f"{word} {view.version or ''}".rstrip()
-    stopped = view.current
-    return f"{word} in {stopped.name}" if stopped is not None else word
 
 
 @dataclass(frozen=True)
@@ -102,7 +81,7 @@ def line_text(state: LineState, width: int) -> Text | None:
         return line
     words = f"{OUTCOME_GLYPHS.get(view.outcome, '?')} {outcome_words(view)}"
     took = f" · {clock_time(view.elapsed_s)}"
-    hint = " — run it again to resume" if view.outcome in RESUMABLE and not state.read_only else ""
+    hint = f" — {RESUME_HINT}" if view.outcome in RESUMABLE and not state.read_only else ""
     ended = f" · ended {time.strftime('%H:%M', time.localtime(view.last_at))}" if view.last_at else ""
     line.append(head, style="bold")
     line.append(words, style="bold")
