@@ -485,5 +485,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def exit_after_teardown(code: int) -> None:
+    """Leave without interpreter teardown once a distributed run has shut down.
+
+    DistributedDataParallel keeps the gloo process group, and its worker threads, alive after
+    destroy_process_group; those threads racing the interpreter's teardown abort a rank that has already
+    finished ("terminate called without an active exception", SIGABRT). Everything the run writes is
+    closed by now, so only the standard streams need flushing.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_after_teardown(main())
