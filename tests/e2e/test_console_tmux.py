@@ -91,6 +91,7 @@ def test_upload_a_small_data_set_from_the_real_console(tmux: Tmux, tiny_dataset:
     tmux.wait_text("1 Overview")
     tmux.keys("2")
     tmux.wait_text("Data set folder")
+    tmux.keys("Enter")  # opens the folder field
     tmux.keys(str(tiny_dataset), literal=True)
     tmux.keys("Enter")
     tmux.wait_text("Valid: 96 images")
@@ -127,6 +128,7 @@ def test_killed_mid_upload_the_reopened_console_offers_to_resume(tmux: Tmux, mak
     tmux.wait_text("1 Overview")
     tmux.keys("2")
     tmux.wait_text("Data set folder")
+    tmux.keys("Enter")  # opens the folder field
     tmux.keys(str(folder), literal=True)
     tmux.keys("Enter")
     tmux.wait_text("Valid: 480 images")
