@@ -11,7 +11,6 @@ in place of the tabs: nothing is read, so no state kept on this machine shows as
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import sys
 import time
@@ -125,9 +124,8 @@ class ArslApp(App[int], inherit_bindings=False):
     def __init__(self, settings: Settings, *, read_only: bool = False, theme: str | None = None,
                  services: ConsoleServices | None = None, progress_interval_s: float = 0.25) -> None:
         super().__init__()
+        self.settings = settings
         self.read_only = read_only or settings.read_only
-        # The tabs' readers see `arsl --read-only` as the settings' flag.
-        self.settings = dataclasses.replace(settings, read_only=True) if self.read_only else settings
         self.services = services or default_services()
         self.progress_interval_s = progress_interval_s
         self.animation_level = "none"
