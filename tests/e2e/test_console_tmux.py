@@ -92,6 +92,7 @@ def test_upload_a_small_data_set_from_the_real_console(tmux: Tmux, tiny_dataset:
     tmux.keys("2")
     tmux.wait_text("Data set folder")
     tmux.keys("Enter")  # opens the folder field
+    tmux.wait_text("leave field")
     tmux.keys(str(tiny_dataset), literal=True)
     tmux.keys("Enter")
     tmux.wait_text("Valid: 96 images")
@@ -129,6 +130,7 @@ def test_killed_mid_upload_the_reopened_console_offers_to_resume(tmux: Tmux, mak
     tmux.keys("2")
     tmux.wait_text("Data set folder")
     tmux.keys("Enter")  # opens the folder field
+    tmux.wait_text("leave field")
     tmux.keys(str(folder), literal=True)
     tmux.keys("Enter")
     tmux.wait_text("Valid: 480 images")

@@ -227,6 +227,7 @@ def console_run(case: UploadCase, run: LoopRun, loop: KillLoop) -> None:
         tmux.keys("2")
         tmux.wait_text("Data set folder")
         tmux.keys("Enter")  # opens the folder field
+        tmux.wait_text("leave field")
         tmux.keys(str(case.data), literal=True)
         tmux.keys("Enter")
         tmux.wait_text(f"Valid: {case.total} images")

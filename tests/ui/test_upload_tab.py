@@ -128,7 +128,8 @@ async def test_upload_runs_to_done_against_the_local_store(make_app: AppFactory,
         assert app.clipboard == view.run_id
         await pilot.press("1")
         await settle(app, pilot)
-        assert f"✓ done       data set {manifest_id[:12]} in local" in screen_text(app)
+        data_rows = [line for line in screen_text(app).splitlines() if line.strip().startswith("data ")]
+        assert any("✓ done" in row and f"data set {manifest_id[:8]}" in row for row in data_rows), data_rows
     store = LocalObjectStore(console_settings.home_dir / "store" / "arsl-ml")
     assert store.head(f"datasets/{manifest_id}/manifest.json") is not None
     runs = upload_engine.list_upload_runs(console_settings)
