@@ -148,7 +148,6 @@ def test_killed_mid_upload_the_reopened_console_offers_to_resume(tmux: Tmux, mak
     tmux.keys("2")
     banner = tmux.wait_text("r resumes")
     assert "interrupted upload run" in banner
-    tmux.keys("Escape")  # out of the (prefilled) path field: the footer then offers the tab's keys
     tmux.wait_text("r resume ")
     tmux.keys("r")
     tmux.wait_text("Resume the interrupted upload?")
