@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -40,6 +39,7 @@ from arsl_tui.cli.common import (
     CommandContext,
     CommandFailed,
     Handler,
+    confirm,
     number,
     whole_number,
 )
@@ -120,17 +120,6 @@ def _errors(handler: Handler) -> Handler:
     return run
 
 
-def _confirm(context: CommandContext, question: str, assume_yes: bool,
-             refusal: str = "cancelled; nothing was changed") -> None:
-    """Ask `question [y/N]` on a terminal (No unless y or yes is typed); never with --yes or without a terminal."""
-    if assume_yes or not sys.stdin.isatty():
-        return
-    # markup=False: `[y/N]` and the names in the question are shown as written, not read as Rich style tags.
-    answer = context.err_console.input(f"{question} [y/N] ", markup=False)
-    if answer.strip().lower() not in ("y", "yes"):
-        raise CommandFailed(refusal, EXIT_FAILED)
-
-
 def _when(seconds: float | None) -> str:
     if seconds is None:
         return "—"
@@ -163,7 +152,7 @@ def setup_command(context: CommandContext, namespace: argparse.Namespace) -> int
     settings = context.settings
     context.require_writable("set up alarm rules")
     where = "Cloud Eye" if settings.backend == "huawei" else "the local monitor"
-    _confirm(context, f"Create or update the [alarms] rules in {where}?", namespace.yes)
+    confirm(context, f"Create or update the [alarms] rules in {where}?", namespace.yes)
     report = monitoring.setup(settings)
     if context.json_output:
         context.emit_json({"backend": settings.backend, **report.to_json()})
@@ -264,7 +253,7 @@ def ack_command(context: CommandContext, namespace: argparse.Namespace) -> int:
     from arsl_tui.ops import monitoring
 
     context.require_writable("acknowledge an alarm")
-    _confirm(context, f"Acknowledge the alarm of {namespace.rule}?", namespace.yes)
+    confirm(context, f"Acknowledge the alarm of {namespace.rule}?", namespace.yes)
     view = monitoring.acknowledge(context.settings, namespace.rule, note=namespace.note)
     if context.json_output:
         context.emit_json(view.to_json(time.time()))
@@ -285,7 +274,7 @@ def silence_command(context: CommandContext, namespace: argparse.Namespace) -> i
     context.require_writable("silence an alarm rule")
     question = (f"Silence the notifications of {namespace.rule} for {namespace.duration}?" if seconds
                 else f"End the silence of {namespace.rule}?")
-    _confirm(context, question, namespace.yes)
+    confirm(context, question, namespace.yes)
     view = monitoring.silence(context.settings, namespace.rule, seconds, note=namespace.note)
     now = time.time()
     if context.json_output:

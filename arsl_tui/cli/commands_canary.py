@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -28,7 +27,16 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
-from arsl_tui.cli.common import EXIT_BACKEND, EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandContext, CommandFailed, Handler
+from arsl_tui.cli.common import (
+    EXIT_BACKEND,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandContext,
+    CommandFailed,
+    Handler,
+    confirm,
+)
 
 if TYPE_CHECKING:
     from arsl_tui.domain.canary import CanaryRun, Command
@@ -107,17 +115,6 @@ def _errors(handler: Handler) -> Handler:
             raise CommandFailed(str(error), EXIT_BACKEND) from None
 
     return run
-
-
-def _confirm(context: CommandContext, question: str, assume_yes: bool,
-             refusal: str = "cancelled; nothing was changed") -> None:
-    """Ask `question [y/N]` on a terminal (No unless y or yes is typed); never with --yes or without a terminal."""
-    if assume_yes or not sys.stdin.isatty():
-        return
-    # markup=False: `[y/N]` and the names in the question are shown as written, not read as Rich style tags.
-    answer = context.err_console.input(f"{question} [y/N] ", markup=False)
-    if answer.strip().lower() not in ("y", "yes"):
-        raise CommandFailed(refusal, EXIT_FAILED)
 
 
 def _controller(context: CommandContext) -> CanaryController:
@@ -259,7 +256,7 @@ def start_command(context: CommandContext, namespace: argparse.Namespace) -> int
         version = namespace.version or aliases.get("challenger") or "?"
         version = aliases.get(version, version)
         first = context.settings.canary.steps[0]
-        _confirm(context, f"Release {version} beside champion {aliases.get('champion', '?')} at {first}% "
+        confirm(context, f"Release {version} beside champion {aliases.get('champion', '?')} at {first}% "
                           f"({', '.join(f'{weight}%' for weight in context.settings.canary.steps)})?", namespace.yes)
         controller.start(namespace.version, expect_seq=seen.seq if seen else 0)
         status = controller.status()
@@ -284,7 +281,7 @@ def _apply(context: CommandContext, command: Command, question: Callable[[Canary
         run = controller.current()
         if run is None:
             raise CommandFailed("no canary has been started (`arsl canary start [VERSION]`)", EXIT_FAILED)
-        _confirm(context, question(run), assume_yes)
+        confirm(context, question(run), assume_yes)
         controller.command(command, reason=reason, expect_seq=run.seq)
         return controller.status()
     finally:
@@ -347,7 +344,7 @@ def gateway_setup_command(context: CommandContext, namespace: argparse.Namespace
         raise CommandFailed("the local gateway needs no setup: `arsl deploy VERSION` serves it and "
                             "`arsl gateway keys create NAME` makes a key (use --backend huawei for API Gateway)",
                             EXIT_USAGE)
-    _confirm(context, f"Publish service {settings.huawei.service_name!r} through API Gateway instance "
+    confirm(context, f"Publish service {settings.huawei.service_name!r} through API Gateway instance "
                       f"{settings.huawei.apig_instance_id or '(unset)'} ({settings.huawei.apig_environment})?",
              namespace.yes)
     report = gateway_setup(settings)

@@ -26,7 +26,16 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
-from arsl_tui.cli.common import EXIT_BACKEND, EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandContext, CommandFailed, Handler
+from arsl_tui.cli.common import (
+    EXIT_BACKEND,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandContext,
+    CommandFailed,
+    Handler,
+    confirm,
+)
 
 if TYPE_CHECKING:
     from arsl_tui.domain.registry import ModelVersion, RegistryState
@@ -145,12 +154,6 @@ def _summary_line(outcome: GateOutcome) -> Text:
 # --- gate -----------------------------------------------------------------------------------------
 
 
-def _confirm_override(context: CommandContext, job: str) -> None:
-    answer = context.err_console.input(f"Register job {job} although it failed the gate? [y/N] ")
-    if answer.strip().lower() not in ("y", "yes"):
-        raise CommandFailed("cancelled; nothing was registered", EXIT_FAILED)
-
-
 def gate_command(context: CommandContext, namespace: argparse.Namespace) -> int:
     from arsl_tui.ops.gating import evaluate_job, gate, thresholds
     from arsl_tui.ops.registry import ModelRegistry, json_safe
@@ -170,7 +173,8 @@ def gate_command(context: CommandContext, namespace: argparse.Namespace) -> int:
         # Ask only when the override would take effect: evaluate first.
         evaluation = evaluate_job(platform, registry, namespace.job, thresholds(settings))
         if not evaluation.passed:
-            _confirm_override(context, namespace.job)
+            confirm(context, f"Register job {namespace.job} although it failed the gate?", False,
+                    "cancelled; nothing was registered")
     outcome = gate(settings, namespace.job, override_reason, dry_run=namespace.dry_run, platform=platform,
                    registry=registry)
     if context.json_output:

@@ -35,6 +35,7 @@ from arsl_tui.cli.common import (
     EXIT_USAGE,
     CommandContext,
     CommandFailed,
+    confirm,
     whole_number,
 )
 from arsl_tui.domain.pipeline_run import CANCEL_COMMAND
@@ -96,7 +97,7 @@ def run_command(context: CommandContext, namespace: argparse.Namespace) -> int:
             context.console.print("demo settings (values you did not configure): " +
                                   ", ".join(f"{name} = {_show(value)}" for name, value in changed.items()),
                                   soft_wrap=True)
-    _confirm(context, f"Run the whole pipeline on the {settings.backend} backend (home {settings.home_dir})?",
+    confirm(context, f"Run the whole pipeline on the {settings.backend} backend (home {settings.home_dir})?",
              namespace.yes)
     request = PipelineRequest(dataset=Path(namespace.dataset) if namespace.dataset else None, demo=namespace.demo,
                               broken_challenger=namespace.broken_challenger, per_class=namespace.per_class,
@@ -308,7 +309,7 @@ def cancel_command(context: CommandContext, namespace: argparse.Namespace) -> in
     if not namespace.yes and sys.stdin.isatty():  # what the question is about
         for line in cancel_effects(target):
             context.err_console.print(line, markup=False, soft_wrap=True)
-    _confirm(context, f"Cancel {target.name}?", namespace.yes, refusal="not cancelled; the run goes on")
+    confirm(context, f"Cancel {target.name}?", namespace.yes, refusal="not cancelled; the run goes on")
     try:
         where = signal_run(target.pid, target.pgid, signal.SIGINT)
     except ProcessLookupError:
@@ -329,12 +330,3 @@ def cancel_command(context: CommandContext, namespace: argparse.Namespace) -> in
     return EXIT_OK
 
 
-def _confirm(context: CommandContext, question: str, assume_yes: bool,
-             refusal: str = "cancelled; nothing was changed") -> None:
-    """Ask `question [y/N]` on a terminal (No unless y or yes is typed); never with --yes or without a terminal."""
-    if assume_yes or not sys.stdin.isatty():
-        return
-    # markup=False: `[y/N]` is shown as written, not read as a Rich style tag.
-    answer = context.err_console.input(f"{question} [y/N] ", markup=False)
-    if answer.strip().lower() not in ("y", "yes"):
-        raise CommandFailed(refusal, EXIT_FAILED)

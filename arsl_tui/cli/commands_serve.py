@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from arsl_tui.cli.common import (
     CommandContext,
     CommandFailed,
     Handler,
+    confirm,
     safe_text,
     whole_number,
 )
@@ -131,17 +131,6 @@ def _errors(handler: Handler) -> Handler:
     return run
 
 
-def _confirm(context: CommandContext, question: str, assume_yes: bool,
-             refusal: str = "cancelled; nothing was changed") -> None:
-    """Ask `question [y/N]` on a terminal (No unless y or yes is typed); never with --yes or without a terminal."""
-    if assume_yes or not sys.stdin.isatty():
-        return
-    # markup=False: `[y/N]` and the names in the question are shown as written, not read as Rich style tags.
-    answer = context.err_console.input(f"{question} [y/N] ", markup=False)
-    if answer.strip().lower() not in ("y", "yes"):
-        raise CommandFailed(refusal, EXIT_FAILED)
-
-
 def _weights(weights: dict[str, int]) -> str:
     return " / ".join(f"{version} {percent}%" for version, percent in weights.items())
 
@@ -155,7 +144,7 @@ def deploy_command(context: CommandContext, namespace: argparse.Namespace) -> in
     context.require_writable("deploy a model version")
     what = f"{namespace.version} as a canary at {namespace.canary}%" if namespace.canary is not None \
         else f"{namespace.version} to take all traffic"
-    _confirm(context, f"Deploy {what}?", namespace.yes)
+    confirm(context, f"Deploy {what}?", namespace.yes)
     outcome = deploy(context.settings, namespace.version, namespace.canary)
     if context.json_output:
         context.emit_json(outcome.to_json())
@@ -183,7 +172,7 @@ def stop_command(context: CommandContext, namespace: argparse.Namespace) -> int:
     from arsl_tui.ops.serving import stop
 
     context.require_writable("stop the gateway")
-    _confirm(context, "Stop the gateway?", namespace.yes)
+    confirm(context, "Stop the gateway?", namespace.yes)
     record = stop(context.settings)
     if context.json_output:
         context.emit_json({"stopped": record is not None, "pid": record.pid if record else None})
@@ -243,7 +232,7 @@ def key_revoke_command(context: CommandContext, namespace: argparse.Namespace) -
     from arsl_tui.ops.serving import revoke_key
 
     context.require_writable("revoke a gateway key")
-    _confirm(context, f"Revoke key {namespace.name}? Callers using it get 401 from the next request on.",
+    confirm(context, f"Revoke key {namespace.name}? Callers using it get 401 from the next request on.",
              namespace.yes)
     info = revoke_key(context.settings, namespace.name)
     if context.json_output:

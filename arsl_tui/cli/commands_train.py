@@ -19,11 +19,13 @@ from arsl_tui.cli.common import (
     CommandContext,
     CommandFailed,
     Handler,
+    confirm,
     number,
     setting_range,
     whole_number,
 )
 from arsl_tui.config import TrainSettings
+from arsl_tui.domain.jobs import best_epoch
 
 INTERVAL = number(0, 3600, above=True)
 """Poll intervals: positive, finite (`nan` or `inf` would never poll or never end), at most an hour."""
@@ -34,7 +36,6 @@ def _train_flag(key: str) -> Callable[[str], int]:
     return whole_number(*setting_range(TrainSettings, key))
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
 
     from arsl_tui.domain.events import Event
     from arsl_tui.domain.jobs import JobSpec, JobStatus, MetricRecord, TrainingProgress
@@ -113,49 +114,12 @@ def _backend_errors(handler: Handler) -> Handler:
     return run
 
 
-def _confirm(context: CommandContext, question: str, assume_yes: bool,
-             refusal: str = "cancelled; nothing was changed") -> None:
-    """Ask `question [y/N]` on a terminal (No unless y or yes is typed); never with --yes or without a terminal."""
-    if assume_yes or not sys.stdin.isatty():
-        return
-    # markup=False: `[y/N]` and the names in the question are shown as written, not read as Rich style tags.
-    answer = context.err_console.input(f"{question} [y/N] ", markup=False)
-    if answer.strip().lower() not in ("y", "yes"):
-        raise CommandFailed(refusal, EXIT_FAILED)
-
-
 def _percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f}%"
 
 
 def _number(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
-
-
-def _best_epoch(records: Sequence[MetricRecord]) -> tuple[int | None, float | None]:
-    """(epoch, its validation accuracy) of the best epoch as the trainer picks it (trainer/train.py: the lowest
-    validation loss so far): the final record's `best_epoch`, else the last epoch record marked `best`. For
-    records that mark none, the epoch with the highest validation accuracy."""
-    epochs: dict[int, MetricRecord] = {}
-    final: MetricRecord | None = None
-    for record in records:
-        if record.type == "epoch" and record.epoch is not None:
-            epochs[record.epoch] = record  # a resumed run may repeat an epoch; its latest report wins
-        elif record.type == "final":
-            final = record
-    ordered = [epochs[number] for number in sorted(epochs)]
-    chosen = final.data.get("best_epoch") if final is not None else None
-    if isinstance(chosen, int) and not isinstance(chosen, bool) and chosen >= 1:
-        kept = epochs.get(chosen)
-        return chosen, kept.val_acc if kept is not None else final.val_acc if final else None
-    marked = [record for record in ordered if record.data.get("best") is True]
-    if marked:
-        return marked[-1].epoch, marked[-1].val_acc
-    scored = [record for record in ordered if record.val_acc is not None and record.val_acc == record.val_acc]
-    if not scored:
-        return None, None
-    top = max(scored, key=lambda record: record.val_acc or 0.0)
-    return top.epoch, top.val_acc
 
 
 def _best_text(best: tuple[int | None, float | None]) -> str:
@@ -230,7 +194,7 @@ def submit_command(context: CommandContext, namespace: argparse.Namespace) -> in
                       model=namespace.model, name=namespace.name, parameters=_parse_params(namespace.param))
     if not namespace.yes and sys.stdin.isatty():
         context.err_console.print(_spec_table(spec, settings.backend))
-    _confirm(context, "Submit this training job?", namespace.yes)
+    confirm(context, "Submit this training job?", namespace.yes)
     platform = open_platform(settings)
     status = submit_job(platform, spec)
     if context.json_output:
@@ -274,7 +238,7 @@ def status_command(context: CommandContext, namespace: argparse.Namespace) -> in
         return EXIT_OK
     watcher = JobWatcher(platform, namespace.job)
     update = watcher.poll()
-    status, progress, best = update.status, update.progress, _best_epoch(watcher.records)
+    status, progress, best = update.status, update.progress, best_epoch(watcher.records)
     if context.json_output:
         context.emit_json({**status.to_json(), "progress": _progress_json(progress, best)})
         return EXIT_OK
@@ -321,12 +285,12 @@ def _watch(context: CommandContext, platform: Any, job_id: str, interval_s: floa
             records.append(event.record)
             if context.json_output:
                 context.emit_json({"job_id": event.job_id, "phase": phase[0], "event": "epoch",
-                                   **_progress_json(event.progress, _best_epoch(records))})
+                                   **_progress_json(event.progress, best_epoch(records))})
             else:
                 context.console.print(_epoch_line(event.progress), markup=False, soft_wrap=True)
         elif isinstance(event, JobEnded):
             final = dict(event.final.data) if event.final else None
-            best = _best_epoch([*records, event.final] if event.final is not None else records)
+            best = best_epoch([*records, event.final] if event.final is not None else records)
             if context.json_output:
                 context.emit_json({"job_id": event.job_id, "phase": event.phase, "event": "ended",
                                    "reason": event.reason, **_progress_json(event.progress, best), "final": final})
@@ -387,7 +351,7 @@ def resume_command(context: CommandContext, namespace: argparse.Namespace) -> in
 
     context.require_writable(f"resume training job {namespace.job}")
     platform = open_platform(context.settings)
-    _confirm(context, f"Resume job {namespace.job} from its last checkpoint?", namespace.yes)
+    confirm(context, f"Resume job {namespace.job} from its last checkpoint?", namespace.yes)
     status = resume_job(platform, namespace.job)
     if context.json_output:
         context.emit_json({**status.to_json(), "resumes": namespace.job})
@@ -407,7 +371,7 @@ def stop_command(context: CommandContext, namespace: argparse.Namespace) -> int:
     if current.terminal:
         status = current
     else:
-        _confirm(context, f"Stop job {current.job_id} ({current.phase.value})?", namespace.yes)
+        confirm(context, f"Stop job {current.job_id} ({current.phase.value})?", namespace.yes)
         status = stop_job(platform, namespace.job)
     if context.json_output:
         context.emit_json(status.to_json())

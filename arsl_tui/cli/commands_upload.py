@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import threading
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from arsl_tui.cli.common import (
     EXIT_USAGE,
     CommandContext,
     CommandFailed,
+    confirm,
     safe_text,
     setting_range,
     whole_number,
@@ -81,7 +81,7 @@ def upload_command(context: CommandContext, namespace: argparse.Namespace) -> in
                             EXIT_USAGE)
     mode = namespace.mode or settings.upload.mode
     store = open_store(settings)
-    _confirm(context, f"Upload {safe_text(str(folder))} to {store.location} ({mode} mode)?", namespace.yes,
+    confirm(context, f"Upload {safe_text(str(folder))} to {store.location} ({mode} mode)?", namespace.yes,
              refusal="cancelled; nothing uploaded")
     request = UploadRequest(dataset_dir=folder, mode=mode, concurrency=namespace.concurrency,
                             allow_problems=namespace.allow_problems)
@@ -101,17 +101,6 @@ def upload_command(context: CommandContext, namespace: argparse.Namespace) -> in
         raise CommandFailed("interrupted; run the same command again to resume where it stopped",
                             EXIT_INTERRUPTED) from None
     return _report_outcome(context, outcome)
-
-
-def _confirm(context: CommandContext, question: str, assume_yes: bool,
-             refusal: str = "cancelled; nothing was changed") -> None:
-    """Ask `question [y/N]` on a terminal (No unless y or yes is typed); never with --yes or without a terminal."""
-    if assume_yes or not sys.stdin.isatty():
-        return
-    # markup=False: `[y/N]` and the names in the question are shown as written, not read as Rich style tags.
-    answer = context.err_console.input(f"{question} [y/N] ", markup=False)
-    if answer.strip().lower() not in ("y", "yes"):
-        raise CommandFailed(refusal, EXIT_FAILED)
 
 
 def _refused(context: CommandContext, refusal: UploadRefused) -> int:

@@ -211,3 +211,14 @@ def _report(context: CommandContext, message: str, exit_code: int) -> None:
     if context.json_output:
         context.emit_json({"error": message, "exit_code": exit_code})
     context.err_console.print(Text.assemble(("error: ", "bold red"), safe_text(message)), soft_wrap=True)
+
+
+def confirm(context: CommandContext, question: str, assume_yes: bool,
+            refusal: str = "cancelled; nothing was changed") -> None:
+    """Ask `question [y/N]` on a terminal (No unless y or yes is typed); never with --yes or without a terminal."""
+    if assume_yes or not sys.stdin.isatty():
+        return
+    # markup=False: `[y/N]` and the names in the question are shown as written, not read as Rich style tags.
+    answer = context.err_console.input(f"{question} [y/N] ", markup=False)
+    if answer.strip().lower() not in ("y", "yes"):
+        raise CommandFailed(refusal, EXIT_FAILED)

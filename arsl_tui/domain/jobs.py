@@ -12,10 +12,10 @@ import json
 import math
 import re
 import signal
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from arsl_tui.domain.errors import BackendCallError
 from arsl_tui.domain.events import Event
@@ -412,6 +412,39 @@ def derive_progress(records: Iterable[MetricRecord], epochs_total: int | None, *
                             eta_s=eta, final=final)
 
 
+class BestEpoch(NamedTuple):
+    """The epoch whose weights the trainer keeps and packages, and that epoch's validation accuracy."""
+
+    epoch: int | None
+    val_acc: float | None
+
+
+def best_epoch(records: Sequence[MetricRecord]) -> BestEpoch:
+    """The best epoch as the trainer picks it (trainer/train.py: the lowest validation loss so far): the final
+    record's `best_epoch`, else the last epoch record marked `best`. For records that mark none, the epoch
+    with the highest validation accuracy."""
+    epochs: dict[int, MetricRecord] = {}
+    final: MetricRecord | None = None
+    for record in records:
+        if record.type == "epoch" and record.epoch is not None:
+            epochs[record.epoch] = record  # a resumed run may repeat an epoch; its latest report wins
+        elif record.type == "final":
+            final = record
+    ordered = [epochs[number] for number in sorted(epochs)]
+    chosen = final.data.get("best_epoch") if final is not None else None
+    if isinstance(chosen, int) and not isinstance(chosen, bool) and chosen >= 1:
+        kept = epochs.get(chosen)
+        return BestEpoch(chosen, kept.val_acc if kept is not None else final.val_acc if final else None)
+    marked = [record for record in ordered if record.data.get("best") is True]
+    if marked:
+        return BestEpoch(marked[-1].epoch, marked[-1].val_acc)
+    scored = [record for record in ordered if record.val_acc is not None and record.val_acc == record.val_acc]
+    if not scored:
+        return BestEpoch(None, None)
+    top = max(scored, key=lambda record: record.val_acc or 0.0)
+    return BestEpoch(top.epoch, top.val_acc)
+
+
 def format_duration(seconds: float | None) -> str:
     """'1h02m', '3m05s', '42s', or '—' when unknown."""
     if seconds is None or not math.isfinite(seconds):
@@ -515,8 +548,9 @@ class JobEnded(Event):
 
 
 __all__ = [
-    "JobEnded", "JobEpochReported", "JobNotFound", "JobPhase", "JobPhaseChanged", "JobResources", "JobSpec",
+    "BestEpoch", "JobEnded", "JobEpochReported", "JobNotFound", "JobPhase", "JobPhaseChanged", "JobResources",
+    "JobSpec",
     "JobSpecError", "JobStatus", "LogChunk", "MetricRecord", "MetricsChunk", "MetricsReader", "PlatformUnavailable",
     "TrainingError",
-    "TrainingProgress", "derive_progress", "failure_reason", "format_duration", "parse_metrics",
+    "TrainingProgress", "best_epoch", "derive_progress", "failure_reason", "format_duration", "parse_metrics",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,15 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from arsl_tui.config import Settings
-from arsl_tui.domain.jobs import JobResources, JobSpec, JobStatus, MetricRecord, TrainingProgress
+from arsl_tui.domain.jobs import (
+    BestEpoch,
+    JobResources,
+    JobSpec,
+    JobStatus,
+    MetricRecord,
+    TrainingProgress,
+    best_epoch,
+)
 from arsl_tui.ui import formatting as fmt
 from arsl_tui.ui.curves import TrainingCurves
 from arsl_tui.ui.screens.confirm import ConfirmScreen
@@ -606,40 +614,6 @@ class TrainingTab(LiveTab):
 
 
 # ----- pure helpers (tested directly) ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BestEpoch:
-    """The epoch whose weights the trainer keeps and packages, and that epoch's validation accuracy."""
-
-    epoch: int | None
-    val_acc: float | None
-
-
-def best_epoch(records: Sequence[MetricRecord]) -> BestEpoch:
-    """The best epoch as the trainer picks it (trainer/train.py: the lowest validation loss so far): the final
-    record's `best_epoch`, else the last epoch record marked `best`. For records that mark none, the epoch
-    with the highest validation accuracy."""
-    epochs: dict[int, MetricRecord] = {}
-    final: MetricRecord | None = None
-    for record in records:
-        if record.type == "epoch" and record.epoch is not None:
-            epochs[record.epoch] = record  # a resumed run may repeat an epoch; its latest report wins
-        elif record.type == "final":
-            final = record
-    ordered = [epochs[number] for number in sorted(epochs)]
-    chosen = final.data.get("best_epoch") if final is not None else None
-    if isinstance(chosen, int) and not isinstance(chosen, bool) and chosen >= 1:
-        kept = epochs.get(chosen)
-        return BestEpoch(chosen, kept.val_acc if kept is not None else final.val_acc if final else None)
-    marked = [record for record in ordered if record.data.get("best") is True]
-    if marked:
-        return BestEpoch(marked[-1].epoch, marked[-1].val_acc)
-    scored = [record for record in ordered if record.val_acc is not None and record.val_acc == record.val_acc]
-    if not scored:
-        return BestEpoch(None, None)
-    top = max(scored, key=lambda record: record.val_acc or 0.0)
-    return BestEpoch(top.epoch, top.val_acc)
 
 
 def describe_resources(resources: JobResources | None, status: JobStatus) -> str:
