@@ -118,7 +118,7 @@ def test_a_demo_run_promotes_and_a_second_run_skips_what_is_done(stage: Stage) -
 
     models = json.loads(stage.arsl("models", "list", "--json").stdout)
     aliases = [(item["version"], item["aliases"]) for item in models["versions"]]
-    assert aliases == [("v1", []), ("v2", ["champion", "challenger"])]
+    assert aliases == [("v1", []), ("v2", ["champion"])]  # a promoted challenger is no longer one
     log = json.loads(stage.arsl("models", "log", "--json").stdout)["log"]
     assert ("set_alias", "champion", "v2") in [(entry["action"], entry["alias"], entry["to"]) for entry in log]
     canary = stage.arsl("canary", "status", "--json")
