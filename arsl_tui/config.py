@@ -176,7 +176,7 @@ class CanarySettings:
 class GatewaySettings:
     host: str = field(default="127.0.0.1", metadata=_REQUIRED)
     port: int = field(default=8765, metadata=_bounded(0, 65_535))
-    max_body_kb: int = field(default=1024, metadata=_bounded(1, 1_048_576))
+    max_body_kb: int = field(default=16_384, metadata=_bounded(1, 1_048_576))
     body_min_kb_per_s: float = field(default=16.0, metadata=_bounded(0.001, 1_048_576))
     """A request body must keep up with this rate (KB/s), less `body_grace_s`, or it gets 408."""
     body_grace_s: float = field(default=10.0, metadata=_bounded(0.0, 3600))

@@ -7,6 +7,7 @@ one line saying so and how to follow it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,10 @@ def console_command(context: CommandContext, namespace: argparse.Namespace) -> i
 
     read_only = bool(namespace.read_only or getattr(namespace, "console_read_only", False))
     theme = namespace.theme or getattr(namespace, "console_theme", None)
-    status = run_console(context.settings, read_only=read_only, theme=theme) or EXIT_OK
+    settings = context.settings
+    if read_only and not settings.read_only:  # the flag reaches the state readers as the setting does
+        settings = dataclasses.replace(settings, read_only=True)
+    status = run_console(settings, read_only=read_only, theme=theme) or EXIT_OK
     line = pipeline_goes_on(context.settings.home_dir)
     if line:
         context.console.print(line, markup=False, soft_wrap=True)

@@ -144,9 +144,10 @@ class CommandContext:
 Handler = Callable[[CommandContext, argparse.Namespace], int]
 
 _WITHOUT_BACKEND = frozenset({("data",), ("console",), ("deploy",), ("service",), ("gateway", "keys"), ("predict",),
-                              ("api-test",)})
+                              ("api-test",), ("pipeline", "status"), ("pipeline", "watch"), ("pipeline", "cancel")})
 """Commands that never read the configured backend: a data set folder, the console (which shows the
-backend's problem on its own screen), and the local gateway's commands (which refuse another backend)."""
+backend's problem on its own screen), the local gateway's commands (which refuse another backend), and
+following or cancelling a pipeline run (its lock and event file live under `$ARSL_HOME`)."""
 
 
 def command_path(namespace: argparse.Namespace) -> tuple[str, ...]:

@@ -344,7 +344,10 @@ def judge(canary: VersionStats, baseline: VersionStats | None, config: JudgeConf
     if score < config.pass_score:
         return Judgement(Outcome.MARGINAL, score, metrics, f"marginal score {score:.0f} (pass needs "
                          f"{config.pass_score:.0f}): {problems}; holding", canary.requests, baseline_requests)
-    return Judgement(Outcome.PASS, score, metrics, f"score {score:.0f}: every metric passed", canary.requests,
+    unjudged = [metric for metric in metrics if metric.classification is Classification.NODATA]
+    passed = "every metric passed" if not unjudged else (
+        f"every metric with data passed; not judged: {'; '.join(f'{m.name} ({m.reason})' for m in unjudged)}")
+    return Judgement(Outcome.PASS, score, metrics, f"score {score:.0f}: {passed}", canary.requests,
                      baseline_requests)
 
 

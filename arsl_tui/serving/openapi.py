@@ -25,6 +25,7 @@ def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     catalogue = {
         401: _error(f"the {HEADER} header is missing or not a valid key"),
+        408: _error("the body arrived too slowly ([gateway] body_min_kb_per_s, body_grace_s, body_timeout_s)"),
         413: _error("the body is larger than the gateway accepts ([gateway] max_body_kb)"),
         415: _error("the Content-Type holds no image"),
         422: _error("the bytes are no readable image, or the body is malformed; the error says which"),
@@ -44,7 +45,7 @@ _IMAGE_BODY = {
 
 
 def openapi_document() -> dict[str, Any]:
-    predict_errors = _errors(401, 413, 415, 422, 429, 500, 503)
+    predict_errors = _errors(401, 408, 413, 415, 422, 429, 500, 503)
     return {
         "openapi": "3.0.3",
         "info": {"title": "ArSL inference gateway", "version": __version__,
@@ -91,7 +92,7 @@ def openapi_document() -> dict[str, Any]:
                         "$ref": "#/components/schemas/FeedbackResult"}}}},
                     "404": _error("no answered request with that id is remembered"),
                     "409": _error("that request has feedback already"),
-                    **_errors(401, 413, 415, 422, 429, 500)},
+                    **_errors(401, 408, 413, 415, 422, 429, 500)},
             }},
             "/v1/model/info": {"get": {
                 "operationId": "modelInfo", "summary": "The versions served, their weights and provenance",

@@ -109,7 +109,16 @@ class PipelineFollow:
     # ----- start and cancel ---------------------------------------------------------------------
 
     def start_demo(self) -> None:
-        self._start(pipeline_launch(self.app.settings, None, self.app.services.clock()))
+        """The first run's offer: the demo, after the same confirmation as every other run."""
+        app = self.app
+        launch = pipeline_launch(app.settings, None, app.services.clock())
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self._start(launch)
+
+        app.push_screen(ConfirmScreen("Start the demo pipeline?", describe_launch(app.settings, launch), "Start"),
+                        answered)
 
     def ask_start(self) -> None:
         """Ask for the data set folder (the Upload tab's validated one, else the demo), then confirm."""

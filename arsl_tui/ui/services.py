@@ -182,12 +182,9 @@ def _launch_pipeline(launch: PipelineLaunch) -> LaunchedProcess:
 
 
 def _signal_pipeline(pid: int, pgid: int, signum: int) -> str:
-    """Signal the run's process group, as Ctrl-C in its terminal would; never the console's own group."""
-    if pgid > 1 and pgid != os.getpgrp():
-        os.killpg(pgid, signum)
-        return f"process group {pgid}"
-    os.kill(pid, signum)
-    return f"process {pid}"
+    from arsl_tui.ops.pipeline_control import signal_run
+
+    return signal_run(pid, pgid, signum)
 
 
 def _open_pipeline_log(settings: Settings) -> PipelineLogReader:

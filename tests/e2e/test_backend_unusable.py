@@ -103,6 +103,10 @@ def test_commands_that_use_no_backend_still_run_without_the_sdks(tmp_path: Path,
     run = arsl(env, tmp_path, "data", "validate", str(tiny_dataset), "--backend", "huawei")
     assert run.returncode == 0, run
     assert INSTALL_HINT not in run.stdout + run.stderr
+    # A pipeline run's lock and events live under $ARSL_HOME: following one needs no backend.
+    pipeline = arsl(env, tmp_path, "pipeline", "status", "--json", "--backend", "huawei")
+    assert pipeline.returncode == 0 and json.loads(pipeline.stdout)["state"] == "none", pipeline
+    assert INSTALL_HINT not in pipeline.stdout + pipeline.stderr
 
 
 def test_without_credentials_the_message_comes_once(tmp_path: Path, home_with_local_state: Path) -> None:

@@ -80,9 +80,11 @@ def test_the_demo_key_starts_a_detached_pipeline_the_line_follows_it_and_X_cance
     exit_file = tmp_path / "exit-code"
     terminal.start(console_command(arsl_home, exit_file, "xterm-256color"))
     screen = terminal.wait_text("○ pipeline: nothing yet — press d on Overview (1) for the demo")
-    assert "First run: nothing here yet" in screen and "About 11 minutes on two CPU cores" in screen
+    assert "First run: nothing here yet" in screen and "About 6–9 minutes on two CPU cores" in screen
 
     terminal.keys("d")
+    terminal.wait_text("Start the demo pipeline?")
+    terminal.keys("y")
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while not re.search(r"pipeline p\d{4}…[0-9a-f]{4} ► champion", screen := terminal.screen()):
         assert time.monotonic() < deadline, f"the line never reached the champion phase:\n{screen}"

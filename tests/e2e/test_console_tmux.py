@@ -110,6 +110,20 @@ def test_upload_a_small_data_set_from_the_real_console(tmux: Tmux, tiny_dataset:
     assert len(manifests) == 1
 
 
+def test_the_read_only_flag_on_an_empty_home_creates_nothing(tmux: Tmux, tmp_path: Path) -> None:
+    home = tmp_path / "never-created"
+    exit_file = tmp_path / "exit-code"
+    tmux.start(console_command(home, exit_file, "xterm-256color").replace(f"{ARSL};", f"{ARSL} --read-only;"))
+    tmux.wait_text("First run: nothing here yet")  # the Overview's readers have read the (absent) state
+    for key, text in (("2", "Data set folder"), ("3", "no state here yet"), ("1", "First run")):
+        tmux.keys(key)
+        tmux.wait_text(text)
+    tmux.keys("q")
+    tmux.wait_for(lambda _: exit_written(exit_file), "the console to exit")
+    assert exit_file.read_text().strip() == "exit=0"
+    assert not home.exists(), sorted(str(path) for path in home.rglob("*"))
+
+
 def test_plain_xterm_gets_the_16_colour_theme(tmux: Tmux, arsl_home: Path, tmp_path: Path) -> None:
     exit_file = tmp_path / "exit-code"
     tmux.start(console_command(arsl_home, exit_file, "xterm"))

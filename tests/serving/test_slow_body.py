@@ -170,6 +170,8 @@ def test_no_body_takes_longer_than_the_total_cap(make_gateway: GatewayFactory) -
 def test_the_default_pace_passes_slow_uploads_and_cuts_a_trickle(size: int, bytes_per_s: float,
                                                                  answered: bool) -> None:
     pace = body_pace(Settings().gateway)
+    if not answered:
+        assert size <= Settings().gateway.max_body_kb * 1024, "an honest batch must not meet a 413 instead"
     chunk = 65_536 if bytes_per_s > 1000 else 1
     received, now = 0, 0.0
     while received < size:

@@ -16,7 +16,8 @@ def started(monkeypatch: pytest.MonkeyPatch, arsl_home: Path) -> list[dict[str, 
     calls: list[dict[str, Any]] = []
 
     def run_console(settings: Any, *, read_only: bool = False, theme: str | None = None) -> int:
-        calls.append({"read_only": read_only, "theme": theme, "home": settings.home_dir})
+        calls.append({"read_only": read_only, "theme": theme, "home": settings.home_dir,
+                      "settings_read_only": settings.read_only})
         return 0
 
     monkeypatch.setattr("arsl_tui.ui.app.run_console", run_console)
@@ -34,7 +35,8 @@ def started(monkeypatch: pytest.MonkeyPatch, arsl_home: Path) -> list[dict[str, 
 def test_both_forms_reach_the_console(started: list[dict[str, Any]], arsl_home: Path, argv: list[str],
                                       read_only: bool, theme: str | None) -> None:
     assert main(argv) == 0
-    assert started == [{"read_only": read_only, "theme": theme, "home": arsl_home}]
+    # The flag reaches the settings too: the tabs' state readers open the home read-only from them.
+    assert started == [{"read_only": read_only, "theme": theme, "home": arsl_home, "settings_read_only": read_only}]
 
 
 def test_console_options_before_another_command_are_a_usage_error(started: list[dict[str, Any]],

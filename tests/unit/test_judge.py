@@ -200,6 +200,9 @@ def test_without_a_baseline_only_the_limits_judge() -> None:
     result = judge(canary, None, CONFIG)
     assert by_name(result.metrics, "latency").classification is Classification.NODATA
     assert result.outcome is Outcome.PASS
+    # A pass says which metrics had nothing to judge, and why, instead of "every metric passed".
+    assert "every metric with data passed; not judged: latency (" in result.reason, result.reason
+    assert "every metric passed" not in result.reason
     slow = window("v2", rng, requests=500, latency_ms=400.0)
     assert judge(slow, None, CONFIG).outcome is Outcome.FAIL
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -126,3 +129,53 @@ def _error_of(call: Callable[[], object]) -> list[BaseException]:
     except BaseException as error:  # handed to the test's thread to assert on
         return [error]
     return []
+
+
+def _pid_of_an_ended_process() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_read_only_reader_of_a_dead_gateway_says_none_and_leaves_the_record(tmp_path: Path) -> None:
+    from arsl_tui.providers.local.serving_control import LocalServingControl, ProcessRecord, ServingState
+
+    home = tmp_path / "home"
+    writer = ServingState.open(home)
+    writer.record_process(ProcessRecord(_pid_of_an_ended_process(), 1, "127.0.0.1", 8765, 1.0))
+    writer.close()
+    before = (home / "arsl.db").read_bytes()
+    read_only_under(home)
+    control = LocalServingControl(home)
+    try:
+        assert control.running() is None
+    finally:
+        control.close()
+    assert (home / "arsl.db").read_bytes() == before  # the stale record is the next writer's to drop
+
+
+def test_a_read_only_reader_derives_a_job_that_ended_without_recording_it(tmp_path: Path) -> None:
+    from arsl_tui.domain.jobs import JobSpec
+    from arsl_tui.providers.local.jobs import LocalTrainingPlatform
+
+    home = tmp_path / "home"
+    data = tmp_path / "data"
+    data.mkdir()
+    writer = LocalTrainingPlatform(home, launcher=[sys.executable, "-c", "raise SystemExit(3)"])
+    try:
+        job_id = writer.submit(JobSpec(dataset=str(data), epochs=1, batch_size=8, learning_rate=0.001))
+    finally:
+        writer.close()
+    read_only_under(home)
+    reader = LocalTrainingPlatform(home)
+    try:
+        deadline = time.monotonic() + 60
+        while not (status := reader.status(job_id)).terminal:  # each read derives it from the processes
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)  # polling interval of a bounded wait on a real process
+    finally:
+        reader.close()
+    assert "exit code 3" in status.reason, status
+    with StateDB(home / "arsl.db", read_only=True) as db:
+        stored = db.connection().execute("SELECT phase FROM local_jobs WHERE job_id = ?", (job_id,)).fetchone()
+    assert stored is not None and stored[0] != status.phase.value  # derived, shown, not written

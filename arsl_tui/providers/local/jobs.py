@@ -322,6 +322,11 @@ class LocalTrainingPlatform:
             connection.execute(f"UPDATE local_jobs SET {columns} WHERE job_id = ? "  # noqa: S608 - names are ours
                                f"AND phase NOT IN ({placeholders})", (*values.values(), job_id, *_TERMINAL_NAMES))
 
+    def _record_derived(self, job_id: str, **values: Any) -> None:
+        """Keep what a read derived from the processes; a read-only reader derives the same again next time."""
+        if not self._db.read_only:
+            self._update(job_id, **values)
+
     # --- submit -------------------------------------------------------------------------------
 
     def _new_job_id(self) -> str:
@@ -458,7 +463,7 @@ class LocalTrainingPlatform:
                 reason = f"torchrun ended with {how}" + (f": {tail}" if tail else "")
                 phase = JobPhase.FAILED
             started_at = started_at or launch.get("started_at")
-            self._update(row.job_id, phase=phase.value, reason=reason, ended_at=ended, exit_code=returncode,
+            self._record_derived(row.job_id, phase=phase.value, reason=reason, ended_at=ended, exit_code=returncode,
                          started_at=started_at)
             return self._status(row, phase, reason, started_at, ended)
         if members:
@@ -471,7 +476,7 @@ class LocalTrainingPlatform:
                 if started_at is None:
                     started_at = (_boot_time() + min(worker.start_ticks for worker in workers) / _clock_ticks()
                                   if workers else float(launch.get("started_at") or self._clock()))
-                    self._update(row.job_id, phase=JobPhase.RUNNING.value, started_at=started_at)
+                    self._record_derived(row.job_id, phase=JobPhase.RUNNING.value, started_at=started_at)
                 return self._status(row, JobPhase.RUNNING, "", started_at, None)
             return self._status(row, JobPhase.CREATING, "", started_at, None)
         if row.pgid is None and self._clock() - row.created_at < 60:
@@ -484,7 +489,7 @@ class LocalTrainingPlatform:
             phase = JobPhase.FAILED
             reason = ("the job's processes ended without recording an exit status (killed from outside?)"
                       + (f": {tail}" if tail else ""))
-        self._update(row.job_id, phase=phase.value, reason=reason, ended_at=ended, started_at=started_at)
+        self._record_derived(row.job_id, phase=phase.value, reason=reason, ended_at=ended, started_at=started_at)
         return self._status(row, phase, reason, started_at, ended)
 
     def _status(self, row: _Row, phase: JobPhase, reason: str, started_at: float | None,

@@ -258,7 +258,8 @@ class LocalServingControl:
             return None
         if record.alive:
             return record
-        self.state.clear_process(record.pid)
+        if not self.state.db.read_only:  # a read-only reader leaves the stale record to the next writer
+            self.state.clear_process(record.pid)
         return None
 
     def start(self) -> ProcessRecord:
