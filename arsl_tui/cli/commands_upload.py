@@ -69,7 +69,7 @@ def upload_command(context: CommandContext, namespace: argparse.Namespace) -> in
     from arsl_tui.ops.dataset import DatasetError
     from arsl_tui.ops.upload import UploadBusy, UploadRefused, UploadRequest, run_upload
     from arsl_tui.providers import open_store
-    from arsl_tui.providers.local.state import StateError
+    from arsl_tui.state.db import StateError
 
     context.require_writable("upload")
     settings = context.settings

@@ -176,7 +176,7 @@ def check_backend(context: CommandContext, namespace: argparse.Namespace) -> Non
 def run_command(handler: Handler, context: CommandContext, namespace: argparse.Namespace) -> int:
     """Run a handler, turning known failures into a one-line message and an exit code."""
     from arsl_tui.domain.ports import StoreError
-    from arsl_tui.providers.local.state import StateError
+    from arsl_tui.state.db import StateError
 
     try:
         check_backend(context, namespace)

@@ -4,7 +4,7 @@
 call a `CanaryController`; `tick` is the whole loop body (perform what was decided, see whether a
 deployment finished, judge a window that ended), so a watcher is `tick` + wait.
 
-**State** lives in the local SQLite state file (component "canary", `providers/local/state.py`),
+**State** lives in the local SQLite state file (component "canary", `state/db.py`),
 on both backends: the run record (with its pending actions), a journal of every decision, every
 action's outcome, and the alarms raised. SQLite rather than the registry's store because the
 controller reads and writes it every second or so and needs transactions; the promotion log in
@@ -59,7 +59,7 @@ from arsl_tui.domain.judge import JudgeConfig, judge
 from arsl_tui.domain.ports import ModelSlot, ServingPlatform, ServingPlatformError, ServingStatus, StoreError
 from arsl_tui.domain.registry import ALIASES, CHALLENGER, CHAMPION, RegistryError
 from arsl_tui.domain.serving import VersionStats
-from arsl_tui.providers.local.state import Migrations, StateDB, open_state
+from arsl_tui.state.db import Migrations, StateDB, open_state
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings

@@ -120,7 +120,7 @@ def gateway_sampler(settings: Settings, timeout_s: float | None = None) -> Sampl
 def open_local_monitor(settings: Settings, *, sampler: Sampler | None = None,
                        clock: Callable[[], float] = time.time) -> LocalMonitor:
     from arsl_tui.providers.local.monitor import LocalMonitor
-    from arsl_tui.providers.local.state import open_state
+    from arsl_tui.state.db import open_state
 
     return LocalMonitor(open_state(settings.home_dir), sampler=sampler or gateway_sampler(settings), clock=clock,
                         retention_s=settings.alarms.retention_days * 86400.0)
@@ -137,7 +137,7 @@ def open_monitor(settings: Settings) -> Monitor:
 
 def _operator_log(settings: Settings) -> OperatorLog:
     from arsl_tui.providers.local.monitor import OperatorLog
-    from arsl_tui.providers.local.state import open_state
+    from arsl_tui.state.db import open_state
 
     return OperatorLog(open_state(settings.home_dir))
 

@@ -42,7 +42,7 @@ from arsl_tui.domain.pipeline import (
     PipelineStarted,
     skippable,
 )
-from arsl_tui.providers.local.state import Migrations, StateDB, open_state
+from arsl_tui.state.db import Migrations, StateDB, open_state
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings

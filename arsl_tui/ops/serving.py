@@ -238,8 +238,8 @@ def version_stats(settings: Settings, window_s: float = 300.0, max_samples: int 
 
 
 def _keys(settings: Settings) -> Any:
-    from arsl_tui.providers.local.state import open_state
     from arsl_tui.serving.auth import KeyStore
+    from arsl_tui.state.db import open_state
 
     _local_only(settings)
     return KeyStore(open_state(settings.home_dir))

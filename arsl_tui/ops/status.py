@@ -119,7 +119,7 @@ def _data(settings: Settings) -> PhaseStatus:
 
 def _no_local_state(settings: Settings) -> bool:
     """The local backend's state file is not there yet (opening it would create it, and the home)."""
-    from arsl_tui.providers.local.state import state_path
+    from arsl_tui.state.db import state_path
 
     return not state_path(settings.home_dir).exists()
 

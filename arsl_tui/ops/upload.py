@@ -81,7 +81,7 @@ from arsl_tui.ops.upload_journal import (
     UploadJournal,
     UploadRunRecord,
 )
-from arsl_tui.providers.local.state import StateDB, StateError, StateWriteError, state_path
+from arsl_tui.state.db import StateDB, StateError, StateWriteError, state_path
 
 __all__ = [
     "UploadBusy",

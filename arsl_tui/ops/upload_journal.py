@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from arsl_tui.ops.file_locks import lock_is_held
-from arsl_tui.providers.local.state import Migrations, StateDB
+from arsl_tui.state.db import Migrations, StateDB
 
 LIVE_STATUSES = ("running", "paused")
 _LOCK_TRIES = 10

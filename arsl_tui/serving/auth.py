@@ -24,7 +24,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from arsl_tui.providers.local.state import BUSY_TIMEOUT_MS, Migrations, StateDB
+from arsl_tui.state.db import BUSY_TIMEOUT_MS, Migrations, StateDB
 
 HEADER = "X-Apig-AppCode"
 KEY_PREFIX = "arsl_"

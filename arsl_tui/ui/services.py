@@ -10,7 +10,7 @@ as a detached process (its own session, output to a file), which goes on if the 
 the console follows it through the files it writes (`ops.pipeline_log`).
 
 With `settings.read_only`, every reader here first makes the home's state file read-only for this
-process (`providers.local.state.read_only_under`): it is opened with `mode=ro`, never created, and a
+process (`state.db.read_only_under`): it is opened with `mode=ro`, never created, and a
 missing one reads as "no state here yet", also when the home disappears while the console runs.
 """
 
@@ -204,7 +204,7 @@ def _open_registry(settings: Settings) -> ModelRegistry:
 
     store_root = settings.home_dir / "store" / settings.storage.bucket
     if settings.read_only and settings.backend == "local" and not store_root.is_dir():
-        from arsl_tui.providers.local.state import StateMissing
+        from arsl_tui.state.db import StateMissing
 
         raise StateMissing(store_root)  # opening the local store would create its folders
     return open_registry(settings)
@@ -230,7 +230,7 @@ def _open_canary(settings: Settings) -> CanaryController:
 
 def no_state_yet(error: BaseException) -> bool:
     """The error says a read-only console found no state file (never written, or its home was removed)."""
-    from arsl_tui.providers.local.state import NO_STATE_YET, StateMissing
+    from arsl_tui.state.db import NO_STATE_YET, StateMissing
 
     # Some providers re-raise the state layer's errors as their own, keeping the text.
     return isinstance(error, StateMissing) or str(error).startswith(NO_STATE_YET)
@@ -238,14 +238,14 @@ def no_state_yet(error: BaseException) -> bool:
 
 def no_state_line(settings: Settings, what: str) -> str:
     """What a tab says in place of an error when a read-only console has nothing to read."""
-    from arsl_tui.providers.local.state import NO_STATE_YET
+    from arsl_tui.state.db import NO_STATE_YET
 
     return f"{NO_STATE_YET}: {settings.home_dir} holds no {what} (read-only mode creates nothing)"
 
 
 def _read_only_home(settings: Settings) -> None:
     """Read-only settings: this process opens the home's state file read-only from now on."""
-    from arsl_tui.providers.local.state import read_only_under
+    from arsl_tui.state.db import read_only_under
 
     read_only_under(settings.home_dir)
 
@@ -331,7 +331,7 @@ def _run_upload(settings: Settings, order: UploadOrder, on_event: EventSink,
                 control: UploadControlLike) -> UploadOutcomeLike:
     from arsl_tui.domain.ports import StoreError
     from arsl_tui.ops.dataset import DatasetError
-    from arsl_tui.providers.local.state import StateError
+    from arsl_tui.state.db import StateError
 
     upload = _upload_module()
     request = upload.UploadRequest(dataset_dir=order.dataset_dir, mode=order.mode,

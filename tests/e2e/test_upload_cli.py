@@ -19,8 +19,8 @@ from arsl_tui.domain.classes import ARSL_CLASSES
 from arsl_tui.domain.manifest import Manifest, SplitPolicy
 from arsl_tui.ops.dataset import validate_dataset
 from arsl_tui.ops.upload import dataset_prefix
-from arsl_tui.providers.local.state import state_path
 from arsl_tui.providers.local.store import LocalObjectStore
+from arsl_tui.state.db import state_path
 from tests.conftest import DatasetFactory, jpeg_bytes
 from tests.fixtures.upload_checks import assert_store_matches
 

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from arsl_tui.domain.canary import ActionKind, CanaryRun, Phase
 from arsl_tui.domain.ports import ObjectStore
-from arsl_tui.providers.local.state import state_path
 from arsl_tui.providers.local.store import LocalObjectStore
+from arsl_tui.state.db import state_path
 from tests.reliability.conftest import reliability_runs
 
 if TYPE_CHECKING:

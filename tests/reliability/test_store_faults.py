@@ -41,8 +41,8 @@ from arsl_tui.ops.shards import parse_index
 from arsl_tui.ops.upload import UploadRequest, dataset_prefix, list_upload_runs, run_upload
 from arsl_tui.providers.huawei.obs import ObsObjectStore
 from arsl_tui.providers.local.serving_control import models_dir
-from arsl_tui.providers.local.state import state_path
 from arsl_tui.providers.local.store import LocalObjectStore
+from arsl_tui.state.db import state_path
 from tests.conftest import DatasetFactory, jpeg_bytes
 from tests.fixtures.model_packages import gate_json, metrics_json, write_package
 from tests.fixtures.s3sink import Faults, S3Sink

@@ -7,8 +7,8 @@ import hashlib
 import pytest
 
 from arsl_tui.domain.serving import Deployment, DeploymentError, VersionStats, normalise_weights, plan_deploy
-from arsl_tui.providers.local.state import open_state
 from arsl_tui.serving.auth import GatewayKeyError, KeyStore, KeyVerifier
+from arsl_tui.state.db import open_state
 
 
 def test_weights_are_whole_percentages_summing_to_100() -> None:

@@ -24,7 +24,7 @@ from arsl_tui.domain.alarms import (
 from arsl_tui.domain.serving import VersionStats
 from arsl_tui.ops import monitoring
 from arsl_tui.providers.local.monitor import AlarmEvent, LocalMonitor, Sample, gateway_samples
-from arsl_tui.providers.local.state import open_state
+from arsl_tui.state.db import open_state
 
 T0 = 1_800_000_000.0  # a multiple of 60
 SERVICE = (("service_id", "local"),)

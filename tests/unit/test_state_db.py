@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from arsl_tui.providers.local.state import Migrations, StateDB, StateError, StateWriteError
+from arsl_tui.state.db import Migrations, StateDB, StateError, StateWriteError
 
 V1 = Migrations("jobs", ("CREATE TABLE jobs (id TEXT PRIMARY KEY);",))
 V2 = Migrations("jobs", (*V1.steps, "ALTER TABLE jobs ADD COLUMN phase TEXT NOT NULL DEFAULT 'Pending';\n"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from arsl_tui.providers.local.state import (
+from arsl_tui.state.db import (
     NO_STATE_YET,
     Migrations,
     StateDB,

@@ -31,8 +31,8 @@ from arsl_tui.ops.upload import (
     resumable_run,
     run_upload,
 )
-from arsl_tui.providers.local.state import state_path
 from arsl_tui.providers.local.store import LocalObjectStore
+from arsl_tui.state.db import state_path
 from tests.conftest import DatasetFactory, jpeg_bytes
 from tests.fixtures.upload_checks import assert_store_matches
 

@@ -48,7 +48,7 @@ from arsl_tui.domain.jobs import (
     failure_reason,
     parse_metrics,
 )
-from arsl_tui.providers.local.state import Migrations, StateDB, StateError, state_path
+from arsl_tui.state.db import Migrations, StateDB, StateError, state_path
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings

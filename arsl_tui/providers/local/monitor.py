@@ -53,7 +53,7 @@ from arsl_tui.domain.alarms import (
     dimensions_of,
     evaluate,
 )
-from arsl_tui.providers.local.state import Migrations, StateDB
+from arsl_tui.state.db import Migrations, StateDB
 
 if TYPE_CHECKING:
     from arsl_tui.domain.serving import VersionStats

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arsl_tui.domain.serving import Deployment, DeploymentError
-from arsl_tui.providers.local.state import Migrations, StateDB, open_state
+from arsl_tui.state.db import Migrations, StateDB, open_state
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
