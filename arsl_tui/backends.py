@@ -10,12 +10,19 @@ a `Backend` costs nothing (the console builds one on its first frame).
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
-    from arsl_tui.domain.ports import ObjectStore, TrainingPlatform
+    from arsl_tui.domain.alarms import AlarmRule, AlarmThresholds, Sampler, SkippedRule
+    from arsl_tui.domain.ports import Monitor, ObjectStore, ServingPlatform, TrainingPlatform
+    from arsl_tui.ops.registry import ModelRegistry
+    from arsl_tui.providers.local.monitor import LocalMonitor, OperatorLog
+    from arsl_tui.providers.local.serving_control import LocalServingControl
 
 PROJECT_ENV = "HUAWEICLOUD_SDK_PROJECT_ID"
 CLOUD_MIN_REFRESH_S = 5.0
@@ -46,6 +53,14 @@ class Backend:
     """How a stop request ends a job."""
     monitor_label: str
     """Who evaluates alarm rules: `the local monitor` or `Cloud Eye`."""
+    workers_per_node: str
+    """What `processes_per_node` counts, for a table row: `processes per node` or `GPUs per node`."""
+    data_scheme: str
+    """How the locations of data sets uploaded to this backend begin: `local:` or `obs://`."""
+    serving_through: str
+    """What serves models, for a sentence: `the local gateway`, `ModelArts and APIG`."""
+    service_platform: str
+    """Whose service status is read, for a status line: `gateway`, `ModelArts`."""
 
     @property
     def project(self) -> str:
@@ -63,10 +78,17 @@ class Backend:
 
     def dataset_destination(self, prefix: str) -> str:
         """Where an upload under `prefix` goes, in words."""
-        storage = self.settings.storage
+        folder = self.store_folder()
+        if folder is not None:
+            return f"local store {folder}, under {prefix}"
+        return f"obs://{self.settings.storage.bucket}/{prefix} ({self.region})"
+
+    def store_folder(self) -> Path | None:
+        """The object store's folder where the store is on this machine (opening the store creates it);
+        None for a cloud store."""
         if self.runs_here:
-            return f"local store {self.settings.home_dir / 'store' / storage.bucket}, under {prefix}"
-        return f"obs://{storage.bucket}/{prefix} ({self.region})"
+            return self.settings.home_dir / "store" / self.settings.storage.bucket
+        return None
 
     def unusable_reason(self) -> str | None:
         """Why this backend cannot be used on this machine (a missing extra, no credentials), or None."""
@@ -78,10 +100,11 @@ class Backend:
 
     def object_store(self) -> ObjectStore:
         """The object store (the Huawei SDK is imported only when this backend is huawei)."""
-        if self.runs_here:
+        folder = self.store_folder()
+        if folder is not None:
             from arsl_tui.providers.local.store import LocalObjectStore
 
-            return LocalObjectStore(self.settings.home_dir / "store" / self.settings.storage.bucket)
+            return LocalObjectStore(folder)
         from arsl_tui.providers.huawei.obs import ObsObjectStore
 
         return ObsObjectStore.from_settings(self.settings)
@@ -96,24 +119,151 @@ class Backend:
 
         return ModelArtsTrainingPlatform.from_settings(self.settings)
 
+    def check_gateway_here(self) -> None:
+        """`WrongBackend` where models are served elsewhere than by the gateway on this machine."""
+        if not self.runs_here:
+            from arsl_tui.providers.local.serving_control import WrongBackend
+
+            raise WrongBackend(
+                f"the {self.name} backend serves through {self.serving_through}; this command drives "
+                "the local gateway (use --backend local)"
+            )
+
+    def gateway_control(self) -> LocalServingControl:
+        """The control of the gateway process on this machine (process, stored deployment, admin API);
+        `WrongBackend` where models are served elsewhere."""
+        self.check_gateway_here()
+        from arsl_tui.providers.local.serving_control import LocalServingControl
+
+        return LocalServingControl.from_settings(self.settings)
+
+    def service_name(self) -> str:
+        """The name of the service the canary controller drives."""
+        if self.runs_here:
+            from arsl_tui.providers.local.serving_platform import SERVICE
+
+            return SERVICE
+        return self.settings.huawei.service_name
+
+    def serving_platform(self, registry: Callable[[], ModelRegistry]) -> ServingPlatform:
+        """The serving platform (the Huawei SDKs are imported only when this backend is huawei);
+        `registry` makes the model registry, asked only when a version's package is needed."""
+        settings = self.settings
+        if self.runs_here:
+            from arsl_tui.ops.serving import fetch_package
+            from arsl_tui.providers.local.serving_control import LocalServingControl
+            from arsl_tui.providers.local.serving_platform import LocalServingPlatform
+
+            return LocalServingPlatform(
+                lambda: LocalServingControl.from_settings(settings),
+                lambda version: fetch_package(registry(), settings.home_dir, version),
+            )
+        from arsl_tui.providers.huawei.services import ModelArtsServingPlatform
+
+        def package_address(version: str) -> str:
+            found = registry()
+            record = found.get(version)
+            return f"obs://{settings.storage.bucket}/{found.prefix}packages/{record.lineage.package_id}/"
+
+        return ModelArtsServingPlatform.from_settings(settings, package_address=package_address)
+
+    # --- alarms ---------------------------------------------------------------------------------
+
+    def alarm_rules(self, thresholds: AlarmThresholds) -> tuple[list[AlarmRule], list[SkippedRule]]:
+        """The default alarm rules on this backend's metrics, and those skipped for a missing resource."""
+        if self.runs_here:
+            from arsl_tui.domain.alarms import local_rules
+
+            return local_rules(thresholds), []
+        from arsl_tui.providers.huawei.alarm_rules import CloudTargets, cloud_eye_rules
+
+        alarms = self.settings.alarms
+        targets = CloudTargets(
+            service_id=alarms.service_id.strip(),
+            apig_instance_id=self.settings.huawei.apig_instance_id.strip(),
+            api_id=alarms.api_id.strip(),
+        )
+        return cloud_eye_rules(thresholds, targets)
+
+    def custom_metric_series(self) -> tuple[str, dict[str, str]] | None:
+        """The namespace and dimensions of the metrics arsl pushes itself (canary rollbacks, online
+        accuracy); None where the service they describe is not configured (`alarms.service_id`)."""
+        from arsl_tui.domain.alarms import LOCAL_NAMESPACE, LOCAL_SERVICE, SERVICE_DIMENSION
+
+        if self.runs_here:
+            return LOCAL_NAMESPACE, {SERVICE_DIMENSION: LOCAL_SERVICE}
+        service_id = self.settings.alarms.service_id.strip()
+        if not service_id:
+            return None
+        return self.settings.alarms.custom_namespace, {SERVICE_DIMENSION: service_id}
+
+    def sampling_monitor(self, sampler: Sampler, *, clock: Callable[[], float] = time.time) -> LocalMonitor:
+        """A monitor over the state file that measures with `sampler` and judges its rules itself, each
+        round (the monitor of a backend that runs here)."""
+        from arsl_tui.providers.local.monitor import LocalMonitor
+        from arsl_tui.state.db import open_state
+
+        return LocalMonitor(
+            open_state(self.settings.home_dir),
+            sampler=sampler,
+            clock=clock,
+            retention_s=self.settings.alarms.retention_days * 86400.0,
+        )
+
+    def monitor(self, sampler: Sampler) -> Monitor:
+        """The alarm monitor: where the backend runs here, `sampling_monitor(sampler)`; elsewhere the
+        cloud's (the CES SDK is imported only then), which measures by itself and ignores `sampler`."""
+        if self.runs_here:
+            return self.sampling_monitor(sampler)
+        from arsl_tui.providers.huawei.ces import CloudEyeMonitor
+
+        return CloudEyeMonitor.from_settings(self.settings)
+
+    def operator_log(self) -> OperatorLog:
+        """Acknowledgements and silences, kept in the state file on every backend (Cloud Eye has none)."""
+        from arsl_tui.providers.local.monitor import OperatorLog
+        from arsl_tui.state.db import open_state
+
+        return OperatorLog(open_state(self.settings.home_dir))
+
 
 def _local(settings: Settings) -> Backend:
     return Backend(
-        settings=settings, name="local", runs_here=True, min_poll_s=0.0, region="–",
-        training_label="local torchrun", training_where="locally, as a detached torchrun process group",
+        settings=settings,
+        name="local",
+        runs_here=True,
+        min_poll_s=0.0,
+        region="–",
+        training_label="local torchrun",
+        training_where="locally, as a detached torchrun process group",
         workers_label="process(es)",
         job_stop_how="SIGTERM to its process group, SIGKILL if it has not ended after the grace period",
-        monitor_label="the local monitor")
+        monitor_label="the local monitor",
+        workers_per_node="processes per node",
+        data_scheme="local:",
+        serving_through="the local gateway",
+        service_platform="gateway",
+    )
 
 
 def _huawei(settings: Settings) -> Backend:
     region, train = settings.huawei.region, settings.train
     return Backend(
-        settings=settings, name="huawei", runs_here=False, min_poll_s=CLOUD_MIN_REFRESH_S, region=region,
+        settings=settings,
+        name="huawei",
+        runs_here=False,
+        min_poll_s=CLOUD_MIN_REFRESH_S,
+        region=region,
         training_label=f"ModelArts {region}, flavor {train.flavor_id}",
         training_where=f"on ModelArts ({region}), {train.engine_name}, flavor {train.flavor_id}",
-        workers_label="GPU(s)", job_stop_how="ModelArts terminates it (action_type=terminate)",
-        monitor_label="Cloud Eye")
+        workers_label="GPU(s)",
+        job_stop_how="ModelArts terminates it (action_type=terminate)",
+        monitor_label="Cloud Eye",
+        workers_per_node="GPUs per node",
+        data_scheme="obs://",
+        serving_through="ModelArts and APIG",
+        service_platform="ModelArts",
+    )
 
 
 _BACKENDS = {"local": _local, "huawei": _huawei}

@@ -27,10 +27,22 @@ HOME_ENV = "ARSL_HOME"
 ENV_PREFIX = "ARSL_"
 
 # Key names that would hold a secret; a config file that sets one is refused outright.
-_CREDENTIAL_KEYS = frozenset({
-    "ak", "sk", "access_key", "secret_key", "access_key_id", "secret_access_key", "security_token",
-    "password", "app_secret", "app_code", "api_key", "token",
-})
+_CREDENTIAL_KEYS = frozenset(
+    {
+        "ak",
+        "sk",
+        "access_key",
+        "secret_key",
+        "access_key_id",
+        "secret_access_key",
+        "security_token",
+        "password",
+        "app_secret",
+        "app_code",
+        "api_key",
+        "token",
+    }
+)
 
 
 class ConfigError(Exception):
@@ -57,11 +69,16 @@ def _text(*, required: bool = False, pattern: str | None = None, expect: str = "
 
 
 _REQUIRED = _text(required=True)
-_PREFIX = _text(pattern=r"(?:(?!\.\.?/)[A-Za-z0-9_.-]+/)*", expect="empty, or '/'-separated names each ending in '/' "
-                "(letters, digits, '_', '.', '-'; no '.' or '..' segments), e.g. 'datasets/'")
-_BUCKET = _text(required=True, pattern=r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
-                expect="a bucket name: 3–63 lowercase letters, digits, '.' or '-', starting and ending with a letter "
-                       "or digit")
+_PREFIX = _text(
+    pattern=r"(?:(?!\.\.?/)[A-Za-z0-9_.-]+/)*",
+    expect="empty, or '/'-separated names each ending in '/' "
+    "(letters, digits, '_', '.', '-'; no '.' or '..' segments), e.g. 'datasets/'",
+)
+_BUCKET = _text(
+    required=True,
+    pattern=r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
+    expect="a bucket name: 3–63 lowercase letters, digits, '.' or '-', starting and ending with a letter or digit",
+)
 
 
 @dataclass(frozen=True)
@@ -130,8 +147,7 @@ class TrainSettings:
     gpus: int = field(default=1, metadata=_bounded(0, 16))
     local_processes: int = field(default=2, metadata=_bounded(1, 64))
     engine_name: str = field(default="PyTorch", metadata=_REQUIRED)
-    engine_version: str = field(default="pytorch_2.1.0-cuda_12.1-py_3.10-ubuntu_22.04-x86_64",
-                                metadata=_REQUIRED)
+    engine_version: str = field(default="pytorch_2.1.0-cuda_12.1-py_3.10-ubuntu_22.04-x86_64", metadata=_REQUIRED)
     flavor_id: str = field(default="modelarts.p3.large.public.free", metadata=_REQUIRED)
 
 
@@ -263,7 +279,8 @@ def default_home() -> Path:
 
 _SECTIONS: dict[str, type] = {
     f.name: typing.get_type_hints(Settings)[f.name]
-    for f in dataclasses.fields(Settings) if dataclasses.is_dataclass(f.default)
+    for f in dataclasses.fields(Settings)
+    if dataclasses.is_dataclass(f.default)
 }
 
 
@@ -386,16 +403,17 @@ def _schema(section_cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Fi
     return typing.get_type_hints(section_cls), {f.name: f for f in dataclasses.fields(section_cls)}
 
 
-def _check_field(section_cls: type, key: str, value: Any, where: str, section: str | None,
-                 *, from_text: bool) -> Any:
+def _check_field(section_cls: type, key: str, value: Any, where: str, section: str | None, *, from_text: bool) -> Any:
     hints, fields = _schema(section_cls)
     dotted = f"{section}.{key}" if section else key
     if key not in fields or key == "source" or (section is None and key in _SECTIONS):
         known = ", ".join(sorted(name for name in fields if name != "source"))
         # The value is not repeated: an unknown key may be a misspelt credential.
         if section is None and isinstance(value, Mapping):
-            raise ConfigError(f"{where}: unknown section [{_show(key)[1:-1]}] (known sections: "
-                              f"{', '.join(sorted(_SECTIONS))}, keymap)")
+            raise ConfigError(
+                f"{where}: unknown section [{_show(key)[1:-1]}] (known sections: "
+                f"{', '.join(sorted(_SECTIONS))}, keymap)"
+            )
         raise ConfigError(f"{where}: unknown key {_show(dotted)} (known keys: {known})")
     expected = hints[key]
     try:
@@ -415,7 +433,8 @@ def _reject_credentials(table: Mapping[str, Any], where: str, path: str = "") ->
             raise ConfigError(
                 f"{where}: key {_show(dotted)} looks like a credential; credentials are never read from a config "
                 "file — set HUAWEICLOUD_SDK_AK / HUAWEICLOUD_SDK_SK / HUAWEICLOUD_SDK_PROJECT_ID in the "
-                "environment or use the SDK credentials file")
+                "environment or use the SDK credentials file"
+            )
         if isinstance(value, Mapping) and key != "keymap":
             _reject_credentials(value, where, f"{dotted}.")
 
@@ -431,8 +450,10 @@ def _check_keymap(value: Any, where: str) -> dict[str, str]:
             _clean_text(binding)
             _clean_text(keys)
         except ValueError:
-            raise ConfigError(f"{where}: keymap.{_show(binding)} = {_show(keys)}: expected "
-                              "non-empty keys as a string without control characters, e.g. \"ctrl+u\"") from None
+            raise ConfigError(
+                f"{where}: keymap.{_show(binding)} = {_show(keys)}: expected "
+                'non-empty keys as a string without control characters, e.g. "ctrl+u"'
+            ) from None
     return dict(value)
 
 
@@ -443,8 +464,10 @@ def _apply_table(values: dict[str, Any], table: Mapping[str, Any], where: str) -
             values["keymap"] = {**values.get("keymap", {}), **_check_keymap(value, where)}
         elif key in _SECTIONS:
             if not isinstance(value, Mapping):
-                raise ConfigError(f"{where}: [{key}] must be a table, got {_show(value)}: expected [{key}] with "
-                                  "its keys on the lines below")
+                raise ConfigError(
+                    f"{where}: [{key}] must be a table, got {_show(value)}: expected [{key}] with "
+                    "its keys on the lines below"
+                )
             section = values.setdefault(key, {})
             for sub_key, sub_value in value.items():
                 section[sub_key] = _check_field(_SECTIONS[key], sub_key, sub_value, where, key, from_text=False)
@@ -481,8 +504,9 @@ def _read_file(path: Path) -> dict[str, Any]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ConfigError(f"{path}: not valid UTF-8 (byte {data[error.start]:#04x} at offset {error.start}); "
-                          "save it as UTF-8") from None
+        raise ConfigError(
+            f"{path}: not valid UTF-8 (byte {data[error.start]:#04x} at offset {error.start}); save it as UTF-8"
+        ) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -500,13 +524,13 @@ def _env_overrides(environ: Mapping[str, str]) -> list[tuple[str, str | None, st
     for variable, text in environ.items():
         if not variable.startswith(ENV_PREFIX) or variable in (CONFIG_ENV, HOME_ENV):
             continue
-        name = variable[len(ENV_PREFIX):].lower()
+        name = variable[len(ENV_PREFIX) :].lower()
         if name in top_level:
             overrides.append((variable, None, name, text))
             continue
         for section in _SECTIONS:
             if name.startswith(section + "_"):
-                overrides.append((variable, section, name[len(section) + 1:], text))
+                overrides.append((variable, section, name[len(section) + 1 :], text))
                 break
     return overrides
 
@@ -517,8 +541,13 @@ def _materialise(values: Mapping[str, Any], source: str) -> Settings:
     return Settings(**top, **sections, source=source)
 
 
-def load_settings(config_path: str | Path | None = None, *, cli_overrides: Mapping[str, Any] | None = None,
-                  environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
+def load_settings(
+    config_path: str | Path | None = None,
+    *,
+    cli_overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
     """Load settings with the documented precedence; raises ConfigError on any bad value."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
@@ -550,8 +579,9 @@ def load_settings(config_path: str | Path | None = None, *, cli_overrides: Mappi
         section, _, key = dotted.rpartition(".")
         where = f"command-line option for {dotted}"
         if section:
-            values.setdefault(section, {})[key] = _check_field(_SECTIONS[section], key, value, where, section,
-                                                               from_text=isinstance(value, str))
+            values.setdefault(section, {})[key] = _check_field(
+                _SECTIONS[section], key, value, where, section, from_text=isinstance(value, str)
+            )
         else:
             values[key] = _check_field(Settings, key, value, where, None, from_text=isinstance(value, str))
     return _materialise(values, source)

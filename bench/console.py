@@ -50,8 +50,15 @@ if str(REPO) not in sys.path:
 RESULTS = REPO / "bench" / "results" / "console.json"
 ARSL = Path(sys.executable).with_name("arsl")
 FULL_DATASET_OBJECTS = 108_098
-TINY_DEFAULTS = {"runs": 1, "idle_s": 0.5, "quiet_s": 0.3, "events": 2000, "rates": "2000,0", "presses": 2,
-                 "real_files": 64}
+TINY_DEFAULTS = {
+    "runs": 1,
+    "idle_s": 0.5,
+    "quiet_s": 0.3,
+    "events": 2000,
+    "rates": "2000,0",
+    "presses": 2,
+    "real_files": 64,
+}
 
 _CHILD = r"""
 import json, sys, time
@@ -84,8 +91,9 @@ def first_frame_headless(runs: int, home: Path) -> dict[str, Any]:
     samples = []
     for _ in range(runs):
         spawned = time.time()
-        output = subprocess.run([sys.executable, "-c", _CHILD, str(home)], check=True, capture_output=True,
-                                text=True, cwd=REPO).stdout
+        output = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(home)], check=True, capture_output=True, text=True, cwd=REPO
+        ).stdout
         child = json.loads(output.strip().splitlines()[-1])
         samples.append({**child, "from_spawn_s": child["first_frame_wall"] - spawned})
     return {
@@ -109,12 +117,12 @@ class Tmux:
         """The pane's working folder: a ./config.toml of the folder the bench runs from must not configure it."""
 
     def run(self, *args: str, check: bool = True) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], check=check, capture_output=True,
-                              text=True).stdout
+        return subprocess.run(["tmux", "-L", self.socket, *args], check=check, capture_output=True, text=True).stdout
 
     def start(self, command: str) -> None:
-        self.run("-f", "/dev/null", "new-session", "-d", "-s", "bench", "-x", "80", "-y", "24", "-c", str(self.cwd),
-                 command)
+        self.run(
+            "-f", "/dev/null", "new-session", "-d", "-s", "bench", "-x", "80", "-y", "24", "-c", str(self.cwd), command
+        )
 
     def screen(self) -> str:
         return self.run("capture-pane", "-p", "-t", "bench", check=False)
@@ -209,9 +217,13 @@ def idle_cost(seconds: float, home: Path, quiet_s: float) -> dict[str, Any]:
             ticks_start, wall_start = _cpu_ticks(pid), time.monotonic()
             time.sleep(seconds)  # the measurement window: the console is left idle
             ticks, wall = _cpu_ticks(pid) - ticks_start, time.monotonic() - wall_start
-            results[name] = {"cpu_percent_of_a_core": round(100 * ticks / ticks_per_s / wall, 2),
-                             "window_s": round(wall, 1), "rss_mb_start": round(rss_start, 1),
-                             "rss_mb_end": round(_rss_mb(pid), 1), "settled_first": settled}
+            results[name] = {
+                "cpu_percent_of_a_core": round(100 * ticks / ticks_per_s / wall, 2),
+                "window_s": round(wall, 1),
+                "rss_mb_start": round(rss_start, 1),
+                "rss_mb_end": round(_rss_mb(pid), 1),
+                "settled_first": settled,
+            }
     finally:
         tmux.kill()
     return results
@@ -250,9 +262,18 @@ def _storm_services(events: int, threads: int, rate: float) -> tuple[Any, thread
 
     def run_upload(settings: Any, order: Any, on_event: Callable[[Any], None], control: Any) -> Outcome:
         begun = time.monotonic()
-        on_event(UploadStarted(run_id="storm", manifest_id="m" * 64, mode="files", destination="local:/bench/",
-                               files_total=events, bytes_total=events * 1700, objects_total=events,
-                               objects_already_confirmed=0))
+        on_event(
+            UploadStarted(
+                run_id="storm",
+                manifest_id="m" * 64,
+                mode="files",
+                destination="local:/bench/",
+                files_total=events,
+                bytes_total=events * 1700,
+                objects_total=events,
+                objects_already_confirmed=0,
+            )
+        )
         started.set()
         counter = iter(range(1, events + 1))
         lock = threading.Lock()
@@ -270,23 +291,49 @@ def _storm_services(events: int, threads: int, rate: float) -> tuple[Any, thread
                     pause = due - time.monotonic()
                     if pause > 0:
                         time.sleep(pause)  # pacing the stand-in engine to a target event rate
-                on_event(UploadProgressed(run_id="storm", files_done=done, files_total=events,
-                                          bytes_done=done * 1700, bytes_total=events * 1700, objects_done=done,
-                                          objects_total=events, bytes_per_s=2e7, eta_s=1.0, retries=0, errors=0))
+                on_event(
+                    UploadProgressed(
+                        run_id="storm",
+                        files_done=done,
+                        files_total=events,
+                        bytes_done=done * 1700,
+                        bytes_total=events * 1700,
+                        objects_done=done,
+                        objects_total=events,
+                        bytes_per_s=2e7,
+                        eta_s=1.0,
+                        retries=0,
+                        errors=0,
+                    )
+                )
 
         workers = [threading.Thread(target=emit) for _ in range(threads)]
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join()
-        on_event(UploadFinished(run_id="storm", status="done", manifest_id="m" * 64, destination="local:/bench/",
-                                objects_sent=events, objects_skipped=0, bytes_sent=events * 1700,
-                                elapsed_s=time.monotonic() - begun))
+        on_event(
+            UploadFinished(
+                run_id="storm",
+                status="done",
+                manifest_id="m" * 64,
+                destination="local:/bench/",
+                objects_sent=events,
+                objects_skipped=0,
+                bytes_sent=events * 1700,
+                elapsed_s=time.monotonic() - begun,
+            )
+        )
         return Outcome(time.monotonic() - begun)
 
     real = default_services()
-    return ConsoleServices(validate=real.validate, new_control=Control, run_upload=run_upload,
-                           resumable_run=lambda settings: None, list_upload_runs=lambda settings, limit: []), started
+    return ConsoleServices(
+        validate=real.validate,
+        new_control=Control,
+        run_upload=run_upload,
+        resumable_run=lambda settings: None,
+        list_upload_runs=lambda settings, limit: [],
+    ), started
 
 
 def _real_services(started_marker: threading.Event) -> Any:
@@ -302,12 +349,18 @@ def _real_services(started_marker: threading.Event) -> Any:
 
         return real.run_upload(settings, order, forward, control)
 
-    return ConsoleServices(validate=real.validate, new_control=real.new_control, run_upload=run_upload,
-                           resumable_run=real.resumable_run, list_upload_runs=real.list_upload_runs)
+    return ConsoleServices(
+        validate=real.validate,
+        new_control=real.new_control,
+        run_upload=run_upload,
+        resumable_run=real.resumable_run,
+        list_upload_runs=real.list_upload_runs,
+    )
 
 
-async def _measure_latency(settings: Any, services: Any, dataset: Path, started: threading.Event,
-                           presses: int, spacing_s: float = 0.3) -> dict[str, Any]:
+async def _measure_latency(
+    settings: Any, services: Any, dataset: Path, started: threading.Event, presses: int, spacing_s: float = 0.3
+) -> dict[str, Any]:
     from textual import events as textual_events
 
     from arsl_tui.ui.app import ArslApp
@@ -379,7 +432,8 @@ async def _measure_latency(settings: Any, services: Any, dataset: Path, started:
             "presses_measured": len(latencies),
             "latency_ms_median": round(1000 * statistics.median(latencies), 1) if latencies else None,
             "latency_ms_p95": round(1000 * sorted(latencies)[math.ceil(0.95 * len(latencies)) - 1], 1)
-            if latencies else None,  # nearest rank: never below the median, even for a handful of presses
+            if latencies
+            else None,  # nearest rank: never below the median, even for a handful of presses
             "latency_ms_max": round(1000 * max(latencies), 1) if latencies else None,
             "progress_events": tab.progress_events_received,
             "panel_renders": tab.progress_renders,
@@ -417,14 +471,19 @@ def key_latency(events: int, rates: list[float], presses: int, real_files: int, 
         services, started = _storm_services(events, threads=8, rate=rate)
         settings = Settings(home=str(work / f"home-storm-{rate:g}"))
         name = f"storm at {rate:g} events/s" if rate else "unpaced storm"
-        results[name] = {"events": events, "target_rate": rate,
-                         **asyncio.run(_measure_latency(settings, services, small, started, presses))}
+        results[name] = {
+            "events": events,
+            "target_rate": rate,
+            **asyncio.run(_measure_latency(settings, services, small, started, presses)),
+        }
     if real_files:
         dataset = make_unique_files(work / "big-set", real_files)
         marker = threading.Event()
         settings = Settings(home=str(work / "home-real"), upload=UploadSettings(mode="files"))
-        results["real_engine"] = {"files": real_files, **asyncio.run(
-            _measure_latency(settings, _real_services(marker), dataset, marker, presses))}
+        results["real_engine"] = {
+            "files": real_files,
+            **asyncio.run(_measure_latency(settings, _real_services(marker), dataset, marker, presses)),
+        }
     return results
 
 
@@ -433,18 +492,31 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="cold starts for the first-frame medians")
     parser.add_argument("--idle-s", type=float, default=10.0, help="idle window per tab")
     parser.add_argument("--events", type=int, default=FULL_DATASET_OBJECTS, help="progress events in the storm")
-    parser.add_argument("--rates", default="5000,0",
-                        help="storm event rates per second, comma-separated; 0 = unpaced (default 5000,0; the "
-                             "local engine confirms ~370 objects/s in files mode, bench/upload.py)")
+    parser.add_argument(
+        "--rates",
+        default="5000,0",
+        help="storm event rates per second, comma-separated; 0 = unpaced (default 5000,0; the "
+        "local engine confirms ~370 objects/s in files mode, bench/upload.py)",
+    )
     parser.add_argument("--presses", type=int, default=30, help="key presses measured per upload")
     parser.add_argument("--real-files", type=int, default=0, help="also upload this many real files (0: skip)")
-    parser.add_argument("--quiet-s", type=float, default=1.0,
-                        help="an idle window opens once neither the pane nor the console's CPU time has changed "
-                             "for this long")
-    parser.add_argument("--out", type=Path, default=None, help=f"JSON results (default {RESULTS.relative_to(REPO)}; "
-                                                               "with --tiny a new temporary folder)")
-    parser.add_argument("--tiny", action="store_true",
-                        help="every part in seconds: 1 cold start, 0.5 s windows, a 2,000-event storm, 64 real files")
+    parser.add_argument(
+        "--quiet-s",
+        type=float,
+        default=1.0,
+        help="an idle window opens once neither the pane nor the console's CPU time has changed for this long",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"JSON results (default {RESULTS.relative_to(REPO)}; with --tiny a new temporary folder)",
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="every part in seconds: 1 cold start, 0.5 s windows, a 2,000-event storm, 64 real files",
+    )
     options = parser.parse_args()
     if options.tiny:  # a second pass, so that an option given on the command line still wins
         parser.set_defaults(**TINY_DEFAULTS)
@@ -453,38 +525,52 @@ def main() -> None:
         options.out = (Path(tempfile.mkdtemp(prefix="arsl-bench-tiny-")) / RESULTS.name) if options.tiny else RESULTS
 
     has_tmux = shutil.which("tmux") is not None
-    results: dict[str, Any] = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "tiny": options.tiny,
-                               "load_average_at_start": os.getloadavg()}
+    results: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "tiny": options.tiny,
+        "load_average_at_start": os.getloadavg(),
+    }
     with tempfile.TemporaryDirectory(prefix="arsl-bench-console-") as scratch:
         work = Path(scratch)
         home = work / "home"
         home.mkdir()
         results["first_frame_headless"] = first_frame_headless(options.runs, home)
         headless = results["first_frame_headless"]
-        print(f"first frame, headless: median {headless['median_first_frame_after_interpreter_s']:.3f} s after "
-              f"interpreter start ({headless['median_import_s']:.3f} s of it importing), "
-              f"{headless['median_first_frame_from_spawn_s']:.3f} s from process spawn")
+        print(
+            f"first frame, headless: median {headless['median_first_frame_after_interpreter_s']:.3f} s after "
+            f"interpreter start ({headless['median_import_s']:.3f} s of it importing), "
+            f"{headless['median_first_frame_from_spawn_s']:.3f} s from process spawn"
+        )
         if has_tmux:
             results["first_frame_terminal"] = first_frame_terminal(options.runs, home)
-            print(f"first frame, real arsl in tmux 80×24: median {results['first_frame_terminal']['median_s']:.3f} s "
-                  f"({', '.join(f'{s:.2f}' for s in results['first_frame_terminal']['runs_s'])})")
+            print(
+                f"first frame, real arsl in tmux 80×24: median {results['first_frame_terminal']['median_s']:.3f} s "
+                f"({', '.join(f'{s:.2f}' for s in results['first_frame_terminal']['runs_s'])})"
+            )
             results["idle"] = idle_cost(options.idle_s, home, options.quiet_s)
             for name, figures in results["idle"].items():
-                print(f"idle on the {name.replace('_', ' ')}: {figures['cpu_percent_of_a_core']} % of a core over "
-                      f"{figures['window_s']} s, RSS {figures['rss_mb_start']} → {figures['rss_mb_end']} MB")
+                print(
+                    f"idle on the {name.replace('_', ' ')}: {figures['cpu_percent_of_a_core']} % of a core over "
+                    f"{figures['window_s']} s, RSS {figures['rss_mb_start']} → {figures['rss_mb_end']} MB"
+                )
         else:
             print("tmux not found: terminal first frame and idle CPU skipped")
         rates = [float(rate) for rate in options.rates.split(",") if rate.strip()]
         results["key_latency"] = key_latency(options.events, rates, options.presses, options.real_files, work)
         for name, figures in results["key_latency"].items():
             size = figures.get("events", figures.get("files"))
-            print(f"key → screen during the {name} upload ({size}): median {figures['latency_ms_median']} ms, p95 "
-                  f"{figures['latency_ms_p95']} ms, max {figures['latency_ms_max']} ms over "
-                  f"{figures['presses_measured']} presses; {figures['progress_events']} progress events → "
-                  f"{figures['panel_renders']} panel renders in {figures['upload_s']} s ({figures['final_status']})")
+            print(
+                f"key → screen during the {name} upload ({size}): median {figures['latency_ms_median']} ms, p95 "
+                f"{figures['latency_ms_p95']} ms, max {figures['latency_ms_max']} ms over "
+                f"{figures['presses_measured']} presses; {figures['progress_events']} progress events → "
+                f"{figures['panel_renders']} panel renders in {figures['upload_s']} s ({figures['final_status']})"
+            )
     results["load_average_at_end"] = os.getloadavg()
-    print(f"load average (1 min) at start {results['load_average_at_start'][0]:.1f}, at end "
-          f"{results['load_average_at_end'][0]:.1f} on {os.cpu_count()} CPUs: figures are noisy when it is high")
+    print(
+        f"load average (1 min) at start {results['load_average_at_start'][0]:.1f}, at end "
+        f"{results['load_average_at_end'][0]:.1f} on {os.cpu_count()} CPUs: figures are noisy when it is high"
+    )
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {options.out}")

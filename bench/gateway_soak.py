@@ -46,14 +46,21 @@ def main(args: argparse.Namespace) -> int:
 
     load_before = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="arsl-bench-soak-"))
-    packages = {CHAMPION: export_random_package(root / "p1", seed=1),
-                CHALLENGER: export_random_package(root / "p2", seed=2)}
-    config = ScenarioConfig(cycles=args.cycles, cycle_s=args.cycle_s, steady_clients=args.clients,
-                            rate_per_client=args.rate)
-    print(f"soak: {args.cycles} cycles of {args.cycle_s:g} s, {args.clients + 3} clients at {args.rate:g} req/s "
-          f"each; load average before {load_before[0]:.2f}", flush=True)
-    gateway = GatewayProcess.start(root, packages, Deployment(stable=CHAMPION, canary=CHALLENGER,
-                                                              weights={CHAMPION: 100, CHALLENGER: 0}))
+    packages = {
+        CHAMPION: export_random_package(root / "p1", seed=1),
+        CHALLENGER: export_random_package(root / "p2", seed=2),
+    }
+    config = ScenarioConfig(
+        cycles=args.cycles, cycle_s=args.cycle_s, steady_clients=args.clients, rate_per_client=args.rate
+    )
+    print(
+        f"soak: {args.cycles} cycles of {args.cycle_s:g} s, {args.clients + 3} clients at {args.rate:g} req/s "
+        f"each; load average before {load_before[0]:.2f}",
+        flush=True,
+    )
+    gateway = GatewayProcess.start(
+        root, packages, Deployment(stable=CHAMPION, canary=CHALLENGER, weights={CHAMPION: 100, CHALLENGER: 0})
+    )
     try:
         started = time.monotonic()
         scenario = run_scenario(gateway, [data for data, _label in synthetic_images(32)], config)
@@ -70,20 +77,36 @@ def main(args: argparse.Namespace) -> int:
     rss = dict(report.rss_mb)
     if rss:
         rss["per_1000_requests_after_warmup"] = round(
-            (rss["end"] - rss["after_warmup"]) / max(report.requests, 1) * 1000, 3)
+            (rss["end"] - rss["after_warmup"]) / max(report.requests, 1) * 1000, 3
+        )
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
-        "tiny": args.tiny, "settings": {"cycles": args.cycles, "cycle_s": args.cycle_s, "clients": args.clients + 3,
-                     "rate_per_client": args.rate, "rss_slack_mb": args.rss_slack_mb},
-        "wall_s": round(time.monotonic() - started, 1), "gateway_alive_at_end": alive,
-        **report.to_json(), "rss_mb": rss, "rss_series": series}
+        "tiny": args.tiny,
+        "settings": {
+            "cycles": args.cycles,
+            "cycle_s": args.cycle_s,
+            "clients": args.clients + 3,
+            "rate_per_client": args.rate,
+            "rss_slack_mb": args.rss_slack_mb,
+        },
+        "wall_s": round(time.monotonic() - started, 1),
+        "gateway_alive_at_end": alive,
+        **report.to_json(),
+        "rss_mb": rss,
+        "rss_series": series,
+    }
     out = args.out or (Path(tempfile.mkdtemp(prefix="arsl-bench-tiny-")) / RESULTS.name if args.tiny else RESULTS)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    print(f"{report.requests} requests in {report.duration_s:.0f} s ({report.requests / report.duration_s:.0f}/s), "
-          f"statuses {dict(report.statuses)}", flush=True)
-    print(f"latency ms {report.latency_ms}; in flight while a key was revoked {report.straddling_revocation[0]} "
-          f"(refused {report.straddling_revocation[1]})")
+    print(
+        f"{report.requests} requests in {report.duration_s:.0f} s ({report.requests / report.duration_s:.0f}/s), "
+        f"statuses {dict(report.statuses)}",
+        flush=True,
+    )
+    print(
+        f"latency ms {report.latency_ms}; in flight while a key was revoked {report.straddling_revocation[0]} "
+        f"(refused {report.straddling_revocation[1]})"
+    )
     print(f"RSS MB {rss}")
     shares = [f"{window.weight}%: {window.versions[CHALLENGER]}/{window.requests}" for window in report.windows]
     print(f"challenger share per window: {', '.join(shares)}")
@@ -101,10 +124,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cycle-s", type=float, default=20.0, help="seconds per cycle (default 20)")
     parser.add_argument("--clients", type=int, default=6, help="steady clients besides the 3 key-churn ones")
     parser.add_argument("--rate", type=float, default=10.0, help="requests per second per client (limit: 25)")
-    parser.add_argument("--rss-slack-mb", type=float, default=12.0,
-                        help="allowed RSS growth after the warm-up beyond what the gateway keeps by design")
-    parser.add_argument("--out", type=Path, default=None, help="JSON results (default "
-                        f"{RESULTS.relative_to(REPO)}; with --tiny a new temporary folder)")
+    parser.add_argument(
+        "--rss-slack-mb",
+        type=float,
+        default=12.0,
+        help="allowed RSS growth after the warm-up beyond what the gateway keeps by design",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"JSON results (default {RESULTS.relative_to(REPO)}; with --tiny a new temporary folder)",
+    )
     parser.add_argument("--tiny", action="store_true", help="one 10 s cycle, two steady clients at 10 req/s")
     args = parser.parse_args(argv)
     if args.tiny:  # a second pass, so that an option given on the command line still wins

@@ -65,7 +65,7 @@ def _render(job: tuple[int, list[int]]) -> np.ndarray:
 
 def render_share(total: int, seed: int, rank: int, world: int, workers: int) -> np.ndarray:
     mine = list(range(rank, total, world))
-    chunks = [mine[start:start + 512] for start in range(0, len(mine), 512)]
+    chunks = [mine[start : start + 512] for start in range(0, len(mine), 512)]
     if workers <= 1 or len(chunks) <= 1:
         parts = [_render((seed, chunk)) for chunk in chunks]
     else:
@@ -78,7 +78,7 @@ def build_cache(total: int, seed: int, context: DistContext, workers: int) -> Da
     share = torch.from_numpy(render_share(total, seed, context.rank, context.world_size, workers))
     per_rank = -(-total // context.world_size)
     padded = torch.zeros((per_rank, 64, 64), dtype=torch.uint8)
-    padded[:share.shape[0]] = share
+    padded[: share.shape[0]] = share
     padded = padded.to(context.device)
     parts = [torch.empty_like(padded) for _ in range(context.world_size)]
     if context.distributed:
@@ -88,7 +88,7 @@ def build_cache(total: int, seed: int, context: DistContext, workers: int) -> Da
     images = torch.empty((total, 64, 64), dtype=torch.uint8, device=context.device)
     for rank, part in enumerate(parts):
         count = len(range(rank, total, context.world_size))
-        images[rank::context.world_size] = part[:count]
+        images[rank :: context.world_size] = part[:count]
     index = torch.arange(total, device=context.device)
     labels = index % NUM_CLASSES
     bucket = (index // NUM_CLASSES) % 10  # by sample number within its class: 10 % val, 10 % test
@@ -97,8 +97,15 @@ def build_cache(total: int, seed: int, context: DistContext, workers: int) -> Da
         picked = torch.nonzero(chosen).flatten()
         splits[name] = SplitData(images=images[picked].unsqueeze(1).contiguous(), labels=labels[picked].contiguous())
     classes = tuple(f"class{number:02d}" for number in range(NUM_CLASSES))
-    return DataCache(kind="synthetic", root=Path("."), classes=classes, dataset_id=f"synth-{total}-{seed}",
-                     splits=splits, skipped=[], warnings=[])
+    return DataCache(
+        kind="synthetic",
+        root=Path("."),
+        classes=classes,
+        dataset_id=f"synth-{total}-{seed}",
+        splits=splits,
+        skipped=[],
+        warnings=[],
+    )
 
 
 def main() -> None:
@@ -114,16 +121,23 @@ def main() -> None:
     parser.add_argument("--amp", choices=("on", "off"), default="on", help="bfloat16 autocast (CUDA only)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--keep-going", action="store_true", help="run all epochs instead of stopping at the gate")
-    parser.add_argument("--output", type=Path, default=None,
-                        help="JSON results (default bench/results/gpu_train.json; with --tiny a new temporary folder)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="JSON results (default bench/results/gpu_train.json; with --tiny a new temporary folder)",
+    )
     parser.add_argument("--tiny", action="store_true", help="seconds on a CPU: 320 images, compact model, one epoch")
     arguments = parser.parse_args()
     if arguments.tiny:  # a second pass, so that an option given on the command line still wins
         parser.set_defaults(**TINY_DEFAULTS)
         arguments = parser.parse_args()
     if arguments.output is None:
-        arguments.output = (Path(tempfile.mkdtemp(prefix="arsl-bench-tiny-")) / "gpu_train.json" if arguments.tiny
-                            else REPO / "bench" / "results" / "gpu_train.json")
+        arguments.output = (
+            Path(tempfile.mkdtemp(prefix="arsl-bench-tiny-")) / "gpu_train.json"
+            if arguments.tiny
+            else REPO / "bench" / "results" / "gpu_train.json"
+        )
     script_started = time.perf_counter()
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -142,8 +156,9 @@ def main() -> None:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if world > 1:
         dist.init_process_group(backend, timeout=timedelta(minutes=10))
-    context = DistContext(rank=rank, world_size=world, local_rank=local_rank, device=device,
-                          backend=backend if world > 1 else None)
+    context = DistContext(
+        rank=rank, world_size=world, local_rank=local_rank, device=device, backend=backend if world > 1 else None
+    )
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     workers = max(1, (os.cpu_count() or 1) // local_world)
 
@@ -160,15 +175,19 @@ def main() -> None:
     model = build_model(arguments.model, NUM_CLASSES).to(device=device).to(memory_format=torch.channels_last)
     wrapped: torch.nn.Module = model
     if world > 1:
-        wrapped = DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None,
-                                          gradient_as_bucket_view=True)
+        wrapped = DistributedDataParallel(
+            model, device_ids=[local_rank] if device.type == "cuda" else None, gradient_as_bucket_view=True
+        )
     if arguments.compile:
         wrapped = torch.compile(wrapped)  # type: ignore[assignment]
     sampler = ExactDistributedBatches(len(train), arguments.batch_size, world, rank, arguments.seed)
     decay = [parameter for parameter in model.parameters() if parameter.ndim > 1]
     rest = [parameter for parameter in model.parameters() if parameter.ndim <= 1]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 5e-4}, {"params": rest, "weight_decay": 0.0}],
-                                  lr=arguments.lr, fused=device.type == "cuda")
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 5e-4}, {"params": rest, "weight_decay": 0.0}],
+        lr=arguments.lr,
+        fused=device.type == "cuda",
+    )
     total_steps = len(sampler) * arguments.epochs
     warmup = round(arguments.warmup_epochs * len(sampler))
 
@@ -180,36 +199,71 @@ def main() -> None:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     amp_dtype = torch.bfloat16 if arguments.amp == "on" and device.type == "cuda" else None
     if rank == 0:
-        print(f"data: {arguments.images} images rendered and on {device} in {data_s:.1f} s "
-              f"(train {len(train)}, val {len(val)}); model {arguments.model} {parameter_count(model):,} params; "
-              f"world {world} ({backend}); global batch {arguments.batch_size}; amp {amp_dtype}", flush=True)
+        print(
+            f"data: {arguments.images} images rendered and on {device} in {data_s:.1f} s "
+            f"(train {len(train)}, val {len(val)}); model {arguments.model} {parameter_count(model):,} params; "
+            f"world {world} ({backend}); global batch {arguments.batch_size}; amp {amp_dtype}",
+            flush=True,
+        )
 
     epochs: list[dict[str, Any]] = []
     gate: dict[str, Any] | None = None
     train_started = time.perf_counter()
     for epoch in range(1, arguments.epochs + 1):
-        result = train_epoch(model=wrapped, data=train, sampler=sampler, epoch=epoch, optimizer=optimizer,
-                             scheduler=scheduler, context=context, normalisation=normalisation,
-                             augment_config=AugmentConfig(), seed=arguments.seed, amp_dtype=amp_dtype,
-                             label_smoothing=0.0, log_every=0, on_step=None)
+        result = train_epoch(
+            model=wrapped,
+            data=train,
+            sampler=sampler,
+            epoch=epoch,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            context=context,
+            normalisation=normalisation,
+            augment_config=AugmentConfig(),
+            seed=arguments.seed,
+            amp_dtype=amp_dtype,
+            label_smoothing=0.0,
+            log_every=0,
+            on_step=None,
+        )
         if world > 1:
             for buffer in model.buffers():
                 dist.broadcast(buffer, src=0)
-        scored = evaluate(model=model, data=val, context=context, normalisation=normalisation,
-                          num_classes=NUM_CLASSES, batch_size=2048, amp_dtype=amp_dtype)
+        scored = evaluate(
+            model=model,
+            data=val,
+            context=context,
+            normalisation=normalisation,
+            num_classes=NUM_CLASSES,
+            batch_size=2048,
+            amp_dtype=amp_dtype,
+        )
         since_train = time.perf_counter() - train_started
-        record = {"epoch": epoch, "train_loss": result.loss, "train_acc": result.accuracy, "val_loss": scored.loss,
-                  "val_acc": scored.accuracy, "images_per_s": result.samples / result.seconds,
-                  "epoch_train_s": result.seconds, "since_train_start_s": since_train}
+        record = {
+            "epoch": epoch,
+            "train_loss": result.loss,
+            "train_acc": result.accuracy,
+            "val_loss": scored.loss,
+            "val_acc": scored.accuracy,
+            "images_per_s": result.samples / result.seconds,
+            "epoch_train_s": result.seconds,
+            "since_train_start_s": since_train,
+        }
         if device.type == "cuda":
             record["gpu_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
         epochs.append(record)
         if rank == 0:
-            print(f"epoch {epoch}: train {result.loss:.4f}/{result.accuracy:.4f} val {scored.loss:.4f}/"
-                  f"{scored.accuracy:.4f} {record['images_per_s']:.0f} img/s, {since_train:.1f} s", flush=True)
+            print(
+                f"epoch {epoch}: train {result.loss:.4f}/{result.accuracy:.4f} val {scored.loss:.4f}/"
+                f"{scored.accuracy:.4f} {record['images_per_s']:.0f} img/s, {since_train:.1f} s",
+                flush=True,
+            )
         if gate is None and scored.accuracy > 0.95 and scored.loss < 0.1:
-            gate = {"epoch": epoch, "since_train_start_s": since_train,
-                    "since_script_start_s": time.perf_counter() - script_started}
+            gate = {
+                "epoch": epoch,
+                "since_train_start_s": since_train,
+                "since_script_start_s": time.perf_counter() - script_started,
+            }
             if not arguments.keep_going:
                 break
     flag = torch.tensor([1.0], device=device)
@@ -217,10 +271,20 @@ def main() -> None:
     rates = [record["images_per_s"] for record in epochs[1:]] or [epochs[0]["images_per_s"]]
     summary = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "world_size": world, "backend": backend, "images": arguments.images, "model": arguments.model,
-        "global_batch": arguments.batch_size, "lr": arguments.lr, "amp": str(amp_dtype), "compile": arguments.compile,
-        "data_prep_s": round(data_s, 2), "steady_images_per_s": round(statistics.median(rates), 1),
-        "gate": gate, "epochs": epochs, "torch": torch.__version__, "tiny": arguments.tiny,
+        "world_size": world,
+        "backend": backend,
+        "images": arguments.images,
+        "model": arguments.model,
+        "global_batch": arguments.batch_size,
+        "lr": arguments.lr,
+        "amp": str(amp_dtype),
+        "compile": arguments.compile,
+        "data_prep_s": round(data_s, 2),
+        "steady_images_per_s": round(statistics.median(rates), 1),
+        "gate": gate,
+        "epochs": epochs,
+        "torch": torch.__version__,
+        "tiny": arguments.tiny,
     }
     if rank == 0:
         print(f"steady state {summary['steady_images_per_s']} img/s; gate: {gate}", flush=True)

@@ -75,35 +75,50 @@ class Connection:
 
 def _requests(host: str, port: int, path: str, key: str, images: list[bytes]) -> list[bytes]:
     auth = f"X-Apig-AppCode: {key}\r\n" if key else ""
-    return [(f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}Content-Type: image/jpeg\r\n"
-             f"Content-Length: {len(image)}\r\n\r\n").encode() + image for image in images]
+    return [
+        (
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}Content-Type: image/jpeg\r\n"
+            f"Content-Length: {len(image)}\r\n\r\n"
+        ).encode()
+        + image
+        for image in images
+    ]
 
 
 async def _connect(host: str, port: int, count: int) -> list[Connection]:
     return [Connection(*await asyncio.open_connection(host, port)) for _ in range(count)]
 
 
-def _summary(samples: list[tuple[float, int, bytes]], duration_s: float, offered: float | None,
-             unfinished: int) -> dict[str, Any]:
+def _summary(
+    samples: list[tuple[float, int, bytes]], duration_s: float, offered: float | None, unfinished: int
+) -> dict[str, Any]:
     ok = [latency for latency, status, _version in samples if status == 200]
     ordered = sorted(ok)
     versions: dict[str, int] = {}
     for _latency, status, version in samples:
         if status == 200:
             versions[version.decode()] = versions.get(version.decode(), 0) + 1
-    return {"offered_rps": offered, "completed": len(ok), "errors": len(samples) - len(ok) + unfinished,
-            "throughput_rps": round(len(ok) / duration_s, 1), "duration_s": round(duration_s, 2),
-            "p50_ms": _round(_percentile(ordered, 50)), "p95_ms": _round(_percentile(ordered, 95)),
-            "p99_ms": _round(_percentile(ordered, 99)), "max_ms": _round(ordered[-1] if ordered else None),
-            "versions": versions}
+    return {
+        "offered_rps": offered,
+        "completed": len(ok),
+        "errors": len(samples) - len(ok) + unfinished,
+        "throughput_rps": round(len(ok) / duration_s, 1),
+        "duration_s": round(duration_s, 2),
+        "p50_ms": _round(_percentile(ordered, 50)),
+        "p95_ms": _round(_percentile(ordered, 95)),
+        "p99_ms": _round(_percentile(ordered, 99)),
+        "max_ms": _round(ordered[-1] if ordered else None),
+        "versions": versions,
+    }
 
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-async def fixed_rate(host: str, port: int, requests: list[bytes], rate: float, duration_s: float,
-                     connections: int) -> dict[str, Any]:
+async def fixed_rate(
+    host: str, port: int, requests: list[bytes], rate: float, duration_s: float, connections: int
+) -> dict[str, Any]:
     pool: asyncio.Queue[Connection] = asyncio.Queue()
     for connection in await _connect(host, port, connections):
         pool.put_nowait(connection)
@@ -138,8 +153,9 @@ async def fixed_rate(host: str, port: int, requests: list[bytes], rate: float, d
     return _summary(samples, max(duration_s, min(elapsed, duration_s + 30)), rate, len(pending))
 
 
-async def saturation(host: str, port: int, requests: list[bytes], concurrency: int,
-                     duration_s: float) -> dict[str, Any]:
+async def saturation(
+    host: str, port: int, requests: list[bytes], concurrency: int, duration_s: float
+) -> dict[str, Any]:
     connections = await _connect(host, port, concurrency)
     samples: list[tuple[float, int, bytes]] = []
     deadline = time.perf_counter() + duration_s
@@ -209,8 +225,15 @@ def baseline_main(args: argparse.Namespace) -> int:
         except InvalidImage as error:
             return JSONResponse({"error": str(error)}, status_code=422)
         top = rows[0]
-        return JSONResponse({"label": top[0].label, "class_index": top[0].index, "confidence": top[0].probability,
-                             "top5": [item.to_json() for item in top], "model_version": "v1"})
+        return JSONResponse(
+            {
+                "label": top[0].label,
+                "class_index": top[0].index,
+                "confidence": top[0].probability,
+                "top5": [item.to_json() for item in top],
+                "model_version": "v1",
+            }
+        )
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -234,11 +257,39 @@ def _rss_mb(pid: int) -> dict[str, float]:
     return fields
 
 
-def _run_load(host: str, port: int, path: str, key: str, images: list[Path], *, rate: float | None = None,
-              concurrency: int = 32, duration: float, connections: int = 64) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--loadgen", "--host", host, "--port", str(port), "--path", path,
-               "--key", key, "--duration", str(duration), "--connections", str(connections),
-               "--concurrency", str(concurrency), "--images", *map(str, images)]
+def _run_load(
+    host: str,
+    port: int,
+    path: str,
+    key: str,
+    images: list[Path],
+    *,
+    rate: float | None = None,
+    concurrency: int = 32,
+    duration: float,
+    connections: int = 64,
+) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        __file__,
+        "--loadgen",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--path",
+        path,
+        "--key",
+        key,
+        "--duration",
+        str(duration),
+        "--connections",
+        str(connections),
+        "--concurrency",
+        str(concurrency),
+        "--images",
+        *map(str, images),
+    ]
     if rate:
         command += ["--rate", str(rate)]
     output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120, check=True)
@@ -248,8 +299,13 @@ def _run_load(host: str, port: int, path: str, key: str, images: list[Path], *, 
 def _first_answer_s(url: str, key: str, image: bytes, started: float) -> float:
     import httpx
 
-    response = httpx.post(url + "/v1/predict", content=image, trust_env=False, timeout=30,
-                          headers={"X-Apig-AppCode": key, "Content-Type": "image/jpeg"})
+    response = httpx.post(
+        url + "/v1/predict",
+        content=image,
+        trust_env=False,
+        timeout=30,
+        headers={"X-Apig-AppCode": key, "Content-Type": "image/jpeg"},
+    )
     response.raise_for_status()
     return time.perf_counter() - started
 
@@ -269,16 +325,27 @@ def _metric_sums(url: str) -> dict[str, float]:
 def _cpu_s(pid: int) -> float:
     """User + system CPU seconds the process has used (all its threads)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _measure(label: str, host: str, port: int, key: str, images: list[Path], args: argparse.Namespace,
-             name: str, rate: float | None, url: str | None, pid: int) -> dict[str, Any]:
+def _measure(
+    label: str,
+    host: str,
+    port: int,
+    key: str,
+    images: list[Path],
+    args: argparse.Namespace,
+    name: str,
+    rate: float | None,
+    url: str | None,
+    pid: int,
+) -> dict[str, Any]:
     before = _metric_sums(url) if url else {}
     cpu_before = _cpu_s(pid)
-    result = _run_load(host, port, "/v1/predict", key, images, rate=rate, concurrency=args.concurrency,
-                       duration=args.duration)
+    result = _run_load(
+        host, port, "/v1/predict", key, images, rate=rate, concurrency=args.concurrency, duration=args.duration
+    )
     cpu = _cpu_s(pid) - cpu_before
     result["server_cpu_ms_per_request"] = round(cpu * 1000 / result["completed"], 3) if result["completed"] else None
     result["server_cpu_cores"] = round(cpu / result["duration_s"], 2)
@@ -289,18 +356,34 @@ def _measure(label: str, host: str, port: int, key: str, images: list[Path], arg
         result["mean_batch"] = round(images_done / batches, 2) if batches else None
     result["run"] = name
     result["loadavg_1m"] = round(os.getloadavg()[0], 2)
-    print(f"  {label:8} {name:24} {result['throughput_rps']:7.1f} req/s  p50 {result['p50_ms']} ms  "
-          f"p95 {result['p95_ms']} ms  p99 {result['p99_ms']} ms  errors {result['errors']}  "
-          f"batch {result.get('mean_batch', '-')}  CPU {result['server_cpu_ms_per_request']} ms/req "
-          f"({result['server_cpu_cores']} cores)  {result['versions']}  load {result['loadavg_1m']}", flush=True)
+    print(
+        f"  {label:8} {name:24} {result['throughput_rps']:7.1f} req/s  p50 {result['p50_ms']} ms  "
+        f"p95 {result['p95_ms']} ms  p99 {result['p99_ms']} ms  errors {result['errors']}  "
+        f"batch {result.get('mean_batch', '-')}  CPU {result['server_cpu_ms_per_request']} ms/req "
+        f"({result['server_cpu_cores']} cores)  {result['versions']}  load {result['loadavg_1m']}",
+        flush=True,
+    )
     return result
 
 
 def _start_baseline(work: Path, model_dir: Path, image: Path, threads: int) -> tuple[subprocess.Popen[bytes], int]:
     port_file = work / "baseline.port"
-    process = subprocess.Popen([sys.executable, __file__, "--baseline-server", "--model-dir", str(model_dir),
-                                "--port-file", str(port_file), "--threads", str(threads), "--images", str(image)],
-                               stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--baseline-server",
+            "--model-dir",
+            str(model_dir),
+            "--port-file",
+            str(port_file),
+            "--threads",
+            str(threads),
+            "--images",
+            str(image),
+        ],
+        stdin=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while not port_file.exists() or not port_file.read_text():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -362,10 +445,18 @@ torch_threads = {args.threads}
     control = LocalServingControl(home, config_path=str(config), environment=environment)
     control.state.save_deployment(Deployment(stable="v1", canary="v2", weights={"v1": 90, "v2": 10}), "bench")
     key = KeyStore(control.state.db).create("bench")
-    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "loadavg_before": load_before}, "tiny": args.tiny,
-                               "settings": {"max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
-                                            "torch_threads": args.threads or "auto", "duration_s": args.duration,
-                                            "rates": args.rates, "concurrency": args.concurrency}}
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before},
+        "tiny": args.tiny,
+        "settings": {
+            "max_batch": args.max_batch,
+            "max_wait_ms": args.max_wait_ms,
+            "torch_threads": args.threads or "auto",
+            "duration_s": args.duration,
+            "rates": args.rates,
+            "concurrency": args.concurrency,
+        },
+    }
     results["forward_cpu_ms_per_image"] = forward_cost(packages["v1"], args.threads)
     print(f"forward pass, CPU ms per image: {results['forward_cpu_ms_per_image']}", flush=True)
     first_image = image_paths[0].read_bytes()
@@ -381,20 +472,29 @@ torch_threads = {args.threads}
         results["gateway_start"] = {"ready_s": round(ready_s, 3), "first_answer_s": round(first_s, 3)}
         results["gateway_rss_mb_two_versions"] = _rss_mb(record.pid)
         results["baseline_rss_mb_one_version"] = _rss_mb(baseline.pid)
-        print(f"gateway: start → ready {ready_s:.2f} s, → first answer {first_s:.2f} s; RSS with v1+v2 loaded "
-              f"{results['gateway_rss_mb_two_versions']} MB (plain endpoint, v1 only: "
-              f"{results['baseline_rss_mb_one_version']} MB)", flush=True)
-        print(f"gateway = micro-batching (max_batch {args.max_batch}, max_wait {args.max_wait_ms} ms), v1/v2 90/10, "
-              "auth + rate limits + metrics; plain = one request, one forward, no batching. Each pair back to back.",
-              flush=True)
+        print(
+            f"gateway: start → ready {ready_s:.2f} s, → first answer {first_s:.2f} s; RSS with v1+v2 loaded "
+            f"{results['gateway_rss_mb_two_versions']} MB (plain endpoint, v1 only: "
+            f"{results['baseline_rss_mb_one_version']} MB)",
+            flush=True,
+        )
+        print(
+            f"gateway = micro-batching (max_batch {args.max_batch}, max_wait {args.max_wait_ms} ms), v1/v2 90/10, "
+            "auth + rate limits + metrics; plain = one request, one forward, no batching. Each pair back to back.",
+            flush=True,
+        )
         plan: list[tuple[str, float | None]] = [(f"{rate:g} req/s", rate) for rate in args.rates]
         plan.append((f"saturation ({args.concurrency} conns)", None))
         results["gateway"], results["baseline"] = [], []
         for name, rate in plan:
-            results["gateway"].append(_measure("gateway", record.host, record.port, key, image_paths, args, name,
-                                               rate, record.endpoint, record.pid))
-            results["baseline"].append(_measure("plain", "127.0.0.1", port, "", image_paths, args, name, rate, None,
-                                                baseline.pid))
+            results["gateway"].append(
+                _measure(
+                    "gateway", record.host, record.port, key, image_paths, args, name, rate, record.endpoint, record.pid
+                )
+            )
+            results["baseline"].append(
+                _measure("plain", "127.0.0.1", port, "", image_paths, args, name, rate, None, baseline.pid)
+            )
         results["gateway_rss_mb_after_load"] = _rss_mb(record.pid)
     finally:
         control.stop()
@@ -408,12 +508,15 @@ torch_threads = {args.threads}
     results["summary"] = {
         "saturation_rps": {"gateway": gateway_sat, "baseline": baseline_sat},
         "speedup": round(gateway_sat / baseline_sat, 2) if baseline_sat else None,
-        "server_cpu_ms_per_request_at_saturation": {"gateway": results["gateway"][-1]["server_cpu_ms_per_request"],
-                                                    "baseline": results["baseline"][-1]["server_cpu_ms_per_request"]},
+        "server_cpu_ms_per_request_at_saturation": {
+            "gateway": results["gateway"][-1]["server_cpu_ms_per_request"],
+            "baseline": results["baseline"][-1]["server_cpu_ms_per_request"],
+        },
         "target_speedup_3x_met": bool(baseline_sat and gateway_sat >= 3 * baseline_sat),
         "gateway_p99_ms_at_200_rps": at_200["p99_ms"] if at_200 else None,
-        "target_p99_under_25ms_at_200_rps_met": bool(at_200 and at_200["p99_ms"] is not None
-                                                     and at_200["p99_ms"] < 25 and at_200["errors"] == 0),
+        "target_p99_under_25ms_at_200_rps_met": bool(
+            at_200 and at_200["p99_ms"] is not None and at_200["p99_ms"] < 25 and at_200["errors"] == 0
+        ),
         "loadavg_after": os.getloadavg(),
     }
     print(json.dumps(results["summary"], indent=1))
@@ -427,17 +530,26 @@ torch_threads = {args.threads}
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rates", type=lambda text: [float(item) for item in text.split(",")],
-                        default=[50.0, 100.0, 200.0, 300.0], help="fixed request rates, req/s")
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [float(item) for item in text.split(",")],
+        default=[50.0, 100.0, 200.0, 300.0],
+        help="fixed request rates, req/s",
+    )
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per run")
     parser.add_argument("--concurrency", type=int, default=32, help="connections at saturation")
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=3.0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads for both servers (0: auto)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="JSON results (default bench/results/serve.json; with --tiny a new temporary folder)")
-    parser.add_argument("--tiny", action="store_true",
-                        help="every step in seconds: 20 req/s and saturation at 4 connections, 1 s each")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON results (default bench/results/serve.json; with --tiny a new temporary folder)",
+    )
+    parser.add_argument(
+        "--tiny", action="store_true", help="every step in seconds: 20 req/s and saturation at 4 connections, 1 s each"
+    )
     # internal roles
     parser.add_argument("--loadgen", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)

@@ -42,8 +42,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 RESULTS = REPO / "bench" / "results"
-TINY_DEFAULTS = {"per_class": 10, "batch_size": 64, "steps": 4, "warmup": 1, "throughput_epochs": 2,
-                 "gate_epochs": 1}
+TINY_DEFAULTS = {"per_class": 10, "batch_size": 64, "steps": 4, "warmup": 1, "throughput_epochs": 2, "gate_epochs": 1}
 
 
 # -- measuring other processes' load ----------------------------------------------------------------------
@@ -137,8 +136,10 @@ def plain_worker(arguments: argparse.Namespace) -> None:
     if world > 1:
         dist.all_reduce(cpu_total)
     results = {variant: timed * per_rank * world / seconds[variant] for variant in variants}
-    results |= {f"{variant} per_cpu_s": timed * per_rank * world / float(cpu_total[index])
-                for index, variant in enumerate(variants)}
+    results |= {
+        f"{variant} per_cpu_s": timed * per_rank * world / float(cpu_total[index])
+        for index, variant in enumerate(variants)
+    }
     if world > 1:
         dist.destroy_process_group()
     if rank == 0:
@@ -153,8 +154,17 @@ def torchrun(nproc: int, *command: str) -> list[str]:
 
 
 def run_plain(data: Path, nproc: int, batch: int, steps: int) -> dict[str, Any]:
-    command = torchrun(nproc, str(Path(__file__).resolve()), "--plain-worker", "--data", str(data),
-                       "--batch-size", str(batch), "--steps", str(steps))
+    command = torchrun(
+        nproc,
+        str(Path(__file__).resolve()),
+        "--plain-worker",
+        "--data",
+        str(data),
+        "--batch-size",
+        str(batch),
+        "--steps",
+        str(steps),
+    )
     with LoadWatch() as watch:
         done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=False)
     if done.returncode != 0:
@@ -177,19 +187,33 @@ def run_trainer(data: Path, output: Path, nproc: int, *extra: str) -> tuple[list
 
 
 def trainer_throughput(data: Path, scratch: Path, nproc: int, batch: int, epochs: int, tag: str) -> dict[str, Any]:
-    records, _, wall, others = run_trainer(data, scratch / f"throughput-{tag}", nproc, "--epochs", str(epochs),
-                                           "--patience", "0", "--batch-size", str(batch))
+    records, _, wall, others = run_trainer(
+        data,
+        scratch / f"throughput-{tag}",
+        nproc,
+        "--epochs",
+        str(epochs),
+        "--patience",
+        "0",
+        "--batch-size",
+        str(batch),
+    )
     timed = [record for record in records if record["type"] == "epoch" and record["epoch"] > 1]
     rates = [record["images_per_s"] for record in timed]
     per_cpu = [record["train_samples"] / record["epoch_cpu_s"] for record in timed]
-    return {"images_per_s": max(rates), "per_epoch": [round(rate, 1) for rate in rates],
-            "per_cpu_s": round(max(per_cpu), 1),
-            "others_cpu_share": round(others, 3), "wall_s": round(wall, 1)}
+    return {
+        "images_per_s": max(rates),
+        "per_epoch": [round(rate, 1) for rate in rates],
+        "per_cpu_s": round(max(per_cpu), 1),
+        "others_cpu_share": round(others, 3),
+        "wall_s": round(wall, 1),
+    }
 
 
 def gate_run(data: Path, output: Path, nproc: int, batch: int, epochs: int) -> dict[str, Any]:
-    records, launched, wall, others = run_trainer(data, output, nproc, "--epochs", str(epochs),
-                                                  "--batch-size", str(batch))
+    records, launched, wall, others = run_trainer(
+        data, output, nproc, "--epochs", str(epochs), "--batch-size", str(batch)
+    )
     epochs_seen = [record for record in records if record["type"] == "epoch"]
     final = next(record for record in records if record["type"] == "final")
     gate = next((record for record in epochs_seen if record["val_acc"] > 0.95 and record["val_loss"] < 0.1), None)
@@ -201,11 +225,17 @@ def gate_run(data: Path, output: Path, nproc: int, batch: int, epochs: int) -> d
         "gate_val_acc": gate["val_acc"] if gate else None,
         "gate_val_loss": gate["val_loss"] if gate else None,
         "epochs_run": len(epochs_seen),
-        "final_val_acc": epochs_seen[-1]["val_acc"], "final_val_loss": epochs_seen[-1]["val_loss"],
-        "best_epoch": final["best_epoch"], "test_acc": final["test_acc"], "test_loss": final["test_loss"],
-        "wall_s": round(wall, 1), "others_cpu_share": round(others, 3),
-        "epochs": [{key: record[key] for key in ("epoch", "val_acc", "val_loss", "train_acc", "images_per_s",
-                                                 "elapsed_s")} for record in epochs_seen],
+        "final_val_acc": epochs_seen[-1]["val_acc"],
+        "final_val_loss": epochs_seen[-1]["val_loss"],
+        "best_epoch": final["best_epoch"],
+        "test_acc": final["test_acc"],
+        "test_loss": final["test_loss"],
+        "wall_s": round(wall, 1),
+        "others_cpu_share": round(others, 3),
+        "epochs": [
+            {key: record[key] for key in ("epoch", "val_acc", "val_loss", "train_acc", "images_per_s", "elapsed_s")}
+            for record in epochs_seen
+        ],
     }
 
 
@@ -239,33 +269,50 @@ def main() -> None:
     parser.add_argument("--gate-epochs", type=int, default=12)
     parser.add_argument("--skip-gate", action="store_true")
     parser.add_argument("--one-rank", action="store_true", help="also run the gate with one rank")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="JSON results (default bench/results/train.json; with --tiny a new temporary folder)")
-    parser.add_argument("--tiny", action="store_true",
-                        help="every step in seconds: 10 images a class, 4 plain steps, 2 + 1 trainer epochs")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON results (default bench/results/train.json; with --tiny a new temporary folder)",
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="every step in seconds: 10 images a class, 4 plain steps, 2 + 1 trainer epochs",
+    )
     parser.add_argument("--plain-worker", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.tiny:  # a second pass, so that an option given on the command line still wins
         parser.set_defaults(**TINY_DEFAULTS)
         arguments = parser.parse_args()
     if arguments.plain_worker:
+        from trainer.train import exit_after_teardown
+
         plain_worker(arguments)
-        return
-    out = arguments.out or (Path(tempfile.mkdtemp(prefix="arsl-bench-tiny-")) / "train.json" if arguments.tiny
-                            else RESULTS / "train.json")
+        exit_after_teardown(0)  # its DDP leaves gloo threads that would race the interpreter's teardown
+    out = arguments.out or (
+        Path(tempfile.mkdtemp(prefix="arsl-bench-tiny-")) / "train.json" if arguments.tiny else RESULTS / "train.json"
+    )
     with tempfile.TemporaryDirectory(prefix="arsl-bench-train-") as scratch_name:
         scratch = Path(scratch_name)
         # The full-size set is kept in bench/results for the next run; a tiny one lives as long as the run.
-        data = arguments.data or ensure_data((scratch if arguments.tiny else RESULTS)
-                                             / f"synth-{arguments.per_class}-{arguments.seed}",
-                                             arguments.per_class, arguments.seed)
-        result: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()},
-                                  "data": str(data), "nproc": arguments.nproc, "global_batch": arguments.batch_size,
-                                  "tiny": arguments.tiny}
+        data = arguments.data or ensure_data(
+            (scratch if arguments.tiny else RESULTS) / f"synth-{arguments.per_class}-{arguments.seed}",
+            arguments.per_class,
+            arguments.seed,
+        )
+        result: dict[str, Any] = {
+            "machine": {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()},
+            "data": str(data),
+            "nproc": arguments.nproc,
+            "global_batch": arguments.batch_size,
+            "tiny": arguments.tiny,
+        }
         plain_runs = [run_plain(data, arguments.nproc, arguments.batch_size, arguments.steps)]
         print(f"plain loop: {plain_runs[-1]}")
-        trainer_runs = [trainer_throughput(data, scratch, arguments.nproc, arguments.batch_size,
-                                           arguments.throughput_epochs, "a")]
+        trainer_runs = [
+            trainer_throughput(data, scratch, arguments.nproc, arguments.batch_size, arguments.throughput_epochs, "a")
+        ]
         print(f"trainer:    {trainer_runs[-1]}")
         if not arguments.tiny:  # the second plain run only brackets the trainer's: one launch fewer in seconds
             plain_runs.append(run_plain(data, arguments.nproc, arguments.batch_size, arguments.steps))
@@ -277,7 +324,8 @@ def main() -> None:
         cpu_ceiling_augmented = max(run["plain+augment per_cpu_s"] for run in plain_runs)
         cpu_trainer = max(run["per_cpu_s"] for run in trainer_runs)
         result["throughput"] = {
-            "plain_images_per_s": round(ceiling, 1), "plain_with_augment_images_per_s": round(ceiling_augmented, 1),
+            "plain_images_per_s": round(ceiling, 1),
+            "plain_with_augment_images_per_s": round(ceiling_augmented, 1),
             "trainer_images_per_s": round(trainer_best, 1),
             "trainer_vs_plain": round(trainer_best / ceiling, 3),
             "trainer_vs_plain_with_augment": round(trainer_best / ceiling_augmented, 3),
@@ -285,23 +333,30 @@ def main() -> None:
             "plain_with_augment_images_per_cpu_s": round(cpu_ceiling_augmented, 1),
             "trainer_images_per_cpu_s": cpu_trainer,
             "trainer_vs_plain_per_cpu_s": round(cpu_trainer / cpu_ceiling, 3),
-            "plain_runs": plain_runs, "trainer_runs": trainer_runs,
+            "plain_runs": plain_runs,
+            "trainer_runs": trainer_runs,
         }
-        print(f"throughput (wall): trainer {trainer_best:.0f} img/s = {trainer_best / ceiling:.1%} of the plain loop "
-              f"({ceiling:.0f} img/s; {ceiling_augmented:.0f} img/s with the same augmentation)")
-        print(f"throughput (per CPU-second, insensitive to other load): trainer {cpu_trainer:.0f} = "
-              f"{cpu_trainer / cpu_ceiling:.1%} of the plain loop ({cpu_ceiling:.0f}; "
-              f"{cpu_ceiling_augmented:.0f} with the same augmentation)")
+        print(
+            f"throughput (wall): trainer {trainer_best:.0f} img/s = {trainer_best / ceiling:.1%} of the plain loop "
+            f"({ceiling:.0f} img/s; {ceiling_augmented:.0f} img/s with the same augmentation)"
+        )
+        print(
+            f"throughput (per CPU-second, insensitive to other load): trainer {cpu_trainer:.0f} = "
+            f"{cpu_trainer / cpu_ceiling:.1%} of the plain loop ({cpu_ceiling:.0f}; "
+            f"{cpu_ceiling_augmented:.0f} with the same augmentation)"
+        )
         if not arguments.skip_gate:
             ranks = [arguments.nproc] + ([1] if arguments.one_rank and arguments.nproc != 1 else [])
             result["gate"] = []
             for nproc in ranks:
                 gate = gate_run(data, scratch / f"gate-{nproc}", nproc, arguments.batch_size, arguments.gate_epochs)
                 result["gate"].append(gate)
-                print(f"gate ({nproc} rank(s)): epoch {gate['gate_epoch']}, {gate['gate_wall_s']} s from launch "
-                      f"(trainer elapsed {gate['gate_trainer_elapsed_s']} s); val acc {gate['gate_val_acc']}, "
-                      f"loss {gate['gate_val_loss']}; final test acc {gate['test_acc']:.4f} loss "
-                      f"{gate['test_loss']:.4f}; others used {gate['others_cpu_share']:.0%} of the CPU")
+                print(
+                    f"gate ({nproc} rank(s)): epoch {gate['gate_epoch']}, {gate['gate_wall_s']} s from launch "
+                    f"(trainer elapsed {gate['gate_trainer_elapsed_s']} s); val acc {gate['gate_val_acc']}, "
+                    f"loss {gate['gate_val_loss']}; final test acc {gate['test_acc']:.4f} loss "
+                    f"{gate['test_loss']:.4f}; others used {gate['others_cpu_share']:.0%} of the CPU"
+                )
     result["machine"]["load_avg_at_end"] = os.getloadavg()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

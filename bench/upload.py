@@ -53,8 +53,11 @@ if str(REPO) not in sys.path:
 FULL_SIZE = 108_098
 TINY_DEFAULTS = {"files": 64, "sample": 32, "concurrency": 8, "delay_ms": 5.0, "timeout": 120.0}
 SINK_MODULE = "tests.fixtures.s3sink"
-DUMMY_CREDENTIALS = {"HUAWEICLOUD_SDK_AK": "bench-access-key", "HUAWEICLOUD_SDK_SK": "bench-secret-key",
-                     "HUAWEICLOUD_SDK_PROJECT_ID": "bench-project"}
+DUMMY_CREDENTIALS = {
+    "HUAWEICLOUD_SDK_AK": "bench-access-key",
+    "HUAWEICLOUD_SDK_SK": "bench-secret-key",
+    "HUAWEICLOUD_SDK_PROJECT_ID": "bench-project",
+}
 
 
 # -- data -----------------------------------------------------------------------------------------------
@@ -164,10 +167,10 @@ def _settings(home: Path, endpoint: str | None, bucket: str, concurrency: int) -
 
 def child_sequential(args: argparse.Namespace) -> dict[str, Any]:
     """The seed's loop: for each file, hash it and put it, one request at a time."""
-    from arsl_tui.providers import open_store
+    from arsl_tui.backends import backend_for
 
     settings = _settings(args.home, args.endpoint, args.bucket, 1)
-    store = open_store(settings)
+    store = backend_for(settings).object_store()
     data = Path(args.data)
     classes = sorted(entry for entry in data.iterdir() if entry.is_dir())
     files = [path for folder in classes for path in sorted(folder.iterdir())[: max(1, args.sample // len(classes))]]
@@ -179,9 +182,15 @@ def child_sequential(args: argparse.Namespace) -> dict[str, Any]:
         sent_bytes += info.size
     elapsed = time.perf_counter() - started
     rate = len(files) / elapsed
-    return {"sampled_objects": len(files), "sample_wall_s": round(elapsed, 3), "objects_per_s": round(rate, 1),
-            "wall_s": round(args.files / rate, 1), "extrapolated": True, "bytes": sent_bytes,
-            "peak_rss_mb": round(_peak_rss_mb(), 1)}
+    return {
+        "sampled_objects": len(files),
+        "sample_wall_s": round(elapsed, 3),
+        "objects_per_s": round(rate, 1),
+        "wall_s": round(args.files / rate, 1),
+        "extrapolated": True,
+        "bytes": sent_bytes,
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+    }
 
 
 def child_engine(args: argparse.Namespace) -> dict[str, Any]:
@@ -207,23 +216,40 @@ def child_engine(args: argparse.Namespace) -> dict[str, Any]:
 
     cpu_before = os.times()
     with TreeMemory() as memory:
-        outcome = run_upload(settings, UploadRequest(Path(args.data), mode=args.child, concurrency=args.concurrency),
-                             on_event=on_event)
+        outcome = run_upload(
+            settings, UploadRequest(Path(args.data), mode=args.child, concurrency=args.concurrency), on_event=on_event
+        )
     cpu_after = os.times()
     wall = time.perf_counter() - started
     order = list(phases)
-    durations = {phase: round((phases[order[i + 1]] if i + 1 < len(order) else wall) - phases[phase], 2)
-                 for i, phase in enumerate(order)}
-    cpu = {"self_s": round(cpu_after.user - cpu_before.user + cpu_after.system - cpu_before.system, 1),
-           "workers_s": round(cpu_after.children_user - cpu_before.children_user + cpu_after.children_system
-                              - cpu_before.children_system, 1)}
-    return {"status": outcome.status, "error": outcome.error, "wall_s": round(wall, 2),
-            "objects": outcome.objects_sent, "objects_per_s": round(outcome.objects_sent / wall, 1),
-            "images_per_s": round(totals.get("files", 0) / wall, 1), "bytes_sent": outcome.bytes_sent,
-            "phases_s": durations, "phase_starts_s": {phase: round(at, 2) for phase, at in phases.items()},
-            **{name: round(at, 2) for name, at in marks.items()}, "cpu": cpu, "retries": totals["retries"],
-            "concurrency": args.concurrency, "peak_rss_mb": round(_peak_rss_mb(), 1),
-            "peak_tree_rss_mb": round(memory.peak / 2**20, 1)}
+    durations = {
+        phase: round((phases[order[i + 1]] if i + 1 < len(order) else wall) - phases[phase], 2)
+        for i, phase in enumerate(order)
+    }
+    cpu = {
+        "self_s": round(cpu_after.user - cpu_before.user + cpu_after.system - cpu_before.system, 1),
+        "workers_s": round(
+            cpu_after.children_user - cpu_before.children_user + cpu_after.children_system - cpu_before.children_system,
+            1,
+        ),
+    }
+    return {
+        "status": outcome.status,
+        "error": outcome.error,
+        "wall_s": round(wall, 2),
+        "objects": outcome.objects_sent,
+        "objects_per_s": round(outcome.objects_sent / wall, 1),
+        "images_per_s": round(totals.get("files", 0) / wall, 1),
+        "bytes_sent": outcome.bytes_sent,
+        "phases_s": durations,
+        "phase_starts_s": {phase: round(at, 2) for phase, at in phases.items()},
+        **{name: round(at, 2) for name, at in marks.items()},
+        "cpu": cpu,
+        "retries": totals["retries"],
+        "concurrency": args.concurrency,
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_tree_rss_mb": round(memory.peak / 2**20, 1),
+    }
 
 
 # -- the driver ---------------------------------------------------------------------------------------
@@ -235,12 +261,20 @@ class Sink:
     def __init__(self, delay_ms: float, bandwidth_mbit: float, buckets: list[str]) -> None:
         # Objects stay in the sink's memory (well under 2 GB for the full set in every mode): a sink
         # writing files would measure its own disk, not the upload.
-        command = [sys.executable, "-m", SINK_MODULE, "--port", "0", "--delay-ms", str(delay_ms),
-                   "--bandwidth-mbit", str(bandwidth_mbit)]
+        command = [
+            sys.executable,
+            "-m",
+            SINK_MODULE,
+            "--port",
+            "0",
+            "--delay-ms",
+            str(delay_ms),
+            "--bandwidth-mbit",
+            str(bandwidth_mbit),
+        ]
         for bucket in buckets:
             command += ["--bucket", bucket]
-        self.process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True)
+        self.process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()
         if not line.isdigit():
@@ -259,14 +293,30 @@ class Sink:
         return errors.strip().splitlines()[-1] if errors.strip() else ""
 
 
-def run_child(kind: str, args: argparse.Namespace, data: Path, work: Path, endpoint: str | None,
-              bucket: str) -> dict[str, Any]:
+def run_child(
+    kind: str, args: argparse.Namespace, data: Path, work: Path, endpoint: str | None, bucket: str
+) -> dict[str, Any]:
     home = work / f"home-{bucket}"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--data", str(data),
-               "--home", str(home), "--bucket", bucket, "--files", str(args.files), "--sample", str(args.sample),
-               "--concurrency", str(args.concurrency)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        kind,
+        "--data",
+        str(data),
+        "--home",
+        str(home),
+        "--bucket",
+        bucket,
+        "--files",
+        str(args.files),
+        "--sample",
+        str(args.sample),
+        "--concurrency",
+        str(args.concurrency),
+    ]
     if endpoint:
         command += ["--endpoint", endpoint]
     env = {name: value for name, value in os.environ.items() if not name.startswith("ARSL_")}
@@ -291,10 +341,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delay-ms", type=float, default=50.0, help="round-trip delay of the started sink")
     parser.add_argument("--bandwidth-mbit", type=float, default=100.0, help="bandwidth cap of the started sink")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="JSON results (default bench/results/upload.json; with --tiny in the temporary folder)")
-    parser.add_argument("--tiny", action="store_true",
-                        help="every measurement in seconds: 64 files, a 32-file sample, a sink at 5 ms")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON results (default bench/results/upload.json; with --tiny in the temporary folder)",
+    )
+    parser.add_argument(
+        "--tiny", action="store_true", help="every measurement in seconds: 64 files, a 32-file sample, a sink at 5 ms"
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per measurement")
     parser.add_argument("--child", choices=("sequential", "files", "shards"), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -319,8 +374,13 @@ def main(argv: list[str] | None = None) -> int:
     modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
     targets = [target.strip() for target in args.targets.split(",") if target.strip()]
     results: dict[str, Any] = {
-        "files": args.files, "concurrency": args.concurrency, "machine": {"cpus": os.cpu_count()}, "tiny": args.tiny,
-        "dataset_bytes": sum(path.stat().st_size for path in data.rglob("*.jpg")), "targets": {}}
+        "files": args.files,
+        "concurrency": args.concurrency,
+        "machine": {"cpus": os.cpu_count()},
+        "tiny": args.tiny,
+        "dataset_bytes": sum(path.stat().st_size for path in data.rglob("*.jpg")),
+        "targets": {},
+    }
     for target in targets:
         sink: Sink | None = None
         endpoint: str | None = None
@@ -331,8 +391,12 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 sink = Sink(args.delay_ms, args.bandwidth_mbit, [f"bench-{mode}" for mode in modes])
                 endpoint = sink.endpoint
-                results["sink"] = {"endpoint": endpoint, "started_here": True, "delay_ms": args.delay_ms,
-                                   "bandwidth_mbit": args.bandwidth_mbit}
+                results["sink"] = {
+                    "endpoint": endpoint,
+                    "started_here": True,
+                    "delay_ms": args.delay_ms,
+                    "bandwidth_mbit": args.bandwidth_mbit,
+                }
         figures: dict[str, Any] = {}
         try:
             for mode in modes:
@@ -347,8 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\n{args.files:,} images, {results['dataset_bytes'] / 1e6:.1f} MB, concurrency {args.concurrency}")
-    print(f"{'target':<7} {'mode':<11} {'wall s':>9} {'objects/s':>10} {'MB sent':>8} {'RSS MB':>7} "
-          f"{'+workers':>9}  note")
+    print(
+        f"{'target':<7} {'mode':<11} {'wall s':>9} {'objects/s':>10} {'MB sent':>8} {'RSS MB':>7} {'+workers':>9}  note"
+    )
     for target, figures in results["targets"].items():
         for mode, figure in figures.items():
             note = "extrapolated from a sample" if figure.get("extrapolated") else figure.get("status", "")
@@ -358,15 +423,21 @@ def main(argv: list[str] | None = None) -> int:
                 note += " " + " ".join(f"{phase} {seconds}" for phase, seconds in figure["phases_s"].items())
             if "load_avg_1m_before" in figure:
                 note += f" (load {figure['load_avg_1m_before']}→{figure['load_avg_1m_after']})"
-            wall, rate, rss, tree = (figure.get(name, float("nan")) for name in
-                                     ("wall_s", "objects_per_s", "peak_rss_mb", "peak_tree_rss_mb"))
+            wall, rate, rss, tree = (
+                figure.get(name, float("nan"))
+                for name in ("wall_s", "objects_per_s", "peak_rss_mb", "peak_tree_rss_mb")
+            )
             sent = figure.get("bytes_sent", figure.get("bytes", 0)) / 1e6
             print(f"{target:<7} {mode:<11} {wall:>9} {rate:>10} {sent:>8.1f} {rss:>7} {tree:>9}  {note}")
     print(f"results written to {args.out}")
     if scratch is not None:
         shutil.rmtree(work / f"images-v2-{args.files}", ignore_errors=True)  # the tiny set is not worth caching
-    failed = [f"{target} {mode}" for target, figures in results["targets"].items()
-              for mode, figure in figures.items() if figure.get("status", "done") != "done"]
+    failed = [
+        f"{target} {mode}"
+        for target, figures in results["targets"].items()
+        for mode, figure in figures.items()
+        if figure.get("status", "done") != "done"
+    ]
     if failed:
         print(f"failed: {', '.join(failed)}")
     return 1 if failed else 0

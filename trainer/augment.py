@@ -44,10 +44,13 @@ def _affine(images: torch.Tensor, config: AugmentConfig, generator: torch.Genera
     # grid_sample maps output coordinates to input coordinates, so this is the inverse transform.
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     tan = torch.tan(shear)
-    theta = torch.stack([
-        torch.stack([cos, -sin + cos * tan, shift[:, 0]], dim=1),
-        torch.stack([sin, cos + sin * tan, shift[:, 1]], dim=1),
-    ], dim=1)
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin + cos * tan, shift[:, 0]], dim=1),
+            torch.stack([sin, cos + sin * tan, shift[:, 1]], dim=1),
+        ],
+        dim=1,
+    )
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 

@@ -137,7 +137,7 @@ class DataCache:
         total = torch.zeros((), dtype=torch.float64, device=images.device)
         squares = torch.zeros((), dtype=torch.float64, device=images.device)
         for start in range(0, images.shape[0], 4096):
-            chunk = images[start:start + 4096].to(torch.float64) / 255.0
+            chunk = images[start : start + 4096].to(torch.float64) / 255.0
             total += chunk.sum()
             squares += (chunk * chunk).sum()
         count = images.numel()
@@ -181,8 +181,9 @@ def _read(path: Path) -> bytes | str:
 def _list_folder(root: Path, policy: SplitPolicy, owned: Callable[[int], bool]) -> Listing:
     class_folders = sorted(entry for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith("."))
     if not class_folders:
-        raise DataError(f"{root}: no class folders (expected <class>/*.jpg), no {MANIFEST_NAME}, "
-                        f"no {SHARDS_INDEX_NAME}")
+        raise DataError(
+            f"{root}: no class folders (expected <class>/*.jpg), no {MANIFEST_NAME}, no {SHARDS_INDEX_NAME}"
+        )
     classes = tuple(folder.name for folder in class_folders)
     listing = Listing(kind="folder", root=root, classes=classes, dataset_id="")
     identity = hashlib.sha256()
@@ -221,8 +222,9 @@ def _list_manifest(root: Path, owned: Callable[[int], bool]) -> Listing:
         raise DataError(f"{path}: format is {found!r}, expected {MANIFEST_FORMAT!r}")
     try:
         classes = tuple(str(name) for name in raw["classes"])
-        entries = [(str(item["path"]), str(item["class"]), str(item["md5"]), str(item["split"]))
-                   for item in raw["images"]]
+        entries = [
+            (str(item["path"]), str(item["class"]), str(item["md5"]), str(item["split"])) for item in raw["images"]
+        ]
     except (KeyError, TypeError) as error:
         raise DataError(f"{path}: missing or malformed field ({error})") from None
     label_of = {name: index for index, name in enumerate(classes)}
@@ -244,16 +246,23 @@ def _list_manifest(root: Path, owned: Callable[[int], bool]) -> Listing:
             if isinstance(data, str):
                 listing.damaged.append(Skipped(relative, data))
             elif _md5(data) != md5:
-                listing.damaged.append(Skipped(relative, f"content differs from the manifest ({len(data)} bytes, "
-                                                         f"MD5 {_md5(data)}, the manifest says {md5})"))
+                listing.damaged.append(
+                    Skipped(
+                        relative,
+                        f"content differs from the manifest ({len(data)} bytes, "
+                        f"MD5 {_md5(data)}, the manifest says {md5})",
+                    )
+                )
             else:
                 listing.payloads[index] = data
     return listing
 
 
 def _damaged_shard(root: Path, name: str, problem: str) -> DataError:
-    return DataError(f"{root / name}: {problem}; the shard is not the one {SHARDS_INDEX_NAME} lists, so the data "
-                     "set copy is incomplete or damaged: download or upload it again (nothing was trained)")
+    return DataError(
+        f"{root / name}: {problem}; the shard is not the one {SHARDS_INDEX_NAME} lists, so the data "
+        "set copy is incomplete or damaged: download or upload it again (nothing was trained)"
+    )
 
 
 def _check_shard_file(root: Path, entry: ShardEntry) -> None:
@@ -309,13 +318,15 @@ def _list_shards(root: Path, policy: SplitPolicy, owned: Callable[[int], bool]) 
             if owned(sample_index):
                 listing.payloads[sample_index] = data
         if report.problem is not None:
-            raise _damaged_shard(root, entry.name, f"{report.problem}; {SHARDS_INDEX_NAME} lists {entry.samples} "
-                                                   "sample(s)")
+            raise _damaged_shard(
+                root, entry.name, f"{report.problem}; {SHARDS_INDEX_NAME} lists {entry.samples} sample(s)"
+            )
         if report.md5 != entry.md5:
             raise _damaged_shard(root, entry.name, f"MD5 {report.md5}, {SHARDS_INDEX_NAME} lists {entry.md5}")
         if report.samples != entry.samples:
-            raise _damaged_shard(root, entry.name, f"{report.samples} sample(s), {SHARDS_INDEX_NAME} lists "
-                                                   f"{entry.samples}")
+            raise _damaged_shard(
+                root, entry.name, f"{report.samples} sample(s), {SHARDS_INDEX_NAME} lists {entry.samples}"
+            )
     if not listing.samples:
         raise DataError(f"{root / SHARDS_INDEX_NAME}: the shards hold no readable samples")
     classes = _manifest_classes(root)
@@ -323,8 +334,9 @@ def _list_shards(root: Path, policy: SplitPolicy, owned: Callable[[int], bool]) 
     if classes is None or len(classes) <= top:
         unnamed = [number for number in range(top + 1) if number not in names]
         if unnamed:
-            raise DataError(f"{root}: class index {unnamed[0]} has no images in the shards "
-                            "and no manifest.json names the classes")
+            raise DataError(
+                f"{root}: class index {unnamed[0]} has no images in the shards and no manifest.json names the classes"
+            )
         classes = tuple(names[number] for number in range(top + 1))
     listing.classes = classes
     return listing
@@ -359,8 +371,9 @@ def _decode_owned(listing: Listing, threads: int) -> tuple[dict[int, np.ndarray]
     return pixels, skipped
 
 
-def _gather(local_images: torch.Tensor, local_labels: torch.Tensor, context: DistContext
-            ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def _gather(
+    local_images: torch.Tensor, local_labels: torch.Tensor, context: DistContext
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     if not context.distributed:
         return [local_images], [local_labels]
     images = [torch.empty_like(local_images) for _ in range(context.world_size)]
@@ -380,12 +393,12 @@ def _gather_skipped(skipped: list[Skipped], context: DistContext) -> list[Skippe
     dist.all_gather(lengths, length)
     longest = max(int(value.item()) for value in lengths)
     padded = torch.zeros(longest, dtype=torch.uint8, device=context.device)
-    padded[:payload.numel()] = payload.to(context.device)
+    padded[: payload.numel()] = payload.to(context.device)
     parts = [torch.empty_like(padded) for _ in range(context.world_size)]
     dist.all_gather(parts, padded)
     seen: dict[tuple[str, str], None] = {}
     for part, size in zip(parts, lengths, strict=True):
-        for item in json.loads(bytes(part[:int(size.item())].cpu().tolist())):
+        for item in json.loads(bytes(part[: int(size.item())].cpu().tolist())):
             seen.setdefault((item["source"], item["problem"]))
     return [Skipped(source, problem) for source, problem in seen]
 
@@ -399,8 +412,10 @@ def load_cache(folder: Path, policy: SplitPolicy, context: DistContext, *, threa
     if damaged:
         shown = "; ".join(f"{item.source}: {item.problem}" for item in damaged[:5])
         more = f" (and {len(damaged) - 5} more)" if len(damaged) > 5 else ""
-        raise DataError(f"{listing.root}: {len(damaged)} image(s) do not match {MANIFEST_NAME}: {shown}{more}; the "
-                        "data set copy is incomplete or damaged: download or upload it again (nothing was trained)")
+        raise DataError(
+            f"{listing.root}: {len(damaged)} image(s) do not match {MANIFEST_NAME}: {shown}{more}; the "
+            "data set copy is incomplete or damaged: download or upload it again (nothing was trained)"
+        )
     total = len(listing.samples)
     if total == 0:
         raise DataError(f"{listing.root}: the data set lists no images")
@@ -412,8 +427,9 @@ def load_cache(folder: Path, policy: SplitPolicy, context: DistContext, *, threa
         if index in pixels:
             local_images[slot] = torch.from_numpy(pixels[index])
             local_labels[slot] = listing.samples[index].label
-    gathered_images, gathered_labels = _gather(local_images.to(context.device), local_labels.to(context.device),
-                                               context)
+    gathered_images, gathered_labels = _gather(
+        local_images.to(context.device), local_labels.to(context.device), context
+    )
     images = torch.empty((total, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8, device=context.device)
     labels = torch.empty((total,), dtype=torch.int64, device=context.device)
     for source_rank in range(world):
@@ -427,8 +443,15 @@ def load_cache(folder: Path, policy: SplitPolicy, context: DistContext, *, threa
     for code, name in enumerate(SPLITS):
         chosen = torch.nonzero(usable & (split_codes == code)).flatten()
         splits[name] = SplitData(images=images[chosen].unsqueeze(1).contiguous(), labels=labels[chosen].contiguous())
-    cache = DataCache(kind=listing.kind, root=listing.root, classes=listing.classes, dataset_id=listing.dataset_id,
-                      splits=splits, skipped=skipped, warnings=listing.warnings)
+    cache = DataCache(
+        kind=listing.kind,
+        root=listing.root,
+        classes=listing.classes,
+        dataset_id=listing.dataset_id,
+        splits=splits,
+        skipped=skipped,
+        warnings=listing.warnings,
+    )
     check_cache(cache)
     return cache
 
@@ -437,10 +460,13 @@ def check_cache(cache: DataCache) -> None:
     """Refuse data that would train or evaluate silently wrong: empty splits, classes without images."""
     for name in SPLITS:
         if len(cache.splits[name]) == 0:
-            raise DataError(f"{cache.root}: the {name!r} split has no usable images "
-                            f"({len(cache.skipped)} skipped); the run needs train, val and test images")
+            raise DataError(
+                f"{cache.root}: the {name!r} split has no usable images "
+                f"({len(cache.skipped)} skipped); the run needs train, val and test images"
+            )
     counts = torch.bincount(cache.splits["train"].labels, minlength=len(cache.classes)).tolist()
     empty = [cache.classes[index] for index, count in enumerate(counts) if count == 0]
     if empty:
-        raise DataError(f"{cache.root}: class(es) {', '.join(repr(name) for name in empty)} have no usable "
-                        "training images")
+        raise DataError(
+            f"{cache.root}: class(es) {', '.join(repr(name) for name in empty)} have no usable training images"
+        )

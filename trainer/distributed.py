@@ -65,8 +65,9 @@ def init_distributed(*, cpu: bool = False, timeout_s: float = 1800.0) -> DistCon
     if world_size > 1:
         backend = "nccl" if use_cuda else "gloo"
         if not dist.is_initialized():
-            dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s),
-                                    device_id=device if use_cuda else None)
+            dist.init_process_group(
+                backend=backend, timeout=timedelta(seconds=timeout_s), device_id=device if use_cuda else None
+            )
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device, backend=backend)
 
 
@@ -123,7 +124,15 @@ def modelarts_launch_command(env: Mapping[str, str], script: str, argv: Sequence
         raise ValueError(f"MA_NUM_HOSTS={nodes} but VC_WORKER_HOSTS is empty: cannot find the master node")
     master = hosts[0] if hosts else "127.0.0.1"
     port = _int_variable(env, MASTER_PORT_VARIABLE, DEFAULT_MASTER_PORT)
-    return [sys.executable, "-m", "torch.distributed.run",
-            f"--nnodes={nodes}", f"--node_rank={node_rank}", f"--nproc_per_node={per_node}",
-            f"--master_addr={master}", f"--master_port={port}",
-            script, *argv]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={nodes}",
+        f"--node_rank={node_rank}",
+        f"--nproc_per_node={per_node}",
+        f"--master_addr={master}",
+        f"--master_port={port}",
+        script,
+        *argv,
+    ]

@@ -53,8 +53,10 @@ class EvalResult:
 
     def per_class_accuracy(self) -> list[float | None]:
         totals = self.confusion.sum(dim=1)
-        return [None if int(total) == 0 else float(self.confusion[index, index]) / float(total)
-                for index, total in enumerate(totals)]
+        return [
+            None if int(total) == 0 else float(self.confusion[index, index]) / float(total)
+            for index, total in enumerate(totals)
+        ]
 
 
 def derive_seed(*parts: int) -> int:
@@ -65,11 +67,23 @@ def derive_seed(*parts: int) -> int:
     return value & (2**63 - 1)
 
 
-def train_epoch(*, model: nn.Module, data: SplitData, sampler: ExactDistributedBatches, epoch: int,
-                optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-                context: DistContext, normalisation: Normalisation, augment_config: AugmentConfig,
-                seed: int, amp_dtype: torch.dtype | None, label_smoothing: float,
-                log_every: int, on_step: StepCallback | None) -> EpochResult:
+def train_epoch(
+    *,
+    model: nn.Module,
+    data: SplitData,
+    sampler: ExactDistributedBatches,
+    epoch: int,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    context: DistContext,
+    normalisation: Normalisation,
+    augment_config: AugmentConfig,
+    seed: int,
+    amp_dtype: torch.dtype | None,
+    label_smoothing: float,
+    log_every: int,
+    on_step: StepCallback | None,
+) -> EpochResult:
     """Train one epoch (`epoch` counts from 1). Returns all-reduced plain cross-entropy and accuracy."""
     model.train()
     device = context.device
@@ -94,8 +108,13 @@ def train_epoch(*, model: nn.Module, data: SplitData, sampler: ExactDistributedB
         with torch.no_grad():
             plain = losses.sum() if label_smoothing == 0 else F.cross_entropy(logits, labels, reduction="sum")
             correct = (logits.argmax(dim=1) == labels).sum()
-            totals += torch.stack([plain.double(), correct.double(),
-                                   torch.tensor(float(labels.numel()), dtype=torch.float64, device=device)])
+            totals += torch.stack(
+                [
+                    plain.double(),
+                    correct.double(),
+                    torch.tensor(float(labels.numel()), dtype=torch.float64, device=device),
+                ]
+            )
         if on_step is not None and log_every > 0 and step % log_every == 0 and step < len(batches):
             snapshot = all_reduce_sum(totals.clone(), context).tolist()
             on_step(step, len(batches), snapshot[0] / snapshot[2], snapshot[1] / snapshot[2], int(snapshot[2]))
@@ -106,13 +125,26 @@ def train_epoch(*, model: nn.Module, data: SplitData, sampler: ExactDistributedB
     all_reduce_sum(totals, context)
     all_reduce_sum(cpu, context)
     loss_sum, correct, samples = totals.tolist()
-    return EpochResult(loss=loss_sum / samples, accuracy=correct / samples, samples=int(samples), seconds=seconds,
-                       cpu_seconds=float(cpu.item()))
+    return EpochResult(
+        loss=loss_sum / samples,
+        accuracy=correct / samples,
+        samples=int(samples),
+        seconds=seconds,
+        cpu_seconds=float(cpu.item()),
+    )
 
 
 @torch.no_grad()
-def evaluate(*, model: nn.Module, data: SplitData, context: DistContext, normalisation: Normalisation,
-             num_classes: int, batch_size: int, amp_dtype: torch.dtype | None) -> EvalResult:
+def evaluate(
+    *,
+    model: nn.Module,
+    data: SplitData,
+    context: DistContext,
+    normalisation: Normalisation,
+    num_classes: int,
+    batch_size: int,
+    amp_dtype: torch.dtype | None,
+) -> EvalResult:
     """Plain cross-entropy, accuracy and confusion matrix over the whole split (all ranks together)."""
     model.eval()
     device = context.device
@@ -126,12 +158,20 @@ def evaluate(*, model: nn.Module, data: SplitData, context: DistContext, normali
             logits = model(inputs)
         logits = logits.float()
         predicted = logits.argmax(dim=1)
-        totals += torch.stack([F.cross_entropy(logits, labels, reduction="sum").double(),
-                               (predicted == labels).sum().double(),
-                               torch.tensor(float(labels.numel()), dtype=torch.float64, device=device)])
+        totals += torch.stack(
+            [
+                F.cross_entropy(logits, labels, reduction="sum").double(),
+                (predicted == labels).sum().double(),
+                torch.tensor(float(labels.numel()), dtype=torch.float64, device=device),
+            ]
+        )
         confusion += torch.bincount(labels * num_classes + predicted, minlength=num_classes * num_classes)
     all_reduce_sum(totals, context)
     all_reduce_sum(confusion, context)
     loss_sum, correct, samples = totals.tolist()
-    return EvalResult(loss=loss_sum / samples, accuracy=correct / samples, samples=int(samples),
-                      confusion=confusion.view(num_classes, num_classes).cpu())
+    return EvalResult(
+        loss=loss_sum / samples,
+        accuracy=correct / samples,
+        samples=int(samples),
+        confusion=confusion.view(num_classes, num_classes).cpu(),
+    )

@@ -43,28 +43,39 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def export_package(output: Path, model: nn.Module, *, architecture: str, classes: tuple[str, ...],
-                   mean: float, std: float, manifest_id: str, metrics: dict[str, Any],
-                   job_id: str = "") -> Path:
+def export_package(
+    output: Path,
+    model: nn.Module,
+    *,
+    architecture: str,
+    classes: tuple[str, ...],
+    mean: float,
+    std: float,
+    manifest_id: str,
+    metrics: dict[str, Any],
+    job_id: str = "",
+) -> Path:
     """Write `output/model/` and return its path."""
     target = output / PACKAGE_DIR
     staging = output / f".{PACKAGE_DIR}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "trainer" / "modelarts").mkdir(parents=True)
-    state = {name: tensor.detach().to("cpu", dtype=torch.float32 if tensor.is_floating_point() else tensor.dtype)
-             for name, tensor in model.state_dict().items()}
+    state = {
+        name: tensor.detach().to("cpu", dtype=torch.float32 if tensor.is_floating_point() else tensor.dtype)
+        for name, tensor in model.state_dict().items()
+    }
     save_weights(state, staging / WEIGHTS_NAME, metadata={"format": PACKAGE_FORMAT, "architecture": architecture})
     source = Path(__file__).resolve().parent
     (staging / "trainer" / "__init__.py").write_text(
-        f'"""The code of an exported ArSL model package."""\n\n__version__ = "{__version__}"\n', encoding="utf-8")
+        f'"""The code of an exported ArSL model package."""\n\n__version__ = "{__version__}"\n', encoding="utf-8"
+    )
     for relative in _CODE:
         shutil.copyfile(source / relative, staging / "trainer" / relative)
     config = {
         "format": PACKAGE_FORMAT,
         "architecture": {"name": architecture, "num_classes": len(classes)},
         "classes": list(classes),
-        "input": {"size": [IMAGE_SIZE, IMAGE_SIZE], "mode": "L", "channels": 1, "dtype": "uint8",
-                  "resize": "bilinear"},
+        "input": {"size": [IMAGE_SIZE, IMAGE_SIZE], "mode": "L", "channels": 1, "dtype": "uint8", "resize": "bilinear"},
         "normalisation": {"mean": mean, "std": std, "formula": "(pixel / 255 - mean) / std"},
         "weights": WEIGHTS_NAME,
         "weights_sha256": _sha256(staging / WEIGHTS_NAME),

@@ -31,10 +31,16 @@ class CompactCNN(nn.Module):
         super().__init__()
         self.features = nn.Sequential(
             conv_bn(in_channels, 24, stride=2),  # 64 → 32
-            conv_bn(24, 32), conv_bn(32, 32), nn.MaxPool2d(2),  # → 16
-            conv_bn(32, 64), conv_bn(64, 64), nn.MaxPool2d(2),  # → 8
-            conv_bn(64, 128), conv_bn(128, 128),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            conv_bn(24, 32),
+            conv_bn(32, 32),
+            nn.MaxPool2d(2),  # → 16
+            conv_bn(32, 64),
+            conv_bn(64, 64),
+            nn.MaxPool2d(2),  # → 8
+            conv_bn(64, 128),
+            conv_bn(128, 128),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(128, num_classes))
 
@@ -56,10 +62,17 @@ class WideCNN(nn.Module):
         super().__init__()
         self.features = nn.Sequential(
             conv_bn(in_channels, 32),  # 64×64
-            conv_bn(32, 64), nn.MaxPool2d(2), Residual(64),  # → 32
-            conv_bn(64, 128), nn.MaxPool2d(2), Residual(128),  # → 16
-            conv_bn(128, 256), nn.MaxPool2d(2), Residual(256),  # → 8
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            conv_bn(32, 64),
+            nn.MaxPool2d(2),
+            Residual(64),  # → 32
+            conv_bn(64, 128),
+            nn.MaxPool2d(2),
+            Residual(128),  # → 16
+            conv_bn(128, 256),
+            nn.MaxPool2d(2),
+            Residual(256),  # → 8
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(256, num_classes))
 

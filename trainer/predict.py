@@ -67,9 +67,17 @@ def read_config(model_dir: Path) -> dict[str, Any]:
 
 
 class Predictor:
-    def __init__(self, model: nn.Module, classes: Sequence[str], mean: float, std: float, *,
-                 device: str | torch.device = "cpu", max_batch: int = 64,
-                 config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        classes: Sequence[str],
+        mean: float,
+        std: float,
+        *,
+        device: str | torch.device = "cpu",
+        max_batch: int = 64,
+        config: dict[str, Any] | None = None,
+    ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.classes = tuple(classes)
@@ -103,10 +111,19 @@ class Predictor:
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as error:
-            raise PackageError(f"{model_dir / weights_name}: weights do not fit the architecture "
-                               f"{architecture.get('name')!r} ({error})") from None
-        return cls(model.to(memory_format=torch.channels_last), classes, mean, std, device=device,
-                   max_batch=max_batch, config=config)
+            raise PackageError(
+                f"{model_dir / weights_name}: weights do not fit the architecture "
+                f"{architecture.get('name')!r} ({error})"
+            ) from None
+        return cls(
+            model.to(memory_format=torch.channels_last),
+            classes,
+            mean,
+            std,
+            device=device,
+            max_batch=max_batch,
+            config=config,
+        )
 
     def preprocess(self, data: bytes) -> torch.Tensor:
         """One image's bytes → a (1, 64, 64) normalised float tensor."""
@@ -126,7 +143,7 @@ class Predictor:
         """(B, 1, 64, 64) normalised inputs → (B, classes) softmax probabilities, in chunks of max_batch."""
         outputs = []
         for start in range(0, batch.shape[0], self.max_batch):
-            chunk = batch[start:start + self.max_batch].to(self.device).contiguous(memory_format=torch.channels_last)
+            chunk = batch[start : start + self.max_batch].to(self.device).contiguous(memory_format=torch.channels_last)
             outputs.append(torch.softmax(self.model(chunk).float(), dim=1).cpu())
         return torch.cat(outputs) if outputs else torch.empty((0, len(self.classes)))
 
@@ -136,6 +153,10 @@ class Predictor:
         probabilities = self.probabilities(self.preprocess_batch(items))
         k = max(1, min(top_k, len(self.classes)))
         values, indices = probabilities.topk(k, dim=1)
-        return [[Prediction(self.classes[int(index)], int(index), float(value))
-                 for value, index in zip(row_values, row_indices, strict=True)]
-                for row_values, row_indices in zip(values.tolist(), indices.tolist(), strict=True)]
+        return [
+            [
+                Prediction(self.classes[int(index)], int(index), float(value))
+                for value, index in zip(row_values, row_indices, strict=True)
+            ]
+            for row_values, row_indices in zip(values.tolist(), indices.tolist(), strict=True)
+        ]

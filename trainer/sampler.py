@@ -46,8 +46,9 @@ class ExactDistributedBatches:
 
     def batches(self, epoch: int) -> list[tuple[torch.Tensor, int]]:
         """This rank's (indices, size of the global batch they belong to) for each step of `epoch`."""
-        return [(torch.tensor_split(batch, self.world_size)[self.rank], len(batch))
-                for batch in self.global_batches(epoch)]
+        return [
+            (torch.tensor_split(batch, self.world_size)[self.rank], len(batch)) for batch in self.global_batches(epoch)
+        ]
 
 
 def shard_for_rank(size: int, world_size: int, rank: int) -> torch.Tensor:

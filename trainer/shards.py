@@ -113,8 +113,12 @@ def read_shard_index(path: Path) -> ShardIndex:
         found = raw.get("format") if isinstance(raw, dict) else None
         raise ShardIndexError(f"{path}: format is {found!r}, expected one of {', '.join(SHARDS_FORMATS)}")
     try:
-        shards = tuple(ShardEntry(name=str(item["name"]), bytes=int(item["bytes"]), md5=str(item["md5"]),
-                                  samples=int(item["samples"])) for item in raw["shards"])
+        shards = tuple(
+            ShardEntry(
+                name=str(item["name"]), bytes=int(item["bytes"]), md5=str(item["md5"]), samples=int(item["samples"])
+            )
+            for item in raw["shards"]
+        )
     except (KeyError, TypeError, ValueError) as error:
         raise ShardIndexError(f"{path}: missing or malformed field in 'shards' ({error})") from None
     for entry in shards:

@@ -16,8 +16,15 @@ from pathlib import Path
 import torch
 
 _DTYPES: dict[torch.dtype, str] = {
-    torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
-    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.float64: "F64",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
     torch.bool: "BOOL",
 }
 _BY_NAME = {name: dtype for dtype, name in _DTYPES.items()}
@@ -36,8 +43,11 @@ def _encode(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes
         if tensor.dtype not in _DTYPES:
             raise WeightsError(f"tensor {name!r}: dtype {tensor.dtype} is not supported")
         blob = tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
-        header[name] = {"dtype": _DTYPES[tensor.dtype], "shape": list(tensor.shape),
-                        "data_offsets": [offset, offset + len(blob)]}
+        header[name] = {
+            "dtype": _DTYPES[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + len(blob)],
+        }
         blobs.append(blob)
         offset += len(blob)
     text = json.dumps(header, separators=(",", ":")).encode()
@@ -52,10 +62,10 @@ def _decode(data: bytes, source: str) -> dict[str, torch.Tensor]:
     if length > len(data) - 8:
         raise WeightsError(f"{source}: header length {length} exceeds the file size")
     try:
-        header = json.loads(data[8:8 + length])
+        header = json.loads(data[8 : 8 + length])
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise WeightsError(f"{source}: header is not JSON ({error})") from None
-    body = memoryview(data)[8 + length:]
+    body = memoryview(data)[8 + length :]
     tensors: dict[str, torch.Tensor] = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -68,8 +78,11 @@ def _decode(data: bytes, source: str) -> dict[str, torch.Tensor]:
             raise WeightsError(f"{source}: tensor {name!r} has a malformed header entry") from None
         if not 0 <= start <= end <= len(body):
             raise WeightsError(f"{source}: tensor {name!r} lies outside the file")
-        raw = torch.frombuffer(bytearray(body[start:end]), dtype=torch.uint8) if end > start else \
-            torch.empty(0, dtype=torch.uint8)
+        raw = (
+            torch.frombuffer(bytearray(body[start:end]), dtype=torch.uint8)
+            if end > start
+            else torch.empty(0, dtype=torch.uint8)
+        )
         tensors[name] = raw.view(dtype).reshape(shape)
     return tensors
 

@@ -25,8 +25,17 @@ from arsl_tui.cli import (
 )
 from arsl_tui.cli.common import EXIT_USAGE, CommandContext, CommandFailed, run_command, safe_text
 
-_GROUPS = (commands_console, commands_data, commands_upload, commands_train, commands_gate, commands_serve,
-           commands_canary, commands_alarms, commands_pipeline)
+_GROUPS = (
+    commands_console,
+    commands_data,
+    commands_upload,
+    commands_train,
+    commands_gate,
+    commands_serve,
+    commands_canary,
+    commands_alarms,
+    commands_pipeline,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,14 +47,27 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
-                        help="config file (else $ARSL_CONFIG, else ./config.toml, else defaults)")
-    common.add_argument("--backend", choices=("local", "huawei"), default=argparse.SUPPRESS,
-                        help="which backend to use (overrides config)")
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="machine-readable output on stdout; logs go to stderr")
-    parser = _Parser(prog="arsl", parents=[common],
-                     description="ArSL Ops Console: data → training → gate → canary → alarms.")
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="config file (else $ARSL_CONFIG, else ./config.toml, else defaults)",
+    )
+    common.add_argument(
+        "--backend",
+        choices=("local", "huawei"),
+        default=argparse.SUPPRESS,
+        help="which backend to use (overrides config)",
+    )
+    common.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="machine-readable output on stdout; logs go to stderr",
+    )
+    parser = _Parser(
+        prog="arsl", parents=[common], description="ArSL Ops Console: data → training → gate → canary → alarms."
+    )
     parser.add_argument("--version", action="version", version=f"arsl {__version__}")
     commands_console.add_top_level_options(parser)
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -65,8 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:  # a group without its action (`arsl data`): its help, as a usage error on stderr
             with contextlib.redirect_stdout(sys.stderr), contextlib.suppress(SystemExit):
                 parser.parse_args([*arguments, "--help"])
-            chosen = [value for name, value in vars(namespace).items()
-                      if (name == "command" or name.endswith("_command")) and isinstance(value, str)]
+            chosen = [
+                value
+                for name, value in vars(namespace).items()
+                if (name == "command" or name.endswith("_command")) and isinstance(value, str)
+            ]
             sys.stderr.write(f"arsl: error: `arsl {' '.join(chosen)}` needs an action (listed above)\n")
             return EXIT_USAGE
     context = CommandContext.from_namespace(namespace)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
+from arsl_tui.backends import backend_for
 from arsl_tui.cli.common import (
     EXIT_BACKEND,
     EXIT_FAILED,
@@ -51,15 +52,24 @@ if TYPE_CHECKING:
 
 STATE_GLYPHS = {"ok": ("●", "green"), "alarm": ("▲", "bold red"), "insufficient_data": ("○", "yellow")}
 STATE_LABELS = {"ok": "ok", "alarm": "ALARM", "insufficient_data": "no data"}
-PHASE_GLYPHS = {"done": ("✓", "green"), "running": ("◐", "cyan"), "attention": ("!", "bold red"),
-                "none": ("·", "dim"), "unknown": ("?", "yellow")}
+PHASE_GLYPHS = {
+    "done": ("✓", "green"),
+    "running": ("◐", "cyan"),
+    "attention": ("!", "bold red"),
+    "none": ("·", "dim"),
+    "unknown": ("?", "yellow"),
+}
 STATES = ("ok", "alarm", "insufficient_data")
 
 
 def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
-    alarms = subcommands.add_parser("alarms", parents=[common], help="alarm rules, their states and history",
-                                    description="Alarm rules with Cloud Eye semantics, on the local gateway or on "
-                                                "Cloud Eye ([alarms] in config.toml).")
+    alarms = subcommands.add_parser(
+        "alarms",
+        parents=[common],
+        help="alarm rules, their states and history",
+        description="Alarm rules with Cloud Eye semantics, on the local gateway or on "
+        "Cloud Eye ([alarms] in config.toml).",
+    )
     actions = alarms.add_subparsers(dest="alarms_command", metavar="ACTION")
     setup = actions.add_parser("setup", parents=[common], help="create or update the configured rules (idempotent)")
     setup.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
@@ -70,8 +80,9 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
     history = actions.add_parser("history", parents=[common], help="state changes and acknowledgements")
     history.add_argument("rule", nargs="?", metavar="RULE", help="only this rule")
     history.add_argument("--since", metavar="DURATION", help="only the last DURATION (e.g. 2h, 1d)")
-    history.add_argument("--limit", type=whole_number(1, 100_000), default=50,
-                         metavar="N", help="at most N lines (default 50)")
+    history.add_argument(
+        "--limit", type=whole_number(1, 100_000), default=50, metavar="N", help="at most N lines (default 50)"
+    )
     history.set_defaults(handler=_errors(history_command))
     ack = actions.add_parser("ack", parents=[common], help="acknowledge a rule's alarm (logged)")
     ack.add_argument("rule", metavar="RULE")
@@ -80,15 +91,20 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
     ack.set_defaults(handler=_errors(ack_command))
     silence = actions.add_parser("silence", parents=[common], help="mute a rule's notifications for a time (logged)")
     silence.add_argument("rule", metavar="RULE")
-    silence.add_argument("--for", dest="duration", required=True, metavar="DURATION",
-                         help="how long: 30m, 2h, 1d (0 ends a silence)")
+    silence.add_argument(
+        "--for", dest="duration", required=True, metavar="DURATION", help="how long: 30m, 2h, 1d (0 ends a silence)"
+    )
     silence.add_argument("--note", default="", metavar="TEXT", help="why (kept in the history)")
     silence.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     silence.set_defaults(handler=_errors(silence_command))
     watch = actions.add_parser("watch", parents=[common], help="run the monitor's rounds on a schedule")
     watch.add_argument("--once", action="store_true", help="one round, then exit")
-    watch.add_argument("--interval", type=number(0, 86_400, above=True), metavar="SECONDS",
-                       help="seconds between rounds (default: [alarms] evaluation_period_s)")
+    watch.add_argument(
+        "--interval",
+        type=number(0, 86_400, above=True),
+        metavar="SECONDS",
+        help="seconds between rounds (default: [alarms] evaluation_period_s)",
+    )
     watch.set_defaults(handler=_errors(watch_command))
 
     status = subcommands.add_parser("status", parents=[common], help="every phase at a glance, and what to do next")
@@ -151,15 +167,18 @@ def setup_command(context: CommandContext, namespace: argparse.Namespace) -> int
 
     settings = context.settings
     context.require_writable("set up alarm rules")
-    where = "Cloud Eye" if settings.backend == "huawei" else "the local monitor"
-    confirm(context, f"Create or update the [alarms] rules in {where}?", namespace.yes)
+    backend = backend_for(settings)
+    confirm(context, f"Create or update the [alarms] rules in {backend.monitor_label}?", namespace.yes)
     report = monitoring.setup(settings)
     if context.json_output:
-        context.emit_json({"backend": settings.backend, **report.to_json()})
+        context.emit_json({"backend": backend.name, **report.to_json()})
         return EXIT_OK
     console = context.console
-    for label, names, style in (("created", report.created, "green"), ("updated", report.updated, "cyan"),
-                                ("unchanged", report.unchanged, "dim")):
+    for label, names, style in (
+        ("created", report.created, "green"),
+        ("updated", report.updated, "cyan"),
+        ("unchanged", report.unchanged, "dim"),
+    ):
         for name in names:
             console.print(Text.assemble((f"{label:9} ", style), name))
     for skipped in report.skipped:
@@ -171,8 +190,14 @@ def setup_command(context: CommandContext, namespace: argparse.Namespace) -> int
 
 def rules_table(views: Sequence[RuleView], now: float) -> Table:
     table = Table(show_edge=False, pad_edge=False, box=None)
-    for name, justify, wrap in (("state", "left", False), ("rule", "left", False), ("value", "right", False),
-                                ("condition", "left", True), ("since", "left", False), ("marks", "left", True)):
+    for name, justify, wrap in (
+        ("state", "left", False),
+        ("rule", "left", False),
+        ("value", "right", False),
+        ("condition", "left", True),
+        ("since", "left", False),
+        ("marks", "left", True),
+    ):
         table.add_column(name, justify=justify, no_wrap=not wrap)  # type: ignore[arg-type]
     for view in views:
         marks = []
@@ -182,8 +207,14 @@ def rules_table(views: Sequence[RuleView], now: float) -> Table:
             marks.append(f"silenced until {_short_when(view.silenced_until)}")
         if not view.enabled:
             marks.append("disabled")
-        table.add_row(_state(view.state.value), view.rule.name, _value(view.value), view.rule.condition,
-                      _short_when(view.since), ", ".join(marks))
+        table.add_row(
+            _state(view.state.value),
+            view.rule.name,
+            _value(view.value),
+            view.rule.condition,
+            _short_when(view.since),
+            ", ".join(marks),
+        )
     return table
 
 
@@ -196,7 +227,7 @@ def list_command(context: CommandContext, namespace: argparse.Namespace) -> int:
         views = [view for view in views if view.state.value == namespace.state]
     now = time.time()
     if context.json_output:
-        context.emit_json({"backend": settings.backend, "alarms": [view.to_json(now) for view in views]})
+        context.emit_json({"backend": backend_for(settings).name, "alarms": [view.to_json(now) for view in views]})
         return EXIT_OK
     if not views:
         context.console.print("no alarm rules" + ("" if namespace.state else "; `arsl alarms setup` creates them"))
@@ -211,8 +242,9 @@ def history_table(entries: Sequence[HistoryEntry]) -> Table:
         table.add_column(name, justify="right" if name == "value" else "left", no_wrap=name != "detail")
     for entry in entries:
         if entry.kind.value == "transition":
-            change = Text.assemble(_state(entry.old.value if entry.old else "?"), " → ",
-                                   _state(entry.new.value if entry.new else "?"))
+            change = Text.assemble(
+                _state(entry.old.value if entry.old else "?"), " → ", _state(entry.new.value if entry.new else "?")
+            )
         else:
             change = Text(f"{entry.kind.value} by {entry.user or '?'}", style="cyan")
         table.add_row(_short_when(entry.time), entry.rule, change, _value(entry.value), Text(entry.detail))
@@ -237,10 +269,15 @@ def history_command(context: CommandContext, namespace: argparse.Namespace) -> i
         # gets here when there is none.
         known = [view.rule.name for view in monitoring.list_rules(context.settings)]
         if namespace.rule not in known:
-            raise CommandFailed(f"no alarm rule named {namespace.rule!r} and no history for it "
-                                f"(rules: {', '.join(known) or 'none; run `arsl alarms setup`'})", EXIT_USAGE)
+            raise CommandFailed(
+                f"no alarm rule named {namespace.rule!r} and no history for it "
+                f"(rules: {', '.join(known) or 'none; run `arsl alarms setup`'})",
+                EXIT_USAGE,
+            )
     if context.json_output:
-        context.emit_json({"backend": context.settings.backend, "history": [entry.to_json() for entry in entries]})
+        context.emit_json(
+            {"backend": backend_for(context.settings).name, "history": [entry.to_json() for entry in entries]}
+        )
         return EXIT_OK
     if not entries:
         context.console.print("no alarm history" + (f" for {namespace.rule}" if namespace.rule else ""))
@@ -258,8 +295,10 @@ def ack_command(context: CommandContext, namespace: argparse.Namespace) -> int:
     if context.json_output:
         context.emit_json(view.to_json(time.time()))
     else:
-        context.console.print(f"{view.rule.name}: acknowledged by {view.acknowledged_by} at "
-                              f"{_when(view.acknowledged_at)} (until it leaves alarm)")
+        context.console.print(
+            f"{view.rule.name}: acknowledged by {view.acknowledged_by} at "
+            f"{_when(view.acknowledged_at)} (until it leaves alarm)"
+        )
     return EXIT_OK
 
 
@@ -272,16 +311,21 @@ def silence_command(context: CommandContext, namespace: argparse.Namespace) -> i
     except ValueError as error:
         raise CommandFailed(f"--for: {error}", EXIT_USAGE) from None
     context.require_writable("silence an alarm rule")
-    question = (f"Silence the notifications of {namespace.rule} for {namespace.duration}?" if seconds
-                else f"End the silence of {namespace.rule}?")
+    question = (
+        f"Silence the notifications of {namespace.rule} for {namespace.duration}?"
+        if seconds
+        else f"End the silence of {namespace.rule}?"
+    )
     confirm(context, question, namespace.yes)
     view = monitoring.silence(context.settings, namespace.rule, seconds, note=namespace.note)
     now = time.time()
     if context.json_output:
         context.emit_json(view.to_json(now))
     elif view.silenced(now):
-        context.console.print(f"{view.rule.name}: silenced until {_when(view.silenced_until)} (it still changes "
-                              "state; the history records both)")
+        context.console.print(
+            f"{view.rule.name}: silenced until {_when(view.silenced_until)} (it still changes "
+            "state; the history records both)"
+        )
     else:
         context.console.print(f"{view.rule.name}: not silenced")
     return EXIT_OK
@@ -289,17 +333,31 @@ def silence_command(context: CommandContext, namespace: argparse.Namespace) -> i
 
 def _print_round(context: CommandContext, result: RoundResult) -> None:
     if context.json_output:
-        context.emit_json({"time": result.time, "published": list(result.published),
-                           "events": [{"rule": event.rule, "time": event.time, "state": event.state.value,
-                                       "old": event.old.value if event.old else None,
-                                       "notice": event.notice.value if event.notice else None,
-                                       "value": event.value, "reason": event.reason, "silenced": event.silenced}
-                                      for event in result.events]})
+        context.emit_json(
+            {
+                "time": result.time,
+                "published": list(result.published),
+                "events": [
+                    {
+                        "rule": event.rule,
+                        "time": event.time,
+                        "state": event.state.value,
+                        "old": event.old.value if event.old else None,
+                        "notice": event.notice.value if event.notice else None,
+                        "value": event.value,
+                        "reason": event.reason,
+                        "silenced": event.silenced,
+                    }
+                    for event in result.events
+                ],
+            }
+        )
         return
     for event in result.events:
         muted = " (silenced)" if event.silenced else ""
-        context.console.print(Text.assemble(f"{_when(event.time)} {event.rule} ", _state(event.state.value),
-                                            f" {event.reason}{muted}"))
+        context.console.print(
+            Text.assemble(f"{_when(event.time)} {event.rule} ", _state(event.state.value), f" {event.reason}{muted}")
+        )
     for item in result.published:
         context.console.print(f"{_when(result.time)} pushed {item}")
 
@@ -323,8 +381,14 @@ def watch_command(context: CommandContext, namespace: argparse.Namespace) -> int
             context.err_console.print(Text.assemble(("round failed: ", "yellow"), str(error)))
 
         try:
-            monitoring.watch(settings, stop, lambda result: _print_round(context, result), monitor=monitor,
-                             interval_s=namespace.interval, on_error=report_error)
+            monitoring.watch(
+                settings,
+                stop,
+                lambda result: _print_round(context, result),
+                monitor=monitor,
+                interval_s=namespace.interval,
+                on_error=report_error,
+            )
         except KeyboardInterrupt:
             stop.set()
         return EXIT_OK
@@ -345,8 +409,9 @@ def status_table(report: StatusReport) -> Table:
     for item in report.rows:
         glyph, style = PHASE_GLYPHS[item.state.value]
         summary = Text(item.summary + (f" ({item.error})" if item.error else ""))
-        table.add_row(Text(glyph, style=style), item.phase, Text(item.state.value, style=style), summary,
-                      item.next_step)
+        table.add_row(
+            Text(glyph, style=style), item.phase, Text(item.state.value, style=style), summary, item.next_step
+        )
     return table
 
 
@@ -360,8 +425,7 @@ def status_command(context: CommandContext, namespace: argparse.Namespace) -> in
     context.console.print(status_table(report))
     pipeline = report.pipeline.details if report.pipeline is not None else {}
     if pipeline.get("events_file"):
-        context.console.print(Text.assemble(("pipeline events: ", "dim"), str(pipeline["events_file"])),
-                              soft_wrap=True)
+        context.console.print(Text.assemble(("pipeline events: ", "dim"), str(pipeline["events_file"])), soft_wrap=True)
     if report.next_step:
         context.console.print(Text.assemble(("next: ", "bold"), report.next_step), soft_wrap=True)
     return EXIT_OK

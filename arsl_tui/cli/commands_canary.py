@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
+from arsl_tui.backends import backend_for
 from arsl_tui.cli.common import (
     EXIT_BACKEND,
     EXIT_FAILED,
@@ -40,20 +41,24 @@ from arsl_tui.cli.common import (
 
 if TYPE_CHECKING:
     from arsl_tui.domain.canary import CanaryRun, Command
-    from arsl_tui.ops.deployment import CanaryController, CanaryStatus
+    from arsl_tui.ops.canary import CanaryController, CanaryStatus
 
 
 def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
     canary = subcommands.add_parser(
-        "canary", parents=[common], help="release the challenger step by step; promote or roll back",
+        "canary",
+        parents=[common],
+        help="release the challenger step by step; promote or roll back",
         description="Canary releases: the challenger serves a growing share of traffic ([canary] steps); at each "
-                    "window's end the judge compares it with the champion and the controller steps up, holds, or "
-                    "rolls back automatically.")
+        "window's end the judge compares it with the champion and the controller steps up, holds, or "
+        "rolls back automatically.",
+    )
     actions = canary.add_subparsers(dest="canary_command", metavar="ACTION")
     status = actions.add_parser("status", parents=[common], help="the current canary (exit 1 if rolled back)")
     status.set_defaults(handler=_errors(status_command))
-    watch = actions.add_parser("watch", parents=[common],
-                               help="drive the canary until it is promoted (exit 0) or rolled back (exit 1)")
+    watch = actions.add_parser(
+        "watch", parents=[common], help="drive the canary until it is promoted (exit 0) or rolled back (exit 1)"
+    )
     watch.add_argument("--observe", action="store_true", help="only show progress; take no action")
     watch.set_defaults(handler=_errors(watch_command))
     start = actions.add_parser("start", parents=[common], help="release VERSION beside the champion")
@@ -81,13 +86,15 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
         gateway = subcommands.add_parser("gateway", parents=[common], help="API Gateway")
         gateway_actions = gateway.add_subparsers(dest="gateway_command", metavar="ACTION")
     else:
-        gateway_actions = next(action for action in gateway._actions
-                               if isinstance(action, argparse._SubParsersAction))
+        gateway_actions = next(action for action in gateway._actions if isinstance(action, argparse._SubParsersAction))
     setup = gateway_actions.add_parser(
-        "setup", parents=[common], help="(huawei) publish the service behind API Gateway with app-code auth",
+        "setup",
+        parents=[common],
+        help="(huawei) publish the service behind API Gateway with app-code auth",
         description="Create or update, idempotently: an API group, an API with APP authentication backed by the "
-                    "ModelArts service URL, an app and its app code, a throttling policy ([gateway] limits) bound "
-                    "to the API, and publish it to the environment; records the published version.")
+        "ModelArts service URL, an app and its app code, a throttling policy ([gateway] limits) bound "
+        "to the API, and publish it to the environment; records the published version.",
+    )
     setup.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     setup.set_defaults(handler=_errors(gateway_setup_command))
 
@@ -103,7 +110,8 @@ def _errors(handler: Handler) -> Handler:
         from arsl_tui.domain.canary import CanaryError
         from arsl_tui.domain.ports import ServingPlatformError
         from arsl_tui.domain.registry import RegistryError
-        from arsl_tui.ops.deployment import ControllerBusy, GatewaySetupError
+        from arsl_tui.ops.canary_wiring import GatewaySetupError
+        from arsl_tui.state.canary_store import ControllerBusy
 
         try:
             return handler(context, namespace)
@@ -118,13 +126,13 @@ def _errors(handler: Handler) -> Handler:
 
 
 def _controller(context: CommandContext) -> CanaryController:
-    from arsl_tui.ops.deployment import open_controller
+    from arsl_tui.ops.canary_wiring import open_controller
 
     return open_controller(context.settings)
 
 
 def _weights(weights: Any) -> str:
-    from arsl_tui.ops.deployment import describe_weights
+    from arsl_tui.ops.canary import describe_weights
 
     return describe_weights(dict(weights))
 
@@ -145,7 +153,7 @@ def _percent(value: float | None) -> str:
 
 
 def print_status(context: CommandContext, status: CanaryStatus) -> None:
-    from arsl_tui.ops.deployment import stats_rows
+    from arsl_tui.ops.canary import stats_rows
 
     run = status.run
     if run is None:
@@ -154,15 +162,20 @@ def print_status(context: CommandContext, status: CanaryStatus) -> None:
     facts = Table(show_header=False, show_edge=False, pad_edge=False, box=None)
     facts.add_column(style="bold")
     facts.add_column()
-    colour = {"promoted": "green", "rolled_back": "red", "failed": "red", "paused": "yellow"}.get(run.phase.value,
-                                                                                                  "cyan")
+    colour = {"promoted": "green", "rolled_back": "red", "failed": "red", "paused": "yellow"}.get(
+        run.phase.value, "cyan"
+    )
     facts.add_row("canary", Text(f"{run.challenger} vs champion {run.champion}  ({run.run_id})"))
     facts.add_row("phase", Text(run.phase.value, style=f"bold {colour}"))
-    steps = "  ".join(f"[{step.weight}%]" if index == run.step and run.phase.active else f"{step.weight}%"
-                      for index, step in enumerate(run.plan.steps))
+    steps = "  ".join(
+        f"[{step.weight}%]" if index == run.step and run.phase.active else f"{step.weight}%"
+        for index, step in enumerate(run.plan.steps)
+    )
     facts.add_row("plan", Text(steps))
-    facts.add_row("weights", Text(_weights(status.platform.weights) if status.platform else
-                                  _weights(run.target_weights) + " (target)"))
+    facts.add_row(
+        "weights",
+        Text(_weights(status.platform.weights) if status.platform else _weights(run.target_weights) + " (target)"),
+    )
     left = run.time_left(status.now)
     if left is not None:
         facts.add_row("window ends", Text(f"in {left:.0f} s" + (f" (held {run.holds}×)" if run.holds else "")))
@@ -183,9 +196,14 @@ def print_status(context: CommandContext, status: CanaryStatus) -> None:
             if item is None:
                 table.add_row(version, "—", "—", "—", "—", "—")
                 continue
-            table.add_row(version, str(item.requests), _percent(item.error_rate if item.requests else None),
-                          _ms(item.percentile_ms(50)), _ms(item.percentile_ms(95)),
-                          f"{_percent(item.online_accuracy)} of {item.feedback}")
+            table.add_row(
+                version,
+                str(item.requests),
+                _percent(item.error_rate if item.requests else None),
+                _ms(item.percentile_ms(50)),
+                _ms(item.percentile_ms(95)),
+                f"{_percent(item.online_accuracy)} of {item.feedback}",
+            )
         context.console.print(table)
     if run.judgements:
         verdicts = Table(show_edge=False, pad_edge=False, title="windows judged")
@@ -195,8 +213,9 @@ def print_status(context: CommandContext, status: CanaryStatus) -> None:
             judgement = record["judgement"]
             metrics = ", ".join(f"{metric['name']} {metric['classification']}" for metric in judgement["metrics"])
             score = judgement.get("score")
-            verdicts.add_row(f"{record['weight']}%", judgement["outcome"], "—" if score is None else f"{score:.0f}",
-                             Text(metrics))
+            verdicts.add_row(
+                f"{record['weight']}%", judgement["outcome"], "—" if score is None else f"{score:.0f}", Text(metrics)
+            )
         context.console.print(verdicts)
 
 
@@ -228,8 +247,9 @@ def watch_command(context: CommandContext, namespace: argparse.Namespace) -> int
             weights = _weights(status.platform.weights) if status.platform else _weights(run.target_weights)
             left = run.time_left(status.now)
             when = f", window ends in {left:.0f} s" if left is not None else ""
-            context.console.print(Text.assemble((f"{run.phase.value}", "bold"), f" [{weights}{when}] {run.reason}"),
-                                  soft_wrap=True)
+            context.console.print(
+                Text.assemble((f"{run.phase.value}", "bold"), f" [{weights}{when}] {run.reason}"), soft_wrap=True
+            )
             if run.error:
                 context.console.print(Text(f"  retrying: {run.error}", style="yellow"), soft_wrap=True)
 
@@ -256,8 +276,12 @@ def start_command(context: CommandContext, namespace: argparse.Namespace) -> int
         version = namespace.version or aliases.get("challenger") or "?"
         version = aliases.get(version, version)
         first = context.settings.canary.steps[0]
-        confirm(context, f"Release {version} beside champion {aliases.get('champion', '?')} at {first}% "
-                          f"({', '.join(f'{weight}%' for weight in context.settings.canary.steps)})?", namespace.yes)
+        confirm(
+            context,
+            f"Release {version} beside champion {aliases.get('champion', '?')} at {first}% "
+            f"({', '.join(f'{weight}%' for weight in context.settings.canary.steps)})?",
+            namespace.yes,
+        )
         controller.start(namespace.version, expect_seq=seen.seq if seen else 0)
         status = controller.status()
     finally:
@@ -273,8 +297,9 @@ def _finish(context: CommandContext, status: CanaryStatus) -> int:
     return EXIT_OK
 
 
-def _apply(context: CommandContext, command: Command, question: Callable[[CanaryRun], str], assume_yes: bool,
-           reason: str = "") -> CanaryStatus:
+def _apply(
+    context: CommandContext, command: Command, question: Callable[[CanaryRun], str], assume_yes: bool, reason: str = ""
+) -> CanaryStatus:
     """Ask (naming versions and weights), then apply `command` to the run that was shown — only to it."""
     controller = _controller(context)
     try:
@@ -295,11 +320,15 @@ def promote_command(context: CommandContext, namespace: argparse.Namespace) -> i
 
     def question(run: CanaryRun) -> str:
         if namespace.full or run.step >= run.plan.last:
-            return (f"Promote {run.challenger} now: {run.challenger} 100% / {run.champion} 0%, and make "
-                    f"{run.challenger} the champion?")
+            return (
+                f"Promote {run.challenger} now: {run.challenger} 100% / {run.champion} 0%, and make "
+                f"{run.challenger} the champion?"
+            )
         weight = run.plan.steps[run.step + 1].weight
-        return (f"Step {run.challenger} from {run.plan.steps[run.step].weight}% to {weight}% "
-                f"({run.champion} {100 - weight}% / {run.challenger} {weight}%) without waiting for the judge?")
+        return (
+            f"Step {run.challenger} from {run.plan.steps[run.step].weight}% to {weight}% "
+            f"({run.champion} {100 - weight}% / {run.challenger} {weight}%) without waiting for the judge?"
+        )
 
     command = Command.PROMOTE_FULL if namespace.full else Command.PROMOTE
     return _finish(context, _apply(context, command, question, namespace.yes, namespace.reason))
@@ -336,17 +365,22 @@ def rollback_command(context: CommandContext, namespace: argparse.Namespace) -> 
 
 
 def gateway_setup_command(context: CommandContext, namespace: argparse.Namespace) -> int:
-    from arsl_tui.ops.deployment import gateway_setup
+    from arsl_tui.ops.canary_wiring import gateway_setup
 
     context.require_writable("set up API Gateway")
     settings = context.settings
-    if settings.backend != "huawei":
-        raise CommandFailed("the local gateway needs no setup: `arsl deploy VERSION` serves it and "
-                            "`arsl gateway keys create NAME` makes a key (use --backend huawei for API Gateway)",
-                            EXIT_USAGE)
-    confirm(context, f"Publish service {settings.huawei.service_name!r} through API Gateway instance "
-                      f"{settings.huawei.apig_instance_id or '(unset)'} ({settings.huawei.apig_environment})?",
-             namespace.yes)
+    if backend_for(settings).runs_here:
+        raise CommandFailed(
+            "the local gateway needs no setup: `arsl deploy VERSION` serves it and "
+            "`arsl gateway keys create NAME` makes a key (use --backend huawei for API Gateway)",
+            EXIT_USAGE,
+        )
+    confirm(
+        context,
+        f"Publish service {settings.huawei.service_name!r} through API Gateway instance "
+        f"{settings.huawei.apig_instance_id or '(unset)'} ({settings.huawei.apig_environment})?",
+        namespace.yes,
+    )
     report = gateway_setup(settings)
     payload = report.to_json()
     if context.json_output:

@@ -26,18 +26,30 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
 def add_top_level_options(parser: argparse.ArgumentParser) -> None:
     """The console's options before any command (`arsl --read-only`), kept apart so `check_top_level`
     can refuse them in front of another command, where they would be silently ignored."""
-    parser.add_argument("--read-only", dest="console_read_only", action="store_true", default=argparse.SUPPRESS,
-                        help="start the console with every action that changes something disabled")
-    parser.add_argument("--theme", dest="console_theme", metavar="NAME", default=argparse.SUPPRESS,
-                        help="start the console with this theme (name or file in themes/)")
+    parser.add_argument(
+        "--read-only",
+        dest="console_read_only",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="start the console with every action that changes something disabled",
+    )
+    parser.add_argument(
+        "--theme",
+        dest="console_theme",
+        metavar="NAME",
+        default=argparse.SUPPRESS,
+        help="start the console with this theme (name or file in themes/)",
+    )
 
 
 def check_top_level(parser: argparse.ArgumentParser, namespace: argparse.Namespace) -> None:
     """A usage error for `arsl --read-only upload …`: those options belong to the console alone."""
     used = [option for dest, option in _TOP_LEVEL_DESTS.items() if hasattr(namespace, dest)]
     if used and namespace.command not in (None, "console"):
-        parser.error(f"{' and '.join(used)} before a command only start the console; `arsl {namespace.command}` "
-                     "does not take them there (read-only for every command: read_only = true in config.toml)")
+        parser.error(
+            f"{' and '.join(used)} before a command only start the console; `arsl {namespace.command}` "
+            "does not take them there (read-only for every command: read_only = true in config.toml)"
+        )
 
 
 def console_command(context: CommandContext, namespace: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
+from arsl_tui.backends import backend_for
 from arsl_tui.cli.common import (
     EXIT_BACKEND,
     EXIT_FAILED,
@@ -47,9 +48,12 @@ FAIL_GLYPH = "✗"
 
 def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
     gate = subcommands.add_parser(
-        "gate", parents=[common], help="judge a finished training job; on pass register it as challenger",
+        "gate",
+        parents=[common],
+        help="judge a finished training job; on pass register it as challenger",
         description="Evaluate every gate rule ([gate] in config.toml) on a finished job's metrics; on a pass copy "
-                    "its model package into the registry as the next version (challenger).")
+        "its model package into the registry as the next version (challenger).",
+    )
     gate.add_argument("job", metavar="JOB", help="the training job id")
     gate.add_argument("--override", action="store_true", help="register the model even though it failed the gate")
     gate.add_argument("--reason", default=None, metavar="TEXT", help="why (required with --override; logged)")
@@ -112,13 +116,22 @@ def _glyph(verdict: str) -> Text:
 def rule_table(rules: Iterable[Mapping[str, Any]]) -> Table:
     """✓/✗, rule, measured value, comparison and threshold, detail: from a gate record's `rules` (JSON shape)."""
     table = Table(show_edge=False, pad_edge=False, box=None)
-    for name, justify in (("", "left"), ("rule", "left"), ("measured", "right"), ("threshold", "right"),
-                          ("detail", "left")):
+    for name, justify in (
+        ("", "left"),
+        ("rule", "left"),
+        ("measured", "right"),
+        ("threshold", "right"),
+        ("detail", "left"),
+    ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for rule in rules:
-        table.add_row(_glyph(str(rule.get("verdict"))), str(rule.get("rule")), _value(_float(rule.get("measured"))),
-                      f"{rule.get('comparison', '')} {_value(_float(rule.get('threshold')))}",
-                      Text(str(rule.get("detail") or rule.get("description") or "")))
+        table.add_row(
+            _glyph(str(rule.get("verdict"))),
+            str(rule.get("rule")),
+            _value(_float(rule.get("measured"))),
+            f"{rule.get('comparison', '')} {_value(_float(rule.get('threshold')))}",
+            Text(str(rule.get("detail") or rule.get("description") or "")),
+        )
     return table
 
 
@@ -157,7 +170,6 @@ def _summary_line(outcome: GateOutcome) -> Text:
 def gate_command(context: CommandContext, namespace: argparse.Namespace) -> int:
     from arsl_tui.ops.gating import evaluate_job, gate, thresholds
     from arsl_tui.ops.registry import ModelRegistry, json_safe
-    from arsl_tui.providers import open_training_platform
 
     if namespace.override and not (namespace.reason and namespace.reason.strip()):
         raise CommandFailed("--override needs --reason TEXT (the reason goes into the promotion log)", EXIT_USAGE)
@@ -166,25 +178,33 @@ def gate_command(context: CommandContext, namespace: argparse.Namespace) -> int:
     settings = context.settings
     if not namespace.dry_run:
         context.require_writable("record a gate evaluation and register a model version")
-    platform = open_training_platform(settings)
+    platform = backend_for(settings).training_platform()
     registry = ModelRegistry.from_settings(settings)
     override_reason = namespace.reason.strip() if namespace.override else None
     if override_reason is not None and not namespace.dry_run and not namespace.yes and sys.stdin.isatty():
         # Ask only when the override would take effect: evaluate first.
         evaluation = evaluate_job(platform, registry, namespace.job, thresholds(settings))
         if not evaluation.passed:
-            confirm(context, f"Register job {namespace.job} although it failed the gate?", False,
-                    "cancelled; nothing was registered")
-    outcome = gate(settings, namespace.job, override_reason, dry_run=namespace.dry_run, platform=platform,
-                   registry=registry)
+            confirm(
+                context,
+                f"Register job {namespace.job} although it failed the gate?",
+                False,
+                "cancelled; nothing was registered",
+            )
+    outcome = gate(
+        settings, namespace.job, override_reason, dry_run=namespace.dry_run, platform=platform, registry=registry
+    )
     if context.json_output:
         context.emit_json(json_safe(outcome.to_json()))
     else:
         evaluation = outcome.evaluation
         champion = evaluation.record.champion_version
-        context.console.print(f"gate for job {namespace.job} ({evaluation.job.phase.value}); "
-                              f"compared with {'champion ' + champion if champion else 'no champion (none yet)'}",
-                              markup=False, soft_wrap=True)
+        context.console.print(
+            f"gate for job {namespace.job} ({evaluation.job.phase.value}); "
+            f"compared with {'champion ' + champion if champion else 'no champion (none yet)'}",
+            markup=False,
+            soft_wrap=True,
+        )
         context.console.print(rule_table(dataclasses.asdict(rule) for rule in evaluation.record.rules))
         context.console.print(_summary_line(outcome), soft_wrap=True)
     if outcome.evaluation.passed or outcome.version is not None:
@@ -218,8 +238,9 @@ def list_command(context: CommandContext, namespace: argparse.Namespace) -> int:
     state = registry.state()
     versions = registry.list()
     if context.json_output:
-        context.emit_json({"versions": [version_json(record, state) for record in versions],
-                           "aliases": dict(state.aliases)})
+        context.emit_json(
+            {"versions": [version_json(record, state) for record in versions], "aliases": dict(state.aliases)}
+        )
         return EXIT_OK
     if not versions:
         context.console.print("no model versions yet (`arsl gate JOB` registers a job that passes)")
@@ -234,15 +255,23 @@ def versions_table(versions: Iterable[ModelVersion], state: RegistryState) -> Ta
     `models show`: the job tells versions apart, the user mostly does not."""
     table = Table(show_edge=False, pad_edge=False)
     for column in ("version", "aliases", "gate", "test acc", "job", "registered (UTC)"):
-        table.add_column(column, no_wrap=column not in ("aliases", "registered (UTC)"),
-                         justify="right" if column == "test acc" else "left")
+        table.add_column(
+            column,
+            no_wrap=column not in ("aliases", "registered (UTC)"),
+            justify="right" if column == "test acc" else "left",
+        )
     for record in versions:
         gate_cell = _glyph(record.gate_verdict)
         if record.override_reason is not None:
             gate_cell.append(" override", style="yellow")
-        table.add_row(record.version, ", ".join(state.alias_of(record.version)) or "—", gate_cell,
-                      _figure(record, "test_acc"), record.lineage.job_id or "—",
-                      record.created_at[:16].replace("T", " "))
+        table.add_row(
+            record.version,
+            ", ".join(state.alias_of(record.version)) or "—",
+            gate_cell,
+            _figure(record, "test_acc"),
+            record.lineage.job_id or "—",
+            record.created_at[:16].replace("T", " "),
+        )
     return table
 
 
@@ -259,15 +288,24 @@ def show_command(context: CommandContext, namespace: argparse.Namespace) -> int:
     facts = Table(show_header=False, show_edge=False, pad_edge=False, box=None)
     facts.add_column(style="bold")
     facts.add_column()
-    rows = [("version", record.version), ("aliases", ", ".join(state.alias_of(record.version)) or "—"),
-            ("created", f"{record.created_at} by {record.created_by}"),
-            ("gate", record.gate_verdict + (f" (override: {record.override_reason})" if record.override_reason
-                                            is not None else "")),
-            ("test accuracy", _figure(record, "test_acc")), ("test loss", _figure(record, "test_loss")),
-            ("job", lineage.job_id), ("data set", lineage.manifest_id or "—"),
-            ("trainer code", lineage.trainer_code_sha256[:16] or "—"), ("package", lineage.package_id[:16]),
-            ("source", lineage.source), ("files", f"{len(record.package)} ({sum(f.size for f in record.package)} "
-                                                  "bytes)")]
+    rows = [
+        ("version", record.version),
+        ("aliases", ", ".join(state.alias_of(record.version)) or "—"),
+        ("created", f"{record.created_at} by {record.created_by}"),
+        (
+            "gate",
+            record.gate_verdict
+            + (f" (override: {record.override_reason})" if record.override_reason is not None else ""),
+        ),
+        ("test accuracy", _figure(record, "test_acc")),
+        ("test loss", _figure(record, "test_loss")),
+        ("job", lineage.job_id),
+        ("data set", lineage.manifest_id or "—"),
+        ("trainer code", lineage.trainer_code_sha256[:16] or "—"),
+        ("package", lineage.package_id[:16]),
+        ("source", lineage.source),
+        ("files", f"{len(record.package)} ({sum(f.size for f in record.package)} bytes)"),
+    ]
     for name, value in rows:
         facts.add_row(name, Text(value))
     context.console.print(facts)

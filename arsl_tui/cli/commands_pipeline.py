@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 from rich.text import Text
 
+from arsl_tui.backends import backend_for
 from arsl_tui.cli.commands_data import MAX_PER_CLASS, MAX_SEED
 from arsl_tui.cli.common import (
     EXIT_BACKEND,
@@ -50,29 +51,49 @@ _MARKS = {"done": ("✓", "green"), "skipped": ("↷", "cyan"), "not needed": ("
 def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
     from arsl_tui.ops.pipeline import DEMO_PER_CLASS
 
-    pipeline = subcommands.add_parser("pipeline", parents=[common],
-                                      help="the whole workflow in one command; follow or cancel a run")
+    pipeline = subcommands.add_parser(
+        "pipeline", parents=[common], help="the whole workflow in one command; follow or cancel a run"
+    )
     actions = pipeline.add_subparsers(dest="pipeline_command", metavar="ACTION")
     run = actions.add_parser("run", parents=[common], help="upload → train → gate → canary → promote → alarms")
     run.add_argument("dataset", nargs="?", metavar="DIR", help="the data set folder (not with --demo)")
-    run.add_argument("--demo", action="store_true",
-                     help="generate a synthetic data set under $ARSL_HOME/demo and size settings for 2 CPU cores")
-    run.add_argument("--per-class", type=whole_number(1, MAX_PER_CLASS), default=DEMO_PER_CLASS, metavar="N",
-                     help=f"demo images per class (default {DEMO_PER_CLASS})")
-    run.add_argument("--seed", type=whole_number(0, MAX_SEED - 1), default=1, metavar="S",
-                     help="training seed of a first version (the challenger's is S + 1)")
-    run.add_argument("--broken-challenger", action="store_true",
-                     help="release a challenger with random weights, to see the automatic rollback")
+    run.add_argument(
+        "--demo",
+        action="store_true",
+        help="generate a synthetic data set under $ARSL_HOME/demo and size settings for 2 CPU cores",
+    )
+    run.add_argument(
+        "--per-class",
+        type=whole_number(1, MAX_PER_CLASS),
+        default=DEMO_PER_CLASS,
+        metavar="N",
+        help=f"demo images per class (default {DEMO_PER_CLASS})",
+    )
+    run.add_argument(
+        "--seed",
+        type=whole_number(0, MAX_SEED - 1),
+        default=1,
+        metavar="S",
+        help="training seed of a first version (the challenger's is S + 1)",
+    )
+    run.add_argument(
+        "--broken-challenger",
+        action="store_true",
+        help="release a challenger with random weights, to see the automatic rollback",
+    )
     run.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     run.set_defaults(handler=run_command)
     status = actions.add_parser("status", parents=[common], help="the latest run: its state, phase by phase")
     status.set_defaults(handler=status_command)
-    watch = actions.add_parser("watch", parents=[common],
-                               help="follow the run until it ends (exit 0 promoted, 1 otherwise); Ctrl-C stops "
-                                    "watching only")
+    watch = actions.add_parser(
+        "watch",
+        parents=[common],
+        help="follow the run until it ends (exit 0 promoted, 1 otherwise); Ctrl-C stops watching only",
+    )
     watch.set_defaults(handler=watch_command)
-    cancel = actions.add_parser("cancel", parents=[common],
-                                help="stop the running pipeline (SIGINT to its process group, as X in the console)")
+    cancel = actions.add_parser(
+        "cancel", parents=[common], help="stop the running pipeline (SIGINT to its process group, as X in the console)"
+    )
     cancel.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     cancel.set_defaults(handler=cancel_command)
 
@@ -94,17 +115,25 @@ def run_command(context: CommandContext, namespace: argparse.Namespace) -> int:
     if namespace.demo:
         settings, changed = demo_settings(settings)
         if changed and not context.json_output:
-            context.console.print("demo settings (values you did not configure): " +
-                                  ", ".join(f"{name} = {_show(value)}" for name, value in changed.items()),
-                                  soft_wrap=True)
-    confirm(context, f"Run the whole pipeline on the {settings.backend} backend (home {settings.home_dir})?",
-             namespace.yes)
-    request = PipelineRequest(dataset=Path(namespace.dataset) if namespace.dataset else None, demo=namespace.demo,
-                              broken_challenger=namespace.broken_challenger, per_class=namespace.per_class,
-                              seed=namespace.seed)
+            context.console.print(
+                "demo settings (values you did not configure): "
+                + ", ".join(f"{name} = {_show(value)}" for name, value in changed.items()),
+                soft_wrap=True,
+            )
+    confirm(
+        context,
+        f"Run the whole pipeline on the {backend_for(settings).name} backend (home {settings.home_dir})?",
+        namespace.yes,
+    )
+    request = PipelineRequest(
+        dataset=Path(namespace.dataset) if namespace.dataset else None,
+        demo=namespace.demo,
+        broken_challenger=namespace.broken_challenger,
+        per_class=namespace.per_class,
+        seed=namespace.seed,
+    )
     try:
-        outcome = run_pipeline(settings, request, on_event=lambda event: _show_event(context, event),
-                               changed=changed)
+        outcome = run_pipeline(settings, request, on_event=lambda event: _show_event(context, event), changed=changed)
     except PipelineError as error:
         raise CommandFailed(str(error), EXIT_FAILED) from None
     except _usage_errors() as error:
@@ -130,7 +159,7 @@ def _backend_errors() -> tuple[type[Exception], ...]:
     from arsl_tui.domain.jobs import TrainingError
     from arsl_tui.domain.registry import RegistryError
     from arsl_tui.ops.gating import GateError
-    from arsl_tui.providers.local.serving_control import ServingError
+    from arsl_tui.ops.serving import ServingError
 
     return (TrainingError, RegistryError, GateError, ServingError, CanaryError, OSError)
 
@@ -157,8 +186,11 @@ def _show_payload(context: CommandContext, payload: Mapping[str, Any]) -> None:
     kind, phase, detail = payload.get("event"), str(payload.get("phase", "")), str(payload.get("detail", ""))
     if kind == "PipelineStarted":
         resumed = f"; resuming phases done in {payload.get('resumed_from')}" if payload.get("resumed_from") else ""
-        console.print(f"pipeline {payload.get('run_id')}: data {payload.get('dataset')}, code {payload.get('code')}"
-                      f"{resumed}", soft_wrap=True, markup=False)
+        console.print(
+            f"pipeline {payload.get('run_id')}: data {payload.get('dataset')}, code {payload.get('code')}{resumed}",
+            soft_wrap=True,
+            markup=False,
+        )
     elif kind == "PipelinePhase" and not payload.get("state"):
         if detail:
             console.print(Text.assemble(("  … ", "dim"), f"{phase}: {detail}"), soft_wrap=True)
@@ -166,16 +198,21 @@ def _show_payload(context: CommandContext, payload: Mapping[str, Any]) -> None:
         state = str(payload.get("state"))
         mark, style = _MARKS.get(state, ("?", ""))
         took = f" ({_seconds(payload.get('elapsed_s'))} s)" if state == "done" else ""
-        console.print(Text.assemble((f"{mark} ", style), (f"{phase:<9}", "bold"), f" {state}: ", detail, took),
-                      soft_wrap=True)
+        console.print(
+            Text.assemble((f"{mark} ", style), (f"{phase:<9}", "bold"), f" {state}: ", detail, took), soft_wrap=True
+        )
     elif kind == "PipelineProgress":
         console.print(Text.assemble(("  … ", "dim"), f"{phase}: {detail}"), soft_wrap=True)
     elif kind == "PipelineEnded":
         outcome = str(payload.get("outcome", ""))
         style = "bold green" if outcome == "promoted" else "bold red"
-        console.print(Text.assemble((f"{outcome.upper()} ", style),
-                                    f"{payload.get('version') or ''} in {_seconds(payload.get('elapsed_s'))} s — "
-                                    f"{detail}"), soft_wrap=True)
+        console.print(
+            Text.assemble(
+                (f"{outcome.upper()} ", style),
+                f"{payload.get('version') or ''} in {_seconds(payload.get('elapsed_s'))} s — {detail}",
+            ),
+            soft_wrap=True,
+        )
 
 
 def _seconds(value: Any) -> str:
@@ -191,13 +228,24 @@ def _phase_table(view: PipelineView) -> Table:
     table = Table(show_header=False, show_edge=False, pad_edge=False, box=None)
     for _ in range(4):
         table.add_column()
-    styles = {"done": "green", "skipped": "cyan", "running": "bold cyan", "failed": "bold red", "stopped": "bold red",
-              "pending": "dim", "not needed": "dim"}
+    styles = {
+        "done": "green",
+        "skipped": "cyan",
+        "running": "bold cyan",
+        "failed": "bold red",
+        "stopped": "bold red",
+        "pending": "dim",
+        "not needed": "dim",
+    }
     for phase in view.phases:
         style = styles.get(phase.state, "")
         detail = view.progress if phase.state == "running" and view.progress else phase.detail
-        table.add_row(Text(f"  {PHASE_GLYPHS.get(phase.state, '?')}", style=style), Text(phase.name, style="bold"),
-                      Text(phase.state, style=style), Text(detail))
+        table.add_row(
+            Text(f"  {PHASE_GLYPHS.get(phase.state, '?')}", style=style),
+            Text(phase.name, style="bold"),
+            Text(phase.state, style=style),
+            Text(detail),
+        )
     return table
 
 
@@ -208,13 +256,15 @@ def _show_status(context: CommandContext, view: PipelineView, home: Path) -> Non
 
     console = context.console
     if not view.exists:
-        console.print(f"no pipeline run in {home} yet (`arsl pipeline run --demo` runs the demo)", markup=False,
-                      soft_wrap=True)
+        console.print(
+            f"no pipeline run in {home} yet (`arsl pipeline run --demo` runs the demo)", markup=False, soft_wrap=True
+        )
         return
     glyph = "►" if view.alive else OUTCOME_GLYPHS.get(view.outcome, "?")
     style = "bold" if view.alive else ("bold green" if view.outcome == "promoted" else "bold red")
-    head = Text.assemble((f"{glyph} pipeline {view.run_id}", style), " (demo)" if view.demo else "", ": ",
-                         describe(view))
+    head = Text.assemble(
+        (f"{glyph} pipeline {view.run_id}", style), " (demo)" if view.demo else "", ": ", describe(view)
+    )
     if view.ended and view.outcome_detail:
         head.append(f" — {view.outcome_detail}")
     console.print(head, soft_wrap=True)
@@ -223,8 +273,12 @@ def _show_status(context: CommandContext, view: PipelineView, home: Path) -> Non
         where = f"process {view.pid} (group {view.pgid or view.pid}), started {started}"
     else:
         where = f"ended {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(view.last_at))}" if view.last_at else ""
-    console.print(Text.assemble(("  ", ""), (f"{where} · " if where else "", "dim"),
-                                ("events ", "dim"), str(events_path(home, view.run_id))), soft_wrap=True)
+    console.print(
+        Text.assemble(
+            ("  ", ""), (f"{where} · " if where else "", "dim"), ("events ", "dim"), str(events_path(home, view.run_id))
+        ),
+        soft_wrap=True,
+    )
     console.print(_phase_table(view))
     hint = next_command(view)
     if hint:
@@ -269,13 +323,17 @@ def watch_command(context: CommandContext, namespace: argparse.Namespace) -> int
         view = follow(reader, shown)
     except KeyboardInterrupt:
         latest = reader.read() if reader.run_id else None
-        goes_on = (f"; pipeline run {latest.run_id} goes on (process {latest.pid}): `{WATCH_COMMAND}` follows it "
-                   "again") if latest is not None and latest.alive else ""
+        goes_on = (
+            (f"; pipeline run {latest.run_id} goes on (process {latest.pid}): `{WATCH_COMMAND}` follows it again")
+            if latest is not None and latest.alive
+            else ""
+        )
         context.err_console.print(f"stopped watching{goes_on}", markup=False, soft_wrap=True)
         return EXIT_INTERRUPTED
     if not view.exists:
-        raise CommandFailed(f"no pipeline run in {home} to watch (`arsl pipeline run --demo` runs the demo)",
-                            EXIT_USAGE)
+        raise CommandFailed(
+            f"no pipeline run in {home} to watch (`arsl pipeline run --demo` runs the demo)", EXIT_USAGE
+        )
     if context.json_output:
         context.emit_json({"event": "PipelineStatus", **status_json(view, home)})
     elif not first[0] and view.outcome == "interrupted":  # no end event in the file: say it here
@@ -315,11 +373,13 @@ def cancel_command(context: CommandContext, namespace: argparse.Namespace) -> in
     except ProcessLookupError:
         where = ""  # it ended on its own meanwhile
     except PermissionError:
-        raise CommandFailed(f"not allowed to signal process {target.pid} (another user's run?)",
-                            EXIT_FAILED) from None
+        raise CommandFailed(f"not allowed to signal process {target.pid} (another user's run?)", EXIT_FAILED) from None
     if where:
-        context.console.print(f"SIGINT sent to {where} to cancel {target.name}; waiting up to "
-                              f"{CANCEL_PATIENCE_S:.0f} s for it to stop …", markup=False, soft_wrap=True)
+        context.console.print(
+            f"SIGINT sent to {where} to cancel {target.name}; waiting up to {CANCEL_PATIENCE_S:.0f} s for it to stop …",
+            markup=False,
+            soft_wrap=True,
+        )
     view = follow(reader, lambda _view, _events: None, timeout_s=CANCEL_PATIENCE_S)
     if view.alive:
         raise CommandFailed(overdue_line(view, f"`{CANCEL_COMMAND}` sends it again"), EXIT_FAILED)
@@ -328,5 +388,3 @@ def cancel_command(context: CommandContext, namespace: argparse.Namespace) -> in
     else:
         context.console.print(end_line(view), markup=False, soft_wrap=True)
     return EXIT_OK
-
-

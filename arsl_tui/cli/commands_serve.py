@@ -45,12 +45,16 @@ from arsl_tui.cli.common import (
 
 def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
     deploy = subcommands.add_parser(
-        "deploy", parents=[common], help="serve a model version with the local gateway (start or update it)",
+        "deploy",
+        parents=[common],
+        help="serve a model version with the local gateway (start or update it)",
         description="Start the local inference gateway with VERSION, or update the running one. With --canary P, "
-                    "VERSION serves P %% of requests beside the stable version.")
+        "VERSION serves P %% of requests beside the stable version.",
+    )
     deploy.add_argument("version", metavar="VERSION", help="v1, v2, … or champion / challenger")
-    deploy.add_argument("--canary", type=whole_number(1, 99),
-                        metavar="PERCENT", help="serve VERSION as a canary at PERCENT (1-99)")
+    deploy.add_argument(
+        "--canary", type=whole_number(1, 99), metavar="PERCENT", help="serve VERSION as a canary at PERCENT (1-99)"
+    )
     deploy.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     deploy.set_defaults(handler=_errors(deploy_command))
 
@@ -79,27 +83,42 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
     listing.set_defaults(handler=_errors(key_list_command))
 
     predict = subcommands.add_parser(
-        "predict", parents=[common], help="classify images with the gateway",
+        "predict",
+        parents=[common],
+        help="classify images with the gateway",
         description="Send each IMAGE to the gateway's /v1/predict and print its label, confidence, the version that "
-                    "answered and the request id. Images are named by their path below the folder they share.")
+        "answered and the request id. Images are named by their path below the folder they share.",
+    )
     predict.add_argument("images", nargs="+", metavar="IMAGE", type=Path, help="JPEG or PNG files")
     predict.add_argument("--endpoint", metavar="URL", help="gateway URL (default: the local gateway)")
-    predict.add_argument("--key", metavar="KEY",
-                         help="app code (default: $ARSL_APP_CODE; against the local gateway without either, a "
-                              "temporary key is made for this call and deleted after it — not in read-only mode)")
+    predict.add_argument(
+        "--key",
+        metavar="KEY",
+        help="app code (default: $ARSL_APP_CODE; against the local gateway without either, a "
+        "temporary key is made for this call and deleted after it — not in read-only mode)",
+    )
     predict.set_defaults(handler=_errors(predict_command))
 
     api_test = subcommands.add_parser(
-        "api-test", parents=[common], help="availability, latency, error rate and accuracy of the gateway",
+        "api-test",
+        parents=[common],
+        help="availability, latency, error rate and accuracy of the gateway",
         description="Send labelled test images (a data set's test split, or synthetic ones) to /v1/predict and "
-                    "report availability, latency percentiles, error rate and accuracy. Fails (exit 1) over the "
-                    "[canary] max_error_rate or max_p95_latency_ms.")
-    api_test.add_argument("--requests", type=whole_number(1, 1_000_000), default=200,
-                          metavar="N", help="requests to send (default 200)")
-    api_test.add_argument("--concurrency", type=whole_number(1, 256), default=8,
-                          metavar="C", help="requests in flight (default 8)")
-    api_test.add_argument("--data", type=Path, metavar="DIR",
-                          help="a validated data set folder: use its manifest's test split (default: synthetic)")
+        "report availability, latency percentiles, error rate and accuracy. Fails (exit 1) over the "
+        "[canary] max_error_rate or max_p95_latency_ms.",
+    )
+    api_test.add_argument(
+        "--requests", type=whole_number(1, 1_000_000), default=200, metavar="N", help="requests to send (default 200)"
+    )
+    api_test.add_argument(
+        "--concurrency", type=whole_number(1, 256), default=8, metavar="C", help="requests in flight (default 8)"
+    )
+    api_test.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help="a validated data set folder: use its manifest's test split (default: synthetic)",
+    )
     api_test.add_argument("--feedback", action="store_true", help="also send each true label to /v1/feedback")
     api_test.add_argument("--endpoint", metavar="URL", help="gateway URL (default: the local gateway)")
     api_test.add_argument("--key", metavar="KEY", help="app code (default: $ARSL_APP_CODE or a throw-away key)")
@@ -115,15 +134,21 @@ def _errors(handler: Handler) -> Handler:
         from arsl_tui.domain.serving import DeploymentError
         from arsl_tui.ops.dataset import DatasetError
         from arsl_tui.ops.registry import VersionNotFound
-        from arsl_tui.providers.local.serving_control import AlreadyRunning, ServingError, WrongBackend
+        from arsl_tui.ops.serving import AlreadyRunning, ServingError, WrongBackend
         from arsl_tui.serving.auth import GatewayKeyError
 
         try:
             return handler(context, namespace)
         except AlreadyRunning as error:
             raise CommandFailed(str(error), EXIT_FAILED) from None
-        except (DeploymentError, VersionFormatError, VersionNotFound, GatewayKeyError, DatasetError,
-                WrongBackend) as error:
+        except (
+            DeploymentError,
+            VersionFormatError,
+            VersionNotFound,
+            GatewayKeyError,
+            DatasetError,
+            WrongBackend,
+        ) as error:
             raise CommandFailed(str(error), EXIT_USAGE) from None
         except (ServingError, RegistryError) as error:
             raise CommandFailed(str(error), EXIT_BACKEND) from None
@@ -142,16 +167,23 @@ def deploy_command(context: CommandContext, namespace: argparse.Namespace) -> in
     from arsl_tui.ops.serving import deploy
 
     context.require_writable("deploy a model version")
-    what = f"{namespace.version} as a canary at {namespace.canary}%" if namespace.canary is not None \
+    what = (
+        f"{namespace.version} as a canary at {namespace.canary}%"
+        if namespace.canary is not None
         else f"{namespace.version} to take all traffic"
+    )
     confirm(context, f"Deploy {what}?", namespace.yes)
     outcome = deploy(context.settings, namespace.version, namespace.canary)
     if context.json_output:
         context.emit_json(outcome.to_json())
         return EXIT_OK
     verb = "started the gateway with" if outcome.started else "the gateway now serves"
-    context.console.print(f"{verb} {_weights(dict(outcome.deployment.weights))} at {outcome.process.endpoint} "
-                          f"(pid {outcome.process.pid})", markup=False, soft_wrap=True)
+    context.console.print(
+        f"{verb} {_weights(dict(outcome.deployment.weights))} at {outcome.process.endpoint} "
+        f"(pid {outcome.process.pid})",
+        markup=False,
+        soft_wrap=True,
+    )
     return EXIT_OK
 
 
@@ -163,8 +195,12 @@ def start_command(context: CommandContext, namespace: argparse.Namespace) -> int
     if context.json_output:
         context.emit_json(outcome.to_json())
         return EXIT_OK
-    context.console.print(f"started the gateway with {_weights(dict(outcome.deployment.weights))} at "
-                          f"{outcome.process.endpoint} (pid {outcome.process.pid})", markup=False, soft_wrap=True)
+    context.console.print(
+        f"started the gateway with {_weights(dict(outcome.deployment.weights))} at "
+        f"{outcome.process.endpoint} (pid {outcome.process.pid})",
+        markup=False,
+        soft_wrap=True,
+    )
     return EXIT_OK
 
 
@@ -232,8 +268,7 @@ def key_revoke_command(context: CommandContext, namespace: argparse.Namespace) -
     from arsl_tui.ops.serving import revoke_key
 
     context.require_writable("revoke a gateway key")
-    confirm(context, f"Revoke key {namespace.name}? Callers using it get 401 from the next request on.",
-             namespace.yes)
+    confirm(context, f"Revoke key {namespace.name}? Callers using it get 401 from the next request on.", namespace.yes)
     info = revoke_key(context.settings, namespace.name)
     if context.json_output:
         context.emit_json(info)
@@ -290,8 +325,12 @@ def prediction_table(names: list[str], results: list[dict[str, Any]], width: int
     """One row per image: its name whole, then label, confidence and version; the request id too where its
     32 characters fit beside them in `width` columns (whether they did is the second value)."""
     answered = [result for result in results if result.get("status") == 200]
-    widths = {"image": max(map(len, names)), "label": max((len(str(item["label"])) for item in answered), default=0),
-              "confidence": 5, "version": max((len(str(item["model_version"])) for item in answered), default=0)}
+    widths = {
+        "image": max(map(len, names)),
+        "label": max((len(str(item["label"])) for item in answered), default=0),
+        "confidence": 5,
+        "version": max((len(str(item["model_version"])) for item in answered), default=0),
+    }
     needed = sum(max(len(header), cells) for header, cells in widths.items()) + 3 * len(widths)  # " │ " each
     with_ids = needed + max((len(str(item["request_id"])) for item in answered), default=10) <= width
     table = Table(show_edge=False, pad_edge=False)
@@ -301,8 +340,11 @@ def prediction_table(names: list[str], results: list[dict[str, Any]], width: int
         table.add_column(column, no_wrap=True)
     for name, result in zip(names, results, strict=True):
         if result.get("status") == 200:
-            cells: list[Text | str] = [Text(str(result["label"])), f"{result['confidence']:.3f}",
-                                       Text(str(result["model_version"]))]
+            cells: list[Text | str] = [
+                Text(str(result["label"])),
+                f"{result['confidence']:.3f}",
+                Text(str(result["model_version"])),
+            ]
             table.add_row(Text(name), *cells, *((Text(str(result["request_id"])),) if with_ids else ()))
         else:
             problem = safe_text(f"error {result.get('status') or ''}: {result['error']}")
@@ -335,7 +377,7 @@ def _middle_cut(name: str, limit: int) -> str:
     room = limit - len(base) - 2  # "…/" before the file name
     if not head or room < 2:
         return f"…/{base}" if head else base
-    return f"{head[:room // 2]}…{head[len(head) - (room - room // 2):]}/{base}"
+    return f"{head[: room // 2]}…{head[len(head) - (room - room // 2) :]}/{base}"
 
 
 def _ms(value: float | None) -> str:
@@ -352,8 +394,14 @@ def api_test_command(context: CommandContext, namespace: argparse.Namespace) -> 
     target = caller(context.settings, namespace.endpoint, namespace.key, "api-test")
     try:
         samples = labelled if labelled is not None else synthetic_images(min(namespace.requests, 256))
-        report = api_test(target.endpoint, target.key, samples, requests=namespace.requests,
-                          concurrency=namespace.concurrency, send_feedback=namespace.feedback)
+        report = api_test(
+            target.endpoint,
+            target.key,
+            samples,
+            requests=namespace.requests,
+            concurrency=namespace.concurrency,
+            send_feedback=namespace.feedback,
+        )
     finally:
         target.close()
     canary = context.settings.canary
@@ -372,19 +420,25 @@ def api_test_command(context: CommandContext, namespace: argparse.Namespace) -> 
     else:
         latency = summary["latency_ms"]
         accuracy = "—" if report.accuracy is None else f"{report.accuracy:.1%} of {report.labelled}"
-        rows = [("endpoint", report.endpoint), ("requests", f"{report.requests} ({namespace.concurrency} in flight)"),
-                ("availability", f"{report.availability:.2%}"), ("error rate", f"{report.error_rate:.2%}"),
-                ("statuses", ", ".join(f"{code}: {count}" for code, count in sorted(report.statuses.items()))),
-                ("latency", f"p50 {_ms(latency['p50'])}, p95 {_ms(latency['p95'])}, p99 {_ms(latency['p99'])}"),
-                ("throughput", f"{summary['throughput_rps']:.0f} req/s"), ("accuracy", accuracy),
-                ("versions", ", ".join(f"{name}: {count}" for name, count in sorted(report.versions.items())) or "—")]
+        rows = [
+            ("endpoint", report.endpoint),
+            ("requests", f"{report.requests} ({namespace.concurrency} in flight)"),
+            ("availability", f"{report.availability:.2%}"),
+            ("error rate", f"{report.error_rate:.2%}"),
+            ("statuses", ", ".join(f"{code}: {count}" for code, count in sorted(report.statuses.items()))),
+            ("latency", f"p50 {_ms(latency['p50'])}, p95 {_ms(latency['p95'])}, p99 {_ms(latency['p99'])}"),
+            ("throughput", f"{summary['throughput_rps']:.0f} req/s"),
+            ("accuracy", accuracy),
+            ("versions", ", ".join(f"{name}: {count}" for name, count in sorted(report.versions.items())) or "—"),
+        ]
         facts = Table(show_header=False, show_edge=False, pad_edge=False, box=None)
         facts.add_column(style="bold")
         facts.add_column()
         for name, value in rows:
             facts.add_row(name, Text(value))
         context.console.print(facts)
-        verdict = Text("PASS", style="bold green") if not problems else Text("FAIL: " + "; ".join(problems),
-                                                                             style="bold red")
+        verdict = (
+            Text("PASS", style="bold green") if not problems else Text("FAIL: " + "; ".join(problems), style="bold red")
+        )
         context.console.print(verdict)
     return EXIT_OK if not problems else EXIT_FAILED

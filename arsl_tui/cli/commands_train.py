@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
+from arsl_tui.backends import Backend, backend_for
 from arsl_tui.cli.common import (
     EXIT_BACKEND,
     EXIT_FAILED,
@@ -35,8 +36,8 @@ def _train_flag(key: str) -> Callable[[str], int]:
     """The argparse type of a flag that overrides `[train] key`: the same bounds as the config key."""
     return whole_number(*setting_range(TrainSettings, key))
 
-if TYPE_CHECKING:
 
+if TYPE_CHECKING:
     from arsl_tui.domain.events import Event
     from arsl_tui.domain.jobs import JobSpec, JobStatus, MetricRecord, TrainingProgress
 
@@ -46,19 +47,25 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
     actions = train.add_subparsers(dest="train_command", metavar="ACTION")
 
     submit = actions.add_parser("submit", parents=[common], help="train on a data set (default: the last uploaded)")
-    submit.add_argument("dataset", nargs="?", metavar="DATASET",
-                        help="a folder, obs://bucket/prefix/, local:PATH, or an uploaded data set's id")
+    submit.add_argument(
+        "dataset",
+        nargs="?",
+        metavar="DATASET",
+        help="a folder, obs://bucket/prefix/, local:PATH, or an uploaded data set's id",
+    )
     submit.add_argument("--epochs", type=_train_flag("epochs"), metavar="N")
     submit.add_argument("--nodes", type=_train_flag("nodes"), metavar="N", help="nodes (ModelArts; 1 locally)")
-    submit.add_argument("--gpus", type=_train_flag("gpus"),
-                        metavar="N", help="GPUs per node (ModelArts) / processes (local)")
+    submit.add_argument(
+        "--gpus", type=_train_flag("gpus"), metavar="N", help="GPUs per node (ModelArts) / processes (local)"
+    )
     submit.add_argument("--batch-size", type=_train_flag("batch_size"), metavar="N")
     submit.add_argument("--lr", type=number(0, 10, above=True), metavar="RATE", help="learning rate")
     submit.add_argument("--seed", type=whole_number(0, 2**32 - 1), metavar="S")
     submit.add_argument("--model", metavar="NAME")
     submit.add_argument("--name", default="", metavar="NAME", help="job name (default: generated)")
-    submit.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="an extra trainer flag (repeatable)")
+    submit.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="an extra trainer flag (repeatable)"
+    )
     submit.add_argument("--wait", action="store_true", help="watch the job until it ends; exit with its outcome")
     submit.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S", help="poll interval with --wait")
     submit.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -66,8 +73,9 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
 
     status = actions.add_parser("status", parents=[common], help="a job's phase and progress (no JOB: the list)")
     status.add_argument("job", nargs="?", metavar="JOB")
-    status.add_argument("--limit", type=whole_number(1, 10_000), default=20,
-                        metavar="N", help="jobs to list (default 20)")
+    status.add_argument(
+        "--limit", type=whole_number(1, 10_000), default=20, metavar="N", help="jobs to list (default 20)"
+    )
     status.set_defaults(handler=_backend_errors(status_command))
 
     watch = actions.add_parser("watch", parents=[common], help="one line per epoch until the job ends")
@@ -81,8 +89,9 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
     logs.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S")
     logs.set_defaults(handler=_backend_errors(logs_command))
 
-    resume = actions.add_parser("resume", parents=[common],
-                                help="continue an interrupted job from its last checkpoint (local backend)")
+    resume = actions.add_parser(
+        "resume", parents=[common], help="continue an interrupted job from its last checkpoint (local backend)"
+    )
     resume.add_argument("job", metavar="JOB")
     resume.add_argument("--wait", action="store_true", help="watch the job until it ends; exit with its outcome")
     resume.add_argument("--interval", type=INTERVAL, default=1.0, metavar="S", help="poll interval with --wait")
@@ -133,14 +142,21 @@ def _progress_json(progress: TrainingProgress, best: tuple[int | None, float | N
     return {**progress.to_json(), "best_epoch": best[0], "best_val_acc": best[1]}
 
 
-def _spec_table(spec: JobSpec, backend: str) -> Table:
+def _spec_table(spec: JobSpec, backend: Backend) -> Table:
     table = Table(show_header=False, show_edge=False, pad_edge=False, box=None)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")  # a data set's path is read whole before it is trained on
-    rows = [("backend", backend), ("data set", spec.dataset), ("epochs", str(spec.epochs)),
-            ("batch size", str(spec.batch_size)), ("learning rate", f"{spec.learning_rate:g}"),
-            ("seed", str(spec.seed)), ("model", spec.model), ("nodes", str(spec.nodes)),
-            ("processes per node" if backend == "local" else "GPUs per node", str(spec.processes_per_node))]
+    rows = [
+        ("backend", backend.name),
+        ("data set", spec.dataset),
+        ("epochs", str(spec.epochs)),
+        ("batch size", str(spec.batch_size)),
+        ("learning rate", f"{spec.learning_rate:g}"),
+        ("seed", str(spec.seed)),
+        ("model", spec.model),
+        ("nodes", str(spec.nodes)),
+        (backend.workers_per_node, str(spec.processes_per_node)),
+    ]
     rows += [(f"--{name}", value) for name, value in sorted(spec.parameters.items())]
     for name, value in rows:
         table.add_row(name, value)
@@ -168,16 +184,21 @@ def _check_dataset_argument(argument: str | None) -> None:
         return
     text = argument.strip()
     if not text:
-        raise CommandFailed("DATASET is empty: give a folder, obs://…, local:… or an uploaded data set's id, or "
-                            "leave it out for the data set uploaded last", EXIT_USAGE)
+        raise CommandFailed(
+            "DATASET is empty: give a folder, obs://…, local:… or an uploaded data set's id, or "
+            "leave it out for the data set uploaded last",
+            EXIT_USAGE,
+        )
     if text.startswith(("obs://", "local:")):
         return
     folder = Path(text).expanduser()
     if folder.is_dir():
         try:
             if not holds_dataset(folder):
-                raise CommandFailed(f"{text}: holds no data set (no class folders such as ain/ or al/, and no "
-                                    "manifest.json)", EXIT_USAGE)
+                raise CommandFailed(
+                    f"{text}: holds no data set (no class folders such as ain/ or al/, and no manifest.json)",
+                    EXIT_USAGE,
+                )
         except DatasetError as error:
             raise CommandFailed(str(error), EXIT_USAGE) from None
 
@@ -189,19 +210,31 @@ def submit_command(context: CommandContext, namespace: argparse.Namespace) -> in
     context.require_writable("submit a training job")
     _check_dataset_argument(namespace.dataset)
     dataset = resolve_dataset(settings, namespace.dataset)
-    spec = build_spec(settings, dataset, epochs=namespace.epochs, nodes=namespace.nodes, gpus=namespace.gpus,
-                      batch_size=namespace.batch_size, learning_rate=namespace.lr, seed=namespace.seed,
-                      model=namespace.model, name=namespace.name, parameters=_parse_params(namespace.param))
+    spec = build_spec(
+        settings,
+        dataset,
+        epochs=namespace.epochs,
+        nodes=namespace.nodes,
+        gpus=namespace.gpus,
+        batch_size=namespace.batch_size,
+        learning_rate=namespace.lr,
+        seed=namespace.seed,
+        model=namespace.model,
+        name=namespace.name,
+        parameters=_parse_params(namespace.param),
+    )
     if not namespace.yes and sys.stdin.isatty():
-        context.err_console.print(_spec_table(spec, settings.backend))
+        context.err_console.print(_spec_table(spec, backend_for(settings)))
     confirm(context, "Submit this training job?", namespace.yes)
     platform = open_platform(settings)
     status = submit_job(platform, spec)
     if context.json_output:
         context.emit_json({**status.to_json(), "spec": spec.to_json()})
     else:
-        context.console.print(f"submitted job {status.job_id} ({status.phase.value}) on the {settings.backend} "
-                              "backend", markup=False)
+        context.console.print(
+            f"submitted job {status.job_id} ({status.phase.value}) on the {backend_for(settings).name} backend",
+            markup=False,
+        )
     if not namespace.wait:
         return EXIT_OK
     return _watch(context, platform, status.job_id, namespace.interval)
@@ -210,8 +243,12 @@ def submit_command(context: CommandContext, namespace: argparse.Namespace) -> in
 def _status_row(status: JobStatus, progress: TrainingProgress | None, now: float) -> dict[str, Any]:
     from arsl_tui.domain.jobs import format_duration
 
-    return {"job": status.job_id, "phase": status.phase.value, "duration": format_duration(status.duration_s(now)),
-            "epochs": f"{progress.epochs_done}/{status.epochs or '?'}" if progress else f"?/{status.epochs or '?'}"}
+    return {
+        "job": status.job_id,
+        "phase": status.phase.value,
+        "duration": format_duration(status.duration_s(now)),
+        "epochs": f"{progress.epochs_done}/{status.epochs or '?'}" if progress else f"?/{status.epochs or '?'}",
+    }
 
 
 def status_command(context: CommandContext, namespace: argparse.Namespace) -> int:
@@ -243,9 +280,12 @@ def status_command(context: CommandContext, namespace: argparse.Namespace) -> in
         context.emit_json({**status.to_json(), "progress": _progress_json(progress, best)})
         return EXIT_OK
     row = _status_row(status, progress, now)
-    context.console.print(f"job {status.job_id}  {row['phase']}  {row['duration']}  epochs {row['epochs']}  "
-                          f"{_best_text(best)}  ETA {format_duration(progress.eta_s)}", markup=False,
-                          soft_wrap=True)
+    context.console.print(
+        f"job {status.job_id}  {row['phase']}  {row['duration']}  epochs {row['epochs']}  "
+        f"{_best_text(best)}  ETA {format_duration(progress.eta_s)}",
+        markup=False,
+        soft_wrap=True,
+    )
     if status.reason:
         context.console.print(f"reason: {status.reason}", markup=False, soft_wrap=True)
     return EXIT_OK
@@ -258,10 +298,12 @@ def _epoch_line(progress: TrainingProgress) -> str:
     assert record is not None
     total = progress.epochs_total or "?"
     speed = f"{progress.images_per_s:.0f} img/s" if progress.images_per_s is not None else "— img/s"
-    return (f"epoch {record.epoch if record.epoch is not None else progress.epochs_done}/{total}  "
-            f"train loss {_number(record.train_loss)} acc {_percent(record.train_acc)}  "
-            f"val loss {_number(record.val_loss)} acc {_percent(record.val_acc)}  {speed}  "
-            f"ETA {format_duration(progress.eta_s)}")
+    return (
+        f"epoch {record.epoch if record.epoch is not None else progress.epochs_done}/{total}  "
+        f"train loss {_number(record.train_loss)} acc {_percent(record.train_acc)}  "
+        f"val loss {_number(record.val_loss)} acc {_percent(record.val_acc)}  {speed}  "
+        f"ETA {format_duration(progress.eta_s)}"
+    )
 
 
 def _watch(context: CommandContext, platform: Any, job_id: str, interval_s: float) -> int:
@@ -284,16 +326,30 @@ def _watch(context: CommandContext, platform: Any, job_id: str, interval_s: floa
         elif isinstance(event, JobEpochReported):
             records.append(event.record)
             if context.json_output:
-                context.emit_json({"job_id": event.job_id, "phase": phase[0], "event": "epoch",
-                                   **_progress_json(event.progress, best_epoch(records))})
+                context.emit_json(
+                    {
+                        "job_id": event.job_id,
+                        "phase": phase[0],
+                        "event": "epoch",
+                        **_progress_json(event.progress, best_epoch(records)),
+                    }
+                )
             else:
                 context.console.print(_epoch_line(event.progress), markup=False, soft_wrap=True)
         elif isinstance(event, JobEnded):
             final = dict(event.final.data) if event.final else None
             best = best_epoch([*records, event.final] if event.final is not None else records)
             if context.json_output:
-                context.emit_json({"job_id": event.job_id, "phase": event.phase, "event": "ended",
-                                   "reason": event.reason, **_progress_json(event.progress, best), "final": final})
+                context.emit_json(
+                    {
+                        "job_id": event.job_id,
+                        "phase": event.phase,
+                        "event": "ended",
+                        "reason": event.reason,
+                        **_progress_json(event.progress, best),
+                        "final": final,
+                    }
+                )
             else:
                 summary = f"job {event.job_id} {event.phase}; {_best_text(best)}"
                 if event.reason:
@@ -317,6 +373,7 @@ def logs_command(context: CommandContext, namespace: argparse.Namespace) -> int:
 
     platform = open_platform(context.settings)
     if namespace.follow and not context.json_output:
+
         def write(text: str) -> None:
             context.stdout.write(text)
             context.stdout.flush()
@@ -336,8 +393,15 @@ def logs_command(context: CommandContext, namespace: argparse.Namespace) -> int:
         cursor = chunk.cursor
     text = "".join(chunks)
     if context.json_output:
-        context.emit_json({"job_id": status.job_id, "phase": status.phase.value, "log": text, "cursor": cursor,
-                           "truncated": truncated})
+        context.emit_json(
+            {
+                "job_id": status.job_id,
+                "phase": status.phase.value,
+                "log": text,
+                "cursor": cursor,
+                "truncated": truncated,
+            }
+        )
     else:
         if truncated:
             context.err_console.print("(the platform keeps only the end of long logs; earlier lines are not shown)")
@@ -376,6 +440,8 @@ def stop_command(context: CommandContext, namespace: argparse.Namespace) -> int:
     if context.json_output:
         context.emit_json(status.to_json())
     else:
-        context.console.print(f"job {status.job_id}: {status.phase.value}"
-                              + (f" ({status.reason})" if status.reason else ""), markup=False)
+        context.console.print(
+            f"job {status.job_id}: {status.phase.value}" + (f" ({status.reason})" if status.reason else ""),
+            markup=False,
+        )
     return EXIT_OK

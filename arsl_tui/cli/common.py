@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.text import Text
 
+from arsl_tui.backends import backend_for
 from arsl_tui.config import ConfigError, Settings, load_settings
 
 EXIT_OK = 0
@@ -29,8 +30,20 @@ READ_ONLY_ENV = "ARSL_READ_ONLY"
 
 _MESSAGE_CHARS = 2000
 """Longer messages are cut in the middle: a 100 000-character argument must not flood the terminal."""
-_PATH_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.EACCES,
-                          errno.EPERM, errno.EEXIST, errno.EROFS, errno.EINVAL})
+_PATH_ERRNOS = frozenset(
+    {
+        errno.ENOENT,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ENAMETOOLONG,
+        errno.ELOOP,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EEXIST,
+        errno.EROFS,
+        errno.EINVAL,
+    }
+)
 """OSErrors about a path the user gave (usage, exit 2); others (disk full, I/O error) are exit 3."""
 _INVISIBLE = frozenset({0x200E, 0x200F, 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0xFEFF})
 """Bidirectional overrides, line separators and the BOM: they reorder or hide what a terminal shows."""
@@ -64,8 +77,9 @@ def whole_number(low: int, high: int) -> Callable[[str], int]:
         except ValueError:  # more digits than int() converts
             value = None
         if value is None or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected a whole number between {low} and {high}, "
-                                             f"got '{safe_text(text, 80)}'")
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number between {low} and {high}, got '{safe_text(text, 80)}'"
+            )
         return value
 
     return parse
@@ -112,8 +126,11 @@ class CommandContext:
 
     @classmethod
     def from_namespace(cls, namespace: argparse.Namespace) -> CommandContext:
-        return cls(config_path=getattr(namespace, "config", None), backend=getattr(namespace, "backend", None),
-                   json_output=bool(getattr(namespace, "json", False)))
+        return cls(
+            config_path=getattr(namespace, "config", None),
+            backend=getattr(namespace, "backend", None),
+            json_output=bool(getattr(namespace, "json", False)),
+        )
 
     @cached_property
     def settings(self) -> Settings:
@@ -136,15 +153,28 @@ class CommandContext:
         """Central read-only gate for every command that changes something."""
         if self.settings.read_only:
             variable = os.environ.get(READ_ONLY_ENV)
-            where = (f"{READ_ONLY_ENV}={variable}" if variable is not None
-                     else f"read_only = true in {self.settings.source}")
+            where = (
+                f"{READ_ONLY_ENV}={variable}" if variable is not None else f"read_only = true in {self.settings.source}"
+            )
             raise CommandFailed(f"read-only mode is on ({safe_text(where)}); refusing to {action}", EXIT_USAGE)
 
 
 Handler = Callable[[CommandContext, argparse.Namespace], int]
 
-_WITHOUT_BACKEND = frozenset({("data",), ("console",), ("deploy",), ("service",), ("gateway", "keys"), ("predict",),
-                              ("api-test",), ("pipeline", "status"), ("pipeline", "watch"), ("pipeline", "cancel")})
+_WITHOUT_BACKEND = frozenset(
+    {
+        ("data",),
+        ("console",),
+        ("deploy",),
+        ("service",),
+        ("gateway", "keys"),
+        ("predict",),
+        ("api-test",),
+        ("pipeline", "status"),
+        ("pipeline", "watch"),
+        ("pipeline", "cancel"),
+    }
+)
 """Commands that never read the configured backend: a data set folder, the console (which shows the
 backend's problem on its own screen), the local gateway's commands (which refuse another backend), and
 following or cancelling a pipeline run (its lock and event file live under `$ARSL_HOME`)."""
@@ -164,11 +194,9 @@ def check_backend(context: CommandContext, namespace: argparse.Namespace) -> Non
     installed, it has no credentials): every part of a command would otherwise fail on its own, and
     parts kept on this machine (the upload journal, the canary state) would show as that backend's."""
     path = command_path(namespace)
-    if path[:1] in _WITHOUT_BACKEND or path[:2] in _WITHOUT_BACKEND or context.settings.backend != "huawei":
+    if path[:1] in _WITHOUT_BACKEND or path[:2] in _WITHOUT_BACKEND:
         return
-    from arsl_tui.providers.huawei.credentials import unusable_reason
-
-    problem = unusable_reason()
+    problem = backend_for(context.settings).unusable_reason()
     if problem is not None:
         raise CommandFailed(problem, EXIT_BACKEND)
 
@@ -198,8 +226,12 @@ def run_command(handler: Handler, context: CommandContext, namespace: argparse.N
         return EXIT_INTERRUPTED
     except UnicodeEncodeError as error:  # an argument with bytes that are no UTF-8 (os.fsdecode's surrogates)
         text = error.object if isinstance(error.object, str) else ""
-        _report(context, f"{safe_text(text, 200)!s}: not valid UTF-8; names, ids, notes and paths that arsl "
-                         "stores or sends must be UTF-8 text", EXIT_USAGE)
+        _report(
+            context,
+            f"{safe_text(text, 200)!s}: not valid UTF-8; names, ids, notes and paths that arsl "
+            "stores or sends must be UTF-8 text",
+            EXIT_USAGE,
+        )
         return EXIT_USAGE
     except OSError as error:  # a path given on the command line that cannot be used (too long, a loop, …)
         code = EXIT_USAGE if error.errno in _PATH_ERRNOS else EXIT_BACKEND
@@ -214,8 +246,9 @@ def _report(context: CommandContext, message: str, exit_code: int) -> None:
     context.err_console.print(Text.assemble(("error: ", "bold red"), safe_text(message)), soft_wrap=True)
 
 
-def confirm(context: CommandContext, question: str, assume_yes: bool,
-            refusal: str = "cancelled; nothing was changed") -> None:
+def confirm(
+    context: CommandContext, question: str, assume_yes: bool, refusal: str = "cancelled; nothing was changed"
+) -> None:
     """Ask `question [y/N]` on a terminal (No unless y or yes is typed); never with --yes or without a terminal."""
     if assume_yes or not sys.stdin.isatty():
         return

@@ -12,22 +12,24 @@ not re-judged (Cloud Eye does the same), and a clock that goes backwards judges 
 passes the last judged period again. While a rule stays in alarm, its notification repeats at most
 every `suppress_s` seconds (Cloud Eye's `suppress_duration`; 0 notifies once).
 
-Default rules for the things the console watches are built here too, for the local gateway and for
-Cloud Eye's real namespaces (`SYS.ModelArts` by `service_id`, `SYS.APIC` by `instance_id`/`api_id`,
-and a custom namespace for what Cloud Eye does not measure: error rate, online accuracy, canary
-rollbacks, the service being up).
+The local gateway's series (`gateway_samples`: what one sampling round measures) and the default
+rules on them (`local_rules`) are built here too; Cloud Eye's default rules, on its own namespaces,
+are the Huawei provider's (`providers/huawei/alarm_rules.py`).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arsl_tui.domain.errors import BackendCallError
+
+if TYPE_CHECKING:
+    from arsl_tui.domain.serving import VersionStats
 
 
 class AlarmRuleError(ValueError):
@@ -122,11 +124,14 @@ def format_dimensions(dimensions: Dimensions) -> str:
 def check_custom_namespace(namespace: str, where: str = "namespace") -> str:
     """A namespace arsl may push data to: `Service.Item`, not starting with SYS, AGT or SRE."""
     if not NAMESPACE.match(namespace):
-        raise AlarmRuleError(f"{where} {namespace!r}: expected 'Service.Item' (letters, digits, '_'; each part "
-                             "starts with a letter, at most 32 characters)")
+        raise AlarmRuleError(
+            f"{where} {namespace!r}: expected 'Service.Item' (letters, digits, '_'; each part "
+            "starts with a letter, at most 32 characters)"
+        )
     if namespace.upper().startswith(RESERVED_NAMESPACE_PREFIXES):
-        raise AlarmRuleError(f"{where} {namespace!r}: custom namespaces must not start with SYS, AGT or SRE "
-                             "(Cloud Eye reserves them)")
+        raise AlarmRuleError(
+            f"{where} {namespace!r}: custom namespaces must not start with SYS, AGT or SRE (Cloud Eye reserves them)"
+        )
     return namespace
 
 
@@ -163,8 +168,9 @@ class AlarmRule:
         if not 1 <= len(self.dimensions) <= 4:
             raise AlarmRuleError(f"{where}: needs 1 to 4 dimensions, got {len(self.dimensions)}")
         if any(not name or not value for name, value in self.dimensions):
-            raise AlarmRuleError(f"{where}: a dimension has an empty name or value: "
-                                 f"{format_dimensions(self.dimensions)!r}")
+            raise AlarmRuleError(
+                f"{where}: a dimension has an empty name or value: {format_dimensions(self.dimensions)!r}"
+            )
         if dimensions_of(self.dimensions) != self.dimensions:
             object.__setattr__(self, "dimensions", dimensions_of(self.dimensions))
         object.__setattr__(self, "filter", Filter(self.filter))
@@ -175,8 +181,11 @@ class AlarmRule:
                 raise AlarmRuleError(f"{where}: {name} = {value!r}: expected an integer >= {low}")
         if self.level not in LEVELS:
             raise AlarmRuleError(f"{where}: level = {self.level!r}: expected 1 (critical) to 4 (info)")
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, int | float) \
-                or not math.isfinite(self.threshold):
+        if (
+            isinstance(self.threshold, bool)
+            or not isinstance(self.threshold, int | float)
+            or not math.isfinite(self.threshold)
+        ):
             raise AlarmRuleError(f"{where}: threshold = {self.threshold!r}: expected a finite number")
         object.__setattr__(self, "threshold", float(self.threshold))
 
@@ -187,34 +196,53 @@ class AlarmRule:
     @property
     def condition(self) -> str:
         """`error_rate average > 0.05 for 3 × 60 s`."""
-        return (f"{self.metric} {self.filter.value} {self.comparison.value} {self.threshold:g} "
-                f"for {self.count} × {self.period_s} s")
+        return (
+            f"{self.metric} {self.filter.value} {self.comparison.value} {self.threshold:g} "
+            f"for {self.count} × {self.period_s} s"
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "namespace": self.namespace, "metric": self.metric,
-                "dimensions": [{"name": name, "value": value} for name, value in self.dimensions],
-                "period_s": self.period_s, "filter": self.filter.value, "comparison": self.comparison.value,
-                "threshold": self.threshold, "count": self.count, "suppress_s": self.suppress_s, "level": self.level,
-                "unit": self.unit, "description": self.description, "missing_periods": self.missing_periods}
+        return {
+            "name": self.name,
+            "namespace": self.namespace,
+            "metric": self.metric,
+            "dimensions": [{"name": name, "value": value} for name, value in self.dimensions],
+            "period_s": self.period_s,
+            "filter": self.filter.value,
+            "comparison": self.comparison.value,
+            "threshold": self.threshold,
+            "count": self.count,
+            "suppress_s": self.suppress_s,
+            "level": self.level,
+            "unit": self.unit,
+            "description": self.description,
+            "missing_periods": self.missing_periods,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], where: str = "alarm rule") -> AlarmRule:
         try:
             dimensions = dimensions_of((str(item["name"]), str(item["value"])) for item in data["dimensions"])
-            return cls(name=str(data["name"]), namespace=str(data["namespace"]), metric=str(data["metric"]),
-                       dimensions=dimensions, period_s=int(data["period_s"]), filter=Filter(data["filter"]),
-                       comparison=Comparison(data["comparison"]), threshold=float(data["threshold"]),
-                       count=int(data.get("count", 1)), suppress_s=int(data.get("suppress_s", 0)),
-                       level=int(data.get("level", 2)), unit=str(data.get("unit", "")),
-                       description=str(data.get("description", "")),
-                       missing_periods=int(data.get("missing_periods", 0)))
+            return cls(
+                name=str(data["name"]),
+                namespace=str(data["namespace"]),
+                metric=str(data["metric"]),
+                dimensions=dimensions,
+                period_s=int(data["period_s"]),
+                filter=Filter(data["filter"]),
+                comparison=Comparison(data["comparison"]),
+                threshold=float(data["threshold"]),
+                count=int(data.get("count", 1)),
+                suppress_s=int(data.get("suppress_s", 0)),
+                level=int(data.get("level", 2)),
+                unit=str(data.get("unit", "")),
+                description=str(data.get("description", "")),
+                missing_periods=int(data.get("missing_periods", 0)),
+            )
         except (KeyError, TypeError, ValueError) as error:
             if isinstance(error, AlarmRuleError):
                 raise
             raise AlarmRuleError(f"{where}: malformed rule ({type(error).__name__}: {error})") from None
-
-    def same_definition(self, other: AlarmRule) -> bool:
-        return self.to_json() == other.to_json()
 
 
 @dataclass(frozen=True)
@@ -243,22 +271,34 @@ class RuleStatus:
     @classmethod
     def new(cls, rule: AlarmRule, now: float) -> RuleStatus:
         """A rule created at `now`: insufficient data, judging from the period that holds `now`."""
-        return cls(rule=rule.name, state=AlarmState.INSUFFICIENT_DATA, since=now,
-                   next_period=int(now // rule.period_s))
+        return cls(rule=rule.name, state=AlarmState.INSUFFICIENT_DATA, since=now, next_period=int(now // rule.period_s))
 
     def to_json(self) -> dict[str, Any]:
-        return {"rule": self.rule, "state": self.state.value, "since": self.since, "next_period": self.next_period,
-                "breach_run": self.breach_run, "missing_run": self.missing_run, "value": self.value,
-                "last_notified": self.last_notified}
+        return {
+            "rule": self.rule,
+            "state": self.state.value,
+            "since": self.since,
+            "next_period": self.next_period,
+            "breach_run": self.breach_run,
+            "missing_run": self.missing_run,
+            "value": self.value,
+            "last_notified": self.last_notified,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RuleStatus:
         value = data.get("value")
         notified = data.get("last_notified")
-        return cls(rule=str(data["rule"]), state=AlarmState(data["state"]), since=float(data["since"]),
-                   next_period=int(data["next_period"]), breach_run=int(data.get("breach_run", 0)),
-                   missing_run=int(data.get("missing_run", 0)), value=None if value is None else float(value),
-                   last_notified=None if notified is None else float(notified))
+        return cls(
+            rule=str(data["rule"]),
+            state=AlarmState(data["state"]),
+            since=float(data["since"]),
+            next_period=int(data["next_period"]),
+            breach_run=int(data.get("breach_run", 0)),
+            missing_run=int(data.get("missing_run", 0)),
+            value=None if value is None else float(value),
+            last_notified=None if notified is None else float(notified),
+        )
 
 
 class NoticeKind(StrEnum):
@@ -281,8 +321,14 @@ class Transition:
     reason: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"rule": self.rule, "time": self.time, "old": self.old.value, "new": self.new.value,
-                "value": self.value, "reason": self.reason}
+        return {
+            "rule": self.rule,
+            "time": self.time,
+            "old": self.old.value,
+            "new": self.new.value,
+            "value": self.value,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -353,8 +399,12 @@ def evaluate(rule: AlarmRule, status: RuleStatus, points: Iterable[DataPoint], n
         value = None
         if state is not AlarmState.INSUFFICIENT_DATA and missing_run >= rule.insufficient_after:
             reached = gap_first + (rule.insufficient_after - before) - 1
-            move(AlarmState.INSUFFICIENT_DATA, (reached + 1) * rule.period_s, None,
-                 f"no data for {rule.insufficient_after} period(s) of {rule.period_s} s")
+            move(
+                AlarmState.INSUFFICIENT_DATA,
+                (reached + 1) * rule.period_s,
+                None,
+                f"no data for {rule.insufficient_after} period(s) of {rule.period_s} s",
+            )
 
     cursor = first
     for index in sorted(values):
@@ -365,31 +415,56 @@ def evaluate(rule: AlarmRule, status: RuleStatus, points: Iterable[DataPoint], n
         if rule.comparison.holds(current, rule.threshold):
             breach_run += 1
             if state is not AlarmState.ALARM and breach_run >= rule.count:
-                move(AlarmState.ALARM, end, current,
-                     f"{_describe(rule, current)} for {breach_run} consecutive period(s)")
-            elif state is AlarmState.ALARM and rule.suppress_s > 0 and (
-                    last_notified is None or end - last_notified >= rule.suppress_s):
-                notices.append(Notice(rule.name, end, NoticeKind.REPEAT, current,
-                                      f"still {_describe(rule, current)}"))
+                move(
+                    AlarmState.ALARM, end, current, f"{_describe(rule, current)} for {breach_run} consecutive period(s)"
+                )
+            elif (
+                state is AlarmState.ALARM
+                and rule.suppress_s > 0
+                and (last_notified is None or end - last_notified >= rule.suppress_s)
+            ):
+                notices.append(Notice(rule.name, end, NoticeKind.REPEAT, current, f"still {_describe(rule, current)}"))
                 last_notified = end
         else:
             breach_run = 0
             if state is not AlarmState.OK:
-                reason = (f"{rule.metric} {rule.filter.value} {current:.6g}, no longer {rule.comparison.value} "
-                          f"{rule.threshold:g}")
+                reason = (
+                    f"{rule.metric} {rule.filter.value} {current:.6g}, no longer {rule.comparison.value} "
+                    f"{rule.threshold:g}"
+                )
                 move(AlarmState.OK, end, current, reason)
         cursor = index + 1
     gap(last_complete + 1 - cursor, cursor)
-    updated = replace(status, state=state, since=since, next_period=last_complete + 1, breach_run=breach_run,
-                      missing_run=missing_run, value=value, last_notified=last_notified)
+    updated = replace(
+        status,
+        state=state,
+        since=since,
+        next_period=last_complete + 1,
+        breach_run=breach_run,
+        missing_run=missing_run,
+        value=value,
+        last_notified=last_notified,
+    )
     return Evaluation(updated, tuple(transitions), tuple(notices))
 
 
 # --- durations ------------------------------------------------------------------------------------
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|secs|m|min|mins|h|hr|hrs|d|day|days)?\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1, "sec": 1, "secs": 1, "m": 60, "min": 60, "mins": 60, "h": 3600, "hr": 3600, "hrs": 3600,
-                 "d": 86400, "day": 86400, "days": 86400}
+_UNIT_SECONDS = {
+    "s": 1,
+    "sec": 1,
+    "secs": 1,
+    "m": 60,
+    "min": 60,
+    "mins": 60,
+    "h": 3600,
+    "hr": 3600,
+    "hrs": 3600,
+    "d": 86400,
+    "day": 86400,
+    "days": 86400,
+}
 
 
 def parse_duration(text: str) -> float:
@@ -439,59 +514,156 @@ def local_rules(thresholds: AlarmThresholds) -> list[AlarmRule]:
     t = thresholds
     service = ((SERVICE_DIMENSION, LOCAL_SERVICE),)
 
-    def rule(name: str, metric: str, flt: Filter, comparison: Comparison, threshold: float, description: str,
-             *, count: int | None = None, level: int = 2, unit: str = "") -> AlarmRule:
-        return AlarmRule(name=name, namespace=LOCAL_NAMESPACE, metric=metric, dimensions=service,
-                         period_s=t.period_s, filter=flt, comparison=comparison, threshold=threshold,
-                         count=t.count if count is None else count, suppress_s=t.suppress_s, level=level, unit=unit,
-                         description=description)
+    def rule(
+        name: str,
+        metric: str,
+        flt: Filter,
+        comparison: Comparison,
+        threshold: float,
+        description: str,
+        *,
+        count: int | None = None,
+        level: int = 2,
+        unit: str = "",
+    ) -> AlarmRule:
+        return AlarmRule(
+            name=name,
+            namespace=LOCAL_NAMESPACE,
+            metric=metric,
+            dimensions=service,
+            period_s=t.period_s,
+            filter=flt,
+            comparison=comparison,
+            threshold=threshold,
+            count=t.count if count is None else count,
+            suppress_s=t.suppress_s,
+            level=level,
+            unit=unit,
+            description=description,
+        )
 
     rules = [
-        rule(ERROR_RATE, "error_rate", Filter.AVERAGE, Comparison.GT, t.max_error_rate,
-             "server errors (5xx) among predict requests", level=1),
-        rule(P95_LATENCY, "p95_latency_ms", Filter.MAX, Comparison.GT, t.max_p95_latency_ms,
-             "95th percentile latency of successful predict requests", unit="ms"),
+        rule(
+            ERROR_RATE,
+            "error_rate",
+            Filter.AVERAGE,
+            Comparison.GT,
+            t.max_error_rate,
+            "server errors (5xx) among predict requests",
+            level=1,
+        ),
+        rule(
+            P95_LATENCY,
+            "p95_latency_ms",
+            Filter.MAX,
+            Comparison.GT,
+            t.max_p95_latency_ms,
+            "95th percentile latency of successful predict requests",
+            unit="ms",
+        ),
     ]
     if t.min_requests > 0:
-        rules.append(rule(TRAFFIC_LOW, "requests", Filter.SUM, Comparison.LT, t.min_requests,
-                          "traffic anomaly: too few predict requests in a period", level=3, unit="count"))
+        rules.append(
+            rule(
+                TRAFFIC_LOW,
+                "requests",
+                Filter.SUM,
+                Comparison.LT,
+                t.min_requests,
+                "traffic anomaly: too few predict requests in a period",
+                level=3,
+                unit="count",
+            )
+        )
     if t.max_requests > 0:
-        rules.append(rule(TRAFFIC_HIGH, "requests", Filter.SUM, Comparison.GT, t.max_requests,
-                          "traffic anomaly: more predict requests in a period than expected", level=3, unit="count"))
+        rules.append(
+            rule(
+                TRAFFIC_HIGH,
+                "requests",
+                Filter.SUM,
+                Comparison.GT,
+                t.max_requests,
+                "traffic anomaly: more predict requests in a period than expected",
+                level=3,
+                unit="count",
+            )
+        )
     rules += [
-        rule(ONLINE_ACCURACY, "online_accuracy", Filter.AVERAGE, Comparison.LT, t.min_online_accuracy,
-             "accuracy of predictions that received a feedback label"),
-        rule(CANARY_ROLLBACK, "canary_rollbacks", Filter.SUM, Comparison.GT, 0, "the canary controller rolled "
-             "a version back", count=1, level=2, unit="count"),
-        rule(SERVICE_DOWN, "service_up", Filter.MIN, Comparison.LT, 1, "the deployed service does not answer",
-             count=1, level=1),
+        rule(
+            ONLINE_ACCURACY,
+            "online_accuracy",
+            Filter.AVERAGE,
+            Comparison.LT,
+            t.min_online_accuracy,
+            "accuracy of predictions that received a feedback label",
+        ),
+        rule(
+            CANARY_ROLLBACK,
+            "canary_rollbacks",
+            Filter.SUM,
+            Comparison.GT,
+            0,
+            "the canary controller rolled a version back",
+            count=1,
+            level=2,
+            unit="count",
+        ),
+        rule(
+            SERVICE_DOWN,
+            "service_up",
+            Filter.MIN,
+            Comparison.LT,
+            1,
+            "the deployed service does not answer",
+            count=1,
+            level=1,
+        ),
     ]
     return rules
 
 
-# Cloud Eye accepts only these policy values (v2 create_alarm_rules); others are rounded up.
-CES_PERIODS = (1, 300, 1200, 3600, 14400, 86400)
-CES_COUNTS = (1, 2, 3, 4, 5, 10, 15, 30, 60, 90, 120, 180)
-CES_SUPPRESS = (0, 300, 600, 900, 1800, 3600, 10800, 21600, 43200, 86400)
-CES_RAW_PERIOD_S = 60
-"""SYS.ModelArts and SYS.APIC report once a minute; Cloud Eye's period 1 means "each raw point"."""
+def gateway_samples(stats: Mapping[str, VersionStats] | None, *, deployed: bool, min_feedback: int) -> list[Sample]:
+    """The points of one sampling round from the gateway's per-version stats (None: it does not answer).
 
+    Service-wide points carry `service_id=local`; per-version ones add `model_id=<version>`. Error rate and
+    p95 exist only for periods with requests, online accuracy only with at least `min_feedback` labels: a
+    period without them has no data (Cloud Eye's behaviour for a metric nobody reported).
+    """
+    if not deployed:
+        return []
+    service = ((SERVICE_DIMENSION, LOCAL_SERVICE),)
+    if stats is None:
+        return [Sample("service_up", service, 0.0)]
+    samples = [Sample("service_up", service, 1.0)]
 
-def _round_up(value: int, allowed: Sequence[int]) -> int:
-    return next((option for option in allowed if option >= value), allowed[-1])
+    def measure(
+        dims: Dimensions, requests: int, errors: int, latencies: Sequence[float], feedback: int, correct: int
+    ) -> None:
+        samples.append(Sample("requests", dims, float(requests), "count"))
+        samples.append(Sample("errors", dims, float(errors), "count"))
+        if requests:
+            samples.append(Sample("error_rate", dims, errors / requests))
+        if latencies:
+            ordered = sorted(latencies)
+            rank = max(1, math.ceil(0.95 * len(ordered)))
+            samples.append(Sample("p95_latency_ms", dims, ordered[rank - 1], "ms"))
+        if feedback >= min_feedback:
+            samples.append(Sample("online_accuracy", dims, correct / feedback))
 
-
-def cloud_eye_period(period_s: int) -> int:
-    return 1 if period_s <= CES_RAW_PERIOD_S else _round_up(period_s, CES_PERIODS)
-
-
-@dataclass(frozen=True)
-class CloudTargets:
-    """What the Cloud Eye rules watch: the ModelArts real-time service and the APIG API in front of it."""
-
-    service_id: str = ""
-    apig_instance_id: str = ""
-    api_id: str = ""
+    every: list[float] = []
+    for version, item in sorted(stats.items()):
+        dims = dimensions_of({SERVICE_DIMENSION: LOCAL_SERVICE, MODEL_DIMENSION: version})
+        measure(dims, item.requests, item.errors, item.latency_ms, item.feedback, item.correct)
+        every.extend(item.latency_ms)
+    measure(
+        service,
+        sum(item.requests for item in stats.values()),
+        sum(item.errors for item in stats.values()),
+        every,
+        sum(item.feedback for item in stats.values()),
+        sum(item.correct for item in stats.values()),
+    )
+    return samples
 
 
 @dataclass(frozen=True)
@@ -500,56 +672,39 @@ class SkippedRule:
     reason: str
 
 
-def cloud_eye_rules(thresholds: AlarmThresholds, targets: CloudTargets) -> tuple[list[AlarmRule], list[SkippedRule]]:
-    """The default rules on Cloud Eye's real metrics; rules whose resource is not configured are skipped."""
-    t = thresholds
-    custom = check_custom_namespace(t.custom_namespace, "alarms.custom_namespace")
-    period = cloud_eye_period(t.period_s)
-    count = _round_up(t.count, CES_COUNTS)
-    suppress = _round_up(t.suppress_s, CES_SUPPRESS)
-    service = ((SERVICE_DIMENSION, targets.service_id),)
-    api = (("instance_id", targets.apig_instance_id), ("api_id", targets.api_id))
-    rules: list[AlarmRule] = []
-    skipped: list[SkippedRule] = []
-    no_service = "alarms.service_id is empty (the ModelArts real-time service id the rule watches)"
-    no_api = "huawei.apig_instance_id and alarms.api_id are needed (the APIG API in front of the service)"
-
-    def add(name: str, namespace: str, metric: str, dims: Dimensions | None, flt: Filter, comparison: Comparison,
-            threshold: float, description: str, *, rule_count: int | None = None, level: int = 2, unit: str = "",
-            missing: str = no_service) -> None:
-        if dims is None or any(not value for _, value in dims):
-            skipped.append(SkippedRule(name, missing))
-            return
-        rules.append(AlarmRule(name=name, namespace=namespace, metric=metric, dimensions=dims, period_s=period,
-                               filter=flt, comparison=comparison, threshold=threshold,
-                               count=count if rule_count is None else rule_count, suppress_s=suppress, level=level,
-                               unit=unit, description=description))
-
-    have_api = bool(targets.apig_instance_id and targets.api_id)
-    add(ERROR_RATE, custom, "error_rate", service, Filter.AVERAGE, Comparison.GT, t.max_error_rate,
-        "failed / total calls of the ModelArts service (pushed by arsl from SYS.ModelArts call counts)", level=1)
-    add(P95_LATENCY, "SYS.APIC", "max_latency", api if have_api else None, Filter.MAX, Comparison.GT,
-        t.max_p95_latency_ms, "APIG max_latency: Cloud Eye has no percentiles, and the maximum bounds the p95 "
-        "from above", unit="ms", missing=no_api)
-    traffic: tuple[str, str, Dimensions | None] = (
-        ("SYS.APIC", "req_count", api) if have_api else ("SYS.ModelArts", "total_called_times",
-                                                          service if targets.service_id else None))
-    if t.min_requests > 0:
-        add(TRAFFIC_LOW, traffic[0], traffic[1], traffic[2], Filter.SUM, Comparison.LT, t.min_requests,
-            "traffic anomaly: too few calls in a period", level=3, unit="count")
-    if t.max_requests > 0:
-        add(TRAFFIC_HIGH, traffic[0], traffic[1], traffic[2], Filter.SUM, Comparison.GT, t.max_requests,
-            "traffic anomaly: more calls in a period than expected", level=3, unit="count")
-    add(ONLINE_ACCURACY, custom, "online_accuracy", service, Filter.AVERAGE, Comparison.LT, t.min_online_accuracy,
-        "accuracy of predictions that received a feedback label (pushed by arsl)")
-    add(CANARY_ROLLBACK, custom, "canary_rollbacks", service, Filter.SUM, Comparison.GT, 0,
-        "the canary controller rolled a version back (pushed by arsl)", rule_count=1, unit="count")
-    add(SERVICE_DOWN, custom, "service_up", service, Filter.MIN, Comparison.LT, 1,
-        "the ModelArts service is not running (pushed by arsl from the service status)", rule_count=1, level=1)
-    return rules, skipped
-
-
 # --- what the monitor reports ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One data point the sampler measured, in the local namespace."""
+
+    metric: str
+    dimensions: Dimensions
+    value: float
+    unit: str = ""
+
+
+Sampler = Callable[[float, float], Sequence[Sample]]
+"""(now, window_s) → the points measured over the last window_s seconds."""
+
+
+@dataclass(frozen=True)
+class AlarmEvent:
+    """What subscribers (the canary controller, the console) hear after a round."""
+
+    rule: str
+    time: float
+    state: AlarmState
+    """The rule's state after the event."""
+    notice: NoticeKind | None
+    """Set when people would be notified: entering alarm, a repeat, recovery from alarm."""
+    value: float | None
+    reason: str
+    silenced: bool
+    seq: int
+    """The history line's sequence number (0 for a repeat, which is no state change)."""
+    old: AlarmState | None = None
 
 
 @dataclass(frozen=True)
@@ -571,12 +726,21 @@ class RuleView:
         return self.silenced_until is not None and self.silenced_until > now
 
     def to_json(self, now: float) -> dict[str, Any]:
-        return {"name": self.rule.name, "rule_id": self.rule_id or self.rule.name, "state": self.state.value,
-                "since": self.since, "value": self.value, "condition": self.rule.condition,
-                "enabled": self.enabled, "acknowledged": self.acknowledged_at is not None,
-                "acknowledged_at": self.acknowledged_at, "acknowledged_by": self.acknowledged_by or None,
-                "silenced": self.silenced(now), "silenced_until": self.silenced_until if self.silenced(now) else None,
-                **{key: value for key, value in self.rule.to_json().items() if key != "name"}}
+        return {
+            "name": self.rule.name,
+            "rule_id": self.rule_id or self.rule.name,
+            "state": self.state.value,
+            "since": self.since,
+            "value": self.value,
+            "condition": self.rule.condition,
+            "enabled": self.enabled,
+            "acknowledged": self.acknowledged_at is not None,
+            "acknowledged_at": self.acknowledged_at,
+            "acknowledged_by": self.acknowledged_by or None,
+            "silenced": self.silenced(now),
+            "silenced_until": self.silenced_until if self.silenced(now) else None,
+            **{key: value for key, value in self.rule.to_json().items() if key != "name"},
+        }
 
 
 class HistoryKind(StrEnum):
@@ -602,10 +766,18 @@ class HistoryEntry:
     """Cloud Eye's record id (empty locally)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"seq": self.seq, "rule": self.rule, "time": self.time, "kind": self.kind.value,
-                "old": self.old.value if self.old else None, "new": self.new.value if self.new else None,
-                "value": self.value, "detail": self.detail, "user": self.user or None,
-                "record_id": self.record_id or None}
+        return {
+            "seq": self.seq,
+            "rule": self.rule,
+            "time": self.time,
+            "kind": self.kind.value,
+            "old": self.old.value if self.old else None,
+            "new": self.new.value if self.new else None,
+            "value": self.value,
+            "detail": self.detail,
+            "user": self.user or None,
+            "record_id": self.record_id or None,
+        }
 
 
 @dataclass(frozen=True)
@@ -619,18 +791,60 @@ class SetupReport:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def to_json(self) -> dict[str, Any]:
-        return {"created": list(self.created), "updated": list(self.updated), "unchanged": list(self.unchanged),
-                "skipped": [{"name": item.name, "reason": item.reason} for item in self.skipped],
-                "notes": list(self.notes)}
+        return {
+            "created": list(self.created),
+            "updated": list(self.updated),
+            "unchanged": list(self.unchanged),
+            "skipped": [{"name": item.name, "reason": item.reason} for item in self.skipped],
+            "notes": list(self.notes),
+        }
 
 
 __all__ = [
-    "CANARY_ROLLBACK", "CES_COUNTS", "CES_PERIODS", "CES_SUPPRESS", "ERROR_RATE", "LEVELS", "LOCAL_NAMESPACE",
-    "LOCAL_SERVICE", "ONLINE_ACCURACY", "P95_LATENCY", "RULE_PREFIX", "SERVICE_DOWN", "TRAFFIC_HIGH", "TRAFFIC_LOW",
-    "AlarmActionRefused", "AlarmRule", "AlarmRuleError", "AlarmState", "AlarmThresholds", "CloudTargets",
-    "Comparison", "DataPoint",
-    "Evaluation", "Filter", "HistoryEntry", "HistoryKind", "MonitorError", "MonitorUnavailable", "Notice",
-    "NoticeKind", "RuleNotFound", "RuleStatus", "RuleView", "SetupReport", "SkippedRule", "Transition",
-    "check_custom_namespace", "cloud_eye_period", "cloud_eye_rules", "dimensions_of", "evaluate",
-    "format_dimensions", "local_rules", "parse_duration", "period_values",
+    "CANARY_ROLLBACK",
+    "ERROR_RATE",
+    "LEVELS",
+    "LOCAL_NAMESPACE",
+    "LOCAL_SERVICE",
+    "MODEL_DIMENSION",
+    "ONLINE_ACCURACY",
+    "P95_LATENCY",
+    "RULE_PREFIX",
+    "SERVICE_DIMENSION",
+    "SERVICE_DOWN",
+    "TRAFFIC_HIGH",
+    "TRAFFIC_LOW",
+    "AlarmActionRefused",
+    "AlarmEvent",
+    "AlarmRule",
+    "AlarmRuleError",
+    "AlarmState",
+    "AlarmThresholds",
+    "Comparison",
+    "DataPoint",
+    "Dimensions",
+    "Evaluation",
+    "Filter",
+    "HistoryEntry",
+    "HistoryKind",
+    "MonitorError",
+    "MonitorUnavailable",
+    "Notice",
+    "NoticeKind",
+    "RuleNotFound",
+    "RuleStatus",
+    "RuleView",
+    "Sample",
+    "Sampler",
+    "SetupReport",
+    "SkippedRule",
+    "Transition",
+    "check_custom_namespace",
+    "dimensions_of",
+    "evaluate",
+    "format_dimensions",
+    "gateway_samples",
+    "local_rules",
+    "parse_duration",
+    "period_values",
 ]

@@ -101,14 +101,23 @@ class Action:
     """For LOG: the transition's name (start, deployed, step, hold, pause, …)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind.value, "reason": self.reason, "weights": dict(self.weights),
-                "event": self.event}
+        return {
+            "id": self.id,
+            "kind": self.kind.value,
+            "reason": self.reason,
+            "weights": dict(self.weights),
+            "event": self.event,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Action:
-        return cls(id=str(data["id"]), kind=ActionKind(data["kind"]), reason=str(data.get("reason", "")),
-                   weights={str(k): int(v) for k, v in dict(data.get("weights") or {}).items()},
-                   event=str(data.get("event", "")))
+        return cls(
+            id=str(data["id"]),
+            kind=ActionKind(data["kind"]),
+            reason=str(data.get("reason", "")),
+            weights={str(k): int(v) for k, v in dict(data.get("weights") or {}).items()},
+            event=str(data.get("event", "")),
+        )
 
 
 @dataclass(frozen=True)
@@ -130,23 +139,25 @@ class Plan:
         previous = 0
         for index, step in enumerate(self.steps):
             if isinstance(step.weight, bool) or not isinstance(step.weight, int) or not 1 <= step.weight <= 100:
-                raise CanaryError(f"canary step {index + 1}: weight {step.weight!r} must be a whole percentage "
-                                  "from 1 to 100")
+                raise CanaryError(
+                    f"canary step {index + 1}: weight {step.weight!r} must be a whole percentage from 1 to 100"
+                )
             if step.weight <= previous:
-                raise CanaryError(f"canary steps must rise: step {index + 1} ({step.weight}%) is not above "
-                                  f"{previous}%")
+                raise CanaryError(f"canary steps must rise: step {index + 1} ({step.weight}%) is not above {previous}%")
             if step.window_s <= 0 or step.min_samples < 1:
                 raise CanaryError(f"canary step {index + 1}: the window must be positive and min samples at least 1")
             previous = step.weight
         if self.steps[-1].weight != 100:
-            raise CanaryError(f"the last canary step must send 100% to the challenger (it is "
-                              f"{self.steps[-1].weight}%)")
+            raise CanaryError(f"the last canary step must send 100% to the challenger (it is {self.steps[-1].weight}%)")
 
     @classmethod
-    def uniform(cls, weights: Sequence[int], window_s: float, min_samples: int,
-                deploy_timeout_s: float = 1200.0) -> Plan:
-        return cls(tuple(Step(int(weight), float(window_s), int(min_samples)) for weight in weights),
-                   deploy_timeout_s=float(deploy_timeout_s))
+    def uniform(
+        cls, weights: Sequence[int], window_s: float, min_samples: int, deploy_timeout_s: float = 1200.0
+    ) -> Plan:
+        return cls(
+            tuple(Step(int(weight), float(window_s), int(min_samples)) for weight in weights),
+            deploy_timeout_s=float(deploy_timeout_s),
+        )
 
     @property
     def last(self) -> int:
@@ -158,13 +169,22 @@ class Plan:
         return " → ".join(f"{step.weight}%" for step in self.steps) + window
 
     def to_json(self) -> dict[str, Any]:
-        return {"steps": [{"weight": step.weight, "window_s": step.window_s, "min_samples": step.min_samples}
-                          for step in self.steps], "deploy_timeout_s": self.deploy_timeout_s}
+        return {
+            "steps": [
+                {"weight": step.weight, "window_s": step.window_s, "min_samples": step.min_samples}
+                for step in self.steps
+            ],
+            "deploy_timeout_s": self.deploy_timeout_s,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Plan:
-        return cls(tuple(Step(int(item["weight"]), float(item["window_s"]), int(item["min_samples"]))
-                         for item in data["steps"]), deploy_timeout_s=float(data.get("deploy_timeout_s", 1200.0)))
+        return cls(
+            tuple(
+                Step(int(item["weight"]), float(item["window_s"]), int(item["min_samples"])) for item in data["steps"]
+            ),
+            deploy_timeout_s=float(data.get("deploy_timeout_s", 1200.0)),
+        )
 
 
 @dataclass(frozen=True)
@@ -224,8 +244,12 @@ class CanaryRun:
 
     def due(self, now: float) -> bool:
         """The current window has ended and should be judged."""
-        return (self.phase is Phase.OBSERVING and not self.busy and self.next_judgement_at is not None
-                and now >= self.next_judgement_at)
+        return (
+            self.phase is Phase.OBSERVING
+            and not self.busy
+            and self.next_judgement_at is not None
+            and now >= self.next_judgement_at
+        )
 
     def time_left(self, now: float) -> float | None:
         if self.phase is not Phase.OBSERVING or self.next_judgement_at is None:
@@ -235,14 +259,28 @@ class CanaryRun:
     # --- persistence ------------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": RUN_FORMAT, "run_id": self.run_id, "champion": self.champion,
-                "challenger": self.challenger, "plan": self.plan.to_json(), "phase": self.phase.value,
-                "step": self.step, "seq": self.seq, "started_at": self.started_at, "updated_at": self.updated_at,
-                "started_by": self.started_by, "reason": self.reason,
-                "pending": [action.to_json() for action in self.pending],
-                "window_started_at": self.window_started_at, "next_judgement_at": self.next_judgement_at,
-                "deploy_deadline": self.deploy_deadline, "holds": self.holds, "alarm": self.alarm,
-                "error": self.error, "judgements": [dict(item) for item in self.judgements]}
+        return {
+            "format": RUN_FORMAT,
+            "run_id": self.run_id,
+            "champion": self.champion,
+            "challenger": self.challenger,
+            "plan": self.plan.to_json(),
+            "phase": self.phase.value,
+            "step": self.step,
+            "seq": self.seq,
+            "started_at": self.started_at,
+            "updated_at": self.updated_at,
+            "started_by": self.started_by,
+            "reason": self.reason,
+            "pending": [action.to_json() for action in self.pending],
+            "window_started_at": self.window_started_at,
+            "next_judgement_at": self.next_judgement_at,
+            "deploy_deadline": self.deploy_deadline,
+            "holds": self.holds,
+            "alarm": self.alarm,
+            "error": self.error,
+            "judgements": [dict(item) for item in self.judgements],
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], where: str = "canary run") -> CanaryRun:
@@ -254,17 +292,27 @@ class CanaryRun:
             return None if value is None else float(value)
 
         try:
-            return cls(run_id=str(data["run_id"]), champion=str(data["champion"]),
-                       challenger=str(data["challenger"]), plan=Plan.from_json(data["plan"]),
-                       phase=Phase(data["phase"]), step=int(data["step"]), seq=int(data["seq"]),
-                       started_at=float(data["started_at"]), updated_at=float(data["updated_at"]),
-                       started_by=str(data["started_by"]), reason=str(data.get("reason", "")),
-                       pending=tuple(Action.from_json(item) for item in data.get("pending", ())),
-                       window_started_at=optional("window_started_at"),
-                       next_judgement_at=optional("next_judgement_at"), deploy_deadline=optional("deploy_deadline"),
-                       holds=int(data.get("holds", 0)), alarm=str(data.get("alarm", "")),
-                       error=str(data.get("error", "")),
-                       judgements=tuple(dict(item) for item in data.get("judgements", ())))
+            return cls(
+                run_id=str(data["run_id"]),
+                champion=str(data["champion"]),
+                challenger=str(data["challenger"]),
+                plan=Plan.from_json(data["plan"]),
+                phase=Phase(data["phase"]),
+                step=int(data["step"]),
+                seq=int(data["seq"]),
+                started_at=float(data["started_at"]),
+                updated_at=float(data["updated_at"]),
+                started_by=str(data["started_by"]),
+                reason=str(data.get("reason", "")),
+                pending=tuple(Action.from_json(item) for item in data.get("pending", ())),
+                window_started_at=optional("window_started_at"),
+                next_judgement_at=optional("next_judgement_at"),
+                deploy_deadline=optional("deploy_deadline"),
+                holds=int(data.get("holds", 0)),
+                alarm=str(data.get("alarm", "")),
+                error=str(data.get("error", "")),
+                judgements=tuple(dict(item) for item in data.get("judgements", ())),
+            )
         except (KeyError, TypeError, ValueError) as error:
             raise CanaryError(f"{where}: unreadable canary run record ({type(error).__name__}: {error})") from None
 
@@ -285,18 +333,26 @@ class Transition:
 # --- transitions ----------------------------------------------------------------------------------
 
 
-def _decide(run: CanaryRun, phase: Phase, now: float, event: str, reason: str,
-            effects: Sequence[tuple[ActionKind, Mapping[str, int]]] = (), **changes: Any) -> Transition:
+def _decide(
+    run: CanaryRun,
+    phase: Phase,
+    now: float,
+    event: str,
+    reason: str,
+    effects: Sequence[tuple[ActionKind, Mapping[str, int]]] = (),
+    **changes: Any,
+) -> Transition:
     """A new decision: seq + 1, fresh action ids, the log entry; unwritten log/alarm actions are kept and
     pending effects (only a rollback or a failure can find some) are superseded."""
     seq = run.seq + 1
-    actions = tuple(Action(id=f"{run.run_id}-{seq}-{index + 1}", kind=kind, reason=reason, weights=dict(weights))
-                    for index, (kind, weights) in enumerate(effects))
+    actions = tuple(
+        Action(id=f"{run.run_id}-{seq}-{index + 1}", kind=kind, reason=reason, weights=dict(weights))
+        for index, (kind, weights) in enumerate(effects)
+    )
     log = Action(id=f"{run.run_id}-{seq}-0", kind=ActionKind.LOG, reason=reason, event=event)
     kept = tuple(action for action in run.pending if not action.kind.effect)
     cancelled = tuple(action for action in run.pending if action.kind.effect)
-    after = replace(run, phase=phase, seq=seq, updated_at=now, reason=reason, pending=(*actions, *kept, log),
-                    **changes)
+    after = replace(run, phase=phase, seq=seq, updated_at=now, reason=reason, pending=(*actions, *kept, log), **changes)
     return Transition(run=after, actions=actions, log=log, previous=run.phase, cancelled=cancelled)
 
 
@@ -307,48 +363,94 @@ def check_version(text: str, what: str) -> str:
         raise CanaryError(f"{what}: {error}") from None
 
 
-def start(previous: CanaryRun | None, *, run_id: str, champion: str, challenger: str, plan: Plan, now: float,
-          user: str) -> Transition:
+def start(
+    previous: CanaryRun | None, *, run_id: str, champion: str, challenger: str, plan: Plan, now: float, user: str
+) -> Transition:
     """Begin a run: deploy the challenger beside the champion at the first step's weight."""
     if previous is not None and previous.phase.active:
-        raise CanaryError(f"a canary of {previous.challenger} is {previous.phase.value} already; promote it or roll "
-                          "it back first")
+        raise CanaryError(
+            f"a canary of {previous.challenger} is {previous.phase.value} already; promote it or roll it back first"
+        )
     champion = check_version(champion, "champion")
     challenger = check_version(challenger, "challenger")
     if champion == challenger:
         raise CanaryError(f"{challenger} is the champion already: a canary needs another version")
-    reason = (f"canary {challenger} beside champion {champion}: {plan.describe()}, "
-              f"{plan.steps[0].min_samples} requests per window at least")
-    seed = CanaryRun(run_id=run_id, champion=champion, challenger=challenger, plan=plan, phase=Phase.IDLE, step=0,
-                     seq=0, started_at=now, updated_at=now, started_by=user, reason="")
+    reason = (
+        f"canary {challenger} beside champion {champion}: {plan.describe()}, "
+        f"{plan.steps[0].min_samples} requests per window at least"
+    )
+    seed = CanaryRun(
+        run_id=run_id,
+        champion=champion,
+        challenger=challenger,
+        plan=plan,
+        phase=Phase.IDLE,
+        step=0,
+        seq=0,
+        started_at=now,
+        updated_at=now,
+        started_by=user,
+        reason="",
+    )
     weights = seed.weights_at(0)
-    return _decide(seed, Phase.DEPLOYING, now, "start", reason, [(ActionKind.DEPLOY, weights)],
-                   deploy_deadline=now + plan.deploy_timeout_s)
+    return _decide(
+        seed,
+        Phase.DEPLOYING,
+        now,
+        "start",
+        reason,
+        [(ActionKind.DEPLOY, weights)],
+        deploy_deadline=now + plan.deploy_timeout_s,
+    )
 
 
 def _require(run: CanaryRun, allowed: Sequence[Phase], command: str) -> None:
     if run.phase not in allowed:
         names = ", ".join(phase.value for phase in allowed)
-        raise CanaryError(f"cannot {command}: the canary of {run.challenger} is {run.phase.value} (allowed when "
-                          f"{names})")
+        raise CanaryError(
+            f"cannot {command}: the canary of {run.challenger} is {run.phase.value} (allowed when {names})"
+        )
 
 
 def _require_idle(run: CanaryRun, command: str) -> None:
     if run.busy:
         doing = ", ".join(action.kind.value for action in run.pending if action.kind.effect)
-        raise CanaryError(f"cannot {command} yet: {doing} is still being applied; try again in a moment (only a "
-                          "rollback may interrupt it)")
+        raise CanaryError(
+            f"cannot {command} yet: {doing} is still being applied; try again in a moment (only a "
+            "rollback may interrupt it)"
+        )
 
 
 def _step_up(run: CanaryRun, now: float, event: str, reason: str) -> Transition:
     if run.step >= run.plan.last:
-        return _decide(run, Phase.PROMOTING, now, event, reason,
-                       [(ActionKind.SET_WEIGHTS, run.full_weights), (ActionKind.PROMOTE_ALIAS, {}),
-                        (ActionKind.FINALIZE, {run.challenger: 100})],
-                       window_started_at=None, next_judgement_at=None, holds=0)
+        return _decide(
+            run,
+            Phase.PROMOTING,
+            now,
+            event,
+            reason,
+            [
+                (ActionKind.SET_WEIGHTS, run.full_weights),
+                (ActionKind.PROMOTE_ALIAS, {}),
+                (ActionKind.FINALIZE, {run.challenger: 100}),
+            ],
+            window_started_at=None,
+            next_judgement_at=None,
+            holds=0,
+        )
     step = run.step + 1
-    return _decide(run, Phase.OBSERVING, now, event, reason, [(ActionKind.SET_WEIGHTS, run.weights_at(step))],
-                   step=step, window_started_at=None, next_judgement_at=None, holds=0)
+    return _decide(
+        run,
+        Phase.OBSERVING,
+        now,
+        event,
+        reason,
+        [(ActionKind.SET_WEIGHTS, run.weights_at(step))],
+        step=step,
+        window_started_at=None,
+        next_judgement_at=None,
+        holds=0,
+    )
 
 
 def apply_command(run: CanaryRun, command: Command, *, now: float, user: str, reason: str = "") -> Transition:
@@ -358,14 +460,28 @@ def apply_command(run: CanaryRun, command: Command, *, now: float, user: str, re
         _require(run, (Phase.OBSERVING,), "pause")
         _require_idle(run, "pause")
         weight = run.plan.steps[run.step].weight
-        return _decide(run, Phase.PAUSED, now, "pause", f"paused by {user} at {weight}%{why}",
-                       window_started_at=None, next_judgement_at=None)
+        return _decide(
+            run,
+            Phase.PAUSED,
+            now,
+            "pause",
+            f"paused by {user} at {weight}%{why}",
+            window_started_at=None,
+            next_judgement_at=None,
+        )
     if command is Command.RESUME:
         _require(run, (Phase.PAUSED,), "resume")
         step = run.plan.steps[run.step]
-        return _decide(run, Phase.OBSERVING, now, "resume", f"resumed by {user} at {step.weight}%: a new "
-                       f"{step.window_s:g} s window starts{why}", window_started_at=now,
-                       next_judgement_at=now + step.window_s, holds=0)
+        return _decide(
+            run,
+            Phase.OBSERVING,
+            now,
+            "resume",
+            f"resumed by {user} at {step.weight}%: a new {step.window_s:g} s window starts{why}",
+            window_started_at=now,
+            next_judgement_at=now + step.window_s,
+            holds=0,
+        )
     if command is Command.PROMOTE:
         _require(run, (Phase.OBSERVING, Phase.PAUSED), "promote")
         _require_idle(run, "promote")
@@ -376,18 +492,33 @@ def apply_command(run: CanaryRun, command: Command, *, now: float, user: str, re
     if command is Command.PROMOTE_FULL:
         _require(run, (Phase.OBSERVING, Phase.PAUSED), "promote --full")
         _require_idle(run, "promote --full")
-        return _decide(run, Phase.PROMOTING, now, "promote_full",
-                       f"promoted fully by {user}: {run.challenger} takes all traffic and becomes champion, skipping "
-                       f"the remaining steps{why}",
-                       [(ActionKind.SET_WEIGHTS, run.full_weights), (ActionKind.PROMOTE_ALIAS, {}),
-                        (ActionKind.FINALIZE, {run.challenger: 100})],
-                       window_started_at=None, next_judgement_at=None)
+        return _decide(
+            run,
+            Phase.PROMOTING,
+            now,
+            "promote_full",
+            f"promoted fully by {user}: {run.challenger} takes all traffic and becomes champion, skipping "
+            f"the remaining steps{why}",
+            [
+                (ActionKind.SET_WEIGHTS, run.full_weights),
+                (ActionKind.PROMOTE_ALIAS, {}),
+                (ActionKind.FINALIZE, {run.challenger: 100}),
+            ],
+            window_started_at=None,
+            next_judgement_at=None,
+        )
     if command is Command.ROLLBACK:
         _require(run, (Phase.DEPLOYING, Phase.OBSERVING, Phase.PAUSED, Phase.FAILED), "roll back")
-        return _decide(run, Phase.ROLLING_BACK, now, "rollback",
-                       f"rolled back by {user}: {run.champion} takes all traffic again{why}",
-                       [(ActionKind.SET_WEIGHTS, run.restore_weights)], window_started_at=None,
-                       next_judgement_at=None)
+        return _decide(
+            run,
+            Phase.ROLLING_BACK,
+            now,
+            "rollback",
+            f"rolled back by {user}: {run.champion} takes all traffic again{why}",
+            [(ActionKind.SET_WEIGHTS, run.restore_weights)],
+            window_started_at=None,
+            next_judgement_at=None,
+        )
     raise CanaryError(f"{command.value} is not a command on a running canary (start begins a new one)")
 
 
@@ -396,17 +527,31 @@ def deployed(run: CanaryRun, *, now: float) -> Transition:
     _require(run, (Phase.DEPLOYING,), "mark deployed")
     _require_idle(run, "mark deployed")
     step = run.plan.steps[0]
-    return _decide(run, Phase.OBSERVING, now, "deployed",
-                   f"{run.challenger} serves {step.weight}% beside {run.champion}: window 1 of {step.window_s:g} s "
-                   "starts", window_started_at=now, next_judgement_at=now + step.window_s, deploy_deadline=None)
+    return _decide(
+        run,
+        Phase.OBSERVING,
+        now,
+        "deployed",
+        f"{run.challenger} serves {step.weight}% beside {run.champion}: window 1 of {step.window_s:g} s starts",
+        window_started_at=now,
+        next_judgement_at=now + step.window_s,
+        deploy_deadline=None,
+    )
 
 
 def deploy_failed(run: CanaryRun, problem: str, *, now: float) -> Transition:
     """The platform could not serve the challenger: give up and restore the champion's traffic."""
     _require(run, (Phase.DEPLOYING,), "fail the deployment")
-    return _decide(run, Phase.FAILED, now, "deploy_failed",
-                   f"deploying {run.challenger} failed: {problem}; {run.champion} takes all traffic",
-                   [(ActionKind.SET_WEIGHTS, run.restore_weights)], error=problem, deploy_deadline=None)
+    return _decide(
+        run,
+        Phase.FAILED,
+        now,
+        "deploy_failed",
+        f"deploying {run.challenger} failed: {problem}; {run.champion} takes all traffic",
+        [(ActionKind.SET_WEIGHTS, run.restore_weights)],
+        error=problem,
+        deploy_deadline=None,
+    )
 
 
 def judged(run: CanaryRun, judgement: Judgement, *, now: float, window_s: float) -> Transition:
@@ -414,27 +559,49 @@ def judged(run: CanaryRun, judgement: Judgement, *, now: float, window_s: float)
     _require(run, (Phase.OBSERVING,), "judge a window")
     _require_idle(run, "judge a window")
     step = run.plan.steps[run.step]
-    record = {"step": run.step, "weight": step.weight, "at": now, "window_s": window_s,
-              "judgement": judgement.to_json()}
+    record = {
+        "step": run.step,
+        "weight": step.weight,
+        "at": now,
+        "window_s": window_s,
+        "judgement": judgement.to_json(),
+    }
     history = (*run.judgements, record)[-MAX_JUDGEMENTS_KEPT:]
     window_number = run.holds + 1
     if judgement.outcome is Outcome.PASS:
         if run.step >= run.plan.last:
-            reason = (f"window at 100% passed ({judgement.reason}): {run.challenger} becomes champion")
+            reason = f"window at 100% passed ({judgement.reason}): {run.challenger} becomes champion"
         else:
-            reason = (f"window at {step.weight}% passed ({judgement.reason}): stepping to "
-                      f"{run.plan.steps[run.step + 1].weight}%")
+            reason = (
+                f"window at {step.weight}% passed ({judgement.reason}): stepping to "
+                f"{run.plan.steps[run.step + 1].weight}%"
+            )
         stepped = _step_up(run, now, "step" if run.step < run.plan.last else "promote", reason)
         return replace(stepped, run=replace(stepped.run, judgements=history))
     if judgement.outcome is Outcome.FAIL:
         reason = f"automatic rollback at {step.weight}%: {judgement.reason}"
-        return _decide(run, Phase.ROLLING_BACK, now, "auto_rollback", reason,
-                       [(ActionKind.SET_WEIGHTS, run.restore_weights), (ActionKind.ALARM, {})],
-                       window_started_at=None, next_judgement_at=None, alarm=reason, judgements=history)
+        return _decide(
+            run,
+            Phase.ROLLING_BACK,
+            now,
+            "auto_rollback",
+            reason,
+            [(ActionKind.SET_WEIGHTS, run.restore_weights), (ActionKind.ALARM, {})],
+            window_started_at=None,
+            next_judgement_at=None,
+            alarm=reason,
+            judgements=history,
+        )
     # Inconclusive or marginal: hold this step and judge again one window later, on everything since it began.
-    after = replace(run, updated_at=now, holds=window_number, next_judgement_at=now + step.window_s,
-                    judgements=history, error="", reason=f"holding at {step.weight}% after window {window_number}: "
-                                               f"{judgement.reason}")
+    after = replace(
+        run,
+        updated_at=now,
+        holds=window_number,
+        next_judgement_at=now + step.window_s,
+        judgements=history,
+        error="",
+        reason=f"holding at {step.weight}% after window {window_number}: {judgement.reason}",
+    )
     return Transition(run=after, actions=(), log=None, previous=run.phase)
 
 
@@ -459,11 +626,21 @@ def complete(run: CanaryRun, action_id: str, *, now: float) -> Transition | Cana
         step = after.plan.steps[after.step]
         return replace(after, window_started_at=now, next_judgement_at=now + step.window_s)
     if after.phase is Phase.PROMOTING:
-        return _decide(after, Phase.PROMOTED, now, "promoted",
-                       f"{after.challenger} is champion and serves all traffic ({after.champion} unloaded)")
+        return _decide(
+            after,
+            Phase.PROMOTED,
+            now,
+            "promoted",
+            f"{after.challenger} is champion and serves all traffic ({after.champion} unloaded)",
+        )
     if after.phase is Phase.ROLLING_BACK:
-        return _decide(after, Phase.ROLLED_BACK, now, "rolled_back",
-                       f"{after.champion} serves all traffic again, {after.challenger} gets none — {after.reason}")
+        return _decide(
+            after,
+            Phase.ROLLED_BACK,
+            now,
+            "rolled_back",
+            f"{after.champion} serves all traffic again, {after.challenger} gets none — {after.reason}",
+        )
     return after
 
 
@@ -474,24 +651,35 @@ def action_failed(run: CanaryRun, action_id: str, problem: str, *, now: float) -
         return run
     if not action.kind.effect:
         # A log or alarm write that cannot be done is dropped, never allowed to block the release.
-        return replace(run, pending=tuple(item for item in run.pending if item.id != action_id), updated_at=now,
-                       error=f"could not {action.kind.value} ({problem})")
+        return replace(
+            run,
+            pending=tuple(item for item in run.pending if item.id != action_id),
+            updated_at=now,
+            error=f"could not {action.kind.value} ({problem})",
+        )
     if run.phase is Phase.FAILED:
-        return replace(run, pending=tuple(item for item in run.pending if not item.kind.effect), updated_at=now,
-                       error=f"{action.kind.value} abandoned: {problem}",
-                       reason=f"{run.reason}; restoring {run.champion} failed: {problem} — traffic may still reach "
-                              f"{run.challenger}: `arsl canary rollback` tries again")
+        return replace(
+            run,
+            pending=tuple(item for item in run.pending if not item.kind.effect),
+            updated_at=now,
+            error=f"{action.kind.value} abandoned: {problem}",
+            reason=f"{run.reason}; restoring {run.champion} failed: {problem} — traffic may still reach "
+            f"{run.challenger}: `arsl canary rollback` tries again",
+        )
     split = " / ".join(f"{version} {weight}%" for version, weight in action.weights.items())
     if run.phase is Phase.ROLLING_BACK:
-        reason = (f"rollback failed: setting {split} was refused ({problem}); traffic may still reach "
-                  f"{run.challenger}: `arsl canary rollback` tries again")
+        reason = (
+            f"rollback failed: setting {split} was refused ({problem}); traffic may still reach "
+            f"{run.challenger}: `arsl canary rollback` tries again"
+        )
     elif run.phase is Phase.DEPLOYING:
         return deploy_failed(run, problem, now=now)
     else:
         what = f"{action.kind.value} {split}".strip()
         reason = f"{what} failed ({problem}) while {run.phase.value}; nothing further is done automatically"
-    return _decide(run, Phase.FAILED, now, "failed", reason, error=problem, window_started_at=None,
-                   next_judgement_at=None)
+    return _decide(
+        run, Phase.FAILED, now, "failed", reason, error=problem, window_started_at=None, next_judgement_at=None
+    )
 
 
 def note_error(run: CanaryRun, problem: str, *, now: float) -> CanaryRun:
@@ -528,6 +716,28 @@ class CanaryAlarm(Event):
     challenger: str
     reason: str
 
-__all__ = ["RUN_FORMAT", "Action", "ActionKind", "CanaryAlarm", "CanaryChanged", "CanaryError", "CanaryJudged",
-           "CanaryRun", "Command", "Phase", "Plan", "Step", "Transition", "action_failed", "apply_command",
-           "check_version", "complete", "deploy_failed", "deployed", "judged", "note_error", "start"]
+
+__all__ = [
+    "RUN_FORMAT",
+    "Action",
+    "ActionKind",
+    "CanaryAlarm",
+    "CanaryChanged",
+    "CanaryError",
+    "CanaryJudged",
+    "CanaryRun",
+    "Command",
+    "Phase",
+    "Plan",
+    "Step",
+    "Transition",
+    "action_failed",
+    "apply_command",
+    "check_version",
+    "complete",
+    "deploy_failed",
+    "deployed",
+    "judged",
+    "note_error",
+    "start",
+]

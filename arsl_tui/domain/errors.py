@@ -8,8 +8,15 @@ class BackendCallError(Exception):
 
     transient: bool = False
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
-                 request_id: str | None = None, transient: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        transient: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code

@@ -101,8 +101,12 @@ class JobSpec:
         """Self, if every value is in range; JobSpecError naming the first bad field otherwise."""
         if not self.dataset.strip():
             raise JobSpecError("dataset: no data set given")
-        for name, value, low in (("epochs", self.epochs, 1), ("batch_size", self.batch_size, 1),
-                                 ("nodes", self.nodes, 1), ("processes_per_node", self.processes_per_node, 1)):
+        for name, value, low in (
+            ("epochs", self.epochs, 1),
+            ("batch_size", self.batch_size, 1),
+            ("nodes", self.nodes, 1),
+            ("processes_per_node", self.processes_per_node, 1),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise JobSpecError(f"{name} = {value!r}: expected an integer of at least {low}")
         if not math.isfinite(self.learning_rate) or self.learning_rate <= 0:
@@ -122,25 +126,46 @@ class JobSpec:
 
     def hyperparameters(self) -> list[tuple[str, str]]:
         """The trainer flags this spec sets (name without dashes, value as text), spec fields first."""
-        pairs = [("epochs", str(self.epochs)), ("batch-size", str(self.batch_size)),
-                 ("lr", repr(float(self.learning_rate))), ("seed", str(self.seed)), ("model", self.model)]
+        pairs = [
+            ("epochs", str(self.epochs)),
+            ("batch-size", str(self.batch_size)),
+            ("lr", repr(float(self.learning_rate))),
+            ("seed", str(self.seed)),
+            ("model", self.model),
+        ]
         return pairs + sorted(self.parameters.items())
 
     def to_json(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "epochs": self.epochs, "batch_size": self.batch_size,
-                "learning_rate": self.learning_rate, "seed": self.seed, "model": self.model, "nodes": self.nodes,
-                "processes_per_node": self.processes_per_node, "output": self.output, "name": self.name,
-                "parameters": dict(self.parameters)}
+        return {
+            "dataset": self.dataset,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+            "seed": self.seed,
+            "model": self.model,
+            "nodes": self.nodes,
+            "processes_per_node": self.processes_per_node,
+            "output": self.output,
+            "name": self.name,
+            "parameters": dict(self.parameters),
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> JobSpec:
         try:
-            return cls(dataset=str(data["dataset"]), epochs=int(data["epochs"]), batch_size=int(data["batch_size"]),
-                       learning_rate=float(data["learning_rate"]), seed=int(data.get("seed", 0)),
-                       model=str(data.get("model", "compact")), nodes=int(data.get("nodes", 1)),
-                       processes_per_node=int(data.get("processes_per_node", 1)), output=str(data.get("output", "")),
-                       name=str(data.get("name", "")),
-                       parameters={str(k): str(v) for k, v in dict(data.get("parameters") or {}).items()})
+            return cls(
+                dataset=str(data["dataset"]),
+                epochs=int(data["epochs"]),
+                batch_size=int(data["batch_size"]),
+                learning_rate=float(data["learning_rate"]),
+                seed=int(data.get("seed", 0)),
+                model=str(data.get("model", "compact")),
+                nodes=int(data.get("nodes", 1)),
+                processes_per_node=int(data.get("processes_per_node", 1)),
+                output=str(data.get("output", "")),
+                name=str(data.get("name", "")),
+                parameters={str(k): str(v) for k, v in dict(data.get("parameters") or {}).items()},
+            )
         except (KeyError, TypeError, ValueError) as error:
             raise JobSpecError(f"stored job spec is not readable ({type(error).__name__}: {error})") from None
 
@@ -175,9 +200,19 @@ class JobStatus:
         return max(0.0, end - start)
 
     def to_json(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "name": self.name, "phase": self.phase.value, "backend": self.backend,
-                "created_at": self.created_at, "started_at": self.started_at, "ended_at": self.ended_at,
-                "reason": self.reason, "dataset": self.dataset, "output": self.output, "epochs": self.epochs}
+        return {
+            "job_id": self.job_id,
+            "name": self.name,
+            "phase": self.phase.value,
+            "backend": self.backend,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "reason": self.reason,
+            "dataset": self.dataset,
+            "output": self.output,
+            "epochs": self.epochs,
+        }
 
 
 @dataclass(frozen=True)
@@ -194,9 +229,15 @@ class JobResources:
     processes: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"sampled_at": self.sampled_at, "cpu_percent": self.cpu_percent, "memory_mb": self.memory_mb,
-                "memory_percent": self.memory_percent, "gpu_percent": self.gpu_percent,
-                "gpu_memory_percent": self.gpu_memory_percent, "processes": self.processes}
+        return {
+            "sampled_at": self.sampled_at,
+            "cpu_percent": self.cpu_percent,
+            "memory_mb": self.memory_mb,
+            "memory_percent": self.memory_percent,
+            "gpu_percent": self.gpu_percent,
+            "gpu_memory_percent": self.gpu_memory_percent,
+            "processes": self.processes,
+        }
 
 
 @dataclass(frozen=True)
@@ -259,10 +300,11 @@ class MetricRecord:
             raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         kind = data.get("type")
         if not isinstance(kind, str) or not kind:
-            raise ValueError("the record has no \"type\"")
+            raise ValueError('the record has no "type"')
         floats = {name: _optional_float(data.get(name)) for name in _METRIC_FLOATS}
-        return cls(type=kind, epoch=_optional_int(data.get("epoch")), step=_optional_int(data.get("step")),
-                   data=data, **floats)
+        return cls(
+            type=kind, epoch=_optional_int(data.get("epoch")), step=_optional_int(data.get("step")), data=data, **floats
+        )
 
 
 @dataclass(frozen=True)
@@ -313,7 +355,7 @@ class MetricsReader:
     def feed(self, data: bytes) -> list[MetricRecord]:
         buffer = self._pending + data
         chunk = parse_metrics(buffer)
-        self._pending = buffer[chunk.cursor:]
+        self._pending = buffer[chunk.cursor :]
         self.skipped += chunk.skipped
         self.consumed += chunk.cursor
         return list(chunk.records)
@@ -352,16 +394,29 @@ class TrainingProgress:
 
     def to_json(self) -> dict[str, Any]:
         last = self.last_epoch
-        return {"epochs_done": self.epochs_done, "epochs_total": self.epochs_total,
-                "epoch": last.epoch if last else None, "train_loss": last.train_loss if last else None,
-                "train_acc": last.train_acc if last else None, "val_loss": last.val_loss if last else None,
-                "val_acc": last.val_acc if last else None, "best_val_acc": self.best_val_acc,
-                "best_epoch": self.best_epoch, "seconds_per_epoch": self.seconds_per_epoch,
-                "images_per_s": self.images_per_s, "eta_s": self.eta_s}
+        return {
+            "epochs_done": self.epochs_done,
+            "epochs_total": self.epochs_total,
+            "epoch": last.epoch if last else None,
+            "train_loss": last.train_loss if last else None,
+            "train_acc": last.train_acc if last else None,
+            "val_loss": last.val_loss if last else None,
+            "val_acc": last.val_acc if last else None,
+            "best_val_acc": self.best_val_acc,
+            "best_epoch": self.best_epoch,
+            "seconds_per_epoch": self.seconds_per_epoch,
+            "images_per_s": self.images_per_s,
+            "eta_s": self.eta_s,
+        }
 
 
-def derive_progress(records: Iterable[MetricRecord], epochs_total: int | None, *, started_at: float | None = None,
-                    now: float | None = None) -> TrainingProgress:
+def derive_progress(
+    records: Iterable[MetricRecord],
+    epochs_total: int | None,
+    *,
+    started_at: float | None = None,
+    now: float | None = None,
+) -> TrainingProgress:
     """Progress from the records so far.
 
     Seconds per epoch is the mean gap between epoch records' `time`; with a single epoch record it is
@@ -388,8 +443,11 @@ def derive_progress(records: Iterable[MetricRecord], epochs_total: int | None, *
     best_val_acc: float | None = None
     best_epoch: int | None = None
     for record in ordered:
-        if record.val_acc is not None and math.isfinite(record.val_acc) and (
-                best_val_acc is None or record.val_acc > best_val_acc):
+        if (
+            record.val_acc is not None
+            and math.isfinite(record.val_acc)
+            and (best_val_acc is None or record.val_acc > best_val_acc)
+        ):
             best_val_acc, best_epoch = record.val_acc, record.epoch
     times = [record.time for record in ordered if record.time is not None and math.isfinite(record.time)]
     seconds_per_epoch: float | None = None
@@ -407,9 +465,17 @@ def derive_progress(records: Iterable[MetricRecord], epochs_total: int | None, *
         eta = seconds_per_epoch * (epochs_total - done)
         if now is not None and times:
             eta = max(0.0, eta - max(0.0, now - times[-1]))
-    return TrainingProgress(epochs_done=done, epochs_total=epochs_total, last_epoch=last, best_val_acc=best_val_acc,
-                            best_epoch=best_epoch, seconds_per_epoch=seconds_per_epoch, images_per_s=images_per_s,
-                            eta_s=eta, final=final)
+    return TrainingProgress(
+        epochs_done=done,
+        epochs_total=epochs_total,
+        last_epoch=last,
+        best_val_acc=best_val_acc,
+        best_epoch=best_epoch,
+        seconds_per_epoch=seconds_per_epoch,
+        images_per_s=images_per_s,
+        eta_s=eta,
+        final=final,
+    )
 
 
 class BestEpoch(NamedTuple):
@@ -466,8 +532,7 @@ def failure_reason(log_text: str, max_lines: int = 5) -> str:
     useful part is the exception line(s), so those are preferred.
     """
     lines = [line.rstrip() for line in log_text.splitlines() if line.strip()]
-    errors = [line.strip() for line in lines
-              if _ERROR_LINE.match(line.strip()) and not _LAUNCHER_ERROR.search(line)]
+    errors = [line.strip() for line in lines if _ERROR_LINE.match(line.strip()) and not _LAUNCHER_ERROR.search(line)]
     if errors:
         # Keep order, drop repeats (torchrun prints the root cause again in its summary).
         unique = list(dict.fromkeys(errors))
@@ -488,8 +553,10 @@ def _first_dead_rank(log_text: str) -> str:
     whole-second timestamp, so a worker it ended itself in the same second can take that place. A worker
     torchrun did not signal is the one that died first.
     """
-    failures = [(int(found.group("rank")), int(found.group("code")), found.group("pid"), found.start())
-                for found in _FAILURE_ENTRY.finditer(log_text)]
+    failures = [
+        (int(found.group("rank")), int(found.group("code")), found.group("pid"), found.start())
+        for found in _FAILURE_ENTRY.finditer(log_text)
+    ]
     if not failures:
         return ""
     ended_by_torchrun = set(_CLOSING_SIGNAL.findall(log_text))
@@ -512,7 +579,8 @@ _ERROR_LINE = re.compile(r"^(\[[\w.-]+\]\s*)?(error\b[^:]*:|[A-Za-z_][\w.]*(Erro
 _LAUNCHER_ERROR = re.compile(r"ChildFailedError|SignalException|torch\.distributed\.elastic")
 # A failed worker in torchrun's summary: "rank : 1 (local_rank: 1)" … "exitcode : -6 (pid: 9)".
 _FAILURE_ENTRY = re.compile(
-    r"rank\s*:\s*(?P<rank>\d+)[^\n]*\n(?:[^\n]*\n){0,2}?\s*exitcode\s*:\s*(?P<code>-?\d+)\s*\(pid:\s*(?P<pid>\d+)")
+    r"rank\s*:\s*(?P<rank>\d+)[^\n]*\n(?:[^\n]*\n){0,2}?\s*exitcode\s*:\s*(?P<code>-?\d+)\s*\(pid:\s*(?P<pid>\d+)"
+)
 # torchrun ending the other workers once one has died.
 _CLOSING_SIGNAL = re.compile(r"Sending process (\d+) closing signal")
 _NOISE_LINE = re.compile(r"^(=+|-+|\*+|W\d{4} |I\d{4} |\[W|\[I|Traceback|File \")")
@@ -548,9 +616,26 @@ class JobEnded(Event):
 
 
 __all__ = [
-    "BestEpoch", "JobEnded", "JobEpochReported", "JobNotFound", "JobPhase", "JobPhaseChanged", "JobResources",
+    "BestEpoch",
+    "JobEnded",
+    "JobEpochReported",
+    "JobNotFound",
+    "JobPhase",
+    "JobPhaseChanged",
+    "JobResources",
     "JobSpec",
-    "JobSpecError", "JobStatus", "LogChunk", "MetricRecord", "MetricsChunk", "MetricsReader", "PlatformUnavailable",
+    "JobSpecError",
+    "JobStatus",
+    "LogChunk",
+    "MetricRecord",
+    "MetricsChunk",
+    "MetricsReader",
+    "PlatformUnavailable",
     "TrainingError",
-    "TrainingProgress", "best_epoch", "derive_progress", "failure_reason", "format_duration", "parse_metrics",
+    "TrainingProgress",
+    "best_epoch",
+    "derive_progress",
+    "failure_reason",
+    "format_duration",
+    "parse_metrics",
 ]

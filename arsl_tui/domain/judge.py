@@ -85,8 +85,8 @@ def mann_whitney_u(canary: Sequence[float], baseline: Sequence[float]) -> MannWh
             end += 1
         group = end - index + 1
         average_rank = (index + 1 + end + 1) / 2.0
-        rank_sum += average_rank * sum(1 for _value, side in labelled[index:end + 1] if side == 0)
-        tie_term += group ** 3 - group
+        rank_sum += average_rank * sum(1 for _value, side in labelled[index : end + 1] if side == 0)
+        tie_term += group**3 - group
         index = end + 1
     u = rank_sum - n1 * (n1 + 1) / 2.0
     return _normal_approximation(u, n1, n2, tie_term)
@@ -104,7 +104,7 @@ def mann_whitney_binary(canary_ones: int, canary_n: int, baseline_ones: int, bas
     one_rank = zeros + (ones + 1) / 2.0
     rank_sum = canary_ones * one_rank + (canary_n - canary_ones) * zero_rank
     u = rank_sum - canary_n * (canary_n + 1) / 2.0
-    tie_term = float(zeros ** 3 - zeros + ones ** 3 - ones)
+    tie_term = float(zeros**3 - zeros + ones**3 - ones)
     return _normal_approximation(u, canary_n, baseline_n, tie_term)
 
 
@@ -135,8 +135,9 @@ class JudgeConfig:
         if not 0.5 <= self.confidence < 1.0:
             raise ValueError(f"confidence {self.confidence} must be in [0.5, 1)")
         if not 0 <= self.marginal_score <= self.pass_score <= 100:
-            raise ValueError(f"scores must satisfy 0 <= marginal ({self.marginal_score}) <= pass "
-                             f"({self.pass_score}) <= 100")
+            raise ValueError(
+                f"scores must satisfy 0 <= marginal ({self.marginal_score}) <= pass ({self.pass_score}) <= 100"
+            )
         if self.min_samples < 1 or self.min_feedback < 1:
             raise ValueError("min_samples and min_feedback must be at least 1")
 
@@ -161,10 +162,20 @@ class MetricResult:
     weight: float = 1.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "classification": self.classification.value, "failed": self.failed,
-                "critical": self.critical, "canary": self.canary, "baseline": self.baseline,
-                "threshold": self.threshold, "reason": self.reason, "p_value": self.p_value,
-                "canary_n": self.canary_n, "baseline_n": self.baseline_n, "weight": self.weight}
+        return {
+            "name": self.name,
+            "classification": self.classification.value,
+            "failed": self.failed,
+            "critical": self.critical,
+            "canary": self.canary,
+            "baseline": self.baseline,
+            "threshold": self.threshold,
+            "reason": self.reason,
+            "p_value": self.p_value,
+            "canary_n": self.canary_n,
+            "baseline_n": self.baseline_n,
+            "weight": self.weight,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> MetricResult:
@@ -172,11 +183,20 @@ class MetricResult:
             value = data.get(name)
             return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
-        return cls(name=str(data["name"]), classification=Classification(data["classification"]),
-                   failed=bool(data["failed"]), critical=bool(data["critical"]), canary=number("canary"),
-                   baseline=number("baseline"), threshold=number("threshold"), reason=str(data.get("reason", "")),
-                   p_value=number("p_value"), canary_n=int(data.get("canary_n", 0)),
-                   baseline_n=int(data.get("baseline_n", 0)), weight=float(data.get("weight", 1.0)))
+        return cls(
+            name=str(data["name"]),
+            classification=Classification(data["classification"]),
+            failed=bool(data["failed"]),
+            critical=bool(data["critical"]),
+            canary=number("canary"),
+            baseline=number("baseline"),
+            threshold=number("threshold"),
+            reason=str(data.get("reason", "")),
+            p_value=number("p_value"),
+            canary_n=int(data.get("canary_n", 0)),
+            baseline_n=int(data.get("baseline_n", 0)),
+            weight=float(data.get("weight", 1.0)),
+        )
 
 
 @dataclass(frozen=True)
@@ -193,17 +213,26 @@ class Judgement:
         return tuple(metric for metric in self.metrics if metric.failed)
 
     def to_json(self) -> dict[str, Any]:
-        return {"outcome": self.outcome.value, "score": self.score, "reason": self.reason,
-                "canary_requests": self.canary_requests, "baseline_requests": self.baseline_requests,
-                "metrics": [metric.to_json() for metric in self.metrics]}
+        return {
+            "outcome": self.outcome.value,
+            "score": self.score,
+            "reason": self.reason,
+            "canary_requests": self.canary_requests,
+            "baseline_requests": self.baseline_requests,
+            "metrics": [metric.to_json() for metric in self.metrics],
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Judgement:
         score = data.get("score")
-        return cls(outcome=Outcome(data["outcome"]), score=float(score) if score is not None else None,
-                   metrics=tuple(MetricResult.from_json(item) for item in data.get("metrics", ())),
-                   reason=str(data.get("reason", "")), canary_requests=int(data.get("canary_requests", 0)),
-                   baseline_requests=int(data.get("baseline_requests", 0)))
+        return cls(
+            outcome=Outcome(data["outcome"]),
+            score=float(score) if score is not None else None,
+            metrics=tuple(MetricResult.from_json(item) for item in data.get("metrics", ())),
+            reason=str(data.get("reason", "")),
+            canary_requests=int(data.get("canary_requests", 0)),
+            baseline_requests=int(data.get("baseline_requests", 0)),
+        )
 
 
 def _percent(value: float) -> str:
@@ -224,25 +253,70 @@ def _error_rate(canary: VersionStats, baseline: VersionStats | None, config: Jud
     base_rate = baseline.error_rate if baseline is not None and baseline.requests else None
     common = {"canary_n": canary.requests, "baseline_n": baseline.requests if baseline else 0}
     if rate > threshold:
-        return MetricResult(name, Classification.HIGH, True, True, rate, base_rate, threshold,
-                            f"error rate {_percent(rate)} is over the limit {_percent(threshold)}", **common)
+        return MetricResult(
+            name,
+            Classification.HIGH,
+            True,
+            True,
+            rate,
+            base_rate,
+            threshold,
+            f"error rate {_percent(rate)} is over the limit {_percent(threshold)}",
+            **common,
+        )
     if baseline is None or baseline.requests < config.min_samples:
-        return MetricResult(name, Classification.PASS, False, True, rate, base_rate, threshold,
-                            f"error rate {_percent(rate)} within {_percent(threshold)} (too little baseline "
-                            "traffic to compare)", **common)
+        return MetricResult(
+            name,
+            Classification.PASS,
+            False,
+            True,
+            rate,
+            base_rate,
+            threshold,
+            f"error rate {_percent(rate)} within {_percent(threshold)} (too little baseline traffic to compare)",
+            **common,
+        )
     test = mann_whitney_binary(canary.errors, canary.requests, baseline.errors, baseline.requests)
     assert base_rate is not None
     significant = test.p_value < config.alpha
     if significant and test.z > 0 and rate > base_rate * (1.0 + config.max_error_increase):
-        return MetricResult(name, Classification.HIGH, True, True, rate, base_rate, threshold,
-                            f"error rate {_percent(rate)} vs {_percent(base_rate)} on the stable version "
-                            f"(p = {test.p_value:.2g})", p_value=test.p_value, **common)
+        return MetricResult(
+            name,
+            Classification.HIGH,
+            True,
+            True,
+            rate,
+            base_rate,
+            threshold,
+            f"error rate {_percent(rate)} vs {_percent(base_rate)} on the stable version (p = {test.p_value:.2g})",
+            p_value=test.p_value,
+            **common,
+        )
     if significant and test.z < 0:
-        return MetricResult(name, Classification.LOW, False, True, rate, base_rate, threshold,
-                            f"error rate {_percent(rate)}, lower than the stable version's {_percent(base_rate)}",
-                            p_value=test.p_value, **common)
-    return MetricResult(name, Classification.PASS, False, True, rate, base_rate, threshold,
-                        f"error rate {_percent(rate)} vs {_percent(base_rate)}", p_value=test.p_value, **common)
+        return MetricResult(
+            name,
+            Classification.LOW,
+            False,
+            True,
+            rate,
+            base_rate,
+            threshold,
+            f"error rate {_percent(rate)}, lower than the stable version's {_percent(base_rate)}",
+            p_value=test.p_value,
+            **common,
+        )
+    return MetricResult(
+        name,
+        Classification.PASS,
+        False,
+        True,
+        rate,
+        base_rate,
+        threshold,
+        f"error rate {_percent(rate)} vs {_percent(base_rate)}",
+        p_value=test.p_value,
+        **common,
+    )
 
 
 def _latency(canary: VersionStats, baseline: VersionStats | None, config: JudgeConfig) -> MetricResult:
@@ -252,23 +326,50 @@ def _latency(canary: VersionStats, baseline: VersionStats | None, config: JudgeC
         return MetricResult(name, Classification.NODATA, False, False, None, None, None, "no latency samples")
     median = _median(samples)
     if len(samples) < min(config.min_samples, 20) or len(base) < min(config.min_samples, 20):
-        return MetricResult(name, Classification.NODATA, False, False, median, _median(base) if base else None,
-                            None, "too few latency samples to compare with the stable version",
-                            canary_n=len(samples), baseline_n=len(base))
+        return MetricResult(
+            name,
+            Classification.NODATA,
+            False,
+            False,
+            median,
+            _median(base) if base else None,
+            None,
+            "too few latency samples to compare with the stable version",
+            canary_n=len(samples),
+            baseline_n=len(base),
+        )
     base_median = _median(base)
     test = mann_whitney_u(samples, base)
     significant = test.p_value < config.alpha
     shown = f"median {median:.1f} ms vs {base_median:.1f} ms"
-    if (significant and test.z > 0 and median > base_median * (1.0 + config.max_latency_increase)
-            and median - base_median > config.min_latency_increase_ms):
-        classification, failed, reason = (Classification.HIGH, True,
-                                          f"slower than the stable version: {shown} (p = {test.p_value:.2g})")
+    if (
+        significant
+        and test.z > 0
+        and median > base_median * (1.0 + config.max_latency_increase)
+        and median - base_median > config.min_latency_increase_ms
+    ):
+        classification, failed, reason = (
+            Classification.HIGH,
+            True,
+            f"slower than the stable version: {shown} (p = {test.p_value:.2g})",
+        )
     elif significant and test.z < 0 and median < base_median:
         classification, failed, reason = Classification.LOW, False, f"faster than the stable version: {shown}"
     else:
         classification, failed, reason = Classification.PASS, False, shown
-    return MetricResult(name, classification, failed, False, median, base_median, None, reason,
-                        p_value=test.p_value, canary_n=len(samples), baseline_n=len(base))
+    return MetricResult(
+        name,
+        classification,
+        failed,
+        False,
+        median,
+        base_median,
+        None,
+        reason,
+        p_value=test.p_value,
+        canary_n=len(samples),
+        baseline_n=len(base),
+    )
 
 
 def _p95(canary: VersionStats, baseline: VersionStats | None, config: JudgeConfig) -> MetricResult:
@@ -276,14 +377,33 @@ def _p95(canary: VersionStats, baseline: VersionStats | None, config: JudgeConfi
     value = canary.percentile_ms(95)
     base_value = baseline.percentile_ms(95) if baseline is not None else None
     if value is None:
-        return MetricResult(name, Classification.NODATA, False, False, None, base_value, threshold,
-                            "no latency samples")
+        return MetricResult(
+            name, Classification.NODATA, False, False, None, base_value, threshold, "no latency samples"
+        )
     common = {"canary_n": len(canary.latency_ms), "baseline_n": len(baseline.latency_ms) if baseline else 0}
     if value > threshold:
-        return MetricResult(name, Classification.HIGH, True, False, value, base_value, threshold,
-                            f"p95 {value:.1f} ms is over the limit {threshold:.0f} ms", **common)
-    return MetricResult(name, Classification.PASS, False, False, value, base_value, threshold,
-                        f"p95 {value:.1f} ms within {threshold:.0f} ms", **common)
+        return MetricResult(
+            name,
+            Classification.HIGH,
+            True,
+            False,
+            value,
+            base_value,
+            threshold,
+            f"p95 {value:.1f} ms is over the limit {threshold:.0f} ms",
+            **common,
+        )
+    return MetricResult(
+        name,
+        Classification.PASS,
+        False,
+        False,
+        value,
+        base_value,
+        threshold,
+        f"p95 {value:.1f} ms within {threshold:.0f} ms",
+        **common,
+    )
 
 
 def _accuracy(canary: VersionStats, baseline: VersionStats | None, config: JudgeConfig) -> MetricResult:
@@ -292,37 +412,93 @@ def _accuracy(canary: VersionStats, baseline: VersionStats | None, config: Judge
     base_accuracy = baseline.online_accuracy if baseline is not None else None
     common = {"canary_n": canary.feedback, "baseline_n": baseline.feedback if baseline else 0}
     if canary.feedback < config.min_feedback:
-        return MetricResult(name, Classification.NODATA, False, True, canary.online_accuracy, base_accuracy,
-                            threshold, f"{canary.feedback} feedback labels, fewer than {config.min_feedback}",
-                            **common)
+        return MetricResult(
+            name,
+            Classification.NODATA,
+            False,
+            True,
+            canary.online_accuracy,
+            base_accuracy,
+            threshold,
+            f"{canary.feedback} feedback labels, fewer than {config.min_feedback}",
+            **common,
+        )
     accuracy = canary.correct / canary.feedback
     if accuracy < threshold:
-        return MetricResult(name, Classification.LOW, True, True, accuracy, base_accuracy, threshold,
-                            f"online accuracy {_percent(accuracy)} is under the limit {_percent(threshold)}",
-                            **common)
+        return MetricResult(
+            name,
+            Classification.LOW,
+            True,
+            True,
+            accuracy,
+            base_accuracy,
+            threshold,
+            f"online accuracy {_percent(accuracy)} is under the limit {_percent(threshold)}",
+            **common,
+        )
     if not base_ok or baseline is None:
-        return MetricResult(name, Classification.PASS, False, True, accuracy, base_accuracy, threshold,
-                            f"online accuracy {_percent(accuracy)} (too little baseline feedback to compare)",
-                            **common)
+        return MetricResult(
+            name,
+            Classification.PASS,
+            False,
+            True,
+            accuracy,
+            base_accuracy,
+            threshold,
+            f"online accuracy {_percent(accuracy)} (too little baseline feedback to compare)",
+            **common,
+        )
     base = baseline.correct / baseline.feedback
     test = mann_whitney_binary(canary.correct, canary.feedback, baseline.correct, baseline.feedback)
     significant = test.p_value < config.alpha
     if significant and test.z < 0 and accuracy < base - config.max_accuracy_drop:
-        return MetricResult(name, Classification.LOW, True, True, accuracy, base, threshold,
-                            f"online accuracy {_percent(accuracy)} vs {_percent(base)} on the stable version "
-                            f"(p = {test.p_value:.2g})", p_value=test.p_value, **common)
+        return MetricResult(
+            name,
+            Classification.LOW,
+            True,
+            True,
+            accuracy,
+            base,
+            threshold,
+            f"online accuracy {_percent(accuracy)} vs {_percent(base)} on the stable version (p = {test.p_value:.2g})",
+            p_value=test.p_value,
+            **common,
+        )
     if significant and test.z > 0:
-        return MetricResult(name, Classification.HIGH, False, True, accuracy, base, threshold,
-                            f"online accuracy {_percent(accuracy)}, better than {_percent(base)}",
-                            p_value=test.p_value, **common)
-    return MetricResult(name, Classification.PASS, False, True, accuracy, base, threshold,
-                        f"online accuracy {_percent(accuracy)} vs {_percent(base)}", p_value=test.p_value, **common)
+        return MetricResult(
+            name,
+            Classification.HIGH,
+            False,
+            True,
+            accuracy,
+            base,
+            threshold,
+            f"online accuracy {_percent(accuracy)}, better than {_percent(base)}",
+            p_value=test.p_value,
+            **common,
+        )
+    return MetricResult(
+        name,
+        Classification.PASS,
+        False,
+        True,
+        accuracy,
+        base,
+        threshold,
+        f"online accuracy {_percent(accuracy)} vs {_percent(base)}",
+        p_value=test.p_value,
+        **common,
+    )
 
 
 def judge(canary: VersionStats, baseline: VersionStats | None, config: JudgeConfig) -> Judgement:
     """The verdict on one window. `baseline` is the stable version on the same window (None if it has none)."""
-    metrics = (_error_rate(canary, baseline, config), _latency(canary, baseline, config),
-               _p95(canary, baseline, config), _accuracy(canary, baseline, config))
+    metrics = (
+        _error_rate(canary, baseline, config),
+        _latency(canary, baseline, config),
+        _p95(canary, baseline, config),
+        _accuracy(canary, baseline, config),
+    )
     baseline_requests = baseline.requests if baseline is not None else 0
     counted = [metric for metric in metrics if metric.classification is not Classification.NODATA]
     weight = sum(metric.weight for metric in counted)
@@ -335,21 +511,39 @@ def judge(canary: VersionStats, baseline: VersionStats | None, config: JudgeConf
         reason = f"{canary.requests} canary requests in the window, fewer than {config.min_samples}: holding"
         return Judgement(Outcome.INCONCLUSIVE, score, metrics, reason, canary.requests, baseline_requests)
     if score is None:
-        return Judgement(Outcome.INCONCLUSIVE, None, metrics, "no metric had data: holding", canary.requests,
-                         baseline_requests)
+        return Judgement(
+            Outcome.INCONCLUSIVE, None, metrics, "no metric had data: holding", canary.requests, baseline_requests
+        )
     problems = "; ".join(metric.reason for metric in failed)
     if critical or score < config.marginal_score:
         kind = "critical metric failed" if critical else f"score {score:.0f} below {config.marginal_score:.0f}"
         return Judgement(Outcome.FAIL, score, metrics, f"{kind}: {problems}", canary.requests, baseline_requests)
     if score < config.pass_score:
-        return Judgement(Outcome.MARGINAL, score, metrics, f"marginal score {score:.0f} (pass needs "
-                         f"{config.pass_score:.0f}): {problems}; holding", canary.requests, baseline_requests)
+        return Judgement(
+            Outcome.MARGINAL,
+            score,
+            metrics,
+            f"marginal score {score:.0f} (pass needs {config.pass_score:.0f}): {problems}; holding",
+            canary.requests,
+            baseline_requests,
+        )
     unjudged = [metric for metric in metrics if metric.classification is Classification.NODATA]
-    passed = "every metric passed" if not unjudged else (
-        f"every metric with data passed; not judged: {'; '.join(f'{m.name} ({m.reason})' for m in unjudged)}")
-    return Judgement(Outcome.PASS, score, metrics, f"score {score:.0f}: {passed}", canary.requests,
-                     baseline_requests)
+    passed = (
+        "every metric passed"
+        if not unjudged
+        else (f"every metric with data passed; not judged: {'; '.join(f'{m.name} ({m.reason})' for m in unjudged)}")
+    )
+    return Judgement(Outcome.PASS, score, metrics, f"score {score:.0f}: {passed}", canary.requests, baseline_requests)
 
 
-__all__ = ["Classification", "JudgeConfig", "Judgement", "MannWhitney", "MetricResult", "Outcome", "judge",
-           "mann_whitney_binary", "mann_whitney_u"]
+__all__ = [
+    "Classification",
+    "JudgeConfig",
+    "Judgement",
+    "MannWhitney",
+    "MetricResult",
+    "Outcome",
+    "judge",
+    "mann_whitney_binary",
+    "mann_whitney_u",
+]

@@ -45,8 +45,16 @@ class ImageRecord:
 
     def to_json(self) -> dict[str, Any]:
         # Spelled out, not `asdict` (15× slower: ~2 s for 108k images); keys in the order manifest.json has.
-        return {"path": self.path, "bytes": self.bytes, "md5": self.md5, "split": self.split, "width": self.width,
-                "height": self.height, "mode": self.mode, "class": self.cls}
+        return {
+            "path": self.path,
+            "bytes": self.bytes,
+            "md5": self.md5,
+            "split": self.split,
+            "width": self.width,
+            "height": self.height,
+            "mode": self.mode,
+            "class": self.cls,
+        }
 
 
 @dataclass(frozen=True)
@@ -114,11 +122,11 @@ def manifest_id(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_bytes({k: v for k, v in body.items() if k != "id"})).hexdigest()
 
 
-def build_manifest(images: Iterable[ImageRecord], split: SplitPolicy,
-                   quarantined: Iterable[Mapping[str, str]] = ()) -> Manifest:
+def build_manifest(
+    images: Iterable[ImageRecord], split: SplitPolicy, quarantined: Iterable[Mapping[str, str]] = ()
+) -> Manifest:
     ordered = tuple(sorted(images, key=lambda image: image.path))
-    return Manifest(split=split, images=ordered,
-                    quarantined=tuple(sorted(quarantined, key=lambda item: item["path"])))
+    return Manifest(split=split, images=ordered, quarantined=tuple(sorted(quarantined, key=lambda item: item["path"])))
 
 
 def parse_manifest(data: bytes, source: str = "manifest.json") -> Manifest:
@@ -128,18 +136,26 @@ def parse_manifest(data: bytes, source: str = "manifest.json") -> Manifest:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ManifestError(f"{source}: not valid JSON ({error})") from None
     if not isinstance(raw, dict) or raw.get("format") != MANIFEST_FORMAT:
-        raise ManifestError(f"{source}: format is {raw.get('format') if isinstance(raw, dict) else None!r}, "
-                            f"expected {MANIFEST_FORMAT!r}")
+        raise ManifestError(
+            f"{source}: format is {raw.get('format') if isinstance(raw, dict) else None!r}, "
+            f"expected {MANIFEST_FORMAT!r}"
+        )
     try:
         split = SplitPolicy(**raw["split"])
         images = tuple(
-            ImageRecord(path=item["path"], cls=item["class"], bytes=int(item["bytes"]), md5=item["md5"],
-                        split=item["split"], width=int(item["width"]), height=int(item["height"]),
-                        mode=item["mode"])
+            ImageRecord(
+                path=item["path"],
+                cls=item["class"],
+                bytes=int(item["bytes"]),
+                md5=item["md5"],
+                split=item["split"],
+                width=int(item["width"]),
+                height=int(item["height"]),
+                mode=item["mode"],
+            )
             for item in raw["images"]
         )
-        manifest = Manifest(split=split, images=images,
-                            quarantined=tuple(raw.get("quarantined", ())))
+        manifest = Manifest(split=split, images=images, quarantined=tuple(raw.get("quarantined", ())))
     except (KeyError, TypeError, ValueError) as error:
         raise ManifestError(f"{source}: missing or malformed field ({error})") from None
     if raw.get("id") != manifest.id:

@@ -101,5 +101,14 @@ class PipelineEnded(Event):
     elapsed_s: float
 
 
-__all__ = ["PHASES", "PHASE_TITLES", "PhaseName", "PhaseRecord", "PhaseState", "PipelineEnded", "PipelinePhase",
-           "PipelineStarted", "skippable"]
+__all__ = [
+    "PHASES",
+    "PHASE_TITLES",
+    "PhaseName",
+    "PhaseRecord",
+    "PhaseState",
+    "PipelineEnded",
+    "PipelinePhase",
+    "PipelineStarted",
+    "skippable",
+]

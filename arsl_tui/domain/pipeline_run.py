@@ -14,10 +14,23 @@ import shlex
 from dataclasses import dataclass
 from typing import Literal
 
-PHASE_GLYPHS = {"pending": "○", "running": "►", "done": "✓", "skipped": "↷", "not needed": "·", "failed": "✗",
-                "stopped": "✗"}
-OUTCOME_GLYPHS = {"promoted": "✓", "rolled_back": "▲", "gate_failed": "▲", "failed": "✗", "cancelled": "■",
-                  "interrupted": "▲"}
+PHASE_GLYPHS = {
+    "pending": "○",
+    "running": "►",
+    "done": "✓",
+    "skipped": "↷",
+    "not needed": "·",
+    "failed": "✗",
+    "stopped": "✗",
+}
+OUTCOME_GLYPHS = {
+    "promoted": "✓",
+    "rolled_back": "▲",
+    "gate_failed": "▲",
+    "failed": "✗",
+    "cancelled": "■",
+    "interrupted": "▲",
+}
 RESUMABLE = frozenset({"cancelled", "interrupted", "failed"})
 """Outcomes after which running again resumes after the last finished phase."""
 FINISHED = frozenset({"promoted", "rolled_back", "gate_failed"})
@@ -178,8 +191,10 @@ def background_line(view: PipelineView) -> str:
     """Said when the console closes while a run goes on: where it continues and how to follow it."""
     if not view.alive:
         return ""
-    return (f"pipeline {view.run_id} goes on in the background (process {view.pid}); follow it with "
-            f"`{WATCH_COMMAND}`, stop it with `{CANCEL_COMMAND}`")
+    return (
+        f"pipeline {view.run_id} goes on in the background (process {view.pid}); follow it with "
+        f"`{WATCH_COMMAND}`, stop it with `{CANCEL_COMMAND}`"
+    )
 
 
 # --- cancelling -----------------------------------------------------------------------------------
@@ -204,11 +219,21 @@ def cancel_target(view: PipelineView | None, starting_pid: int = 0) -> CancelTar
     nothing to cancel."""
     if view is not None and view.alive:
         current = view.current
-        return CancelTarget(view.pid, view.pgid or view.pid, f"pipeline run {view.run_id}", view.run_id,
-                            current.name if current is not None else "starting")
+        return CancelTarget(
+            view.pid,
+            view.pgid or view.pid,
+            f"pipeline run {view.run_id}",
+            view.run_id,
+            current.name if current is not None else "starting",
+        )
     if starting_pid:  # a session leader: its group has its id
-        return CancelTarget(starting_pid, starting_pid, f"the starting pipeline (process {starting_pid})",
-                            f"pid:{starting_pid}", "starting")
+        return CancelTarget(
+            starting_pid,
+            starting_pid,
+            f"the starting pipeline (process {starting_pid})",
+            f"pid:{starting_pid}",
+            "starting",
+        )
     return None
 
 
@@ -224,11 +249,36 @@ def cancel_effects(target: CancelTarget) -> list[str]:
 
 def overdue_line(view: PipelineView, again: str) -> str:
     """A run still live `CANCEL_PATIENCE_S` after SIGINT; `again` says how to send it again."""
-    return (f"pipeline run {view.run_id} is still running {CANCEL_PATIENCE_S:.0f} s after SIGINT (process "
-            f"{view.pid}); {again}, or `kill -TERM -{view.pgid or view.pid}` ends it harder")
+    return (
+        f"pipeline run {view.run_id} is still running {CANCEL_PATIENCE_S:.0f} s after SIGINT (process "
+        f"{view.pid}); {again}, or `kill -TERM -{view.pgid or view.pid}` ends it harder"
+    )
 
 
-__all__ = ["CANCEL_COMMAND", "CANCEL_PATIENCE_S", "FINISHED", "OUTCOME_GLYPHS", "PHASE_GLYPHS", "RESUMABLE",
-           "RESUME_HINT", "WATCH_COMMAND", "CancelTarget", "PhaseView", "PipelineView", "Severity", "background_line",
-           "cancel_effects", "cancel_target", "clock_time", "describe", "end_line", "end_severity", "exit_status",
-           "next_command", "outcome_words", "overdue_line", "resume_command", "run_state"]
+__all__ = [
+    "CANCEL_COMMAND",
+    "CANCEL_PATIENCE_S",
+    "FINISHED",
+    "OUTCOME_GLYPHS",
+    "PHASE_GLYPHS",
+    "RESUMABLE",
+    "RESUME_HINT",
+    "WATCH_COMMAND",
+    "CancelTarget",
+    "PhaseView",
+    "PipelineView",
+    "Severity",
+    "background_line",
+    "cancel_effects",
+    "cancel_target",
+    "clock_time",
+    "describe",
+    "end_line",
+    "end_severity",
+    "exit_status",
+    "next_command",
+    "outcome_words",
+    "overdue_line",
+    "resume_command",
+    "run_state",
+]

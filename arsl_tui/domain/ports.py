@@ -28,8 +28,9 @@ class StoreError(Exception):
 
     transient: bool = False
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
-                 request_id: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, code: str | None = None, request_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -101,7 +102,7 @@ class TrainingPlatform(Protocol):
 
     @property
     def backend(self) -> str:
-        """"local" or "huawei"."""
+        """ "local" or "huawei"."""
         ...
 
     def submit(self, spec: JobSpec) -> str:
@@ -148,13 +149,30 @@ class Monitor(Protocol):
         """State changes, oldest first, at most the newest `limit`."""
         ...
 
-    def put_metric(self, namespace: str, metric: str, value: float, dimensions: Mapping[str, str], *,
-                   unit: str = "", at: float | None = None) -> None:
+    def put_metric(
+        self,
+        namespace: str,
+        metric: str,
+        value: float,
+        dimensions: Mapping[str, str],
+        *,
+        unit: str = "",
+        at: float | None = None,
+    ) -> None:
         """Add one data point to a custom metric (namespace not starting with SYS)."""
         ...
 
-    def series(self, namespace: str, metric: str, dimensions: Mapping[str, str], *, since: float, until: float,
-               period_s: int, filter: Filter) -> list[DataPoint]:
+    def series(
+        self,
+        namespace: str,
+        metric: str,
+        dimensions: Mapping[str, str],
+        *,
+        since: float,
+        until: float,
+        period_s: int,
+        filter: Filter,
+    ) -> list[DataPoint]:
         """One value per period (reduced by `filter`) for the periods between `since` and `until` that have data."""
         ...
 
@@ -196,8 +214,15 @@ class ServingStatus:
 class ServingPlatformError(Exception):
     """A serving platform call failed; `transient` says whether trying again later can help."""
 
-    def __init__(self, message: str, *, transient: bool = False, status: int | None = None,
-                 code: str | None = None, request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool = False,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.transient = transient
         self.status = status

@@ -127,8 +127,12 @@ class PackageFile:
     def from_json(cls, data: Any, where: str) -> PackageFile:
         if not isinstance(data, Mapping):
             raise RecordFormatError(f"{where}: a package file entry is {data!r}, expected an object")
-        return cls(path=_field(data, "path", str, where), key=_field(data, "key", str, where),
-                   size=_field(data, "size", int, where), md5=_field(data, "md5", str, where))
+        return cls(
+            path=_field(data, "path", str, where),
+            key=_field(data, "key", str, where),
+            size=_field(data, "size", int, where),
+            md5=_field(data, "md5", str, where),
+        )
 
 
 @dataclass(frozen=True)
@@ -148,19 +152,29 @@ class Lineage:
     trainer_version: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"manifest_id": self.manifest_id, "job_id": self.job_id, "backend": self.backend,
-                "trainer_code_sha256": self.trainer_code_sha256, "trainer_version": self.trainer_version,
-                "package_id": self.package_id, "source": self.source}
+        return {
+            "manifest_id": self.manifest_id,
+            "job_id": self.job_id,
+            "backend": self.backend,
+            "trainer_code_sha256": self.trainer_code_sha256,
+            "trainer_version": self.trainer_version,
+            "package_id": self.package_id,
+            "source": self.source,
+        }
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> Lineage:
         if not isinstance(data, Mapping):
             raise RecordFormatError(f"{where}: field 'lineage' is {data!r}, expected an object")
-        return cls(manifest_id=_field(data, "manifest_id", str, where), job_id=_field(data, "job_id", str, where),
-                   backend=_field(data, "backend", str, where),
-                   trainer_code_sha256=_field(data, "trainer_code_sha256", str, where),
-                   package_id=_field(data, "package_id", str, where), source=_field(data, "source", str, where),
-                   trainer_version=str(data.get("trainer_version") or ""))
+        return cls(
+            manifest_id=_field(data, "manifest_id", str, where),
+            job_id=_field(data, "job_id", str, where),
+            backend=_field(data, "backend", str, where),
+            trainer_code_sha256=_field(data, "trainer_code_sha256", str, where),
+            package_id=_field(data, "package_id", str, where),
+            source=_field(data, "source", str, where),
+            trainer_version=str(data.get("trainer_version") or ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -201,15 +215,26 @@ class ModelVersion:
         return FinalMetrics(
             test_acc=float(test_acc),
             test_loss=float(test_loss) if isinstance(test_loss, int | float) else math.nan,
-            per_class_acc={str(name): float(value) for name, value in dict(per_class).items()
-                           if isinstance(value, int | float)},
-            manifest_id=self.lineage.manifest_id)
+            per_class_acc={
+                str(name): float(value) for name, value in dict(per_class).items() if isinstance(value, int | float)
+            },
+            manifest_id=self.lineage.manifest_id,
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": RECORD_FORMAT, "version": self.version, "created_at": self.created_at,
-                "created_by": self.created_by, "lineage": self.lineage.to_json(), "gate": dict(self.gate),
-                "metrics": dict(self.metrics), "package": [item.to_json() for item in self.package],
-                "config": dict(self.config), "override_reason": self.override_reason, "writer": self.writer}
+        return {
+            "format": RECORD_FORMAT,
+            "version": self.version,
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+            "lineage": self.lineage.to_json(),
+            "gate": dict(self.gate),
+            "metrics": dict(self.metrics),
+            "package": [item.to_json() for item in self.package],
+            "config": dict(self.config),
+            "override_reason": self.override_reason,
+            "writer": self.writer,
+        }
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> ModelVersion:
@@ -225,14 +250,18 @@ class ModelVersion:
         except VersionFormatError as error:
             raise RecordFormatError(f"{where}: field 'version': {error}") from None
         package = _field(data, "package", list, where)
-        return cls(version=version, created_at=_field(data, "created_at", str, where),
-                   created_by=_field(data, "created_by", str, where),
-                   lineage=Lineage.from_json(data.get("lineage"), where),
-                   gate=_field(data, "gate", dict, where), metrics=_field(data, "metrics", dict, where),
-                   package=tuple(PackageFile.from_json(item, where) for item in package),
-                   config=dict(data.get("config") or {}),
-                   override_reason=_optional_text(data, "override_reason", where),
-                   writer=str(data.get("writer") or ""))
+        return cls(
+            version=version,
+            created_at=_field(data, "created_at", str, where),
+            created_by=_field(data, "created_by", str, where),
+            lineage=Lineage.from_json(data.get("lineage"), where),
+            gate=_field(data, "gate", dict, where),
+            metrics=_field(data, "metrics", dict, where),
+            package=tuple(PackageFile.from_json(item, where) for item in package),
+            config=dict(data.get("config") or {}),
+            override_reason=_optional_text(data, "override_reason", where),
+            writer=str(data.get("writer") or ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -251,9 +280,18 @@ class PromotionLogEntry:
     writer: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": LOG_FORMAT, "seq": self.seq, "time": self.time, "user": self.user, "action": self.action,
-                "alias": self.alias, "from": self.from_version, "to": self.to_version, "reason": self.reason,
-                "writer": self.writer}
+        return {
+            "format": LOG_FORMAT,
+            "seq": self.seq,
+            "time": self.time,
+            "user": self.user,
+            "action": self.action,
+            "alias": self.alias,
+            "from": self.from_version,
+            "to": self.to_version,
+            "reason": self.reason,
+            "writer": self.writer,
+        }
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> PromotionLogEntry:
@@ -270,10 +308,17 @@ class PromotionLogEntry:
         seq = _field(data, "seq", int, where)
         if seq < 1:
             raise RecordFormatError(f"{where}: seq {seq} must be at least 1")
-        entry = cls(seq=seq, time=_field(data, "time", str, where), user=_field(data, "user", str, where),
-                    action=action, to_version=_field(data, "to", str, where),
-                    from_version=_optional_text(data, "from", where), alias=alias,
-                    reason=str(data.get("reason") or ""), writer=str(data.get("writer") or ""))
+        entry = cls(
+            seq=seq,
+            time=_field(data, "time", str, where),
+            user=_field(data, "user", str, where),
+            action=action,
+            to_version=_field(data, "to", str, where),
+            from_version=_optional_text(data, "from", where),
+            alias=alias,
+            reason=str(data.get("reason") or ""),
+            writer=str(data.get("writer") or ""),
+        )
         for name, value in (("to", entry.to_version), ("from", entry.from_version)):
             if value is not None:
                 try:
@@ -326,22 +371,28 @@ class RegistryState:
         """The state after `entry`; LogConsistencyError if it does not follow from this one."""
         where = where or f"promotion log entry {entry.seq}"
         if entry.seq != self.seq + 1:
-            raise LogConsistencyError(f"{where}: expected entry {self.seq + 1} next, found entry {entry.seq} "
-                                      "(the log is append-only: an entry is missing)")
+            raise LogConsistencyError(
+                f"{where}: expected entry {self.seq + 1} next, found entry {entry.seq} "
+                "(the log is append-only: an entry is missing)"
+            )
         if entry.action == "set_alias":
             assert entry.alias is not None
             current = self.positions.get(entry.alias)
             if entry.from_version != current:
-                raise LogConsistencyError(f"{where}: moves {entry.alias} from {entry.from_version or 'nothing'}, "
-                                          f"but the entries before it leave it at {current or 'nothing'}")
+                raise LogConsistencyError(
+                    f"{where}: moves {entry.alias} from {entry.from_version or 'nothing'}, "
+                    f"but the entries before it leave it at {current or 'nothing'}"
+                )
             if entry.to_version not in self.registered:
-                raise LogConsistencyError(f"{where}: moves {entry.alias} to {entry.to_version}, which the log "
-                                          "never registered")
+                raise LogConsistencyError(
+                    f"{where}: moves {entry.alias} to {entry.to_version}, which the log never registered"
+                )
             promoted = self.promoted
             if entry.alias == CHAMPION:
                 promoted = entry.to_version if entry.from_version is not None else None
-            return replace(self, seq=entry.seq, positions={**self.positions, entry.alias: entry.to_version},
-                           promoted=promoted)
+            return replace(
+                self, seq=entry.seq, positions={**self.positions, entry.alias: entry.to_version}, promoted=promoted
+            )
         if entry.action == "canary":
             if entry.to_version not in self.registered:
                 raise LogConsistencyError(f"{where}: a canary of {entry.to_version}, which the log never registered")
@@ -374,8 +425,9 @@ def registration_action(gate_verdict: str, override_reason: str | None) -> Actio
     return "override"
 
 
-def plan_registration(state: RegistryState, version: str, action: Action, *, user: str, time: str,
-                      reason: str, writer: str) -> PromotionLogEntry | None:
+def plan_registration(
+    state: RegistryState, version: str, action: Action, *, user: str, time: str, reason: str, writer: str
+) -> PromotionLogEntry | None:
     """The next entry that registering `version` needs, given `state`; None once nothing is left to do.
 
     Order: the registration itself; `challenger` → version (unless a newer version already holds it,
@@ -386,8 +438,17 @@ def plan_registration(state: RegistryState, version: str, action: Action, *, use
     number = parse_version(version)
 
     def entry(action: Action, alias: str | None, from_version: str | None, why: str) -> PromotionLogEntry:
-        return PromotionLogEntry(seq=state.seq + 1, time=time, user=user, action=action, alias=alias,
-                                 from_version=from_version, to_version=version, reason=why, writer=writer)
+        return PromotionLogEntry(
+            seq=state.seq + 1,
+            time=time,
+            user=user,
+            action=action,
+            alias=alias,
+            from_version=from_version,
+            to_version=version,
+            reason=why,
+            writer=writer,
+        )
 
     if version not in state.registered:
         return entry(action, None, None, reason)
@@ -396,13 +457,15 @@ def plan_registration(state: RegistryState, version: str, action: Action, *, use
         why = f"{version} passed the gate" if action == "register" else f"{version} registered by override: {reason}"
         return entry("set_alias", CHALLENGER, challenger, why)
     if action == "register" and state.positions.get(CHAMPION) is None:
-        return entry("set_alias", CHAMPION, None,
-                     "first version to pass the gate: there is no champion to compare it with")
+        return entry(
+            "set_alias", CHAMPION, None, "first version to pass the gate: there is no champion to compare it with"
+        )
     return None
 
 
-def plan_alias_move(state: RegistryState, alias: str, version: str, *, reason: str, user: str, time: str,
-                    writer: str) -> PromotionLogEntry:
+def plan_alias_move(
+    state: RegistryState, alias: str, version: str, *, reason: str, user: str, time: str, writer: str
+) -> PromotionLogEntry:
     """A validated manual move of `alias` to `version`."""
     if alias not in ALIASES:
         raise AliasMoveError(f"unknown alias {alias!r} (known: {', '.join(ALIASES)})")
@@ -417,25 +480,63 @@ def plan_alias_move(state: RegistryState, alias: str, version: str, *, reason: s
     if current == version:
         promoted = " (a promotion made it champion)" if alias not in state.aliases else ""
         raise AliasMoveError(f"{alias} already points at {version}{promoted}")
-    return PromotionLogEntry(seq=state.seq + 1, time=time, user=user, action="set_alias", alias=alias,
-                             from_version=current, to_version=version, reason=reason.strip(), writer=writer)
+    return PromotionLogEntry(
+        seq=state.seq + 1,
+        time=time,
+        user=user,
+        action="set_alias",
+        alias=alias,
+        from_version=current,
+        to_version=version,
+        reason=reason.strip(),
+        writer=writer,
+    )
 
 
-def plan_canary_entry(state: RegistryState, version: str, baseline: str | None, *, reason: str, user: str,
-                      time: str, writer: str) -> PromotionLogEntry:
+def plan_canary_entry(
+    state: RegistryState, version: str, baseline: str | None, *, reason: str, user: str, time: str, writer: str
+) -> PromotionLogEntry:
     """A promotion-log entry for a canary transition of `version` (against `baseline`)."""
     parse_version(version)
     if version not in state.registered:
         raise RegistryError(f"{version} is not a registered version")
     if not reason or not reason.strip():
         raise RegistryError("a canary log entry needs a reason")
-    return PromotionLogEntry(seq=state.seq + 1, time=time, user=user, action="canary", alias=None,
-                             from_version=baseline, to_version=version, reason=reason.strip(), writer=writer)
+    return PromotionLogEntry(
+        seq=state.seq + 1,
+        time=time,
+        user=user,
+        action="canary",
+        alias=None,
+        from_version=baseline,
+        to_version=version,
+        reason=reason.strip(),
+        writer=writer,
+    )
 
 
 __all__ = [
-    "ACTIONS", "ALIASES", "CHALLENGER", "CHAMPION", "Action", "AliasMoveError", "Lineage", "LogConsistencyError",
-    "ModelVersion", "PackageFile", "PromotionLogEntry", "RecordFormatError", "RegistryError", "RegistryState",
-    "VersionFormatError", "format_version", "next_version", "parse_version", "plan_alias_move", "plan_canary_entry",
-    "plan_registration", "registration_action", "replay",
+    "ACTIONS",
+    "ALIASES",
+    "CHALLENGER",
+    "CHAMPION",
+    "Action",
+    "AliasMoveError",
+    "Lineage",
+    "LogConsistencyError",
+    "ModelVersion",
+    "PackageFile",
+    "PromotionLogEntry",
+    "RecordFormatError",
+    "RegistryError",
+    "RegistryState",
+    "VersionFormatError",
+    "format_version",
+    "next_version",
+    "parse_version",
+    "plan_alias_move",
+    "plan_canary_entry",
+    "plan_registration",
+    "registration_action",
+    "replay",
 ]

@@ -26,15 +26,20 @@ class DeploymentError(ValueError):
 def normalise_weights(weights: Mapping[str, Any]) -> dict[str, int]:
     """Check `{version: percent}` and return it with canonical version names, in version order."""
     if not isinstance(weights, Mapping) or not weights:
-        raise DeploymentError("weights must name at least one version, e.g. {\"v1\": 90, \"v2\": 10}")
+        raise DeploymentError('weights must name at least one version, e.g. {"v1": 90, "v2": 10}')
     checked: dict[str, int] = {}
     for name, value in weights.items():
         try:
             version = format_version(parse_version(str(name)))
         except VersionFormatError as error:
             raise DeploymentError(f"weights: {error}") from None
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-                or int(value) != value or not 0 <= value <= 100:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or int(value) != value
+            or not 0 <= value <= 100
+        ):
             raise DeploymentError(f"weights: {version} = {value!r}: expected a whole percentage from 0 to 100")
         if version in checked:
             raise DeploymentError(f"weights: {version} is named twice")
@@ -72,8 +77,10 @@ class Deployment:
         """The same versions with new weights; every loaded version must be named (0 keeps it idle)."""
         checked = normalise_weights(weights)
         if set(checked) != set(self.weights):
-            raise DeploymentError(f"weights name {', '.join(checked)}, but the gateway serves "
-                                  f"{', '.join(self.weights)} (deploy a version to add it)")
+            raise DeploymentError(
+                f"weights name {', '.join(checked)}, but the gateway serves "
+                f"{', '.join(self.weights)} (deploy a version to add it)"
+            )
         return Deployment(stable=self.stable, canary=self.canary, weights=checked)
 
     def to_json(self) -> dict[str, Any]:
@@ -87,15 +94,18 @@ class Deployment:
         if not isinstance(stable, str) or not (canary is None or isinstance(canary, str)):
             raise DeploymentError(f"{where}: stable must be a version name and canary a version name or null")
         try:
-            return cls(stable=format_version(parse_version(stable)),
-                       canary=format_version(parse_version(canary)) if canary else None,
-                       weights=weights if isinstance(weights, Mapping) else {})
+            return cls(
+                stable=format_version(parse_version(stable)),
+                canary=format_version(parse_version(canary)) if canary else None,
+                weights=weights if isinstance(weights, Mapping) else {},
+            )
         except VersionFormatError as error:
             raise DeploymentError(f"{where}: {error}") from None
 
 
-def plan_deploy(current: Deployment | None, version: str, canary_percent: int | None,
-                champion: str | None = None) -> Deployment:
+def plan_deploy(
+    current: Deployment | None, version: str, canary_percent: int | None, champion: str | None = None
+) -> Deployment:
     """What `deploy VERSION [--canary P]` makes of `current`.
 
     Without a canary percentage VERSION takes all traffic alone. With one, VERSION becomes the canary
@@ -108,8 +118,10 @@ def plan_deploy(current: Deployment | None, version: str, canary_percent: int | 
         raise DeploymentError(f"--canary {canary_percent}: expected a percentage between 1 and 99")
     stable = current.stable if current is not None else champion
     if stable is None:
-        raise DeploymentError(f"nothing to run beside canary {version}: no service is running and there is no "
-                              "champion (deploy a version without --canary first)")
+        raise DeploymentError(
+            f"nothing to run beside canary {version}: no service is running and there is no "
+            "champion (deploy a version without --canary first)"
+        )
     stable = format_version(parse_version(stable))
     if stable == version:
         raise DeploymentError(f"{version} is the stable version already; a canary must be another version")
@@ -149,19 +161,36 @@ class VersionStats:
         return ordered[min(rank, len(ordered)) - 1]
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": self.version, "window_s": self.window_s, "requests": self.requests,
-                "errors": self.errors, "client_errors": self.client_errors, "error_rate": self.error_rate,
-                "latency_ms": list(self.latency_ms), "latency_samples_total": self.latency_samples_total,
-                "p50_ms": self.percentile_ms(50), "p95_ms": self.percentile_ms(95), "p99_ms": self.percentile_ms(99),
-                "feedback": self.feedback, "correct": self.correct, "online_accuracy": self.online_accuracy}
+        return {
+            "version": self.version,
+            "window_s": self.window_s,
+            "requests": self.requests,
+            "errors": self.errors,
+            "client_errors": self.client_errors,
+            "error_rate": self.error_rate,
+            "latency_ms": list(self.latency_ms),
+            "latency_samples_total": self.latency_samples_total,
+            "p50_ms": self.percentile_ms(50),
+            "p95_ms": self.percentile_ms(95),
+            "p99_ms": self.percentile_ms(99),
+            "feedback": self.feedback,
+            "correct": self.correct,
+            "online_accuracy": self.online_accuracy,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> VersionStats:
-        return cls(version=str(data["version"]), window_s=float(data["window_s"]), requests=int(data["requests"]),
-                   errors=int(data["errors"]), client_errors=int(data.get("client_errors", 0)),
-                   latency_ms=tuple(float(value) for value in data.get("latency_ms", ())),
-                   latency_samples_total=int(data.get("latency_samples_total", 0)),
-                   feedback=int(data.get("feedback", 0)), correct=int(data.get("correct", 0)))
+        return cls(
+            version=str(data["version"]),
+            window_s=float(data["window_s"]),
+            requests=int(data["requests"]),
+            errors=int(data["errors"]),
+            client_errors=int(data.get("client_errors", 0)),
+            latency_ms=tuple(float(value) for value in data.get("latency_ms", ())),
+            latency_samples_total=int(data.get("latency_samples_total", 0)),
+            feedback=int(data.get("feedback", 0)),
+            correct=int(data.get("correct", 0)),
+        )
 
 
 __all__ = ["MAX_VERSIONS", "Deployment", "DeploymentError", "VersionStats", "normalise_weights", "plan_deploy"]

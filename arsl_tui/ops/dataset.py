@@ -127,8 +127,7 @@ def find_dataset_root(folder: Path) -> Path:
         if any(entry.name in ARSL_CLASSES for entry in entries if entry.is_dir(follow_symlinks=False)):
             return folder
         subfolders = [entry for entry in entries if entry.is_dir(follow_symlinks=False)]
-        files = [entry for entry in entries
-                 if entry.name not in _OWN_FILES and not entry.is_dir(follow_symlinks=False)]
+        files = [entry for entry in entries if entry.name not in _OWN_FILES and not entry.is_dir(follow_symlinks=False)]
         if len(subfolders) == 1 and not files:
             inner = Path(subfolders[0].path)
             if any(entry.name in ARSL_CLASSES for entry in os.scandir(inner) if entry.is_dir(follow_symlinks=False)):
@@ -191,8 +190,13 @@ def _chunks(root: Path, problems: list[Finding], classes: set[str]) -> Iterator[
             problems.append(Finding(_display(name), "stray_file", "file outside any class folder"))
             continue
         if name not in ARSL_CLASSES:
-            problems.append(Finding(_display(name) + "/", "unknown_class", "folder is not one of the 32 ArSL2018 "
-                                    f"classes ({_count_entries(top.path)} skipped)"))
+            problems.append(
+                Finding(
+                    _display(name) + "/",
+                    "unknown_class",
+                    f"folder is not one of the 32 ArSL2018 classes ({_count_entries(top.path)} skipped)",
+                )
+            )
             continue
         classes.add(name)
         try:
@@ -201,7 +205,7 @@ def _chunks(root: Path, problems: list[Finding], classes: set[str]) -> Iterator[
             problems.append(Finding(name + "/", "unreadable", error.strerror or str(error)))
             continue
         for start in range(0, len(names), _CHUNK):
-            yield name, names[start:start + _CHUNK]
+            yield name, names[start : start + _CHUNK]
 
 
 def _check_chunk(root: str, cls: str, names: list[str], split: SplitPolicy) -> list[_Checked]:
@@ -220,8 +224,9 @@ def _check_entry(root: str, cls: str, name: str, split: SplitPolicy) -> _Checked
     if stat.S_ISLNK(mode):
         return _Checked(None, Finding(label, "symlink", "symbolic links are not followed"), None, False)
     if stat.S_ISDIR(mode):
-        return _Checked(None, Finding(label + "/", "nested_folder", "class folders must hold image files only"),
-                        None, False)
+        return _Checked(
+            None, Finding(label + "/", "nested_folder", "class folders must hold image files only"), None, False
+        )
     if not stat.S_ISREG(mode):
         return _Checked(None, Finding(label, "not_a_file", "not a regular file"), None, False)
     try:
@@ -257,38 +262,53 @@ def _decode(relative: str, cls: str, path: str, split: SplitPolicy) -> _Checked:
     except OSError as error:
         return _Checked(None, Finding(relative, "unreadable", error.strerror or str(error)), None, True)
     except ValueError as error:
-        return _Checked(None, Finding(relative, "not_a_file" if "regular" in str(error) else "too_big", str(error)),
-                        None, True)
+        return _Checked(
+            None, Finding(relative, "not_a_file" if "regular" in str(error) else "too_big", str(error)), None, True
+        )
     if not data:
         return _Checked(None, Finding(relative, "empty_file", "0 bytes"), None, True)
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
-                return _Checked(None, Finding(relative, "too_big", f"{image.width}×{image.height} pixels; at most "
-                                              f"{MAX_IMAGE_PIXELS} are decoded"), None, True)
+                return _Checked(
+                    None,
+                    Finding(
+                        relative,
+                        "too_big",
+                        f"{image.width}×{image.height} pixels; at most {MAX_IMAGE_PIXELS} are decoded",
+                    ),
+                    None,
+                    True,
+                )
             image.load()
             width, height, mode = image.width, image.height, image.mode
     except Image.DecompressionBombError as error:  # the header declares far more pixels than we decode
         return _Checked(None, Finding(relative, "too_big", shown(str(error))[:200]), None, True)
     except Exception as error:  # Pillow raises many types for hostile bytes; each is this file's problem
         detail = shown(str(error))[:200]
-        return _Checked(None, Finding(relative, "corrupt", f"cannot decode image ({type(error).__name__}: {detail})"),
-                        None, True)
+        return _Checked(
+            None, Finding(relative, "corrupt", f"cannot decode image ({type(error).__name__}: {detail})"), None, True
+        )
     md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-    record = ImageRecord(path=relative, cls=cls, bytes=len(data), md5=md5, split=split.assign(md5), width=width,
-                         height=height, mode=mode)
+    record = ImageRecord(
+        path=relative, cls=cls, bytes=len(data), md5=md5, split=split.assign(md5), width=width, height=height, mode=mode
+    )
     note = None
     if (width, height) != (IMAGE_SIZE, IMAGE_SIZE) or mode != "L":
-        note = Finding(relative, "normalised",
-                       f"{width}×{height} {mode}; the trainer converts it to {IMAGE_SIZE}×{IMAGE_SIZE} grayscale")
+        note = Finding(
+            relative,
+            "normalised",
+            f"{width}×{height} {mode}; the trainer converts it to {IMAGE_SIZE}×{IMAGE_SIZE} grayscale",
+        )
     return _Checked(record, None, note, True)
 
 
 ProgressCallback = Callable[[int], None]
 
 
-def _check_all(root: Path, split: SplitPolicy, problems: list[Finding], classes: set[str],
-               workers: int | None) -> Iterator[_Checked]:
+def _check_all(
+    root: Path, split: SplitPolicy, problems: list[Finding], classes: set[str], workers: int | None
+) -> Iterator[_Checked]:
     """Every entry of every class folder checked, in path order.
 
     Large sets are checked by worker processes, chunk by chunk, with at most two chunks per worker
@@ -324,8 +344,14 @@ def _check_all(root: Path, split: SplitPolicy, problems: list[Finding], classes:
                 future.cancel()
 
 
-def validate_dataset(folder: Path, split: SplitPolicy, *, quarantine: bool = False,
-                     on_progress: ProgressCallback | None = None, workers: int | None = None) -> ValidationReport:
+def validate_dataset(
+    folder: Path,
+    split: SplitPolicy,
+    *,
+    quarantine: bool = False,
+    on_progress: ProgressCallback | None = None,
+    workers: int | None = None,
+) -> ValidationReport:
     """Decode every image under `folder` and build its manifest.
 
     With `quarantine`, problem files are left out of the manifest (and listed in it as
@@ -362,14 +388,19 @@ def validate_dataset(folder: Path, split: SplitPolicy, *, quarantine: bool = Fal
         on_progress(scanned)
     if scanned == 0 and not classes:  # no data set here at all: no report, and no manifest written into it
         found = f"; found {len(problems)} other entries, e.g. {shown(problems[0].path)}" if problems else ""
-        raise DatasetError(f"{shown(str(root))}: no class folders with images (expected <class>/*.jpg for the 32 "
-                           f"ArSL2018 classes){found}")
+        raise DatasetError(
+            f"{shown(str(root))}: no class folders with images (expected <class>/*.jpg for the 32 "
+            f"ArSL2018 classes){found}"
+        )
     present = {record.cls for record in records}
     for name in ARSL_CLASSES:
         if name not in present:
             problems.append(Finding(name + "/", "empty_class", "no usable images for this class"))
-    quarantined = [{"path": item.path, "problem": f"{item.kind}: {item.detail}"}
-                   for item in problems if quarantine and item.kind not in ("empty_class",)]
+    quarantined = [
+        {"path": item.path, "problem": f"{item.kind}: {item.detail}"}
+        for item in problems
+        if quarantine and item.kind not in ("empty_class",)
+    ]
     manifest = build_manifest(records, split, quarantined)
     return ValidationReport(root=root, manifest=manifest, problems=problems, notes=notes, files_scanned=scanned)
 

@@ -39,9 +39,24 @@ PACKAGE_DIR = "model"
 GATE_RECORDS_DIR = "gate-records"
 _OBS_URL = re.compile(r"^obs://([^/]+)/(.*)$")
 # Final-record fields a version keeps beside the gate's own reading (the Gate tab and `models show` use them).
-_FINAL_FIELDS = ("test_acc", "test_loss", "test_samples", "val_acc", "val_loss", "train_eval_acc", "train_eval_loss",
-                 "train_val_gap", "best_epoch", "stopped_early", "per_class_acc", "classes", "confusion",
-                 "manifest_id", "model", "world_size")
+_FINAL_FIELDS = (
+    "test_acc",
+    "test_loss",
+    "test_samples",
+    "val_acc",
+    "val_loss",
+    "train_eval_acc",
+    "train_eval_loss",
+    "train_val_gap",
+    "best_epoch",
+    "stopped_early",
+    "per_class_acc",
+    "classes",
+    "confusion",
+    "manifest_id",
+    "model",
+    "world_size",
+)
 
 
 class GateError(Exception):
@@ -73,8 +88,12 @@ class GateEvaluation:
         return kept
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.record.to_json(), "job_id": self.job.job_id, "phase": self.job.phase.value,
-                "skipped_records": self.skipped_records}
+        return {
+            **self.record.to_json(),
+            "job_id": self.job.job_id,
+            "phase": self.job.phase.value,
+            "skipped_records": self.skipped_records,
+        }
 
 
 @dataclass(frozen=True)
@@ -90,11 +109,16 @@ class GateOutcome:
     """Where this evaluation was stored (None for a dry run)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.evaluation.to_json(), "registered": self.version is not None,
-                "version": self.version.version if self.version else None, "aliases": list(self.aliases),
-                "already_registered": self.already_registered, "override": self.overridden,
-                "override_reason": self.version.override_reason if self.version else None,
-                "gate_record_key": self.record_key}
+        return {
+            **self.evaluation.to_json(),
+            "registered": self.version is not None,
+            "version": self.version.version if self.version else None,
+            "aliases": list(self.aliases),
+            "already_registered": self.already_registered,
+            "override": self.overridden,
+            "override_reason": self.version.override_reason if self.version else None,
+            "gate_record_key": self.record_key,
+        }
 
 
 def thresholds(settings: Settings) -> GateThresholds:
@@ -113,22 +137,30 @@ def _utc(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
-def evaluate_job(platform: TrainingPlatform, registry: ModelRegistry, job_id: str,
-                 limits: GateThresholds) -> GateEvaluation:
+def evaluate_job(
+    platform: TrainingPlatform, registry: ModelRegistry, job_id: str, limits: GateThresholds
+) -> GateEvaluation:
     """Every gate rule on a finished job, against the current champion; nothing is written."""
     status = platform.status(job_id)
     if not status.terminal:
-        raise GateError(f"job {job_id} is {status.phase.value}: the gate reads a finished job's metrics "
-                        f"(follow it with `arsl train watch {job_id}`)")
+        raise GateError(
+            f"job {job_id} is {status.phase.value}: the gate reads a finished job's metrics "
+            f"(follow it with `arsl train watch {job_id}`)"
+        )
     chunk = platform.metrics(job_id, 0)
     raw = [dict(record.data) for record in chunk.records]
     summary = summarise_metrics(raw)
     final = next((record for record in reversed(raw) if record.get("type") == "final"), None)
     champion = registry.champion()
-    record = evaluate_gate(summary, limits, champion=champion.final_metrics() if champion else None,
-                           champion_version=champion.version if champion else None)
-    return GateEvaluation(job=status, summary=summary, record=record, final=final, champion=champion,
-                          skipped_records=chunk.skipped)
+    record = evaluate_gate(
+        summary,
+        limits,
+        champion=champion.final_metrics() if champion else None,
+        champion_version=champion.version if champion else None,
+    )
+    return GateEvaluation(
+        job=status, summary=summary, record=record, final=final, champion=champion, skipped_records=chunk.skipped
+    )
 
 
 def _package_source(status: JobStatus, registry: ModelRegistry, bucket: str, workspace: Path) -> tuple[Path, str]:
@@ -149,7 +181,7 @@ def _package_source(status: JobStatus, registry: ModelRegistry, bucket: str, wor
     target = workspace / PACKAGE_DIR
     count = 0
     for info in registry.store.list(prefix):
-        relative = info.key[len(prefix):]
+        relative = info.key[len(prefix) :]
         try:
             check_relative_path(relative)
         except UnsafeKeyError as error:
@@ -165,9 +197,12 @@ def _package_source(status: JobStatus, registry: ModelRegistry, bucket: str, wor
 
 def _store_evaluation(registry: ModelRegistry, evaluation: GateEvaluation, user: str, now: float) -> str:
     try:
-        key = join_key(registry.prefix, f"{GATE_RECORDS_DIR}/{evaluation.job.job_id}/"
-                                        f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}-"
-                                        f"{secrets.token_hex(3)}.json")
+        key = join_key(
+            registry.prefix,
+            f"{GATE_RECORDS_DIR}/{evaluation.job.job_id}/"
+            f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}-"
+            f"{secrets.token_hex(3)}.json",
+        )
     except UnsafeKeyError as error:
         raise GateError(f"job id {evaluation.job.job_id!r} cannot name a record: {error}") from None
     payload = {**evaluation.to_json(), "evaluated_at": _utc(now), "evaluated_by": user}
@@ -176,9 +211,16 @@ def _store_evaluation(registry: ModelRegistry, evaluation: GateEvaluation, user:
     return key
 
 
-def gate(settings: Settings, job_id: str, override_reason: str | None = None, *, user: str | None = None,
-         dry_run: bool = False, platform: TrainingPlatform | None = None,
-         registry: ModelRegistry | None = None) -> GateOutcome:
+def gate(
+    settings: Settings,
+    job_id: str,
+    override_reason: str | None = None,
+    *,
+    user: str | None = None,
+    dry_run: bool = False,
+    platform: TrainingPlatform | None = None,
+    registry: ModelRegistry | None = None,
+) -> GateOutcome:
     """Evaluate a finished job; on pass (or a failed one with an override reason) register it.
 
     `dry_run` evaluates and writes nothing. An override on a job that passed is not needed and
@@ -187,9 +229,9 @@ def gate(settings: Settings, job_id: str, override_reason: str | None = None, *,
     if override_reason is not None and not override_reason.strip():
         raise GateError("--override needs a reason (it goes into the promotion log)")
     if platform is None:
-        from arsl_tui.providers import open_training_platform
+        from arsl_tui.backends import backend_for
 
-        platform = open_training_platform(settings)
+        platform = backend_for(settings).training_platform()
     registry = registry or ModelRegistry.from_settings(settings)
     user = user or current_user()
     evaluation = evaluate_job(platform, registry, job_id, thresholds(settings))
@@ -207,12 +249,25 @@ def gate(settings: Settings, job_id: str, override_reason: str | None = None, *,
         folder, source = _package_source(evaluation.job, registry, settings.storage.bucket, Path(workspace))
         _check_package_job(folder, evaluation.job)
         manifest_id = str((evaluation.final or {}).get("manifest_id") or "")
-        version = registry.register(folder, job_id=job_id, manifest_id=manifest_id, source=source, gate=gate_json,
-                                    metrics=evaluation.metrics(), user=user, override_reason=override)
+        version = registry.register(
+            folder,
+            job_id=job_id,
+            manifest_id=manifest_id,
+            source=source,
+            gate=gate_json,
+            metrics=evaluation.metrics(),
+            user=user,
+            override_reason=override,
+        )
     state = registry.state()
-    return GateOutcome(evaluation=evaluation, version=version, aliases=tuple(state.alias_of(version.version)),
-                       already_registered=previous is not None, overridden=version.override_reason is not None,
-                       record_key=record_key)
+    return GateOutcome(
+        evaluation=evaluation,
+        version=version,
+        aliases=tuple(state.alias_of(version.version)),
+        already_registered=previous is not None,
+        overridden=version.override_reason is not None,
+        record_key=record_key,
+    )
 
 
 def _check_package_job(folder: Path, status: JobStatus) -> None:

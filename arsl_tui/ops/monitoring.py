@@ -1,12 +1,12 @@
 """Alarm use cases: set the rules up, list them with their states, history, acknowledge, silence, watch.
 
-The rules come from `[alarms]` (`configured_rules`): on the local backend they watch the gateway's
-series that `LocalMonitor` samples each round; on the huawei backend they are Cloud Eye rules on
-SYS.ModelArts, SYS.APIC and arsl's custom namespace. Acknowledgements and silences are kept in the
+The rules come from `[alarms]` and the backend (`configured_rules`): on the local backend they watch
+the gateway's series that the sampling monitor measures each round; on the huawei backend they are
+Cloud Eye rules on SYS.ModelArts, SYS.APIC and arsl's custom namespace. Acknowledgements and silences are kept in the
 local state file on both backends (Cloud Eye has no acknowledgement); they are logged with who and when.
 
 For the canary controller:
-- in the same process, `LocalMonitor.subscribe(callback)` gets every `AlarmEvent` of the rounds that
+- in the same process, the local monitor's `subscribe(callback)` gets every `AlarmEvent` of the rounds that
   monitor runs (`watch` runs them on a schedule);
 - across processes, `AlarmFeed(settings).poll()` returns the state changes recorded since its last
   poll (a cursor over the history on the local backend, a comparison of states on Cloud Eye), and
@@ -23,18 +23,16 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from arsl_tui.backends import backend_for
 from arsl_tui.domain.alarms import (
     CANARY_ROLLBACK,
-    LOCAL_NAMESPACE,
-    LOCAL_SERVICE,
-    SERVICE_DIMENSION,
+    AlarmEvent,
     AlarmRule,
     AlarmRuleError,
     AlarmState,
     AlarmThresholds,
-    CloudTargets,
     DataPoint,
     HistoryEntry,
     HistoryKind,
@@ -42,18 +40,48 @@ from arsl_tui.domain.alarms import (
     MonitorUnavailable,
     RuleNotFound,
     RuleView,
+    Sample,
+    Sampler,
     SetupReport,
     SkippedRule,
-    cloud_eye_rules,
-    local_rules,
+    gateway_samples,
 )
+from arsl_tui.domain.ports import Monitor
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
-    from arsl_tui.domain.ports import Monitor
-    from arsl_tui.providers.local.monitor import AlarmEvent, LocalMonitor, OperatorLog, Sample, Sampler
 
 STATS_MAX_SAMPLES = 20_000
+
+
+@runtime_checkable
+class SamplingMonitor(Monitor, Protocol):
+    """A monitor that measures and judges its rules itself, one round at a time (the one of a backend
+    that runs here), and keeps the operator's marks with its rules."""
+
+    def now(self) -> float: ...
+
+    def run_once(self, now: float | None = None) -> list[AlarmEvent]: ...
+
+    def history(
+        self, rule: str | None = None, since: float | None = None, limit: int = 100, after_seq: int = 0
+    ) -> list[HistoryEntry]: ...
+
+    def close(self) -> None: ...
+
+
+class OperatorLog(Protocol):
+    """Acknowledgements and silences with who and when, for a monitor that does not keep them."""
+
+    def apply(self, view: RuleView) -> RuleView: ...
+
+    def acknowledge(self, view: RuleView, user: str, note: str, now: float) -> None: ...
+
+    def silence(self, view: RuleView, seconds: float, user: str, note: str, now: float) -> None: ...
+
+    def entries(self, rule: str | None = None, since: float | None = None, limit: int = 100) -> list[HistoryEntry]: ...
+
+    def close(self) -> None: ...
 
 
 def current_user() -> str:
@@ -65,20 +93,22 @@ def current_user() -> str:
 
 def thresholds(settings: Settings) -> AlarmThresholds:
     alarms = settings.alarms
-    return AlarmThresholds(period_s=alarms.evaluation_period_s, count=alarms.count, suppress_s=alarms.suppress_s,
-                           max_error_rate=alarms.max_error_rate, max_p95_latency_ms=alarms.max_p95_latency_ms,
-                           min_requests=alarms.min_requests, max_requests=alarms.max_requests,
-                           min_online_accuracy=alarms.min_online_accuracy, custom_namespace=alarms.custom_namespace)
+    return AlarmThresholds(
+        period_s=alarms.evaluation_period_s,
+        count=alarms.count,
+        suppress_s=alarms.suppress_s,
+        max_error_rate=alarms.max_error_rate,
+        max_p95_latency_ms=alarms.max_p95_latency_ms,
+        min_requests=alarms.min_requests,
+        max_requests=alarms.max_requests,
+        min_online_accuracy=alarms.min_online_accuracy,
+        custom_namespace=alarms.custom_namespace,
+    )
 
 
 def configured_rules(settings: Settings) -> tuple[list[AlarmRule], list[SkippedRule]]:
     """The rules `[alarms]` asks for on the configured backend, and those skipped for a missing resource."""
-    if settings.backend == "huawei":
-        targets = CloudTargets(service_id=settings.alarms.service_id.strip(),
-                               apig_instance_id=settings.huawei.apig_instance_id.strip(),
-                               api_id=settings.alarms.api_id.strip())
-        return cloud_eye_rules(thresholds(settings), targets)
-    return local_rules(thresholds(settings)), []
+    return backend_for(settings).alarm_rules(thresholds(settings))
 
 
 # --- opening a monitor ------------------------------------------------------------------------------
@@ -91,55 +121,44 @@ def gateway_sampler(settings: Settings, timeout_s: float | None = None) -> Sampl
     down for the round (service_up 0, no other points: its other rules see missing data), so a hung
     gateway delays a round by that much at most.
     """
-    from arsl_tui.providers.local.monitor import gateway_samples
 
     def sample(now: float, window_s: float) -> list[Sample]:
         from arsl_tui.ops import serving
-        from arsl_tui.providers.local.serving_control import LocalServingControl, ServingError
 
-        control = LocalServingControl.from_settings(settings)
         try:
-            deployed = control.state.deployment() is not None
-            running = control.running() is not None
-        except ServingError:
+            deployed, running = serving.gateway_presence(settings)
+        except serving.ServingError:
             deployed, running = True, False
-        finally:
-            control.close()
         stats = None
         if deployed and running:
             try:
-                stats = serving.version_stats(settings, window_s=window_s, max_samples=STATS_MAX_SAMPLES,
-                                              timeout_s=serving.STATS_TIMEOUT_S if timeout_s is None else timeout_s)
-            except ServingError:
+                stats = serving.version_stats(
+                    settings,
+                    window_s=window_s,
+                    max_samples=STATS_MAX_SAMPLES,
+                    timeout_s=serving.STATS_TIMEOUT_S if timeout_s is None else timeout_s,
+                )
+            except serving.ServingError:
                 stats = None  # it does not answer: service_up 0
         return gateway_samples(stats, deployed=deployed, min_feedback=settings.alarms.min_feedback)
 
     return sample
 
 
-def open_local_monitor(settings: Settings, *, sampler: Sampler | None = None,
-                       clock: Callable[[], float] = time.time) -> LocalMonitor:
-    from arsl_tui.providers.local.monitor import LocalMonitor
-    from arsl_tui.state.db import open_state
-
-    return LocalMonitor(open_state(settings.home_dir), sampler=sampler or gateway_sampler(settings), clock=clock,
-                        retention_s=settings.alarms.retention_days * 86400.0)
+def open_local_monitor(
+    settings: Settings, *, sampler: Sampler | None = None, clock: Callable[[], float] = time.time
+) -> SamplingMonitor:
+    """The monitor over the state file, sampling the local gateway unless given another `sampler`."""
+    return backend_for(settings).sampling_monitor(sampler or gateway_sampler(settings), clock=clock)
 
 
 def open_monitor(settings: Settings) -> Monitor:
     """The configured backend's monitor (the CES SDK is imported only for huawei)."""
-    if settings.backend == "huawei":
-        from arsl_tui.providers.huawei.ces import CloudEyeMonitor
-
-        return CloudEyeMonitor.from_settings(settings)
-    return open_local_monitor(settings)
+    return backend_for(settings).monitor(gateway_sampler(settings))
 
 
 def _operator_log(settings: Settings) -> OperatorLog:
-    from arsl_tui.providers.local.monitor import OperatorLog
-    from arsl_tui.state.db import open_state
-
-    return OperatorLog(open_state(settings.home_dir))
+    return backend_for(settings).operator_log()
 
 
 def _close(monitor: Any) -> None:
@@ -161,8 +180,13 @@ def setup(settings: Settings, monitor: Monitor | None = None) -> SetupReport:
     finally:
         if own:
             _close(monitor)
-    return SetupReport(created=report.created, updated=report.updated, unchanged=report.unchanged,
-                       skipped=tuple(skipped), notes=report.notes)
+    return SetupReport(
+        created=report.created,
+        updated=report.updated,
+        unchanged=report.unchanged,
+        skipped=tuple(skipped),
+        notes=report.notes,
+    )
 
 
 def list_rules(settings: Settings, monitor: Monitor | None = None) -> list[RuleView]:
@@ -174,21 +198,26 @@ def list_rules(settings: Settings, monitor: Monitor | None = None) -> list[RuleV
     finally:
         if own:
             _close(monitor)
-    if settings.backend == "local":
-        return views  # the local monitor applies its marks itself
+    if backend_for(settings).runs_here:
+        return views  # the monitor here applies its marks itself
     log = _operator_log(settings)
     try:
         return [log.apply(view) for view in views]
     finally:
-        log.db.close()
+        log.close()
 
 
 def active_alarms(settings: Settings, monitor: Monitor | None = None) -> list[RuleView]:
     return [view for view in list_rules(settings, monitor) if view.state is AlarmState.ALARM]
 
 
-def history(settings: Settings, rule: str | None = None, since: float | None = None, limit: int = 100,
-            monitor: Monitor | None = None) -> list[HistoryEntry]:
+def history(
+    settings: Settings,
+    rule: str | None = None,
+    since: float | None = None,
+    limit: int = 100,
+    monitor: Monitor | None = None,
+) -> list[HistoryEntry]:
     """State changes (and operator actions), oldest first."""
     own = monitor is None
     monitor = monitor or open_monitor(settings)
@@ -197,13 +226,13 @@ def history(settings: Settings, rule: str | None = None, since: float | None = N
     finally:
         if own:
             _close(monitor)
-    if settings.backend == "local":
+    if backend_for(settings).runs_here:
         return entries
     log = _operator_log(settings)
     try:
         merged = sorted([*entries, *log.entries(rule=rule, since=since, limit=limit)], key=lambda entry: entry.time)
     finally:
-        log.db.close()
+        log.close()
     return merged[-limit:]
 
 
@@ -215,56 +244,73 @@ def _find(views: Sequence[RuleView], name: str) -> RuleView:
     raise RuleNotFound(f"no alarm rule named {name!r} (rules: {known})")
 
 
-def acknowledge(settings: Settings, rule: str, *, user: str | None = None, note: str = "",
-                monitor: Monitor | None = None) -> RuleView:
+def acknowledge(
+    settings: Settings, rule: str, *, user: str | None = None, note: str = "", monitor: Monitor | None = None
+) -> RuleView:
     """Mark a rule's alarm as seen (until it leaves alarm); logged with who and when."""
     view = _find(list_rules(settings, monitor), rule)
     log = _operator_log(settings)
     try:
         log.acknowledge(view, user or current_user(), note, time.time())
     finally:
-        log.db.close()
+        log.close()
     return _find(list_rules(settings, monitor), rule)
 
 
-def silence(settings: Settings, rule: str, seconds: float, *, user: str | None = None, note: str = "",
-            monitor: Monitor | None = None) -> RuleView:
+def silence(
+    settings: Settings,
+    rule: str,
+    seconds: float,
+    *,
+    user: str | None = None,
+    note: str = "",
+    monitor: Monitor | None = None,
+) -> RuleView:
     """Mute a rule's notifications for `seconds` (0 ends a silence); it still changes state. Logged."""
     view = _find(list_rules(settings, monitor), rule)
     log = _operator_log(settings)
     try:
         log.silence(view, seconds, user or current_user(), note, time.time())
     finally:
-        log.db.close()
+        log.close()
     return _find(list_rules(settings, monitor), rule)
 
 
-def series(settings: Settings, view: RuleView, *, periods: int = 30, monitor: Monitor | None = None,
-           now: float | None = None) -> list[DataPoint]:
+def series(
+    settings: Settings, view: RuleView, *, periods: int = 30, monitor: Monitor | None = None, now: float | None = None
+) -> list[DataPoint]:
     """The last `periods` periods of a rule's metric, one value per period (for a sparkline)."""
     now = time.time() if now is None else now
     rule = view.rule
     own = monitor is None
     monitor = monitor or open_monitor(settings)
     try:
-        return monitor.series(rule.namespace, rule.metric, dict(rule.dimensions), since=now - periods * rule.period_s,
-                              until=now, period_s=rule.period_s, filter=rule.filter)
+        return monitor.series(
+            rule.namespace,
+            rule.metric,
+            dict(rule.dimensions),
+            since=now - periods * rule.period_s,
+            until=now,
+            period_s=rule.period_s,
+            filter=rule.filter,
+        )
     finally:
         if own:
             _close(monitor)
 
 
-def record_canary_rollback(settings: Settings, version: str, reason: str = "", *,
-                           monitor: Monitor | None = None, at: float | None = None) -> None:
+def record_canary_rollback(
+    settings: Settings, version: str, reason: str = "", *, monitor: Monitor | None = None, at: float | None = None
+) -> None:
     """A rollback happened: one point on `canary_rollbacks`, which `arsl-canary-rollback` alarms on."""
-    if settings.backend == "huawei":
-        service_id = settings.alarms.service_id.strip()
-        if not service_id:
-            raise MonitorUnavailable(f"{settings.source}: alarms.service_id is empty, so the rollback of {version} "
-                                     "cannot be reported to Cloud Eye")
-        namespace, dims = settings.alarms.custom_namespace, {SERVICE_DIMENSION: service_id}
-    else:
-        namespace, dims = LOCAL_NAMESPACE, {SERVICE_DIMENSION: LOCAL_SERVICE}
+    backend = backend_for(settings)
+    series = backend.custom_metric_series()
+    if series is None:
+        raise MonitorUnavailable(
+            f"{settings.source}: alarms.service_id is empty, so the rollback of {version} "
+            f"cannot be reported to {backend.monitor_label}"
+        )
+    namespace, dims = series
     own = monitor is None
     monitor = monitor or open_monitor(settings)
     try:
@@ -274,21 +320,23 @@ def record_canary_rollback(settings: Settings, version: str, reason: str = "", *
             _close(monitor)
 
 
-def publish_online_accuracy(settings: Settings, accuracy: float, *, monitor: Monitor | None = None,
-                            at: float | None = None) -> None:
+def publish_online_accuracy(
+    settings: Settings, accuracy: float, *, monitor: Monitor | None = None, at: float | None = None
+) -> None:
     """Push online accuracy (from feedback labels) to Cloud Eye's custom namespace (huawei backend)."""
-    if settings.backend != "huawei":
-        raise MonitorUnavailable("the local monitor measures online accuracy from the gateway by itself")
-    service_id = settings.alarms.service_id.strip()
-    if not service_id:
+    backend = backend_for(settings)
+    if backend.runs_here:
+        raise MonitorUnavailable(f"{backend.monitor_label} measures online accuracy from the gateway by itself")
+    series = backend.custom_metric_series()
+    if series is None:
         raise MonitorUnavailable(f"{settings.source}: alarms.service_id is empty: set it to the ModelArts service id")
     if not 0.0 <= accuracy <= 1.0:
         raise AlarmRuleError(f"online accuracy {accuracy!r}: expected a fraction between 0 and 1")
+    namespace, dims = series
     own = monitor is None
     monitor = monitor or open_monitor(settings)
     try:
-        monitor.put_metric(settings.alarms.custom_namespace, "online_accuracy", accuracy,
-                           {SERVICE_DIMENSION: service_id}, at=at)
+        monitor.put_metric(namespace, "online_accuracy", accuracy, dims, at=at)
     finally:
         if own:
             _close(monitor)
@@ -307,9 +355,7 @@ class RoundResult:
 
 def run_round(settings: Settings, monitor: Monitor, now: float | None = None) -> RoundResult:
     """One scheduled round: locally sample + judge + prune; on Cloud Eye push the error rate arsl derives."""
-    from arsl_tui.providers.local.monitor import LocalMonitor
-
-    if isinstance(monitor, LocalMonitor):
+    if isinstance(monitor, SamplingMonitor):
         at = monitor.now() if now is None else now
         return RoundResult(at, tuple(monitor.run_once(at)))
     now = time.time() if now is None else now
@@ -317,16 +363,23 @@ def run_round(settings: Settings, monitor: Monitor, now: float | None = None) ->
     service_id = settings.alarms.service_id.strip()
     publish = getattr(monitor, "publish_error_rate", None)
     if service_id and publish is not None:
-        rate = publish(service_id, settings.alarms.custom_namespace, float(max(settings.alarms.evaluation_period_s,
-                                                                                60)), now)
+        rate = publish(
+            service_id, settings.alarms.custom_namespace, float(max(settings.alarms.evaluation_period_s, 60)), now
+        )
         if rate is not None:
             published.append(f"error_rate={rate:.4f}")
     return RoundResult(now, (), tuple(published))
 
 
-def watch(settings: Settings, stop: threading.Event, on_round: Callable[[RoundResult], None], *,
-          monitor: Monitor | None = None, interval_s: float | None = None,
-          on_error: Callable[[MonitorError], None] | None = None) -> None:
+def watch(
+    settings: Settings,
+    stop: threading.Event,
+    on_round: Callable[[RoundResult], None],
+    *,
+    monitor: Monitor | None = None,
+    interval_s: float | None = None,
+    on_error: Callable[[MonitorError], None] | None = None,
+) -> None:
     """Run a round every `interval_s` (default: the rules' period) until `stop` is set.
 
     A failing round (the gateway's admin API, Cloud Eye) is reported to `on_error` and retried next time.
@@ -362,10 +415,10 @@ class AlarmFeed:
 
     def poll(self) -> list[HistoryEntry]:
         """Transitions recorded since the previous poll (the first poll with `start_at_end` only sets the cursor)."""
-        if self._settings.backend == "local":
-            from arsl_tui.providers.local.monitor import LocalMonitor
-
-            monitor = self._monitor if isinstance(self._monitor, LocalMonitor) else open_local_monitor(self._settings)
+        if backend_for(self._settings).runs_here:
+            monitor = (
+                self._monitor if isinstance(self._monitor, SamplingMonitor) else open_local_monitor(self._settings)
+            )
             try:
                 lines = monitor.history(after_seq=self._cursor, limit=10_000)
             finally:
@@ -379,13 +432,41 @@ class AlarmFeed:
             before = self._states.get(view.rule.name)
             self._states[view.rule.name] = view.state
             if before is not None and before is not view.state:
-                changes.append(HistoryEntry(seq=0, rule=view.rule.name, time=view.since or now,
-                                            kind=HistoryKind.TRANSITION, old=before, new=view.state, value=view.value))
+                changes.append(
+                    HistoryEntry(
+                        seq=0,
+                        rule=view.rule.name,
+                        time=view.since or now,
+                        kind=HistoryKind.TRANSITION,
+                        old=before,
+                        new=view.state,
+                        value=view.value,
+                    )
+                )
         return changes
 
 
-__all__ = ["CANARY_ROLLBACK", "AlarmFeed", "RoundResult", "acknowledge", "active_alarms", "configured_rules",
-           "current_user", "gateway_sampler", "history", "list_rules", "open_local_monitor", "open_monitor",
-           "publish_online_accuracy", "record_canary_rollback", "run_round", "series", "setup", "silence",
-           "thresholds", "watch"]
-
+__all__ = [
+    "CANARY_ROLLBACK",
+    "AlarmFeed",
+    "OperatorLog",
+    "RoundResult",
+    "SamplingMonitor",
+    "acknowledge",
+    "active_alarms",
+    "configured_rules",
+    "current_user",
+    "gateway_sampler",
+    "history",
+    "list_rules",
+    "open_local_monitor",
+    "open_monitor",
+    "publish_online_accuracy",
+    "record_canary_rollback",
+    "run_round",
+    "series",
+    "setup",
+    "silence",
+    "thresholds",
+    "watch",
+]

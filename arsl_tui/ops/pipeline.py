@@ -11,9 +11,11 @@ gates a version with seed S (the first version registered becomes champion), the
 seed S + 1: two real trainings that differ only in their seed.
 
 `--demo` generates the data under `<home>/demo/data` and sizes every setting still at its default for
-two CPU cores (`demo_settings`); it sends labelled traffic with feedback to the gateway during the canary,
-so the judge has something to judge. `broken_challenger` registers a package with random weights (by an
-override with a reason) in place of the trained challenger, to show an automatic rollback.
+two CPU cores (`demo_settings`); it sends labelled traffic with feedback to the gateway during the canary
+(`ops.demo_traffic`), so the judge has something to judge. `--broken-challenger` registers a package with
+random weights in place of the trained challenger (`ops.broken_challenger`), to show an automatic rollback.
+
+The record of runs and finished phases is `state.pipeline_store`.
 """
 
 from __future__ import annotations
@@ -21,16 +23,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
-import json
-import secrets
-import tempfile
-import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from arsl_tui.backends import backend_for
 from arsl_tui.domain.events import Event, EventSink, ignore_events
 from arsl_tui.domain.pipeline import (
     PHASE_TITLES,
@@ -42,40 +41,20 @@ from arsl_tui.domain.pipeline import (
     PipelineStarted,
     skippable,
 )
-from arsl_tui.state.db import Migrations, StateDB, open_state
+from arsl_tui.ops.broken_challenger import register_broken_challenger
+from arsl_tui.state.pipeline_store import PipelineStore, new_run_id
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
     from arsl_tui.domain.jobs import JobStatus
+    from arsl_tui.ops.demo_traffic import DemoTraffic
     from arsl_tui.ops.pipeline_log import LockHolder
 
 DEMO_DIR = "demo"
 DEMO_PER_CLASS = 300
 DEMO_SEED = 11
-DEMO_TRAFFIC_IMAGES = 96
-"""Labelled images the demo clients cycle through (rendered with a seed the training data never used)."""
-
-MIGRATIONS = Migrations("pipeline", steps=(
-    """
-    CREATE TABLE pipeline_runs (
-        run_id TEXT PRIMARY KEY,
-        dataset_key TEXT NOT NULL,
-        code TEXT NOT NULL,
-        started_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        outcome TEXT NOT NULL
-    );
-    CREATE TABLE pipeline_phases (
-        run_id TEXT NOT NULL REFERENCES pipeline_runs (run_id),
-        phase TEXT NOT NULL,
-        detail TEXT NOT NULL,
-        record_values TEXT NOT NULL,
-        finished_at REAL NOT NULL,
-        PRIMARY KEY (run_id, phase)
-    );
-    CREATE INDEX pipeline_runs_key ON pipeline_runs (dataset_key, code);
-    """,
-))
+DEMO_TRAFFIC_SEED = DEMO_SEED + 1000
+"""Seed of the demo traffic's images: one the training data never used."""
 
 
 class PipelineError(Exception):
@@ -119,8 +98,13 @@ class PipelineOutcome:
         return self.outcome == "promoted"
 
     def to_json(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "outcome": self.outcome, "version": self.version, "detail": self.detail,
-                "phases": [{"phase": phase, "state": state, "detail": detail} for phase, state, detail in self.phases]}
+        return {
+            "run_id": self.run_id,
+            "outcome": self.outcome,
+            "version": self.version,
+            "detail": self.detail,
+            "phases": [{"phase": phase, "state": state, "detail": detail} for phase, state, detail in self.phases],
+        }
 
 
 # --- demo sizing ----------------------------------------------------------------------------------
@@ -133,21 +117,15 @@ class PipelineOutcome:
 _DEMO_VALUES: Mapping[str, Mapping[str, Any]] = {
     "train": {"epochs": 10},
     "gate": {"max_regression": 0.01, "max_class_regression": 0.1},
-    "canary": {"steps": (50, 100), "window_s": 20, "min_samples": 20, "min_feedback": 15,
-               "max_p95_latency_ms": 1000.0, "poll_s": 0.5},
+    "canary": {
+        "steps": (50, 100),
+        "window_s": 20,
+        "min_samples": 20,
+        "min_feedback": 15,
+        "max_p95_latency_ms": 1000.0,
+        "poll_s": 0.5,
+    },
 }
-_UNIT_S = {"SECOND": 1.0, "MINUTE": 60.0, "HOUR": 3600.0, "DAY": 86400.0}
-
-
-def demo_pace_s(settings: Settings, clients: int) -> float:
-    """Seconds between two samples of one demo client, to stay under the gateway's per-app call limit.
-
-    Each sample is two calls (predict, feedback). The gateway process reads its limits from the config
-    and environment, not from the demo's derived settings, so the traffic adapts to them instead.
-    """
-    gateway = settings.gateway
-    calls_per_s = 0.8 * gateway.app_call_limit / _UNIT_S[gateway.time_unit]
-    return clients * 2 / calls_per_s
 
 
 def demo_settings(settings: Settings) -> tuple[Settings, dict[str, Any]]:
@@ -160,8 +138,11 @@ def demo_settings(settings: Settings) -> tuple[Settings, dict[str, Any]]:
     for section, values in _DEMO_VALUES.items():
         current = getattr(settings, section)
         defaults = type(current)()
-        updates = {name: value for name, value in values.items()
-                   if getattr(current, name) == getattr(defaults, name) and getattr(current, name) != value}
+        updates = {
+            name: value
+            for name, value in values.items()
+            if getattr(current, name) == getattr(defaults, name) and getattr(current, name) != value
+        }
         if updates:
             sections[section] = dataclasses.replace(current, **updates)
             changed.update({f"{section}.{name}": value for name, value in updates.items()})
@@ -197,120 +178,6 @@ def code_digest(*, broken_challenger: bool) -> str:
     return digest.hexdigest()[:16]
 
 
-# --- the record of runs ---------------------------------------------------------------------------
-
-
-def new_run_id(now: float) -> str:
-    """`p20260101-100000-ab12`: sorts by start time (UTC), unique by its random end."""
-    return time.strftime("p%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(2)
-
-
-class PipelineStore:
-    """Pipeline runs and the phases each finished, in the state file."""
-
-    def __init__(self, db: StateDB) -> None:
-        self.db = db
-        db.ensure_schema(MIGRATIONS)
-
-    @classmethod
-    def open(cls, home: Path) -> PipelineStore:
-        return cls(open_state(home))
-
-    def close(self) -> None:
-        self.db.close()
-
-    def start_run(self, dataset_key: str, code: str, now: float, run_id: str | None = None) -> str:
-        run_id = run_id or new_run_id(now)
-        with self.db.transaction() as connection:
-            connection.execute("INSERT INTO pipeline_runs VALUES (?, ?, ?, ?, ?, ?)",
-                               (run_id, dataset_key, code, now, now, "running"))
-        return run_id
-
-    def done_phases(self, dataset_key: str, code: str) -> dict[PhaseName, PhaseRecord]:
-        """The newest record of each phase finished by a run with this data set and code."""
-        rows = self.db.connection().execute(
-            "SELECT p.run_id, p.phase, p.detail, p.record_values FROM pipeline_phases p "
-            "JOIN pipeline_runs r ON r.run_id = p.run_id WHERE r.dataset_key = ? AND r.code = ? "
-            "ORDER BY p.finished_at", (dataset_key, code)).fetchall()
-        return {PhaseName(phase): PhaseRecord(PhaseName(phase), detail, json.loads(values), run_id)
-                for run_id, phase, detail, values in rows}
-
-    def record(self, run_id: str, record: PhaseRecord, now: float) -> None:
-        with self.db.transaction() as connection:
-            connection.execute("INSERT OR REPLACE INTO pipeline_phases VALUES (?, ?, ?, ?, ?)",
-                               (run_id, record.phase.value, record.detail, json.dumps(dict(record.values)), now))
-            connection.execute("UPDATE pipeline_runs SET updated_at = ? WHERE run_id = ?", (now, run_id))
-
-    def finish(self, run_id: str, outcome: str, now: float) -> None:
-        with self.db.transaction() as connection:
-            connection.execute("UPDATE pipeline_runs SET outcome = ?, updated_at = ? WHERE run_id = ?",
-                               (outcome, now, run_id))
-
-    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        rows = self.db.connection().execute(
-            "SELECT run_id, dataset_key, code, started_at, updated_at, outcome FROM pipeline_runs "
-            "ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
-        return [dict(zip(("run_id", "dataset_key", "code", "started_at", "updated_at", "outcome"), row, strict=True))
-                for row in rows]
-
-
-# --- demo traffic ---------------------------------------------------------------------------------
-
-
-@dataclass
-class DemoTraffic:
-    """Clients that predict labelled images and send each true label back as feedback."""
-
-    endpoint: str
-    key: str
-    samples: list[tuple[bytes, str | None]]
-    pace_s: float = 0.0
-    """Seconds between two samples of one client."""
-    stop: threading.Event = field(default_factory=threading.Event)
-    sent: int = 0
-    failed: int = 0
-    threads: list[threading.Thread] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def start(self, clients: int = 2) -> None:
-        for number in range(clients):
-            thread = threading.Thread(target=self._run, args=(number,), name=f"demo-client-{number}", daemon=True)
-            thread.start()
-            self.threads.append(thread)
-
-    def _run(self, number: int) -> None:
-        import httpx
-
-        from arsl_tui.serving.auth import HEADER
-
-        index = number
-        with httpx.Client(base_url=self.endpoint, trust_env=False, timeout=30, headers={HEADER: self.key}) as client:
-            while not self.stop.is_set():
-                image, label = self.samples[index % len(self.samples)]
-                index += len(self.threads) or 1
-                try:
-                    response = client.post("/v1/predict", content=image, headers={"Content-Type": "image/jpeg"})
-                    if response.status_code == 200 and label is not None:
-                        client.post("/v1/feedback", json={"request_id": response.json()["request_id"],
-                                                          "label": label})
-                except (httpx.HTTPError, ValueError, KeyError):
-                    response = None
-                with self.lock:
-                    if response is not None and response.status_code == 200:
-                        self.sent += 1
-                    else:
-                        self.failed += 1
-                if response is None or response.status_code != 200:
-                    self.stop.wait(max(0.2, self.pace_s))  # the gateway is busy or restarting: do not spin on it
-                elif self.pace_s:
-                    self.stop.wait(self.pace_s)
-
-    def close(self) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(30)
-
-
 # --- the runner -----------------------------------------------------------------------------------
 
 
@@ -329,8 +196,15 @@ class _Runner:
     # --- phase bookkeeping --------------------------------------------------------------------------
 
     def _emit(self, phase: PhaseName, state: PhaseState | None, detail: str, started: float) -> None:
-        self.on_event(PipelinePhase(phase=phase.value, title=PHASE_TITLES[phase], state=state.value if state else "",
-                                    detail=detail, elapsed_s=round(time.monotonic() - started, 1)))
+        self.on_event(
+            PipelinePhase(
+                phase=phase.value,
+                title=PHASE_TITLES[phase],
+                state=state.value if state else "",
+                detail=detail,
+                elapsed_s=round(time.monotonic() - started, 1),
+            )
+        )
         if state is not None:
             self.phases.append((phase.value, state.value, detail))
 
@@ -381,12 +255,17 @@ class _Runner:
         self._emit(PhaseName.UPLOAD, None, "", started)
         outcome = run_upload(self.settings, UploadRequest(dataset_dir=folder))
         if outcome.status != "done":
-            raise PipelineError(f"upload {outcome.run_id} ended {outcome.status}: {outcome.error or 'see arsl upload'}"
-                                " — run the pipeline again to resume it")
-        detail = (f"data set {outcome.manifest_id[:12]} at {outcome.destination} ({outcome.objects_sent} sent, "
-                  f"{outcome.objects_skipped} already there)")
-        return self._finish(PhaseName.UPLOAD, detail, {"manifest_id": outcome.manifest_id,
-                                                       "destination": outcome.destination}, started)
+            raise PipelineError(
+                f"upload {outcome.run_id} ended {outcome.status}: {outcome.error or 'see arsl upload'}"
+                " — run the pipeline again to resume it"
+            )
+        detail = (
+            f"data set {outcome.manifest_id[:12]} at {outcome.destination} ({outcome.objects_sent} sent, "
+            f"{outcome.objects_skipped} already there)"
+        )
+        return self._finish(
+            PhaseName.UPLOAD, detail, {"manifest_id": outcome.manifest_id, "destination": outcome.destination}, started
+        )
 
     def _train(self, phase: PhaseName, destination: str, seed: int, role: str) -> JobStatus:
         from arsl_tui.domain.jobs import JobEpochReported, JobPhase
@@ -401,8 +280,12 @@ class _Runner:
                 if isinstance(event, JobEpochReported):
                     record = event.record
                     accuracy = "—" if record.val_acc is None else f"{record.val_acc:.3f}"
-                    self.on_event(PipelineProgress(phase=phase.value, detail=(
-                        f"{job.job_id} epoch {record.epoch}/{spec.epochs}: val_acc {accuracy}")))
+                    self.on_event(
+                        PipelineProgress(
+                            phase=phase.value,
+                            detail=(f"{job.job_id} epoch {record.epoch}/{spec.epochs}: val_acc {accuracy}"),
+                        )
+                    )
 
             try:
                 status = watch_job(platform, job.job_id, progress)
@@ -415,8 +298,10 @@ class _Runner:
             if close is not None:
                 close()
         if status.phase is not JobPhase.COMPLETED:
-            raise PipelineError(f"training job {status.job_id} ended {status.phase.value}: {status.reason} "
-                                f"(`arsl train logs {status.job_id}`)")
+            raise PipelineError(
+                f"training job {status.job_id} ended {status.phase.value}: {status.reason} "
+                f"(`arsl train logs {status.job_id}`)"
+            )
         return status
 
     def _stop_job(self, platform: Any, job_id: str) -> None:
@@ -434,8 +319,9 @@ class _Runner:
         outcome = gate(self.settings, job_id)
         if outcome.version is None:
             failed = [rule.rule for rule in outcome.evaluation.record.rules if rule.verdict == "fail"]
-            raise _GateFailed(f"job {job_id} failed the gate ({', '.join(failed)}): `arsl gate {job_id}` shows "
-                              "each rule")
+            raise _GateFailed(
+                f"job {job_id} failed the gate ({', '.join(failed)}): `arsl gate {job_id}` shows each rule"
+            )
         return outcome
 
     def champion(self, upload: PhaseRecord) -> str:
@@ -454,8 +340,12 @@ class _Runner:
         version = outcome.version.version
         if "champion" not in outcome.aliases:
             raise PipelineError(f"{version} was registered but is not champion (aliases: {list(outcome.aliases)})")
-        return self._finish(PhaseName.CHAMPION, f"{version} from job {status.job_id} is champion",
-                            {"version": version, "job_id": status.job_id}, started).values["version"]
+        return self._finish(
+            PhaseName.CHAMPION,
+            f"{version} from job {status.job_id} is champion",
+            {"version": version, "job_id": status.job_id},
+            started,
+        ).values["version"]
 
     def train(self, upload: PhaseRecord) -> str:
         if (record := self._skip(PhaseName.TRAIN)) is not None:
@@ -464,8 +354,14 @@ class _Runner:
         seed = self.request.seed + 1
         self._emit(PhaseName.TRAIN, None, f"seed {seed}", started)
         status = self._train(PhaseName.TRAIN, str(upload.values["destination"]), seed, "challenger")
-        return str(self._finish(PhaseName.TRAIN, f"job {status.job_id} completed ({status.epochs} epochs)",
-                                {"job_id": status.job_id}, started).values["job_id"])
+        return str(
+            self._finish(
+                PhaseName.TRAIN,
+                f"job {status.job_id} completed ({status.epochs} epochs)",
+                {"job_id": status.job_id},
+                started,
+            ).values["job_id"]
+        )
 
     def gate(self, job_id: str, upload: PhaseRecord) -> str:
         if (record := self._skip(PhaseName.GATE)) is not None:
@@ -484,7 +380,7 @@ class _Runner:
     def deploy(self) -> str:
         """Serve the champion alone (the canary starts from there); the endpoint, or '' off the local backend."""
         started = time.monotonic()
-        if self.settings.backend != "local":
+        if not backend_for(self.settings).runs_here:
             self._emit(PhaseName.DEPLOY, PhaseState.NOT_NEEDED, "the canary deploys to ModelArts itself", started)
             return ""
         from arsl_tui.ops import serving
@@ -492,19 +388,24 @@ class _Runner:
         self._emit(PhaseName.DEPLOY, None, "", started)
         outcome = serving.deploy(self.settings, "champion")
         detail = f"{outcome.version} serves 100% at {outcome.process.endpoint}"
-        self._finish(PhaseName.DEPLOY, detail, {"version": outcome.version, "endpoint": outcome.process.endpoint},
-                     started)
+        self._finish(
+            PhaseName.DEPLOY, detail, {"version": outcome.version, "endpoint": outcome.process.endpoint}, started
+        )
         return outcome.process.endpoint
 
     def canary(self, challenger: str, endpoint: str) -> PhaseRecord:
         if (record := self._skip(PhaseName.CANARY)) is not None:
             return record
         from arsl_tui.domain.canary import Phase
-        from arsl_tui.ops.deployment import open_controller
+        from arsl_tui.ops.canary_wiring import open_controller
 
         started = time.monotonic()
-        self._emit(PhaseName.CANARY, None, f"{challenger}, steps {list(self.settings.canary.steps)}%, "
-                                           f"windows of {self.settings.canary.window_s} s", started)
+        self._emit(
+            PhaseName.CANARY,
+            None,
+            f"{challenger}, steps {list(self.settings.canary.steps)}%, windows of {self.settings.canary.window_s} s",
+            started,
+        )
         traffic = self._demo_traffic(endpoint)
         controller = open_controller(self.settings)
         try:
@@ -520,8 +421,11 @@ class _Runner:
                 line = f"{run.phase.value} at {run.plan.steps[run.step].weight}%"
                 if not reported or reported[-1] != line:
                     reported.append(line)
-                    self.on_event(PipelinePhase(phase=PhaseName.CANARY.value, title=PHASE_TITLES[PhaseName.CANARY],
-                                                state="", detail=line))
+                    self.on_event(
+                        PipelinePhase(
+                            phase=PhaseName.CANARY.value, title=PHASE_TITLES[PhaseName.CANARY], state="", detail=line
+                        )
+                    )
 
             run = controller.watch(on_update=progress)
         finally:
@@ -532,12 +436,19 @@ class _Runner:
             raise PipelineError("the canary run disappeared from the state file")
         sent = f"; demo traffic: {traffic.sent} answered, {traffic.failed} failed" if traffic is not None else ""
         if run.phase is Phase.PROMOTED:
-            return self._finish(PhaseName.CANARY, f"{challenger} promoted to champion{sent}",
-                                {"outcome": "promoted", "version": challenger, "canary_run": run.run_id}, started)
+            return self._finish(
+                PhaseName.CANARY,
+                f"{challenger} promoted to champion{sent}",
+                {"outcome": "promoted", "version": challenger, "canary_run": run.run_id},
+                started,
+            )
         reason = run.alarm or run.reason or run.error
-        record = PhaseRecord(PhaseName.CANARY, f"{run.phase.value}: {reason}{sent}",
-                             {"outcome": run.phase.value, "version": challenger, "canary_run": run.run_id},
-                             self.run_id)
+        record = PhaseRecord(
+            PhaseName.CANARY,
+            f"{run.phase.value}: {reason}{sent}",
+            {"outcome": run.phase.value, "version": challenger, "canary_run": run.run_id},
+            self.run_id,
+        )
         assert self.store is not None
         self.store.record(self.run_id, record, time.time())
         self._emit(PhaseName.CANARY, PhaseState.FAILED, record.detail, started)
@@ -546,15 +457,11 @@ class _Runner:
     def _demo_traffic(self, endpoint: str) -> DemoTraffic | None:
         if not self.request.demo or not endpoint:
             return None
-        from arsl_tui.ops import serving
+        from arsl_tui.ops.demo_traffic import start_demo_traffic
 
-        key = serving.create_key(self.settings, f"pipeline-demo-{self.run_id}")
-        clients = 2
-        traffic = DemoTraffic(endpoint=endpoint, key=key,
-                              samples=serving.synthetic_images(DEMO_TRAFFIC_IMAGES, seed=DEMO_SEED + 1000),
-                              pace_s=demo_pace_s(self.settings, clients))
-        traffic.start(clients)
-        return traffic
+        return start_demo_traffic(
+            self.settings, endpoint, key_name=f"pipeline-demo-{self.run_id}", seed=DEMO_TRAFFIC_SEED
+        )
 
     def alarms(self) -> None:
         if self._skip(PhaseName.ALARMS) is not None:
@@ -564,10 +471,12 @@ class _Runner:
         started = time.monotonic()
         self._emit(PhaseName.ALARMS, None, "", started)
         report = monitoring.setup(self.settings)
-        detail = (f"{len(report.created)} created, {len(report.updated)} updated, {len(report.unchanged)} unchanged"
-                  + (f", {len(report.skipped)} skipped" if report.skipped else ""))
-        self._finish(PhaseName.ALARMS, detail, {"rules": [*report.created, *report.updated, *report.unchanged]},
-                     started)
+        detail = f"{len(report.created)} created, {len(report.updated)} updated, {len(report.unchanged)} unchanged" + (
+            f", {len(report.skipped)} skipped" if report.skipped else ""
+        )
+        self._finish(
+            PhaseName.ALARMS, detail, {"rules": [*report.created, *report.updated, *report.unchanged]}, started
+        )
 
     # --- the whole --------------------------------------------------------------------------------
 
@@ -583,19 +492,34 @@ class _Runner:
             self.store.start_run(dataset_key, code, time.time(), self.run_id)
             started = True
             resumed = sorted({record.run_id for record in self.done.values()})
-            self.on_event(PipelineStarted(run_id=self.run_id, dataset=str(folder), code=code,
-                                          resumed_from=", ".join(resumed), settings=dict(changed)))
+            self.on_event(
+                PipelineStarted(
+                    run_id=self.run_id,
+                    dataset=str(folder),
+                    code=code,
+                    resumed_from=", ".join(resumed),
+                    settings=dict(changed),
+                )
+            )
             outcome, version, detail = self._phases(folder)
             self.store.finish(self.run_id, outcome, time.time())
         except BaseException as error:
             if started:
-                self.store.finish(self.run_id, "cancelled" if isinstance(error, KeyboardInterrupt) else "failed",
-                                  time.time())
+                self.store.finish(
+                    self.run_id, "cancelled" if isinstance(error, KeyboardInterrupt) else "failed", time.time()
+                )
             raise
         finally:
             self.store.close()
-        self.on_event(PipelineEnded(run_id=self.run_id, outcome=outcome, version=version, detail=detail,
-                                    elapsed_s=round(time.monotonic() - began, 1)))
+        self.on_event(
+            PipelineEnded(
+                run_id=self.run_id,
+                outcome=outcome,
+                version=version,
+                detail=detail,
+                elapsed_s=round(time.monotonic() - began, 1),
+            )
+        )
         return PipelineOutcome(self.run_id, outcome, version, detail, tuple(self.phases))
 
     def _phases(self, folder: Path) -> tuple[str, str | None, str]:
@@ -622,33 +546,13 @@ class _GateFailed(PipelineError):
     pass
 
 
-def register_broken_challenger(settings: Settings, job_id: str, manifest_id: str) -> str:
-    """Register a package with random weights as the challenger (by override, with the reason logged)."""
-    import torch
-
-    from arsl_tui.domain.classes import ARSL_CLASSES
-    from arsl_tui.ops.gating import current_user
-    from arsl_tui.ops.registry import open_registry
-    from trainer.export import export_package
-    from trainer.model import build_model
-
-    broken_job = f"{job_id}-random-weights"
-    torch.manual_seed(int(hashlib.sha256(broken_job.encode()).hexdigest()[:8], 16))
-    model = build_model(settings.train.model, len(ARSL_CLASSES))
-    reason = (f"--broken-challenger: random weights in place of job {job_id}'s model, to show an automatic "
-              "rollback")
-    registry = open_registry(settings)
-    with tempfile.TemporaryDirectory(prefix="arsl-broken-") as workspace:
-        package = export_package(Path(workspace), model, architecture=settings.train.model, classes=ARSL_CLASSES,
-                                 mean=0.5, std=0.25, manifest_id=manifest_id, metrics={}, job_id=broken_job)
-        record = registry.register(package, job_id=broken_job, manifest_id=manifest_id, source="random weights",
-                                   gate={"verdict": "fail", "rules": [], "detail": reason}, metrics={},
-                                   user=current_user(), override_reason=reason)
-    return record.version
-
-
-def run_pipeline(settings: Settings, request: PipelineRequest, *, on_event: EventSink = ignore_events,
-                 changed: Mapping[str, Any] | None = None) -> PipelineOutcome:
+def run_pipeline(
+    settings: Settings,
+    request: PipelineRequest,
+    *,
+    on_event: EventSink = ignore_events,
+    changed: Mapping[str, Any] | None = None,
+) -> PipelineOutcome:
     """Blocking: every phase in order, skipping those a run with the same data and code finished.
 
     Holds the home's pipeline lock throughout (PipelineBusy if another run holds it) and appends every
@@ -680,8 +584,10 @@ def busy_message(home: Path, holder: LockHolder | None) -> str:
     from arsl_tui.ops.pipeline_log import describe_holder
 
     pid = f"kill -INT {holder.pid}, or " if holder is not None else ""
-    return (f"another pipeline run is going on in {home}: {describe_holder(holder)}. Two runs would fight over "
-            f"the canary: wait for it to end, or stop it ({pid}X on the console's Overview)")
+    return (
+        f"another pipeline run is going on in {home}: {describe_holder(holder)}. Two runs would fight over "
+        f"the canary: wait for it to end, or stop it ({pid}X on the console's Overview)"
+    )
 
 
 def _tee(log: Any, on_event: EventSink) -> EventSink:
@@ -700,10 +606,28 @@ def _ended_by(run_id: str, error: BaseException, runner: _Runner, elapsed_s: flo
     else:
         outcome = "failed"
         detail = (str(error) or type(error).__name__).splitlines()[0]
-    return {"event": "PipelineEnded", "run_id": run_id, "outcome": outcome, "version": None, "detail": detail,
-            "elapsed_s": elapsed_s}
+    return {
+        "event": "PipelineEnded",
+        "run_id": run_id,
+        "outcome": outcome,
+        "version": None,
+        "detail": detail,
+        "elapsed_s": elapsed_s,
+    }
 
 
-__all__ = ["MIGRATIONS", "DemoTraffic", "PipelineBusy", "PipelineError", "PipelineOutcome", "PipelineProgress",
-           "PipelineRequest", "PipelineStore", "busy_message", "code_digest", "dataset_fingerprint", "demo_pace_s",
-           "demo_settings", "new_run_id", "register_broken_challenger", "run_pipeline"]
+__all__ = [
+    "DEMO_DIR",
+    "DEMO_PER_CLASS",
+    "DEMO_SEED",
+    "PipelineBusy",
+    "PipelineError",
+    "PipelineOutcome",
+    "PipelineProgress",
+    "PipelineRequest",
+    "busy_message",
+    "code_digest",
+    "dataset_fingerprint",
+    "demo_settings",
+    "run_pipeline",
+]

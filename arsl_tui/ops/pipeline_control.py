@@ -36,22 +36,41 @@ def status_json(view: PipelineView, home: Path) -> dict[str, Any]:
         return {"run_id": None, "state": "none", "runs": 0, "events_file": None, "next": None}
     current = view.current
     return {
-        "run_id": view.run_id, "state": run_state(view), "outcome": view.outcome or None,
-        "outcome_detail": view.outcome_detail or None, "version": view.version, "alive": view.alive,
-        "pid": view.pid or None, "pgid": view.pgid or None,
-        "current_phase": current.name if current is not None else None, "progress": view.progress or None,
-        "phases": [{"name": phase.name, "title": phase.title, "state": phase.state, "detail": phase.detail}
-                   for phase in view.phases],
-        "dataset": view.dataset or None, "demo": view.demo, "resumed_from": view.resumed_from or None,
-        "started_at": view.started_at or None, "last_event_at": view.last_at or None,
-        "elapsed_s": round(view.elapsed_s, 1), "runs": view.runs,
-        "events_file": str(events_path(home, view.run_id)), "next": next_command(view) or None,
+        "run_id": view.run_id,
+        "state": run_state(view),
+        "outcome": view.outcome or None,
+        "outcome_detail": view.outcome_detail or None,
+        "version": view.version,
+        "alive": view.alive,
+        "pid": view.pid or None,
+        "pgid": view.pgid or None,
+        "current_phase": current.name if current is not None else None,
+        "progress": view.progress or None,
+        "phases": [
+            {"name": phase.name, "title": phase.title, "state": phase.state, "detail": phase.detail}
+            for phase in view.phases
+        ],
+        "dataset": view.dataset or None,
+        "demo": view.demo,
+        "resumed_from": view.resumed_from or None,
+        "started_at": view.started_at or None,
+        "last_event_at": view.last_at or None,
+        "elapsed_s": round(view.elapsed_s, 1),
+        "runs": view.runs,
+        "events_file": str(events_path(home, view.run_id)),
+        "next": next_command(view) or None,
     }
 
 
-def follow(reader: PipelineLogReader, on_read: Callable[[PipelineView, Sequence[dict[str, Any]]], None], *,
-           timeout_s: float | None = None, interval_s: float = FOLLOW_INTERVAL_S,
-           sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> PipelineView:
+def follow(
+    reader: PipelineLogReader,
+    on_read: Callable[[PipelineView, Sequence[dict[str, Any]]], None],
+    *,
+    timeout_s: float | None = None,
+    interval_s: float = FOLLOW_INTERVAL_S,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> PipelineView:
     """Read one run until it is no longer live, or `timeout_s` passed; the last view.
 
     The first read picks the run (the live one, else the latest) and the reader stays on it, so a run

@@ -39,7 +39,6 @@ _READ_LIMIT = 4 << 20
 """Most bytes one `read` takes from an event file (a long backlog is caught up over a few calls)."""
 
 
-
 def pipeline_dir(home: Path) -> Path:
     return home / PIPELINE_DIR
 
@@ -82,8 +81,12 @@ def describe_holder(holder: LockHolder | None) -> str:
 def _parse_holder(data: bytes) -> LockHolder | None:
     try:
         values = json.loads(data.decode("utf-8"))
-        return LockHolder(pid=int(values["pid"]), pgid=int(values.get("pgid", values["pid"])),
-                          run_id=str(values.get("run_id", "")), started_at=float(values.get("started_at", 0.0)))
+        return LockHolder(
+            pid=int(values["pid"]),
+            pgid=int(values.get("pgid", values["pid"])),
+            run_id=str(values.get("run_id", "")),
+            started_at=float(values.get("started_at", 0.0)),
+        )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -224,8 +227,11 @@ class _RunState:
             self.dataset = str(payload.get("dataset", ""))
             self.resumed_from = str(payload.get("resumed_from", ""))
         elif kind == "PipelinePhase":
-            phase, state, detail = str(payload.get("phase", "")), str(payload.get("state", "")), \
-                str(payload.get("detail", ""))
+            phase, state, detail = (
+                str(payload.get("phase", "")),
+                str(payload.get("state", "")),
+                str(payload.get("detail", "")),
+            )
             if state:
                 self.states[phase] = state
                 self.details[phase] = detail
@@ -275,7 +281,7 @@ class PipelineLogReader:
             with os.scandir(self.folder) as entries:
                 for entry in entries:
                     if entry.name.endswith(EVENTS_SUFFIX):
-                        run_id = entry.name[:-len(EVENTS_SUFFIX)]
+                        run_id = entry.name[: -len(EVENTS_SUFFIX)]
                         with contextlib.suppress(OSError):
                             # Ids tell the second a run started; its file's age orders two in one second.
                             found.append((run_id.rsplit("-", 1)[0], entry.stat().st_mtime_ns, run_id))
@@ -341,8 +347,11 @@ class PipelineLogReader:
                 state = "stopped"
             phases.append(PhaseView(name.value, PHASE_TITLES[PhaseName(name)], state, run.details.get(name.value, "")))
         current = next((phase for phase in phases if phase.state == "running"), None)
-        progress = run.progress if current is not None and run.progress_phase == current.name else \
-            (current.detail if current is not None else "")
+        progress = (
+            run.progress
+            if current is not None and run.progress_phase == current.name
+            else (current.detail if current is not None else "")
+        )
         started_at = holder.started_at if holder is not None and holder.started_at else run.first_at
         outcome, detail, version = "", "", None
         if ended is not None:
@@ -354,16 +363,30 @@ class PipelineLogReader:
         else:
             stopped = next((phase.name for phase in phases if phase.state == "stopped"), "")
             outcome = "interrupted"
-            detail = (f"its process ended without finishing{f' during {stopped}' if stopped else ''} "
-                      f"(killed?); {RESUME_HINT}")
+            detail = (
+                f"its process ended without finishing{f' during {stopped}' if stopped else ''} (killed?); {RESUME_HINT}"
+            )
             elapsed = max(0.0, run.last_at - started_at)
         data_state = run.states.get(PhaseName.DATA.value, "")
         return PipelineView(
-            run_id=run.run_id, alive=alive, pid=holder.pid if holder else 0, pgid=holder.pgid if holder else 0,
-            dataset=run.dataset, demo=data_state in ("done", "skipped"), resumed_from=run.resumed_from,
-            phases=tuple(phases), progress=progress if alive else "", outcome=outcome, outcome_detail=detail,
-            version=version, started_at=started_at, last_at=run.last_at, elapsed_s=elapsed, runs=runs,
-            skipped_lines=run.skipped_lines)
+            run_id=run.run_id,
+            alive=alive,
+            pid=holder.pid if holder else 0,
+            pgid=holder.pgid if holder else 0,
+            dataset=run.dataset,
+            demo=data_state in ("done", "skipped"),
+            resumed_from=run.resumed_from,
+            phases=tuple(phases),
+            progress=progress if alive else "",
+            outcome=outcome,
+            outcome_detail=detail,
+            version=version,
+            started_at=started_at,
+            last_at=run.last_at,
+            elapsed_s=elapsed,
+            runs=runs,
+            skipped_lines=run.skipped_lines,
+        )
 
 
 def live_holder(home: Path) -> LockHolder | None:
@@ -382,6 +405,25 @@ def last_line(path: Path, limit: int = 4096) -> str:
     return ""
 
 
-__all__ = ["EVENTS_SUFFIX", "LOCK_FILE", "PIPELINE_DIR", "RESUME_HINT", "EventLog", "LockHeld", "LockHolder",
-           "PhaseView", "PipelineLock", "PipelineLogReader", "PipelineView", "describe_holder", "event_payload",
-           "events_path", "holder_alive", "last_line", "live_holder", "lock_is_held", "pipeline_dir", "read_holder"]
+__all__ = [
+    "EVENTS_SUFFIX",
+    "LOCK_FILE",
+    "PIPELINE_DIR",
+    "RESUME_HINT",
+    "EventLog",
+    "LockHeld",
+    "LockHolder",
+    "PhaseView",
+    "PipelineLock",
+    "PipelineLogReader",
+    "PipelineView",
+    "describe_holder",
+    "event_payload",
+    "events_path",
+    "holder_alive",
+    "last_line",
+    "live_holder",
+    "lock_is_held",
+    "pipeline_dir",
+    "read_holder",
+]

@@ -15,9 +15,11 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-WORKER_DIED = ("a worker process stopped abruptly ({detail}): killed, out of memory, or started from a script "
-               "whose top-level code is not under `if __name__ == \"__main__\":` (spawned workers import the main "
-               "script, as Python's multiprocessing documents)")
+WORKER_DIED = (
+    "a worker process stopped abruptly ({detail}): killed, out of memory, or started from a script "
+    'whose top-level code is not under `if __name__ == "__main__":` (spawned workers import the main '
+    "script, as Python's multiprocessing documents)"
+)
 
 
 class WorkerProcessFailed(RuntimeError):
@@ -52,5 +54,9 @@ def _worker_setup(parent: int) -> None:
 
 
 def process_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_worker_setup, initargs=(os.getpid(),))
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_setup,
+        initargs=(os.getpid(),),
+    )

@@ -90,8 +90,9 @@ MAX_ATTEMPTS = 64
 _LOG_DIGITS = 8
 _VERSION_FILE = re.compile(r"^v([1-9][0-9]{0,8})\.json$")
 _LOG_FILE = re.compile(r"^([0-9]{8})\.json$")
-_UNPICKLING_SUFFIXES = frozenset({".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib", ".npy", ".npz",
-                                  ".h5", ".keras", ".tar"})
+_UNPICKLING_SUFFIXES = frozenset(
+    {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".joblib", ".npy", ".npz", ".h5", ".keras", ".tar"}
+)
 _SKIPPED_PARTS = frozenset({"__pycache__"})
 _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 _CHUNK = 1 << 20
@@ -177,8 +178,12 @@ def check_safetensors(path: Path, where: str) -> None:
         if name == "__metadata__":
             continue
         offsets = info.get("data_offsets") if isinstance(info, dict) else None
-        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(item, int) for item in offsets)
-                or not 0 <= offsets[0] <= offsets[1] <= body):
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(item, int) for item in offsets)
+            or not 0 <= offsets[0] <= offsets[1] <= body
+        ):
             raise PackageError(f"{where}: tensor {name!r} has data offsets {offsets!r} outside the file")
 
 
@@ -202,8 +207,10 @@ def inspect_package(root: Path) -> PackageContents:
         except UnsafeKeyError as error:
             raise PackageError(f"{path}: {error}") from None
         if path.suffix.lower() in _UNPICKLING_SUFFIXES:
-            raise PackageError(f"{path}: {path.suffix} files can run code when loaded (pickle); a model package "
-                               "holds safetensors weights only")
+            raise PackageError(
+                f"{path}: {path.suffix} files can run code when loaded (pickle); a model package "
+                "holds safetensors weights only"
+            )
         size, md5, sha = _digests(path)
         files.append(LocalPackageFile(path=name, source=path, size=size, md5=md5, sha256=sha))
     by_path = {item.path: item for item in files}
@@ -224,15 +231,20 @@ def inspect_package(root: Path) -> PackageContents:
     check_safetensors(weights.source, str(weights.source))
     expected = config.get("weights_sha256")
     if isinstance(expected, str) and expected and expected.lower() != weights.sha256:
-        raise PackageError(f"{weights.source}: SHA-256 {weights.sha256} differs from weights_sha256 {expected} in "
-                           f"{CONFIG_NAME}; the package was changed after export")
-    package_id = hashlib.sha256("".join(f"{item.path}\t{item.size}\t{item.md5}\n" for item in files).encode()
-                                ).hexdigest()
+        raise PackageError(
+            f"{weights.source}: SHA-256 {weights.sha256} differs from weights_sha256 {expected} in "
+            f"{CONFIG_NAME}; the package was changed after export"
+        )
+    package_id = hashlib.sha256(
+        "".join(f"{item.path}\t{item.size}\t{item.md5}\n" for item in files).encode()
+    ).hexdigest()
     code = [item for item in files if item.path.startswith("trainer/")]
-    trainer_sha = hashlib.sha256("".join(f"{item.path}\t{item.sha256}\n" for item in code).encode()).hexdigest() \
-        if code else ""
-    return PackageContents(root=root, files=tuple(files), config=config, package_id=package_id,
-                           trainer_code_sha256=trainer_sha)
+    trainer_sha = (
+        hashlib.sha256("".join(f"{item.path}\t{item.sha256}\n" for item in code).encode()).hexdigest() if code else ""
+    )
+    return PackageContents(
+        root=root, files=tuple(files), config=config, package_id=package_id, trainer_code_sha256=trainer_sha
+    )
 
 
 # --- JSON -----------------------------------------------------------------------------------------
@@ -267,8 +279,14 @@ def _utc(seconds: float) -> str:
 class ModelRegistry:
     """Versions, aliases and the promotion log of one store prefix."""
 
-    def __init__(self, store: ObjectStore, prefix: str = "models/", *, clock: Callable[[], float] = time.time,
-                 backend: str = "local") -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        prefix: str = "models/",
+        *,
+        clock: Callable[[], float] = time.time,
+        backend: str = "local",
+    ) -> None:
         self.store = store
         self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         self.backend = backend
@@ -276,11 +294,12 @@ class ModelRegistry:
 
     @classmethod
     def from_settings(cls, settings: Settings, store: ObjectStore | None = None) -> ModelRegistry:
-        if store is None:
-            from arsl_tui.providers import open_store
+        from arsl_tui.backends import backend_for
 
-            store = open_store(settings)
-        return cls(store, settings.storage.models_prefix, backend=settings.backend)
+        backend = backend_for(settings)
+        return cls(
+            backend.object_store() if store is None else store, settings.storage.models_prefix, backend=backend.name
+        )
 
     # --- keys -------------------------------------------------------------------------------------
 
@@ -330,7 +349,7 @@ class ModelRegistry:
         base = self.prefix + "versions/"
         numbers = []
         for info in self._list(base):
-            found = _VERSION_FILE.match(info.key[len(base):])
+            found = _VERSION_FILE.match(info.key[len(base) :])
             if found:
                 numbers.append(int(found.group(1)))
         return sorted(numbers)
@@ -394,7 +413,7 @@ class ModelRegistry:
         base = self.prefix + "log/"
         found: builtins.list[tuple[int, str]] = []
         for info in self._list(base):
-            match = _LOG_FILE.match(info.key[len(base):])
+            match = _LOG_FILE.match(info.key[len(base) :])
             if match:
                 found.append((int(match.group(1)), info.key))
         return sorted(found)
@@ -405,8 +424,9 @@ class ModelRegistry:
             try:
                 data = self._read_json(key)
             except ObjectNotFound:
-                raise RegistryCorrupt(f"{self._where(key)}: listed but gone (promotion log entries are never "
-                                      "deleted)") from None
+                raise RegistryCorrupt(
+                    f"{self._where(key)}: listed but gone (promotion log entries are never deleted)"
+                ) from None
             try:
                 entries.append((self._where(key), PromotionLogEntry.from_json(data, self._where(key))))
             except RecordFormatError as error:
@@ -418,11 +438,13 @@ class ModelRegistry:
         try:
             data = json.loads(self._get(key))
             promoted = data["promoted"]  # a cache written before it was kept lacks it: replay the whole log
-            return RegistryState(seq=int(data["seq"]), positions={str(k): str(v) for k, v in data["aliases"].items()
-                                                                  if k in ALIASES},
-                                 registered=frozenset(str(item) for item in data["registered"]),
-                                 overridden=frozenset(str(item) for item in data["overridden"]),
-                                 promoted=str(promoted) if promoted is not None else None)
+            return RegistryState(
+                seq=int(data["seq"]),
+                positions={str(k): str(v) for k, v in data["aliases"].items() if k in ALIASES},
+                registered=frozenset(str(item) for item in data["registered"]),
+                overridden=frozenset(str(item) for item in data["overridden"]),
+                promoted=str(promoted) if promoted is not None else None,
+            )
         except (StoreError, ValueError, KeyError, TypeError, AttributeError):
             return RegistryState()  # no cache, or an unreadable one: replay the whole log
 
@@ -494,12 +516,19 @@ class ModelRegistry:
                 self._write_cache(state.apply(entry))
                 return entry
             self._pause(attempt)
-        raise RegistryBusy(f"gave up appending to the promotion log under {self._where(self.prefix)} after "
-                           f"{MAX_ATTEMPTS} attempts: other writers kept appending first")
+        raise RegistryBusy(
+            f"gave up appending to the promotion log under {self._where(self.prefix)} after "
+            f"{MAX_ATTEMPTS} attempts: other writers kept appending first"
+        )
 
     def _write_cache(self, state: RegistryState) -> None:
-        payload = {"seq": state.seq, "aliases": dict(state.positions), "registered": sorted(state.registered),
-                   "overridden": sorted(state.overridden), "promoted": state.promoted}
+        payload = {
+            "seq": state.seq,
+            "aliases": dict(state.positions),
+            "registered": sorted(state.registered),
+            "overridden": sorted(state.overridden),
+            "promoted": state.promoted,
+        }
         data = _encode(payload)
         # Only a shortcut for readers: the entry is appended already, and a reader without the cache replays.
         with contextlib.suppress(StoreError):
@@ -517,8 +546,18 @@ class ModelRegistry:
             stored.append(PackageFile(path=item.path, key=key, size=item.size, md5=item.md5))
         return tuple(stored)
 
-    def register(self, package_dir: Path, *, job_id: str, manifest_id: str, source: str, gate: Mapping[str, Any],
-                 metrics: Mapping[str, Any], user: str, override_reason: str | None = None) -> ModelVersion:
+    def register(
+        self,
+        package_dir: Path,
+        *,
+        job_id: str,
+        manifest_id: str,
+        source: str,
+        gate: Mapping[str, Any],
+        metrics: Mapping[str, Any],
+        user: str,
+        override_reason: str | None = None,
+    ) -> ModelVersion:
         """Copy the package in, claim the next version, log it and move the aliases the rules say.
 
         Registering a job that already has a version completes that version's log entries (after a
@@ -529,61 +568,102 @@ class ModelRegistry:
         package = inspect_package(package_dir)
         record = self.find_by_job(job_id)
         if record is not None and record.lineage.package_id != package.package_id:
-            raise RegistryError(f"job {job_id} is already registered as {record.version} with a different package "
-                                f"({record.lineage.package_id[:12]} ≠ {package.package_id[:12]})")
+            raise RegistryError(
+                f"job {job_id} is already registered as {record.version} with a different package "
+                f"({record.lineage.package_id[:12]} ≠ {package.package_id[:12]})"
+            )
         if record is None:
-            record = self._create_version(package, job_id=job_id, manifest_id=manifest_id, source=source, gate=gate,
-                                          metrics=metrics, user=user, override_reason=override_reason
-                                          if action == "override" else None)
+            record = self._create_version(
+                package,
+                job_id=job_id,
+                manifest_id=manifest_id,
+                source=source,
+                gate=gate,
+                metrics=metrics,
+                user=user,
+                override_reason=override_reason if action == "override" else None,
+            )
         action = "override" if record.override_reason is not None else "register"
         writer = secrets.token_hex(8)
         version = record.version
-        while self._append(lambda state: plan_registration(
-                state, version, action, user=user, time=_utc(self._clock()), reason=reason, writer=writer)):
+        while self._append(
+            lambda state: plan_registration(
+                state, version, action, user=user, time=_utc(self._clock()), reason=reason, writer=writer
+            )
+        ):
             pass
         return record
 
-    def _create_version(self, package: PackageContents, *, job_id: str, manifest_id: str, source: str,
-                        gate: Mapping[str, Any], metrics: Mapping[str, Any], user: str,
-                        override_reason: str | None) -> ModelVersion:
+    def _create_version(
+        self,
+        package: PackageContents,
+        *,
+        job_id: str,
+        manifest_id: str,
+        source: str,
+        gate: Mapping[str, Any],
+        metrics: Mapping[str, Any],
+        user: str,
+        override_reason: str | None,
+    ) -> ModelVersion:
         files = self._upload_package(package)
-        lineage = Lineage(manifest_id=manifest_id, job_id=job_id, backend=self.backend,
-                          trainer_code_sha256=str(package.config.get("trainer_code_sha256")
-                                                  or package.trainer_code_sha256),
-                          package_id=package.package_id, source=source,
-                          trainer_version=str(package.config.get("trainer_version") or ""))
+        lineage = Lineage(
+            manifest_id=manifest_id,
+            job_id=job_id,
+            backend=self.backend,
+            trainer_code_sha256=str(package.config.get("trainer_code_sha256") or package.trainer_code_sha256),
+            package_id=package.package_id,
+            source=source,
+            trainer_version=str(package.config.get("trainer_version") or ""),
+        )
         writer = secrets.token_hex(8)
         floor = 0
         for attempt in range(MAX_ATTEMPTS):
             number = max([floor, *self._version_numbers()]) + 1
-            record = ModelVersion(version=format_version(number), created_at=_utc(self._clock()), created_by=user,
-                                  lineage=lineage, gate=json_safe(dict(gate)), metrics=json_safe(dict(metrics)),
-                                  package=files, config=json_safe(dict(package.config)),
-                                  override_reason=override_reason, writer=writer)
+            record = ModelVersion(
+                version=format_version(number),
+                created_at=_utc(self._clock()),
+                created_by=user,
+                lineage=lineage,
+                gate=json_safe(dict(gate)),
+                metrics=json_safe(dict(metrics)),
+                package=files,
+                config=json_safe(dict(package.config)),
+                override_reason=override_reason,
+                writer=writer,
+            )
             if self._create(self.version_key(record.version), _encode(record.to_json())):
                 return record
             floor = number  # taken: never try it again, even if a listing lags behind
             self._pause(attempt)
-        raise RegistryBusy(f"gave up claiming a version number under {self._where(self.prefix)} after "
-                           f"{MAX_ATTEMPTS} attempts")
+        raise RegistryBusy(
+            f"gave up claiming a version number under {self._where(self.prefix)} after {MAX_ATTEMPTS} attempts"
+        )
 
     def set_alias(self, alias: str, version: str, reason: str, user: str) -> PromotionLogEntry:
         """Move `alias` to `version` (validated), logged with the user and the reason."""
         self.get(version)  # the record must exist and be readable, not only be named in the log
         writer = secrets.token_hex(8)
-        entry = self._append(lambda state: plan_alias_move(state, alias, version, reason=reason, user=user,
-                                                           time=_utc(self._clock()), writer=writer))
+        entry = self._append(
+            lambda state: plan_alias_move(
+                state, alias, version, reason=reason, user=user, time=_utc(self._clock()), writer=writer
+            )
+        )
         assert entry is not None
         return entry
 
-    def record_canary(self, version: str, baseline: str | None, reason: str, user: str,
-                      writer: str) -> PromotionLogEntry:
+    def record_canary(
+        self, version: str, baseline: str | None, reason: str, user: str, writer: str
+    ) -> PromotionLogEntry:
         """Log a canary transition once: an entry already written by `writer` (a retry) is returned as is."""
         for entry in reversed(self.log()):
             if entry.writer == writer:
                 return entry
-        appended = self._append(lambda state: plan_canary_entry(state, version, baseline, reason=reason, user=user,
-                                                                time=_utc(self._clock()), writer=writer))
+        appended = self._append(
+            lambda state: plan_canary_entry(
+                state, version, baseline, reason=reason, user=user, time=_utc(self._clock()), writer=writer
+            )
+        )
         assert appended is not None
         return appended
 
@@ -607,8 +687,10 @@ class ModelRegistry:
             size, md5, _sha = _digests(target)
             if md5 != item.md5 or size != item.size:
                 target.unlink(missing_ok=True)
-                raise RegistryCorrupt(f"{self._where(item.key)}: MD5 {md5} / {size} bytes, but {version} records "
-                                      f"{item.md5} / {item.size}; the stored package is damaged")
+                raise RegistryCorrupt(
+                    f"{self._where(item.key)}: MD5 {md5} / {size} bytes, but {version} records "
+                    f"{item.md5} / {item.size}; the stored package is damaged"
+                )
         return destination
 
 
@@ -621,15 +703,35 @@ def iter_versions_json(registry: ModelRegistry) -> Iterator[dict[str, Any]]:
 
 def version_json(record: ModelVersion, state: RegistryState) -> dict[str, Any]:
     """`version`, `aliases`, `metrics`, `lineage`, `gate` and the rest of the record, for `--json`."""
-    return {"version": record.version, "aliases": state.alias_of(record.version), "metrics": dict(record.metrics),
-            "lineage": record.lineage.to_json(), "gate": dict(record.gate), "created_at": record.created_at,
-            "created_by": record.created_by, "override_reason": record.override_reason,
-            "package": [item.to_json() for item in record.package], "config": dict(record.config)}
+    return {
+        "version": record.version,
+        "aliases": state.alias_of(record.version),
+        "metrics": dict(record.metrics),
+        "lineage": record.lineage.to_json(),
+        "gate": dict(record.gate),
+        "created_at": record.created_at,
+        "created_by": record.created_by,
+        "override_reason": record.override_reason,
+        "package": [item.to_json() for item in record.package],
+        "config": dict(record.config),
+    }
 
 
 def open_registry(settings: Settings) -> ModelRegistry:
     return ModelRegistry.from_settings(settings)
 
 
-__all__ = ["ModelRegistry", "PackageContents", "PackageError", "RegistryBusy", "RegistryCorrupt", "VersionNotFound",
-           "check_safetensors", "inspect_package", "iter_versions_json", "json_safe", "open_registry", "version_json"]
+__all__ = [
+    "ModelRegistry",
+    "PackageContents",
+    "PackageError",
+    "RegistryBusy",
+    "RegistryCorrupt",
+    "VersionNotFound",
+    "check_safetensors",
+    "inspect_package",
+    "iter_versions_json",
+    "json_safe",
+    "open_registry",
+    "version_json",
+]

@@ -1,7 +1,8 @@
 """Serving use cases: deploy, start, stop, status, weights, per-version stats, keys, predict, API test.
 
 The local backend's gateway is a separate process (`arsl_tui.serving`); this module drives it through
-`providers.local.serving_control` (process, state, admin API) and the model registry (packages). The
+the control the backend gives (`Backend.gateway_control`: process, state, admin API) and the model
+registry (packages). The
 canary controller uses `set_weights` and `version_stats`; `deploy` loads a challenger beside the
 running champion without a restart. Nothing here prints; errors are `ServingError` with a message fit
 to show.
@@ -21,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from arsl_tui.backends import backend_for
 from arsl_tui.domain.registry import ALIASES, format_version, parse_version
 from arsl_tui.domain.serving import Deployment, VersionStats, plan_deploy
 from arsl_tui.providers.local.serving_control import (
     AlreadyRunning,
-    LocalServingControl,
     ProcessRecord,
     ServingError,
     WrongBackend,
@@ -36,21 +37,25 @@ from arsl_tui.providers.local.serving_control import (
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
     from arsl_tui.ops.registry import ModelRegistry
+    from arsl_tui.providers.local.serving_control import LocalServingControl
 
 KEY_ENV = "ARSL_APP_CODE"
 """Environment variable holding the key `arsl predict` / `arsl api-test` send (never a config value)."""
 CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 
 
-def _local_only(settings: Settings) -> None:
-    if settings.backend != "local":
-        raise WrongBackend(f"the {settings.backend} backend serves through ModelArts and APIG; this command drives "
-                           "the local gateway (use --backend local)")
-
-
 def open_control(settings: Settings) -> LocalServingControl:
-    _local_only(settings)
-    return LocalServingControl.from_settings(settings)
+    """The local gateway's control; `WrongBackend` on a backend that serves elsewhere."""
+    return backend_for(settings).gateway_control()
+
+
+def gateway_presence(settings: Settings) -> tuple[bool, bool]:
+    """(something is deployed, the gateway runs), as stored and as its process says."""
+    control = open_control(settings)
+    try:
+        return control.state.deployment() is not None, control.running() is not None
+    finally:
+        control.close()
 
 
 # --- deploy / start / stop / status ---------------------------------------------------------------
@@ -65,9 +70,15 @@ class DeployOutcome:
     """True when this call started the gateway; False when it changed a running one."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": self.version, "endpoint": self.process.endpoint, "weights": dict(self.deployment.weights),
-                "stable": self.deployment.stable, "canary": self.deployment.canary, "started": self.started,
-                "pid": self.process.pid}
+        return {
+            "version": self.version,
+            "endpoint": self.process.endpoint,
+            "weights": dict(self.deployment.weights),
+            "stable": self.deployment.stable,
+            "canary": self.deployment.canary,
+            "started": self.started,
+            "pid": self.process.pid,
+        }
 
 
 def resolve_version(registry: ModelRegistry, name: str) -> str:
@@ -98,8 +109,9 @@ def fetch_package(registry: ModelRegistry, home: Path, version: str) -> Path:
     return target
 
 
-def deploy(settings: Settings, version: str, canary_percent: int | None = None, *,
-           registry: ModelRegistry | None = None) -> DeployOutcome:
+def deploy(
+    settings: Settings, version: str, canary_percent: int | None = None, *, registry: ModelRegistry | None = None
+) -> DeployOutcome:
     """Serve `version` alone, or as the canary at `canary_percent` beside the stable version.
 
     Starts the gateway when none runs; otherwise loads what is new beside what it serves and switches
@@ -168,11 +180,19 @@ class ServiceStatus:
 
     def to_json(self) -> dict[str, Any]:
         deployment = self.deployment.to_json() if self.deployment else {"stable": None, "canary": None, "weights": {}}
-        process = self.process.to_json() if self.process else {"pid": None, "host": None, "port": None,
-                                                                 "endpoint": None, "started_at": None}
-        return {"running": self.running, **process,
-                **deployment, "health": dict(self.health) if self.health else None, "log": str(self.log),
-                "changes": list(self.changes)}
+        process = (
+            self.process.to_json()
+            if self.process
+            else {"pid": None, "host": None, "port": None, "endpoint": None, "started_at": None}
+        )
+        return {
+            "running": self.running,
+            **process,
+            **deployment,
+            "health": dict(self.health) if self.health else None,
+            "log": str(self.log),
+            "changes": list(self.changes),
+        }
 
 
 def status(settings: Settings) -> ServiceStatus:
@@ -188,8 +208,14 @@ def status(settings: Settings) -> ServiceStatus:
                 health = response.json() if response.status_code == 200 else {"status": f"HTTP {response.status_code}"}
             except (httpx.HTTPError, ValueError) as error:
                 health = {"status": f"unreachable ({type(error).__name__})"}
-        return ServiceStatus(running=record is not None, process=record, deployment=control.state.deployment(),
-                             health=health, log=log_path(settings.home_dir), changes=control.state.changes(10))
+        return ServiceStatus(
+            running=record is not None,
+            process=record,
+            deployment=control.state.deployment(),
+            health=health,
+            log=log_path(settings.home_dir),
+            changes=control.state.changes(10),
+        )
     finally:
         control.close()
 
@@ -219,16 +245,18 @@ STATS_TIMEOUT_S = 5.0
 takes longer is hung (stopped, swapping), and a monitor round must not wait on it for minutes."""
 
 
-def version_stats(settings: Settings, window_s: float = 300.0, max_samples: int = 5000,
-                  timeout_s: float = STATS_TIMEOUT_S) -> dict[str, VersionStats]:
+def version_stats(
+    settings: Settings, window_s: float = 300.0, max_samples: int = 5000, timeout_s: float = STATS_TIMEOUT_S
+) -> dict[str, VersionStats]:
     """Per-version requests, errors, latency samples and feedback accuracy over the last `window_s` seconds.
 
     ServingError when the gateway is not running or does not answer within `timeout_s`.
     """
     control = open_control(settings)
     try:
-        body = control.admin("GET", "/admin/stats", params={"window_s": window_s, "max_samples": max_samples},
-                             timeout_s=timeout_s)
+        body = control.admin(
+            "GET", "/admin/stats", params={"window_s": window_s, "max_samples": max_samples}, timeout_s=timeout_s
+        )
     finally:
         control.close()
     return {version: VersionStats.from_json(item) for version, item in body["versions"].items()}
@@ -241,7 +269,7 @@ def _keys(settings: Settings) -> Any:
     from arsl_tui.serving.auth import KeyStore
     from arsl_tui.state.db import open_state
 
-    _local_only(settings)
+    backend_for(settings).check_gateway_here()
     return KeyStore(open_state(settings.home_dir))
 
 
@@ -327,13 +355,13 @@ def predict_files(endpoint: str, key: str, paths: Sequence[Path], timeout_s: flo
             try:
                 data = Path(path).read_bytes()
             except OSError as error:
-                results.append({"file": str(path), "error": f"cannot read it ({error.strerror or error})",
-                                "status": None})
+                results.append(
+                    {"file": str(path), "error": f"cannot read it ({error.strerror or error})", "status": None}
+                )
                 continue
             content_type = CONTENT_TYPES.get(Path(path).suffix.lower(), "application/octet-stream")
             try:
-                response = client.post("/v1/predict", content=data,
-                                       headers={HEADER: key, "Content-Type": content_type})
+                response = client.post("/v1/predict", content=data, headers={HEADER: key, "Content-Type": content_type})
             except httpx.HTTPError as error:
                 raise ServingError(f"cannot reach {endpoint} ({type(error).__name__}: {error})") from None
             try:
@@ -343,8 +371,13 @@ def predict_files(endpoint: str, key: str, paths: Sequence[Path], timeout_s: flo
             if response.status_code == 200:
                 results.append({"file": str(path), "status": 200, **body})
             else:
-                results.append({"file": str(path), "status": response.status_code,
-                                "error": body.get("error", str(body)) if isinstance(body, dict) else str(body)})
+                results.append(
+                    {
+                        "file": str(path),
+                        "status": response.status_code,
+                        "error": body.get("error", str(body)) if isinstance(body, dict) else str(body),
+                    }
+                )
     return results
 
 
@@ -385,8 +418,13 @@ def synthetic_images(count: int, seed: int = 4242) -> list[Sample]:
     from arsl_tui.domain.classes import ARSL_CLASSES
     from arsl_tui.ops.synth import encode_jpeg, render_image
 
-    return [(encode_jpeg(render_image(seed, index % len(ARSL_CLASSES), index // len(ARSL_CLASSES))),
-             ARSL_CLASSES[index % len(ARSL_CLASSES)]) for index in range(count)]
+    return [
+        (
+            encode_jpeg(render_image(seed, index % len(ARSL_CLASSES), index // len(ARSL_CLASSES))),
+            ARSL_CLASSES[index % len(ARSL_CLASSES)],
+        )
+        for index in range(count)
+    ]
 
 
 def _percentile(ordered: Sequence[float], q: float) -> float | None:
@@ -431,19 +469,41 @@ class ApiTestReport:
 
     def to_json(self) -> dict[str, Any]:
         ordered = sorted(self.latency_ms)
-        return {"endpoint": self.endpoint, "requests": self.requests, "ok": self.ok, "errors": self.errors,
-                "error_rate": self.error_rate, "availability": self.availability, "statuses": dict(self.statuses),
-                "transport_errors": self.transport_errors,
-                "latency_ms": {"p50": _percentile(ordered, 50), "p95": _percentile(ordered, 95),
-                               "p99": _percentile(ordered, 99), "max": ordered[-1] if ordered else None,
-                               "mean": statistics.fmean(ordered) if ordered else None},
-                "throughput_rps": self.requests / self.duration_s if self.duration_s > 0 else None,
-                "duration_s": self.duration_s, "labelled": self.labelled, "correct": self.correct,
-                "accuracy": self.accuracy, "versions": dict(self.versions), "feedback_sent": self.feedback_sent}
+        return {
+            "endpoint": self.endpoint,
+            "requests": self.requests,
+            "ok": self.ok,
+            "errors": self.errors,
+            "error_rate": self.error_rate,
+            "availability": self.availability,
+            "statuses": dict(self.statuses),
+            "transport_errors": self.transport_errors,
+            "latency_ms": {
+                "p50": _percentile(ordered, 50),
+                "p95": _percentile(ordered, 95),
+                "p99": _percentile(ordered, 99),
+                "max": ordered[-1] if ordered else None,
+                "mean": statistics.fmean(ordered) if ordered else None,
+            },
+            "throughput_rps": self.requests / self.duration_s if self.duration_s > 0 else None,
+            "duration_s": self.duration_s,
+            "labelled": self.labelled,
+            "correct": self.correct,
+            "accuracy": self.accuracy,
+            "versions": dict(self.versions),
+            "feedback_sent": self.feedback_sent,
+        }
 
 
-async def _api_test(endpoint: str, key: str, samples: Sequence[Sample], requests: int, concurrency: int,
-                    send_feedback: bool, timeout_s: float) -> ApiTestReport:
+async def _api_test(
+    endpoint: str,
+    key: str,
+    samples: Sequence[Sample],
+    requests: int,
+    concurrency: int,
+    send_feedback: bool,
+    timeout_s: float,
+) -> ApiTestReport:
     import httpx
 
     from arsl_tui.serving.auth import HEADER
@@ -455,8 +515,10 @@ async def _api_test(endpoint: str, key: str, samples: Sequence[Sample], requests
     next_index = iter(range(requests))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
-    async with httpx.AsyncClient(base_url=endpoint, timeout=timeout_s, limits=limits, trust_env=False,
-                                 headers={HEADER: key}) as client:
+    async with httpx.AsyncClient(
+        base_url=endpoint, timeout=timeout_s, limits=limits, trust_env=False, headers={HEADER: key}
+    ) as client:
+
         async def one(index: int) -> None:
             data, label = samples[index % len(samples)]
             started = time.perf_counter()
@@ -487,14 +549,31 @@ async def _api_test(endpoint: str, key: str, samples: Sequence[Sample], requests
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, requests)))))
         duration = time.perf_counter() - started
-    return ApiTestReport(endpoint=endpoint, requests=requests, ok=counts["ok"], statuses=dict(statuses),
-                         latency_ms=latencies, duration_s=duration, labelled=counts["labelled"],
-                         correct=counts["correct"], versions=dict(versions), feedback_sent=counts["feedback"],
-                         transport_errors=counts["transport"])
+    return ApiTestReport(
+        endpoint=endpoint,
+        requests=requests,
+        ok=counts["ok"],
+        statuses=dict(statuses),
+        latency_ms=latencies,
+        duration_s=duration,
+        labelled=counts["labelled"],
+        correct=counts["correct"],
+        versions=dict(versions),
+        feedback_sent=counts["feedback"],
+        transport_errors=counts["transport"],
+    )
 
 
-def api_test(endpoint: str, key: str, samples: Sequence[Sample], *, requests: int = 200, concurrency: int = 8,
-             send_feedback: bool = False, timeout_s: float = 30.0) -> ApiTestReport:
+def api_test(
+    endpoint: str,
+    key: str,
+    samples: Sequence[Sample],
+    *,
+    requests: int = 200,
+    concurrency: int = 8,
+    send_feedback: bool = False,
+    timeout_s: float = 30.0,
+) -> ApiTestReport:
     """Send `requests` single-image predictions (`concurrency` at a time) and measure what came back."""
     if requests < 1 or concurrency < 1:
         raise ServingError("--requests and --concurrency must be at least 1")
@@ -503,7 +582,30 @@ def api_test(endpoint: str, key: str, samples: Sequence[Sample], *, requests: in
     return asyncio.run(_api_test(endpoint, key, samples, requests, concurrency, send_feedback, timeout_s))
 
 
-__all__ = ["KEY_ENV", "AlreadyRunning", "ApiTestReport", "Caller", "DeployOutcome", "ServiceStatus", "ServingError",
-           "api_test", "caller", "create_key", "dataset_test_split", "deploy", "fetch_package", "list_keys",
-           "predict_files", "resolve_version", "revoke_key", "set_weights", "start", "status", "stop",
-           "synthetic_images", "version_stats"]
+__all__ = [
+    "KEY_ENV",
+    "AlreadyRunning",
+    "ApiTestReport",
+    "Caller",
+    "DeployOutcome",
+    "ServiceStatus",
+    "ServingError",
+    "WrongBackend",
+    "api_test",
+    "caller",
+    "create_key",
+    "dataset_test_split",
+    "deploy",
+    "fetch_package",
+    "gateway_presence",
+    "list_keys",
+    "predict_files",
+    "resolve_version",
+    "revoke_key",
+    "set_weights",
+    "start",
+    "status",
+    "stop",
+    "synthetic_images",
+    "version_stats",
+]

@@ -148,8 +148,14 @@ def plan_shards(manifest: Manifest, shard_size_bytes: int) -> list[PlannedShard]
     offset = 0
 
     def close() -> None:
-        planned.append(PlannedShard(number=len(planned), name=shard_name(len(planned)), samples=tuple(current),
-                                    tar_bytes=_archive_bytes(offset)))
+        planned.append(
+            PlannedShard(
+                number=len(planned),
+                name=shard_name(len(planned)),
+                samples=tuple(current),
+                tar_bytes=_archive_bytes(offset),
+            )
+        )
 
     for image in sample_order(manifest):
         _image_extension(image.path)
@@ -166,8 +172,13 @@ def plan_shards(manifest: Manifest, shard_size_bytes: int) -> list[PlannedShard]
 
 def index_bytes(manifest_id: str, shard_size_bytes: int, shards: Iterable[ShardInfo]) -> bytes:
     listed = [shard.to_json() for shard in shards]
-    body = {"format": SHARDS_FORMAT, "manifest_id": manifest_id, "shard_size_bytes": shard_size_bytes,
-            "samples": sum(item["samples"] for item in listed), "shards": listed}
+    body = {
+        "format": SHARDS_FORMAT,
+        "manifest_id": manifest_id,
+        "shard_size_bytes": shard_size_bytes,
+        "samples": sum(item["samples"] for item in listed),
+        "shards": listed,
+    }
     return (json.dumps(body, indent=1, sort_keys=True) + "\n").encode()
 
 
@@ -177,8 +188,12 @@ def parse_index(data: bytes, source: str = SHARDS_INDEX_NAME) -> tuple[str, int,
         raw = json.loads(data)
         if raw["format"] != SHARDS_FORMAT:
             raise ShardError(f"{source}: format {raw['format']!r}, expected {SHARDS_FORMAT!r}")
-        shards = tuple(ShardInfo(name=str(item["name"]), bytes=int(item["bytes"]), md5=str(item["md5"]),
-                                 samples=int(item["samples"])) for item in raw["shards"])
+        shards = tuple(
+            ShardInfo(
+                name=str(item["name"]), bytes=int(item["bytes"]), md5=str(item["md5"]), samples=int(item["samples"])
+            )
+            for item in raw["shards"]
+        )
     except (ValueError, KeyError, TypeError) as error:
         raise ShardError(f"{source}: missing or malformed field ({error})") from None
     for shard in shards:
@@ -219,8 +234,16 @@ class ShardPacking:
     Not thread-safe: one thread drives it (`start`, then `poll` until `complete`).
     """
 
-    def __init__(self, manifest: Manifest, dataset_root: Path, folder: Path, shard_size_bytes: int, *,
-                 manifest_id: str | None = None, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        dataset_root: Path,
+        folder: Path,
+        shard_size_bytes: int,
+        *,
+        manifest_id: str | None = None,
+        workers: int | None = None,
+    ) -> None:
         self.manifest_id = manifest_id or manifest.id
         self.folder = folder
         self.shard_size_bytes = shard_size_bytes
@@ -228,8 +251,9 @@ class ShardPacking:
         self.plan: list[PlannedShard] = [] if self.reused is not None else plan_shards(manifest, shard_size_bytes)
         self.samples_total = len(manifest.images)
         self._root = dataset_root
-        self._workers = workers if workers is not None else \
-            available_cpus() if self.samples_total >= _PROCESS_MIN_SAMPLES else 1
+        self._workers = (
+            workers if workers is not None else available_cpus() if self.samples_total >= _PROCESS_MIN_SAMPLES else 1
+        )
         self._executor: Executor | None = None
         self._queued = list(reversed(self.plan))
         self._running: dict[Future[tuple[int, str]], PlannedShard] = {}
@@ -240,8 +264,9 @@ class ShardPacking:
     def __enter__(self) -> ShardPacking:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.close()
 
     @property
@@ -270,8 +295,11 @@ class ShardPacking:
         self.folder.parent.mkdir(parents=True, exist_ok=True)
         self._building = self.folder.with_name(f".{self.folder.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         (self._building / SHARDS_FOLDER).mkdir(parents=True)
-        self._executor = process_pool(self._workers) if self._workers > 1 else \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="arsl-pack")
+        self._executor = (
+            process_pool(self._workers)
+            if self._workers > 1
+            else ThreadPoolExecutor(max_workers=1, thread_name_prefix="arsl-pack")
+        )
         self._submit()
 
     def waitables(self) -> list[Future[Any]]:
@@ -349,14 +377,23 @@ class ShardPacking:
             return
         while self._queued and len(self._running) <= self._workers:
             planned = self._queued.pop()
-            future = self._executor.submit(pack_shard, str(self._root), str(self._building / planned.name),
-                                           planned.samples)
+            future = self._executor.submit(
+                pack_shard, str(self._root), str(self._building / planned.name), planned.samples
+            )
             self._running[future] = planned
 
 
-def build_shards(manifest: Manifest, dataset_root: Path, folder: Path, shard_size_bytes: int, *,
-                 manifest_id: str | None = None, on_progress: Callable[[int, int], None] | None = None,
-                 cancelled: Callable[[], bool] | None = None, workers: int | None = None) -> ShardSet:
+def build_shards(
+    manifest: Manifest,
+    dataset_root: Path,
+    folder: Path,
+    shard_size_bytes: int,
+    *,
+    manifest_id: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    workers: int | None = None,
+) -> ShardSet:
     """Pack `manifest`'s images (read from `dataset_root`) into `folder`, reusing a complete earlier build.
 
     `manifest_id` saves recomputing the manifest's id (a hash of all of it) when the caller has it.
@@ -364,8 +401,9 @@ def build_shards(manifest: Manifest, dataset_root: Path, folder: Path, shard_siz
     and, once true, packing stops with `PackingCancelled` and leaves nothing behind. `workers`: packing
     processes (None: one per CPU for large sets; 1: a thread of this process).
     """
-    with ShardPacking(manifest, dataset_root, folder, shard_size_bytes, manifest_id=manifest_id,
-                      workers=workers) as packing:
+    with ShardPacking(
+        manifest, dataset_root, folder, shard_size_bytes, manifest_id=manifest_id, workers=workers
+    ) as packing:
         if packing.reused is not None:
             return packing.reused
         packing.start()
@@ -433,13 +471,20 @@ def _image_extension(path: str) -> str:
 
 
 def _meta(path: str, md5: str, cls: str, split: str) -> bytes:
-    return json.dumps({"class": cls, "md5": md5, "path": path, "split": split}, sort_keys=True, ensure_ascii=False,
-                      separators=(",", ":")).encode()
+    return json.dumps(
+        {"class": cls, "md5": md5, "path": path, "split": split},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode()
 
 
 def _sample_members(path: str, md5: str, cls: str, split: str, data: bytes) -> list[tuple[str, bytes]]:
-    return [(f"{md5}.cls", str(class_index(cls)).encode()), (f"{md5}.{_image_extension(path)}", data),
-            (f"{md5}.json", _meta(path, md5, cls, split))]
+    return [
+        (f"{md5}.cls", str(class_index(cls)).encode()),
+        (f"{md5}.{_image_extension(path)}", data),
+        (f"{md5}.json", _meta(path, md5, cls, split)),
+    ]
 
 
 def _sample_bytes(image: ImageRecord) -> int:
@@ -483,7 +528,7 @@ def tar_header(name: str, size: int) -> bytes:
     if len(encoded) > 100:
         raise ShardError(f"member name longer than 100 bytes: {name!r}")
     header = bytearray(_TEMPLATE)
-    header[0:len(encoded)] = encoded
+    header[0 : len(encoded)] = encoded
     header[124:136] = b"%011o\0" % size
     header[148:155] = b"%06o\0" % sum(header)
     return bytes(header)

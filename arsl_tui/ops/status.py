@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from arsl_tui.backends import backend_for
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -51,8 +53,14 @@ class PhaseStatus:
     error: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"phase": self.phase, "state": self.state.value, "summary": self.summary, "details": self.details,
-                "next": self.next_step or None, "error": self.error or None}
+        return {
+            "phase": self.phase,
+            "state": self.state.value,
+            "summary": self.summary,
+            "details": self.details,
+            "next": self.next_step or None,
+            "error": self.error or None,
+        }
 
 
 @dataclass(frozen=True)
@@ -91,9 +99,13 @@ class StatusReport:
         return chosen.next_step if chosen is not None else ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"pipeline": self.pipeline.to_json() if self.pipeline is not None else None,
-                "backend": self.backend, "time": self.time, "phases": [item.to_json() for item in self.phases],
-                "next": self.next_step or None}
+        return {
+            "pipeline": self.pipeline.to_json() if self.pipeline is not None else None,
+            "backend": self.backend,
+            "time": self.time,
+            "phases": [item.to_json() for item in self.phases],
+            "next": self.next_step or None,
+        }
 
 
 def _data(settings: Settings) -> PhaseStatus:
@@ -103,15 +115,27 @@ def _data(settings: Settings) -> PhaseStatus:
     done = last_uploaded_dataset(settings)
     details: dict[str, Any] = {}
     if done is not None:
-        details = {"manifest_id": done.manifest_id, "destination": done.destination, "objects": done.objects_total,
-                   "bytes": done.bytes_total, "uploaded_at": done.updated_at}
+        details = {
+            "manifest_id": done.manifest_id,
+            "destination": done.destination,
+            "objects": done.objects_total,
+            "bytes": done.bytes_total,
+            "uploaded_at": done.updated_at,
+        }
     if unfinished is not None:
-        details["unfinished_run"] = {"run_id": unfinished.run_id, "status": unfinished.status,
-                                     "objects_confirmed": unfinished.objects_confirmed,
-                                     "objects_total": unfinished.objects_total}
-        return PhaseStatus("data", PhaseState.ATTENTION, f"upload {unfinished.status} at "
-                           f"{unfinished.objects_confirmed}/{unfinished.objects_total} objects", details,
-                           f"arsl upload {unfinished.dataset_dir}  (resumes)")
+        details["unfinished_run"] = {
+            "run_id": unfinished.run_id,
+            "status": unfinished.status,
+            "objects_confirmed": unfinished.objects_confirmed,
+            "objects_total": unfinished.objects_total,
+        }
+        return PhaseStatus(
+            "data",
+            PhaseState.ATTENTION,
+            f"upload {unfinished.status} at {unfinished.objects_confirmed}/{unfinished.objects_total} objects",
+            details,
+            f"arsl upload {unfinished.dataset_dir}  (resumes)",
+        )
     if done is None:
         return PhaseStatus("data", PhaseState.NONE, "no data set uploaded", details, "arsl upload DIR")
     return PhaseStatus("data", PhaseState.DONE, f"data set {done.manifest_id[:12]} in {done.destination}", details)
@@ -127,7 +151,7 @@ def _no_local_state(settings: Settings) -> bool:
 def _training(settings: Settings) -> PhaseStatus:
     from arsl_tui.ops.training import open_platform
 
-    if settings.backend == "local" and _no_local_state(settings):
+    if backend_for(settings).runs_here and _no_local_state(settings):
         return PhaseStatus("training", PhaseState.NONE, "no training job yet", {}, "arsl train submit")
     platform = open_platform(settings)
     try:
@@ -139,8 +163,7 @@ def _training(settings: Settings) -> PhaseStatus:
     if not jobs:
         return PhaseStatus("training", PhaseState.NONE, "no training job yet", {}, "arsl train submit")
     job = jobs[0]
-    details = {"job_id": job.job_id, "phase": job.phase.value, "created_at": job.created_at,
-               "ended_at": job.ended_at}
+    details = {"job_id": job.job_id, "phase": job.phase.value, "created_at": job.created_at, "ended_at": job.ended_at}
     summary = f"job {job.job_id} {job.phase.value}"
     if not job.terminal:
         return PhaseStatus("training", PhaseState.RUNNING, summary, details, f"arsl train watch {job.job_id}")
@@ -151,13 +174,19 @@ def _training(settings: Settings) -> PhaseStatus:
             return PhaseStatus("training", PhaseState.DONE, f"{summary}, registered as {version}", details)
         return PhaseStatus("training", PhaseState.DONE, summary, details, f"arsl gate {job.job_id}")
     reason = job.reason.splitlines()[-1] if job.reason else ""
-    return PhaseStatus("training", PhaseState.ATTENTION, summary + (f": {reason}" if reason else ""), details,
-                       f"arsl train logs {job.job_id}")
+    return PhaseStatus(
+        "training",
+        PhaseState.ATTENTION,
+        summary + (f": {reason}" if reason else ""),
+        details,
+        f"arsl train logs {job.job_id}",
+    )
 
 
 def _no_local_registry(settings: Settings) -> bool:
     """The local backend's store folder is not there yet (so no version is either)."""
-    return settings.backend == "local" and not (settings.home_dir / "store" / settings.storage.bucket).is_dir()
+    folder = backend_for(settings).store_folder()
+    return folder is not None and not folder.is_dir()
 
 
 def _registered_as(settings: Settings, job_id: str, ended_at: float | None) -> str | None:
@@ -174,8 +203,13 @@ def _models(settings: Settings) -> PhaseStatus:
     from arsl_tui.ops.registry import ModelRegistry
 
     if _no_local_registry(settings):
-        return PhaseStatus("models", PhaseState.NONE, "no registered model",
-                           {"champion": None, "challenger": None, "versions": 0}, "arsl gate JOB")
+        return PhaseStatus(
+            "models",
+            PhaseState.NONE,
+            "no registered model",
+            {"champion": None, "challenger": None, "versions": 0},
+            "arsl gate JOB",
+        )
     state = ModelRegistry.from_settings(settings).state()
     aliases = dict(state.aliases)
     champion, challenger = aliases.get("champion"), aliases.get("challenger")
@@ -188,34 +222,42 @@ def _models(settings: Settings) -> PhaseStatus:
 
 
 def _service(settings: Settings) -> PhaseStatus:
-    if settings.backend != "local":
-        return PhaseStatus("service", PhaseState.UNKNOWN, "ModelArts service status is not read by arsl yet", {},
-                           error="no ModelArts service adapter")
+    backend = backend_for(settings)
+    if not backend.runs_here:
+        return PhaseStatus(
+            "service",
+            PhaseState.UNKNOWN,
+            f"{backend.service_platform} service status is not read by arsl yet",
+            {},
+            error=f"no {backend.service_platform} service adapter",
+        )
     from arsl_tui.ops import serving
 
     if _no_local_state(settings):
-        return PhaseStatus("service", PhaseState.NONE, "nothing deployed", {"running": False},
-                           "arsl deploy champion")
+        return PhaseStatus("service", PhaseState.NONE, "nothing deployed", {"running": False}, "arsl deploy champion")
     status = serving.status(settings)
     deployment = status.deployment
-    details: dict[str, Any] = {"running": status.running,
-                               "endpoint": status.process.endpoint if status.process else None,
-                               "stable": deployment.stable if deployment else None,
-                               "canary": deployment.canary if deployment else None,
-                               "weights": dict(deployment.weights) if deployment else {}}
+    details: dict[str, Any] = {
+        "running": status.running,
+        "endpoint": status.process.endpoint if status.process else None,
+        "stable": deployment.stable if deployment else None,
+        "canary": deployment.canary if deployment else None,
+        "weights": dict(deployment.weights) if deployment else {},
+    }
     if deployment is None:
         return PhaseStatus("service", PhaseState.NONE, "nothing deployed", details, "arsl deploy champion")
     weights = ", ".join(f"{version} {weight}%" for version, weight in deployment.weights.items())
     if not status.running:
-        return PhaseStatus("service", PhaseState.ATTENTION, f"stopped (last served {weights})", details,
-                           "arsl service start")
+        return PhaseStatus(
+            "service", PhaseState.ATTENTION, f"stopped (last served {weights})", details, "arsl service start"
+        )
     return PhaseStatus("service", PhaseState.RUNNING, f"serving {weights} at {details['endpoint']}", details)
 
 
 def _canary(settings: Settings) -> PhaseStatus:
     try:
         # The canary controller's module; read through its public `open_controller(...).status()`.
-        deployment = importlib.import_module("arsl_tui.ops.deployment")
+        deployment = importlib.import_module("arsl_tui.ops.canary_wiring")
     except ModuleNotFoundError:
         return PhaseStatus("canary", PhaseState.NONE, "not deployed", {"available": False})
     open_controller: Callable[..., Any] | None = getattr(deployment, "open_controller", None)
@@ -231,11 +273,15 @@ def _canary(settings: Settings) -> PhaseStatus:
     if not data.get("run_id"):
         return PhaseStatus("canary", PhaseState.NONE, "no canary in progress", {"phase": data.get("phase")})
     phase = str(data.get("phase") or "")
-    details = {key: data.get(key) for key in ("run_id", "phase", "champion", "challenger", "step", "steps", "weight",
-                                              "reason", "alarm", "error")}
+    details = {
+        key: data.get(key)
+        for key in ("run_id", "phase", "champion", "challenger", "step", "steps", "weight", "reason", "alarm", "error")
+    }
     steps = data.get("steps") or []
-    summary = (f"{data.get('challenger')} vs {data.get('champion')}: {phase}, step {data.get('step')}"
-               f"/{len(steps)} at {data.get('weight')}%")
+    summary = (
+        f"{data.get('challenger')} vs {data.get('champion')}: {phase}, step {data.get('step')}"
+        f"/{len(steps)} at {data.get('weight')}%"
+    )
     if phase in ("rolled_back", "failed") or data.get("error"):
         return PhaseStatus("canary", PhaseState.ATTENTION, summary, details, "arsl canary status")
     if phase in ("promoted", "completed", "done"):
@@ -247,27 +293,47 @@ def _alarms(settings: Settings) -> PhaseStatus:
     from arsl_tui.domain.alarms import AlarmState
     from arsl_tui.ops.monitoring import list_rules
 
-    if settings.backend == "local" and _no_local_state(settings):
+    if backend_for(settings).runs_here and _no_local_state(settings):
         return PhaseStatus("alarms", PhaseState.NONE, "no alarm rules", {"rules": 0}, "arsl alarms setup")
     views = list_rules(settings)
     if not views:
         return PhaseStatus("alarms", PhaseState.NONE, "no alarm rules", {"rules": 0}, "arsl alarms setup")
     active = [view for view in views if view.state is AlarmState.ALARM]
     counts = {state.value: sum(1 for view in views if view.state is state) for state in AlarmState}
-    details = {"rules": len(views), "states": counts,
-               "active": [{"name": view.rule.name, "since": view.since, "value": view.value,
-                           "acknowledged": view.acknowledged_at is not None} for view in active]}
+    details = {
+        "rules": len(views),
+        "states": counts,
+        "active": [
+            {
+                "name": view.rule.name,
+                "since": view.since,
+                "value": view.value,
+                "acknowledged": view.acknowledged_at is not None,
+            }
+            for view in active
+        ],
+    }
     if active:
         names = ", ".join(view.rule.name for view in active)
-        return PhaseStatus("alarms", PhaseState.ATTENTION, f"{len(active)} in alarm: {names}", details,
-                           "arsl alarms list")
-    return PhaseStatus("alarms", PhaseState.DONE, f"{len(views)} rules, none in alarm "
-                       f"({counts['insufficient_data']} without data)", details)
+        return PhaseStatus(
+            "alarms", PhaseState.ATTENTION, f"{len(active)} in alarm: {names}", details, "arsl alarms list"
+        )
+    return PhaseStatus(
+        "alarms",
+        PhaseState.DONE,
+        f"{len(views)} rules, none in alarm ({counts['insufficient_data']} without data)",
+        details,
+    )
 
 
 PHASES: tuple[tuple[str, Callable[[Settings], PhaseStatus]], ...] = (
-    ("data", _data), ("training", _training), ("models", _models), ("service", _service), ("canary", _canary),
-    ("alarms", _alarms))
+    ("data", _data),
+    ("training", _training),
+    ("models", _models),
+    ("service", _service),
+    ("canary", _canary),
+    ("alarms", _alarms),
+)
 
 
 def pipeline_status(view: PipelineView, home: Path, *, starting_pid: int = 0) -> PhaseStatus:
@@ -278,8 +344,7 @@ def pipeline_status(view: PipelineView, home: Path, *, starting_pid: int = 0) ->
     details = status_json(view, home)
     if starting_pid and not view.alive:
         details = {**details, "state": "starting", "pid": starting_pid}
-        return PhaseStatus("pipeline", PhaseState.RUNNING, f"starting (process {starting_pid})", details,
-                           WATCH_COMMAND)
+        return PhaseStatus("pipeline", PhaseState.RUNNING, f"starting (process {starting_pid})", details, WATCH_COMMAND)
     if not view.exists:
         return PhaseStatus("pipeline", PhaseState.NONE, "no pipeline run yet", details)
     state = run_state(view)
@@ -310,8 +375,7 @@ def weigh(phases: Sequence[PhaseStatus], pipeline: PhaseStatus | None) -> tuple[
     no_champion = models is not None and models.state is not PhaseState.UNKNOWN and not models.details.get("champion")
     weighed = []
     for item in phases:
-        if item.next_step and (running or (item.phase == "service" and item.state is PhaseState.NONE
-                                           and no_champion)):
+        if item.next_step and (running or (item.phase == "service" and item.state is PhaseState.NONE and no_champion)):
             item = replace(item, next_step="")
         weighed.append(item)
     return tuple(weighed)
@@ -332,13 +396,19 @@ def _read(name: str, read: Callable[[Settings], PhaseStatus], settings: Settings
         return PhaseStatus(name, PhaseState.UNKNOWN, "cannot be read", {}, error=message)
 
 
-def collect(settings: Settings, *, phases: tuple[tuple[str, Callable[[Settings], PhaseStatus]], ...] = PHASES
-            ) -> StatusReport:
+def collect(
+    settings: Settings, *, phases: tuple[tuple[str, Callable[[Settings], PhaseStatus]], ...] = PHASES
+) -> StatusReport:
     """The pipeline and every phase; one that fails to read is `unknown` with its error, never the whole report."""
     pipeline = _read("pipeline", _pipeline, settings)
     as_read = tuple(_read(name, read, settings) for name, read in phases)
-    return StatusReport(backend=settings.backend, time=time.time(), phases=weigh(as_read, pipeline),
-                        pipeline=pipeline, as_read=as_read)
+    return StatusReport(
+        backend=backend_for(settings).name,
+        time=time.time(),
+        phases=weigh(as_read, pipeline),
+        pipeline=pipeline,
+        as_read=as_read,
+    )
 
 
 def is_first_run(report: StatusReport, *, upload_runs: int, pipeline_runs: int) -> bool:
@@ -348,10 +418,24 @@ def is_first_run(report: StatusReport, *, upload_runs: int, pipeline_runs: int) 
     data, training, models = by_name.get("data"), by_name.get("training"), by_name.get("models")
     if data is None or training is None or models is None:
         return False
-    return (upload_runs == 0 and pipeline_runs == 0 and data.state is PhaseState.NONE
-            and training.state is PhaseState.NONE and models.state is PhaseState.NONE
-            and not models.details.get("versions"))
+    return (
+        upload_runs == 0
+        and pipeline_runs == 0
+        and data.state is PhaseState.NONE
+        and training.state is PhaseState.NONE
+        and models.state is PhaseState.NONE
+        and not models.details.get("versions")
+    )
 
 
-__all__ = ["PHASES", "PhaseState", "PhaseStatus", "StatusReport", "collect", "is_first_run", "pipeline_status", "weigh",
-           "with_pipeline"]
+__all__ = [
+    "PHASES",
+    "PhaseState",
+    "PhaseStatus",
+    "StatusReport",
+    "collect",
+    "is_first_run",
+    "pipeline_status",
+    "weigh",
+    "with_pipeline",
+]

@@ -113,13 +113,21 @@ def _stroke(draw: ImageDraw.ImageDraw, points: list[tuple[float, float]], width:
         draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=fill)
 
 
-def _draw_hand(mask: ImageDraw.ImageDraw, creases: ImageDraw.ImageDraw, rng: np.random.Generator,
-               style: _Style, pose: _Pose, code: tuple[bool, bool, bool, bool, bool]) -> None:
+def _draw_hand(
+    mask: ImageDraw.ImageDraw,
+    creases: ImageDraw.ImageDraw,
+    rng: np.random.Generator,
+    style: _Style,
+    pose: _Pose,
+    code: tuple[bool, bool, bool, bool, bool],
+) -> None:
     thickness = style.thickness * pose.scale / style.palm
     # Forearm: a tapered band from below the palm to beyond the canvas edge.
     arm_width = style.width_ratio * 0.8
-    mask.polygon(pose.points(np.array([[-arm_width, 0.5], [arm_width, 0.5], [arm_width * 1.1, 4.5],
-                                       [-arm_width * 1.1, 4.5]])), fill=255)
+    mask.polygon(
+        pose.points(np.array([[-arm_width, 0.5], [arm_width, 0.5], [arm_width * 1.1, 4.5], [-arm_width * 1.1, 4.5]])),
+        fill=255,
+    )
     theta = np.linspace(0.0, 2 * math.pi, 28, endpoint=False)
     palm = np.stack([style.width_ratio * np.cos(theta), np.sin(theta)], axis=1)
     mask.polygon(pose.points(palm), fill=255)
@@ -140,8 +148,12 @@ def _draw_hand(mask: ImageDraw.ImageDraw, creases: ImageDraw.ImageDraw, rng: np.
             kx, ky = bx + math.sin(spread) * 0.3, by - 0.18
             _stroke(mask, pose.points(np.array([[bx, by + 0.1], [kx, ky]])), thickness * 1.05, 255)
             fold = float(rng.uniform(0.45, 0.65))
-            _stroke(creases, pose.points(np.array([[kx, ky + 0.05], [bx * 0.9, by + fold]])),
-                    max(2.0, thickness * 0.45), 255)
+            _stroke(
+                creases,
+                pose.points(np.array([[kx, ky + 0.05], [bx * 0.9, by + fold]])),
+                max(2.0, thickness * 0.45),
+                255,
+            )
     base = (-style.width_ratio * 0.92, 0.15)
     if thumb:
         angle = math.radians(-58.0 + float(rng.normal(0.0, 8.0)))
@@ -194,8 +206,9 @@ def render_image(seed: int, class_index: int, index: int) -> np.ndarray:
     picture = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), mode="L")
     if rng.random() < 0.7:
         picture = picture.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.6))))
-    noisy = np.asarray(picture, dtype=np.float32) + rng.normal(0.0, float(rng.uniform(2.0, 10.0)),
-                                                               size=(IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
+    noisy = np.asarray(picture, dtype=np.float32) + rng.normal(
+        0.0, float(rng.uniform(2.0, 10.0)), size=(IMAGE_SIZE, IMAGE_SIZE)
+    ).astype(np.float32)
     return np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from arsl_tui.backends import backend_for
 from arsl_tui.domain.events import EventSink, ignore_events
 from arsl_tui.domain.jobs import (
     JobEnded,
@@ -32,13 +33,10 @@ if TYPE_CHECKING:
 
 MAX_TRANSIENT_FAILURES = 5
 """Consecutive transient errors (timeouts, 5xx, 429) a watch rides out before giving up."""
-_SCHEMES = {"local": "local:", "huawei": "obs://"}
 
 
 def open_platform(settings: Settings) -> TrainingPlatform:
-    from arsl_tui.providers import open_training_platform
-
-    return open_training_platform(settings)
+    return backend_for(settings).training_platform()
 
 
 def resolve_dataset(settings: Settings, argument: str | None) -> str:
@@ -49,44 +47,64 @@ def resolve_dataset(settings: Settings, argument: str | None) -> str:
     """
     from arsl_tui.ops.upload import list_upload_runs
 
-    scheme = _SCHEMES[settings.backend]
+    backend = backend_for(settings)
+    scheme = backend.data_scheme
     done = [run for run in list_upload_runs(settings, limit=200) if run.status == "done"]
     if argument is None:
         for run in done:
             if run.destination.startswith(scheme):
                 return run.destination
-        raise JobSpecError(f"no data set given, and none has been uploaded to the {settings.backend} backend yet: "
-                           "run `arsl upload DIR` first, or name a data set")
+        raise JobSpecError(
+            f"no data set given, and none has been uploaded to the {backend.name} backend yet: "
+            "run `arsl upload DIR` first, or name a data set"
+        )
     text = argument.strip()
     if text.startswith(("obs://", "local:")):
         return text
     folder = Path(text).expanduser()
     if folder.is_dir():
         return str(folder.absolute())
-    matches = {run.manifest_id: run.destination for run in done
-               if run.manifest_id.startswith(text) and run.destination.startswith(scheme)}
+    matches = {
+        run.manifest_id: run.destination
+        for run in done
+        if run.manifest_id.startswith(text) and run.destination.startswith(scheme)
+    }
     if len(matches) == 1:
         return next(iter(matches.values()))
     if len(matches) > 1:
         raise JobSpecError(f"data set {argument!r} matches {len(matches)} uploaded data sets: give more of its id")
-    raise JobSpecError(f"data set {argument!r} is not a folder, an obs:// or local: location, nor the id of a data "
-                       f"set uploaded to the {settings.backend} backend")
+    raise JobSpecError(
+        f"data set {argument!r} is not a folder, an obs:// or local: location, nor the id of a data "
+        f"set uploaded to the {backend.name} backend"
+    )
 
 
-def build_spec(settings: Settings, dataset: str, *, epochs: int | None = None, nodes: int | None = None,
-               gpus: int | None = None, batch_size: int | None = None, learning_rate: float | None = None,
-               seed: int | None = None, model: str | None = None, name: str = "",
-               parameters: dict[str, str] | None = None) -> JobSpec:
+def build_spec(
+    settings: Settings,
+    dataset: str,
+    *,
+    epochs: int | None = None,
+    nodes: int | None = None,
+    gpus: int | None = None,
+    batch_size: int | None = None,
+    learning_rate: float | None = None,
+    seed: int | None = None,
+    model: str | None = None,
+    name: str = "",
+    parameters: dict[str, str] | None = None,
+) -> JobSpec:
     """A job spec from `[train]`, with the given values taking precedence; validated."""
-    train = settings.train
-    default_processes = train.local_processes if settings.backend == "local" else max(1, train.gpus)
+    train, backend = settings.train, backend_for(settings)
     return JobSpec(
-        dataset=dataset, epochs=train.epochs if epochs is None else epochs,
+        dataset=dataset,
+        epochs=train.epochs if epochs is None else epochs,
         batch_size=train.batch_size if batch_size is None else batch_size,
         learning_rate=train.learning_rate if learning_rate is None else learning_rate,
-        seed=0 if seed is None else seed, model=model or train.model,
-        nodes=(1 if settings.backend == "local" else train.nodes) if nodes is None else nodes,
-        processes_per_node=default_processes if gpus is None else gpus, name=name,
+        seed=0 if seed is None else seed,
+        model=model or train.model,
+        nodes=backend.default_nodes() if nodes is None else nodes,
+        processes_per_node=backend.default_processes() if gpus is None else gpus,
+        name=name,
         parameters=dict(parameters or {}),
     ).validate()
 
@@ -104,8 +122,10 @@ def resume_job(platform: TrainingPlatform, job_id: str) -> JobStatus:
     """
     resume: Callable[[str], str] | None = getattr(platform, "resume", None)
     if resume is None:
-        raise JobSpecError(f"the {platform.backend} backend resumes jobs itself; submit a new job with the same "
-                           "output to continue one by hand")
+        raise JobSpecError(
+            f"the {platform.backend} backend resumes jobs itself; submit a new job with the same "
+            "output to continue one by hand"
+        )
     return platform.status(resume(job_id))
 
 
@@ -141,13 +161,23 @@ class JobWatcher:
     def progress(self, upto: int | None = None) -> TrainingProgress:
         status = self.status
         records = self.records if upto is None else self.records[:upto]
-        return derive_progress(records, status.epochs if status else None,
-                               started_at=status.started_at if status else None, now=self.clock())
+        return derive_progress(
+            records,
+            status.epochs if status else None,
+            started_at=status.started_at if status else None,
+            now=self.clock(),
+        )
 
 
-def watch_job(platform: TrainingPlatform, job_id: str, on_event: EventSink = ignore_events, *,
-              interval_s: float = 1.0, sleep: Callable[[float], None] = time.sleep,
-              should_stop: Callable[[], bool] = lambda: False) -> JobStatus:
+def watch_job(
+    platform: TrainingPlatform,
+    job_id: str,
+    on_event: EventSink = ignore_events,
+    *,
+    interval_s: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> JobStatus:
     """Poll until the job ends (or `should_stop`), reporting phase changes, each epoch and the end.
 
     Transient errors (timeouts, throttling, 5xx) are ridden out up to `MAX_TRANSIENT_FAILURES` in a row.
@@ -172,11 +202,21 @@ def watch_job(platform: TrainingPlatform, job_id: str, on_event: EventSink = ign
         first_new = len(watcher.records) - len(update.new_records)
         for offset, record in enumerate(update.new_records):
             if record.type == "epoch":
-                on_event(JobEpochReported(job_id=job_id, record=record,
-                                          progress=watcher.progress(upto=first_new + offset + 1)))
+                on_event(
+                    JobEpochReported(
+                        job_id=job_id, record=record, progress=watcher.progress(upto=first_new + offset + 1)
+                    )
+                )
         if status.terminal:
-            on_event(JobEnded(job_id=job_id, phase=status.phase.value, reason=status.reason,
-                              final=update.progress.final, progress=update.progress))
+            on_event(
+                JobEnded(
+                    job_id=job_id,
+                    phase=status.phase.value,
+                    reason=status.reason,
+                    final=update.progress.final,
+                    progress=update.progress,
+                )
+            )
             return status
         if should_stop():
             return status
@@ -193,8 +233,15 @@ def read_logs(platform: TrainingPlatform, job_id: str, since: int = 0) -> LogChu
     return platform.logs(job_id, since)
 
 
-def follow_logs(platform: TrainingPlatform, job_id: str, on_text: Callable[[str], None], *, since: int = 0,
-                interval_s: float = 1.0, sleep: Callable[[float], None] = time.sleep) -> JobStatus:
+def follow_logs(
+    platform: TrainingPlatform,
+    job_id: str,
+    on_text: Callable[[str], None],
+    *,
+    since: int = 0,
+    interval_s: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> JobStatus:
     """Hand over log text as it grows until the job has ended and its log is read to the end."""
     cursor = since
     while True:
@@ -213,5 +260,17 @@ def stop_job(platform: TrainingPlatform, job_id: str) -> JobStatus:
     return platform.stop(job_id)
 
 
-__all__ = ["JobWatcher", "WatchUpdate", "build_spec", "follow_logs", "job_progress", "open_platform", "read_logs",
-           "resolve_dataset", "resume_job", "stop_job", "submit_job", "watch_job"]
+__all__ = [
+    "JobWatcher",
+    "WatchUpdate",
+    "build_spec",
+    "follow_logs",
+    "job_progress",
+    "open_platform",
+    "read_logs",
+    "resolve_dataset",
+    "resume_job",
+    "stop_job",
+    "submit_job",
+    "watch_job",
+]

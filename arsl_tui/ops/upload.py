@@ -25,7 +25,8 @@ How it stays fast: validation decodes in one worker process per CPU; shards are 
 processes too, and each shard is sent as soon as it is packed, while the next ones are being packed.
 A shard's MD5 exists only once it is packed, so the journal learns the plan shard by shard — which
 changes none of the above: a shard a killed run confirmed is packed again (byte-identical), found
-confirmed with the same MD5 and skipped.
+confirmed with the same MD5 and skipped. What is ready to send comes from the sources of
+`ops.upload_sources` (a list known up front, or shards as they are packed).
 
 How it stays small: files are streamed by the store, a packing worker holds one image at a time,
 decoding and packing keep at most a couple of tasks per worker queued, and no more than twice the
@@ -40,17 +41,16 @@ import hashlib
 import itertools
 import json
 import random
-import shutil
 import sqlite3
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, TypeVar
 
 from arsl_tui.config import Settings
 from arsl_tui.domain.events import (
@@ -71,7 +71,6 @@ from arsl_tui.ops.shards import (
     SHARDS_INDEX_NAME,
     PackingCancelled,
     ShardError,
-    ShardInfo,
     ShardPacking,
 )
 from arsl_tui.ops.upload_journal import (
@@ -80,6 +79,15 @@ from arsl_tui.ops.upload_journal import (
     UploadBusy,
     UploadJournal,
     UploadRunRecord,
+)
+from arsl_tui.ops.upload_sources import (
+    ListSource,
+    ShardSource,
+    UploadItem,
+    UploadTally,
+    WorkSource,
+    file_items,
+    settle_packing,
 )
 from arsl_tui.state.db import StateDB, StateError, StateWriteError, state_path
 
@@ -133,8 +141,11 @@ class UploadRefused(Exception):
         problems = report.problems
         shown = "; ".join(f"{item.path}: {item.kind}: {item.detail}" for item in problems[:5])
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        super().__init__(message or f"{report.root}: {len(problems)} problem(s) found, nothing uploaded — "
-                                    f"{shown}{more}; fix them or pass --allow-problems to quarantine them")
+        super().__init__(
+            message
+            or f"{report.root}: {len(problems)} problem(s) found, nothing uploaded — "
+            f"{shown}{more}; fix them or pass --allow-problems to quarantine them"
+        )
         self.report = report
 
 
@@ -222,42 +233,12 @@ def last_uploaded_dataset(settings: Settings) -> UploadRunRecord | None:
 # -- the engine ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Item:
-    """One object to put: its key, content hash and where the bytes come from."""
-
-    key: str
-    md5: str
-    size: int
-    files: int
-    """Images carried (1 per file, a shard's sample count, 0 for indexes)."""
-    source: str | None = None
-    """The file to send (a str: a Path per image would cost ~40 MB for 100k images)."""
-    data: bytes | None = None
-
-
 class _Stop(Exception):
     """Sending stops: cancelled by the user, or another object failed for good."""
 
 
 class _Failure(Exception):
     """A permanent error: the run stops with this message."""
-
-
-@dataclass
-class _Tally:
-    objects_total: int = 0
-    bytes_total: int = 0
-    files_total: int = 0
-    objects_done: int = 0
-    bytes_done: int = 0
-    files_done: int = 0
-    objects_sent: int = 0
-    objects_skipped: int = 0
-    bytes_sent: int = 0
-    retries: int = 0
-    errors: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class _RateMeter:
@@ -280,8 +261,14 @@ class _RateMeter:
 
 
 class _Engine:
-    def __init__(self, settings: Settings, request: UploadRequest, store: ObjectStore, on_event: EventSink,
-                 control: UploadControl) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        request: UploadRequest,
+        store: ObjectStore,
+        on_event: EventSink,
+        control: UploadControl,
+    ) -> None:
         self.settings = settings
         self.request = request
         self.store = store
@@ -291,7 +278,7 @@ class _Engine:
         self.concurrency = request.concurrency or settings.upload.concurrency
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
-        self.tally = _Tally()
+        self.tally = UploadTally()
         self.meter = _RateMeter()
         self.halt = threading.Event()
         self.started = time.monotonic()
@@ -320,8 +307,9 @@ class _Engine:
         try:
             try:
                 lock = journal.acquire(self.job_id)
-                journal.start_run(self.run_id, self.job_id, str(report.root), self.manifest_id, self.request.mode,
-                                  self.destination)
+                journal.start_run(
+                    self.run_id, self.job_id, str(report.root), self.manifest_id, self.request.mode, self.destination
+                )
             except (sqlite3.Error, OSError) as error:
                 raise self._journal_failure(error) from None
             try:
@@ -351,16 +339,23 @@ class _Engine:
 
     def _journal_failure(self, error: BaseException, *, while_recording: str = "") -> StateError:
         """The error a run ends with when its journal cannot be written: the file, the cause, what to do."""
-        cause = (error.detail if isinstance(error, StateWriteError)
-                 else _os_problem(error) if isinstance(error, OSError) else str(error))
+        cause = (
+            error.detail
+            if isinstance(error, StateWriteError)
+            else _os_problem(error)
+            if isinstance(error, OSError)
+            else str(error)
+        )
         during = f" while recording: {while_recording}" if while_recording else ""
         full = (isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)) or "full" in str(error)
         remedy = f"free space under {self.settings.home_dir}" if full else "fix that"
-        return StateError(f"{state_path(self.settings.home_dir)}: cannot write the upload journal ({cause}){during}; "
-                          f"nothing is marked done that is not stored whole: {remedy} and run the same command "
-                          "again to resume")
+        return StateError(
+            f"{state_path(self.settings.home_dir)}: cannot write the upload journal ({cause}){during}; "
+            f"nothing is marked done that is not stored whole: {remedy} and run the same command "
+            "again to resume"
+        )
 
-    def _stage_manifest(self, body: dict[str, Any], prefix: str) -> _Item:
+    def _stage_manifest(self, body: dict[str, Any], prefix: str) -> UploadItem:
         """Write manifest.json to the staging folder, streaming, to upload it last from there."""
         staging = self.settings.home_dir / "staging"
         staging.mkdir(parents=True, exist_ok=True)
@@ -379,9 +374,9 @@ class _Engine:
                     handle.write(data)
             size = handle.tell()
         temporary.replace(path)
-        return _Item(key=prefix + MANIFEST_NAME, md5=digest.hexdigest(), size=size, files=0, source=str(path))
+        return UploadItem(key=prefix + MANIFEST_NAME, md5=digest.hexdigest(), size=size, files=0, source=str(path))
 
-    def _upload(self, report: ValidationReport, prefix: str, manifest_item: _Item) -> UploadOutcome:
+    def _upload(self, report: ValidationReport, prefix: str, manifest_item: UploadItem) -> UploadOutcome:
         packing: ShardPacking | None = None
         uploaded = False
         try:
@@ -392,7 +387,7 @@ class _Engine:
                 items = self._send_files(report, prefix, manifest_item)
             self._verify(items, prefix)
             self._phase("finishing", f"writing {MANIFEST_NAME}")
-            self._send(_ListSource([(manifest_item, True)]), journaled=False)
+            self._send(ListSource([(manifest_item, True)]), journaled=False)
             uploaded = True
         except (_Stop, PackingCancelled):
             return self._finish("cancelled", "")
@@ -401,14 +396,14 @@ class _Engine:
         finally:
             # Also on Ctrl-C: stop the packing workers; keep a complete build for the next run.
             if packing is not None:
-                _settle_packing(packing, uploaded=uploaded)
+                settle_packing(packing, uploaded=uploaded)
         if manifest_item.source is not None:
             Path(manifest_item.source).unlink(missing_ok=True)
         return self._finish("done", "")
 
-    def _send_files(self, report: ValidationReport, prefix: str, manifest_item: _Item) -> list[_Item]:
+    def _send_files(self, report: ValidationReport, prefix: str, manifest_item: UploadItem) -> list[UploadItem]:
         assert self.journal is not None
-        items = _file_items(report, prefix)
+        items = file_items(report, prefix)
         states = self.journal.plan(self.job_id, (PlannedObject(item.key, item.md5, item.size) for item in items))
         self._count_totals(items, manifest_item, states, len(report.manifest.images))
         self._started()
@@ -416,19 +411,34 @@ class _Engine:
         work = [(item, states[item.key] == "sent") for item in items if states[item.key] != "confirmed"]
         # The uncertain tail of an earlier run first: those are mostly heads, not puts.
         work.sort(key=lambda pair: not pair[1])
-        self._send(_ListSource(work))
+        self._send(ListSource(work))
         return items
 
-    def _send_shards(self, packing: ShardPacking, prefix: str, manifest_item: _Item, images: int) -> list[_Item]:
+    def _send_shards(
+        self, packing: ShardPacking, prefix: str, manifest_item: UploadItem, images: int
+    ) -> list[UploadItem]:
         """Send each shard as soon as it is packed, then `shards.json`; returns every object sent or skipped."""
         assert self.journal is not None
         tally = self.tally
         tally.files_total = images
         tally.objects_total = packing.shards_total + 2  # the shards, shards.json and the manifest
         tally.bytes_total = manifest_item.size
-        source = _ShardSource(self, packing, prefix)
-        self.journal.update_run(self.run_id, objects_total=tally.objects_total, bytes_total=tally.bytes_total,
-                                objects_confirmed=tally.objects_done, bytes_confirmed=tally.bytes_done)
+        source = ShardSource(
+            packing,
+            prefix,
+            journal=self.journal,
+            job_id=self.job_id,
+            run_id=self.run_id,
+            tally=tally,
+            on_phase=self._phase,
+        )
+        self.journal.update_run(
+            self.run_id,
+            objects_total=tally.objects_total,
+            bytes_total=tally.bytes_total,
+            objects_confirmed=tally.objects_done,
+            bytes_confirmed=tally.bytes_done,
+        )
         self.meter.add(time.monotonic(), 0)
         self._started()
         self._send(source)
@@ -436,26 +446,55 @@ class _Engine:
 
     def _started(self) -> None:
         tally = self.tally
-        self.emit(UploadStarted(
-            run_id=self.run_id, manifest_id=self.manifest_id, mode=self.request.mode, destination=self.destination,
-            files_total=tally.files_total, bytes_total=tally.bytes_total, objects_total=tally.objects_total,
-            objects_already_confirmed=tally.objects_done))
+        self.emit(
+            UploadStarted(
+                run_id=self.run_id,
+                manifest_id=self.manifest_id,
+                mode=self.request.mode,
+                destination=self.destination,
+                files_total=tally.files_total,
+                bytes_total=tally.bytes_total,
+                objects_total=tally.objects_total,
+                objects_already_confirmed=tally.objects_done,
+            )
+        )
 
     def _finish(self, status: Literal["done", "cancelled", "failed"], error: str) -> UploadOutcome:
         assert self.journal is not None
         try:
-            self.journal.update_run(self.run_id, status=status, error=error,
-                                    objects_confirmed=self.tally.objects_done, bytes_confirmed=self.tally.bytes_done)
+            self.journal.update_run(
+                self.run_id,
+                status=status,
+                error=error,
+                objects_confirmed=self.tally.objects_done,
+                bytes_confirmed=self.tally.bytes_done,
+            )
         except sqlite3.Error as journal_error:
             raise self._journal_failure(journal_error, while_recording=f"{status} {error}".strip()) from None
-        outcome = UploadOutcome(run_id=self.run_id, status=status, manifest_id=self.manifest_id,
-                                destination=self.destination, objects_sent=self.tally.objects_sent,
-                                objects_skipped=self.tally.objects_skipped, bytes_sent=self.tally.bytes_sent,
-                                elapsed_s=time.monotonic() - self.started, error=error)
-        self.emit(UploadFinished(run_id=self.run_id, status=status, manifest_id=self.manifest_id,
-                                 destination=self.destination, objects_sent=outcome.objects_sent,
-                                 objects_skipped=outcome.objects_skipped, bytes_sent=outcome.bytes_sent,
-                                 elapsed_s=outcome.elapsed_s, error=error))
+        outcome = UploadOutcome(
+            run_id=self.run_id,
+            status=status,
+            manifest_id=self.manifest_id,
+            destination=self.destination,
+            objects_sent=self.tally.objects_sent,
+            objects_skipped=self.tally.objects_skipped,
+            bytes_sent=self.tally.bytes_sent,
+            elapsed_s=time.monotonic() - self.started,
+            error=error,
+        )
+        self.emit(
+            UploadFinished(
+                run_id=self.run_id,
+                status=status,
+                manifest_id=self.manifest_id,
+                destination=self.destination,
+                objects_sent=outcome.objects_sent,
+                objects_skipped=outcome.objects_skipped,
+                bytes_sent=outcome.bytes_sent,
+                elapsed_s=outcome.elapsed_s,
+                error=error,
+            )
+        )
         return outcome
 
     # -- phases --------------------------------------------------------------------------------------
@@ -464,30 +503,44 @@ class _Engine:
         self._phase("validating", str(self.request.dataset_dir))
         dataset = self.settings.dataset
         split = SplitPolicy(seed=dataset.split_seed, val=dataset.val_fraction, test=dataset.test_fraction)
-        report = validate_dataset(self.request.dataset_dir, split, quarantine=self.request.allow_problems,
-                                  on_progress=lambda scanned: self._phase_throttled(
-                                      "validating", f"{scanned} files decoded"))
+        report = validate_dataset(
+            self.request.dataset_dir,
+            split,
+            quarantine=self.request.allow_problems,
+            on_progress=lambda scanned: self._phase_throttled("validating", f"{scanned} files decoded"),
+        )
         if not report.ok and not self.request.allow_problems:
             raise UploadRefused(report)
         if not report.manifest.images:
-            raise UploadRefused(report, f"{report.root}: no usable images left after quarantining "
-                                        f"{len(report.problems)} problem(s); nothing uploaded")
+            raise UploadRefused(
+                report,
+                f"{report.root}: no usable images left after quarantining "
+                f"{len(report.problems)} problem(s); nothing uploaded",
+            )
         return report
 
     def _start_packing(self, report: ValidationReport) -> ShardPacking:
         shard_bytes = self.settings.upload.shard_size_mb * 1024 * 1024
         # The folder names what decides the shards' bytes, so a build is only ever reused for the same ones.
-        folder = self.settings.home_dir / "staging" / \
-            f"{self.manifest_id}-{shard_bytes}-{SHARDS_FORMAT.replace('/', '-')}-z{GZIP_LEVEL}"
-        self._phase("packing", f"{len(report.manifest.images)} images into shards of up to "
-                               f"{self.settings.upload.shard_size_mb} MB of tar, gzip-compressed")
+        folder = (
+            self.settings.home_dir
+            / "staging"
+            / f"{self.manifest_id}-{shard_bytes}-{SHARDS_FORMAT.replace('/', '-')}-z{GZIP_LEVEL}"
+        )
+        self._phase(
+            "packing",
+            f"{len(report.manifest.images)} images into shards of up to "
+            f"{self.settings.upload.shard_size_mb} MB of tar, gzip-compressed",
+        )
         packing = ShardPacking(report.manifest, report.root, folder, shard_bytes, manifest_id=self.manifest_id)
         if packing.reused is not None:
             self._phase("packing", f"reusing the {packing.shards_total} shards packed by an earlier run")
         packing.start()
         return packing
 
-    def _count_totals(self, items: list[_Item], manifest_item: _Item, states: dict[str, str], images: int) -> None:
+    def _count_totals(
+        self, items: list[UploadItem], manifest_item: UploadItem, states: dict[str, str], images: int
+    ) -> None:
         tally = self.tally
         tally.files_total = images
         tally.objects_total = len(items) + 1
@@ -499,11 +552,16 @@ class _Engine:
                 tally.bytes_done += item.size
                 tally.files_done += item.files
         assert self.journal is not None
-        self.journal.update_run(self.run_id, objects_total=tally.objects_total, bytes_total=tally.bytes_total,
-                                objects_confirmed=tally.objects_done, bytes_confirmed=tally.bytes_done)
+        self.journal.update_run(
+            self.run_id,
+            objects_total=tally.objects_total,
+            bytes_total=tally.bytes_total,
+            objects_confirmed=tally.objects_done,
+            bytes_confirmed=tally.bytes_done,
+        )
         self.meter.add(time.monotonic(), 0)
 
-    def _verify(self, items: list[_Item], prefix: str) -> None:
+    def _verify(self, items: list[UploadItem], prefix: str) -> None:
         """List the prefix until it holds exactly the planned objects (re-sending what is missing or wrong)."""
         assert self.journal is not None
         expected = {item.key: item for item in items}
@@ -518,8 +576,10 @@ class _Engine:
             if not wrong:
                 return
             if round_number == _VERIFY_ROUNDS:
-                raise _Failure(f"the store still lacks or holds wrong copies of {len(wrong)} object(s) after "
-                               f"{_VERIFY_ROUNDS} rounds, e.g. {wrong[0]} ({reasons[wrong[0]]})")
+                raise _Failure(
+                    f"the store still lacks or holds wrong copies of {len(wrong)} object(s) after "
+                    f"{_VERIFY_ROUNDS} rounds, e.g. {wrong[0]} ({reasons[wrong[0]]})"
+                )
             self._phase("verifying", f"{len(wrong)} object(s) missing or wrong in the store; sending them again")
             with self.journal.db.transaction() as connection:
                 self.journal.set_states(connection, self.job_id, wrong, "pending")
@@ -530,12 +590,13 @@ class _Engine:
                 tally.bytes_done -= item.size
                 tally.files_done -= item.files
             self._phase("sending", f"re-sending {len(wrong)} object(s)")
-            self._send(_ListSource([(expected[key], False) for key in wrong]))
+            self._send(ListSource([(expected[key], False) for key in wrong]))
 
-    def _scan(self, prefix: str, expected: dict[str, _Item]) -> tuple[list[str], list[str], dict[str, str]]:
+    def _scan(self, prefix: str, expected: dict[str, UploadItem]) -> tuple[list[str], list[str], dict[str, str]]:
         """(planned keys missing or wrong, unexpected keys, what is wrong with each planned key) under the prefix."""
-        other_mode = (f"{prefix}shards/", prefix + SHARDS_INDEX_NAME) if self.request.mode == "files" \
-            else (f"{prefix}files/",)
+        other_mode = (
+            (f"{prefix}shards/", prefix + SHARDS_INDEX_NAME) if self.request.mode == "files" else (f"{prefix}files/",)
+        )
         unseen = set(expected)
         wrong: list[str] = []
         extras: list[str] = []
@@ -546,8 +607,10 @@ class _Engine:
                 unseen.discard(info.key)
                 if not self._matches(info, item):
                     wrong.append(info.key)
-                    reasons[info.key] = (f"the store holds {info.size} bytes, MD5 {info.md5 or 'unknown'}; expected "
-                                         f"{item.size} bytes, MD5 {item.md5}")
+                    reasons[info.key] = (
+                        f"the store holds {info.size} bytes, MD5 {info.md5 or 'unknown'}; expected "
+                        f"{item.size} bytes, MD5 {item.md5}"
+                    )
             elif info.key == prefix + MANIFEST_NAME or info.key.startswith(other_mode):
                 continue  # the manifest is checked when written; the other mode's objects are not ours to judge
             else:
@@ -555,7 +618,7 @@ class _Engine:
         reasons.update((key, "missing") for key in unseen)
         return sorted(unseen) + wrong, extras, reasons
 
-    def _matches(self, info: ObjectInfo | None, item: _Item) -> bool:
+    def _matches(self, info: ObjectInfo | None, item: UploadItem) -> bool:
         if info is None or info.size != item.size:
             return False
         if info.md5 is None:
@@ -564,12 +627,12 @@ class _Engine:
 
     # -- sending -------------------------------------------------------------------------------------
 
-    def _send(self, source: _Source, *, journaled: bool = True) -> None:
+    def _send(self, source: WorkSource, *, journaled: bool = True) -> None:
         """Put every item `source` yields with `concurrency` requests in flight (`True` beside an item:
         head it first); items the source reports as already confirmed are counted, not sent."""
         assert self.journal is not None
         window = max(2 * self.concurrency, 4)
-        in_flight: dict[Future[bool], _Item] = {}
+        in_flight: dict[Future[bool], UploadItem] = {}
         failure: str | None = None
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="arsl-upload")
         try:
@@ -581,8 +644,8 @@ class _Engine:
                 elif self.control.paused and not in_flight:
                     self._hold()
                     continue
-                batch: list[tuple[_Item, bool]] = []
-                done: list[tuple[_Item, bool]] = []
+                batch: list[tuple[UploadItem, bool]] = []
+                done: list[tuple[UploadItem, bool]] = []
                 if not self.halt.is_set() and not self.control.paused and not source.exhausted():
                     batch, skipped = source.take(window - len(in_flight))
                     done.extend((item, False) for item in skipped)
@@ -590,8 +653,9 @@ class _Engine:
                 if not self.halt.is_set():
                     waiting_on += source.waitables()
                 if waiting_on:
-                    finished, _ = wait(waiting_on, timeout=_POLL_S if not batch and not done else 0,
-                                       return_when=FIRST_COMPLETED)
+                    finished, _ = wait(
+                        waiting_on, timeout=_POLL_S if not batch and not done else 0, return_when=FIRST_COMPLETED
+                    )
                     for future in finished:
                         item = in_flight.pop(future, None)
                         if item is None:
@@ -629,7 +693,9 @@ class _Engine:
             self.journal.update_run(self.run_id, status="running")
             self._phase("sending", "resumed")
 
-    def _record(self, done: list[tuple[_Item, bool]], dispatching: list[tuple[_Item, bool]], journaled: bool) -> None:
+    def _record(
+        self, done: list[tuple[UploadItem, bool]], dispatching: list[tuple[UploadItem, bool]], journaled: bool
+    ) -> None:
         """One transaction: confirm what finished, mark what is about to go as sent; then tell listeners."""
         assert self.journal is not None
         tally = self.tally
@@ -645,11 +711,14 @@ class _Engine:
         if journaled and (done or dispatching):
             with self.journal.db.transaction() as connection:
                 self.journal.set_states(connection, self.job_id, (item.key for item, _ in done), "confirmed")
-                self.journal.set_states(connection, self.job_id,
-                                        (item.key for item, _ in dispatching), "sent")
+                self.journal.set_states(connection, self.job_id, (item.key for item, _ in dispatching), "sent")
                 if done:
-                    self.journal.update_run(self.run_id, objects_confirmed=tally.objects_done,
-                                            bytes_confirmed=tally.bytes_done, connection=connection)
+                    self.journal.update_run(
+                        self.run_id,
+                        objects_confirmed=tally.objects_done,
+                        bytes_confirmed=tally.bytes_done,
+                        connection=connection,
+                    )
         if not done:
             return
         now = time.monotonic()
@@ -665,19 +734,30 @@ class _Engine:
             objects_done += 1
             files_done += item.files
             bytes_done += item.size
-            self.emit(UploadProgressed(
-                run_id=self.run_id, files_done=files_done, files_total=tally.files_total, bytes_done=bytes_done,
-                bytes_total=tally.bytes_total, objects_done=objects_done, objects_total=tally.objects_total,
-                bytes_per_s=rate, eta_s=eta, retries=tally.retries, errors=tally.errors))
+            self.emit(
+                UploadProgressed(
+                    run_id=self.run_id,
+                    files_done=files_done,
+                    files_total=tally.files_total,
+                    bytes_done=bytes_done,
+                    bytes_total=tally.bytes_total,
+                    objects_done=objects_done,
+                    objects_total=tally.objects_total,
+                    bytes_per_s=rate,
+                    eta_s=eta,
+                    retries=tally.retries,
+                    errors=tally.errors,
+                )
+            )
 
-    def _transfer(self, item: _Item, recheck: bool) -> bool:
+    def _transfer(self, item: UploadItem, recheck: bool) -> bool:
         """In a worker: make `item` confirmed in the store. True if it was sent, False if already there."""
         if recheck and self._retrying(item.key, lambda: self._matches(self.store.head(item.key), item)):
             return False
         self._retrying(item.key, lambda: self._put_confirmed(item))
         return True
 
-    def _put_confirmed(self, item: _Item) -> None:
+    def _put_confirmed(self, item: UploadItem) -> None:
         try:
             if item.data is not None:
                 info = self.store.put_bytes(item.key, item.data, item.md5)
@@ -689,19 +769,23 @@ class _Engine:
                 self._check_source_unchanged(item)
             raise
         if not self._matches(info, item) and not self._matches(self.store.head(item.key), item):
-            raise TransientStoreError(f"the store does not confirm {item.key!r} (MD5 {item.md5}, {item.size} bytes) "
-                                      "after the put", code="NotConfirmed")
+            raise TransientStoreError(
+                f"the store does not confirm {item.key!r} (MD5 {item.md5}, {item.size} bytes) after the put",
+                code="NotConfirmed",
+            )
 
     @staticmethod
-    def _check_source_unchanged(item: _Item) -> None:
+    def _check_source_unchanged(item: UploadItem) -> None:
         assert item.source is not None
         try:
             current = _file_md5(Path(item.source))
         except OSError as error:
             raise _Failure(f"{item.source}: cannot be read ({error.strerror})") from None
         if current != item.md5:
-            raise _Failure(f"{item.source} changed since it was validated (MD5 {current}, manifest says "
-                           f"{item.md5}); validate and upload again")
+            raise _Failure(
+                f"{item.source} changed since it was validated (MD5 {current}, manifest says "
+                f"{item.md5}); validate and upload again"
+            )
 
     def _retrying(self, key: str, operation: Callable[[], _T]) -> _T:
         """Run `operation`, retrying transient failures with exponential backoff and full jitter."""
@@ -730,8 +814,9 @@ class _Engine:
             delay = random.uniform(0, min(limits.backoff_max_s, limits.backoff_base_s * 2 ** (attempt - 1)))
             with self.tally.lock:
                 self.tally.retries += 1
-            self.emit(UploadRetried(run_id=self.run_id, key=key, attempt=attempt, error=_describe(problem),
-                                    delay_s=delay))
+            self.emit(
+                UploadRetried(run_id=self.run_id, key=key, attempt=attempt, error=_describe(problem), delay_s=delay)
+            )
             if self.halt.wait(delay):
                 raise _Stop
 
@@ -774,155 +859,14 @@ def _file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _file_items(report: ValidationReport, prefix: str) -> list[_Item]:
-    root = str(report.root)
-    return [_Item(key=f"{prefix}files/{image.path}", md5=image.md5, size=image.bytes, files=1,
-                  source=f"{root}/{image.path}") for image in report.manifest.images]
-
-
-class _Source(Protocol):
-    """Work for `_Engine._send`, handed out as it becomes ready."""
-
-    def take(self, limit: int) -> tuple[list[tuple[_Item, bool]], list[_Item]]:
-        """(up to `limit` items to send, each with whether to head it first; items found already
-        confirmed). Never blocks."""
-
-    def exhausted(self) -> bool:
-        """Nothing more will come."""
-
-    def waitables(self) -> list[Future[Any]]:
-        """Futures whose completion may make more work ready."""
-
-
-class _ListSource:
-    """Work known in full up front."""
-
-    def __init__(self, work: Iterable[tuple[_Item, bool]]) -> None:
-        self._work = iter(work)
-        self._exhausted = False
-
-    def take(self, limit: int) -> tuple[list[tuple[_Item, bool]], list[_Item]]:
-        batch = list(itertools.islice(self._work, limit))
-        if len(batch) < limit:
-            self._exhausted = True
-        return batch, []
-
-    def exhausted(self) -> bool:
-        return self._exhausted
-
-    def waitables(self) -> list[Future[Any]]:
-        return []
-
-
-class _ShardSource:
-    """Shards as they come out of packing, then `shards.json`, each planned in the journal on arrival.
-
-    A shard's MD5 is known only once it is packed, so the journal learns the plan in parts; a shard it
-    already holds as confirmed with that MD5 is skipped, one it holds as `sent` is headed first. Until
-    every shard is packed, the byte total counts each unpacked shard at its uncompressed size (an
-    upper bound); each packed one then counts at its real size.
-    """
-
-    def __init__(self, engine: _Engine, packing: ShardPacking, prefix: str) -> None:
-        self._engine = engine
-        self._packing = packing
-        self._prefix = prefix
-        self._ready: deque[tuple[_Item, bool]] = deque()
-        self._announced = False
-        self._indexed = False
-        self.items: list[_Item] = []
-        estimates = packing.planned_bytes()
-        engine.tally.bytes_total += sum(estimates.values())
-        self._estimates = estimates
-        if packing.reused is not None:
-            self._admit(self._shard_items(packing.reused.shards), initial=True)
-            self._admit_index()
-
-    def take(self, limit: int) -> tuple[list[tuple[_Item, bool]], list[_Item]]:
-        skipped: list[_Item] = []
-        all_packed = False
-        if not self._indexed:
-            packed = self._packing.poll()
-            if packed:
-                skipped += self._admit(self._shard_items(packed))
-            if self._packing.complete:
-                skipped += self._admit_index()
-                all_packed = True
-        batch = [self._ready.popleft() for _ in range(min(limit, len(self._ready)))]
-        total = self._packing.shards_total
-        if (batch or skipped) and not self._announced:
-            self._announced = True
-            self._engine._phase("sending", f"{self._packing.shards_done} of {total} shard(s) packed; sending each "
-                                           "as it is ready")
-        if all_packed:
-            self._engine._phase("sending", f"all {total} shard(s) packed")
-        return batch, skipped
-
-    def exhausted(self) -> bool:
-        return self._indexed and not self._ready
-
-    def waitables(self) -> list[Future[Any]]:
-        return self._packing.waitables()
-
-    def _shard_items(self, shards: Iterable[ShardInfo]) -> list[_Item]:
-        return [_Item(key=self._prefix + shard.name, md5=shard.md5, size=shard.bytes, files=shard.samples,
-                      source=str(self._packing.path(shard.name))) for shard in shards]
-
-    def _admit_index(self) -> list[_Item]:
-        shard_set = self._packing.shard_set()
-        self._indexed = True
-        index = _Item(key=self._prefix + SHARDS_INDEX_NAME, md5=shard_set.index_md5, size=len(shard_set.index_bytes),
-                      files=0, data=shard_set.index_bytes)
-        skipped = self._admit([index], initial=self._packing.reused is not None)
-        assert self._engine.journal is not None
-        # The whole plan is known now: forget what an earlier run planned and this one does not need.
-        self._engine.journal.plan(self._engine.job_id, (PlannedObject(item.key, item.md5, item.size)
-                                                        for item in self.items))
-        return skipped
-
-    def _admit(self, items: list[_Item], *, initial: bool = False) -> list[_Item]:
-        """Plan `items` in the journal and queue what must be sent; returns those already confirmed.
-
-        `initial`: before UploadStarted, where confirmed items are counted as already done (no events).
-        """
-        engine = self._engine
-        assert engine.journal is not None
-        states = engine.journal.plan(engine.job_id, (PlannedObject(item.key, item.md5, item.size) for item in items),
-                                     forget_others=False)
-        tally = engine.tally
-        skipped: list[_Item] = []
-        for item in items:
-            self.items.append(item)
-            tally.bytes_total += item.size - self._estimates.get(item.key.removeprefix(self._prefix), 0)
-            state = states[item.key]
-            if state != "confirmed":
-                self._ready.append((item, state == "sent"))
-            elif initial:
-                tally.objects_done += 1
-                tally.objects_skipped += 1
-                tally.bytes_done += item.size
-                tally.files_done += item.files
-            else:
-                skipped.append(item)
-        engine.journal.update_run(engine.run_id, bytes_total=tally.bytes_total)
-        return skipped
-
-
-def _settle_packing(packing: ShardPacking, *, uploaded: bool) -> None:
-    """After a run: the shards are no longer needed once uploaded; otherwise a complete build is kept
-    for the next run to reuse, and a partial one removed."""
-    if uploaded:
-        if packing.reused is not None:
-            shutil.rmtree(packing.reused.folder, ignore_errors=True)
-        packing.close()
-    elif packing.complete:
-        packing.keep()
-    else:
-        packing.close()
-
-
-def run_upload(settings: Settings, request: UploadRequest, *, store: ObjectStore | None = None,
-               on_event: EventSink = ignore_events, control: UploadControl | None = None) -> UploadOutcome:
+def run_upload(
+    settings: Settings,
+    request: UploadRequest,
+    *,
+    store: ObjectStore | None = None,
+    on_event: EventSink = ignore_events,
+    control: UploadControl | None = None,
+) -> UploadOutcome:
     """Blocking. Validates, packs (shards mode), sends with N concurrent requests, verifies, uploads the
     manifest last. Resumes from the journal by default.
 
@@ -933,9 +877,8 @@ def run_upload(settings: Settings, request: UploadRequest, *, store: ObjectStore
     `on_event` is called from worker threads: consumers must be thread-safe.
     """
     if store is None:
-        from arsl_tui.providers import open_store
+        from arsl_tui.backends import backend_for
 
-        store = open_store(settings)
+        store = backend_for(settings).object_store()
     engine = _Engine(settings, request, store, on_event, control or UploadControl())
     return engine.run()
-

@@ -28,8 +28,10 @@ from arsl_tui.state.db import Migrations, StateDB
 LIVE_STATUSES = ("running", "paused")
 _LOCK_TRIES = 10
 
-MIGRATIONS = Migrations("upload", steps=(
-    """
+MIGRATIONS = Migrations(
+    "upload",
+    steps=(
+        """
     CREATE TABLE upload_runs (
         run_id TEXT PRIMARY KEY,
         job_id TEXT NOT NULL,
@@ -60,7 +62,8 @@ MIGRATIONS = Migrations("upload", steps=(
         PRIMARY KEY (job_id, key)
     ) WITHOUT ROWID;
     """,
-))
+    ),
+)
 
 
 class UploadBusy(Exception):
@@ -92,8 +95,10 @@ class PlannedObject:
     size: int
 
 
-_RUN_COLUMNS = ("run_id, job_id, dataset_dir, manifest_id, mode, destination, status, objects_total, "
-                "objects_confirmed, bytes_total, bytes_confirmed, started_at, updated_at, error")
+_RUN_COLUMNS = (
+    "run_id, job_id, dataset_dir, manifest_id, mode, destination, status, objects_total, "
+    "objects_confirmed, bytes_total, bytes_confirmed, started_at, updated_at, error"
+)
 
 
 class UploadJournal:
@@ -106,23 +111,48 @@ class UploadJournal:
 
     # -- runs ----------------------------------------------------------------------------------------
 
-    def start_run(self, run_id: str, job_id: str, dataset_dir: str, manifest_id: str, mode: str,
-                  destination: str) -> None:
+    def start_run(
+        self, run_id: str, job_id: str, dataset_dir: str, manifest_id: str, mode: str, destination: str
+    ) -> None:
         now = time.time()
         with self.db.transaction() as connection:
             connection.execute(
                 "INSERT INTO upload_runs (run_id, job_id, dataset_dir, manifest_id, mode, destination, status, pid, "
                 "host, started_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
-                (run_id, job_id, dataset_dir, manifest_id, mode, destination, os.getpid(), socket.gethostname(),
-                 now, now))
+                (
+                    run_id,
+                    job_id,
+                    dataset_dir,
+                    manifest_id,
+                    mode,
+                    destination,
+                    os.getpid(),
+                    socket.gethostname(),
+                    now,
+                    now,
+                ),
+            )
 
-    def update_run(self, run_id: str, *, status: str | None = None, error: str | None = None,
-                   objects_total: int | None = None, objects_confirmed: int | None = None,
-                   bytes_total: int | None = None, bytes_confirmed: int | None = None,
-                   connection: sqlite3.Connection | None = None) -> None:
-        fields = {"status": status, "error": error, "objects_total": objects_total,
-                  "objects_confirmed": objects_confirmed, "bytes_total": bytes_total,
-                  "bytes_confirmed": bytes_confirmed}
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: str | None = None,
+        error: str | None = None,
+        objects_total: int | None = None,
+        objects_confirmed: int | None = None,
+        bytes_total: int | None = None,
+        bytes_confirmed: int | None = None,
+        connection: sqlite3.Connection | None = None,
+    ) -> None:
+        fields = {
+            "status": status,
+            "error": error,
+            "objects_total": objects_total,
+            "objects_confirmed": objects_confirmed,
+            "bytes_total": bytes_total,
+            "bytes_confirmed": bytes_confirmed,
+        }
         chosen = {name: value for name, value in fields.items() if value is not None}
         assignments = ", ".join(f"{name} = ?" for name in chosen)
         statement = f"UPDATE upload_runs SET {assignments}{', ' if chosen else ''}updated_at = ? WHERE run_id = ?"  # noqa: S608
@@ -134,35 +164,73 @@ class UploadJournal:
             own.execute(statement, values)
 
     def runs(self, limit: int) -> list[UploadRunRecord]:
-        rows = self.db.connection().execute(
-            f"SELECT {_RUN_COLUMNS} FROM upload_runs ORDER BY started_at DESC, rowid DESC LIMIT ?",  # noqa: S608
-            (limit,)).fetchall()
+        rows = (
+            self.db.connection()
+            .execute(
+                f"SELECT {_RUN_COLUMNS} FROM upload_runs ORDER BY started_at DESC, rowid DESC LIMIT ?",  # noqa: S608
+                (limit,),
+            )
+            .fetchall()
+        )
         return [self._record(row) for row in rows]
 
     def latest_attempts(self) -> list[UploadRunRecord]:
         """The newest run of every job, newest first."""
-        rows = self.db.connection().execute(
-            f"SELECT {_RUN_COLUMNS} FROM upload_runs AS r WHERE r.run_id = (SELECT run_id FROM upload_runs "  # noqa: S608
-            "WHERE job_id = r.job_id ORDER BY started_at DESC LIMIT 1) ORDER BY started_at DESC").fetchall()
+        rows = (
+            self.db.connection()
+            .execute(
+                f"SELECT {_RUN_COLUMNS} FROM upload_runs AS r WHERE r.run_id = (SELECT run_id FROM upload_runs "  # noqa: S608
+                "WHERE job_id = r.job_id ORDER BY started_at DESC LIMIT 1) ORDER BY started_at DESC"
+            )
+            .fetchall()
+        )
         return [self._record(row) for row in rows]
 
     def newest_done(self) -> UploadRunRecord | None:
-        row = self.db.connection().execute(
-            f"SELECT {_RUN_COLUMNS} FROM upload_runs WHERE status = 'done' "  # noqa: S608
-            "ORDER BY started_at DESC LIMIT 1").fetchone()
+        row = (
+            self.db.connection()
+            .execute(
+                f"SELECT {_RUN_COLUMNS} FROM upload_runs WHERE status = 'done' "  # noqa: S608
+                "ORDER BY started_at DESC LIMIT 1"
+            )
+            .fetchone()
+        )
         return self._record(row) if row else None
 
     def _record(self, row: tuple[Any, ...]) -> UploadRunRecord:
-        (run_id, job_id, dataset_dir, manifest_id, mode, destination, status, objects_total, objects_confirmed,
-         bytes_total, bytes_confirmed, started_at, updated_at, error) = row
+        (
+            run_id,
+            job_id,
+            dataset_dir,
+            manifest_id,
+            mode,
+            destination,
+            status,
+            objects_total,
+            objects_confirmed,
+            bytes_total,
+            bytes_confirmed,
+            started_at,
+            updated_at,
+            error,
+        ) = row
         if status in LIVE_STATUSES and not lock_is_held(self.lock_path(str(job_id))):
             status = "interrupted"
         return UploadRunRecord(
-            run_id=str(run_id), dataset_dir=str(dataset_dir), manifest_id=str(manifest_id), mode=str(mode),
-            destination=str(destination), status=str(status), objects_total=int(objects_total),
-            objects_confirmed=int(objects_confirmed), bytes_total=int(bytes_total),
-            bytes_confirmed=int(bytes_confirmed), started_at=float(started_at), updated_at=float(updated_at),
-            error=str(error))
+            run_id=str(run_id),
+            dataset_dir=str(dataset_dir),
+            manifest_id=str(manifest_id),
+            mode=str(mode),
+            destination=str(destination),
+            status=str(status),
+            objects_total=int(objects_total),
+            objects_confirmed=int(objects_confirmed),
+            bytes_total=int(bytes_total),
+            bytes_confirmed=int(bytes_confirmed),
+            started_at=float(started_at),
+            updated_at=float(updated_at),
+            error=str(error),
+        )
 
     # -- objects -------------------------------------------------------------------------------------
 
@@ -186,11 +254,12 @@ class UploadJournal:
                 "INSERT INTO upload_objects (job_id, key, md5, size, state, updated_at) VALUES (?, ?, ?, ?, "
                 "'pending', ?) ON CONFLICT (job_id, key) DO UPDATE SET md5 = excluded.md5, size = excluded.size, "
                 "state = 'pending', updated_at = excluded.updated_at "
-                "WHERE upload_objects.md5 != excluded.md5 OR upload_objects.size != excluded.size", rows())
+                "WHERE upload_objects.md5 != excluded.md5 OR upload_objects.size != excluded.size",
+                rows(),
+            )
             states: dict[str, str] = {}
             stale: list[tuple[str, str]] = []
-            for key, state in connection.execute("SELECT key, state FROM upload_objects WHERE job_id = ?",
-                                                 (job_id,)):
+            for key, state in connection.execute("SELECT key, state FROM upload_objects WHERE job_id = ?", (job_id,)):
                 if key in planned:
                     states[key] = state
                 elif forget_others:
@@ -201,12 +270,17 @@ class UploadJournal:
     def set_states(self, connection: sqlite3.Connection, job_id: str, keys: Iterable[str], state: str) -> None:
         """Within the caller's transaction."""
         now = time.time()
-        connection.executemany("UPDATE upload_objects SET state = ?, updated_at = ? WHERE job_id = ? AND key = ?",
-                               ((state, now, job_id, key) for key in keys))
+        connection.executemany(
+            "UPDATE upload_objects SET state = ?, updated_at = ? WHERE job_id = ? AND key = ?",
+            ((state, now, job_id, key) for key in keys),
+        )
 
     def counts(self, job_id: str) -> dict[str, int]:
-        rows = self.db.connection().execute(
-            "SELECT state, COUNT(*) FROM upload_objects WHERE job_id = ? GROUP BY state", (job_id,)).fetchall()
+        rows = (
+            self.db.connection()
+            .execute("SELECT state, COUNT(*) FROM upload_objects WHERE job_id = ? GROUP BY state", (job_id,))
+            .fetchall()
+        )
         return {str(state): int(count) for state, count in rows}
 
     # -- liveness ------------------------------------------------------------------------------------
@@ -240,8 +314,10 @@ class JobLock:
         else:
             holder = os.pread(descriptor, 64, 0).decode(errors="replace").strip() or "unknown"
             os.close(descriptor)
-            raise UploadBusy(f"this data set is already being uploaded to this destination by process {holder}; "
-                             "wait for it or stop it first") from None
+            raise UploadBusy(
+                f"this data set is already being uploaded to this destination by process {holder}; "
+                "wait for it or stop it first"
+            ) from None
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, f"{os.getpid()}@{socket.gethostname()}\n".encode(), 0)
         return cls(path, descriptor)
@@ -251,5 +327,3 @@ class JobLock:
             fcntl.flock(self._descriptor, fcntl.LOCK_UN)
             os.close(self._descriptor)
             self._descriptor = None
-
-

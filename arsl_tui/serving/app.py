@@ -97,11 +97,15 @@ class BodyPace:
     def refusal(self, received: int, elapsed_s: float) -> str:
         """The 408's message: which rule the body broke, and the settings that set it."""
         if self.allowed_s(received) >= self.max_s:
-            return (f"the body took longer than {self.max_s:g} s in all ({received} bytes arrived; "
-                    "[gateway] body_timeout_s)")
-        return (f"the body arrived too slowly ({received} bytes in {elapsed_s:.1f} s); the gateway needs at least "
-                f"{self.min_bytes_per_s / 1024:g} KB/s after the first {self.grace_s:g} s ([gateway] "
-                "body_min_kb_per_s, body_grace_s)")
+            return (
+                f"the body took longer than {self.max_s:g} s in all ({received} bytes arrived; "
+                "[gateway] body_timeout_s)"
+            )
+        return (
+            f"the body arrived too slowly ({received} bytes in {elapsed_s:.1f} s); the gateway needs at least "
+            f"{self.min_bytes_per_s / 1024:g} KB/s after the first {self.grace_s:g} s ([gateway] "
+            "body_min_kb_per_s, body_grace_s)"
+        )
 
 
 @dataclass(frozen=True)
@@ -120,19 +124,36 @@ class GatewayLimits:
 class Gateway:
     """Everything a request touches, wired together; `create_app` exposes it over HTTP."""
 
-    def __init__(self, *, router: Router, loader: Loader, persist: Persist, verifier: KeyVerifier,
-                 limits: GatewayLimits, admin_token: str, on_ready: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        router: Router,
+        loader: Loader,
+        persist: Persist,
+        verifier: KeyVerifier,
+        limits: GatewayLimits,
+        admin_token: str,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
         self.router = router
         self.metrics = GatewayMetrics()
-        self.controller = RoutingController(router, loader, persist,
-                                            on_change=lambda deployment: self.metrics.set_weights(
-                                                dict(deployment.weights)))
+        self.controller = RoutingController(
+            router, loader, persist, on_change=lambda deployment: self.metrics.set_weights(dict(deployment.weights))
+        )
         self.verifier = verifier
         self.limits = limits
-        self.limiter = RateLimiter(api_limit=limits.api_call_limit, app_limit=limits.app_call_limit,
-                                   ip_limit=limits.ip_call_limit, time_unit=limits.time_unit)
-        self.worker = InferenceWorker(max_batch=limits.max_batch, max_wait_s=limits.max_wait_s,
-                                      max_queue=limits.max_queue, on_batch=self.metrics.record_batch)
+        self.limiter = RateLimiter(
+            api_limit=limits.api_call_limit,
+            app_limit=limits.app_call_limit,
+            ip_limit=limits.ip_call_limit,
+            time_unit=limits.time_unit,
+        )
+        self.worker = InferenceWorker(
+            max_batch=limits.max_batch,
+            max_wait_s=limits.max_wait_s,
+            max_queue=limits.max_queue,
+            on_batch=self.metrics.record_batch,
+        )
         self.decoder = Decoder()
         self.feedback = FeedbackLedger()
         self.admin_token = admin_token.encode()
@@ -147,23 +168,32 @@ class Gateway:
         name = self.verifier.verify(presented)
         if name is None:
             why = "missing" if not presented else "not a valid key"
-            raise ApiError(401, "unauthorized", f"{HEADER} header {why}: send a key made with "
-                           "`arsl gateway keys create NAME`", {"WWW-Authenticate": HEADER})
+            raise ApiError(
+                401,
+                "unauthorized",
+                f"{HEADER} header {why}: send a key made with `arsl gateway keys create NAME`",
+                {"WWW-Authenticate": HEADER},
+            )
         return name
 
     def throttle(self, key_name: str, request: Request) -> None:
         address = request.client.host if request.client else None
         refusal = self.limiter.acquire(key_name, address)
         if refusal is not None:
-            raise ApiError(429, f"rate_limited_{refusal.limit}", refusal.message,
-                           {"Retry-After": str(refusal.retry_after_s)})
+            raise ApiError(
+                429, f"rate_limited_{refusal.limit}", refusal.message, {"Retry-After": str(refusal.retry_after_s)}
+            )
 
     def check_admin(self, request: Request) -> None:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.admin_token):
-            raise ApiError(401, "unauthorized", "admin calls need 'Authorization: Bearer <admin token>'",
-                           {"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401,
+                "unauthorized",
+                "admin calls need 'Authorization: Bearer <admin token>'",
+                {"WWW-Authenticate": "Bearer"},
+            )
 
     async def read_body(self, request: Request) -> bytes:
         cap = self.limits.max_body_bytes
@@ -174,8 +204,12 @@ class Gateway:
             except ValueError:
                 raise ApiError(422, "invalid_body", f"Content-Length {declared!r} is not a number") from None
             if length > cap:
-                raise ApiError(413, "body_too_large", f"the body is {length} bytes; at most {cap} bytes are "
-                               "accepted ([gateway] max_body_kb)", {"Connection": "close"})
+                raise ApiError(
+                    413,
+                    "body_too_large",
+                    f"the body is {length} bytes; at most {cap} bytes are accepted ([gateway] max_body_kb)",
+                    {"Connection": "close"},
+                )
         pace = self.limits.body_pace
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -187,13 +221,18 @@ class Gateway:
                 async for chunk in request.stream():
                     total += len(chunk)
                     if total > cap:
-                        raise ApiError(413, "body_too_large", f"the body exceeds {cap} bytes ([gateway] "
-                                       "max_body_kb)", {"Connection": "close"})
+                        raise ApiError(
+                            413,
+                            "body_too_large",
+                            f"the body exceeds {cap} bytes ([gateway] max_body_kb)",
+                            {"Connection": "close"},
+                        )
                     chunks.append(chunk)
                     timer.reschedule(started + pace.allowed_s(total))
         except TimeoutError:
-            raise ApiError(408, "body_too_slow", pace.refusal(total, loop.time() - started),
-                           {"Connection": "close"}) from None
+            raise ApiError(
+                408, "body_too_slow", pace.refusal(total, loop.time() - started), {"Connection": "close"}
+            ) from None
         request.state.body_read = True
         return b"".join(chunks)
 
@@ -208,24 +247,33 @@ class Gateway:
         if kind == "application/json":
             return self._json_images(body, several)
         shown = repr(kind) if kind else "missing"
-        raise ApiError(415, "unsupported_media_type",
-                       f"Content-Type {shown} holds no image: send the image bytes as image/jpeg, image/png or "
-                       "application/octet-stream, a multipart/form-data file, or JSON with base64 "
-                       '("image" / "images")')
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Content-Type {shown} holds no image: send the image bytes as image/jpeg, image/png or "
+            "application/octet-stream, a multipart/form-data file, or JSON with base64 "
+            '("image" / "images")',
+        )
 
     async def _multipart(self, request: Request, body: bytes, several: bool) -> list[bytes]:
         async def stream() -> AsyncGenerator[bytes, None]:
             yield body
 
-        parser = MultiPartParser(request.headers, stream(), max_files=MAX_BATCH_IMAGES, max_fields=MAX_BATCH_IMAGES,
-                                 max_part_size=self.limits.max_body_bytes)
+        parser = MultiPartParser(
+            request.headers,
+            stream(),
+            max_files=MAX_BATCH_IMAGES,
+            max_fields=MAX_BATCH_IMAGES,
+            max_part_size=self.limits.max_body_bytes,
+        )
         try:
             form = await parser.parse()
         except MultiPartException as error:
             raise ApiError(422, "invalid_multipart", f"malformed multipart/form-data body: {error}") from None
         except Exception as error:  # the parser raises assorted errors on garbage
-            raise ApiError(422, "invalid_multipart", f"malformed multipart/form-data body ({type(error).__name__})") \
-                from None
+            raise ApiError(
+                422, "invalid_multipart", f"malformed multipart/form-data body ({type(error).__name__})"
+            ) from None
         images = []
         try:
             for _field, value in form.multi_items():
@@ -234,8 +282,11 @@ class Gateway:
         finally:
             await form.close()
         if not images:
-            raise ApiError(422, "no_image", "the multipart body holds no file part (send the image as a file, e.g. "
-                           "curl -F image=@sign.jpg)")
+            raise ApiError(
+                422,
+                "no_image",
+                "the multipart body holds no file part (send the image as a file, e.g. curl -F image=@sign.jpg)",
+            )
         return images if several else images[:1]
 
     @staticmethod
@@ -275,23 +326,32 @@ class Gateway:
         try:
             futures = self.worker.submit_many(model, pixels)
         except Overloaded as error:
-            raise ApiError(503, "overloaded", f"the gateway is busy: {error}; retry shortly",
-                           {"Retry-After": "1"}) from None
+            raise ApiError(
+                503, "overloaded", f"the gateway is busy: {error}; retry shortly", {"Retry-After": "1"}
+            ) from None
         self.metrics.queue_depth.set((), self.worker.depth)
         try:
             return list(await asyncio.gather(*futures))
         except Exception as error:
             log.exception("inference failed for %s", model.version)
-            raise ApiError(500, "inference_failed", f"inference failed on {model.version} "
-                           f"({type(error).__name__})") from None
+            raise ApiError(
+                500, "inference_failed", f"inference failed on {model.version} ({type(error).__name__})"
+            ) from None
 
     def answer(self, model: LoadedModel, scores: Scores, request_id: str) -> dict[str, Any]:
         classes = model.classes
-        top = [{"label": classes[index], "class_index": index, "confidence": probability}
-               for index, probability in scores]
+        top = [
+            {"label": classes[index], "class_index": index, "confidence": probability} for index, probability in scores
+        ]
         self.feedback.remember(request_id, model.version, scores[0][0], classes)
-        return {"request_id": request_id, "model_version": model.version, "label": top[0]["label"],
-                "class_index": top[0]["class_index"], "confidence": top[0]["confidence"], "top5": top}
+        return {
+            "request_id": request_id,
+            "model_version": model.version,
+            "label": top[0]["label"],
+            "class_index": top[0]["class_index"],
+            "confidence": top[0]["confidence"],
+            "top5": top,
+        }
 
 
 Handler = Callable[[Gateway, Request, "Context"], Awaitable[tuple[int, Any]]]
@@ -305,8 +365,9 @@ class Context:
 
 def _error_response(error: ApiError, request_id: str) -> JSONResponse:
     headers = {"X-Request-Id": request_id, **error.headers}
-    return JSONResponse({"error": str(error), "code": error.reason, "request_id": request_id},
-                        status_code=error.status, headers=headers)
+    return JSONResponse(
+        {"error": str(error), "code": error.reason, "request_id": request_id}, status_code=error.status, headers=headers
+    )
 
 
 def _body_done(request: Request) -> bool:
@@ -326,8 +387,7 @@ def _endpoint(gateway: Gateway, name: str, handler: Handler) -> Callable[[Reques
         reason: str | None = None
         try:
             status, payload = await handler(gateway, request, context)
-            response: Response = JSONResponse(payload, status_code=status,
-                                              headers={"X-Request-Id": context.request_id})
+            response: Response = JSONResponse(payload, status_code=status, headers={"X-Request-Id": context.request_id})
         except ApiError as error:
             status, reason = error.status, error.reason
             if not _body_done(request):
@@ -337,8 +397,9 @@ def _endpoint(gateway: Gateway, name: str, handler: Handler) -> Callable[[Reques
         except Exception:
             log.exception("unexpected error in %s", name)
             status, reason = 500, "internal"
-            response = _error_response(ApiError(500, "internal", "internal error; the gateway log has details"),
-                                       context.request_id)
+            response = _error_response(
+                ApiError(500, "internal", "internal error; the gateway log has details"), context.request_id
+            )
         gateway.metrics.record_request(name, context.version, status, time.perf_counter() - started, reason)
         return response
 
@@ -383,16 +444,24 @@ async def feedback(gateway: Gateway, request: Request, context: Context) -> tupl
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ApiError(422, "invalid_json", f"the body is not valid JSON ({error})") from None
     if not isinstance(document, dict) or not isinstance(document.get("request_id"), str) or "label" not in document:
-        raise ApiError(422, "invalid_feedback", 'expected {"request_id": "<id from a prediction>", "label": '
-                       '"<class name>" or <class index>}')
+        raise ApiError(
+            422,
+            "invalid_feedback",
+            'expected {"request_id": "<id from a prediction>", "label": "<class name>" or <class index>}',
+        )
     try:
         scored = gateway.feedback.score(document["request_id"], document["label"])
     except FeedbackError as error:
         raise ApiError(error.status, error.reason, str(error)) from None
     context.version = scored.version
     gateway.metrics.record_feedback(scored.version, scored.correct)
-    return 200, {"request_id": document["request_id"], "model_version": scored.version,
-                 "predicted": scored.predicted, "label": scored.label, "correct": scored.correct}
+    return 200, {
+        "request_id": document["request_id"],
+        "model_version": scored.version,
+        "predicted": scored.predicted,
+        "label": scored.label,
+        "correct": scored.correct,
+    }
 
 
 def _deployment_json(gateway: Gateway) -> dict[str, Any]:
@@ -407,9 +476,14 @@ async def model_info(gateway: Gateway, request: Request, context: Context) -> tu
 
 async def health(gateway: Gateway, request: Request, context: Context) -> tuple[int, Any]:
     deployment = gateway.router.deployment
-    return 200, {"status": "ok", "weights": dict(deployment.weights), "stable": deployment.stable,
-                 "canary": deployment.canary, "uptime_s": round(time.time() - gateway.started, 3),
-                 "queue_depth": gateway.worker.depth}
+    return 200, {
+        "status": "ok",
+        "weights": dict(deployment.weights),
+        "stable": deployment.stable,
+        "canary": deployment.canary,
+        "uptime_s": round(time.time() - gateway.started, 3),
+        "queue_depth": gateway.worker.depth,
+    }
 
 
 async def _admin_json(gateway: Gateway, request: Request) -> dict[str, Any]:
@@ -456,13 +530,17 @@ async def admin_stats(gateway: Gateway, request: Request, context: Context) -> t
     except ValueError:
         raise ApiError(422, "invalid_query", "window_s must be a number and max_samples an integer") from None
     if not 0 < window_s <= 7 * 86400 or not 0 <= max_samples <= MAX_STATS_SAMPLES:
-        raise ApiError(422, "invalid_query", f"window_s must be in (0, 604800] and max_samples in [0, "
-                       f"{MAX_STATS_SAMPLES}]")
+        raise ApiError(
+            422, "invalid_query", f"window_s must be in (0, 604800] and max_samples in [0, {MAX_STATS_SAMPLES}]"
+        )
     deployment = gateway.router.deployment
     versions = list(dict.fromkeys([*deployment.versions, *gateway.metrics.windows]))
     stats = gateway.metrics.stats(versions, window_s, max_samples)
-    return 200, {"window_s": window_s, "weights": dict(deployment.weights),
-                 "versions": {version: item.to_json() for version, item in stats.items()}}
+    return 200, {
+        "window_s": window_s,
+        "weights": dict(deployment.weights),
+        "versions": {version: item.to_json() for version, item in stats.items()},
+    }
 
 
 # --- the app --------------------------------------------------------------------------------------
@@ -509,9 +587,14 @@ def create_app(gateway: Gateway) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
         message = "no such path; see /openapi.json" if status == 404 else f"method {request.method} not allowed here"
-        return JSONResponse({"error": f"{request.method} {request.url.path}: {message}",
-                             "code": "not_found" if status == 404 else "method_not_allowed"}, status_code=status,
-                            headers=getattr(exc, "headers", None))  # 405 keeps its Allow header
+        return JSONResponse(
+            {
+                "error": f"{request.method} {request.url.path}: {message}",
+                "code": "not_found" if status == 404 else "method_not_allowed",
+            },
+            status_code=status,
+            headers=getattr(exc, "headers", None),
+        )  # 405 keeps its Allow header
 
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, not_found)

@@ -31,8 +31,10 @@ KEY_PREFIX = "arsl_"
 KEY_BYTES = 32
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
-MIGRATIONS = Migrations("gateway_keys", steps=(
-    """
+MIGRATIONS = Migrations(
+    "gateway_keys",
+    steps=(
+        """
     CREATE TABLE gateway_keys (
         name TEXT PRIMARY KEY,
         key_sha256 TEXT NOT NULL,
@@ -40,7 +42,8 @@ MIGRATIONS = Migrations("gateway_keys", steps=(
         revoked_at REAL
     );
     """,
-))
+    ),
+)
 
 
 class GatewayKeyError(Exception):
@@ -58,8 +61,12 @@ class KeyInfo:
         return self.revoked_at is None
 
     def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "created_at": _utc(self.created_at),
-                "revoked_at": _utc(self.revoked_at) if self.revoked_at is not None else None, "active": self.active}
+        return {
+            "name": self.name,
+            "created_at": _utc(self.created_at),
+            "revoked_at": _utc(self.revoked_at) if self.revoked_at is not None else None,
+            "active": self.active,
+        }
 
 
 def _utc(seconds: float) -> str:
@@ -76,8 +83,9 @@ def new_key() -> str:
 
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
-        raise GatewayKeyError(f"key name {name!r}: use 1 to 64 letters, digits, '.', '_' or '-', starting with "
-                              "a letter or digit")
+        raise GatewayKeyError(
+            f"key name {name!r}: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
     return name
 
 
@@ -95,20 +103,23 @@ class KeyStore:
         with self.db.transaction() as connection:
             row = connection.execute("SELECT revoked_at FROM gateway_keys WHERE name = ?", (name,)).fetchone()
             if row is not None and row[0] is None:
-                raise GatewayKeyError(f"a key named {name!r} exists; revoke it first "
-                                      f"(`arsl gateway keys revoke {name}`)")
+                raise GatewayKeyError(
+                    f"a key named {name!r} exists; revoke it first (`arsl gateway keys revoke {name}`)"
+                )
             connection.execute(
                 "INSERT INTO gateway_keys (name, key_sha256, created_at, revoked_at) VALUES (?, ?, ?, NULL) "
                 "ON CONFLICT(name) DO UPDATE SET key_sha256 = excluded.key_sha256, "
                 "created_at = excluded.created_at, revoked_at = NULL",
-                (name, hash_key(key), time.time()))
+                (name, hash_key(key), time.time()),
+            )
         return key
 
     def revoke(self, name: str) -> KeyInfo:
         """Revoke the active key `name`; GatewayKeyError if there is none."""
         with self.db.transaction() as connection:
-            row = connection.execute("SELECT created_at, revoked_at FROM gateway_keys WHERE name = ?",
-                                     (name,)).fetchone()
+            row = connection.execute(
+                "SELECT created_at, revoked_at FROM gateway_keys WHERE name = ?", (name,)
+            ).fetchone()
             if row is None:
                 raise GatewayKeyError(f"no key named {name!r} (`arsl gateway keys list` shows them)")
             if row[1] is not None:
@@ -123,15 +134,23 @@ class KeyStore:
             connection.execute("DELETE FROM gateway_keys WHERE name = ?", (name,))
 
     def list(self) -> list[KeyInfo]:
-        rows = self.db.connection().execute(
-            "SELECT name, created_at, revoked_at FROM gateway_keys ORDER BY name").fetchall()
-        return [KeyInfo(name=str(name), created_at=float(created), revoked_at=None if revoked is None
-                        else float(revoked)) for name, created, revoked in rows]
+        rows = (
+            self.db.connection()
+            .execute("SELECT name, created_at, revoked_at FROM gateway_keys ORDER BY name")
+            .fetchall()
+        )
+        return [
+            KeyInfo(name=str(name), created_at=float(created), revoked_at=None if revoked is None else float(revoked))
+            for name, created, revoked in rows
+        ]
 
     def active_hashes(self) -> builtins.list[tuple[str, str]]:
         """(sha256 hex, name) of every active key."""
-        rows = self.db.connection().execute(
-            "SELECT key_sha256, name FROM gateway_keys WHERE revoked_at IS NULL").fetchall()
+        rows = (
+            self.db.connection()
+            .execute("SELECT key_sha256, name FROM gateway_keys WHERE revoked_at IS NULL")
+            .fetchall()
+        )
         return [(str(digest), str(name)) for digest, name in rows]
 
 
@@ -145,8 +164,9 @@ class KeyVerifier:
 
     def __init__(self, store: KeyStore) -> None:
         self.store = store
-        self._connection = sqlite3.connect(store.db.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                           check_same_thread=False)
+        self._connection = sqlite3.connect(
+            store.db.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
         self._hashes: list[tuple[bytes, str]] = []
         self._data_version: int | None = None
         self.refresh()
@@ -167,10 +187,6 @@ class KeyVerifier:
         if self._current_data_version() != self._data_version:
             self.refresh()
 
-    @property
-    def active_keys(self) -> int:
-        return len(self._hashes)
-
     def verify(self, presented: str | None) -> str | None:
         """The name of the key `presented` is, or None; visits every active key (constant time in the match)."""
         self.refresh_if_changed()
@@ -184,5 +200,14 @@ class KeyVerifier:
         return found
 
 
-__all__ = ["HEADER", "MIGRATIONS", "GatewayKeyError", "KeyInfo", "KeyStore", "KeyVerifier", "check_name", "hash_key",
-           "new_key"]
+__all__ = [
+    "HEADER",
+    "MIGRATIONS",
+    "GatewayKeyError",
+    "KeyInfo",
+    "KeyStore",
+    "KeyVerifier",
+    "check_name",
+    "hash_key",
+    "new_key",
+]

@@ -89,11 +89,18 @@ class LoadedModel:
 
     def describe(self) -> dict[str, Any]:
         config = self.predictor.config
-        return {"version": self.version, "classes": list(self.classes), "architecture": config.get("architecture"),
-                "input": config.get("input"), "normalisation": config.get("normalisation"),
-                "manifest_id": config.get("manifest_id"), "training_job_id": config.get("training_job_id"),
-                "weights_sha256": config.get("weights_sha256"), "metrics": _headline(config.get("metrics")),
-                "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at))}
+        return {
+            "version": self.version,
+            "classes": list(self.classes),
+            "architecture": config.get("architecture"),
+            "input": config.get("input"),
+            "normalisation": config.get("normalisation"),
+            "manifest_id": config.get("manifest_id"),
+            "training_job_id": config.get("training_job_id"),
+            "weights_sha256": config.get("weights_sha256"),
+            "metrics": _headline(config.get("metrics")),
+            "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at)),
+        }
 
 
 def _headline(metrics: Any) -> dict[str, Any]:
@@ -128,11 +135,13 @@ def probe(data: bytes) -> tuple[int, int]:
         with Image.open(io.BytesIO(data), formats=_open_formats()) as opened:
             width, height = opened.size
     except Image.DecompressionBombError:  # Pillow's own limit, far above ours: the header declares gigapixels
-        raise InvalidImage(f"the image declares far more pixels than decoded images may have ({MAX_PIXELS}): a "
-                           "decompression bomb?") from None
+        raise InvalidImage(
+            f"the image declares far more pixels than decoded images may have ({MAX_PIXELS}): a decompression bomb?"
+        ) from None
     except Exception as error:  # Pillow raises many types for bytes that are no image
-        raise InvalidImage(f"not a readable image: no {', '.join(FORMATS)} image in these {len(data)} bytes "
-                           f"({type(error).__name__})") from None
+        raise InvalidImage(
+            f"not a readable image: no {', '.join(FORMATS)} image in these {len(data)} bytes ({type(error).__name__})"
+        ) from None
     if width < 1 or height < 1:
         raise InvalidImage(f"the image is {width}×{height} pixels: it has no pixels")
     return width, height
@@ -184,8 +193,9 @@ BatchObserver = Callable[[str, int, float], None]
 
 
 class InferenceWorker:
-    def __init__(self, *, max_batch: int, max_wait_s: float, max_queue: int,
-                 on_batch: BatchObserver | None = None) -> None:
+    def __init__(
+        self, *, max_batch: int, max_wait_s: float, max_queue: int, on_batch: BatchObserver | None = None
+    ) -> None:
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
@@ -280,8 +290,10 @@ class InferenceWorker:
             probabilities = model.predictor.probabilities(inputs)
             k = min(TOP_K, probabilities.shape[1])
             values, indices = probabilities.topk(k, dim=1)
-            results = [list(zip(row_indices, row_values, strict=True))
-                       for row_indices, row_values in zip(indices.tolist(), values.tolist(), strict=True)]
+            results = [
+                list(zip(row_indices, row_values, strict=True))
+                for row_indices, row_values in zip(indices.tolist(), values.tolist(), strict=True)
+            ]
         except Exception as failure:  # the requests of this batch fail; the thread and other batches go on
             error = failure
         seconds = time.perf_counter() - started
@@ -289,8 +301,7 @@ class InferenceWorker:
         with contextlib.suppress(RuntimeError):  # the loop closed while we worked: nobody waits any more
             self._loop.call_soon_threadsafe(self._deliver, group, results, error, seconds)
 
-    def _deliver(self, group: list[_Item], results: list[Scores], error: BaseException | None,
-                 seconds: float) -> None:
+    def _deliver(self, group: list[_Item], results: list[Scores], error: BaseException | None, seconds: float) -> None:
         for index, item in enumerate(group):
             if item.future.done():  # the client went away
                 continue
@@ -302,5 +313,19 @@ class InferenceWorker:
             self._on_batch(group[0].model.version, len(group), seconds)
 
 
-__all__ = ["MAX_PIXELS", "TOP_K", "Decoder", "InferenceWorker", "InvalidImage", "LoadedModel", "Overloaded",
-           "PackageError", "Scores", "configure_torch", "decode", "default_threads", "load_model", "probe"]
+__all__ = [
+    "MAX_PIXELS",
+    "TOP_K",
+    "Decoder",
+    "InferenceWorker",
+    "InvalidImage",
+    "LoadedModel",
+    "Overloaded",
+    "PackageError",
+    "Scores",
+    "configure_torch",
+    "decode",
+    "default_threads",
+    "load_model",
+    "probe",
+]

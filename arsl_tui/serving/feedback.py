@@ -53,26 +53,38 @@ class FeedbackLedger:
     def score(self, request_id: str, label: object) -> Scored:
         answer = self._answers.get(request_id)
         if answer is None:
-            raise FeedbackError(404, "unknown_request", f"no answered request {request_id!r} is remembered (the "
-                                f"gateway keeps its last {self.capacity} answers since it started)")
+            raise FeedbackError(
+                404,
+                "unknown_request",
+                f"no answered request {request_id!r} is remembered (the "
+                f"gateway keeps its last {self.capacity} answers since it started)",
+            )
         if answer.labelled:
             raise FeedbackError(409, "duplicate_feedback", f"request {request_id!r} has feedback already")
         if isinstance(label, bool) or not isinstance(label, str | int):
             raise FeedbackError(422, "invalid_label", f"label {label!r}: expected a class name or class index")
         if isinstance(label, int):
             if not 0 <= label < len(answer.classes):
-                raise FeedbackError(422, "invalid_label",
-                                    f"label index {label} is outside 0..{len(answer.classes) - 1}")
+                raise FeedbackError(
+                    422, "invalid_label", f"label index {label} is outside 0..{len(answer.classes) - 1}"
+                )
             index = label
         else:
             try:
                 index = list(answer.classes).index(label)
             except ValueError:
-                raise FeedbackError(422, "invalid_label", f"label {label!r} is not one of the {len(answer.classes)} "
-                                    f"classes of {answer.version}") from None
+                raise FeedbackError(
+                    422,
+                    "invalid_label",
+                    f"label {label!r} is not one of the {len(answer.classes)} classes of {answer.version}",
+                ) from None
         answer.labelled = True
-        return Scored(version=answer.version, predicted=answer.classes[answer.predicted], label=answer.classes[index],
-                      correct=index == answer.predicted)
+        return Scored(
+            version=answer.version,
+            predicted=answer.classes[answer.predicted],
+            label=answer.classes[index],
+            correct=index == answer.predicted,
+        )
 
 
 __all__ = ["FeedbackError", "FeedbackLedger", "Scored"]

@@ -86,8 +86,10 @@ class Counter(_Family):
         return self.values.get(labels, 0.0)
 
     def render(self) -> list[str]:
-        return [f"{self.name}{_labels(self.labelnames, labels)} {_number(value)}"
-                for labels, value in sorted(self.values.items())]
+        return [
+            f"{self.name}{_labels(self.labelnames, labels)} {_number(value)}"
+            for labels, value in sorted(self.values.items())
+        ]
 
 
 class Gauge(Counter):
@@ -161,8 +163,9 @@ class EventRing:
         allocated = len(self._columns[0])
         if self.size == allocated and allocated < self.capacity:
             grown = min(self.capacity, allocated * 2)
-            self._columns = [np.concatenate((column, np.empty(grown - allocated, dtype=column.dtype)))
-                             for column in self._columns]
+            self._columns = [
+                np.concatenate((column, np.empty(grown - allocated, dtype=column.dtype))) for column in self._columns
+            ]
         if self.size < self.capacity:
             index = self.size
             self.size += 1
@@ -175,8 +178,10 @@ class EventRing:
     def since(self, cutoff: float) -> list[np.ndarray]:
         """Each column's values (oldest first) of the events whose first column (time) is >= `cutoff`."""
         size, oldest = self.size, self._oldest
-        ordered = [np.concatenate((column[oldest:size], column[:oldest])) if oldest else column[:size]
-                   for column in self._columns]
+        ordered = [
+            np.concatenate((column[oldest:size], column[:oldest])) if oldest else column[:size]
+            for column in self._columns
+        ]
         first = int(np.searchsorted(ordered[0], cutoff, side="left"))
         return [column[first:] for column in ordered]
 
@@ -207,8 +212,9 @@ class VersionWindow:
     def last_event(self) -> float:
         return max(self.requests.newest or 0.0, self.feedback.newest or 0.0)
 
-    def stats(self, version: str, window_s: float, now: float, max_samples: int,
-              rng: np.random.Generator) -> VersionStats:
+    def stats(
+        self, version: str, window_s: float, now: float, max_samples: int, rng: np.random.Generator
+    ) -> VersionStats:
         since = now - window_s
         _at, latency, outcome = self.requests.since(since)
         ok = latency[outcome == OK]
@@ -216,40 +222,68 @@ class VersionWindow:
         if total > max_samples:
             ok = ok[np.sort(rng.choice(total, size=max_samples, replace=False))]
         _when, correct = self.feedback.since(since)
-        return VersionStats(version=version, window_s=window_s, requests=int(outcome.size),
-                            errors=int(np.count_nonzero(outcome == SERVER_ERROR)),
-                            client_errors=int(np.count_nonzero(outcome == CLIENT_ERROR)),
-                            latency_ms=tuple(round(float(value), 3) for value in ok), latency_samples_total=total,
-                            feedback=int(correct.size), correct=int(np.count_nonzero(correct)))
+        return VersionStats(
+            version=version,
+            window_s=window_s,
+            requests=int(outcome.size),
+            errors=int(np.count_nonzero(outcome == SERVER_ERROR)),
+            client_errors=int(np.count_nonzero(outcome == CLIENT_ERROR)),
+            latency_ms=tuple(round(float(value), 3) for value in ok),
+            latency_samples_total=total,
+            feedback=int(correct.size),
+            correct=int(np.count_nonzero(correct)),
+        )
 
 
 class GatewayMetrics:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._rng = np.random.default_rng(0)
-        self.requests = Counter("arsl_gateway_requests_total", "Requests answered, by endpoint, model version and "
-                                "HTTP status.", ("endpoint", "version", "code"))
-        self.errors = Counter("arsl_gateway_errors_total", "Error answers, by endpoint, model version and cause.",
-                              ("endpoint", "version", "reason"))
-        self.latency = Histogram("arsl_gateway_request_duration_seconds", "Time from a request's arrival to its "
-                                 "answer.", ("endpoint", "version"), LATENCY_BUCKETS_S)
-        self.batch_size = Histogram("arsl_gateway_batch_size", "Images per forward pass.", ("version",),
-                                    BATCH_BUCKETS)
-        self.inference = Histogram("arsl_gateway_inference_seconds", "Forward-pass time per batch.", ("version",),
-                                   INFERENCE_BUCKETS_S)
+        self.requests = Counter(
+            "arsl_gateway_requests_total",
+            "Requests answered, by endpoint, model version and HTTP status.",
+            ("endpoint", "version", "code"),
+        )
+        self.errors = Counter(
+            "arsl_gateway_errors_total",
+            "Error answers, by endpoint, model version and cause.",
+            ("endpoint", "version", "reason"),
+        )
+        self.latency = Histogram(
+            "arsl_gateway_request_duration_seconds",
+            "Time from a request's arrival to its answer.",
+            ("endpoint", "version"),
+            LATENCY_BUCKETS_S,
+        )
+        self.batch_size = Histogram("arsl_gateway_batch_size", "Images per forward pass.", ("version",), BATCH_BUCKETS)
+        self.inference = Histogram(
+            "arsl_gateway_inference_seconds", "Forward-pass time per batch.", ("version",), INFERENCE_BUCKETS_S
+        )
         self.images = Counter("arsl_gateway_images_total", "Images classified.", ("version",))
-        self.feedback = Counter("arsl_gateway_feedback_total", "True labels received for answered requests.",
-                                ("version",))
-        self.feedback_correct = Counter("arsl_gateway_feedback_correct_total", "Feedback labels that matched the "
-                                        "prediction.", ("version",))
-        self.online_accuracy = Gauge("arsl_gateway_online_accuracy", "Correct predictions among those with "
-                                     "feedback.", ("version",))
-        self.weights = Gauge("arsl_gateway_route_weight", "Percentage of traffic routed to each version.",
-                             ("version",))
+        self.feedback = Counter(
+            "arsl_gateway_feedback_total", "True labels received for answered requests.", ("version",)
+        )
+        self.feedback_correct = Counter(
+            "arsl_gateway_feedback_correct_total", "Feedback labels that matched the prediction.", ("version",)
+        )
+        self.online_accuracy = Gauge(
+            "arsl_gateway_online_accuracy", "Correct predictions among those with feedback.", ("version",)
+        )
+        self.weights = Gauge("arsl_gateway_route_weight", "Percentage of traffic routed to each version.", ("version",))
         self.queue_depth = Gauge("arsl_gateway_queue_depth", "Images waiting for the inference thread.", ())
         self.families: tuple[_Family, ...] = (
-            self.requests, self.errors, self.latency, self.batch_size, self.inference, self.images, self.feedback,
-            self.feedback_correct, self.online_accuracy, self.weights, self.queue_depth)
+            self.requests,
+            self.errors,
+            self.latency,
+            self.batch_size,
+            self.inference,
+            self.images,
+            self.feedback,
+            self.feedback_correct,
+            self.online_accuracy,
+            self.weights,
+            self.queue_depth,
+        )
         self.windows: dict[str, VersionWindow] = {}
 
     def _window(self, version: str) -> VersionWindow:
@@ -258,8 +292,9 @@ class GatewayMetrics:
             window = self.windows[version] = VersionWindow()
         return window
 
-    def record_request(self, endpoint: str, version: str, status: int, seconds: float,
-                       reason: str | None = None) -> None:
+    def record_request(
+        self, endpoint: str, version: str, status: int, seconds: float, reason: str | None = None
+    ) -> None:
         self.requests.inc((endpoint, version, str(status)))
         self.latency.observe((endpoint, version), seconds)
         if reason is not None:
@@ -285,15 +320,19 @@ class GatewayMetrics:
         for version, weight in weights.items():
             self.weights.set((version,), weight)
         self.weights.remove_other_than((version,) for version in weights)
-        retired = sorted((version for version in self.windows if version not in weights),
-                         key=lambda version: self.windows[version].last_event, reverse=True)
+        retired = sorted(
+            (version for version in self.windows if version not in weights),
+            key=lambda version: self.windows[version].last_event,
+            reverse=True,
+        )
         for version in retired[RETIRED_WINDOWS_KEPT:]:
             del self.windows[version]
 
     def stats(self, versions: Iterable[str], window_s: float, max_samples: int) -> dict[str, VersionStats]:
         now = self._clock()
-        return {version: self._window(version).stats(version, window_s, now, max_samples, self._rng)
-                for version in versions}
+        return {
+            version: self._window(version).stats(version, window_s, now, max_samples, self._rng) for version in versions
+        }
 
     def render(self) -> str:
         lines: list[str] = []

@@ -58,13 +58,22 @@ class Refusal:
     @property
     def message(self) -> str:
         scope = {"api": "for the whole API", "app": "for this key", "ip": "for this client address"}[self.limit]
-        return (f"rate limit exceeded: {self.allowed} calls per {self.period.lower()} {scope}; "
-                f"retry after {self.retry_after_s} s")
+        return (
+            f"rate limit exceeded: {self.allowed} calls per {self.period.lower()} {scope}; "
+            f"retry after {self.retry_after_s} s"
+        )
 
 
 class RateLimiter:
-    def __init__(self, *, api_limit: int, app_limit: int, ip_limit: int = 0, time_unit: str = "MINUTE",
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        api_limit: int,
+        app_limit: int,
+        ip_limit: int = 0,
+        time_unit: str = "MINUTE",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if time_unit not in PERIOD_S:
             raise ValueError(f"time unit {time_unit!r} is not one of {', '.join(PERIOD_S)}")
         self.period_s = PERIOD_S[time_unit]
@@ -101,8 +110,9 @@ class RateLimiter:
             if wait > 0 and (worst is None or wait > worst[0]):
                 worst = (wait, name, limit)
         if worst is not None:
-            return Refusal(limit=worst[1], retry_after_s=max(1, math.ceil(worst[0])), allowed=worst[2],
-                           period=self.time_unit)
+            return Refusal(
+                limit=worst[1], retry_after_s=max(1, math.ceil(worst[0])), allowed=worst[2], period=self.time_unit
+            )
         for _name, _limit, bucket in buckets:
             bucket.tokens -= 1.0
         return None

@@ -44,8 +44,12 @@ class Router:
         if missing:
             raise ValueError(f"no loaded model for {', '.join(missing)}")
         order = tuple(models[version] for version in deployment.versions)
-        return RoutingTable(deployment=deployment, models={version: models[version] for version in deployment.versions},
-                            order=order, weights=tuple(deployment.weights[version] for version in deployment.versions))
+        return RoutingTable(
+            deployment=deployment,
+            models={version: models[version] for version in deployment.versions},
+            order=order,
+            weights=tuple(deployment.weights[version] for version in deployment.versions),
+        )
 
     @property
     def table(self) -> RoutingTable:
@@ -78,8 +82,9 @@ Persist = Callable[[Deployment, str], None]
 class RoutingController:
     """Applies deployment and weight changes to a router one at a time."""
 
-    def __init__(self, router: Router, loader: Loader, persist: Persist,
-                 on_change: Callable[[Deployment], None] | None = None) -> None:
+    def __init__(
+        self, router: Router, loader: Loader, persist: Persist, on_change: Callable[[Deployment], None] | None = None
+    ) -> None:
         self.router = router
         self._loader = loader
         self._persist = persist

@@ -82,8 +82,9 @@ def model_loader(home: Path) -> Callable[[str], Any]:
     def load(version: str) -> Any:
         folder = models_dir(home) / version
         if not (folder / "config.json").is_file():
-            raise FileNotFoundError(f"the package of {version} is not in {folder}; `arsl deploy {version}` fetches "
-                                    "it from the registry")
+            raise FileNotFoundError(
+                f"the package of {version} is not in {folder}; `arsl deploy {version}` fetches it from the registry"
+            )
         return load_model(version, folder)
 
     return load
@@ -93,12 +94,19 @@ def body_pace(gateway: GatewaySettings) -> BodyPace:
     """The `[gateway] body_*` settings as the rule the app applies to every request body."""
     from arsl_tui.serving.app import BodyPace
 
-    return BodyPace(min_bytes_per_s=gateway.body_min_kb_per_s * 1024, grace_s=gateway.body_grace_s,
-                    max_s=gateway.body_timeout_s)
+    return BodyPace(
+        min_bytes_per_s=gateway.body_min_kb_per_s * 1024, grace_s=gateway.body_grace_s, max_s=gateway.body_timeout_s
+    )
 
 
-def build_gateway(settings: Settings, home: Path, state: ServingState, deployment: Deployment, *,
-                  on_ready: Callable[[], None] | None = None) -> Any:
+def build_gateway(
+    settings: Settings,
+    home: Path,
+    state: ServingState,
+    deployment: Deployment,
+    *,
+    on_ready: Callable[[], None] | None = None,
+) -> Any:
     """Load the deployment's models and wire a Gateway (models load here, before any socket opens)."""
     from arsl_tui.serving.app import Gateway, GatewayLimits
     from arsl_tui.serving.routing import Router
@@ -106,15 +114,26 @@ def build_gateway(settings: Settings, home: Path, state: ServingState, deploymen
     load = model_loader(home)
     models = {version: load(version) for version in deployment.versions}
     gateway_settings = settings.gateway
-    limits = GatewayLimits(max_body_bytes=gateway_settings.max_body_kb * 1024,
-                           api_call_limit=gateway_settings.api_call_limit,
-                           app_call_limit=gateway_settings.app_call_limit,
-                           ip_call_limit=gateway_settings.ip_call_limit, time_unit=gateway_settings.time_unit,
-                           max_batch=gateway_settings.max_batch, max_wait_s=gateway_settings.max_wait_ms / 1000,
-                           max_queue=gateway_settings.max_queue, body_pace=body_pace(gateway_settings))
-    return Gateway(router=Router(deployment, models), loader=load, persist=state.save_deployment,
-                   verifier=KeyVerifier(KeyStore(state.db)), limits=limits, admin_token=ensure_admin_token(home),
-                   on_ready=on_ready)
+    limits = GatewayLimits(
+        max_body_bytes=gateway_settings.max_body_kb * 1024,
+        api_call_limit=gateway_settings.api_call_limit,
+        app_call_limit=gateway_settings.app_call_limit,
+        ip_call_limit=gateway_settings.ip_call_limit,
+        time_unit=gateway_settings.time_unit,
+        max_batch=gateway_settings.max_batch,
+        max_wait_s=gateway_settings.max_wait_ms / 1000,
+        max_queue=gateway_settings.max_queue,
+        body_pace=body_pace(gateway_settings),
+    )
+    return Gateway(
+        router=Router(deployment, models),
+        loader=load,
+        persist=state.save_deployment,
+        verifier=KeyVerifier(KeyStore(state.db)),
+        limits=limits,
+        admin_token=ensure_admin_token(home),
+        on_ready=on_ready,
+    )
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -126,8 +145,12 @@ def bind(host: str, port: int) -> socket.socket:
         sock.listen(2048)
     except OSError as error:
         sock.close()
-        raise StartupError(f"cannot listen on {host}:{port} ({error.strerror or error}); set [gateway] port to a "
-                           "free port (0 picks one)", "bind_failed", EXIT_CONFIG) from None
+        raise StartupError(
+            f"cannot listen on {host}:{port} ({error.strerror or error}); set [gateway] port to a "
+            "free port (0 picks one)",
+            "bind_failed",
+            EXIT_CONFIG,
+        ) from None
     return sock
 
 
@@ -135,8 +158,19 @@ def uvicorn_server(app: Any, sock: socket.socket) -> Any:
     import uvicorn
 
     host, port = sock.getsockname()[:2]
-    config = uvicorn.Config(app, host=host, port=port, loop="auto", http="auto", lifespan="on", log_level="warning",
-                            access_log=False, timeout_graceful_shutdown=10, server_header=False, backlog=2048)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="auto",
+        http="auto",
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        server_header=False,
+        backlog=2048,
+    )
     return uvicorn.Server(config)
 
 
@@ -150,8 +184,11 @@ def _take_lock(home: Path, state: ServingState) -> IO[bytes]:
         handle.close()
         record = state.process()
         where = f" (pid {record.pid}, {record.endpoint})" if record is not None else ""
-        raise StartupError(f"a gateway is running already on {home}{where}; a second one is not started",
-                           "already_running", EXIT_ALREADY_RUNNING) from None
+        raise StartupError(
+            f"a gateway is running already on {home}{where}; a second one is not started",
+            "already_running",
+            EXIT_ALREADY_RUNNING,
+        ) from None
     return handle
 
 
@@ -174,25 +211,35 @@ def serve(home: Path, config_path: str | None, ready: Readiness) -> int:
     try:
         deployment = state.deployment()
         if deployment is None:
-            raise StartupError("nothing is deployed: `arsl deploy VERSION` chooses what to serve", "no_deployment",
-                               EXIT_CONFIG)
+            raise StartupError(
+                "nothing is deployed: `arsl deploy VERSION` chooses what to serve", "no_deployment", EXIT_CONFIG
+            )
         from arsl_tui.serving.app import create_app
         from arsl_tui.serving.batching import PackageError, configure_torch
 
         threads = configure_torch(settings.gateway.torch_threads)
         if not _is_loopback(settings.gateway.host):
-            log.warning("listening on %s:%d: reachable from other machines (gateway.host is not a loopback "
-                        "address)", settings.gateway.host, settings.gateway.port)
+            log.warning(
+                "listening on %s:%d: reachable from other machines (gateway.host is not a loopback address)",
+                settings.gateway.host,
+                settings.gateway.port,
+            )
         sock = bind(settings.gateway.host, settings.gateway.port)
         host, port = sock.getsockname()[:2]
-        record = ProcessRecord(pid=os.getpid(), start_ticks=process_start_ticks(os.getpid()) or 0, host=host,
-                               port=port, started_at=time.time())
+        record = ProcessRecord(
+            pid=os.getpid(),
+            start_ticks=process_start_ticks(os.getpid()) or 0,
+            host=host,
+            port=port,
+            started_at=time.time(),
+        )
 
         def announce() -> None:
             state.record_process(record)
             log.info("serving %s on %s (torch threads %d)", dict(deployment.weights), record.endpoint, threads)
-            ready.ready(pid=record.pid, host=host, port=port, endpoint=record.endpoint,
-                        weights=dict(deployment.weights))
+            ready.ready(
+                pid=record.pid, host=host, port=port, endpoint=record.endpoint, weights=dict(deployment.weights)
+            )
 
         try:
             gateway = build_gateway(settings, home, state, deployment, on_ready=announce)
@@ -218,8 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.detach and os.fork() > 0:
         os._exit(0)  # the starter reaps this parent at once; the gateway is nobody's child
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ready = Readiness(args.ready_fd)
     try:
         return serve(args.home.resolve(), args.config, ready)

@@ -151,8 +151,9 @@ class StateDB:
             try:
                 # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE) so writers never deadlock
                 # upgrading a read lock.
-                connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                             check_same_thread=False)
+                connection = sqlite3.connect(
+                    self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+                )
                 connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 connection.execute("PRAGMA journal_mode = WAL")
                 # NORMAL in WAL mode survives a process crash (kill -9); only a power cut can lose the
@@ -210,18 +211,23 @@ class StateDB:
             self._migrate(migrations)
         except sqlite3.Error as error:
             detail = error.detail if isinstance(error, StateWriteError) else str(error)
-            raise StateError(f"{self.path}: cannot migrate {migrations.component!r} to schema version "
-                             f"{migrations.version} ({detail})") from None
+            raise StateError(
+                f"{self.path}: cannot migrate {migrations.component!r} to schema version "
+                f"{migrations.version} ({detail})"
+            ) from None
         self._ready.add((migrations.component, migrations.version))
 
     def _migrate(self, migrations: Migrations) -> None:
         with self.transaction() as connection:
-            row = connection.execute("SELECT version FROM schema_versions WHERE component = ?",
-                                     (migrations.component,)).fetchone()
+            row = connection.execute(
+                "SELECT version FROM schema_versions WHERE component = ?", (migrations.component,)
+            ).fetchone()
             current = int(row[0]) if row else 0
             if current > migrations.version:
-                raise StateError(f"{self.path}: component {migrations.component!r} is at schema version {current}, "
-                                 f"newer than this program knows ({migrations.version}); upgrade arsl")
+                raise StateError(
+                    f"{self.path}: component {migrations.component!r} is at schema version {current}, "
+                    f"newer than this program knows ({migrations.version}); upgrade arsl"
+                )
             for step in migrations.steps[current:]:
                 for statement in _statements(step):
                     connection.execute(statement)
@@ -229,13 +235,17 @@ class StateDB:
                 connection.execute(
                     "INSERT INTO schema_versions (component, version, applied_at) VALUES (?, ?, ?) "
                     "ON CONFLICT(component) DO UPDATE SET version = excluded.version, applied_at = excluded.applied_at",
-                    (migrations.component, migrations.version, time.time()))
+                    (migrations.component, migrations.version, time.time()),
+                )
 
     def schema_version(self, component: str) -> int:
         if self.read_only:
             return _file_versions(self._reader().connection).get(component, 0)
-        row = self.connection().execute("SELECT version FROM schema_versions WHERE component = ?",
-                                        (component,)).fetchone()
+        row = (
+            self.connection()
+            .execute("SELECT version FROM schema_versions WHERE component = ?", (component,))
+            .fetchone()
+        )
         return int(row[0]) if row else 0
 
     # ----- read-only mode -----------------------------------------------------------------------
@@ -270,8 +280,9 @@ class StateDB:
     def _open_reader(self, identity: tuple[int, int]) -> _Reader:
         uri = f"{self.path.absolute().as_uri()}?mode=ro"
         # The file is attached as `state` to a private in-memory main database, which holds the stand-ins.
-        connection = sqlite3.connect("file::memory:", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
-                                     isolation_level=None, check_same_thread=False)
+        connection = sqlite3.connect(
+            "file::memory:", uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
         try:
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             connection.execute("ATTACH DATABASE ? AS state", (uri,))
@@ -295,12 +306,16 @@ class StateDB:
         for migrations in wanted:
             current = versions.get(migrations.component, 0)
             if current > migrations.version:
-                raise StateError(f"{self.path}: component {migrations.component!r} is at schema version {current}, "
-                                 f"newer than this program knows ({migrations.version}); upgrade arsl")
+                raise StateError(
+                    f"{self.path}: component {migrations.component!r} is at schema version {current}, "
+                    f"newer than this program knows ({migrations.version}); upgrade arsl"
+                )
             if 0 < current < migrations.version:
-                raise StateError(f"{self.path}: component {migrations.component!r} is at schema version {current}; "
-                                 f"this program reads version {migrations.version}, and read-only mode cannot "
-                                 "upgrade the file (any arsl command that writes does)")
+                raise StateError(
+                    f"{self.path}: component {migrations.component!r} is at schema version {current}; "
+                    f"this program reads version {migrations.version}, and read-only mode cannot "
+                    "upgrade the file (any arsl command that writes does)"
+                )
             if current == 0:
                 # Unqualified names resolve to the in-memory main database first: these stand-ins are empty
                 # tables of the right shape, dropped (with the connection) once the file has its own.

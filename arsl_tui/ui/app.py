@@ -1,8 +1,9 @@
 """The full-screen console: `arsl` / `arsl console [--read-only] [--theme NAME]`.
 
 Start-up stays light: this module imports Textual and the console's own widgets only; the data set
-validator and the upload engine are imported inside the worker threads that use them. Starting,
-cancelling and following the whole pipeline is `pipeline_follow.PipelineFollow`'s job.
+validator and the upload engine are imported inside the worker threads that use them. Each tab owns
+the actions of its scope (`tabs.body.TabBody`); starting, cancelling and following the whole pipeline
+is the Overview's `pipeline_follow.PipelineFollow`, which reports here by messages.
 
 A backend that cannot work here (the huawei backend without its SDKs or credentials) gets one notice
 in place of the tabs: nothing is read, so no state kept on this machine shows as that backend's.
@@ -14,42 +15,48 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import ClassVar, Protocol, cast
+from typing import ClassVar
 
 from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.command import Provider
 from textual.dom import DOMNode
+from textual.keys import key_to_character
 from textual.lazy import Lazy
 from textual.screen import Screen
-from textual.widget import Widget
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
+from arsl_tui.backends import backend_for
 from arsl_tui.config import Settings
 from arsl_tui.ui.commands import ArslCommands
 from arsl_tui.ui.keymap import (
     GLOBAL_SCOPE,
     TAB_TITLES,
     ActionSpec,
+    actions_of,
+    app_actions,
     bindings_for,
     check_keymap,
     spec_for_action,
 )
-from arsl_tui.ui.pipeline_follow import PipelineFollow, PipelineRead
+from arsl_tui.ui.messages import Logged
+from arsl_tui.ui.pipeline_follow import PipelineFollow
 from arsl_tui.ui.screens.confirm import ConfirmScreen
 from arsl_tui.ui.screens.help import HelpScreen, collect_help_rows, place_name
 from arsl_tui.ui.screens.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmallScreen
 from arsl_tui.ui.services import ConsoleServices, default_services
 from arsl_tui.ui.tabs.alarms import AlarmsTab
+from arsl_tui.ui.tabs.body import TabBody
 from arsl_tui.ui.tabs.canary import CanaryTab
 from arsl_tui.ui.tabs.gate import GateTab
 from arsl_tui.ui.tabs.live import LiveTab
 from arsl_tui.ui.tabs.overview import OverviewTab
 from arsl_tui.ui.tabs.training import TrainingTab
-from arsl_tui.ui.tabs.upload import Logged, UploadRunEnded, UploadTab
+from arsl_tui.ui.tabs.upload import UploadRunEnded, UploadTab
 from arsl_tui.ui.themes import (
     DEFAULT_THEME,
     FALLBACK_THEME,
@@ -67,18 +74,10 @@ MODULE_IMPORTED_AT = time.perf_counter()
 QUIT_WAIT_S = 30.0
 EXIT_BACKEND = 3
 """The CLI's exit status for a backend error (`cli.common.EXIT_BACKEND`)."""
-_WITHOUT_BACKEND_ACTIONS = frozenset({"app.help", "app.palette", "app.toggle_log", "app.toggle_header",
-                                      "app.copy_error", "app.quit"})
+_WITHOUT_BACKEND_ACTIONS = frozenset(
+    {"app.help", "app.palette", "app.toggle_log", "app.toggle_header", "app.copy_error", "app.quit"}
+)
 """What the console still offers when its backend cannot be used: no tab reads or changes anything."""
-
-
-def backend_problem(settings: Settings) -> str | None:
-    """Why the configured backend cannot be used on this machine, or None (the local backend always can)."""
-    if settings.backend != "huawei":
-        return None
-    from arsl_tui.providers.huawei.credentials import unusable_reason
-
-    return unusable_reason()
 
 
 class BackendProblem(Static):
@@ -89,29 +88,25 @@ class BackendProblem(Static):
     """
 
     def __init__(self, problem: str, backend: str) -> None:
-        text = (f"✗ The {backend} backend cannot be used on this machine.\n\n{problem}.\n\n"
-                f"Nothing is shown for it until that is fixed. q quits; `arsl --backend local` opens the "
-                f"console on this machine's own state.")
+        text = (
+            f"✗ The {backend} backend cannot be used on this machine.\n\n{problem}.\n\n"
+            f"Nothing is shown for it until that is fixed. q quits; `arsl --backend local` opens the "
+            f"console on this machine's own state."
+        )
         super().__init__(text, id="backend-problem", markup=False)
         self.problem = problem
 
 
-class TabBody(Protocol):
-    """What the App asks of a live tab: whether an action can run now, and the id worth copying."""
-
-    def availability(self, action: str) -> bool | None: ...
-
-    def current_id(self) -> str: ...
-
-
-_TAB_BODIES: dict[str, type[Widget]] = {"overview": OverviewTab, "upload": UploadTab, "training": TrainingTab,
-                                        "gate": GateTab, "canary": CanaryTab, "alarms": AlarmsTab}
+_TAB_BODIES: dict[str, type[TabBody]] = {
+    body.scope: body for body in (OverviewTab, UploadTab, TrainingTab, GateTab, CanaryTab, AlarmsTab)
+}
 
 
 class ArslApp(App[int], inherit_bindings=False):
-    """The console. Every user action is an App action listed in `keymap.ACTIONS`; `check_action`
-    is the single gate (tab scope, read-only mode, what the current state allows) for keys, the
-    command palette and remapped keys alike."""
+    """The console. Every user action is listed in `keymap.ACTIONS` and bound here, so its keys work
+    wherever the focus is; a tab's action runs on the tab that owns it (`_run_on_its_tab`). `check_action`
+    is the single gate (tab scope, read-only mode, what the current state allows) for keys, the command
+    palette and remapped keys alike."""
 
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "arsl"
@@ -121,8 +116,15 @@ class ArslApp(App[int], inherit_bindings=False):
     ]
     COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = App.COMMANDS | {ArslCommands}
 
-    def __init__(self, settings: Settings, *, read_only: bool = False, theme: str | None = None,
-                 services: ConsoleServices | None = None, progress_interval_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        read_only: bool = False,
+        theme: str | None = None,
+        services: ConsoleServices | None = None,
+        progress_interval_s: float = 0.25,
+    ) -> None:
         super().__init__()
         self.settings = settings
         self.read_only = read_only or settings.read_only
@@ -136,13 +138,14 @@ class ArslApp(App[int], inherit_bindings=False):
         self._reported_clashes: set[str] = set()
         self._shown_tab = ""
         """The tab `_tab_shown` last prepared (timers, focus)."""
-        self.pipeline = PipelineFollow(self)
-        self.backend_problem = backend_problem(settings)
+        self.backend = backend_for(settings)
+        self.backend_problem = self.backend.unusable_reason()
+        """Why the configured backend cannot be used on this machine, or None."""
         self._setup_themes(theme, theme_folders(settings.home_dir))
 
     # ----- set-up -------------------------------------------------------------------------------
 
-    def _setup_themes(self, requested: str | None, folders: list[Path]) -> None:
+    def _setup_themes(self, requested: str | None, folders: Sequence[Traversable]) -> None:
         catalogue = load_theme_dirs(folders)
         for problem in catalogue.problems:
             self.write_log("warning", problem)
@@ -162,8 +165,11 @@ class ArslApp(App[int], inherit_bindings=False):
         if requested is None and sixteen_colours and SIXTEEN_COLOUR_THEME in self.available_themes:
             current = self.available_themes.get(name)
             if current is None or not current.ansi:
-                self.write_log("info", f"the terminal offers 16 colours (TERM={os.environ.get('TERM', '')!s}); "
-                               f"using theme {SIXTEEN_COLOUR_THEME} (--theme NAME overrides)")
+                self.write_log(
+                    "info",
+                    f"the terminal offers 16 colours (TERM={os.environ.get('TERM', '')!s}); "
+                    f"using theme {SIXTEEN_COLOUR_THEME} (--theme NAME overrides)",
+                )
                 name = SIXTEEN_COLOUR_THEME
         if name not in self.available_themes:
             known = ", ".join(sorted(catalogue.themes)) or "none loaded"
@@ -178,7 +184,7 @@ class ArslApp(App[int], inherit_bindings=False):
     def compose(self) -> ComposeResult:
         yield ArslHeader(self.settings, read_only=self.read_only, id="header")
         if self.backend_problem is not None:
-            yield BackendProblem(self.backend_problem, self.settings.backend)
+            yield BackendProblem(self.backend_problem, self.backend.name)
             yield LogPanel(id="log")
             yield Footer(show_command_palette=True)
             return
@@ -211,8 +217,7 @@ class ArslApp(App[int], inherit_bindings=False):
         for problem in checked.problems:
             self.write_log("warning", problem)
         if checked.problems:
-            self.notify(f"{len(checked.problems)} keymap problem(s); l shows the log", severity="warning",
-                        timeout=8)
+            self.notify(f"{len(checked.problems)} keymap problem(s); l shows the log", severity="warning", timeout=8)
         if checked.applicable:
             self.set_keymap(checked.applicable)
         if self.last_error:
@@ -223,14 +228,17 @@ class ArslApp(App[int], inherit_bindings=False):
             self.write_log("error", self.backend_problem)
 
     def on_ready(self) -> None:
-        self.write_log("info", f"console ready in {1000 * (time.perf_counter() - MODULE_IMPORTED_AT):.0f} ms "
-                       f"(theme {self.theme}, backend {self.settings.backend})")
+        self.write_log(
+            "info",
+            f"console ready in {1000 * (time.perf_counter() - MODULE_IMPORTED_AT):.0f} ms "
+            f"(theme {self.theme}, backend {self.backend.name})",
+        )
         self._check_size()
         if self.backend_problem is not None:
             self.refresh_bindings()
             return
         self._tab_shown(self.active_tab)
-        self.pipeline.read_now()
+        self.read_pipeline_now()
 
     # ----- the gate -----------------------------------------------------------------------------
 
@@ -306,12 +314,12 @@ class ArslApp(App[int], inherit_bindings=False):
         return self.query_one(CanaryTab)
 
     def tab_body(self, tab_id: str) -> TabBody | None:
-        """The live tab with that id (None for the global scope, or before the tabs are mounted)."""
+        """The tab with that id (None for the global scope, or before the tabs are mounted)."""
         kind = _TAB_BODIES.get(tab_id)
         if kind is None:
             return None
         try:
-            return cast(TabBody, self.query_one(kind))
+            return self.query_one(kind)
         except Exception:  # not mounted (yet, or any more)
             return None
 
@@ -337,8 +345,6 @@ class ArslApp(App[int], inherit_bindings=False):
             body.set_visible(visible)
             if visible:
                 body.focus_default()
-        if tab_id == "upload":
-            self.upload_tab.on_tab_shown()
         focused = self.screen.focused
         if focused is not None and self.tab_pane(tab_id) not in focused.ancestors:
             self.screen.set_focus(None)  # a focused widget in a hidden pane would pull its tab back
@@ -380,8 +386,30 @@ class ArslApp(App[int], inherit_bindings=False):
         focused = screen.focused
         place = place_name(focused) if focused is not None else "nothing"
         where = f"{TAB_TITLES.get(self.active_tab, self.active_tab)} tab, focus: {place}"
-        rows = collect_help_rows(screen, read_only=self.read_only, active_tab=self.active_tab)
+        rows = collect_help_rows(
+            screen, read_only=self.read_only, active_tab=self.active_tab, idle_tab_actions=self._idle_tab_actions()
+        )
         self.push_screen(HelpScreen(rows, where))
+
+    def _idle_tab_actions(self) -> list[tuple[ActionSpec, list[str]]]:
+        """The active tab's actions with the keys that reach them where the focus is now (a text field takes
+        the letters), when the tab offers none of them now (no canary run, say)."""
+        specs = actions_of(self.active_tab)
+        if any(self.check_action(spec.action_name, spec.action_params) is not False for spec in specs):
+            return []
+        focused = self.screen.focused
+        consumers = list(focused.ancestors_with_self) if focused is not None else []
+        idle: list[tuple[ActionSpec, list[str]]] = []
+        for spec in specs:
+            keys = [
+                self.get_key_display(binding)
+                for key, binding in self._bindings
+                if binding.id == spec.id
+                and not any(node.check_consume_key(key, key_to_character(key)) for node in consumers)
+            ]
+            if keys:
+                idle.append((spec, keys))
+        return idle
 
     # ----- copy ---------------------------------------------------------------------------------
 
@@ -402,87 +430,23 @@ class ArslApp(App[int], inherit_bindings=False):
         self.copy_to_clipboard(self.last_error)
         self.notify("Copied the last error to the clipboard (OSC 52).")
 
-    # ----- upload actions (run only through check_action) ---------------------------------------
-
-    def action_upload_edit_path(self) -> None:
-        self.upload_tab.focus_path()
-
-    def action_upload_validate(self) -> None:
-        self.upload_tab.request_validate()
-
-    def action_upload_start(self) -> None:
-        self.upload_tab.request_start()
-
-    def action_upload_pause(self) -> None:
-        self.upload_tab.request_pause()
-
-    def action_upload_resume(self) -> None:
-        self.upload_tab.request_resume()
-
-    def action_upload_cancel(self) -> None:
-        self.upload_tab.request_cancel()
-
-    # ----- training, gate, alarm and canary actions (run only through check_action) -------------
-
-    def action_training_submit(self) -> None:
-        self.training_tab.request_submit()
-
-    def action_training_stop(self) -> None:
-        self.training_tab.request_stop()
-
-    def action_training_open_log(self) -> None:
-        self.training_tab.request_open_log()
-
-    def action_gate_next_view(self) -> None:
-        self.gate_tab.next_view()
-
-    def action_gate_register(self) -> None:
-        self.gate_tab.request_register()
-
-    def action_gate_override(self) -> None:
-        self.gate_tab.request_override()
-
-    def action_alarms_filter(self) -> None:
-        self.alarms_tab.cycle_filter()
-
-    def action_alarms_acknowledge(self) -> None:
-        self.alarms_tab.request_acknowledge()
-
-    def action_alarms_silence(self) -> None:
-        self.alarms_tab.request_silence()
-
-    def action_canary_promote(self) -> None:
-        self.canary_tab.request("promote")
-
-    def action_canary_promote_full(self) -> None:
-        self.canary_tab.request("promote_full")
-
-    def action_canary_pause(self) -> None:
-        self.canary_tab.request("pause")
-
-    def action_canary_resume(self) -> None:
-        self.canary_tab.request("resume")
-
-    def action_canary_rollback(self) -> None:
-        self.canary_tab.request("rollback")
-
-    # ----- the whole pipeline: start, cancel (run only through check_action), follow ------------
-
-    def action_pipeline_demo(self) -> None:
-        self.pipeline.start_demo()
-
-    def action_pipeline_start(self) -> None:
-        self.pipeline.ask_start()
-
-    def action_pipeline_cancel(self) -> None:
-        self.pipeline.ask_cancel()
+    # ----- the whole pipeline ---------------------------------------------------------------------
 
     def read_pipeline_now(self) -> None:
         """Read the pipeline's files now, as the follow timer does."""
-        self.pipeline.read_now()
+        for follower in self.query(PipelineFollow):  # none when the backend is unusable
+            follower.read_now()
 
-    def on_pipeline_read(self, message: PipelineRead) -> None:
-        self.pipeline.read_done(message)
+    def on_pipeline_follow_changed(self, message: PipelineFollow.Changed) -> None:
+        """The line under the header and the Overview show the pipeline, in one step."""
+        try:
+            self.query_one("#pipeline-line", PipelineLine).show(message.state)
+        except Exception:  # closing: the widgets are gone
+            return
+        for overview in self.query(OverviewTab):
+            overview.show_pipeline(message.state, message.first_run)
+        if message.offers_changed:  # what d, S and X do changed
+            self.refresh_bindings()
 
     # ----- log and cross-tab messages -----------------------------------------------------------
 
@@ -509,7 +473,6 @@ class ArslApp(App[int], inherit_bindings=False):
         home makes a first run."""
         if message.report is None:
             return
-        self.pipeline.status_read()
         models = next((phase for phase in message.report.phases if phase.phase == "models"), None)
         if models is None or models.error:
             return
@@ -520,8 +483,10 @@ class ArslApp(App[int], inherit_bindings=False):
     def handle_bindings_clash(self, clashed_bindings: set[Binding], node: DOMNode) -> None:
         """A remapped key that another binding also uses: reported once, in the log panel."""
         for binding in clashed_bindings:
-            text = (f"keymap: key {binding.key!r} is bound to more than one action "
-                    f"({binding.id or binding.action} among them); the first one found wins")
+            text = (
+                f"keymap: key {binding.key!r} is bound to more than one action "
+                f"({binding.id or binding.action} among them); the first one found wins"
+            )
             if text not in self._reported_clashes:
                 self._reported_clashes.add(text)
                 self.write_log("warning", text)
@@ -561,6 +526,29 @@ class ArslApp(App[int], inherit_bindings=False):
         except TimeoutError:
             self.write_log("error", f"the upload did not stop within {QUIT_WAIT_S:.0f} s; quitting anyway")
         self.exit(0)
+
+
+def _run_on_its_tab(spec: ActionSpec) -> Callable[..., object]:
+    """The App's action for a tab's action, made from the registry: run the tab's own `action_<name>` (the
+    gate has let it through)."""
+    method_name = f"action_{spec.action_name}"
+
+    def run(app: ArslApp, *parameters: object) -> object:
+        body = app.tab_body(spec.scope)
+        return None if body is None else getattr(body, method_name)(*parameters)
+
+    run.__name__ = run.__qualname__ = method_name
+    run.__doc__ = spec.tooltip
+    return run
+
+
+def _add_tab_actions() -> None:
+    for spec in app_actions():
+        if spec.scope != GLOBAL_SCOPE:
+            setattr(ArslApp, f"action_{spec.action_name}", _run_on_its_tab(spec))
+
+
+_add_tab_actions()
 
 
 def run_console(settings: Settings, *, read_only: bool = False, theme: str | None = None) -> int:

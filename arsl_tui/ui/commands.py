@@ -54,5 +54,6 @@ class ArslCommands(Provider):
         for spec in self._listed():
             score = max(matcher.match(spec.title), matcher.match(spec.id))
             if score > 0:
-                yield Hit(score, matcher.highlight(spec.title), self._command(spec), text=spec.title,
-                          help=self._help(spec))
+                yield Hit(
+                    score, matcher.highlight(spec.title), self._command(spec), text=spec.title, help=self._help(spec)
+                )

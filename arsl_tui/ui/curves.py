@@ -114,12 +114,18 @@ class TrainingCurves:
         return "step" if self.uses_steps else "epoch"
 
     def loss_chart(self) -> Chart:
-        return Chart("loss", self.x_label, (self.train_loss.series("train", TRAIN_MARKER),
-                                            self.val_loss.series("val", VAL_MARKER)))
+        return Chart(
+            "loss",
+            self.x_label,
+            (self.train_loss.series("train", TRAIN_MARKER), self.val_loss.series("val", VAL_MARKER)),
+        )
 
     def accuracy_chart(self) -> Chart:
-        return Chart("accuracy", self.x_label, (self.train_acc.series("train", TRAIN_MARKER),
-                                                self.val_acc.series("val", VAL_MARKER)))
+        return Chart(
+            "accuracy",
+            self.x_label,
+            (self.train_acc.series("train", TRAIN_MARKER), self.val_acc.series("val", VAL_MARKER)),
+        )
 
 
 def epoch_charts(epochs: Iterable[EpochMetrics]) -> tuple[Chart, Chart]:
@@ -127,6 +133,15 @@ def epoch_charts(epochs: Iterable[EpochMetrics]) -> tuple[Chart, Chart]:
     overfitting rules read."""
     curves = TrainingCurves()
     curves.uses_steps = False
-    curves.add(MetricRecord(type="epoch", epoch=epoch.epoch, train_loss=epoch.train_loss, train_acc=epoch.train_acc,
-                            val_loss=epoch.val_loss, val_acc=epoch.val_acc) for epoch in epochs)
+    curves.add(
+        MetricRecord(
+            type="epoch",
+            epoch=epoch.epoch,
+            train_loss=epoch.train_loss,
+            train_acc=epoch.train_acc,
+            val_loss=epoch.val_loss,
+            val_acc=epoch.val_acc,
+        )
+        for epoch in epochs
+    )
     return curves.loss_chart(), curves.accuracy_chart()

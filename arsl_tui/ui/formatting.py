@@ -6,20 +6,49 @@ import math
 import re
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from arsl_tui.domain.jobs import JobStatus
 
 _LONG_HEX = re.compile(r"[0-9a-f]{32,}")
 
 # One glyph per status, all single-width text-presentation characters that every terminal font has.
 STATUS_GLYPHS: dict[str, str] = {
-    "done": "✓", "ok": "✓", "valid": "✓",
-    "running": "►", "sending": "►", "validating": "…", "packing": "►", "verifying": "►", "finishing": "►",
-    "paused": "‖", "cancelled": "■", "cancelling": "■",
-    "failed": "✗", "error": "✗", "invalid": "✗",
-    "interrupted": "▲", "warning": "▲", "resumable": "▲",
-    "idle": "○", "pending": "○", "none": "○",
-    "creating": "…", "completed": "✓", "terminating": "■", "terminated": "■", "abnormal": "✗",
-    "pass": "✓", "fail": "✗", "alarm": "✗", "insufficient_data": "○", "attention": "▲", "unknown": "?",
-    "acknowledged": "✓", "silenced": "‖",
+    "done": "✓",
+    "ok": "✓",
+    "valid": "✓",
+    "running": "►",
+    "sending": "►",
+    "validating": "…",
+    "packing": "►",
+    "verifying": "►",
+    "finishing": "►",
+    "paused": "‖",
+    "cancelled": "■",
+    "cancelling": "■",
+    "failed": "✗",
+    "error": "✗",
+    "invalid": "✗",
+    "interrupted": "▲",
+    "warning": "▲",
+    "resumable": "▲",
+    "idle": "○",
+    "pending": "○",
+    "none": "○",
+    "creating": "…",
+    "completed": "✓",
+    "terminating": "■",
+    "terminated": "■",
+    "abnormal": "✗",
+    "pass": "✓",
+    "fail": "✗",
+    "alarm": "✗",
+    "insufficient_data": "○",
+    "attention": "▲",
+    "unknown": "?",
+    "acknowledged": "✓",
+    "silenced": "‖",
 }
 _SPARK = "▁▂▃▄▅▆▇█"
 NO_DATA = "·"
@@ -123,4 +152,14 @@ def shorten_ids(text: str, keep: int = 12) -> str:
 
 def tail(text: str, width: int) -> str:
     """The end of a long path, which says the most: `…/ArASL_Database_54K_Final`."""
-    return text if len(text) <= width else "…" + text[len(text) - width + 1:]
+    return text if len(text) <= width else "…" + text[len(text) - width + 1 :]
+
+
+def error_text(error: Exception) -> str:
+    """An exception as one line for the console: its message, else its type's name."""
+    return str(error) or type(error).__name__
+
+
+def phase_word(status: JobStatus) -> str:
+    """A job's phase as the lower-case word `status_text` takes."""
+    return status.phase.value.lower()

@@ -39,14 +39,21 @@ def top_confusions(final: Mapping[str, Any] | None, limit: int = 5) -> list[Conf
         for column_index, cell in enumerate(row):
             if column_index == row_index or not isinstance(cell, int | float) or cell <= 0:
                 continue
-            found.append(Confusion(str(classes[row_index]), str(classes[column_index]), int(cell),
-                                   cell / row_total if row_total else 0.0))
+            found.append(
+                Confusion(
+                    str(classes[row_index]),
+                    str(classes[column_index]),
+                    int(cell),
+                    cell / row_total if row_total else 0.0,
+                )
+            )
     found.sort(key=lambda item: (-item.count, item.true_class, item.predicted))
     return found[:limit]
 
 
-def verdict_line(record: GateRecord, champion_version: str | None, registered: str | None,
-                 read_only: bool) -> tuple[str, str, str]:
+def verdict_line(
+    record: GateRecord, champion_version: str | None, registered: str | None, read_only: bool
+) -> tuple[str, str, str]:
     """(level, status, text) for the verdict line: pass/fail, how many rules, what the keys do now."""
     total = len(record.rules)
     against = f"vs champion {champion_version}" if champion_version else "no champion yet"
@@ -54,21 +61,33 @@ def verdict_line(record: GateRecord, champion_version: str | None, registered: s
         head = f"PASS: {total}/{total} rules ({against})"
         if registered:
             return "ok", "pass", f"{head}; registered as {registered}."
-        return "ok", "pass", head + (" — read-only mode: registering is off." if read_only else
-                                     " — R registers it as the next version.")
+        return (
+            "ok",
+            "pass",
+            head
+            + (" — read-only mode: registering is off." if read_only else " — R registers it as the next version."),
+        )
     failed = record.failed_rules
     names = ", ".join(rule.rule for rule in failed[:2]) + (", …" if len(failed) > 2 else "")
     head = f"FAIL: {len(failed)}/{total} rules failed: {names} ({against})"
     if registered:
         return "warning", "fail", f"{head}; registered by override as {registered}."
-    return "error", "fail", head + (" — read-only mode: no override." if read_only else
-                                    " — O registers it anyway, with a reason.")
+    return (
+        "error",
+        "fail",
+        head + (" — read-only mode: no override." if read_only else " — O registers it anyway, with a reason."),
+    )
 
 
 def rule_cells(rule: RuleResult) -> tuple[str, str, str, str, str]:
     """glyph+verdict, rule, measured, comparison and threshold, detail (or what it measures)."""
-    return (fmt.status_text(rule.verdict), rule.rule, fmt.metric(rule.measured),
-            f"{rule.comparison} {fmt.metric(rule.threshold)}", rule.detail or rule.description)
+    return (
+        fmt.status_text(rule.verdict),
+        rule.rule,
+        fmt.metric(rule.measured),
+        f"{rule.comparison} {fmt.metric(rule.threshold)}",
+        rule.detail or rule.description,
+    )
 
 
 def _worst(per_class: Mapping[str, float]) -> tuple[str, float] | None:
@@ -79,8 +98,7 @@ def _worst(per_class: Mapping[str, float]) -> tuple[str, float] | None:
     return name, finite[name]
 
 
-def champion_rows(candidate: FinalMetrics | None, champion: FinalMetrics | None
-                  ) -> list[tuple[str, str, str, str]]:
+def champion_rows(candidate: FinalMetrics | None, champion: FinalMetrics | None) -> list[tuple[str, str, str, str]]:
     """(figure, this job, champion, change) for the figures the no-regression rules compare."""
     if candidate is None:
         return [("test figures", "–", "–", "the job wrote no final record")]
@@ -93,21 +111,35 @@ def champion_rows(candidate: FinalMetrics | None, champion: FinalMetrics | None
 
     old_acc = champion.test_acc if champion else None
     old_loss = champion.test_loss if champion else None
-    rows.append(("test accuracy", fmt.metric(candidate.test_acc), fmt.metric(old_acc), change(candidate.test_acc,
-                                                                                              old_acc)))
-    rows.append(("test loss", fmt.metric(candidate.test_loss), fmt.metric(old_loss),
-                 change(candidate.test_loss, old_loss)))
+    rows.append(
+        ("test accuracy", fmt.metric(candidate.test_acc), fmt.metric(old_acc), change(candidate.test_acc, old_acc))
+    )
+    rows.append(
+        ("test loss", fmt.metric(candidate.test_loss), fmt.metric(old_loss), change(candidate.test_loss, old_loss))
+    )
     mine = _worst(candidate.per_class_acc)
     theirs = _worst(champion.per_class_acc) if champion else None
-    rows.append(("worst class", f"{mine[0]} {mine[1]:.4f}" if mine else "–",
-                 f"{theirs[0]} {theirs[1]:.4f}" if theirs else "–", ""))
+    rows.append(
+        (
+            "worst class",
+            f"{mine[0]} {mine[1]:.4f}" if mine else "–",
+            f"{theirs[0]} {theirs[1]:.4f}" if theirs else "–",
+            "",
+        )
+    )
     if champion is not None:
         shared = sorted(set(candidate.per_class_acc) & set(champion.per_class_acc))
         drops = {name: candidate.per_class_acc[name] - champion.per_class_acc[name] for name in shared}
         if drops:
             name = min(drops, key=lambda key: (drops[key], key))
-            rows.append(("largest class change", f"{name} {candidate.per_class_acc[name]:.4f}",
-                         f"{name} {champion.per_class_acc[name]:.4f}", f"{drops[name]:+.4f}"))
+            rows.append(
+                (
+                    "largest class change",
+                    f"{name} {candidate.per_class_acc[name]:.4f}",
+                    f"{name} {champion.per_class_acc[name]:.4f}",
+                    f"{drops[name]:+.4f}",
+                )
+            )
     return rows
 
 

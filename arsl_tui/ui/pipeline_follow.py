@@ -1,47 +1,40 @@
-"""The whole pipeline from the console: start it, cancel it, follow it.
+"""Following the whole pipeline from the console: read its files, start its process, signal it.
 
 The pipeline runs as a separate, detached process (`arsl pipeline run`, started here or in a terminal);
-the console follows it from the files it writes, in a thread worker every second while a run is live and
-at the Overview's pace otherwise, and shows it in the line under the header and on the Overview.
+`PipelineFollow` reads the files it writes in a thread worker, every second while a run is live and at
+the Overview's pace otherwise. It is a widget without a face, mounted by the Overview, and it tells what it
+found by messages: `Changed` to the App (the line under the header, the Overview's panel, which keys are
+offered) and `Logged` lines for its log panel; `RunEnded` to the Overview (the workflow changed).
 """
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual.message import Message
 from textual.timer import Timer
+from textual.widget import Widget
 
 from arsl_tui.domain.pipeline_run import (
     CANCEL_PATIENCE_S,
-    cancel_effects,
+    CancelTarget,
     cancel_target,
     end_line,
     end_severity,
     overdue_line,
 )
-from arsl_tui.ui.screens.confirm import ConfirmScreen
-from arsl_tui.ui.screens.form import FormField, FormScreen
-from arsl_tui.ui.services import LaunchedProcess, PipelineLaunch, pipeline_launch
-from arsl_tui.ui.tabs.overview import (
-    OverviewTab,
-    check_dataset_field,
-    describe_launch,
-    refresh_interval,
-    start_form_lines,
-)
-from arsl_tui.ui.tabs.training import error_text
-from arsl_tui.ui.widgets.pipeline_line import LineState, PipelineLine
+from arsl_tui.ui.formatting import error_text
+from arsl_tui.ui.messages import Logged
+from arsl_tui.ui.services import ConsoleServices, LaunchedProcess, PipelineLaunch
+from arsl_tui.ui.widgets.pipeline_line import LineState
 
 if TYPE_CHECKING:
+    from arsl_tui.config import Settings
     from arsl_tui.domain.pipeline_run import PipelineView
     from arsl_tui.ops.pipeline_log import PipelineLogReader
-    from arsl_tui.ui.app import ArslApp
 
 LIVE_PIPELINE_READ_S = 1.0
 """How often the pipeline's files are read while a run is live (otherwise at the Overview's pace)."""
@@ -58,26 +51,51 @@ class Launched:
     seen_live: bool = False
 
 
-class PipelineRead(Message):
-    """What a read of `$ARSL_HOME/pipeline/` found (posted by the worker; handled on the UI thread)."""
+class PipelineFollow(Widget):
+    """The pipeline's state as this console knows it, and the one place that starts and signals its process."""
 
-    def __init__(self, view: PipelineView | None, error: str, launched: Launched | None, exit_code: int | None,
-                 output_tail: str) -> None:
+    DEFAULT_CSS = """
+    PipelineFollow { display: none; }
+    """
+
+    class Read(Message, bubble=False):
+        """What a read of `$ARSL_HOME/pipeline/` found (posted by the worker; handled on the UI thread)."""
+
+        def __init__(
+            self,
+            view: PipelineView | None,
+            error: str,
+            launched: Launched | None,
+            exit_code: int | None,
+            output_tail: str,
+        ) -> None:
+            super().__init__()
+            self.view = view
+            self.error = error
+            self.launched = launched
+            self.exit_code = exit_code
+            self.output_tail = output_tail
+
+    class Changed(Message):
+        """What the pipeline line and the Overview show changed (posted after every read, launch and cancel)."""
+
+        def __init__(self, state: LineState, first_run: bool, offers_changed: bool) -> None:
+            super().__init__()
+            self.state = state
+            self.first_run = first_run
+            self.offers_changed = offers_changed
+            """What d, S and X do changed: the keys offered must be asked again."""
+
+    class RunEnded(Message):
+        """A run followed here ended: what was read of the workflow is stale (for the Overview, the parent)."""
+
+    def __init__(self, settings: Settings, services: ConsoleServices, *, read_only: bool, idle_read_s: float) -> None:
         super().__init__()
-        self.view = view
-        self.error = error
-        self.launched = launched
-        self.exit_code = exit_code
-        self.output_tail = output_tail
-
-
-class PipelineFollow:
-    """The App's pipeline controller. The App runs its start and cancel (only through `check_action`)
-    and hands it each `PipelineRead`; it keeps the state, schedules the reads and updates the pipeline
-    line, the Overview and the bindings."""
-
-    def __init__(self, app: ArslApp) -> None:
-        self.app = app
+        self.settings = settings
+        self.services = services
+        self.read_only = read_only
+        self.idle_read_s = idle_read_s
+        """How often the files are read while no run is live."""
         self.view: PipelineView | None = None
         """The latest read of the pipeline's files (None before the first)."""
         self.launched: Launched | None = None
@@ -104,92 +122,56 @@ class PipelineFollow:
     def first_run(self) -> bool:
         """Nothing was ever done in this home, the pipeline included (known only once both were read)."""
         view = self.view
-        return (self.home_empty and view is not None and not view.exists and self.launched is None)
+        return self.home_empty and view is not None and not view.exists and self.launched is None
+
+    def home_read(self, empty: bool) -> None:
+        """The Overview read the home: whether it is empty decides the first-run offer."""
+        if empty != self.home_empty:
+            self.home_empty = empty
+            self._show()
 
     # ----- start and cancel ---------------------------------------------------------------------
 
-    def start_demo(self) -> None:
-        """The first run's offer: the demo, after the same confirmation as every other run."""
-        app = self.app
-        launch = pipeline_launch(app.settings, None, app.services.clock())
-
-        def answered(confirmed: bool | None) -> None:
-            if confirmed:
-                self._start(launch)
-
-        app.push_screen(ConfirmScreen("Start the demo pipeline?", describe_launch(app.settings, launch), "Start"),
-                        answered)
-
-    def ask_start(self) -> None:
-        """Ask for the data set folder (the Upload tab's validated one, else the demo), then confirm."""
-        app = self.app
-        validated = getattr(app.upload_tab, "validated", None)
-        folder = str(Path(validated.typed).expanduser().absolute()) if validated is not None and validated.ok \
-            else "demo"
-
-        def submitted(values: Mapping[str, str] | None) -> None:
-            if values is None:
-                return
-            typed = values["dataset"]
-            dataset = None if typed.lower() == "demo" else Path(typed).expanduser().absolute()
-            launch = pipeline_launch(app.settings, dataset, app.services.clock())
-
-            def answered(confirmed: bool | None) -> None:
-                if confirmed:
-                    self._start(launch)
-
-            app.push_screen(ConfirmScreen("Start the pipeline?", describe_launch(app.settings, launch), "Start"),
-                            answered)
-
-        app.push_screen(FormScreen("Run the whole pipeline", start_form_lines(app.settings),
-                                   [FormField("dataset", "data set folder", folder, "a folder of class folders, "
-                                              "or demo")], "Review", check=check_dataset_field), submitted)
-
-    def _start(self, launch: PipelineLaunch) -> None:
-        app = self.app
+    def start(self, launch: PipelineLaunch) -> None:
+        """Start the confirmed launch as a detached process, and follow it."""
         view = self.view
         try:
-            process = app.services.launch_pipeline(launch)
+            process = self.services.launch_pipeline(launch)
         except OSError as error:
             text = f"cannot start the pipeline: {error_text(error)}"
-            app.write_log("error", text)
-            app.notify(text, severity="error", timeout=8)
+            self._log("error", text)
+            self.notify(text, severity="error", timeout=8)
             return
         self.launched = Launched(launch, process, view.run_id if view is not None else "")
-        app.write_log("info", f"pipeline started as process {process.pid}: {' '.join(launch.command)} "
-                              f"(output in {launch.log_path})")
-        app.notify(f"Pipeline started (process {process.pid}); it goes on if you quit the console.")
+        self._log(
+            "info",
+            f"pipeline started as process {process.pid}: {' '.join(launch.command)} (output in {launch.log_path})",
+        )
+        self.notify(f"Pipeline started (process {process.pid}); it goes on if you quit the console.")
         self._show()
         self.read_now()
 
-    def ask_cancel(self) -> None:
-        """Confirm, then SIGINT the live run's process group (or the starting process's)."""
-        app = self.app
-        target = cancel_target(self.view, self.starting_pid)
-        if target is None:
-            return
+    def cancel_target(self) -> CancelTarget | None:
+        """The live run's process group (or the starting process's); None: nothing to cancel."""
+        return cancel_target(self.view, self.starting_pid)
 
-        def answered(confirmed: bool | None) -> None:
-            if not confirmed:
-                return
-            try:
-                where = app.services.signal_pipeline(target.pid, target.pgid, signal.SIGINT)
-            except ProcessLookupError:
-                app.notify("The pipeline had already ended.", severity="information")
-                self.read_now()
-                return
-            except PermissionError:
-                text = f"not allowed to signal process {target.pid} (another user's run?)"
-                app.write_log("error", text)
-                app.notify(text, severity="error", timeout=8)
-                return
-            self._cancel_sent[target.key] = app.services.clock()
-            app.write_log("info", f"SIGINT sent to {where} to cancel {target.name}")
-            app.notify(f"Cancelling {target.name}: SIGINT sent; waiting for it to stop …")
+    def cancel(self, target: CancelTarget) -> None:
+        """SIGINT the confirmed target's process group, as Ctrl-C in its terminal would."""
+        try:
+            where = self.services.signal_pipeline(target.pid, target.pgid, signal.SIGINT)
+        except ProcessLookupError:
+            self.notify("The pipeline had already ended.", severity="information")
             self.read_now()
-
-        app.push_screen(ConfirmScreen(f"Cancel {target.name}?", cancel_effects(target), "Cancel the run",
-                                      refuse_label="Keep it running"), answered)
+            return
+        except PermissionError:
+            text = f"not allowed to signal process {target.pid} (another user's run?)"
+            self._log("error", text)
+            self.notify(text, severity="error", timeout=8)
+            return
+        self._cancel_sent[target.key] = self.services.clock()
+        self._log("info", f"SIGINT sent to {where} to cancel {target.name}")
+        self.notify(f"Cancelling {target.name}: SIGINT sent; waiting for it to stop …")
+        self.read_now()
 
     # ----- following ----------------------------------------------------------------------------
 
@@ -202,8 +184,9 @@ class PipelineFollow:
             self._read_again = True
             return
         self._reading = True
-        self.app.run_worker(partial(self._read, self.launched), name="pipeline_read", group="pipeline",
-                            thread=True, exit_on_error=False)
+        self.run_worker(
+            partial(self._read, self.launched), name="pipeline_read", group="pipeline", thread=True, exit_on_error=False
+        )
 
     def _read(self, launched: Launched | None) -> None:
         """The worker thread: read the files and poll the launched process, then post what was found."""
@@ -211,7 +194,7 @@ class PipelineFollow:
         error = ""
         try:
             if self._reader is None:
-                self._reader = self.app.services.open_pipeline_log(self.app.settings)
+                self._reader = self.services.open_pipeline_log(self.settings)
             view = self._reader.read()
         except Exception as failure:  # an unreadable file is shown in the log; the console goes on
             error = error_text(failure)
@@ -221,14 +204,13 @@ class PipelineFollow:
             from arsl_tui.ops.pipeline_log import last_line
 
             tail = last_line(launched.launch.log_path)
-        self.app.post_message(PipelineRead(view, error, launched, exit_code, tail))
+        self.post_message(self.Read(view, error, launched, exit_code, tail))
 
-    def read_done(self, message: PipelineRead) -> None:
+    def on_pipeline_follow_read(self, message: Read) -> None:
         """On the UI thread: take in a read, announce what ended, schedule the next read."""
-        app = self.app
         self._reading = False
         if message.error:
-            app.write_log("warning", f"cannot read the pipeline's files: {message.error}")
+            self._log("warning", f"cannot read the pipeline's files: {message.error}")
         view = message.view
         if view is not None:
             self.view = view
@@ -251,20 +233,12 @@ class PipelineFollow:
         self._show()
         if self._read_again:  # asked for while this read ran
             self._read_again = False
-            app.call_later(self.read_now)
+            self.call_later(self.read_now)
             return
         live = (view is not None and view.alive) or self.launched is not None
-        self._timer = app.set_timer(LIVE_PIPELINE_READ_S if live else refresh_interval(app.settings), self.read_now)
-
-    def status_read(self) -> None:
-        """The Overview read the home: whether it is empty decides the first-run offer."""
-        empty = any(overview.home_empty for overview in self.app.query(OverviewTab))
-        if empty != self.home_empty:
-            self.home_empty = empty
-            self._show()
+        self._timer = self.set_timer(LIVE_PIPELINE_READ_S if live else self.idle_read_s, self.read_now)
 
     def _launch_ended(self, launched: Launched, view: PipelineView | None, exit_code: int, tail: str) -> None:
-        app = self.app
         self.launched = None
         ran = view is not None and view.exists and view.run_id != launched.earlier_run
         if ran:
@@ -273,43 +247,47 @@ class PipelineFollow:
             return
         key = f"pid:{launched.process.pid}"
         cancelled = self._cancel_sent.pop(key, None) is not None
-        text = (f"the pipeline (process {launched.process.pid}) ended with exit code {exit_code} before it "
-                f"started a run" + (f": {tail}" if tail else "") + f" (output: {launched.launch.log_path})")
-        app.write_log("info" if cancelled else "error", text)
-        app.notify(("Cancelled before it started." if cancelled else f"The pipeline did not start: {tail or text}"),
-                   severity="information" if cancelled else "error", timeout=10)
+        text = (
+            f"the pipeline (process {launched.process.pid}) ended with exit code {exit_code} before it "
+            f"started a run" + (f": {tail}" if tail else "") + f" (output: {launched.launch.log_path})"
+        )
+        self._log("info" if cancelled else "error", text)
+        self.notify(
+            ("Cancelled before it started." if cancelled else f"The pipeline did not start: {tail or text}"),
+            severity="information" if cancelled else "error",
+            timeout=10,
+        )
 
     def _announce_end(self, view: PipelineView) -> None:
         self._cancel_sent.pop(view.run_id, None)
         detail = end_line(view)
         severity = end_severity(view)
-        app = self.app
-        app.write_log({"information": "info"}.get(severity, severity), detail)
-        app.notify(detail, severity=severity, timeout=10)
-        for overview in app.query(OverviewTab):
-            overview.reload()  # the workflow changed under it
+        self._log({"information": "info"}.get(severity, severity), detail)
+        self.notify(detail, severity=severity, timeout=10)
+        self.post_message(self.RunEnded())
 
     def _check_cancel(self, view: PipelineView) -> None:
         sent = self._cancel_sent.get(view.run_id)
-        if sent is not None and self.app.services.clock() - sent > CANCEL_PATIENCE_S:
+        if sent is not None and self.services.clock() - sent > CANCEL_PATIENCE_S:
             del self._cancel_sent[view.run_id]
             text = overdue_line(view, "X sends it again")
-            self.app.write_log("warning", text)
-            self.app.notify(text, severity="warning", timeout=10)
+            self._log("warning", text)
+            self.notify(text, severity="warning", timeout=10)
 
     def _show(self) -> None:
-        app = self.app
         view = self.view
         cancelling = view is not None and view.alive and view.run_id in self._cancel_sent
-        state = LineState(view=view, first_run=self.first_run, starting_pid=self.starting_pid,
-                          cancelling=cancelling, read_only=app.read_only)
-        try:
-            app.query_one("#pipeline-line", PipelineLine).show(state)
-        except Exception:  # closing: the widgets are gone
-            return
-        for overview in app.query(OverviewTab):
-            overview.show_pipeline(state, self.first_run)
+        state = LineState(
+            view=view,
+            first_run=self.first_run,
+            starting_pid=self.starting_pid,
+            cancelling=cancelling,
+            read_only=self.read_only,
+        )
         offered = (self.first_run, bool(state.starting_pid), view is not None and view.alive)
-        if offered != self._offered:  # what d, S and X do changed
-            self._offered = offered
-            app.refresh_bindings()
+        offers_changed = offered != self._offered
+        self._offered = offered
+        self.app.post_message(self.Changed(state, self.first_run, offers_changed))
+
+    def _log(self, level: str, text: str) -> None:
+        self.app.post_message(Logged(level, text))

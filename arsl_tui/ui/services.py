@@ -1,9 +1,10 @@
 """The operations the console calls, behind one seam so the UI never imports heavy code at start-up.
 
-The defaults import `arsl_tui.ops` and the providers lazily, inside the worker threads that call
-them. The tabs call the same `ops` use cases as the CLI with what these open (a training platform,
-the registry, a monitor, the canary controller); tests may pass their own openers (a recorded
-training job, a monitor on a fixed clock) for deterministic snapshots.
+The defaults import `arsl_tui.ops` lazily, inside the worker threads that call them (`ops` asks the
+composition root, `arsl_tui.backends`, for the backend's adapters). The tabs call the same `ops` use
+cases as the CLI with what these open (a training platform, the registry, a monitor, the canary
+controller); tests may pass their own openers (a recorded training job, a monitor on a fixed clock)
+for deterministic snapshots.
 
 The whole pipeline never runs in the console's process: `launch_pipeline` starts `arsl pipeline run`
 as a detached process (its own session, output to a file), which goes on if the console quits, and
@@ -27,13 +28,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, Protocol, TypeVar
 
+from arsl_tui.backends import backend_for
 from arsl_tui.domain.events import EventSink
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
     from arsl_tui.domain.ports import Monitor, TrainingPlatform
+    from arsl_tui.ops.canary import CanaryController
     from arsl_tui.ops.dataset import ValidationReport
-    from arsl_tui.ops.deployment import CanaryController
     from arsl_tui.ops.pipeline_log import PipelineLogReader
     from arsl_tui.ops.registry import ModelRegistry
     from arsl_tui.ops.status import StatusReport
@@ -163,22 +165,28 @@ def pipeline_launch(settings: Settings, dataset: Path | None, now: float) -> Pip
     """`python -m arsl_tui pipeline run DIR|--demo --yes` on the console's backend, config and home."""
     command = [sys.executable, "-m", "arsl_tui", "pipeline", "run"]
     command += ["--demo"] if dataset is None else [str(dataset)]
-    command += ["--yes", "--backend", settings.backend]
+    command += ["--yes", "--backend", backend_for(settings).name]
     if settings.source != "defaults":
         command += ["--config", str(Path(settings.source).expanduser().absolute())]
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
     log_path = settings.home_dir / "pipeline" / f"console-{stamp}.log"
-    return PipelineLaunch(tuple(command), {"ARSL_HOME": str(settings.home_dir), "PYTHONUNBUFFERED": "1"}, log_path,
-                          dataset)
+    return PipelineLaunch(
+        tuple(command), {"ARSL_HOME": str(settings.home_dir), "PYTHONUNBUFFERED": "1"}, log_path, dataset
+    )
 
 
 def _launch_pipeline(launch: PipelineLaunch) -> LaunchedProcess:
     launch.log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(launch.log_path, "ab") as output:
         # Its own session: no terminal hang-up or Ctrl-C meant for the console reaches it.
-        return subprocess.Popen(list(launch.command), stdin=subprocess.DEVNULL, stdout=output,
-                                stderr=subprocess.STDOUT, env={**os.environ, **launch.environment},
-                                start_new_session=True)
+        return subprocess.Popen(
+            list(launch.command),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **launch.environment},
+            start_new_session=True,
+        )
 
 
 def _signal_pipeline(pid: int, pgid: int, signum: int) -> str:
@@ -202,8 +210,8 @@ def _open_training_platform(settings: Settings) -> TrainingPlatform:
 def _open_registry(settings: Settings) -> ModelRegistry:
     from arsl_tui.ops.registry import open_registry
 
-    store_root = settings.home_dir / "store" / settings.storage.bucket
-    if settings.read_only and settings.backend == "local" and not store_root.is_dir():
+    store_root = backend_for(settings).store_folder()
+    if settings.read_only and store_root is not None and not store_root.is_dir():
         from arsl_tui.state.db import StateMissing
 
         raise StateMissing(store_root)  # opening the local store would create its folders
@@ -223,7 +231,7 @@ def _collect_status(settings: Settings) -> StatusReport:
 
 
 def _open_canary(settings: Settings) -> CanaryController:
-    from arsl_tui.ops.deployment import open_controller
+    from arsl_tui.ops.canary_wiring import open_controller
 
     return open_controller(settings)
 
@@ -250,8 +258,9 @@ def _read_only_home(settings: Settings) -> None:
     read_only_under(settings.home_dir)
 
 
-def _honouring_read_only(reader: Callable[Concatenate[Settings, _Arguments], _Result]
-                         ) -> Callable[Concatenate[Settings, _Arguments], _Result]:
+def _honouring_read_only(
+    reader: Callable[Concatenate[Settings, _Arguments], _Result],
+) -> Callable[Concatenate[Settings, _Arguments], _Result]:
     def read(settings: Settings, *args: _Arguments.args, **kwargs: _Arguments.kwargs) -> _Result:
         if settings.read_only:
             _read_only_home(settings)
@@ -301,8 +310,16 @@ class ConsoleServices:
                 object.__setattr__(self, name, _honouring_read_only(reader))
 
 
-_HOME_READERS = ("resumable_run", "list_upload_runs", "open_training_platform", "open_registry", "open_monitor",
-                 "collect_status", "open_canary", "open_pipeline_log")
+_HOME_READERS = (
+    "resumable_run",
+    "list_upload_runs",
+    "open_training_platform",
+    "open_registry",
+    "open_monitor",
+    "collect_status",
+    "open_canary",
+    "open_pipeline_log",
+)
 
 
 def _upload_module() -> ModuleType:
@@ -327,15 +344,15 @@ def _new_control() -> UploadControlLike:
     return control
 
 
-def _run_upload(settings: Settings, order: UploadOrder, on_event: EventSink,
-                control: UploadControlLike) -> UploadOutcomeLike:
+def _run_upload(
+    settings: Settings, order: UploadOrder, on_event: EventSink, control: UploadControlLike
+) -> UploadOutcomeLike:
     from arsl_tui.domain.ports import StoreError
     from arsl_tui.ops.dataset import DatasetError
     from arsl_tui.state.db import StateError
 
     upload = _upload_module()
-    request = upload.UploadRequest(dataset_dir=order.dataset_dir, mode=order.mode,
-                                   allow_problems=order.allow_problems)
+    request = upload.UploadRequest(dataset_dir=order.dataset_dir, mode=order.mode, allow_problems=order.allow_problems)
     try:
         outcome: UploadOutcomeLike = upload.run_upload(settings, request, on_event=on_event, control=control)
     except upload.UploadRefused as refused:
@@ -358,5 +375,10 @@ def _list_upload_runs(settings: Settings, limit: int) -> Sequence[UploadRunLike]
 
 
 def default_services() -> ConsoleServices:
-    return ConsoleServices(validate=_validate, new_control=_new_control, run_upload=_run_upload,
-                           resumable_run=_resumable_run, list_upload_runs=_list_upload_runs)
+    return ConsoleServices(
+        validate=_validate,
+        new_control=_new_control,
+        run_upload=_run_upload,
+        resumable_run=_resumable_run,
+        list_upload_runs=_list_upload_runs,
+    )

@@ -10,26 +10,43 @@ A theme file holds the fields of `textual.theme.Theme` at top level and an optio
     footer-key-foreground = "#5fafd7"
 
 Every problem names the file, the key and the value; a bad file is skipped, never fatal.
+
+The bundled themes are package data (`arsl_tui/ui/bundled_themes/`), read through importlib.resources so that
+an installed wheel finds them wherever it lives.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from textual.color import Color, ColorParseError
 from textual.theme import BUILTIN_THEMES, Theme
 
-BUNDLED_THEMES_DIR = Path(__file__).resolve().parents[2] / "themes"
+BUNDLED_THEMES_DIR: Traversable = files("arsl_tui.ui") / "bundled_themes"
 DEFAULT_THEME = "arsl-dark"
 SIXTEEN_COLOUR_THEME = "arsl-16"
 FALLBACK_THEME = "textual-dark"
 
-_COLOUR_KEYS = ("primary", "secondary", "warning", "error", "success", "accent", "foreground", "background",
-                "surface", "panel", "boost")
+_COLOUR_KEYS = (
+    "primary",
+    "secondary",
+    "warning",
+    "error",
+    "success",
+    "accent",
+    "foreground",
+    "background",
+    "surface",
+    "panel",
+    "boost",
+)
 _NUMBER_KEYS = ("luminosity_spread", "text_alpha")
 _BOOL_KEYS = ("dark", "ansi")
 _KNOWN_KEYS = frozenset({"name", "variables", *_COLOUR_KEYS, *_NUMBER_KEYS, *_BOOL_KEYS})
@@ -56,12 +73,13 @@ def parse_theme(table: dict[str, Any], source: str) -> Theme:
             continue
         value = table[key]
         if not isinstance(value, str):
-            raise ThemeFileError(f"{source}: {key} = {value!r}: expected a colour string such as \"#5fafd7\"")
+            raise ThemeFileError(f'{source}: {key} = {value!r}: expected a colour string such as "#5fafd7"')
         try:
             Color.parse(value)
         except ColorParseError:
-            raise ThemeFileError(f"{source}: {key} = {value!r}: not a colour (use #rrggbb, a name such as "
-                                 "\"red\", or ansi_blue …)") from None
+            raise ThemeFileError(
+                f'{source}: {key} = {value!r}: not a colour (use #rrggbb, a name such as "red", or ansi_blue …)'
+            ) from None
         fields[key] = value
     for key in _BOOL_KEYS:
         if key in table:
@@ -75,9 +93,10 @@ def parse_theme(table: dict[str, Any], source: str) -> Theme:
                 raise ThemeFileError(f"{source}: {key} = {value!r}: expected a number between 0 and 1")
             fields[key] = float(value)
     variables = table.get("variables", {})
-    if not isinstance(variables, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                  for k, v in variables.items()):
-        raise ThemeFileError(f"{source}: [variables] must be a table of name = \"value\" strings")
+    if not isinstance(variables, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in variables.items()
+    ):
+        raise ThemeFileError(f'{source}: [variables] must be a table of name = "value" strings')
     if fields.get("ansi"):
         # ANSI themes get no generated variables from Textual; start from its own ANSI theme's set.
         base = BUILTIN_THEMES["ansi-dark" if fields.get("dark", True) else "ansi-light"].variables
@@ -91,7 +110,7 @@ def parse_theme(table: dict[str, Any], source: str) -> Theme:
     return theme
 
 
-def load_theme_file(path: Path) -> Theme:
+def load_theme_file(path: Traversable) -> Theme:
     try:
         with path.open("rb") as handle:
             table = tomllib.load(handle)
@@ -112,13 +131,14 @@ class ThemeCatalogue:
     problems: list[str] = field(default_factory=list)
 
 
-def load_theme_dirs(folders: list[Path]) -> ThemeCatalogue:
+def load_theme_dirs(folders: Sequence[Traversable]) -> ThemeCatalogue:
     """Every `*.toml` in the folders, in order; a later folder's theme replaces an earlier one's."""
     catalogue = ThemeCatalogue()
     for folder in folders:
         if not folder.is_dir():
             continue
-        for path in sorted(folder.glob("*.toml")):
+        theme_files = (entry for entry in folder.iterdir() if entry.name.endswith(".toml"))
+        for path in sorted(theme_files, key=lambda entry: entry.name):
             try:
                 theme = load_theme_file(path)
             except ThemeFileError as error:
@@ -128,6 +148,6 @@ def load_theme_dirs(folders: list[Path]) -> ThemeCatalogue:
     return catalogue
 
 
-def theme_folders(home_dir: Path) -> list[Path]:
+def theme_folders(home_dir: Path) -> list[Traversable]:
     """Bundled themes first, then the user's `<home>/themes`."""
     return [BUNDLED_THEMES_DIR, home_dir / "themes"]

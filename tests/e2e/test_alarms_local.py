@@ -20,10 +20,10 @@ import httpx
 import pytest
 
 from arsl_tui.config import Settings, load_settings
-from arsl_tui.domain.alarms import ERROR_RATE, SERVICE_DOWN, AlarmState, HistoryKind, NoticeKind
+from arsl_tui.domain.alarms import ERROR_RATE, SERVICE_DOWN, AlarmEvent, AlarmState, HistoryKind, NoticeKind
 from arsl_tui.domain.serving import Deployment
 from arsl_tui.ops import monitoring
-from arsl_tui.providers.local.monitor import AlarmEvent, LocalMonitor
+from arsl_tui.providers.local.monitor import LocalMonitor
 from arsl_tui.providers.local.serving_control import ProcessRecord, process_start_ticks
 
 pytest.importorskip("torch")
@@ -56,9 +56,20 @@ def gateway(tmp_path: Path, package: Path) -> Iterator[LiveGateway]:
 
 
 def monitor_settings(home: Path) -> Settings:
-    return load_settings(None, environ={}, cwd=home, cli_overrides={
-        "home": str(home), "alarms.evaluation_period_s": PERIOD_S, "alarms.count": COUNT, "alarms.suppress_s": 0,
-        "alarms.max_error_rate": 0.2, "alarms.max_p95_latency_ms": 60_000.0, "alarms.min_feedback": 1})
+    return load_settings(
+        None,
+        environ={},
+        cwd=home,
+        cli_overrides={
+            "home": str(home),
+            "alarms.evaluation_period_s": PERIOD_S,
+            "alarms.count": COUNT,
+            "alarms.suppress_s": 0,
+            "alarms.max_error_rate": 0.2,
+            "alarms.max_p95_latency_ms": 60_000.0,
+            "alarms.min_feedback": 1,
+        },
+    )
 
 
 def until(condition: Callable[[], bool], step: Callable[[], object], what: str) -> float:
@@ -74,8 +85,10 @@ def until(condition: Callable[[], bool], step: Callable[[], object], what: str) 
 
 
 def predict(client: httpx.Client, count: int) -> list[int]:
-    return [client.post("/v1/predict", content=image_bytes(seed), headers={"Content-Type": "image/jpeg"}).status_code
-            for seed in range(count)]
+    return [
+        client.post("/v1/predict", content=image_bytes(seed), headers={"Content-Type": "image/jpeg"}).status_code
+        for seed in range(count)
+    ]
 
 
 def state_of(monitor: LocalMonitor, rule: str) -> AlarmState:
@@ -83,7 +96,8 @@ def state_of(monitor: LocalMonitor, rule: str) -> AlarmState:
 
 
 def test_errors_fire_the_alarm_within_the_periods_and_recovery_clears_it(
-        gateway: LiveGateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    gateway: LiveGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = monitor_settings(gateway.home)
     report = monitoring.setup(settings)
     assert ERROR_RATE in report.created and monitoring.setup(settings).created == ()
@@ -98,14 +112,20 @@ def test_errors_fire_the_alarm_within_the_periods_and_recovery_clears_it(
 
     with gateway.client(headers=gateway.headers) as client:
         # Healthy first: error rate below the threshold, the rule leaves insufficient_data for ok.
-        until(lambda: state_of(monitor, ERROR_RATE) is AlarmState.OK,
-              lambda: (predict(client, 3), monitor.run_once()), "healthy traffic → ok")
+        until(
+            lambda: state_of(monitor, ERROR_RATE) is AlarmState.OK,
+            lambda: (predict(client, 3), monitor.run_once()),
+            "healthy traffic → ok",
+        )
 
         monkeypatch.setattr(model.predictor, "probabilities", broken)
         failing_since = time.time()
         assert set(predict(client, 3)) == {500}
-        until(lambda: state_of(monitor, ERROR_RATE) is AlarmState.ALARM,
-              lambda: (predict(client, 3), monitor.run_once()), "errors → alarm")
+        until(
+            lambda: state_of(monitor, ERROR_RATE) is AlarmState.ALARM,
+            lambda: (predict(client, 3), monitor.run_once()),
+            "errors → alarm",
+        )
         [fired] = [event for event in heard if event.rule == ERROR_RATE and event.state is AlarmState.ALARM]
         assert fired.notice is NoticeKind.ALARM and fired.value is not None and fired.value > 0.2
         # It fires at the end of the COUNT-th fully failing period: the one the first error fell in may
@@ -118,24 +138,30 @@ def test_errors_fire_the_alarm_within_the_periods_and_recovery_clears_it(
 
         monkeypatch.undo()
         assert set(predict(client, 3)) == {200}
-        until(lambda: state_of(monitor, ERROR_RATE) is AlarmState.OK,
-              lambda: (predict(client, 3), monitor.run_once()), "recovery → ok")
+        until(
+            lambda: state_of(monitor, ERROR_RATE) is AlarmState.OK,
+            lambda: (predict(client, 3), monitor.run_once()),
+            "recovery → ok",
+        )
 
     recovered = [event for event in heard if event.rule == ERROR_RATE and event.notice is NoticeKind.RECOVERED]
     assert len(recovered) == 1 and recovered[0].old is AlarmState.ALARM
     assert monitor.rule(ERROR_RATE).acknowledged_at is None  # an acknowledgement ends with its alarm
     lines = [(entry.kind, entry.old, entry.new) for entry in monitoring.history(settings, rule=ERROR_RATE)]
-    assert lines == [(HistoryKind.TRANSITION, AlarmState.INSUFFICIENT_DATA, AlarmState.OK),
-                     (HistoryKind.TRANSITION, AlarmState.OK, AlarmState.ALARM),
-                     (HistoryKind.ACKNOWLEDGED, AlarmState.ALARM, AlarmState.ALARM),
-                     (HistoryKind.TRANSITION, AlarmState.ALARM, AlarmState.OK)]
+    assert lines == [
+        (HistoryKind.TRANSITION, AlarmState.INSUFFICIENT_DATA, AlarmState.OK),
+        (HistoryKind.TRANSITION, AlarmState.OK, AlarmState.ALARM),
+        (HistoryKind.ACKNOWLEDGED, AlarmState.ALARM, AlarmState.ALARM),
+        (HistoryKind.TRANSITION, AlarmState.ALARM, AlarmState.OK),
+    ]
     polled = [(entry.rule, entry.new) for entry in feed.poll() if entry.rule == ERROR_RATE]
     assert polled == [(ERROR_RATE, AlarmState.OK), (ERROR_RATE, AlarmState.ALARM), (ERROR_RATE, AlarmState.OK)]
     assert feed.poll() == []
 
     # The series behind the rule (what a sparkline shows) has the spike.
-    values = [point.value for point in monitoring.series(settings, monitor.rule(ERROR_RATE), periods=60,
-                                                          monitor=monitor)]
+    values = [
+        point.value for point in monitoring.series(settings, monitor.rule(ERROR_RATE), periods=60, monitor=monitor)
+    ]
     assert max(values) > 0.2 and values[-1] == 0.0
 
     # The gateway goes away: the service-down rule alarms at the next completed period.
@@ -146,8 +172,9 @@ def test_errors_fire_the_alarm_within_the_periods_and_recovery_clears_it(
     monitor.close()
 
 
-def test_cli_list_history_and_status_on_the_local_backend(gateway: LiveGateway, monkeypatch: pytest.MonkeyPatch,
-                                                           tmp_path: Path) -> None:
+def test_cli_list_history_and_status_on_the_local_backend(
+    gateway: LiveGateway, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import io
     import json
 
@@ -155,8 +182,11 @@ def test_cli_list_history_and_status_on_the_local_backend(gateway: LiveGateway, 
     from arsl_tui.cli.common import CommandContext, run_command
 
     config = tmp_path / "alarms.toml"
-    config.write_text(f'home = "{gateway.home}"\n[alarms]\nevaluation_period_s = {PERIOD_S}\ncount = 1\n'
-                      'suppress_s = 0\nmax_error_rate = 0.2\n', encoding="utf-8")
+    config.write_text(
+        f'home = "{gateway.home}"\n[alarms]\nevaluation_period_s = {PERIOD_S}\ncount = 1\n'
+        "suppress_s = 0\nmax_error_rate = 0.2\n",
+        encoding="utf-8",
+    )
     monkeypatch.setenv("ARSL_CONFIG", str(config))
     for name in [name for name in os.environ if name.startswith("ARSL_") and name != "ARSL_CONFIG"]:
         monkeypatch.delenv(name)

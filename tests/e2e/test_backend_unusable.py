@@ -68,16 +68,25 @@ def environment(tmp_path: Path, home: Path, *, hide_sdks: bool) -> dict[str, str
 
 
 def arsl(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(ARSL), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [str(ARSL), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
 
 
-COMMANDS = [["status"], ["models", "list"], ["canary", "status"], ["train", "status"], ["alarms", "list"],
-            ["upload", "DATASET", "--yes"], ["pipeline", "run", "DATASET", "--yes"]]
+COMMANDS = [
+    ["status"],
+    ["models", "list"],
+    ["canary", "status"],
+    ["train", "status"],
+    ["alarms", "list"],
+    ["upload", "DATASET", "--yes"],
+    ["pipeline", "run", "DATASET", "--yes"],
+]
 
 
 def test_without_the_huawei_sdks_every_backend_command_says_once_what_to_install(
-        tmp_path: Path, home_with_local_state: Path, tiny_dataset: Path) -> None:
+    tmp_path: Path, home_with_local_state: Path, tiny_dataset: Path
+) -> None:
     env = environment(tmp_path, home_with_local_state, hide_sdks=True)
     local = arsl(env, tmp_path, "models", "list", "--backend", "local")
     assert local.returncode == 0 and "v1" in local.stdout, local  # the local state a wrong view would show
@@ -97,8 +106,9 @@ def test_without_the_huawei_sdks_every_backend_command_says_once_what_to_install
     assert chosen_by_env.returncode == 3 and INSTALL_HINT in chosen_by_env.stderr
 
 
-def test_commands_that_use_no_backend_still_run_without_the_sdks(tmp_path: Path, home_with_local_state: Path,
-                                                                 tiny_dataset: Path) -> None:
+def test_commands_that_use_no_backend_still_run_without_the_sdks(
+    tmp_path: Path, home_with_local_state: Path, tiny_dataset: Path
+) -> None:
     env = environment(tmp_path, home_with_local_state, hide_sdks=True)
     run = arsl(env, tmp_path, "data", "validate", str(tiny_dataset), "--backend", "huawei")
     assert run.returncode == 0, run
@@ -125,9 +135,11 @@ def test_the_console_shows_one_notice_and_no_local_rows(tmp_path: Path, home_wit
     session = Tmux()
     try:
         # After the console, the pane keeps what the shell shows (`cat` holds it open until the server goes).
-        session.start(f"env -u COLORTERM TERM=xterm-256color ESCDELAY=25 ARSL_HOME={home_with_local_state} "
-                      f"PYTHONPATH={env['PYTHONPATH']} HOME={env['HOME']} {ARSL} --backend huawei; "
-                      f"echo exit=$? > {exit_file}; exec cat")
+        session.start(
+            f"env -u COLORTERM TERM=xterm-256color ESCDELAY=25 ARSL_HOME={home_with_local_state} "
+            f"PYTHONPATH={env['PYTHONPATH']} HOME={env['HOME']} {ARSL} --backend huawei; "
+            f"echo exit=$? > {exit_file}; exec cat"
+        )
         screen = session.wait_text("cannot be used on this machine")
         assert screen.count(INSTALL_HINT) == 1, screen
         assert "Overview" not in screen and "v1" not in screen and "champion v1" not in screen, screen

@@ -109,11 +109,18 @@ def test_bench_tiny_mode_runs_and_writes_its_json(case: BenchCase, tmp_path: Pat
     environment = {name: value for name, value in os.environ.items() if not name.startswith("ARSL_")}
     results_before = _results_state()
     try:
-        done = subprocess.run([sys.executable, str(BENCH / case.script), "--tiny", case.out_option, str(out)],
-                              cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        done = subprocess.run(
+            [sys.executable, str(BENCH / case.script), "--tiny", case.out_option, str(out)],
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired as expired:
-        pytest.fail(f"bench/{case.script} --tiny ran past {RUN_TIMEOUT_S} s; its output:\n{expired.stdout}"
-                    f"\n{expired.stderr}")
+        pytest.fail(
+            f"bench/{case.script} --tiny ran past {RUN_TIMEOUT_S} s; its output:\n{expired.stdout}\n{expired.stderr}"
+        )
     assert done.returncode == 0, f"bench/{case.script} --tiny exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     result = json.loads(out.read_text())
     assert result["tiny"] is True

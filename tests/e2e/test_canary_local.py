@@ -28,9 +28,9 @@ pytest.importorskip("torch")
 
 from arsl_tui.config import load_settings
 from arsl_tui.ops import serving
-from arsl_tui.ops.deployment import CanaryStore
 from arsl_tui.ops.registry import ModelRegistry
 from arsl_tui.serving.auth import HEADER
+from arsl_tui.state.canary_store import CanaryStore
 from tests.fixtures.model_packages import gate_json, metrics_json
 from tests.serving.conftest import image_bytes
 from tests.serving.packages import export_random_package
@@ -39,10 +39,18 @@ from trainer.predict import Predictor
 pytestmark = pytest.mark.e2e
 
 IMAGES = 48
-CANARY_ENV = {"ARSL_CANARY_STEPS": "20,50,100", "ARSL_CANARY_WINDOW_S": "2", "ARSL_CANARY_MIN_SAMPLES": "15",
-              "ARSL_CANARY_MIN_FEEDBACK": "10", "ARSL_CANARY_POLL_S": "0.2", "ARSL_CANARY_MAX_P95_LATENCY_MS": "5000",
-              "ARSL_GATEWAY_PORT": "0", "ARSL_GATEWAY_API_CALL_LIMIT": "1000000",
-              "ARSL_GATEWAY_APP_CALL_LIMIT": "1000000", "ARSL_GATEWAY_TIME_UNIT": "SECOND"}
+CANARY_ENV = {
+    "ARSL_CANARY_STEPS": "20,50,100",
+    "ARSL_CANARY_WINDOW_S": "2",
+    "ARSL_CANARY_MIN_SAMPLES": "15",
+    "ARSL_CANARY_MIN_FEEDBACK": "10",
+    "ARSL_CANARY_POLL_S": "0.2",
+    "ARSL_CANARY_MAX_P95_LATENCY_MS": "5000",
+    "ARSL_GATEWAY_PORT": "0",
+    "ARSL_GATEWAY_API_CALL_LIMIT": "1000000",
+    "ARSL_GATEWAY_APP_CALL_LIMIT": "1000000",
+    "ARSL_GATEWAY_TIME_UNIT": "SECOND",
+}
 
 
 @dataclass
@@ -71,8 +79,9 @@ class Traffic:
             while not self.stop.is_set():
                 image = index % len(self.images)
                 index += 1
-                response = client.post("/v1/predict", content=self.images[image],
-                                       headers={"Content-Type": "image/jpeg"})
+                response = client.post(
+                    "/v1/predict", content=self.images[image], headers={"Content-Type": "image/jpeg"}
+                )
                 with self.lock:
                     self.statuses[response.status_code] += 1
                 if response.status_code != 200:
@@ -100,8 +109,15 @@ class Stage:
     traffic: Traffic
 
     def arsl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "arsl_tui", *args], env=self.env, cwd=self.cwd,
-                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [sys.executable, "-m", "arsl_tui", *args],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
 
     def json(self, *args: str) -> tuple[int, Any]:
         result = self.arsl(*args, "--json")
@@ -131,12 +147,18 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     home, packages = root / "home", root / "packages"
     champion = export_random_package(packages / "champion", seed=1)
     bad = export_random_package(packages / "random", seed=3)
-    registry = ModelRegistry.from_settings(load_settings(None, environ={}, cwd=root,
-                                                         cli_overrides={"home": str(home)}))
+    registry = ModelRegistry.from_settings(load_settings(None, environ={}, cwd=root, cli_overrides={"home": str(home)}))
     # v1 and v2 carry the same weights (a good challenger); v3 random ones (a bad challenger).
     for job, package in (("job-v1", champion), ("job-v2", champion), ("job-v3", bad)):
-        registry.register(package, job_id=job, manifest_id="m-e2e", source=str(package), gate=gate_json(),
-                          metrics=metrics_json(), user="tests")
+        registry.register(
+            package,
+            job_id=job,
+            manifest_id="m-e2e",
+            source=str(package),
+            gate=gate_json(),
+            metrics=metrics_json(),
+            user="tests",
+        )
     assert registry.aliases() == {"champion": "v1", "challenger": "v3"}
     images = [image_bytes(seed) for seed in range(IMAGES)]
     labels = [answer[0].label for answer in Predictor.load(champion).predict(images)]
@@ -145,11 +167,22 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     settings = load_settings(None, environ=env, cwd=root, cli_overrides={"home": str(home)})
     traffic: Traffic | None = None
     try:
-        first = subprocess.run([sys.executable, "-m", "arsl_tui", "deploy", "champion", "--yes", "--json"], env=env,
-                               cwd=root, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+        first = subprocess.run(
+            [sys.executable, "-m", "arsl_tui", "deploy", "champion", "--yes", "--json"],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            stdin=subprocess.DEVNULL,
+        )
         assert first.returncode == 0, first.stderr
-        traffic = Traffic(endpoint=json.loads(first.stdout)["endpoint"], key=serving.create_key(settings, "load"),
-                          images=images, labels=labels)
+        traffic = Traffic(
+            endpoint=json.loads(first.stdout)["endpoint"],
+            key=serving.create_key(settings, "load"),
+            images=images,
+            labels=labels,
+        )
         traffic.start()
         yield Stage(home=home, cwd=root, env=env, traffic=traffic)
     finally:
@@ -210,7 +243,13 @@ def test_a_good_challenger_is_stepped_to_100_percent_and_promoted(stage: Stage) 
     outcomes = [(record["weight"], record["judgement"]["outcome"]) for record in final["judgements"]]
     assert [weight for weight, outcome in outcomes if outcome == "pass"] == [20, 50, 100]
     assert [entry["event"] for entry in final["journal"] if entry["event"] != "hold"] == [
-        "start", "deployed", "step", "step", "promote", "promoted"]
+        "start",
+        "deployed",
+        "step",
+        "step",
+        "promote",
+        "promoted",
+    ]
     assert stage.health()["weights"] == {challenger: 100}
     after_status, _ = stage.traffic.snapshot()
     assert set(after_status - before_status) == {200}

@@ -36,8 +36,15 @@ def environment(home: Path, **extra: str) -> dict[str, str]:
 
 
 def arsl(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "arsl_tui", *args], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=180, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "arsl_tui", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def answered(env: dict[str, str], cwd: Path, answer: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -46,8 +53,15 @@ def answered(env: dict[str, str], cwd: Path, answer: str, *args: str) -> subproc
     try:
         # The terminal keeps the typed line until the command reads it.
         os.write(terminal, f"{answer}\n".encode())
-        process = subprocess.run([sys.executable, "-m", "arsl_tui", *args], env=env, cwd=cwd, stdin=command_side,
-                                 capture_output=True, text=True, timeout=180)
+        process = subprocess.run(
+            [sys.executable, "-m", "arsl_tui", *args],
+            env=env,
+            cwd=cwd,
+            stdin=command_side,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
     finally:
         os.close(command_side)
         os.close(terminal)
@@ -70,11 +84,14 @@ def deployed_home(tmp_path: Path) -> Iterator[Path]:
         serving.stop(gateway_settings(home))
 
 
-def test_predict_names_each_image_by_its_path_below_the_folder_they_share(deployed_home: Path,
-                                                                          tmp_path: Path) -> None:
+def test_predict_names_each_image_by_its_path_below_the_folder_they_share(deployed_home: Path, tmp_path: Path) -> None:
     data = tmp_path / "users" / "someone" / "datasets" / "arsl-demo"
-    images = [data / "ain" / "ain_0001.jpg", data / "ain" / "ain_0002.jpg", data / "al" / "al_0001.jpg",
-              data / "al" / "deeper" / ("x" * 60) / "al_0002.jpg"]
+    images = [
+        data / "ain" / "ain_0001.jpg",
+        data / "ain" / "ain_0002.jpg",
+        data / "al" / "al_0001.jpg",
+        data / "al" / "deeper" / ("x" * 60) / "al_0002.jpg",
+    ]
     for seed, image in enumerate(images):
         image.parent.mkdir(parents=True, exist_ok=True)
         image.write_bytes(jpeg_bytes(seed))
@@ -85,8 +102,11 @@ def test_predict_names_each_image_by_its_path_below_the_folder_they_share(deploy
     lines = result.stdout.splitlines()
     assert lines[0] == f"images in {data}"
     rows = [line for line in lines if " │ v1 " in line]
-    assert [row.split(" │ ")[0].strip() for row in rows[:3]] == ["ain/ain_0001.jpg", "ain/ain_0002.jpg",
-                                                                   "al/al_0001.jpg"]
+    assert [row.split(" │ ")[0].strip() for row in rows[:3]] == [
+        "ain/ain_0001.jpg",
+        "ain/ain_0002.jpg",
+        "al/al_0001.jpg",
+    ]
     long_name = rows[3].split(" │ ")[0].strip()  # over 40 characters: the middle of its folders goes, not its name
     assert long_name.startswith("al/deeper/") and "…" in long_name and long_name.endswith("x/al_0002.jpg")
     assert all(len(line) <= 80 for line in lines[1:])
@@ -113,15 +133,20 @@ def test_predict_help_says_when_a_temporary_key_is_used_and_that_it_is(deployed_
 # ----- questions ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("args", "question"), [
-    (("train", "submit", "{data}"), "Submit this training job? [y/N] "),
-    (("service", "stop"), "Stop the gateway? [y/N] "),
-    (("canary", "start"), "Release ? beside champion ? at 10% (10%, 25%, 50%, 100%)? [y/N] "),
-    (("alarms", "setup"), "Create or update the [alarms] rules in the local monitor? [y/N] "),
-    (("upload", "{data}"), "Upload {data} to local:{home}/store/arsl-ml (shards mode)? [y/N] "),
-], ids=["train", "serve", "canary", "alarms", "upload"])
-def test_every_question_shows_its_default_and_answering_no_changes_nothing(args: tuple[str, ...], question: str,
-                                                                 tiny_dataset: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "question"),
+    [
+        (("train", "submit", "{data}"), "Submit this training job? [y/N] "),
+        (("service", "stop"), "Stop the gateway? [y/N] "),
+        (("canary", "start"), "Release ? beside champion ? at 10% (10%, 25%, 50%, 100%)? [y/N] "),
+        (("alarms", "setup"), "Create or update the [alarms] rules in the local monitor? [y/N] "),
+        (("upload", "{data}"), "Upload {data} to local:{home}/store/arsl-ml (shards mode)? [y/N] "),
+    ],
+    ids=["train", "serve", "canary", "alarms", "upload"],
+)
+def test_every_question_shows_its_default_and_answering_no_changes_nothing(
+    args: tuple[str, ...], question: str, tiny_dataset: Path, tmp_path: Path
+) -> None:
     home = tmp_path / "home"
     env = environment(home)
     filled = {"data": str(tiny_dataset), "home": str(home)}
@@ -141,15 +166,17 @@ def test_every_question_shows_its_default_and_answering_no_changes_nothing(args:
 @pytest.fixture
 def finished_job(monkeypatch: pytest.MonkeyPatch, arsl_home: Path) -> str:
     records = demo_like_records()
-    job = RecordedJob(job_status("job-20260101-100400-77aa", JobPhase.COMPLETED, started=T0, ended=T0 + 210),
-                      records, len(records))
+    job = RecordedJob(
+        job_status("job-20260101-100400-77aa", JobPhase.COMPLETED, started=T0, ended=T0 + 210), records, len(records)
+    )
     platform = RecordedPlatform([job])
     monkeypatch.setattr("arsl_tui.ops.training.open_platform", lambda settings: platform)
     return job.status.job_id
 
 
-def test_train_status_and_watch_name_the_best_epoch_the_trainer_kept(finished_job: str,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_status_and_watch_name_the_best_epoch_the_trainer_kept(
+    finished_job: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["train", "status", finished_job]) == 0
     status_line = capsys.readouterr().out
     assert "best val acc 99.05% (epoch 9)" in " ".join(status_line.split())  # not epoch 8's higher 99.11%

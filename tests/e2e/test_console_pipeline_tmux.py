@@ -22,16 +22,20 @@ from pathlib import Path
 
 import pytest
 
-from arsl_tui.ops.pipeline import DEMO_DIR, DEMO_SEED, PipelineStore
+from arsl_tui.ops.pipeline import DEMO_DIR, DEMO_SEED
 from arsl_tui.ops.pipeline_log import PipelineLogReader, read_holder
 from arsl_tui.ops.synth import synthesize
 from arsl_tui.providers.local.jobs import LocalTrainingPlatform
+from arsl_tui.state.pipeline_store import PipelineStore
 from tests.e2e.test_console_tmux import Tmux, console_command, exit_written
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow,
-              pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
-              # the pipeline process trains with torch; this one never imports it
-              pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+    # the pipeline process trains with torch; this one never imports it
+    pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed"),
+]
 
 RUN_TIMEOUT_S = 60.0
 
@@ -75,7 +79,8 @@ def terminal(arsl_home: Path) -> Iterator[Tmux]:
 
 
 def test_the_demo_key_starts_a_detached_pipeline_the_line_follows_it_and_X_cancels_it(
-        terminal: Tmux, arsl_home: Path, tmp_path: Path) -> None:
+    terminal: Tmux, arsl_home: Path, tmp_path: Path
+) -> None:
     synthesize(arsl_home / DEMO_DIR / "data", per_class=24, seed=DEMO_SEED)
     exit_file = tmp_path / "exit-code"
     terminal.start(console_command(arsl_home, exit_file, "xterm-256color"))

@@ -12,8 +12,7 @@ import pytest
 from tests.e2e.test_console_tmux import Tmux, console_command, exit_written
 from tests.ui.fakes import DEMO_RUN, PipelineHolder, pipeline_events
 
-pytestmark = [pytest.mark.e2e,
-              pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
 
 
 def printed(terminal: Tmux) -> str:
@@ -39,8 +38,10 @@ def test_quitting_while_a_run_goes_on_says_how_to_follow_it(terminal: Tmux, arsl
         terminal.wait_for(lambda _: exit_written(exit_file), "the console to exit")
         assert exit_file.read_text().strip() == "exit=0"
         screen = printed(terminal)
-        assert (f"pipeline {DEMO_RUN} goes on in the background (process {holder.pid}); follow it with "
-                "`arsl pipeline watch`, stop it with `arsl pipeline cancel`") in screen
+        assert (
+            f"pipeline {DEMO_RUN} goes on in the background (process {holder.pid}); follow it with "
+            "`arsl pipeline watch`, stop it with `arsl pipeline cancel`"
+        ) in screen
         assert holder.process.poll() is None  # quitting the console left the run alone
     finally:
         holder.close()

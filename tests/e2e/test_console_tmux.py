@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.e2e,
-              pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
 
 ARSL = Path(sys.executable).with_name("arsl")
 SCREEN_TIMEOUT_S = 30.0
@@ -28,8 +27,7 @@ class Tmux:
         self.socket = f"arsl-e2e-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     def run(self, *args: str, check: bool = True) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], check=check, capture_output=True,
-                              text=True).stdout
+        return subprocess.run(["tmux", "-L", self.socket, *args], check=check, capture_output=True, text=True).stdout
 
     def start(self, command: str) -> None:
         self.run("-f", "/dev/null", "new-session", "-d", "-s", "console", "-x", "80", "-y", "24", command)
@@ -55,8 +53,10 @@ class Tmux:
         return self.wait_for(lambda screen: text in screen, repr(text))
 
     def alive(self) -> bool:
-        return subprocess.run(["tmux", "-L", self.socket, "has-session", "-t", "console"],
-                              capture_output=True).returncode == 0
+        return (
+            subprocess.run(["tmux", "-L", self.socket, "has-session", "-t", "console"], capture_output=True).returncode
+            == 0
+        )
 
     def kill_server(self) -> None:
         self.run("kill-server", check=False)
@@ -84,8 +84,9 @@ def exit_written(exit_file: Path) -> bool:
         return False
 
 
-def test_upload_a_small_data_set_from_the_real_console(tmux: Tmux, tiny_dataset: Path, arsl_home: Path,
-                                                       tmp_path: Path) -> None:
+def test_upload_a_small_data_set_from_the_real_console(
+    tmux: Tmux, tiny_dataset: Path, arsl_home: Path, tmp_path: Path
+) -> None:
     exit_file = tmp_path / "exit-code"
     tmux.start(console_command(arsl_home, exit_file, "xterm-256color"))
     tmux.wait_text("1 Overview")
@@ -135,8 +136,9 @@ def test_plain_xterm_gets_the_16_colour_theme(tmux: Tmux, arsl_home: Path, tmp_p
     assert exit_file.read_text().strip() == "exit=0"
 
 
-def test_killed_mid_upload_the_reopened_console_offers_to_resume(tmux: Tmux, make_dataset: Callable[..., Path],
-                                                                arsl_home: Path, tmp_path: Path) -> None:
+def test_killed_mid_upload_the_reopened_console_offers_to_resume(
+    tmux: Tmux, make_dataset: Callable[..., Path], arsl_home: Path, tmp_path: Path
+) -> None:
     folder = make_dataset(per_class=15, name="medium")
     slow = "ARSL_UPLOAD_MODE=files ARSL_UPLOAD_CONCURRENCY=1"  # one object at a time: a window to kill in
     tmux.start(console_command(arsl_home, None, "xterm-256color", slow))

@@ -71,8 +71,15 @@ def finished_job(tmp_path: Path, name: str, scenario_records: list[dict[str, Any
 
 
 def arsl(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "arsl_tui", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "arsl_tui", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_gate_registers_a_pass_refuses_a_fail_and_logs_an_override(tmp_path: Path, env: dict[str, str]) -> None:
@@ -82,8 +89,14 @@ def test_gate_registers_a_pass_refuses_a_fail_and_logs_an_override(tmp_path: Pat
     text = arsl(env, tmp_path, "gate", passing)
     assert text.returncode == 0, text.stderr
     lines = {line.split()[1]: line for line in text.stdout.splitlines() if line.startswith(("✓", "✗"))}
-    assert set(lines) == {"test_accuracy", "test_loss", "class_floor", "val_stability", "train_val_gap",
-                          "val_loss_trend"}
+    assert set(lines) == {
+        "test_accuracy",
+        "test_loss",
+        "class_floor",
+        "val_stability",
+        "train_val_gap",
+        "val_loss_trend",
+    }
     assert all(line.startswith("✓") for line in lines.values())
     assert "0.9750" in lines["test_accuracy"] and "≥ 0.9500" in lines["test_accuracy"]
     assert "PASS ✓ all 6 rules passed; registered as v1 (champion and challenger)" in text.stdout
@@ -101,12 +114,17 @@ def test_gate_registers_a_pass_refuses_a_fail_and_logs_an_override(tmp_path: Pat
     no_reason = arsl(env, tmp_path, "gate", failing, "--override")
     assert no_reason.returncode == 2 and "--override needs --reason" in no_reason.stderr
 
-    overridden = arsl(env, tmp_path, "gate", failing, "--override", "--reason", "field test with the deaf club",
-                      "--json")
+    overridden = arsl(
+        env, tmp_path, "gate", failing, "--override", "--reason", "field test with the deaf club", "--json"
+    )
     assert overridden.returncode == 0, overridden.stderr
     result = json.loads(overridden.stdout)
     assert (result["verdict"], result["version"], result["aliases"], result["override"]) == (
-        "fail", "v2", ["challenger"], True)
+        "fail",
+        "v2",
+        ["challenger"],
+        True,
+    )
 
     again = arsl(env, tmp_path, "gate", passing, "--json")
     assert again.returncode == 0
@@ -114,7 +132,9 @@ def test_gate_registers_a_pass_refuses_a_fail_and_logs_an_override(tmp_path: Pat
 
     listing = json.loads(arsl(env, tmp_path, "models", "list", "--json").stdout)
     assert [(item["version"], item["aliases"]) for item in listing["versions"]] == [
-        ("v1", ["champion"]), ("v2", ["challenger"])]
+        ("v1", ["champion"]),
+        ("v2", ["challenger"]),
+    ]
     shown = arsl(env, tmp_path, "models", "show", "champion", "--json")
     assert shown.returncode == 0, shown.stderr
     version = json.loads(shown.stdout)
@@ -126,9 +146,12 @@ def test_gate_registers_a_pass_refuses_a_fail_and_logs_an_override(tmp_path: Pat
 
     log = json.loads(arsl(env, tmp_path, "models", "log", "--json").stdout)["log"]
     assert [(entry["action"], entry["alias"], entry["from"], entry["to"]) for entry in log] == [
-        ("register", None, None, "v1"), ("set_alias", "challenger", None, "v1"),
-        ("set_alias", "champion", None, "v1"), ("override", None, None, "v2"),
-        ("set_alias", "challenger", "v1", "v2")]
+        ("register", None, None, "v1"),
+        ("set_alias", "challenger", None, "v1"),
+        ("set_alias", "champion", None, "v1"),
+        ("override", None, None, "v2"),
+        ("set_alias", "challenger", "v1", "v2"),
+    ]
     assert log[3]["reason"] == "field test with the deaf club"
 
     missing = arsl(env, tmp_path, "models", "show", "v9")
@@ -171,8 +194,7 @@ def test_a_real_training_job_is_judged_on_the_trainers_own_records(tmp_path: Pat
     rules = {rule["rule"]: rule for rule in result["rules"]}
     assert isinstance(rules["test_accuracy"]["measured"], float)  # read from the trainer's final record
     assert rules["val_stability"]["detail"] == "needs 3 epoch record(s), the job wrote 1"
-    registered = arsl(env, tmp_path, "gate", job_id, "--override", "--reason", "smoke test of the pipeline",
-                      "--json")
+    registered = arsl(env, tmp_path, "gate", job_id, "--override", "--reason", "smoke test of the pipeline", "--json")
     assert registered.returncode == 0, registered.stderr
     shown = json.loads(arsl(env, tmp_path, "models", "show", "v1", "--json").stdout)
     assert shown["lineage"]["job_id"] == job_id and len(shown["lineage"]["manifest_id"]) > 0
@@ -181,7 +203,8 @@ def test_a_real_training_job_is_judged_on_the_trainers_own_records(tmp_path: Pat
 
 
 def test_after_a_promotion_every_view_shows_one_champion_and_a_registered_job_needs_no_gate(
-        tmp_path: Path, env: dict[str, str]) -> None:
+    tmp_path: Path, env: dict[str, str]
+) -> None:
     from arsl_tui.config import Settings
     from arsl_tui.ops.registry import ModelRegistry
 
@@ -222,6 +245,9 @@ def test_after_a_promotion_every_view_shows_one_champion_and_a_registered_job_ne
     assert shown["aliases"] == ["champion"] and shown["created_by"]  # who registered it stays in `models show`
     models = rows()["models"]
     assert (models["summary"], models["details"]["challenger"], models["next"]) == (
-        "champion v2, challenger —", None, None)
+        "champion v2, challenger —",
+        None,
+        None,
+    )
     no_challenger = arsl(env, tmp_path, "models", "show", "challenger")
     assert no_challenger.returncode == 2 and "no version is challenger yet" in no_challenger.stderr

@@ -48,8 +48,9 @@ def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def spec(data: Path, epochs: int, processes: int = 1) -> JobSpec:
-    return JobSpec(dataset=str(data), epochs=epochs, batch_size=32, learning_rate=0.003, seed=1,
-                   processes_per_node=processes)
+    return JobSpec(
+        dataset=str(data), epochs=epochs, batch_size=32, learning_rate=0.003, seed=1, processes_per_node=processes
+    )
 
 
 def test_a_job_runs_to_completion_with_live_metrics_and_a_restart_reattaches(tiny_set: Path, tmp_path: Path) -> None:
@@ -134,8 +135,15 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 
 def arsl(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "arsl_tui", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=180, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "arsl_tui", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -146,8 +154,22 @@ def test_cli_submit_wait_on_a_crashing_trainer_exits_1_and_says_why(tmp_path: Pa
     broken = tmp_path / "broken"
     (broken / "ain").mkdir(parents=True)  # a class folder with no images: the trainer refuses the data set
 
-    result = arsl(cli_env, tmp_path, "--json", "train", "submit", str(broken), "--epochs", "1", "--gpus", "1",
-                  "--wait", "--interval", "0.2", "--yes")
+    result = arsl(
+        cli_env,
+        tmp_path,
+        "--json",
+        "train",
+        "submit",
+        str(broken),
+        "--epochs",
+        "1",
+        "--gpus",
+        "1",
+        "--wait",
+        "--interval",
+        "0.2",
+        "--yes",
+    )
     assert result.returncode == 1, result.stderr
     lines = json_lines(result.stdout)
     job_id = lines[0]["job_id"]
@@ -179,11 +201,26 @@ def test_cli_refuses_without_a_data_set_and_in_read_only_mode(tmp_path: Path, cl
 
 
 def test_cli_resume_continues_an_ended_job_on_its_output_and_refuses_what_it_cannot(
-        tmp_path: Path, cli_env: dict[str, str]) -> None:
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
     broken = tmp_path / "broken"
     (broken / "ain").mkdir(parents=True)
-    first = arsl(cli_env, tmp_path, "--json", "train", "submit", str(broken), "--epochs", "1", "--gpus", "1",
-                 "--wait", "--interval", "0.2", "--yes")
+    first = arsl(
+        cli_env,
+        tmp_path,
+        "--json",
+        "train",
+        "submit",
+        str(broken),
+        "--epochs",
+        "1",
+        "--gpus",
+        "1",
+        "--wait",
+        "--interval",
+        "0.2",
+        "--yes",
+    )
     assert first.returncode == 1, first.stderr
     job_id = json_lines(first.stdout)[0]["job_id"]
 

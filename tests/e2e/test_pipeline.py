@@ -68,11 +68,18 @@ class Stage:
     home: Path
     env: dict[str, str]
 
-    def arsl(self, *args: str, env: dict[str, str] | None = None,
-             timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "arsl_tui", "--config", str(self.root / "config.toml"), *args],
-                              env=env or self.env, cwd=self.root, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+    def arsl(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 240
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "arsl_tui", "--config", str(self.root / "config.toml"), *args],
+            env=env or self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +108,16 @@ def test_a_demo_run_promotes_and_a_second_run_skips_what_is_done(stage: Stage) -
     first = stage.arsl("pipeline", "run", "--demo", "--per-class", "4", "--yes", "--json")
     assert first.returncode == 0, first.stderr + first.stdout
     lines = events(first)
-    assert phase_states(lines) == {"data": "done", "upload": "done", "champion": "done", "train": "done",
-                                   "gate": "done", "deploy": "done", "canary": "done", "alarms": "done"}
+    assert phase_states(lines) == {
+        "data": "done",
+        "upload": "done",
+        "champion": "done",
+        "train": "done",
+        "gate": "done",
+        "deploy": "done",
+        "canary": "done",
+        "alarms": "done",
+    }
     started = next(line for line in lines if line.get("event") == "PipelineStarted")
     assert started["resumed_from"] == ""
     # The demo's value for what the config does not set; the config's values win over the others.
@@ -110,8 +125,10 @@ def test_a_demo_run_promotes_and_a_second_run_skips_what_is_done(stage: Stage) -
     result = lines[-1]
     assert (result["outcome"], result["version"]) == ("promoted", "v2")
     # The run's event file (what the console follows) holds the same events, each with its time.
-    recorded = [json.loads(line) for line in
-                (stage.home / "pipeline" / f"{started['run_id']}.events.jsonl").read_text().splitlines()]
+    recorded = [
+        json.loads(line)
+        for line in (stage.home / "pipeline" / f"{started['run_id']}.events.jsonl").read_text().splitlines()
+    ]
     assert all(isinstance(line.pop("at"), float) for line in recorded)
     assert recorded == lines[:-1]
     assert not (stage.home / "pipeline" / "lock").read_text()  # released: no holder written
@@ -135,8 +152,9 @@ def test_a_demo_run_promotes_and_a_second_run_skips_what_is_done(stage: Stage) -
 
 def test_a_broken_challenger_is_rolled_back_and_the_champion_keeps_serving(stage: Stage) -> None:
     env = {**stage.env, "ARSL_CANARY_MIN_ONLINE_ACCURACY": "0.5"}  # random weights are right 1 time in 32
-    broken = stage.arsl("pipeline", "run", "--demo", "--per-class", "4", "--broken-challenger", "--yes", "--json",
-                        env=env)
+    broken = stage.arsl(
+        "pipeline", "run", "--demo", "--per-class", "4", "--broken-challenger", "--yes", "--json", env=env
+    )
     lines = events(broken)
     assert broken.returncode == 1, broken.stderr + broken.stdout
     states = phase_states(lines)
@@ -153,6 +171,8 @@ def test_a_broken_challenger_is_rolled_back_and_the_champion_keeps_serving(stage
     assert status.returncode == 1 and shown["phase"] == "rolled_back"
     assert shown["weights"] == {champion: 100, challenger: 0}
     log = json.loads(stage.arsl("models", "log", "--json").stdout)["log"]
-    assert any(entry["action"] == "override" and entry["to"] == challenger and "--broken-challenger" in entry["reason"]
-               for entry in log)
+    assert any(
+        entry["action"] == "override" and entry["to"] == challenger and "--broken-challenger" in entry["reason"]
+        for entry in log
+    )
     assert any(entry["action"] == "canary" and entry["reason"].startswith("rolled") for entry in log), log[-4:]

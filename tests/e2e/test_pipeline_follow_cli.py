@@ -51,24 +51,44 @@ def holder(home: Path) -> Iterator[PipelineHolder]:
 
 
 def arsl(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "arsl_tui", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "arsl_tui", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def later_events(*, outcome: str = "promoted") -> list[dict[str, Any]]:
     """What the run writes after `pipeline_events()`: the rest of a promoted demo."""
     whole = pipeline_events(through="promoted")
-    return [{"event": "PipelineProgress", "phase": "champion",
-             "detail": "job-20260101-100012-3f2a epoch 5/10: val_acc 0.934"}, *whole[len(pipeline_events()):]]
+    return [
+        {
+            "event": "PipelineProgress",
+            "phase": "champion",
+            "detail": "job-20260101-100012-3f2a epoch 5/10: val_acc 0.934",
+        },
+        *whole[len(pipeline_events()) :],
+    ]
 
 
 class Watcher:
     """`arsl pipeline watch` running in its own session, its output read line by line in a thread."""
 
     def __init__(self, env: dict[str, str], cwd: Path, *args: str) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "arsl_tui", "pipeline", "watch", *args], env=env,
-                                        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "arsl_tui", "pipeline", "watch", *args],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -110,9 +130,9 @@ class Watcher:
             self.process.wait(LINE_TIMEOUT_S)
 
 
-def test_status_shows_the_live_run_first_and_every_hint_says_to_follow_it(env: dict[str, str], home: Path,
-                                                                          tmp_path: Path,
-                                                                          holder: PipelineHolder) -> None:
+def test_status_shows_the_live_run_first_and_every_hint_says_to_follow_it(
+    env: dict[str, str], home: Path, tmp_path: Path, holder: PipelineHolder
+) -> None:
     # A champion exists and nothing serves: alone, the service would say `arsl deploy champion`.
     register(ModelRegistry.from_settings(Settings(home=str(home))), tmp_path / "scratch", 1)
 
@@ -124,14 +144,25 @@ def test_status_shows_the_live_run_first_and_every_hint_says_to_follow_it(env: d
     assert f"process {holder.pid} (group {holder.pid})" in lines[1]
     assert str(events_path(home, DEMO_RUN)) in lines[1]
     phases = [line.split()[:3] for line in lines[2:10]]
-    assert phases == [["✓", "data", "done"], ["✓", "upload", "done"], ["►", "champion", "running"],
-                      ["○", "train", "pending"], ["○", "gate", "pending"], ["○", "deploy", "pending"],
-                      ["○", "canary", "pending"], ["○", "alarms", "pending"]]
+    assert phases == [
+        ["✓", "data", "done"],
+        ["✓", "upload", "done"],
+        ["►", "champion", "running"],
+        ["○", "train", "pending"],
+        ["○", "gate", "pending"],
+        ["○", "deploy", "pending"],
+        ["○", "canary", "pending"],
+        ["○", "alarms", "pending"],
+    ]
     assert lines[-1] == "next: arsl pipeline watch (or `arsl pipeline cancel` to stop it)"
 
     run = json.loads(arsl(env, tmp_path, "pipeline", "status", "--json").stdout)
-    assert (run["run_id"], run["state"], run["current_phase"], run["pid"]) == (DEMO_RUN, "running", "champion",
-                                                                                holder.pid)
+    assert (run["run_id"], run["state"], run["current_phase"], run["pid"]) == (
+        DEMO_RUN,
+        "running",
+        "champion",
+        holder.pid,
+    )
     assert run["events_file"] == str(events_path(home, DEMO_RUN)) and run["elapsed_s"] >= 0
     assert [phase["state"] for phase in run["phases"]][:3] == ["done", "done", "running"]
 
@@ -145,8 +176,14 @@ def test_status_shows_the_live_run_first_and_every_hint_says_to_follow_it(env: d
     status = json.loads(arsl(env, tmp_path, "status", "--json").stdout)
     assert next(iter(status)) == "pipeline" and status["pipeline"]["state"] == "running"
     assert status["pipeline"]["details"]["run_id"] == DEMO_RUN
-    assert [phase["phase"] for phase in status["phases"]] == ["data", "training", "models", "service", "canary",
-                                                              "alarms"]
+    assert [phase["phase"] for phase in status["phases"]] == [
+        "data",
+        "training",
+        "models",
+        "service",
+        "canary",
+        "alarms",
+    ]
     assert [phase["next"] for phase in status["phases"]] == [None] * 6
     assert status["next"] == "arsl pipeline watch"
 
@@ -165,7 +202,8 @@ def test_status_shows_the_live_run_first_and_every_hint_says_to_follow_it(env: d
 def test_a_home_without_runs_says_so(env: dict[str, str], tmp_path: Path, home: Path) -> None:
     shown = arsl(env, tmp_path, "pipeline", "status")
     assert shown.returncode == 0 and shown.stdout.strip() == (
-        f"no pipeline run in {home} yet (`arsl pipeline run --demo` runs the demo)")
+        f"no pipeline run in {home} yet (`arsl pipeline run --demo` runs the demo)"
+    )
     assert json.loads(arsl(env, tmp_path, "pipeline", "status", "--json").stdout)["state"] == "none"
     watched = arsl(env, tmp_path, "pipeline", "watch")
     assert watched.returncode == 2 and "no pipeline run in" in watched.stderr and watched.stdout == ""
@@ -174,8 +212,9 @@ def test_a_home_without_runs_says_so(env: dict[str, str], tmp_path: Path, home: 
     assert not home.exists()  # looking created nothing
 
 
-def test_watch_prints_each_new_event_and_exits_0_on_a_promotion(env: dict[str, str], home: Path, tmp_path: Path,
-                                                                holder: PipelineHolder) -> None:
+def test_watch_prints_each_new_event_and_exits_0_on_a_promotion(
+    env: dict[str, str], home: Path, tmp_path: Path, holder: PipelineHolder
+) -> None:
     watcher = Watcher(env, tmp_path)
     try:
         watcher.until("next: arsl pipeline watch")  # the run so far
@@ -195,9 +234,9 @@ def test_watch_prints_each_new_event_and_exits_0_on_a_promotion(env: dict[str, s
     assert "epoch 1/10" not in out  # the backlog is summed up, not replayed
 
 
-def test_ctrl_c_stops_the_watch_only_and_the_runs_own_end_decides_the_exit(env: dict[str, str], home: Path,
-                                                                           tmp_path: Path,
-                                                                           holder: PipelineHolder) -> None:
+def test_ctrl_c_stops_the_watch_only_and_the_runs_own_end_decides_the_exit(
+    env: dict[str, str], home: Path, tmp_path: Path, holder: PipelineHolder
+) -> None:
     watcher = Watcher(env, tmp_path)
     try:
         watcher.until("next: arsl pipeline watch")
@@ -206,8 +245,10 @@ def test_ctrl_c_stops_the_watch_only_and_the_runs_own_end_decides_the_exit(env: 
     finally:
         watcher.close()
     assert code == 130
-    assert errors.strip() == (f"stopped watching; pipeline run {DEMO_RUN} goes on (process {holder.pid}): "
-                              "`arsl pipeline watch` follows it again")
+    assert errors.strip() == (
+        f"stopped watching; pipeline run {DEMO_RUN} goes on (process {holder.pid}): "
+        "`arsl pipeline watch` follows it again"
+    )
     assert holder.process.poll() is None  # the run goes on
 
     watcher = Watcher(env, tmp_path, "--json")
@@ -225,8 +266,9 @@ def test_ctrl_c_stops_the_watch_only_and_the_runs_own_end_decides_the_exit(env: 
     assert events[0]["event"] == "PipelinePhase" and events[0]["at"] > 0  # the file's lines, from the start
 
 
-def test_a_run_killed_outright_ends_the_watch_as_interrupted(env: dict[str, str], tmp_path: Path,
-                                                             holder: PipelineHolder) -> None:
+def test_a_run_killed_outright_ends_the_watch_as_interrupted(
+    env: dict[str, str], tmp_path: Path, holder: PipelineHolder
+) -> None:
     watcher = Watcher(env, tmp_path)
     try:
         watcher.until("next: arsl pipeline watch")
@@ -235,13 +277,14 @@ def test_a_run_killed_outright_ends_the_watch_as_interrupted(env: dict[str, str]
     finally:
         watcher.close()
     assert code == 1
-    assert out.splitlines()[-1] == ("INTERRUPTED its process ended without finishing during champion (killed?); "
-                                    "run it again to resume")
+    assert out.splitlines()[-1] == (
+        "INTERRUPTED its process ended without finishing during champion (killed?); run it again to resume"
+    )
 
 
-def test_cancel_signals_the_runs_process_group_and_reports_how_it_ended(env: dict[str, str], home: Path,
-                                                                       tmp_path: Path,
-                                                                       holder: PipelineHolder) -> None:
+def test_cancel_signals_the_runs_process_group_and_reports_how_it_ended(
+    env: dict[str, str], home: Path, tmp_path: Path, holder: PipelineHolder
+) -> None:
     config = tmp_path / "read-only.toml"
     config.write_text("read_only = true\n", encoding="utf-8")
     refused = arsl(env, tmp_path, "--config", str(config), "pipeline", "cancel", "--yes")
@@ -253,7 +296,8 @@ def test_cancel_signals_the_runs_process_group_and_reports_how_it_ended(env: dic
     assert cancelled.stdout.splitlines() == [
         f"SIGINT sent to process group {holder.pid} to cancel pipeline run {DEMO_RUN}; waiting up to 30 s for it "
         "to stop …",
-        f"Pipeline {DEMO_RUN}: cancelled in champion — interrupted (SIGINT); run it again to resume"]
+        f"Pipeline {DEMO_RUN}: cancelled in champion — interrupted (SIGINT); run it again to resume",
+    ]
     assert holder.wait() == 130  # ended by the SIGINT, as Ctrl-C in its terminal would
 
     again = arsl(env, tmp_path, "pipeline", "cancel", "--yes")

@@ -21,8 +21,15 @@ def test_an_unopenable_state_file_is_named_with_exit_3(command: list[str], tmp_p
     (home / "arsl.db").mkdir(parents=True)  # a folder where the SQLite file belongs
     env = {name: value for name, value in os.environ.items() if not name.startswith("ARSL_")}
     env["ARSL_HOME"] = str(home)
-    result = subprocess.run([sys.executable, "-m", "arsl_tui", *command], env=env, cwd=tmp_path, capture_output=True,
-                            text=True, timeout=120, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [sys.executable, "-m", "arsl_tui", *command],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 3, (result.stdout, result.stderr)
     assert f"state file error: {home / 'arsl.db'}: cannot open the state database" in result.stderr
     assert "Traceback" not in result.stderr

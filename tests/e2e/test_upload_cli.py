@@ -35,8 +35,15 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 
 def arsl(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "arsl_tui", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=180, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "arsl_tui", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -55,17 +62,35 @@ def store_of(settings: Settings) -> LocalObjectStore:
     return LocalObjectStore(settings.home_dir / "store" / settings.storage.bucket)
 
 
-def test_kill_9_mid_upload_then_rerun_sends_only_the_remainder(make_dataset: DatasetFactory, tmp_path: Path,
-                                                               cli_env: dict[str, str]) -> None:
+def test_kill_9_mid_upload_then_rerun_sends_only_the_remainder(
+    make_dataset: DatasetFactory, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
     dataset = make_dataset(per_class=20)  # 640 images: far more than the events a full pipe can hold
     settings = settings_for(tmp_path)
     manifest = manifest_of(dataset)
     total = len(manifest.images) + 1
     with (tmp_path / "stderr.txt").open("w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "arsl_tui", "upload", str(dataset), "--mode", "files", "--concurrency", "1",
-             "--json", "--yes"], env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=stderr,
-            stdin=subprocess.DEVNULL, text=True)
+            [
+                sys.executable,
+                "-m",
+                "arsl_tui",
+                "upload",
+                str(dataset),
+                "--mode",
+                "files",
+                "--concurrency",
+                "1",
+                "--json",
+                "--yes",
+            ],
+            env=cli_env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
         assert process.stdout is not None
         # Each confirmed object is one JSON line, written after the journal records it; once we stop
         # reading, the pipe fills and the upload blocks, so the kill lands mid-way without any timing.
@@ -82,8 +107,9 @@ def test_kill_9_mid_upload_then_rerun_sends_only_the_remainder(make_dataset: Dat
 
     with sqlite3.connect(state_path(settings.home_dir)) as connection:
         states = dict(connection.execute("SELECT state, COUNT(*) FROM upload_objects GROUP BY state").fetchall())
-        confirmed_keys = [key for (key,) in connection.execute(
-            "SELECT key FROM upload_objects WHERE state = 'confirmed'")]
+        confirmed_keys = [
+            key for (key,) in connection.execute("SELECT key FROM upload_objects WHERE state = 'confirmed'")
+        ]
     confirmed, uncertain = states.get("confirmed", 0), states.get("sent", 0)
     assert 5 <= confirmed < total - 1, "killed mid-way"
     store = store_of(settings)
@@ -97,8 +123,7 @@ def test_kill_9_mid_upload_then_rerun_sends_only_the_remainder(make_dataset: Dat
     assert report["runs"][0]["status"] == "interrupted"
     assert report["resumable"]["run_id"] == report["runs"][0]["run_id"]
 
-    rerun = arsl(cli_env, tmp_path, "upload", str(dataset), "--mode", "files", "--concurrency", "4", "--json",
-                 "--yes")
+    rerun = arsl(cli_env, tmp_path, "upload", str(dataset), "--mode", "files", "--concurrency", "4", "--json", "--yes")
     assert rerun.returncode == 0, rerun.stderr
     events = json_lines(rerun.stdout)
     outcome = events[-1]
@@ -117,14 +142,32 @@ def test_kill_9_mid_upload_then_rerun_sends_only_the_remainder(make_dataset: Dat
     assert report["runs"][0]["status"] == "done" and report["resumable"] is None
 
 
-def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(make_dataset: DatasetFactory, tmp_path: Path,
-                                                    cli_env: dict[str, str]) -> None:
+def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(
+    make_dataset: DatasetFactory, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
     dataset = make_dataset(per_class=20)
     settings = settings_for(tmp_path)
     process = subprocess.Popen(
-        [sys.executable, "-m", "arsl_tui", "upload", str(dataset), "--mode", "files", "--concurrency", "2", "--json",
-         "--yes"], env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL, text=True)
+        [
+            sys.executable,
+            "-m",
+            "arsl_tui",
+            "upload",
+            str(dataset),
+            "--mode",
+            "files",
+            "--concurrency",
+            "2",
+            "--json",
+            "--yes",
+        ],
+        env=cli_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     assert process.stdout is not None
     for line in process.stdout:
         if json.loads(line)["event"] == "UploadProgressed":
@@ -145,8 +188,9 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(make_dataset: DatasetFactory,
     assert_store_matches(store_of(settings), settings, manifest_of(dataset), "files")
 
 
-def test_upload_shows_progress_and_status_lists_the_run(tiny_dataset: Path, tmp_path: Path,
-                                                        cli_env: dict[str, str]) -> None:
+def test_upload_shows_progress_and_status_lists_the_run(
+    tiny_dataset: Path, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
     result = arsl(cli_env, tmp_path, "upload", str(tiny_dataset), "--yes")
     assert result.returncode == 0, result.stderr
     manifest = manifest_of(tiny_dataset)
@@ -161,8 +205,9 @@ def test_upload_shows_progress_and_status_lists_the_run(tiny_dataset: Path, tmp_
     assert len(runs) == 1 and runs[0]["manifest_id"] == manifest.id and runs[0]["mode"] == "shards"
 
 
-def test_validation_problems_refuse_with_exit_1_and_upload_nothing(tiny_dataset: Path, tmp_path: Path,
-                                                                   cli_env: dict[str, str]) -> None:
+def test_validation_problems_refuse_with_exit_1_and_upload_nothing(
+    tiny_dataset: Path, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
     (tiny_dataset / "bb" / "cut.jpg").write_bytes(jpeg_bytes(5)[:200])
     (tiny_dataset / "ain" / "notes.txt").write_text("hello")
     result = arsl(cli_env, tmp_path, "upload", str(tiny_dataset), "--yes")
@@ -176,8 +221,9 @@ def test_validation_problems_refuse_with_exit_1_and_upload_nothing(tiny_dataset:
     assert refused["event"] == "refused" and refused["exit_code"] == 1
     assert {item["path"] for item in refused["problems"]} == {"bb/cut.jpg", "ain/notes.txt"}
 
-    allowed = arsl(cli_env, tmp_path, "upload", str(tiny_dataset), "--mode", "files", "--allow-problems", "--yes",
-                   "--json")
+    allowed = arsl(
+        cli_env, tmp_path, "upload", str(tiny_dataset), "--mode", "files", "--allow-problems", "--yes", "--json"
+    )
     assert allowed.returncode == 0, allowed.stderr
     outcome = json_lines(allowed.stdout)[-1]
     keys = {info.key for info in store_of(settings).list("")}
@@ -209,8 +255,9 @@ def test_an_unusable_store_exits_3(tiny_dataset: Path, tmp_path: Path, cli_env: 
 
 
 @pytest.mark.parametrize("mode", ["shards", "files"])
-def test_the_stored_prefix_is_a_data_set_the_trainer_reads(make_dataset: DatasetFactory, tmp_path: Path,
-                                                            cli_env: dict[str, str], mode: str) -> None:
+def test_the_stored_prefix_is_a_data_set_the_trainer_reads(
+    make_dataset: DatasetFactory, tmp_path: Path, cli_env: dict[str, str], mode: str
+) -> None:
     """Upload to the local store (which keeps objects at their keys), then hand the trainer the prefix folder."""
     from tests.trainer.conftest import solo_context
     from trainer.data import SplitPolicy as TrainerSplitPolicy
@@ -233,8 +280,10 @@ def test_the_stored_prefix_is_a_data_set_the_trainer_reads(make_dataset: Dataset
     read = {sample.source: (listing.classes[sample.label], sample.split) for sample in listing.samples}
     assert read == {image.path: (image.cls, image.split) for image in manifest.images}
     md5_of = {image.path: image.md5 for image in manifest.images}
-    assert all(hashlib.md5(listing.payloads[index]).hexdigest() == md5_of[sample.source]
-               for index, sample in enumerate(listing.samples)), "every sample's image bytes are intact"
+    assert all(
+        hashlib.md5(listing.payloads[index]).hexdigest() == md5_of[sample.source]
+        for index, sample in enumerate(listing.samples)
+    ), "every sample's image bytes are intact"
 
     cache = load_cache(folder, other_rule, solo_context())
     assert not cache.skipped
@@ -244,10 +293,29 @@ def test_the_stored_prefix_is_a_data_set_the_trainer_reads(make_dataset: Dataset
 
     if mode == "shards":  # and the trainer itself, one epoch on the stored prefix
         output = tmp_path / "run"
-        trained = subprocess.run([sys.executable, "-m", "trainer.train", "--data", str(folder), "--output",
-                                  str(output), "--epochs", "1", "--batch-size", "32", "--cpu", "--log-every", "0"],
-                                 cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
-                                 timeout=300, stdin=subprocess.DEVNULL)
+        trained = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "trainer.train",
+                "--data",
+                str(folder),
+                "--output",
+                str(output),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "32",
+                "--cpu",
+                "--log-every",
+                "0",
+            ],
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+        )
         assert trained.returncode == 0, trained.stderr[-2000:]
         final = json_lines((output / "metrics.jsonl").read_text())[-1]
         assert final["type"] == "final" and final["manifest_id"] == manifest.id and final["data_kind"] == "shards"

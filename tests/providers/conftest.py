@@ -16,8 +16,7 @@ import pytest
 
 from arsl_tui.providers.huawei.credentials import Credentials
 
-FAKE_CREDENTIALS = Credentials(access_key="AKFAKE0000TEST", secret_key="sk-fake-never-real-0123456789",
-                               source="tests")
+FAKE_CREDENTIALS = Credentials(access_key="AKFAKE0000TEST", secret_key="sk-fake-never-real-0123456789", source="tests")
 _bucket_numbers = itertools.count(1)
 
 
@@ -45,10 +44,16 @@ def create_bucket(endpoint: str, name: str) -> None:
     """Create `name` with the raw SDK (bucket creation is not part of the port)."""
     from obs import ObsClient
 
-    client: Any = ObsClient(access_key_id=FAKE_CREDENTIALS.access_key,
-                            secret_access_key=FAKE_CREDENTIALS.secret_key, server=endpoint,
-                            signature="v4", region="us-east-1", path_style=True, max_retry_count=0,
-                            timeout=10)
+    client: Any = ObsClient(
+        access_key_id=FAKE_CREDENTIALS.access_key,
+        secret_access_key=FAKE_CREDENTIALS.secret_key,
+        server=endpoint,
+        signature="v4",
+        region="us-east-1",
+        path_style=True,
+        max_retry_count=0,
+        timeout=10,
+    )
     try:
         result = client.createBucket(name)
         assert result.status < 300, (result.status, result.errorCode, result.errorMessage)

@@ -18,8 +18,8 @@ import pytest
 from arsl_tui.cli import build_parser
 from arsl_tui.cli.common import CommandContext, run_command
 from arsl_tui.config import Settings, load_settings
-from arsl_tui.ops.deployment import CanaryStore
 from arsl_tui.providers.huawei.apig import ApigError, ApigGateway, spec_from_settings
+from arsl_tui.state.canary_store import CanaryStore
 from tests.fixtures.huawei_contract import ContractServer
 from tests.fixtures.huawei_serving_fakes import RELEASE_ENV_ID, SERVICES, ApigFake, InferServiceFake
 from tests.providers.conftest import FAKE_CREDENTIALS
@@ -33,8 +33,9 @@ PREFIX = f"/v2/{PROJECT}/apigw/instances/{INSTANCE}"
 
 @pytest.fixture
 def contract() -> Iterator[ContractServer]:
-    server = ContractServer(services=SERVICES, credentials={CREDENTIALS.access_key: CREDENTIALS.secret_key},
-                            project_id=PROJECT)
+    server = ContractServer(
+        services=SERVICES, credentials={CREDENTIALS.access_key: CREDENTIALS.secret_key}, project_id=PROJECT
+    )
     with server:
         yield server
     assert server.violations == [], "calls broke the documented contract"
@@ -46,11 +47,25 @@ def fake(contract: ContractServer) -> ApigFake:
 
 
 def make_settings(tmp_path: Path, endpoint: str, **overrides: object) -> Settings:
-    return load_settings(None, environ={}, cwd=tmp_path, cli_overrides={
-        "backend": "huawei", "home": str(tmp_path / "home"), "huawei.apig_endpoint": endpoint,
-        "huawei.modelarts_endpoint": endpoint, "huawei.ces_endpoint": endpoint, "huawei.apig_instance_id": INSTANCE,
-        "huawei.service_name": "arsl-signs", "huawei.service_image": "swr.example/arsl/serve:1",
-        "gateway.api_call_limit": 600, "gateway.app_call_limit": 60, "gateway.time_unit": "MINUTE", **overrides})
+    return load_settings(
+        None,
+        environ={},
+        cwd=tmp_path,
+        cli_overrides={
+            "backend": "huawei",
+            "home": str(tmp_path / "home"),
+            "huawei.apig_endpoint": endpoint,
+            "huawei.modelarts_endpoint": endpoint,
+            "huawei.ces_endpoint": endpoint,
+            "huawei.apig_instance_id": INSTANCE,
+            "huawei.service_name": "arsl-signs",
+            "huawei.service_image": "swr.example/arsl/serve:1",
+            "gateway.api_call_limit": 600,
+            "gateway.app_call_limit": 60,
+            "gateway.time_unit": "MINUTE",
+            **overrides,
+        },
+    )
 
 
 @pytest.fixture
@@ -64,35 +79,62 @@ def gateway(settings: Settings, fake: ApigFake) -> ApigGateway:
 
 
 def creations(contract: ContractServer) -> list[str]:
-    return [str(call.operation) for call in contract.calls
-            if call.method in ("POST", "PUT") and call.operation and call.status < 300]
+    return [
+        str(call.operation)
+        for call in contract.calls
+        if call.method in ("POST", "PUT") and call.operation and call.status < 300
+    ]
 
 
-def test_first_setup_builds_the_whole_chain(gateway: ApigGateway, settings: Settings, contract: ContractServer,
-                                            fake: ApigFake) -> None:
+def test_first_setup_builds_the_whole_chain(
+    gateway: ApigGateway, settings: Settings, contract: ContractServer, fake: ApigFake
+) -> None:
     report = gateway.setup(spec_from_settings(settings, SERVICE_URL))
-    assert creations(contract) == ["create_api_group_v2", "create_api_v2",
-                                   "create_or_delete_publish_record_for_api_v2", "create_an_app_v2",
-                                   "create_app_code_auto_v2", "create_authorizing_apps_v2",
-                                   "create_request_throttling_policy_v2", "associate_request_throttling_policy_v2"]
-    assert report.changed == ["group", "api", "publish", "app", "app_code", "authorisation", "throttle",
-                              "throttle_binding"]
+    assert creations(contract) == [
+        "create_api_group_v2",
+        "create_api_v2",
+        "create_or_delete_publish_record_for_api_v2",
+        "create_an_app_v2",
+        "create_app_code_auto_v2",
+        "create_authorizing_apps_v2",
+        "create_request_throttling_policy_v2",
+        "associate_request_throttling_policy_v2",
+    ]
+    assert report.changed == [
+        "group",
+        "api",
+        "publish",
+        "app",
+        "app_code",
+        "authorisation",
+        "throttle",
+        "throttle_binding",
+    ]
     [api_call] = contract.calls_to("create_api_v2")
     assert api_call.path == f"{PREFIX}/apis"
     body = api_call.body
     assert (body["auth_type"], body["auth_opt"], body["req_method"], body["req_uri"]) == (
-        "APP", {"app_code_auth_type": "HEADER"}, "POST", "/v1/predict")
+        "APP",
+        {"app_code_auth_type": "HEADER"},
+        "POST",
+        "/v1/predict",
+    )
     assert body["group_id"] == report.group_id and body["backend_type"] == "HTTP"
-    assert body["backend_api"] == {"url_domain": "infer.af-north-1.example", "req_protocol": "HTTPS",
-                                   "req_method": "POST", "req_uri": "/v1/infers/svc-123", "timeout": 40000,
-                                   "retry_count": "-1"}
+    assert body["backend_api"] == {
+        "url_domain": "infer.af-north-1.example",
+        "req_protocol": "HTTPS",
+        "req_method": "POST",
+        "req_uri": "/v1/infers/svc-123",
+        "timeout": 40000,
+        "retry_count": "-1",
+    }
     [publish] = contract.calls_to("create_or_delete_publish_record_for_api_v2")
     assert publish.path == f"{PREFIX}/apis/action"
     assert publish.body["action"] == "online" and publish.body["env_id"] == RELEASE_ENV_ID
     [throttle] = contract.calls_to("create_request_throttling_policy_v2")
-    assert {key: throttle.body[key] for key in ("api_call_limits", "app_call_limits", "time_interval", "time_unit",
-                                                "type")} == {"api_call_limits": 600, "app_call_limits": 60,
-                                                             "time_interval": 1, "time_unit": "MINUTE", "type": 1}
+    assert {
+        key: throttle.body[key] for key in ("api_call_limits", "app_call_limits", "time_interval", "time_unit", "type")
+    } == {"api_call_limits": 600, "app_call_limits": 60, "time_interval": 1, "time_unit": "MINUTE", "type": 1}
     assert "ip_call_limits" not in throttle.body  # 0 in [gateway] means no per-address limit
     [binding] = contract.calls_to("associate_request_throttling_policy_v2")
     assert binding.body == {"strategy_id": report.throttle_id, "publish_ids": [report.publish_id]}
@@ -101,12 +143,19 @@ def test_first_setup_builds_the_whole_chain(gateway: ApigGateway, settings: Sett
     assert report.key == fake.app_codes[report.app_id][0]["app_code"]
     assert report.version_id == fake.versions[-1]["version_id"]
     assert report.url == f"https://{fake.groups[report.group_id]['sl_domain']}/v1/predict"
-    assert report.versions == [{"version_id": report.version_id, "version_no": fake.versions[-1]["version_no"],
-                                "publish_time": "2026-01-01T00:00:00+00:00", "effective": True}]
+    assert report.versions == [
+        {
+            "version_id": report.version_id,
+            "version_no": fake.versions[-1]["version_no"],
+            "publish_time": "2026-01-01T00:00:00+00:00",
+            "effective": True,
+        }
+    ]
 
 
-def test_a_second_setup_changes_nothing_and_shows_no_key(gateway: ApigGateway, settings: Settings,
-                                                         contract: ContractServer) -> None:
+def test_a_second_setup_changes_nothing_and_shows_no_key(
+    gateway: ApigGateway, settings: Settings, contract: ContractServer
+) -> None:
     first = gateway.setup(spec_from_settings(settings, SERVICE_URL))
     before = len(creations(contract))
     again = gateway.setup(spec_from_settings(settings, SERVICE_URL))
@@ -116,7 +165,8 @@ def test_a_second_setup_changes_nothing_and_shows_no_key(gateway: ApigGateway, s
 
 
 def test_a_new_service_url_updates_and_republishes_and_the_old_version_can_be_switched_back(
-        gateway: ApigGateway, settings: Settings, contract: ContractServer, fake: ApigFake) -> None:
+    gateway: ApigGateway, settings: Settings, contract: ContractServer, fake: ApigFake
+) -> None:
     first = gateway.setup(spec_from_settings(settings, SERVICE_URL))
     moved = gateway.setup(spec_from_settings(settings, "https://infer2.af-north-1.example:8443/v1/infers/svc-9"))
     assert moved.changed == ["api", "publish"] and moved.version_id != first.version_id
@@ -138,8 +188,7 @@ def test_changed_limits_update_the_policy(tmp_path: Path, contract: ContractServ
     settings = make_settings(tmp_path, contract.endpoint)
     gateway = ApigGateway.from_settings(settings, credentials=CREDENTIALS)
     first = gateway.setup(spec_from_settings(settings, SERVICE_URL))
-    tighter = make_settings(tmp_path, contract.endpoint, **{"gateway.app_call_limit": 30,
-                                                            "gateway.ip_call_limit": 20})
+    tighter = make_settings(tmp_path, contract.endpoint, **{"gateway.app_call_limit": 30, "gateway.ip_call_limit": 20})
     report = gateway.setup(spec_from_settings(tighter, SERVICE_URL))
     assert report.changed == ["throttle"]
     [update] = contract.calls_to("update_request_throttling_policy_v2")
@@ -148,8 +197,9 @@ def test_changed_limits_update_the_policy(tmp_path: Path, contract: ContractServ
     assert fake.throttles[first.throttle_id]["app_call_limits"] == 30
 
 
-def test_errors_name_the_call_and_say_whether_to_retry(gateway: ApigGateway, settings: Settings,
-                                                      contract: ContractServer) -> None:
+def test_errors_name_the_call_and_say_whether_to_retry(
+    gateway: ApigGateway, settings: Settings, contract: ContractServer
+) -> None:
     contract.inject("create_api_v2", status=429, error_code="APIG.1009", error_msg="too many requests")
     with pytest.raises(ApigError) as throttled:
         gateway.setup(spec_from_settings(settings, SERVICE_URL))
@@ -166,16 +216,20 @@ def test_errors_name_the_call_and_say_whether_to_retry(gateway: ApigGateway, set
     with pytest.raises(ApigError, match="not an http"):
         gateway.setup(spec_from_settings(settings, "ftp://nowhere/x"))
     with pytest.raises(ApigError, match="apig_instance_id is empty"):
-        ApigGateway.from_settings(make_settings(settings.home_dir.parent, contract.endpoint,
-                                                **{"huawei.apig_instance_id": ""}), credentials=CREDENTIALS)
+        ApigGateway.from_settings(
+            make_settings(settings.home_dir.parent, contract.endpoint, **{"huawei.apig_instance_id": ""}),
+            credentials=CREDENTIALS,
+        )
 
 
 def test_cli_gateway_setup_publishes_the_running_service_and_records_the_version(
-        tmp_path: Path, contract: ContractServer, fake: ApigFake, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, contract: ContractServer, fake: ApigFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
     services = InferServiceFake(contract)
     config = tmp_path / "config.toml"
-    config.write_text(f"""backend = "huawei"
-home = "{tmp_path / 'home'}"
+    config.write_text(
+        f"""backend = "huawei"
+home = "{tmp_path / "home"}"
 [huawei]
 apig_endpoint = "{contract.endpoint}"
 modelarts_endpoint = "{contract.endpoint}"
@@ -184,9 +238,14 @@ obs_endpoint = "{contract.endpoint}"
 apig_instance_id = "{INSTANCE}"
 service_name = "arsl-signs"
 service_image = "swr.example/arsl/serve:1"
-""", encoding="utf-8")
-    for name, value in (("HUAWEICLOUD_SDK_AK", CREDENTIALS.access_key), ("HUAWEICLOUD_SDK_SK", CREDENTIALS.secret_key),
-                        ("HUAWEICLOUD_SDK_PROJECT_ID", PROJECT)):
+""",
+        encoding="utf-8",
+    )
+    for name, value in (
+        ("HUAWEICLOUD_SDK_AK", CREDENTIALS.access_key),
+        ("HUAWEICLOUD_SDK_SK", CREDENTIALS.secret_key),
+        ("HUAWEICLOUD_SDK_PROJECT_ID", PROJECT),
+    ):
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("HUAWEICLOUD_SDK_CREDENTIALS_FILE", str(tmp_path / "no-credentials-file"))
 
@@ -202,9 +261,11 @@ service_image = "swr.example/arsl/serve:1"
     from arsl_tui.domain.ports import ModelSlot
     from arsl_tui.providers.huawei.services import ModelArtsServingPlatform
 
-    platform = ModelArtsServingPlatform.from_settings(load_settings(config, environ={}),
-                                                      package_address=lambda v: f"obs://arsl-ml/models/packages/{v}/",
-                                                      credentials=CREDENTIALS)
+    platform = ModelArtsServingPlatform.from_settings(
+        load_settings(config, environ={}),
+        package_address=lambda v: f"obs://arsl-ml/models/packages/{v}/",
+        credentials=CREDENTIALS,
+    )
     platform.deploy("arsl-signs", [ModelSlot("v1", 100)])
     services.advance(services.only_service().id, "RUNNING")
     contract.calls.clear()

@@ -38,8 +38,14 @@ from tests.providers.conftest import FAKE_CREDENTIALS
 PROJECT = "p-contract-0001"
 CREDENTIALS = replace(FAKE_CREDENTIALS, project_id=PROJECT)
 TOPIC = f"urn:smn:af-north-1:{PROJECT}:arsl-alarms"
-ALL_RULES = ["arsl-error-rate", "arsl-p95-latency", "arsl-traffic-high", "arsl-online-accuracy",
-             "arsl-canary-rollback", "arsl-service-down"]
+ALL_RULES = [
+    "arsl-error-rate",
+    "arsl-p95-latency",
+    "arsl-traffic-high",
+    "arsl-online-accuracy",
+    "arsl-canary-rollback",
+    "arsl-service-down",
+]
 
 
 @pytest.fixture
@@ -56,9 +62,17 @@ def fake(contract: ContractServer) -> CloudEyeFake:
 
 
 def make_settings(tmp_path: Path, endpoint: str, **overrides: Any) -> Settings:
-    values = {"backend": "huawei", "home": str(tmp_path / "home"), "huawei.ces_endpoint": endpoint,
-              "huawei.timeout_s": 5.0, "huawei.apig_instance_id": "inst-1", "alarms.service_id": "svc-1",
-              "alarms.api_id": "api-1", "alarms.smn_topic_urn": TOPIC, **overrides}
+    values = {
+        "backend": "huawei",
+        "home": str(tmp_path / "home"),
+        "huawei.ces_endpoint": endpoint,
+        "huawei.timeout_s": 5.0,
+        "huawei.apig_instance_id": "inst-1",
+        "alarms.service_id": "svc-1",
+        "alarms.api_id": "api-1",
+        "alarms.smn_topic_urn": TOPIC,
+        **overrides,
+    }
     return load_settings(environ={}, cwd=tmp_path, cli_overrides=values)
 
 
@@ -75,13 +89,19 @@ def monitor(settings: Settings) -> CloudEyeMonitor:
 def run_cli(*arguments: str) -> tuple[int, str, str]:
     namespace = build_parser().parse_args(list(arguments))
     out, err = io.StringIO(), io.StringIO()
-    context = CommandContext(config_path=None, backend=getattr(namespace, "backend", None),
-                             json_output=bool(getattr(namespace, "json", False)), stdout=out, stderr=err)
+    context = CommandContext(
+        config_path=None,
+        backend=getattr(namespace, "backend", None),
+        json_output=bool(getattr(namespace, "json", False)),
+        stdout=out,
+        stderr=err,
+    )
     return run_command(namespace.handler, context, namespace), out.getvalue(), err.getvalue()
 
 
 def test_setup_creates_each_rule_with_the_documented_body_and_twice_creates_nothing_twice(
-        settings: Settings, monitor: CloudEyeMonitor, contract: ContractServer, fake: CloudEyeFake) -> None:
+    settings: Settings, monitor: CloudEyeMonitor, contract: ContractServer, fake: CloudEyeFake
+) -> None:
     report = monitoring.setup(settings, monitor)
     assert sorted(report.created) == sorted(ALL_RULES) and report.skipped == ()
     creates = contract.calls_to("create_alarm_rules")
@@ -90,13 +110,29 @@ def test_setup_creates_each_rule_with_the_documented_body_and_twice_creates_noth
     bodies = {call.body["name"]: call.body for call in creates}
     error_rate = bodies["arsl-error-rate"]
     assert error_rate == {
-        "name": "arsl-error-rate", "description": error_rate["description"], "namespace": "ARSL.Serving",
+        "name": "arsl-error-rate",
+        "description": error_rate["description"],
+        "namespace": "ARSL.Serving",
         "resources": [[{"name": "service_id", "value": "svc-1"}]],
-        "policies": [{"metric_name": "error_rate", "period": 1, "filter": "average", "comparison_operator": ">",
-                      "value": 0.05, "unit": "", "count": 3, "suppress_duration": 300, "level": 1}],
-        "type": "MULTI_INSTANCE", "alarm_notifications": [{"type": "notification", "notification_list": [TOPIC]}],
-        "ok_notifications": [{"type": "notification", "notification_list": [TOPIC]}], "enabled": True,
-        "notification_enabled": True}
+        "policies": [
+            {
+                "metric_name": "error_rate",
+                "period": 1,
+                "filter": "average",
+                "comparison_operator": ">",
+                "value": 0.05,
+                "unit": "",
+                "count": 3,
+                "suppress_duration": 300,
+                "level": 1,
+            }
+        ],
+        "type": "MULTI_INSTANCE",
+        "alarm_notifications": [{"type": "notification", "notification_list": [TOPIC]}],
+        "ok_notifications": [{"type": "notification", "notification_list": [TOPIC]}],
+        "enabled": True,
+        "notification_enabled": True,
+    }
     latency = bodies["arsl-p95-latency"]
     assert (latency["namespace"], latency["policies"][0]["metric_name"]) == ("SYS.APIC", "max_latency")
     assert latency["resources"] == [[{"name": "api_id", "value": "api-1"}, {"name": "instance_id", "value": "inst-1"}]]
@@ -109,11 +145,10 @@ def test_setup_creates_each_rule_with_the_documented_body_and_twice_creates_noth
 
 
 def test_setup_updates_a_changed_policy_and_a_changed_topic_in_place(
-        tmp_path: Path, settings: Settings, monitor: CloudEyeMonitor, contract: ContractServer,
-        fake: CloudEyeFake) -> None:
+    tmp_path: Path, settings: Settings, monitor: CloudEyeMonitor, contract: ContractServer, fake: CloudEyeFake
+) -> None:
     monitoring.setup(settings, monitor)
-    stricter = make_settings(tmp_path, contract.endpoint, **{"alarms.max_error_rate": 0.01,
-                                                             "alarms.smn_topic_urn": ""})
+    stricter = make_settings(tmp_path, contract.endpoint, **{"alarms.max_error_rate": 0.01, "alarms.smn_topic_urn": ""})
     quiet = CloudEyeMonitor.from_settings(stricter, credentials=CREDENTIALS)
     report = monitoring.setup(stricter, quiet)
     assert report.created == () and sorted(report.updated) == sorted(ALL_RULES)  # every rule lost its topic
@@ -123,18 +158,31 @@ def test_setup_updates_a_changed_policy_and_a_changed_topic_in_place(
     assert policy_update.body["policies"][0]["value"] == 0.01 and rule.body["policies"][0]["value"] == 0.01
     notifications = contract.calls_to("update_alarm_notifications")
     assert len(notifications) == len(ALL_RULES)
-    assert notifications[0].body == {"notification_enabled": False, "alarm_notifications": [],
-                                     "ok_notifications": []}
+    assert notifications[0].body == {"notification_enabled": False, "alarm_notifications": [], "ok_notifications": []}
     assert monitoring.setup(stricter, quiet).updated == ()
 
 
-def test_listing_pages_through_every_rule(settings: Settings, monitor: CloudEyeMonitor, contract: ContractServer,
-                                         fake: CloudEyeFake) -> None:
-    template = {"namespace": "SYS.ECS", "type": "MULTI_INSTANCE", "resources": [[{"name": "instance_id",
-                                                                                   "value": "i-1"}]],
-                "policies": [{"metric_name": "cpu_util", "period": 300, "filter": "average",
-                              "comparison_operator": ">", "value": 90, "count": 3, "suppress_duration": 0,
-                              "level": 2, "unit": "%"}]}
+def test_listing_pages_through_every_rule(
+    settings: Settings, monitor: CloudEyeMonitor, contract: ContractServer, fake: CloudEyeFake
+) -> None:
+    template = {
+        "namespace": "SYS.ECS",
+        "type": "MULTI_INSTANCE",
+        "resources": [[{"name": "instance_id", "value": "i-1"}]],
+        "policies": [
+            {
+                "metric_name": "cpu_util",
+                "period": 300,
+                "filter": "average",
+                "comparison_operator": ">",
+                "value": 90,
+                "count": 3,
+                "suppress_duration": 0,
+                "level": 2,
+                "unit": "%",
+            }
+        ],
+    }
     for index in range(230):
         fake.add_rule({**template, "name": f"other-{index:03d}"})
     monitoring.setup(settings, monitor)
@@ -142,12 +190,16 @@ def test_listing_pages_through_every_rule(settings: Settings, monitor: CloudEyeM
     report = monitoring.setup(settings, monitor)
     assert report.created == ()
     pages = [dict(call.query) for call in contract.calls_to("list_alarm_rules")]
-    assert pages == [{"offset": "0", "limit": "100"}, {"offset": "100", "limit": "100"},
-                     {"offset": "200", "limit": "100"}]
+    assert pages == [
+        {"offset": "0", "limit": "100"},
+        {"offset": "100", "limit": "100"},
+        {"offset": "200", "limit": "100"},
+    ]
 
 
 def test_states_come_from_the_newest_record_or_the_metrics_data(
-        settings: Settings, monitor: CloudEyeMonitor, contract: ContractServer, fake: CloudEyeFake) -> None:
+    settings: Settings, monitor: CloudEyeMonitor, contract: ContractServer, fake: CloudEyeFake
+) -> None:
     monitoring.setup(settings, monitor)
     now = time.time()
     fake.fire("arsl-error-rate", now - 600, 0.2)
@@ -167,26 +219,30 @@ def test_states_come_from_the_newest_record_or_the_metrics_data(
     assert views["arsl-online-accuracy"].state is AlarmState.INSUFFICIENT_DATA
     [histories] = contract.calls_to("list_alarm_histories")
     assert sorted(value for name, value in histories.query if name == "alarm_id") == sorted(
-        rule.alarm_id for rule in fake.rules.values())
+        rule.alarm_id for rule in fake.rules.values()
+    )
     batches = contract.calls_to("batch_list_metric_data")
     assert all(call.path == f"/V1.0/{PROJECT}/batch-query-metric-data" for call in batches)
     assert {call.body["filter"] for call in batches} == {"average", "max", "sum", "min"}
 
 
-def test_the_feed_reports_state_changes_between_polls(settings: Settings, monitor: CloudEyeMonitor,
-                                                      fake: CloudEyeFake) -> None:
+def test_the_feed_reports_state_changes_between_polls(
+    settings: Settings, monitor: CloudEyeMonitor, fake: CloudEyeFake
+) -> None:
     monitoring.setup(settings, monitor)
     feed = monitoring.AlarmFeed(settings, monitor=monitor)
     assert feed.poll() == []
     fake.fire("arsl-canary-rollback", time.time() - 30, 1.0)
     changes = feed.poll()
     assert [(entry.rule, entry.old, entry.new) for entry in changes] == [
-        ("arsl-canary-rollback", AlarmState.INSUFFICIENT_DATA, AlarmState.ALARM)]
+        ("arsl-canary-rollback", AlarmState.INSUFFICIENT_DATA, AlarmState.ALARM)
+    ]
     assert [view.rule.name for view in monitoring.active_alarms(settings, monitor)] == ["arsl-canary-rollback"]
 
 
 def test_history_lists_alarm_and_recovery_with_paging(
-        settings: Settings, monitor: CloudEyeMonitor, contract: ContractServer, fake: CloudEyeFake) -> None:
+    settings: Settings, monitor: CloudEyeMonitor, contract: ContractServer, fake: CloudEyeFake
+) -> None:
     monitoring.setup(settings, monitor)
     now = time.time()
     for index in range(120):
@@ -194,8 +250,10 @@ def test_history_lists_alarm_and_recovery_with_paging(
         fake.recover("arsl-traffic-high", now - 7200 + index * 50 + 20)
     entries = monitoring.history(settings, rule="arsl-traffic-high", since=now - 86400, limit=500, monitor=monitor)
     assert len(entries) == 240
-    assert [(entry.old, entry.new) for entry in entries[:2]] == [(AlarmState.OK, AlarmState.ALARM),
-                                                                 (AlarmState.ALARM, AlarmState.OK)]
+    assert [(entry.old, entry.new) for entry in entries[:2]] == [
+        (AlarmState.OK, AlarmState.ALARM),
+        (AlarmState.ALARM, AlarmState.OK),
+    ]
     assert entries[0].value == 9000.0 and entries[0].record_id and entries[0].kind is HistoryKind.TRANSITION
     calls = contract.calls_to("list_alarm_histories")
     assert [dict(call.query)["offset"] for call in calls] == ["0", "100"]
@@ -203,24 +261,48 @@ def test_history_lists_alarm_and_recovery_with_paging(
 
 
 def test_custom_metrics_are_pushed_and_read_back(
-        settings: Settings, monitor: CloudEyeMonitor, contract: ContractServer, fake: CloudEyeFake) -> None:
+    settings: Settings, monitor: CloudEyeMonitor, contract: ContractServer, fake: CloudEyeFake
+) -> None:
     now = time.time()
     monitoring.record_canary_rollback(settings, "v3", monitor=monitor, at=now - 5)
     monitoring.publish_online_accuracy(settings, 0.93, monitor=monitor, at=now - 4)
     pushes = contract.calls_to("create_metric_data")
     assert [(call.method, call.path) for call in pushes] == [("POST", f"/V1.0/{PROJECT}/metric-data")] * 2
-    assert pushes[0].body == [{"metric": {"namespace": "ARSL.Serving", "metric_name": "canary_rollbacks",
-                                          "dimensions": [{"name": "service_id", "value": "svc-1"}]},
-                               "ttl": 604800, "collect_time": int((now - 5) * 1000), "value": 1.0,
-                               "unit": "count", "type": "float"}]
-    points = monitor.series("ARSL.Serving", "online_accuracy", {"service_id": "svc-1"}, since=now - 600, until=now,
-                            period_s=1, filter=Filter.AVERAGE)
+    assert pushes[0].body == [
+        {
+            "metric": {
+                "namespace": "ARSL.Serving",
+                "metric_name": "canary_rollbacks",
+                "dimensions": [{"name": "service_id", "value": "svc-1"}],
+            },
+            "ttl": 604800,
+            "collect_time": int((now - 5) * 1000),
+            "value": 1.0,
+            "unit": "count",
+            "type": "float",
+        }
+    ]
+    points = monitor.series(
+        "ARSL.Serving",
+        "online_accuracy",
+        {"service_id": "svc-1"},
+        since=now - 600,
+        until=now,
+        period_s=1,
+        filter=Filter.AVERAGE,
+    )
     assert [point.value for point in points] == [0.93]
     [query] = contract.calls_to("show_metric_data")
     assert query.path == f"/V1.0/{PROJECT}/metric-data"
-    assert dict(query.query) == {"namespace": "ARSL.Serving", "metric_name": "online_accuracy",
-                                 "dim.0": "service_id,svc-1", "filter": "average", "period": "1",
-                                 "from": str(int((now - 600) * 1000)), "to": str(int(now * 1000))}
+    assert dict(query.query) == {
+        "namespace": "ARSL.Serving",
+        "metric_name": "online_accuracy",
+        "dim.0": "service_id,svc-1",
+        "filter": "average",
+        "period": "1",
+        "from": str(int((now - 600) * 1000)),
+        "to": str(int(now * 1000)),
+    }
     with pytest.raises(AlarmRuleError, match="must not start with SYS"):
         monitor.put_metric("SYS.ModelArts", "model_accuracy", 0.9, {"service_id": "svc-1"})
     with pytest.raises(AlarmRuleError, match="between 0 and 1"):
@@ -229,30 +311,34 @@ def test_custom_metrics_are_pushed_and_read_back(
 
 
 def test_the_error_rate_is_derived_from_modelarts_call_counts(
-        settings: Settings, monitor: CloudEyeMonitor, contract: ContractServer, fake: CloudEyeFake) -> None:
+    settings: Settings, monitor: CloudEyeMonitor, contract: ContractServer, fake: CloudEyeFake
+) -> None:
     now = time.time()
     for minute, (total, failed) in enumerate([(100, 2), (120, 10), (80, 0)]):
         fake.add_point("SYS.ModelArts", "total_called_times", {"service_id": "svc-1"}, now - 170 + minute * 60, total)
-        fake.add_point("SYS.ModelArts", "failed_called_times", {"service_id": "svc-1"}, now - 170 + minute * 60,
-                       failed)
-    result = monitoring.run_round(replace(settings, alarms=replace(settings.alarms, evaluation_period_s=300)),
-                                  monitor, now)
+        fake.add_point("SYS.ModelArts", "failed_called_times", {"service_id": "svc-1"}, now - 170 + minute * 60, failed)
+    result = monitoring.run_round(
+        replace(settings, alarms=replace(settings.alarms, evaluation_period_s=300)), monitor, now
+    )
     assert result.published == ("error_rate=0.0400",)
     [batch] = contract.calls_to("batch_list_metric_data")
-    assert [metric["metric_name"] for metric in batch.body["metrics"]] == ["total_called_times",
-                                                                           "failed_called_times"]
+    assert [metric["metric_name"] for metric in batch.body["metrics"]] == ["total_called_times", "failed_called_times"]
     assert batch.body["period"] == "1" and batch.body["filter"] == "sum"
     [push] = contract.calls_to("create_metric_data")
     assert push.body[0]["metric"]["metric_name"] == "error_rate" and push.body[0]["value"] == pytest.approx(0.04)
 
 
-@pytest.mark.parametrize(("status", "code", "expected"), [
-    (403, "ces.0003", r"HTTP 403, error code ces\.0003, request id req-\d+.*IAM permissions"),
-    (429, "ces.0429", r"HTTP 429.*throttling"),
-    (500, "ces.0500", r"HTTP 500, error code ces\.0500, request id req-\d+.*try again later"),
-])
-def test_http_errors_become_one_clear_message(monitor: CloudEyeMonitor, contract: ContractServer,
-                                              fake: CloudEyeFake, status: int, code: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (403, "ces.0003", r"HTTP 403, error code ces\.0003, request id req-\d+.*IAM permissions"),
+        (429, "ces.0429", r"HTTP 429.*throttling"),
+        (500, "ces.0500", r"HTTP 500, error code ces\.0500, request id req-\d+.*try again later"),
+    ],
+)
+def test_http_errors_become_one_clear_message(
+    monitor: CloudEyeMonitor, contract: ContractServer, fake: CloudEyeFake, status: int, code: str, expected: str
+) -> None:
     contract.inject("list_alarm_rules", status=status, error_code=code, error_msg="injected failure")
     with pytest.raises(MonitorError, match=expected) as raised:
         monitor.rules()
@@ -264,8 +350,9 @@ def test_http_errors_become_one_clear_message(monitor: CloudEyeMonitor, contract
     assert monitor.rules() == []  # the next call works again
 
 
-def test_a_wrong_secret_key_is_refused_with_a_hint(settings: Settings, contract: ContractServer,
-                                                    fake: CloudEyeFake) -> None:
+def test_a_wrong_secret_key_is_refused_with_a_hint(
+    settings: Settings, contract: ContractServer, fake: CloudEyeFake
+) -> None:
     wrong = CloudEyeMonitor.from_settings(settings, credentials=replace(CREDENTIALS, secret_key="sk-wrong-0000"))
     with pytest.raises(MonitorError, match=r"HTTP 401, error code APIGW\.0301.*HUAWEICLOUD_SDK_SK") as raised:
         wrong.rules()
@@ -273,10 +360,12 @@ def test_a_wrong_secret_key_is_refused_with_a_hint(settings: Settings, contract:
 
 
 @pytest.mark.parametrize("operation", ["list_alarm_rules", "create_metric_data"])
-def test_read_timeouts_on_get_and_post_are_clear_messages(tmp_path: Path, contract: ContractServer,
-                                                          fake: CloudEyeFake, operation: str) -> None:
-    quick = CloudEyeMonitor.from_settings(make_settings(tmp_path, contract.endpoint, **{"huawei.timeout_s": 0.4}),
-                                          credentials=CREDENTIALS)
+def test_read_timeouts_on_get_and_post_are_clear_messages(
+    tmp_path: Path, contract: ContractServer, fake: CloudEyeFake, operation: str
+) -> None:
+    quick = CloudEyeMonitor.from_settings(
+        make_settings(tmp_path, contract.endpoint, **{"huawei.timeout_s": 0.4}), credentials=CREDENTIALS
+    )
     contract.inject(operation, delay_s=5.0)
     with pytest.raises(MonitorError, match=r"no answer from Cloud Eye at .* within 0\.4 s \(read timeout\)") as raised:
         if operation == "list_alarm_rules":
@@ -295,12 +384,14 @@ def test_connection_refused_and_missing_settings_are_clear(tmp_path: Path) -> No
     with pytest.raises(MonitorUnavailable, match="HUAWEICLOUD_SDK_PROJECT_ID"):
         CloudEyeMonitor.from_settings(make_settings(tmp_path, endpoint), credentials=FAKE_CREDENTIALS)
     with pytest.raises(MonitorUnavailable, match=r"alarms.smn_topic_urn = 'arsl-topic'.*urn:smn:"):
-        CloudEyeMonitor.from_settings(make_settings(tmp_path, endpoint, **{"alarms.smn_topic_urn": "arsl-topic"}),
-                                      credentials=CREDENTIALS)
+        CloudEyeMonitor.from_settings(
+            make_settings(tmp_path, endpoint, **{"alarms.smn_topic_urn": "arsl-topic"}), credentials=CREDENTIALS
+        )
 
 
-def test_rules_without_their_resource_are_skipped_and_said_so(tmp_path: Path, contract: ContractServer,
-                                                              fake: CloudEyeFake) -> None:
+def test_rules_without_their_resource_are_skipped_and_said_so(
+    tmp_path: Path, contract: ContractServer, fake: CloudEyeFake
+) -> None:
     bare = make_settings(tmp_path, contract.endpoint, **{"alarms.api_id": "", "alarms.service_id": "svc-1"})
     report = monitoring.setup(bare, CloudEyeMonitor.from_settings(bare, credentials=CREDENTIALS))
     assert [item.name for item in report.skipped] == ["arsl-p95-latency"]
@@ -309,21 +400,32 @@ def test_rules_without_their_resource_are_skipped_and_said_so(tmp_path: Path, co
     assert (traffic["namespace"], traffic["policies"][0]["metric_name"]) == ("SYS.ModelArts", "total_called_times")
 
 
-def test_the_contract_server_flags_a_bad_rule(monitor: CloudEyeMonitor, contract: ContractServer,
-                                              fake: CloudEyeFake) -> None:
-    bad = AlarmRule(name="arsl-bad", namespace="ARSL.Serving", metric="error_rate", dimensions=(("service_id", "s"),),
-                    period_s=60, filter=Filter.AVERAGE, comparison=Comparison.GT, threshold=1, count=7)
+def test_the_contract_server_flags_a_bad_rule(
+    monitor: CloudEyeMonitor, contract: ContractServer, fake: CloudEyeFake
+) -> None:
+    bad = AlarmRule(
+        name="arsl-bad",
+        namespace="ARSL.Serving",
+        metric="error_rate",
+        dimensions=(("service_id", "s"),),
+        period_s=60,
+        filter=Filter.AVERAGE,
+        comparison=Comparison.GT,
+        threshold=1,
+        count=7,
+    )
     with pytest.raises(MonitorError, match="HTTP 400"):
         monitor.ensure_rules([bad])
-    assert contract.violations == ["create_alarm_rules: policies[0].period 60 is not one of "
-                                   "[0, 1, 300, 1200, 3600, 14400, 86400]",
-                                   "create_alarm_rules: policies[0].count 7 is not one of "
-                                   "[1, 2, 3, 4, 5, 10, 15, 30, 60, 90, 120, 180]"]
+    assert contract.violations == [
+        "create_alarm_rules: policies[0].period 60 is not one of [0, 1, 300, 1200, 3600, 14400, 86400]",
+        "create_alarm_rules: policies[0].count 7 is not one of [1, 2, 3, 4, 5, 10, 15, 30, 60, 90, 120, 180]",
+    ]
     contract.violations.clear()  # seen and checked
 
 
 def test_cli_setup_list_history_and_a_backend_error_exit_code(
-        contract: ContractServer, fake: CloudEyeFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    contract: ContractServer, fake: CloudEyeFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in ("HUAWEICLOUD_SDK_SECURITY_TOKEN", "OBS_ACCESS_KEY_ID", "OBS_SECRET_ACCESS_KEY", "ARSL_CONFIG"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HUAWEICLOUD_SDK_AK", CREDENTIALS.access_key)

@@ -25,21 +25,39 @@ def no_file(tmp_path: Path) -> dict[str, str]:
 
 
 def test_the_sdk_environment_comes_first(tmp_path: Path) -> None:
-    environ = {**no_file(tmp_path), "HUAWEICLOUD_SDK_AK": "AKCORE", "HUAWEICLOUD_SDK_SK": SECRET,
-               "HUAWEICLOUD_SDK_PROJECT_ID": "proj-1", "HUAWEICLOUD_SDK_SECURITY_TOKEN": "token-xyz",
-               "OBS_ACCESS_KEY_ID": "AKOBS", "OBS_SECRET_ACCESS_KEY": "other"}
+    environ = {
+        **no_file(tmp_path),
+        "HUAWEICLOUD_SDK_AK": "AKCORE",
+        "HUAWEICLOUD_SDK_SK": SECRET,
+        "HUAWEICLOUD_SDK_PROJECT_ID": "proj-1",
+        "HUAWEICLOUD_SDK_SECURITY_TOKEN": "token-xyz",
+        "OBS_ACCESS_KEY_ID": "AKOBS",
+        "OBS_SECRET_ACCESS_KEY": "other",
+    }
     credentials = load_credentials(environ)
-    assert (credentials.access_key, credentials.secret_key, credentials.project_id,
-            credentials.security_token) == ("AKCORE", SECRET, "proj-1", "token-xyz")
+    assert (credentials.access_key, credentials.secret_key, credentials.project_id, credentials.security_token) == (
+        "AKCORE",
+        SECRET,
+        "proj-1",
+        "token-xyz",
+    )
     assert credentials.source == "environment HUAWEICLOUD_SDK_AK"
 
 
 def test_the_obs_sdk_environment_is_read_next(tmp_path: Path) -> None:
-    environ = {**no_file(tmp_path), "OBS_ACCESS_KEY_ID": "AKOBS", "OBS_SECRET_ACCESS_KEY": SECRET,
-               "OBS_SECURITY_TOKEN": "obs-token", "HUAWEICLOUD_SDK_PROJECT_ID": "proj-2"}
+    environ = {
+        **no_file(tmp_path),
+        "OBS_ACCESS_KEY_ID": "AKOBS",
+        "OBS_SECRET_ACCESS_KEY": SECRET,
+        "OBS_SECURITY_TOKEN": "obs-token",
+        "HUAWEICLOUD_SDK_PROJECT_ID": "proj-2",
+    }
     credentials = load_credentials(environ)
-    assert (credentials.access_key, credentials.security_token, credentials.project_id) == \
-        ("AKOBS", "obs-token", "proj-2")
+    assert (credentials.access_key, credentials.security_token, credentials.project_id) == (
+        "AKOBS",
+        "obs-token",
+        "proj-2",
+    )
 
 
 def test_the_credentials_file_is_read_last(tmp_path: Path) -> None:
@@ -63,15 +81,25 @@ def test_nothing_found_names_every_way_to_provide_them(tmp_path: Path) -> None:
     with pytest.raises(CredentialsMissing) as caught:
         load_credentials(no_file(tmp_path))
     message = str(caught.value)
-    for name in ("HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_PROJECT_ID", "OBS_ACCESS_KEY_ID",
-                 "OBS_SECRET_ACCESS_KEY", "HUAWEICLOUD_SDK_CREDENTIALS_FILE", str(tmp_path / "absent")):
+    for name in (
+        "HUAWEICLOUD_SDK_AK",
+        "HUAWEICLOUD_SDK_SK",
+        "HUAWEICLOUD_SDK_PROJECT_ID",
+        "OBS_ACCESS_KEY_ID",
+        "OBS_SECRET_ACCESS_KEY",
+        "HUAWEICLOUD_SDK_CREDENTIALS_FILE",
+        str(tmp_path / "absent"),
+    ):
         assert name in message
 
 
-@pytest.mark.parametrize(("environ", "expected"), [
-    ({"HUAWEICLOUD_SDK_AK": "AK"}, "HUAWEICLOUD_SDK_AK is set but HUAWEICLOUD_SDK_SK is not"),
-    ({"OBS_SECRET_ACCESS_KEY": SECRET}, "OBS_SECRET_ACCESS_KEY is set but OBS_ACCESS_KEY_ID is not"),
-])
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"HUAWEICLOUD_SDK_AK": "AK"}, "HUAWEICLOUD_SDK_AK is set but HUAWEICLOUD_SDK_SK is not"),
+        ({"OBS_SECRET_ACCESS_KEY": SECRET}, "OBS_SECRET_ACCESS_KEY is set but OBS_ACCESS_KEY_ID is not"),
+    ],
+)
 def test_half_a_key_pair_is_an_error_not_a_fallback(environ: dict[str, str], expected: str, tmp_path: Path) -> None:
     with pytest.raises(CredentialsMissing, match=expected) as caught:
         load_credentials({**no_file(tmp_path), **environ})
@@ -90,8 +118,9 @@ def test_a_file_without_a_secret_key_says_what_is_missing(tmp_path: Path) -> Non
 
 
 def test_the_secret_never_shows_in_repr_or_str() -> None:
-    credentials = Credentials(access_key="AKIDEXAMPLE", secret_key=SECRET, project_id="p",
-                              security_token="temporary-token-value")
+    credentials = Credentials(
+        access_key="AKIDEXAMPLE", secret_key=SECRET, project_id="p", security_token="temporary-token-value"
+    )
     for text in (repr(credentials), str(credentials), f"{credentials}", repr([credentials])):
         assert SECRET not in text and "temporary-token-value" not in text and "AKIDEXAMPLE" not in text
         assert "AKID…" in text
@@ -112,8 +141,9 @@ def test_without_credentials_the_reason_says_where_to_put_them(tmp_path: Path) -
     assert reason.count("credentials found") == 1
 
 
-def test_missing_sdks_come_before_credentials_and_name_the_extra(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_sdks_come_before_credentials_and_name_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import importlib.util
 
     real_find_spec = importlib.util.find_spec

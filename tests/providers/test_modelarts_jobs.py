@@ -44,17 +44,34 @@ def fake(contract: ContractServer) -> ModelArtsTrainingFake:
 
 
 def make_settings(tmp_path: Path, bucket: str, modelarts: str, obs: str, timeout_s: float = 5.0) -> Settings:
-    return load_settings(environ={}, cwd=tmp_path, cli_overrides={
-        "backend": "huawei", "home": str(tmp_path / "home"), "storage.bucket": bucket,
-        "huawei.modelarts_endpoint": modelarts, "huawei.obs_endpoint": obs, "huawei.timeout_s": timeout_s,
-        "train.flavor_id": "modelarts.p3.large.public", "train.engine_name": "PyTorch",
-        "train.engine_version": "pytorch_2.1.0-cuda_12.1-py_3.10-ubuntu_22.04-x86_64", "train.nodes": 2})
+    return load_settings(
+        environ={},
+        cwd=tmp_path,
+        cli_overrides={
+            "backend": "huawei",
+            "home": str(tmp_path / "home"),
+            "storage.bucket": bucket,
+            "huawei.modelarts_endpoint": modelarts,
+            "huawei.obs_endpoint": obs,
+            "huawei.timeout_s": timeout_s,
+            "train.flavor_id": "modelarts.p3.large.public",
+            "train.engine_name": "PyTorch",
+            "train.engine_version": "pytorch_2.1.0-cuda_12.1-py_3.10-ubuntu_22.04-x86_64",
+            "train.nodes": 2,
+        },
+    )
 
 
 @pytest.fixture
 def store(moto_endpoint: str, moto_bucket: str, tmp_path: Path) -> ObsObjectStore:
-    return ObsObjectStore(server=moto_endpoint, bucket=moto_bucket, credentials=FAKE_CREDENTIALS,
-                          checkpoint_dir=tmp_path / "cp", max_retry_count=0, timeout_s=10.0)
+    return ObsObjectStore(
+        server=moto_endpoint,
+        bucket=moto_bucket,
+        credentials=FAKE_CREDENTIALS,
+        checkpoint_dir=tmp_path / "cp",
+        max_retry_count=0,
+        timeout_s=10.0,
+    )
 
 
 @pytest.fixture
@@ -78,8 +95,15 @@ def platform(settings: Settings, store: ObsObjectStore, code_root: Path) -> Mode
 
 
 def spec_for(bucket: str, **changes: Any) -> JobSpec:
-    base = JobSpec(dataset=f"obs://{bucket}/datasets/m1/", epochs=3, batch_size=64, learning_rate=0.003, seed=5,
-                   model="compact", nodes=2)
+    base = JobSpec(
+        dataset=f"obs://{bucket}/datasets/m1/",
+        epochs=3,
+        batch_size=64,
+        learning_rate=0.003,
+        seed=5,
+        model="compact",
+        nodes=2,
+    )
     return replace(base, **changes)
 
 
@@ -87,8 +111,13 @@ def run_cli(*arguments: str) -> tuple[int, str, str]:
     """The real parser and handler in this process (so they reach this test's servers); exit code, out, err."""
     namespace = build_parser().parse_args(list(arguments))
     out, err = io.StringIO(), io.StringIO()
-    context = CommandContext(config_path=None, backend=getattr(namespace, "backend", None),
-                             json_output=bool(getattr(namespace, "json", False)), stdout=out, stderr=err)
+    context = CommandContext(
+        config_path=None,
+        backend=getattr(namespace, "backend", None),
+        json_output=bool(getattr(namespace, "json", False)),
+        stdout=out,
+        stderr=err,
+    )
     return run_command(namespace.handler, context, namespace), out.getvalue(), err.getvalue()
 
 
@@ -97,12 +126,18 @@ def md5_hex(path: Path) -> str:
 
 
 def test_submit_uploads_the_trainer_and_creates_the_documented_job(
-        platform: ModelArtsTrainingPlatform, contract: ContractServer, fake: ModelArtsTrainingFake,
-        store: ObsObjectStore, moto_bucket: str, code_root: Path) -> None:
+    platform: ModelArtsTrainingPlatform,
+    contract: ContractServer,
+    fake: ModelArtsTrainingFake,
+    store: ObsObjectStore,
+    moto_bucket: str,
+    code_root: Path,
+) -> None:
     job_id = platform.submit(spec_for(moto_bucket))
 
-    local_files = {path.relative_to(code_root).as_posix(): md5_hex(path)
-                   for path in code_root.rglob("*") if path.is_file()}
+    local_files = {
+        path.relative_to(code_root).as_posix(): md5_hex(path) for path in code_root.rglob("*") if path.is_file()
+    }
     stored = {info.key: info.md5 for info in store.list("code/trainer/")}
     assert stored == {f"code/trainer/{name}": md5 for name, md5 in local_files.items()}
 
@@ -114,22 +149,35 @@ def test_submit_uploads_the_trainer_and_creates_the_documented_job(
     assert algorithm["code_dir"] == f"/{moto_bucket}/code/"
     assert algorithm["boot_file"] == f"/{moto_bucket}/code/trainer/train.py"
     assert algorithm["inputs"] == [{"name": "data", "remote": {"obs": {"obs_url": f"/{moto_bucket}/datasets/m1/"}}}]
-    assert algorithm["outputs"] == [{"name": "output",
-                                     "remote": {"obs": {"obs_url": f"/{moto_bucket}/output/{name}/"}}}]
-    assert algorithm["engine"] == {"engine_name": "PyTorch",
-                                   "engine_version": "pytorch_2.1.0-cuda_12.1-py_3.10-ubuntu_22.04-x86_64"}
+    assert algorithm["outputs"] == [
+        {"name": "output", "remote": {"obs": {"obs_url": f"/{moto_bucket}/output/{name}/"}}}
+    ]
+    assert algorithm["engine"] == {
+        "engine_name": "PyTorch",
+        "engine_version": "pytorch_2.1.0-cuda_12.1-py_3.10-ubuntu_22.04-x86_64",
+    }
     assert {p["name"]: p["value"] for p in algorithm["parameters"]} == {
-        "epochs": "3", "batch-size": "64", "lr": "0.003", "seed": "5", "model": "compact"}
+        "epochs": "3",
+        "batch-size": "64",
+        "lr": "0.003",
+        "seed": "5",
+        "model": "compact",
+    }
     assert body["spec"] == {"resource": {"flavor_id": "modelarts.p3.large.public", "node_count": 2}}
     assert create.headers["x-project-id"] == PROJECT
 
     status = platform.status(job_id)
     assert (status.phase, status.dataset, status.output, status.epochs) == (
-        JobPhase.CREATING, f"obs://{moto_bucket}/datasets/m1/", f"obs://{moto_bucket}/output/{name}/", 3)
+        JobPhase.CREATING,
+        f"obs://{moto_bucket}/datasets/m1/",
+        f"obs://{moto_bucket}/output/{name}/",
+        3,
+    )
 
 
 def test_code_upload_skips_files_whose_md5_is_already_there(
-        platform: ModelArtsTrainingPlatform, moto_bucket: str, code_root: Path) -> None:
+    platform: ModelArtsTrainingPlatform, moto_bucket: str, code_root: Path
+) -> None:
     first = platform.upload_code()
     assert first.skipped == 0 and len(first.uploaded) >= 1
     second = platform.upload_code()
@@ -144,8 +192,8 @@ def test_code_upload_skips_files_whose_md5_is_already_there(
 
 
 def test_a_job_plays_through_its_phases_and_is_listed(
-        platform: ModelArtsTrainingPlatform, fake: ModelArtsTrainingFake, contract: ContractServer,
-        moto_bucket: str) -> None:
+    platform: ModelArtsTrainingPlatform, fake: ModelArtsTrainingFake, contract: ContractServer, moto_bucket: str
+) -> None:
     older = platform.submit(spec_for(moto_bucket, name="arsl-older"))
     job_id = platform.submit(spec_for(moto_bucket))
     seen = [platform.status(job_id).phase]
@@ -164,15 +212,17 @@ def test_a_job_plays_through_its_phases_and_is_listed(
 
 
 def test_metrics_are_read_incrementally_from_the_jobs_obs_output(
-        platform: ModelArtsTrainingPlatform, fake: ModelArtsTrainingFake, store: ObsObjectStore,
-        moto_bucket: str) -> None:
+    platform: ModelArtsTrainingPlatform, fake: ModelArtsTrainingFake, store: ObsObjectStore, moto_bucket: str
+) -> None:
     job_id = platform.submit(spec_for(moto_bucket))
     assert platform.metrics(job_id).records == ()  # nothing written yet: no error
 
     key = platform.status(job_id).output.removeprefix(f"obs://{moto_bucket}/") + "metrics.jsonl"
-    lines = [json.dumps({"type": "step", "epoch": 1, "step": 10, "train_loss": 2.1, "images_per_s": 300.0}),
-             json.dumps({"type": "epoch", "epoch": 1, "train_loss": 1.5, "val_loss": 1.2, "val_acc": 0.61}),
-             json.dumps({"type": "epoch", "epoch": 2, "train_loss": 0.9, "val_loss": 0.7, "val_acc": 0.83})]
+    lines = [
+        json.dumps({"type": "step", "epoch": 1, "step": 10, "train_loss": 2.1, "images_per_s": 300.0}),
+        json.dumps({"type": "epoch", "epoch": 1, "train_loss": 1.5, "val_loss": 1.2, "val_acc": 0.61}),
+        json.dumps({"type": "epoch", "epoch": 2, "train_loss": 0.9, "val_loss": 0.7, "val_acc": 0.83}),
+    ]
     partial = (lines[0] + "\n" + lines[1] + "\n" + lines[2][:20]).encode()
     store.put_bytes(key, partial, hashlib.md5(partial, usedforsecurity=False).hexdigest())
     first = platform.metrics(job_id, 0)
@@ -188,7 +238,8 @@ def test_metrics_are_read_incrementally_from_the_jobs_obs_output(
 
 
 def test_logs_are_read_from_a_cursor_and_a_capped_preview_says_so(
-        platform: ModelArtsTrainingPlatform, fake: ModelArtsTrainingFake, moto_bucket: str) -> None:
+    platform: ModelArtsTrainingPlatform, fake: ModelArtsTrainingFake, moto_bucket: str
+) -> None:
     job_id = platform.submit(spec_for(moto_bucket))
     fake.append_log(job_id, "epoch 1 started\n")
     first = platform.logs(job_id)
@@ -203,18 +254,24 @@ def test_logs_are_read_from_a_cursor_and_a_capped_preview_says_so(
 
 
 def test_resources_come_from_the_training_job_metrics_api(
-        platform: ModelArtsTrainingPlatform, fake: ModelArtsTrainingFake, moto_bucket: str) -> None:
+    platform: ModelArtsTrainingPlatform, fake: ModelArtsTrainingFake, moto_bucket: str
+) -> None:
     job_id = platform.submit(spec_for(moto_bucket))
-    fake.set_resource_metrics(job_id, {"cpuUsage": [10.0, 55.5], "memUsage": [20.0, 31.0], "gpuUtil": [-1.0, 88.0],
-                                       "gpuMemUsage": []})
+    fake.set_resource_metrics(
+        job_id, {"cpuUsage": [10.0, 55.5], "memUsage": [20.0, 31.0], "gpuUtil": [-1.0, 88.0], "gpuMemUsage": []}
+    )
     sample = platform.resources(job_id)
     assert (sample.cpu_percent, sample.memory_percent, sample.gpu_percent, sample.gpu_memory_percent) == (
-        55.5, 31.0, 88.0, None)
+        55.5,
+        31.0,
+        88.0,
+        None,
+    )
 
 
 def test_stop_terminates_and_stopping_an_ended_job_calls_nothing(
-        platform: ModelArtsTrainingPlatform, fake: ModelArtsTrainingFake, contract: ContractServer,
-        moto_bucket: str) -> None:
+    platform: ModelArtsTrainingPlatform, fake: ModelArtsTrainingFake, contract: ContractServer, moto_bucket: str
+) -> None:
     job_id = platform.submit(spec_for(moto_bucket))
     fake.step(job_id)
     fake.step(job_id)
@@ -228,10 +285,14 @@ def test_stop_terminates_and_stopping_an_ended_job_calls_nothing(
 
 
 def test_a_failed_job_says_why_from_its_log(
-        platform: ModelArtsTrainingPlatform, fake: ModelArtsTrainingFake, moto_bucket: str) -> None:
+    platform: ModelArtsTrainingPlatform, fake: ModelArtsTrainingFake, moto_bucket: str
+) -> None:
     job_id = platform.submit(spec_for(moto_bucket))
-    fake.append_log(job_id, "loading data\nTraceback (most recent call last):\n  File \"train.py\", line 3\n"
-                            "trainer.data.DataError: /home/ma-user/data: no manifest.json\n")
+    fake.append_log(
+        job_id,
+        'loading data\nTraceback (most recent call last):\n  File "train.py", line 3\n'
+        "trainer.data.DataError: /home/ma-user/data: no manifest.json\n",
+    )
     fake.advance(job_id, "Failed", "ExecuteFailed")
     status = platform.status(job_id)
     assert status.phase is JobPhase.FAILED
@@ -239,22 +300,32 @@ def test_a_failed_job_says_why_from_its_log(
 
 
 def test_a_local_data_set_is_refused_before_anything_is_uploaded(
-        platform: ModelArtsTrainingPlatform, contract: ContractServer, store: ObsObjectStore, tmp_path: Path) -> None:
+    platform: ModelArtsTrainingPlatform, contract: ContractServer, store: ObsObjectStore, tmp_path: Path
+) -> None:
     with pytest.raises(JobSpecError, match=r"obs://bucket/prefix/.*arsl upload"):
         platform.submit(spec_for("x", dataset=str(tmp_path)))
     assert contract.calls == [] and list(store.list("code/")) == []
 
 
-@pytest.mark.parametrize(("status", "code", "expected"), [
-    (401, "APIGW.0301", r"HTTP 401, error code APIGW\.0301, request id req-\d+.*HUAWEICLOUD_SDK_AK"),
-    (403, "ModelArts.0203", r"HTTP 403, error code ModelArts\.0203, request id req-\d+.*IAM permissions"),
-    (404, "ModelArts.2762", r"HTTP 404, error code ModelArts\.2762, request id req-\d+"),
-    (429, "ModelArts.0429", r"HTTP 429.*throttling"),
-    (500, "ModelArts.0500", r"HTTP 500, error code ModelArts\.0500, request id req-\d+.*try again later"),
-])
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (401, "APIGW.0301", r"HTTP 401, error code APIGW\.0301, request id req-\d+.*HUAWEICLOUD_SDK_AK"),
+        (403, "ModelArts.0203", r"HTTP 403, error code ModelArts\.0203, request id req-\d+.*IAM permissions"),
+        (404, "ModelArts.2762", r"HTTP 404, error code ModelArts\.2762, request id req-\d+"),
+        (429, "ModelArts.0429", r"HTTP 429.*throttling"),
+        (500, "ModelArts.0500", r"HTTP 500, error code ModelArts\.0500, request id req-\d+.*try again later"),
+    ],
+)
 def test_http_errors_become_one_clear_message(
-        platform: ModelArtsTrainingPlatform, contract: ContractServer, fake: ModelArtsTrainingFake, moto_bucket: str,
-        status: int, code: str, expected: str) -> None:
+    platform: ModelArtsTrainingPlatform,
+    contract: ContractServer,
+    fake: ModelArtsTrainingFake,
+    moto_bucket: str,
+    status: int,
+    code: str,
+    expected: str,
+) -> None:
     job_id = platform.submit(spec_for(moto_bucket))
     contract.inject("show_training_job_details", status=status, error_code=code, error_msg="injected failure")
     with pytest.raises(TrainingError, match=expected) as raised:
@@ -266,7 +337,8 @@ def test_http_errors_become_one_clear_message(
 
 
 def test_a_wrong_secret_key_is_refused_by_the_signature_check(
-        settings: Settings, store: ObsObjectStore, contract: ContractServer, fake: ModelArtsTrainingFake) -> None:
+    settings: Settings, store: ObsObjectStore, contract: ContractServer, fake: ModelArtsTrainingFake
+) -> None:
     wrong = replace(CREDENTIALS, secret_key="sk-wrong-0000")
     platform = ModelArtsTrainingPlatform.from_settings(settings, credentials=wrong, store=store)
     with pytest.raises(TrainingError, match=r"HTTP 401, error code APIGW\.0301.*HUAWEICLOUD_SDK_SK") as raised:
@@ -279,8 +351,9 @@ def test_a_missing_job_is_job_not_found(platform: ModelArtsTrainingPlatform, fak
         platform.status("4b9c3d2e-0000-0000-0000-000000000000")
 
 
-def test_connection_refused_is_a_clear_message(settings: Settings, store: ObsObjectStore, tmp_path: Path,
-                                               moto_bucket: str, moto_endpoint: str) -> None:
+def test_connection_refused_is_a_clear_message(
+    settings: Settings, store: ObsObjectStore, tmp_path: Path, moto_bucket: str, moto_endpoint: str
+) -> None:
     endpoint = closed_port_endpoint()
     refused = make_settings(tmp_path, moto_bucket, endpoint, moto_endpoint)
     platform = ModelArtsTrainingPlatform.from_settings(refused, credentials=CREDENTIALS, store=store)
@@ -292,8 +365,15 @@ def test_connection_refused_is_a_clear_message(settings: Settings, store: ObsObj
 
 @pytest.mark.parametrize("operation", ["show_training_job_details", "stop_training_job"])
 def test_read_timeouts_on_get_and_post_are_clear_messages(
-        tmp_path: Path, moto_bucket: str, moto_endpoint: str, contract: ContractServer, fake: ModelArtsTrainingFake,
-        store: ObsObjectStore, code_root: Path, operation: str) -> None:
+    tmp_path: Path,
+    moto_bucket: str,
+    moto_endpoint: str,
+    contract: ContractServer,
+    fake: ModelArtsTrainingFake,
+    store: ObsObjectStore,
+    code_root: Path,
+    operation: str,
+) -> None:
     quick = make_settings(tmp_path, moto_bucket, contract.endpoint, moto_endpoint, timeout_s=0.4)
     platform = ModelArtsTrainingPlatform.from_settings(quick, credentials=CREDENTIALS, store=store)
     platform._code_root = code_root
@@ -307,8 +387,14 @@ def test_read_timeouts_on_get_and_post_are_clear_messages(
 
 
 def test_cli_status_json_and_a_backend_error_exit_code(
-        platform: ModelArtsTrainingPlatform, fake: ModelArtsTrainingFake, contract: ContractServer, moto_bucket: str,
-        moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    platform: ModelArtsTrainingPlatform,
+    fake: ModelArtsTrainingFake,
+    contract: ContractServer,
+    moto_bucket: str,
+    moto_endpoint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     job_id = platform.submit(spec_for(moto_bucket))
     fake.step(job_id)
     for name in ("HUAWEICLOUD_SDK_SECURITY_TOKEN", "OBS_ACCESS_KEY_ID", "OBS_SECRET_ACCESS_KEY"):
@@ -341,17 +427,18 @@ def test_cli_status_json_and_a_backend_error_exit_code(
 
 
 def test_recorded_calls_are_signed_with_the_explicit_credentials(
-        platform: ModelArtsTrainingPlatform, contract: ContractServer, fake: ModelArtsTrainingFake,
-        moto_bucket: str) -> None:
+    platform: ModelArtsTrainingPlatform, contract: ContractServer, fake: ModelArtsTrainingFake, moto_bucket: str
+) -> None:
     platform.submit(spec_for(moto_bucket))
     assert contract.calls and all(
         call.headers["authorization"].startswith(f"SDK-HMAC-SHA256 Access={CREDENTIALS.access_key}, ")
-        for call in contract.calls)
+        for call in contract.calls
+    )
 
 
 def test_the_contract_server_flags_calls_that_break_the_contract(
-        platform: ModelArtsTrainingPlatform, contract: ContractServer, fake: ModelArtsTrainingFake,
-        moto_bucket: str) -> None:
+    platform: ModelArtsTrainingPlatform, contract: ContractServer, fake: ModelArtsTrainingFake, moto_bucket: str
+) -> None:
     import huaweicloudsdkmodelarts.v1 as ma
     import requests
     from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
@@ -371,24 +458,30 @@ def test_the_contract_server_flags_calls_that_break_the_contract(
     assert contract.violations == [
         f"GET /v2/{PROJECT}/training-jobz: no documented route",
         f"DELETE /v2/{PROJECT}/training-job-searches: method not documented (documented: ['POST'])",
-        "create_training_job: algorithm.boot_file '/elsewhere/train.py' is not inside code_dir "
-        f"'/{moto_bucket}/code/'",
+        f"create_training_job: algorithm.boot_file '/elsewhere/train.py' is not inside code_dir '/{moto_bucket}/code/'",
         "create_training_job: spec.resource.node_count must be an integer >= 1, got 0",
     ]
     contract.violations.clear()  # seen and checked: the fixture's own check would fail on them
 
 
 def test_watch_follows_a_job_to_the_end_and_rides_out_a_transient_error(
-        platform: ModelArtsTrainingPlatform, fake: ModelArtsTrainingFake, contract: ContractServer,
-        store: ObsObjectStore, moto_bucket: str) -> None:
+    platform: ModelArtsTrainingPlatform,
+    fake: ModelArtsTrainingFake,
+    contract: ContractServer,
+    store: ObsObjectStore,
+    moto_bucket: str,
+) -> None:
     from arsl_tui.domain.events import Event
     from arsl_tui.domain.jobs import JobEnded, JobEpochReported, JobPhaseChanged
     from arsl_tui.ops.training import watch_job
 
     job_id = platform.submit(spec_for(moto_bucket, epochs=2))
     key = platform.status(job_id).output.removeprefix(f"obs://{moto_bucket}/") + "metrics.jsonl"
-    records = [{"type": "epoch", "epoch": 1, "time": 100.0, "val_acc": 0.5},
-               {"type": "epoch", "epoch": 2, "time": 130.0, "val_acc": 0.9}, {"type": "final", "test_acc": 0.88}]
+    records = [
+        {"type": "epoch", "epoch": 1, "time": 100.0, "val_acc": 0.5},
+        {"type": "epoch", "epoch": 2, "time": 130.0, "val_acc": 0.9},
+        {"type": "final", "test_acc": 0.88},
+    ]
 
     def next_poll(_seconds: float) -> None:
         """The watch's pause between polls: the job moves on one phase, writing a record while it runs."""

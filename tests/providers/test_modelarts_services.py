@@ -18,10 +18,11 @@ import pytest
 from arsl_tui.config import Settings, load_settings
 from arsl_tui.domain.canary import CanaryRun, Command, Phase
 from arsl_tui.domain.ports import ModelSlot, ServingPlatformError
-from arsl_tui.ops.deployment import CanaryController, CanaryStore
+from arsl_tui.ops.canary import CanaryController
 from arsl_tui.ops.registry import ModelRegistry
 from arsl_tui.providers.huawei.services import CALLS_METRIC, CES_NAMESPACE, FAILURES_METRIC, ModelArtsServingPlatform
 from arsl_tui.providers.local.store import LocalObjectStore
+from arsl_tui.state.canary_store import CanaryStore
 from tests.fixtures.huawei_contract import ContractServer, closed_port_endpoint
 from tests.fixtures.huawei_serving_fakes import SERVICES, CloudEyeMetricsFake, InferServiceFake
 from tests.fixtures.model_packages import gate_json, metrics_json, write_package
@@ -35,8 +36,9 @@ IMAGE = "swr.af-north-1.example/arsl/serve:1"
 
 @pytest.fixture
 def contract() -> Iterator[ContractServer]:
-    server = ContractServer(services=SERVICES, credentials={CREDENTIALS.access_key: CREDENTIALS.secret_key},
-                            project_id=PROJECT)
+    server = ContractServer(
+        services=SERVICES, credentials={CREDENTIALS.access_key: CREDENTIALS.secret_key}, project_id=PROJECT
+    )
     with server:
         yield server
     assert server.violations == [], "calls broke the documented contract"
@@ -53,11 +55,25 @@ def cloud_eye(contract: ContractServer) -> CloudEyeMetricsFake:
 
 
 def make_settings(tmp_path: Path, endpoint: str, timeout_s: float = 5.0) -> Settings:
-    return load_settings(None, environ={}, cwd=tmp_path, cli_overrides={
-        "backend": "huawei", "home": str(tmp_path / "home"), "huawei.modelarts_endpoint": endpoint,
-        "huawei.ces_endpoint": endpoint, "huawei.timeout_s": timeout_s, "huawei.service_name": SERVICE,
-        "huawei.service_image": IMAGE, "huawei.service_flavor": "modelarts.vm.cpu.2u",
-        "canary.steps": "20,100", "canary.window_s": 60, "canary.min_samples": 50, "canary.min_feedback": 10})
+    return load_settings(
+        None,
+        environ={},
+        cwd=tmp_path,
+        cli_overrides={
+            "backend": "huawei",
+            "home": str(tmp_path / "home"),
+            "huawei.modelarts_endpoint": endpoint,
+            "huawei.ces_endpoint": endpoint,
+            "huawei.timeout_s": timeout_s,
+            "huawei.service_name": SERVICE,
+            "huawei.service_image": IMAGE,
+            "huawei.service_flavor": "modelarts.vm.cpu.2u",
+            "canary.steps": "20,100",
+            "canary.window_s": 60,
+            "canary.min_samples": 50,
+            "canary.min_feedback": 10,
+        },
+    )
 
 
 def address(version: str) -> str:
@@ -77,8 +93,9 @@ def settings(tmp_path: Path, contract: ContractServer) -> Settings:
 
 
 @pytest.fixture
-def platform(settings: Settings, services: InferServiceFake,
-             cloud_eye: CloudEyeMetricsFake) -> ModelArtsServingPlatform:
+def platform(
+    settings: Settings, services: InferServiceFake, cloud_eye: CloudEyeMetricsFake
+) -> ModelArtsServingPlatform:
     return make_platform(settings)
 
 
@@ -86,7 +103,8 @@ def platform(settings: Settings, services: InferServiceFake,
 
 
 def test_deploy_creates_a_service_with_a_group_per_version_and_plays_it_to_running(
-        platform: ModelArtsServingPlatform, contract: ContractServer, services: InferServiceFake) -> None:
+    platform: ModelArtsServingPlatform, contract: ContractServer, services: InferServiceFake
+) -> None:
     assert platform.status(SERVICE).phase == "absent"
     status = platform.deploy(SERVICE, [ModelSlot("v1", 90), ModelSlot("v2", 10)], "canary v2")
     assert status.phase == "deploying" and status.weights == {"v1": 90, "v2": 10}
@@ -110,8 +128,9 @@ def test_deploy_creates_a_service_with_a_group_per_version_and_plays_it_to_runni
     assert running.endpoint == f"https://infer.af-north-1.example/v1/infers/{service.id}"
 
 
-def test_weights_are_one_update_naming_every_group_by_id(platform: ModelArtsServingPlatform,
-                                                        contract: ContractServer, services: InferServiceFake) -> None:
+def test_weights_are_one_update_naming_every_group_by_id(
+    platform: ModelArtsServingPlatform, contract: ContractServer, services: InferServiceFake
+) -> None:
     platform.deploy(SERVICE, [ModelSlot("v1", 90), ModelSlot("v2", 10)])
     service = services.only_service()
     services.advance(service.id, "RUNNING")
@@ -120,8 +139,12 @@ def test_weights_are_one_update_naming_every_group_by_id(platform: ModelArtsServ
     [update] = contract.calls_to("update_infer_service")
     assert update.method == "PUT" and update.path == f"/v2/{PROJECT}/services/{service.id}"
     ids = {group.name: group.id for group in service.groups}
-    assert update.body == {"group_configs": [{"id": ids["arsl-v1"], "name": "arsl-v1", "weight": 75},
-                                             {"id": ids["arsl-v2"], "name": "arsl-v2", "weight": 25}]}
+    assert update.body == {
+        "group_configs": [
+            {"id": ids["arsl-v1"], "name": "arsl-v1", "weight": 75},
+            {"id": ids["arsl-v2"], "name": "arsl-v2", "weight": 25},
+        ]
+    }
     with pytest.raises(ServingPlatformError, match="must sum to 100"):
         platform.set_weights(SERVICE, {"v1": 70, "v2": 20})
     with pytest.raises(ServingPlatformError, match="must name exactly"):
@@ -129,8 +152,9 @@ def test_weights_are_one_update_naming_every_group_by_id(platform: ModelArtsServ
     assert len(contract.calls_to("update_infer_service")) == 1  # refused before any call
 
 
-def test_deploying_a_new_set_adds_and_drops_groups(platform: ModelArtsServingPlatform, contract: ContractServer,
-                                                   services: InferServiceFake) -> None:
+def test_deploying_a_new_set_adds_and_drops_groups(
+    platform: ModelArtsServingPlatform, contract: ContractServer, services: InferServiceFake
+) -> None:
     platform.deploy(SERVICE, [ModelSlot("v1", 100)])
     service = services.only_service()
     services.advance(service.id, "RUNNING")
@@ -146,9 +170,12 @@ def test_deploying_a_new_set_adds_and_drops_groups(platform: ModelArtsServingPla
     assert [group.name for group in service.groups] == ["arsl-v2"]
 
 
-def test_stats_sum_cloud_eye_call_counts_per_version(platform: ModelArtsServingPlatform, contract: ContractServer,
-                                                     services: InferServiceFake,
-                                                     cloud_eye: CloudEyeMetricsFake) -> None:
+def test_stats_sum_cloud_eye_call_counts_per_version(
+    platform: ModelArtsServingPlatform,
+    contract: ContractServer,
+    services: InferServiceFake,
+    cloud_eye: CloudEyeMetricsFake,
+) -> None:
     platform.deploy(SERVICE, [ModelSlot("v1", 80), ModelSlot("v2", 20)])
     service = services.only_service()
     services.advance(service.id, "RUNNING")
@@ -156,10 +183,12 @@ def test_stats_sum_cloud_eye_call_counts_per_version(platform: ModelArtsServingP
     now_ms = int(time.time() * 1000)
     for name, calls, failures in (("arsl-v1", [400, 380], [1, 0]), ("arsl-v2", [100, 90], [9, 12])):
         dims = {"service_id": service.id, "model_id": ids[name]}
-        cloud_eye.set_points(CES_NAMESPACE, CALLS_METRIC, dims, [(now_ms - 90_000, calls[0]), (now_ms - 30_000,
-                                                                                                calls[1])])
-        cloud_eye.set_points(CES_NAMESPACE, FAILURES_METRIC, dims, [(now_ms - 90_000, failures[0]),
-                                                                    (now_ms - 30_000, failures[1])])
+        cloud_eye.set_points(
+            CES_NAMESPACE, CALLS_METRIC, dims, [(now_ms - 90_000, calls[0]), (now_ms - 30_000, calls[1])]
+        )
+        cloud_eye.set_points(
+            CES_NAMESPACE, FAILURES_METRIC, dims, [(now_ms - 90_000, failures[0]), (now_ms - 30_000, failures[1])]
+        )
         cloud_eye.set_points(CES_NAMESPACE, CALLS_METRIC, dims | {"model_id": "other"}, [(now_ms - 1, 10_000)])
     stats = platform.stats(SERVICE, ["v1", "v2"], window_s=120)
     assert (stats["v1"].requests, stats["v1"].errors) == (780, 1)
@@ -169,15 +198,17 @@ def test_stats_sum_cloud_eye_call_counts_per_version(platform: ModelArtsServingP
     assert query.path == f"/V1.0/{PROJECT}/batch-query-metric-data"
     body = query.body
     assert (body["period"], body["filter"]) == ("1", "sum") and body["to"] - body["from"] == 120_000
-    asked = {(metric["metric_name"], tuple((item["name"], item["value"]) for item in metric["dimensions"]))
-             for metric in body["metrics"]}
+    asked = {
+        (metric["metric_name"], tuple((item["name"], item["value"]) for item in metric["dimensions"]))
+        for metric in body["metrics"]
+    }
     assert (FAILURES_METRIC, (("service_id", service.id), ("model_id", ids["arsl-v2"]))) in asked
     assert len(asked) == 4
 
 
-def test_errors_become_explicit_and_say_whether_to_retry(platform: ModelArtsServingPlatform,
-                                                         contract: ContractServer, services: InferServiceFake,
-                                                         tmp_path: Path) -> None:
+def test_errors_become_explicit_and_say_whether_to_retry(
+    platform: ModelArtsServingPlatform, contract: ContractServer, services: InferServiceFake, tmp_path: Path
+) -> None:
     platform.deploy(SERVICE, [ModelSlot("v1", 90), ModelSlot("v2", 10)])
     services.advance(services.only_service().id, "RUNNING")
     contract.inject("update_infer_service", status=429, error_code="ModelArts.0010", error_msg="Too many requests")
@@ -199,11 +230,21 @@ def test_errors_become_explicit_and_say_whether_to_retry(platform: ModelArtsServ
     assert CREDENTIALS.secret_key not in str(unreachable.value) + str(refused.value)
 
 
-def test_missing_image_is_refused_before_any_call(tmp_path: Path, contract: ContractServer,
-                                                  services: InferServiceFake) -> None:
-    settings = load_settings(None, environ={}, cwd=tmp_path, cli_overrides={
-        "backend": "huawei", "home": str(tmp_path / "home"), "huawei.modelarts_endpoint": contract.endpoint,
-        "huawei.ces_endpoint": contract.endpoint, "huawei.service_name": SERVICE})
+def test_missing_image_is_refused_before_any_call(
+    tmp_path: Path, contract: ContractServer, services: InferServiceFake
+) -> None:
+    settings = load_settings(
+        None,
+        environ={},
+        cwd=tmp_path,
+        cli_overrides={
+            "backend": "huawei",
+            "home": str(tmp_path / "home"),
+            "huawei.modelarts_endpoint": contract.endpoint,
+            "huawei.ces_endpoint": contract.endpoint,
+            "huawei.service_name": SERVICE,
+        },
+    )
     with pytest.raises(ServingPlatformError, match="service_image is empty"):
         make_platform(settings).deploy(SERVICE, [ModelSlot("v1", 100)])
     assert contract.calls_to("create_infer_service") == []
@@ -215,22 +256,36 @@ def test_missing_image_is_refused_before_any_call(tmp_path: Path, contract: Cont
 class Rig:
     """A controller on the contract server, a registry with v1 (champion) and v2, and a clock the test moves."""
 
-    def __init__(self, tmp_path: Path, settings: Settings, services: InferServiceFake,
-                 cloud_eye: CloudEyeMetricsFake) -> None:
+    def __init__(
+        self, tmp_path: Path, settings: Settings, services: InferServiceFake, cloud_eye: CloudEyeMetricsFake
+    ) -> None:
         self.settings, self.services, self.cloud_eye = settings, services, cloud_eye
         self.now = [time.time()]
         self.registry = ModelRegistry(LocalObjectStore(tmp_path / "store"), "models/")
         for number in (1, 2):
             package = write_package(tmp_path / f"pkg{number}", seed=number, job_id=f"job-{number}")
-            self.registry.register(package, job_id=f"job-{number}", manifest_id="m", source=str(package),
-                                   gate=gate_json(), metrics=metrics_json(), user="tests")
+            self.registry.register(
+                package,
+                job_id=f"job-{number}",
+                manifest_id="m",
+                source=str(package),
+                gate=gate_json(),
+                metrics=metrics_json(),
+                user="tests",
+            )
         self.platform = make_platform(settings, self.now)
         self.controller = self.new_controller()
 
     def new_controller(self) -> CanaryController:
-        return CanaryController(self.settings, platform=self.platform, registry=self.registry,
-                                store=CanaryStore.open(self.settings.home_dir), service=SERVICE, user="ops",
-                                clock=lambda: self.now[0])
+        return CanaryController(
+            self.settings,
+            platform=self.platform,
+            registry=self.registry,
+            store=CanaryStore.open(self.settings.home_dir),
+            service=SERVICE,
+            user="ops",
+            clock=lambda: self.now[0],
+        )
 
     def serve_champion(self) -> str:
         """v1 alone, running (the service before any canary)."""
@@ -260,8 +315,9 @@ class Rig:
 
 
 @pytest.fixture
-def rig(tmp_path: Path, settings: Settings, services: InferServiceFake,
-        cloud_eye: CloudEyeMetricsFake) -> Iterator[Rig]:
+def rig(
+    tmp_path: Path, settings: Settings, services: InferServiceFake, cloud_eye: CloudEyeMetricsFake
+) -> Iterator[Rig]:
     built = Rig(tmp_path, settings, services, cloud_eye)
     yield built
     built.controller.close()
@@ -314,8 +370,7 @@ def test_a_deployment_that_fails_on_modelarts_fails_the_canary_and_restores_the_
     assert rig.services.weights(service_id) == {"arsl-v1": 100, "arsl-v2": 0}
 
 
-def test_throttling_and_server_errors_leave_the_step_pending_and_retry_once(rig: Rig,
-                                                                            contract: ContractServer) -> None:
+def test_throttling_and_server_errors_leave_the_step_pending_and_retry_once(rig: Rig, contract: ContractServer) -> None:
     service_id = rig.serve_champion()
     rig.controller.start("v2")
     rig.services.advance(service_id, "RUNNING")
@@ -337,9 +392,9 @@ def test_throttling_and_server_errors_leave_the_step_pending_and_retry_once(rig:
     assert [[group["weight"] for group in call.body["group_configs"]] for call in applied] == [[80, 20], [0, 100]]
 
 
-def test_a_rollback_whose_put_times_out_is_checked_not_repeated(tmp_path: Path, contract: ContractServer,
-                                                                services: InferServiceFake,
-                                                                cloud_eye: CloudEyeMetricsFake) -> None:
+def test_a_rollback_whose_put_times_out_is_checked_not_repeated(
+    tmp_path: Path, contract: ContractServer, services: InferServiceFake, cloud_eye: CloudEyeMetricsFake
+) -> None:
     rig = Rig(tmp_path, make_settings(tmp_path, contract.endpoint, timeout_s=0.5), services, cloud_eye)
     try:
         service_id = rig.serve_champion()
@@ -355,8 +410,11 @@ def test_a_rollback_whose_put_times_out_is_checked_not_repeated(tmp_path: Path, 
             time.sleep(0.01)  # waiting on the fake server's own thread, which has no event to wait on
         run = rig.tick()
         assert run is not None and run.phase is Phase.ROLLED_BACK
-        rollbacks = [call for call in contract.calls_to("update_infer_service")
-                     if [group["weight"] for group in call.body["group_configs"]] == [100, 0]]
+        rollbacks = [
+            call
+            for call in contract.calls_to("update_infer_service")
+            if [group["weight"] for group in call.body["group_configs"]] == [100, 0]
+        ]
         assert len(rollbacks) == 1  # checked and found applied: never sent twice
     finally:
         rig.controller.close()

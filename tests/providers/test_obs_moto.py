@@ -28,8 +28,9 @@ def md5_hex(data: bytes) -> str:
 def make_store(endpoint: str, bucket: str, checkpoint_dir: Path, **options: Any) -> ObsObjectStore:
     options.setdefault("max_retry_count", 0)
     options.setdefault("timeout_s", 10.0)
-    return ObsObjectStore(server=endpoint, bucket=bucket, credentials=FAKE_CREDENTIALS,
-                          checkpoint_dir=checkpoint_dir, **options)
+    return ObsObjectStore(
+        server=endpoint, bucket=bucket, credentials=FAKE_CREDENTIALS, checkpoint_dir=checkpoint_dir, **options
+    )
 
 
 def test_put_head_get_download_delete_round_trip(moto_endpoint: str, moto_bucket: str, tmp_path: Path) -> None:
@@ -87,8 +88,9 @@ def test_list_pages_by_marker_past_1000_keys(moto_endpoint: str, moto_bucket: st
     assert [info.key for info in store.list("datasets/d1/")] == ["datasets/d1/y.jpg"]
 
 
-def test_a_put_whose_stored_etag_differs_from_the_md5_is_refused(moto_endpoint: str, moto_bucket: str,
-                                                                tmp_path: Path) -> None:
+def test_a_put_whose_stored_etag_differs_from_the_md5_is_refused(
+    moto_endpoint: str, moto_bucket: str, tmp_path: Path
+) -> None:
     # moto ignores Content-MD5 (see the notes), so this exercises the adapter's own ETag check.
     store = make_store(moto_endpoint, moto_bucket, tmp_path / "cp")
     with pytest.raises(TransientStoreError, match="ETag") as caught:
@@ -98,8 +100,7 @@ def test_a_put_whose_stored_etag_differs_from_the_md5_is_refused(moto_endpoint: 
         store.put_bytes("datasets/d3/b.jpg", b"x", "not-an-md5")
 
 
-def test_big_file_goes_multipart_and_head_reports_its_md5(moto_endpoint: str, moto_bucket: str,
-                                                          tmp_path: Path) -> None:
+def test_big_file_goes_multipart_and_head_reports_its_md5(moto_endpoint: str, moto_bucket: str, tmp_path: Path) -> None:
     store = make_store(moto_endpoint, moto_bucket, tmp_path / "cp", multipart_threshold=5 * MIB, part_size=5 * MIB)
     source = tmp_path / "shard-000000.tar"
     source.write_bytes(os.urandom(11 * MIB))
@@ -148,12 +149,19 @@ print(json.dumps({"sent": sorted(sent), "etag": info.etag, "md5": info.md5}))
 
 
 def run_child(args: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_multipart_upload_killed_mid_way_resumes_with_only_the_missing_parts(
-        moto_endpoint: str, moto_bucket: str, tmp_path: Path) -> None:
+    moto_endpoint: str, moto_bucket: str, tmp_path: Path
+) -> None:
     from obs import ObsClient
 
     parts = 5
@@ -161,9 +169,16 @@ def test_multipart_upload_killed_mid_way_resumes_with_only_the_missing_parts(
     source.write_bytes(os.urandom((parts - 1) * 5 * MIB + 4321))
     expected = md5_hex(source.read_bytes())
     key = "datasets/d5/shards/shard-000007.tar"
-    args = {"server": moto_endpoint, "bucket": moto_bucket, "ak": FAKE_CREDENTIALS.access_key,
-            "sk": FAKE_CREDENTIALS.secret_key, "checkpoints": str(tmp_path / "cp"), "key": key,
-            "file": str(source), "md5": expected}
+    args = {
+        "server": moto_endpoint,
+        "bucket": moto_bucket,
+        "ak": FAKE_CREDENTIALS.access_key,
+        "sk": FAKE_CREDENTIALS.secret_key,
+        "checkpoints": str(tmp_path / "cp"),
+        "key": key,
+        "file": str(source),
+        "md5": expected,
+    }
 
     killed = run_child({**args, "phase": "kill", "tasks": 1, "kill_after": 2 * 5 * MIB + 256 * 1024})
     assert killed.returncode == 17, killed.stderr
@@ -173,8 +188,14 @@ def test_multipart_upload_killed_mid_way_resumes_with_only_the_missing_parts(
     confirmed = {part["partNumber"] for part in record["uploadParts"] if part["isCompleted"]}
     assert 2 <= len(confirmed) < parts
     assert store.head(key) is None, "nothing is visible until the upload completes"
-    raw = ObsClient(access_key_id=FAKE_CREDENTIALS.access_key, secret_access_key=FAKE_CREDENTIALS.secret_key,
-                    server=moto_endpoint, signature="v4", path_style=True, max_retry_count=0)
+    raw = ObsClient(
+        access_key_id=FAKE_CREDENTIALS.access_key,
+        secret_access_key=FAKE_CREDENTIALS.secret_key,
+        server=moto_endpoint,
+        signature="v4",
+        path_style=True,
+        max_retry_count=0,
+    )
     on_server = raw.listParts(moto_bucket, key, record["uploadId"])
     assert on_server.status == 200
     assert confirmed <= {part.partNumber for part in on_server.body.parts}
@@ -191,8 +212,9 @@ def test_multipart_upload_killed_mid_way_resumes_with_only_the_missing_parts(
 
 
 def test_a_missing_bucket_is_a_permanent_error_naming_it(moto_endpoint: str, tmp_path: Path) -> None:
-    store = make_store(moto_endpoint, "arsl-no-such-bucket", tmp_path / "cp", multipart_threshold=5 * MIB,
-                       part_size=5 * MIB)
+    store = make_store(
+        moto_endpoint, "arsl-no-such-bucket", tmp_path / "cp", multipart_threshold=5 * MIB, part_size=5 * MIB
+    )
     with pytest.raises(PermanentStoreError) as caught:
         store.put_bytes("datasets/x.jpg", b"x", md5_hex(b"x"))
     message = str(caught.value)
@@ -219,12 +241,16 @@ def test_connection_refused_is_a_transient_error(tmp_path: Path) -> None:
         store.head("datasets/x.jpg")
 
 
-def test_from_settings_reads_the_sdk_environment(moto_endpoint: str, moto_bucket: str, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = Settings(backend="huawei", home=str(tmp_path / "home"),
-                        huawei=HuaweiSettings(obs_endpoint=moto_endpoint, timeout_s=5.0),
-                        storage=StorageSettings(bucket=moto_bucket),
-                        upload=UploadSettings(multipart_threshold_mb=5, part_size_mb=5))
+def test_from_settings_reads_the_sdk_environment(
+    moto_endpoint: str, moto_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(
+        backend="huawei",
+        home=str(tmp_path / "home"),
+        huawei=HuaweiSettings(obs_endpoint=moto_endpoint, timeout_s=5.0),
+        storage=StorageSettings(bucket=moto_bucket),
+        upload=UploadSettings(multipart_threshold_mb=5, part_size_mb=5),
+    )
     for name in ("OBS_ACCESS_KEY_ID", "OBS_SECRET_ACCESS_KEY", "HUAWEICLOUD_SDK_SECURITY_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HUAWEICLOUD_SDK_CREDENTIALS_FILE", str(tmp_path / "no-credentials-file"))

@@ -34,8 +34,14 @@ def sink() -> Iterator[S3Sink]:
 
 
 def make_store(endpoint: str, tmp_path: Path, timeout_s: float = 5.0) -> ObsObjectStore:
-    return ObsObjectStore(server=endpoint, bucket=BUCKET, credentials=FAKE_CREDENTIALS,
-                          checkpoint_dir=tmp_path / "cp", timeout_s=timeout_s, max_retry_count=0)
+    return ObsObjectStore(
+        server=endpoint,
+        bucket=BUCKET,
+        credentials=FAKE_CREDENTIALS,
+        checkpoint_dir=tmp_path / "cp",
+        timeout_s=timeout_s,
+        max_retry_count=0,
+    )
 
 
 def test_a_body_that_does_not_match_its_content_md5_is_refused_and_not_stored(sink: S3Sink, tmp_path: Path) -> None:
@@ -51,14 +57,18 @@ def test_a_body_that_does_not_match_its_content_md5_is_refused_and_not_stored(si
     assert sink.stats()["bad_digest"] == 2
 
 
-@pytest.mark.parametrize(("faults", "expected"), [
-    (Faults(fail_503=1.0), r"HTTP 503, error code ServiceUnavailable"),
-    (Faults(drop=1.0), r"ConnectionResetError|BrokenPipeError|RemoteDisconnected"),
-    (Faults(stall=1.0, stall_s=1.0), r"TimeoutError.*timed out"),
-    (Faults(drop_after_store=1.0), r"ConnectionResetError|RemoteDisconnected"),
-])
-def test_each_injected_fault_surfaces_as_a_transient_error(faults: Faults, expected: str, sink: S3Sink,
-                                                           tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("faults", "expected"),
+    [
+        (Faults(fail_503=1.0), r"HTTP 503, error code ServiceUnavailable"),
+        (Faults(drop=1.0), r"ConnectionResetError|BrokenPipeError|RemoteDisconnected"),
+        (Faults(stall=1.0, stall_s=1.0), r"TimeoutError.*timed out"),
+        (Faults(drop_after_store=1.0), r"ConnectionResetError|RemoteDisconnected"),
+    ],
+)
+def test_each_injected_fault_surfaces_as_a_transient_error(
+    faults: Faults, expected: str, sink: S3Sink, tmp_path: Path
+) -> None:
     store = make_store(sink.endpoint, tmp_path, timeout_s=0.3)
     sink.set_faults(faults)
     data = os.urandom(200_000)
@@ -111,9 +121,26 @@ def test_the_delay_and_the_bandwidth_cap_hold_back_requests(tmp_path: Path) -> N
 def test_the_sink_runs_as_a_process_printing_its_port_first(tmp_path: Path) -> None:
     store_dir = tmp_path / "blobs"
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fixtures.s3sink", "--port", "0", "--delay-ms", "5", "--bandwidth-mbit", "100",
-         "--bucket", BUCKET, "--store-dir", str(store_dir)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "tests.fixtures.s3sink",
+            "--port",
+            "0",
+            "--delay-ms",
+            "5",
+            "--bandwidth-mbit",
+            "100",
+            "--bucket",
+            BUCKET,
+            "--store-dir",
+            str(store_dir),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         port = int(process.stdout.readline())

@@ -34,8 +34,14 @@ def md5_hex(data: bytes) -> str:
 
 
 def obs_store(endpoint: str, bucket: str, tmp_path: Path) -> ObsObjectStore:
-    return ObsObjectStore(server=endpoint, bucket=bucket, credentials=FAKE_CREDENTIALS,
-                          checkpoint_dir=tmp_path / "cp", timeout_s=10.0, max_retry_count=0)
+    return ObsObjectStore(
+        server=endpoint,
+        bucket=bucket,
+        credentials=FAKE_CREDENTIALS,
+        checkpoint_dir=tmp_path / "cp",
+        timeout_s=10.0,
+        max_retry_count=0,
+    )
 
 
 @pytest.fixture
@@ -49,23 +55,21 @@ def sink() -> Iterator[S3Sink]:
         yield server
 
 
-def test_numbering_aliases_and_the_promotion_log_on_moto(on_moto: Callable[[], ModelRegistry],
-                                                          tmp_path: Path) -> None:
+def test_numbering_aliases_and_the_promotion_log_on_moto(on_moto: Callable[[], ModelRegistry], tmp_path: Path) -> None:
     registry_checks.check_numbering_aliases_and_log(on_moto, tmp_path)
 
 
-def test_registering_a_job_again_returns_its_version_on_moto(on_moto: Callable[[], ModelRegistry],
-                                                              tmp_path: Path) -> None:
+def test_registering_a_job_again_returns_its_version_on_moto(
+    on_moto: Callable[[], ModelRegistry], tmp_path: Path
+) -> None:
     registry_checks.check_registering_a_job_again_returns_its_version(on_moto, tmp_path)
 
 
-def test_corrupt_and_missing_records_name_the_key_on_moto(on_moto: Callable[[], ModelRegistry],
-                                                          tmp_path: Path) -> None:
+def test_corrupt_and_missing_records_name_the_key_on_moto(on_moto: Callable[[], ModelRegistry], tmp_path: Path) -> None:
     registry_checks.check_corrupt_and_missing_records_are_named(on_moto, tmp_path)
 
 
-def test_concurrent_writers_get_distinct_versions_on_moto(on_moto: Callable[[], ModelRegistry],
-                                                          tmp_path: Path) -> None:
+def test_concurrent_writers_get_distinct_versions_on_moto(on_moto: Callable[[], ModelRegistry], tmp_path: Path) -> None:
     registry_checks.check_concurrent_writers_get_distinct_versions(on_moto, tmp_path, writers=4)
 
 
@@ -77,8 +81,7 @@ def test_concurrent_writers_get_distinct_versions_on_the_sink(sink: S3Sink, tmp_
     assert sink.stats()["put_refused_exists"] > 0  # the writers really collided, and the server refused
 
 
-def test_conditional_create_on_moto_uses_if_none_match(moto_endpoint: str, moto_bucket: str,
-                                                       tmp_path: Path) -> None:
+def test_conditional_create_on_moto_uses_if_none_match(moto_endpoint: str, moto_bucket: str, tmp_path: Path) -> None:
     store = obs_store(moto_endpoint, moto_bucket, tmp_path)
     assert store.put_if_absent("models/versions/v1.json", b"first", md5_hex(b"first"))
     assert not store.put_if_absent("models/versions/v1.json", b"second", md5_hex(b"second"))
@@ -130,26 +133,34 @@ class FinishedModelArtsJob:
 
     def status(self, job_id: str) -> JobStatus:
         assert job_id == self.job_id
-        return JobStatus(job_id=job_id, name=self.name, phase=JobPhase.COMPLETED, backend="huawei",
-                         output=f"obs://{self.bucket}/{self.prefix}")
+        return JobStatus(
+            job_id=job_id,
+            name=self.name,
+            phase=JobPhase.COMPLETED,
+            backend="huawei",
+            output=f"obs://{self.bucket}/{self.prefix}",
+        )
 
     def metrics(self, job_id: str, since: int = 0) -> MetricsChunk:
         return parse_metrics(self.store.get_bytes(f"{self.prefix}metrics.jsonl"), since, final=True)
 
 
-def test_gate_copies_a_package_from_the_jobs_obs_output_into_the_registry(moto_endpoint: str, moto_bucket: str,
-                                                                          tmp_path: Path) -> None:
+def test_gate_copies_a_package_from_the_jobs_obs_output_into_the_registry(
+    moto_endpoint: str, moto_bucket: str, tmp_path: Path
+) -> None:
     store = obs_store(moto_endpoint, moto_bucket, tmp_path)
     job_id, name, prefix = "5f0c7e3a-modelarts-job", "arsl-20260101-abcd", "output/arsl-20260101-abcd/"
     package = write_package(tmp_path / "exported", 7, job_id=name)  # ModelArts passes the job *name* to the trainer
     for path in sorted(package.rglob("*")):
         if path.is_file():
-            store.put_file(f"{prefix}model/{path.relative_to(package).as_posix()}", path,
-                           md5_hex(path.read_bytes()))
+            store.put_file(f"{prefix}model/{path.relative_to(package).as_posix()}", path, md5_hex(path.read_bytes()))
     lines = "".join(json.dumps(record) + "\n" for record in metrics_records(test_acc=0.975)).encode()
     store.put_bytes(f"{prefix}metrics.jsonl", lines, md5_hex(lines))
-    settings = load_settings(environ={}, cwd=tmp_path, cli_overrides={
-        "backend": "huawei", "home": str(tmp_path / "home"), "storage.bucket": moto_bucket})
+    settings = load_settings(
+        environ={},
+        cwd=tmp_path,
+        cli_overrides={"backend": "huawei", "home": str(tmp_path / "home"), "storage.bucket": moto_bucket},
+    )
     registry = ModelRegistry(store, settings.storage.models_prefix, backend="huawei")
     platform = FinishedModelArtsJob(store, moto_bucket, job_id, name, prefix)
 

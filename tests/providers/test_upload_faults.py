@@ -57,9 +57,15 @@ def sink() -> Iterator[S3Sink]:
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    values = {"home": str(tmp_path / "home"), "storage.bucket": BUCKET, "upload.concurrency": 8,
-              "upload.shard_size_mb": 1, "upload.backoff_base_s": 0.01, "upload.backoff_max_s": 0.1,
-              **overrides}
+    values = {
+        "home": str(tmp_path / "home"),
+        "storage.bucket": BUCKET,
+        "upload.concurrency": 8,
+        "upload.shard_size_mb": 1,
+        "upload.backoff_base_s": 0.01,
+        "upload.backoff_max_s": 0.1,
+        **overrides,
+    }
     return load_settings(environ={}, cwd=tmp_path, cli_overrides=values)
 
 
@@ -67,16 +73,26 @@ def make_store(sink: S3Sink, settings: Settings, bucket: str = BUCKET) -> ObsObj
     # The sink, unlike S3, has no 5 MiB minimum part size, so shards of 1 MiB of tar (~0.9 MB gzipped: these
     # noise JPEGs barely compress) go multipart in 256 KiB parts and the checkpoint/resume path meets the
     # faults too. No SDK retries: the engine's own.
-    return ObsObjectStore(server=sink.endpoint, bucket=bucket, credentials=FAKE_CREDENTIALS,
-                          checkpoint_dir=settings.home_dir / "obs-checkpoints", timeout_s=CLIENT_TIMEOUT_S,
-                          max_retry_count=0, multipart_threshold=MULTIPART_THRESHOLD, part_size=256 * 1024)
+    return ObsObjectStore(
+        server=sink.endpoint,
+        bucket=bucket,
+        credentials=FAKE_CREDENTIALS,
+        checkpoint_dir=settings.home_dir / "obs-checkpoints",
+        timeout_s=CLIENT_TIMEOUT_S,
+        max_retry_count=0,
+        multipart_threshold=MULTIPART_THRESHOLD,
+        part_size=256 * 1024,
+    )
 
 
 def expected_objects(sink: S3Sink, settings: Settings, dataset: Path, mode: str) -> dict[str, str]:
     """key → MD5 the bucket must hold, from the manifest (and, for shards, the shards.json stored)."""
-    manifest = validate_dataset(dataset, SplitPolicy(seed=settings.dataset.split_seed,
-                                                     val=settings.dataset.val_fraction,
-                                                     test=settings.dataset.test_fraction)).manifest
+    manifest = validate_dataset(
+        dataset,
+        SplitPolicy(
+            seed=settings.dataset.split_seed, val=settings.dataset.val_fraction, test=settings.dataset.test_fraction
+        ),
+    ).manifest
     prefix = dataset_prefix(settings, manifest.id)
     manifest_bytes = manifest.to_json_bytes()
     expected = {prefix + "manifest.json": hashlib.md5(manifest_bytes).hexdigest()}
@@ -95,7 +111,8 @@ def expected_objects(sink: S3Sink, settings: Settings, dataset: Path, mode: str)
 
 @pytest.mark.parametrize("mode", ["files", "shards"])
 def test_upload_completes_exactly_through_drops_stalls_and_503s(
-        mode: Literal["files", "shards"], sink: S3Sink, make_dataset: DatasetFactory, tmp_path: Path) -> None:
+    mode: Literal["files", "shards"], sink: S3Sink, make_dataset: DatasetFactory, tmp_path: Path
+) -> None:
     dataset = make_dataset(per_class=12)
     settings = make_settings(tmp_path)
     store = make_store(sink, settings)
@@ -126,10 +143,12 @@ def test_upload_completes_exactly_through_drops_stalls_and_503s(
     assert leftovers == [], "every multipart checkpoint is removed once its object is confirmed"
 
 
-@pytest.mark.parametrize(("case", "code", "status"), [("denied", "AccessDenied", 403),
-                                                      ("missing bucket", "NoSuchBucket", 404)])
+@pytest.mark.parametrize(
+    ("case", "code", "status"), [("denied", "AccessDenied", 403), ("missing bucket", "NoSuchBucket", 404)]
+)
 def test_a_permanent_error_stops_the_run_at_once_with_a_clear_message(
-        case: str, code: str, status: int, sink: S3Sink, make_dataset: DatasetFactory, tmp_path: Path) -> None:
+    case: str, code: str, status: int, sink: S3Sink, make_dataset: DatasetFactory, tmp_path: Path
+) -> None:
     dataset = make_dataset(per_class=2)
     settings = make_settings(tmp_path)
     bucket = BUCKET
@@ -139,8 +158,9 @@ def test_a_permanent_error_stops_the_run_at_once_with_a_clear_message(
         bucket = "arsl-no-such-bucket"
     log = EventLog()
 
-    outcome = run_upload(settings, UploadRequest(dataset, mode="files"), store=make_store(sink, settings, bucket),
-                         on_event=log)
+    outcome = run_upload(
+        settings, UploadRequest(dataset, mode="files"), store=make_store(sink, settings, bucket), on_event=log
+    )
 
     assert outcome.status == "failed"
     assert code in outcome.error and f"HTTP {status}" in outcome.error and f"'{bucket}'" in outcome.error

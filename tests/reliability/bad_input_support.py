@@ -86,8 +86,11 @@ def config_keys() -> list[ConfigKey]:
             section_cls = type(top.default)
             section_hints = typing.get_type_hints(section_cls)
             for item in dataclasses.fields(section_cls):
-                keys.append(ConfigKey(top.name, item.name, section_hints[item.name], item.metadata,
-                                      getattr(top.default, item.name)))
+                keys.append(
+                    ConfigKey(
+                        top.name, item.name, section_hints[item.name], item.metadata, getattr(top.default, item.name)
+                    )
+                )
         else:
             keys.append(ConfigKey(None, top.name, hints[top.name], top.metadata, top.default))
     return keys
@@ -120,11 +123,30 @@ def wrong_file_values(key: ConfigKey) -> list[Any]:
         return ["true", 1, 0, "yes", *tables]
     if kind == "choice":
         first = str(key.choices[0])
-        return ["no-such-choice", "", first.upper() if first.upper() != first else first.lower(), 5, [first],
-                _CONTROL, *tables[:1]]
+        return [
+            "no-such-choice",
+            "",
+            first.upper() if first.upper() != first else first.lower(),
+            5,
+            [first],
+            _CONTROL,
+            *tables[:1],
+        ]
     if kind == "steps":
-        return [[], [0, 100], [10, 101], [50, 10, 100], [10, 20], "10,100", [1.5, 100], [True, 100], [[10], 100],
-                {"a": 1}, [-5, 100], [10**30]]
+        return [
+            [],
+            [0, 100],
+            [10, 101],
+            [50, 10, 100],
+            [10, 20],
+            "10,100",
+            [1.5, 100],
+            [True, 100],
+            [[10], 100],
+            {"a": 1},
+            [-5, 100],
+            [10**30],
+        ]
     assert kind == "str", kind
     values = [5, 1.5, True, ["x"], {"a": "b"}, _CONTROL, "line\nbreak", "nul\x00byte", _HUGE_TEXT + "\x1b"]
     if key.rules.get("required"):
@@ -259,10 +281,16 @@ def cli_leaves(parser: argparse.ArgumentParser | None = None) -> list[Leaf]:
 
     def walk(node: argparse.ArgumentParser, words: tuple[str, ...]) -> None:
         if node.get_default("handler") is not None:
-            positionals = tuple(action for action in node._actions
-                                if not action.option_strings and not isinstance(action, argparse._SubParsersAction))
-            options = tuple(action for action in node._actions
-                            if action.option_strings and action.dest not in _COMMON and action.nargs != 0)
+            positionals = tuple(
+                action
+                for action in node._actions
+                if not action.option_strings and not isinstance(action, argparse._SubParsersAction)
+            )
+            options = tuple(
+                action
+                for action in node._actions
+                if action.option_strings and action.dest not in _COMMON and action.nargs != 0
+            )
             leaves.append(Leaf(words, positionals, options))
         for action in node._actions:
             if isinstance(action, argparse._SubParsersAction):
@@ -329,8 +357,7 @@ def png_declaring(width: int, height: int, *, depth: int = 8, colour: int = 0, r
     row = b"\x00" * (width * bytes_per_pixel + 1)
     idat = b"".join(compressor.compress(row) for _ in range(rows)) + compressor.flush()
     header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat)
-            + _png_chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
 def gif_declaring(width: int, height: int) -> bytes:
@@ -343,7 +370,7 @@ def jpeg_declaring(width: int, height: int) -> bytes:
     """A 8×8 baseline JPEG whose frame header (SOF0) claims `width`×`height`."""
     data = bytearray(encoded(noise((8, 8)), "JPEG"))
     at = data.index(b"\xff\xc0")
-    data[at + 5:at + 9] = struct.pack(">HH", height, width)
+    data[at + 5 : at + 9] = struct.pack(">HH", height, width)
     return bytes(data)
 
 
@@ -367,18 +394,28 @@ def png16() -> bytes:
 def rgb16_png() -> bytes:
     """64×64 RGB with 16 bits a channel (written by hand: Pillow does not save 16-bit RGB)."""
     rng = np.random.default_rng(4)
-    rows = b"".join(b"\x00" + rng.integers(0, 65535, size=64 * 3, dtype=np.uint16).astype(">u2").tobytes()
-                   for _ in range(64))
+    rows = b"".join(
+        b"\x00" + rng.integers(0, 65535, size=64 * 3, dtype=np.uint16).astype(">u2").tobytes() for _ in range(64)
+    )
     header = struct.pack(">IIBBBBB", 64, 64, 16, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(rows))
-            + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(rows))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def other_formats() -> dict[str, bytes]:
     """Images Pillow reads but the gateway does not take: refused from their header, never decoded."""
     small = noise((16, 16), "RGB")
-    return {"ico": encoded(small, "ICO"), "pcx": encoded(small, "PCX"), "tga": encoded(small, "TGA"),
-            "ppm": encoded(small, "PPM"), "eps": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\nshowpage\n"}
+    return {
+        "ico": encoded(small, "ICO"),
+        "pcx": encoded(small, "PCX"),
+        "tga": encoded(small, "TGA"),
+        "ppm": encoded(small, "PPM"),
+        "eps": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\nshowpage\n",
+    }
 
 
 # --- memory of this process -----------------------------------------------------------------------
@@ -491,8 +528,13 @@ def hostile_dataset(root: Path, outside: Path) -> HostileSet:
         handle.truncate(64 * 2**30)
     expected["jeem/sparse.jpg"] = "too_big"
 
-    links = {"dha/link.jpg": outside / "secret.jpg", "dha/linkdir": outside, "dhad/loop.jpg": Path("loop.jpg"),
-             "fa/dangling.jpg": outside / "absent.jpg", "ra/up.jpg": Path("../../outside/secret.jpg")}
+    links = {
+        "dha/link.jpg": outside / "secret.jpg",
+        "dha/linkdir": outside,
+        "dhad/loop.jpg": Path("loop.jpg"),
+        "fa/dangling.jpg": outside / "absent.jpg",
+        "ra/up.jpg": Path("../../outside/secret.jpg"),
+    }
     for relative, target in links.items():
         (root / relative).symlink_to(target)
         expected[relative] = "symlink"
@@ -517,5 +559,6 @@ def hostile_dataset(root: Path, outside: Path) -> HostileSet:
     if os.geteuid() != 0:  # root reads any file whatever its mode
         expected["ha/locked.jpg"] = "unreadable"
     md5s = {hashlib.md5(data, usedforsecurity=False).hexdigest() for data in secrets.values()}
-    return HostileSet(root=root, outside=outside, expected=expected, accepted=accepted, hidden=hidden,
-                      outside_md5s=md5s)
+    return HostileSet(
+        root=root, outside=outside, expected=expected, accepted=accepted, hidden=hidden, outside_md5s=md5s
+    )

@@ -105,7 +105,8 @@ class KillLoop:
             raise AssertionError(
                 f"[{self.name}] run {run.index + 1}/{run.runs} failed with seed {run.seed}:\n{lines}\n"
                 f"  replay: {SEED_VARIABLE}={run.seed} ARSL_RELIABILITY_RUNS=1 .venv/bin/python -m pytest -q "
-                f"-p no:cacheprovider -s '{self.test_id}'\n  {type(error).__name__}: {error}") from error
+                f"-p no:cacheprovider -s '{self.test_id}'\n  {type(error).__name__}: {error}"
+            ) from error
 
     def count(self, what: str, amount: int = 1) -> None:
         self.tallies[what] += amount
@@ -113,8 +114,10 @@ class KillLoop:
     def summary(self) -> str:
         seeds = [run.seed for run in self.done]
         tallies = ", ".join(f"{name} {count}" for name, count in sorted(self.tallies.items()))
-        line = (f"[{self.name}] {len(self.done)} runs (seeds {seeds[0] if seeds else '-'}…"
-                f"{seeds[-1] if seeds else '-'}) in {time.monotonic() - self.started:.0f} s: {tallies}")
+        line = (
+            f"[{self.name}] {len(self.done)} runs (seeds {seeds[0] if seeds else '-'}…"
+            f"{seeds[-1] if seeds else '-'}) in {time.monotonic() - self.started:.0f} s: {tallies}"
+        )
         print(line, flush=True)
         return line
 
@@ -126,16 +129,23 @@ def clean_env(home: Path, **settings: str) -> dict[str, str]:
     """This environment without the caller's ARSL_* settings, with `home` and `settings` (ARSL_* names)."""
     environment = {name: value for name, value in os.environ.items() if not name.startswith("ARSL_")}
     environment["ARSL_HOME"] = str(home)
-    environment["PYTHONPATH"] = os.pathsep.join(part for part in (str(ROOT), environment.get("PYTHONPATH", ""))
-                                                if part)
+    environment["PYTHONPATH"] = os.pathsep.join(part for part in (str(ROOT), environment.get("PYTHONPATH", "")) if part)
     environment.update(settings)
     return environment
 
 
 def arsl(env: Mapping[str, str], cwd: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     """The real `arsl` CLI, to the end."""
-    return subprocess.run([sys.executable, "-m", "arsl_tui", *args], env=dict(env), cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "arsl_tui", *args],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -162,8 +172,14 @@ class Processes:
     def arsl(self, env: Mapping[str, str], cwd: Path, *args: str, output: Path) -> subprocess.Popen[bytes]:
         """The real `arsl` CLI in the background; stdout and stderr go to `output` (never a pipe that could fill)."""
         with output.open("wb") as handle:
-            process = subprocess.Popen([sys.executable, "-m", "arsl_tui", *args], env=dict(env), cwd=cwd,
-                                       stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "arsl_tui", *args],
+                env=dict(env),
+                cwd=cwd,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         self.popens.append(process)
         return process
 
@@ -190,11 +206,10 @@ def alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    return stat[stat.rindex(")") + 2:].split()[0] not in ("Z", "X")
+    return stat[stat.rindex(")") + 2 :].split()[0] not in ("Z", "X")
 
 
-def wait_for(condition: Callable[[], T | None], what: str, timeout: float = 60.0,
-             interval: float = POLL_S) -> T:
+def wait_for(condition: Callable[[], T | None], what: str, timeout: float = 60.0, interval: float = POLL_S) -> T:
     """Poll `condition` until it returns something truthy (returned), or fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -242,8 +257,10 @@ def assert_sqlite_intact(path: Path) -> None:
 
 def journal_objects(db: Path) -> dict[str, tuple[str, str, int]]:
     """key → (state, md5, size) of every object the upload journal knows."""
-    return {str(key): (str(state), str(md5), int(size))
-            for key, state, md5, size in query(db, "SELECT key, state, md5, size FROM upload_objects")}
+    return {
+        str(key): (str(state), str(md5), int(size))
+        for key, state, md5, size in query(db, "SELECT key, state, md5, size FROM upload_objects")
+    }
 
 
 def confirmed_count(db: Path) -> int:
@@ -308,8 +325,11 @@ def canary_snapshot(db: Path, run_id: str | None = None) -> CanarySnapshot:
     records = query(db, "SELECT record FROM canary_runs WHERE run_id = ?", (run_id,))
     run = CanaryRun.from_json(json.loads(records[0][0])) if records else None
     journal, decided = [], {}
-    lines = query(db, "SELECT run_seq, event, from_phase, to_phase, actions FROM canary_journal WHERE run_id = ? "
-                      "ORDER BY seq", (run_id,))
+    lines = query(
+        db,
+        "SELECT run_seq, event, from_phase, to_phase, actions FROM canary_journal WHERE run_id = ? ORDER BY seq",
+        (run_id,),
+    )
     for seq, event, from_phase, to_phase, actions in lines:
         journal.append({"seq": seq, "event": event, "from": from_phase, "to": to_phase})
         for action in json.loads(actions)["actions"]:
@@ -317,8 +337,12 @@ def canary_snapshot(db: Path, run_id: str | None = None) -> CanarySnapshot:
     if run is not None:
         for action in run.pending:
             decided.setdefault(action.id, action.to_json())
-    outcomes = {str(action_id): (str(kind), str(outcome)) for action_id, kind, outcome in query(
-        db, "SELECT action_id, kind, outcome FROM canary_actions WHERE run_id = ?", (run_id,))}
+    outcomes = {
+        str(action_id): (str(kind), str(outcome))
+        for action_id, kind, outcome in query(
+            db, "SELECT action_id, kind, outcome FROM canary_actions WHERE run_id = ?", (run_id,)
+        )
+    }
     return CanarySnapshot(run, journal, outcomes, decided)
 
 
@@ -337,8 +361,11 @@ def allowed_splits(snapshot: CanarySnapshot, before: Mapping[str, int]) -> set[t
     pending = [action for action in run.pending if action.kind in _ROUTING]
     if not pending:
         return {weights_key(run.target_weights)}
-    done = [action_id for action_id, (kind, outcome) in snapshot.actions.items()
-            if outcome == "done" and ActionKind(kind) in _ROUTING]
+    done = [
+        action_id
+        for action_id, (kind, outcome) in snapshot.actions.items()
+        if outcome == "done" and ActionKind(kind) in _ROUTING
+    ]
     last_done = max(done, key=_action_order, default=None)
     applied = snapshot.decided[last_done]["weights"] if last_done is not None else before
     return {weights_key(applied), *(weights_key(action.weights) for action in pending)}
@@ -349,14 +376,16 @@ def _action_order(action_id: str) -> tuple[int, int]:
     return int(seq), int(index)
 
 
-def assert_gateway_matches_record(snapshot: CanarySnapshot, routed: Mapping[str, int],
-                                  before: Mapping[str, int]) -> None:
+def assert_gateway_matches_record(
+    snapshot: CanarySnapshot, routed: Mapping[str, int], before: Mapping[str, int]
+) -> None:
     """What the gateway routes is what the controller recorded (done, or decided and pending)."""
     allowed = allowed_splits(snapshot, before)
     assert weights_key(routed) in allowed, (
         f"the gateway routes {dict(routed)} but the canary record ({snapshot.run.phase.value if snapshot.run else None}"
         f", pending {[a.kind.value for a in snapshot.run.pending] if snapshot.run else []}) allows only "
-        f"{sorted(allowed)}")
+        f"{sorted(allowed)}"
+    )
 
 
 def assert_canary_ended_cleanly(snapshot: CanarySnapshot, log_writers: Counter[str]) -> None:
@@ -373,18 +402,28 @@ def assert_canary_ended_cleanly(snapshot: CanarySnapshot, log_writers: Counter[s
         assert outcome in ("done", "cancelled"), f"{kind} {action_id}: {outcome}"
         if kind == ActionKind.LOG.value and outcome == "done":
             assert log_writers[action_id] == 1, f"promotion-log entry {action_id} written {log_writers[action_id]}×"
-    assert all(count == 1 for writer, count in log_writers.items() if writer.startswith(run.run_id + "-")), \
+    assert all(count == 1 for writer, count in log_writers.items() if writer.startswith(run.run_id + "-")), (
         "a canary transition was logged twice"
+    )
 
 
 def final_split(run: CanaryRun) -> dict[str, int]:
     return {run.challenger: 100} if run.phase is Phase.PROMOTED else {run.champion: 100}
 
 
-CANARY_ENV = {"ARSL_CANARY_STEPS": "50,100", "ARSL_CANARY_WINDOW_S": "2", "ARSL_CANARY_MIN_SAMPLES": "12",
-              "ARSL_CANARY_MIN_FEEDBACK": "8", "ARSL_CANARY_POLL_S": "0.2", "ARSL_CANARY_MAX_P95_LATENCY_MS": "5000",
-              "ARSL_GATEWAY_PORT": "0", "ARSL_GATEWAY_TORCH_THREADS": "1", "ARSL_GATEWAY_API_CALL_LIMIT": "1000000",
-              "ARSL_GATEWAY_APP_CALL_LIMIT": "1000000", "ARSL_GATEWAY_TIME_UNIT": "SECOND"}
+CANARY_ENV = {
+    "ARSL_CANARY_STEPS": "50,100",
+    "ARSL_CANARY_WINDOW_S": "2",
+    "ARSL_CANARY_MIN_SAMPLES": "12",
+    "ARSL_CANARY_MIN_FEEDBACK": "8",
+    "ARSL_CANARY_POLL_S": "0.2",
+    "ARSL_CANARY_MAX_P95_LATENCY_MS": "5000",
+    "ARSL_GATEWAY_PORT": "0",
+    "ARSL_GATEWAY_TORCH_THREADS": "1",
+    "ARSL_GATEWAY_API_CALL_LIMIT": "1000000",
+    "ARSL_GATEWAY_APP_CALL_LIMIT": "1000000",
+    "ARSL_GATEWAY_TIME_UNIT": "SECOND",
+}
 CLIENT_ERRORS = ("ConnectError", "ReadError", "RemoteProtocolError", "ReadTimeout", "ConnectTimeout", "WriteError")
 
 
@@ -444,12 +483,15 @@ class Traffic:
                     image = index % len(self.images)
                     index += 1
                     try:
-                        response = client.post("/v1/predict", content=self.images[image],
-                                               headers={"Content-Type": "image/jpeg"})
+                        response = client.post(
+                            "/v1/predict", content=self.images[image], headers={"Content-Type": "image/jpeg"}
+                        )
                         self._count(str(response.status_code))
                         if response.status_code == 200:
-                            client.post("/v1/feedback", json={"request_id": response.json()["request_id"],
-                                                              "label": self.labels[image]})
+                            client.post(
+                                "/v1/feedback",
+                                json={"request_id": response.json()["request_id"], "label": self.labels[image]},
+                            )
                     except httpx.HTTPError as error:
                         self._count(type(error).__name__)
                         break  # the gateway went away: find it again
@@ -521,7 +563,7 @@ class CanaryStage:
         return self.snapshot().rows
 
     def lock_is_free(self) -> bool:
-        from arsl_tui.ops.deployment import CanaryStore
+        from arsl_tui.state.canary_store import CanaryStore
 
         store = CanaryStore.open(self.home)
         try:
@@ -544,8 +586,9 @@ class Tmux:
         self.socket = f"arsl-kill-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     def run(self, *args: str, check: bool = True) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], check=check, capture_output=True, text=True,
-                              timeout=30).stdout
+        return subprocess.run(
+            ["tmux", "-L", self.socket, *args], check=check, capture_output=True, text=True, timeout=30
+        ).stdout
 
     def start(self, command: str) -> None:
         self.run("-f", "/dev/null", "new-session", "-d", "-s", "console", "-x", "80", "-y", "24", command)
@@ -557,15 +600,23 @@ class Tmux:
         self.run("send-keys", "-t", "console", *(["-l"] if literal else []), *keys)
 
     def wait_text(self, text: str, timeout: float = 60.0) -> str:
-        return wait_for(lambda: (lambda screen: screen if text in screen else None)(self.screen()),
-                        f"{text!r} on the console's screen", timeout=timeout, interval=0.05)
+        return wait_for(
+            lambda: (lambda screen: screen if text in screen else None)(self.screen()),
+            f"{text!r} on the console's screen",
+            timeout=timeout,
+            interval=0.05,
+        )
 
     def pane_pid(self) -> int:
         return int(self.run("display-message", "-p", "-t", "console", "#{pane_pid}").strip())
 
     def alive(self) -> bool:
-        return subprocess.run(["tmux", "-L", self.socket, "has-session", "-t", "console"], capture_output=True,
-                              timeout=30).returncode == 0
+        return (
+            subprocess.run(
+                ["tmux", "-L", self.socket, "has-session", "-t", "console"], capture_output=True, timeout=30
+            ).returncode
+            == 0
+        )
 
     def kill_server(self) -> None:
         self.run("kill-server", check=False)

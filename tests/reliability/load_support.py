@@ -72,8 +72,15 @@ def write_config(path: Path, gateway: Mapping[str, Any], extra: str = "") -> Pat
     return path
 
 
-DEFAULT_GATEWAY = {"host": "127.0.0.1", "port": 0, "torch_threads": 1, "api_call_limit": 1_000_000,
-                   "app_call_limit": 25, "ip_call_limit": 0, "time_unit": "SECOND"}
+DEFAULT_GATEWAY = {
+    "host": "127.0.0.1",
+    "port": 0,
+    "torch_threads": 1,
+    "api_call_limit": 1_000_000,
+    "app_call_limit": 25,
+    "ip_call_limit": 0,
+    "time_unit": "SECOND",
+}
 """One torch thread (the tests' clients share the machine); 25 calls per second per key, burst 25.
 
 A well-behaved client sends 10 a second, one request at a time, paced from when it sends: its bucket
@@ -90,8 +97,14 @@ class GatewayProcess:
     environment: dict[str, str]
 
     @classmethod
-    def start(cls, root: Path, packages: Mapping[str, Path], deployment: Deployment,
-              gateway: Mapping[str, Any] | None = None, extra_config: str = "") -> GatewayProcess:
+    def start(
+        cls,
+        root: Path,
+        packages: Mapping[str, Path],
+        deployment: Deployment,
+        gateway: Mapping[str, Any] | None = None,
+        extra_config: str = "",
+    ) -> GatewayProcess:
         """Install the packages, store the deployment and start the gateway process; returns once it serves."""
         import shutil
 
@@ -119,8 +132,9 @@ class GatewayProcess:
         return self.record.endpoint
 
     def settings(self, **overrides: Any) -> Settings:
-        return load_settings(str(self.config), environ={}, cwd=self.root,
-                             cli_overrides={"home": str(self.home), **overrides})
+        return load_settings(
+            str(self.config), environ={}, cwd=self.root, cli_overrides={"home": str(self.home), **overrides}
+        )
 
     def control(self) -> LocalServingControl:
         return LocalServingControl(self.home, config_path=str(self.config), environment=self.environment)
@@ -237,12 +251,26 @@ class Recorder:
 class PacedClient(threading.Thread):
     """Sends one request at a time, at most `rate` a second (a well-behaved client), with the key it holds now."""
 
-    def __init__(self, name: str, url: str, images: Sequence[bytes], recorder: Recorder, rate: float,
-                 stop: threading.Event, path: str = "/v1/predict") -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        images: Sequence[bytes],
+        recorder: Recorder,
+        rate: float,
+        stop: threading.Event,
+        path: str = "/v1/predict",
+    ) -> None:
         super().__init__(name=f"client-{name}", daemon=True)
         self.client_name = name
-        self.url, self.images, self.recorder, self.rate, self.stop_event, self.path = (url, images, recorder, rate,
-                                                                                        stop, path)
+        self.url, self.images, self.recorder, self.rate, self.stop_event, self.path = (
+            url,
+            images,
+            recorder,
+            rate,
+            stop,
+            path,
+        )
         self._key: tuple[str, str, int] | None = None
         self._lock = threading.Lock()
 
@@ -290,12 +318,31 @@ def send(client: httpx.Client, who: str, name: str, key: str, key_id: int, path:
     elif response.status_code != 200:
         with contextlib.suppress(ValueError):
             error = str(response.json().get("code", ""))
-    return Sent(who, name, key_id, path, sent, answered, response.status_code, version, error,
-                response.headers.get("retry-after"))
+    return Sent(
+        who,
+        name,
+        key_id,
+        path,
+        sent,
+        answered,
+        response.status_code,
+        version,
+        error,
+        response.headers.get("retry-after"),
+    )
 
 
-def burst(url: str, who: str, name: str, key: str, key_id: int, duration_s: float, recorder: Recorder,
-          path: str = "/v1/model/info", connections: int = 12) -> tuple[float, float]:
+def burst(
+    url: str,
+    who: str,
+    name: str,
+    key: str,
+    key_id: int,
+    duration_s: float,
+    recorder: Recorder,
+    path: str = "/v1/model/info",
+    connections: int = 12,
+) -> tuple[float, float]:
     """A misbehaving client: back-to-back requests on `connections` connections for `duration_s`.
 
     Returns (first sent, last answered). Several connections, so that it outruns its limit even when a
@@ -341,15 +388,20 @@ class RssSampler(threading.Thread):
 # --- /metrics -------------------------------------------------------------------------------------
 
 
-_REQUESTS = re.compile(r'^arsl_gateway_requests_total\{endpoint="([^"]+)",version="([^"]+)",code="(\d+)"\} (\S+)$',
-                       re.MULTILINE)
+_REQUESTS = re.compile(
+    r'^arsl_gateway_requests_total\{endpoint="([^"]+)",version="([^"]+)",code="(\d+)"\} (\S+)$', re.MULTILINE
+)
 
 
 def request_counters(url: str) -> Counter[tuple[str, str, int]]:
     """(endpoint, version, status) → requests answered, from the gateway's Prometheus text."""
     text = httpx.get(url + "/metrics", trust_env=False, timeout=CLIENT_TIMEOUT_S).text
-    return Counter({(endpoint, version, int(code)): int(float(value))
-                    for endpoint, version, code, value in _REQUESTS.findall(text)})
+    return Counter(
+        {
+            (endpoint, version, int(code)): int(float(value))
+            for endpoint, version, code, value in _REQUESTS.findall(text)
+        }
+    )
 
 
 # --- the scenario ---------------------------------------------------------------------------------
@@ -380,8 +432,12 @@ class Scenario:
     app_limit: int = 0
 
 
-def run_scenario(gateway: GatewayProcess, images: Sequence[bytes], config: ScenarioConfig,
-                 app_limit: int = int(DEFAULT_GATEWAY["app_call_limit"])) -> Scenario:
+def run_scenario(
+    gateway: GatewayProcess,
+    images: Sequence[bytes],
+    config: ScenarioConfig,
+    app_limit: int = int(DEFAULT_GATEWAY["app_call_limit"]),
+) -> Scenario:
     """Load the gateway for `config.cycles` cycles; each cycle changes weights and keys as the module says."""
     recorder = Recorder()
     stop = threading.Event()
@@ -419,9 +475,17 @@ def run_scenario(gateway: GatewayProcess, images: Sequence[bytes], config: Scena
     started = time.monotonic()
     for client in clients.values():
         client.start()
-    scenario = Scenario(config=config, recorder=recorder, started=started, ended=started, rss=sampler.samples,
-                        counters_before=counters_before, counters_after=Counter(), app_limit=app_limit,
-                        well_behaved=frozenset(names))
+    scenario = Scenario(
+        config=config,
+        recorder=recorder,
+        started=started,
+        ended=started,
+        rss=sampler.samples,
+        counters_before=counters_before,
+        counters_after=Counter(),
+        app_limit=app_limit,
+        well_behaved=frozenset(names),
+    )
     slot_s = config.cycle_s / len(WEIGHT_PLAN)
     pause = threading.Event()
 
@@ -451,11 +515,13 @@ def run_scenario(gateway: GatewayProcess, images: Sequence[bytes], config: Scena
                 first, last = burst(url, "greedy", f"greedy-{cycle}", secret, key_id, config.burst_s, recorder)
                 scenario.bursts.append((f"greedy-{cycle}", key_id, first, last))
 
-            events += [(base + 0.30 * config.cycle_s, lambda cycle=cycle: revoke(f"rotating-{cycle}")),
-                       (base + 0.45 * config.cycle_s, rotate),
-                       (base + 0.50 * config.cycle_s, lambda: revoke("shared")),
-                       (base + 0.65 * config.cycle_s, reissue),
-                       (base + 0.85 * config.cycle_s, greedy)]
+            events += [
+                (base + 0.30 * config.cycle_s, lambda cycle=cycle: revoke(f"rotating-{cycle}")),
+                (base + 0.45 * config.cycle_s, rotate),
+                (base + 0.50 * config.cycle_s, lambda: revoke("shared")),
+                (base + 0.65 * config.cycle_s, reissue),
+                (base + 0.85 * config.cycle_s, greedy),
+            ]
             for offset, action in sorted(events, key=lambda item: item[0]):
                 at(offset)
                 action()
@@ -511,14 +577,28 @@ class Report:
     latency_ms: dict[str, float]
 
     def to_json(self) -> dict[str, Any]:
-        return {"requests": self.requests, "duration_s": round(self.duration_s, 2), "statuses": dict(self.statuses),
-                "failures": self.failures[:50], "failure_count": len(self.failures), "rss_mb": self.rss_mb,
-                "latency_ms": self.latency_ms, "in_flight_at_revocation": self.straddling_revocation[0],
-                "in_flight_refused": self.straddling_revocation[1], "bursts": self.bursts,
-                "windows": [{"weight": window.weight, "requests": window.requests,
-                             "challenger": window.versions[CHALLENGER],
-                             "expected": round(window.requests * window.weight / 100, 1),
-                             "tolerance": round(window.tolerance(), 1)} for window in self.windows]}
+        return {
+            "requests": self.requests,
+            "duration_s": round(self.duration_s, 2),
+            "statuses": dict(self.statuses),
+            "failures": self.failures[:50],
+            "failure_count": len(self.failures),
+            "rss_mb": self.rss_mb,
+            "latency_ms": self.latency_ms,
+            "in_flight_at_revocation": self.straddling_revocation[0],
+            "in_flight_refused": self.straddling_revocation[1],
+            "bursts": self.bursts,
+            "windows": [
+                {
+                    "weight": window.weight,
+                    "requests": window.requests,
+                    "challenger": window.versions[CHALLENGER],
+                    "expected": round(window.requests * window.weight / 100, 1),
+                    "tolerance": round(window.tolerance(), 1),
+                }
+                for window in self.windows
+            ],
+        }
 
 
 def retained_by_design_mb(answers: int, routed: Mapping[str, int]) -> float:
@@ -549,8 +629,10 @@ def check(scenario: Scenario, rss_slack_mb: float) -> Report:
     well_behaved = scenario.well_behaved
 
     def describe(item: Sent) -> str:
-        return (f"{item.client} {item.path} with key {item.key_name!r}#{item.key_secret_id} sent at "
-                f"{item.sent - scenario.started:.3f} s → {item.status or item.error}")
+        return (
+            f"{item.client} {item.path} with key {item.key_name!r}#{item.key_secret_id} sent at "
+            f"{item.sent - scenario.started:.3f} s → {item.status or item.error}"
+        )
 
     for item in items:
         life = recorder.keys[item.key_secret_id]
@@ -560,8 +642,10 @@ def check(scenario: Scenario, rss_slack_mb: float) -> Report:
             continue
         if item.status == 200:
             if revoked and life.revoke_done is not None and item.sent >= life.revoke_done + REVOKE_BOUND_S:
-                failures.append(f"{describe(item)}: accepted a key revoked "
-                                f"{item.sent - life.revoke_done:.3f} s before the request was sent")
+                failures.append(
+                    f"{describe(item)}: accepted a key revoked "
+                    f"{item.sent - life.revoke_done:.3f} s before the request was sent"
+                )
             elif revoked:
                 assert life.revoke_started is not None
                 if item.answered > life.revoke_started:
@@ -585,7 +669,8 @@ def check(scenario: Scenario, rss_slack_mb: float) -> Report:
     # Each revocation was tested: its key was sent again after the revocation returned (and refused, above).
     for key_id, life in enumerate(recorder.keys):
         if life.revoke_done is not None and not any(
-                item.key_secret_id == key_id and item.sent >= life.revoke_done for item in items):
+            item.key_secret_id == key_id and item.sent >= life.revoke_done for item in items
+        ):
             failures.append(f"key {life.name!r}#{key_id} was revoked but never sent again: the check is vacuous")
 
     # The split per window: requests sent after a weight change returned and answered before the next began.
@@ -605,15 +690,19 @@ def check(scenario: Scenario, rss_slack_mb: float) -> Report:
         if window.weight in (0, 100):
             wrong = window.versions[CHAMPION] if window.weight == 100 else observed
             if wrong:
-                failures.append(f"window {number} at {window.weight}%: {wrong} requests went to the version with "
-                                "weight 0")
+                failures.append(
+                    f"window {number} at {window.weight}%: {wrong} requests went to the version with weight 0"
+                )
         elif abs(observed - window.requests * window.weight / 100) > window.tolerance():
-            failures.append(f"window {number} at {window.weight}%: {observed} of {window.requests} to the "
-                            f"challenger, expected {window.requests * window.weight / 100:.1f} ± "
-                            f"{window.tolerance():.1f}")
+            failures.append(
+                f"window {number} at {window.weight}%: {observed} of {window.requests} to the "
+                f"challenger, expected {window.requests * window.weight / 100:.1f} ± "
+                f"{window.tolerance():.1f}"
+            )
         if window.requests < 20:
-            failures.append(f"window {number} at {window.weight}%: only {window.requests} requests (too few to "
-                            "check the split)")
+            failures.append(
+                f"window {number} at {window.weight}%: only {window.requests} requests (too few to check the split)"
+            )
 
     # Rate limits: a bursting key is held to the bucket (capacity + refill over its burst), and does get refused.
     bursts = []
@@ -623,18 +712,28 @@ def check(scenario: Scenario, rss_slack_mb: float) -> Report:
         accepted = sum(1 for item in mine if item.status == 200)
         refused = sum(1 for item in mine if item.status == 429)
         allowed = limit + limit * (last - first) + 1
-        bursts.append({"key": name, "sent": len(mine), "accepted": accepted, "refused": refused,
-                       "seconds": round(last - first, 3), "allowed_at_most": round(allowed, 1)})
+        bursts.append(
+            {
+                "key": name,
+                "sent": len(mine),
+                "accepted": accepted,
+                "refused": refused,
+                "seconds": round(last - first, 3),
+                "allowed_at_most": round(allowed, 1),
+            }
+        )
         if accepted > allowed:
-            failures.append(f"burst {name}: {accepted} accepted in {last - first:.2f} s, more than the limit allows "
-                            f"({allowed:.0f})")
+            failures.append(
+                f"burst {name}: {accepted} accepted in {last - first:.2f} s, more than the limit allows ({allowed:.0f})"
+            )
         if len(mine) > allowed and refused == 0:
             failures.append(f"burst {name}: {len(mine)} requests in {last - first:.2f} s and none refused")
         if accepted < min(limit, len(mine)):
             failures.append(f"burst {name}: only {accepted} accepted, the bucket holds {limit}")
         if len(mine) <= limit:
-            failures.append(f"burst {name}: only {len(mine)} requests, not past the limit of {limit} (the check is "
-                            "vacuous)")
+            failures.append(
+                f"burst {name}: only {len(mine)} requests, not past the limit of {limit} (the check is vacuous)"
+            )
 
     # The gateway's own counters must match what the clients saw, request for request.
     seen: Counter[tuple[str, str, int]] = Counter()
@@ -646,8 +745,11 @@ def check(scenario: Scenario, rss_slack_mb: float) -> Report:
     counted = scenario.counters_after - scenario.counters_before
     counted = Counter({key: value for key, value in counted.items() if key[0] in ("predict", "model_info")})
     if counted != seen:
-        difference = {f"{key}": (counted.get(key, 0), seen.get(key, 0)) for key in set(counted) | set(seen)
-                      if counted.get(key, 0) != seen.get(key, 0)}
+        difference = {
+            f"{key}": (counted.get(key, 0), seen.get(key, 0))
+            for key in set(counted) | set(seen)
+            if counted.get(key, 0) != seen.get(key, 0)
+        }
         failures.append(f"/metrics disagrees with the clients (gateway, clients): {difference}")
 
     # Memory: growth after the warm-up, from the samples of the gateway's VmRSS.
@@ -661,22 +763,60 @@ def check(scenario: Scenario, rss_slack_mb: float) -> Report:
     else:
         routed = Counter(item.version or "?" for item in items if item.path == "/v1/predict" and item.status == 200)
         by_design = retained_by_design_mb(sum(routed.values()), routed)
-        rss = {"start": round(samples[0][1] / 1024, 1), "after_warmup": round(before[-1] / 1024, 1),
-               "max": round(max(after) / 1024, 1), "end": round(after[-1] / 1024, 1),
-               "growth_after_warmup": round((max(after) - before[-1]) / 1024, 1),
-               "kept_by_design": round(by_design, 1), "bound": round(by_design + rss_slack_mb, 1)}
+        rss = {
+            "start": round(samples[0][1] / 1024, 1),
+            "after_warmup": round(before[-1] / 1024, 1),
+            "max": round(max(after) / 1024, 1),
+            "end": round(after[-1] / 1024, 1),
+            "growth_after_warmup": round((max(after) - before[-1]) / 1024, 1),
+            "kept_by_design": round(by_design, 1),
+            "bound": round(by_design + rss_slack_mb, 1),
+        }
         if rss["growth_after_warmup"] > rss["bound"]:
-            failures.append(f"RSS grew {rss['growth_after_warmup']} MB after the warm-up, more than the "
-                            f"{by_design:.1f} MB kept by design + {rss_slack_mb} MB: {rss}")
+            failures.append(
+                f"RSS grew {rss['growth_after_warmup']} MB after the warm-up, more than the "
+                f"{by_design:.1f} MB kept by design + {rss_slack_mb} MB: {rss}"
+            )
     latencies = [(item.answered - item.sent) * 1000 for item in predictions]
-    latency = {"p50": round(_percentile(latencies, 50), 1), "p95": round(_percentile(latencies, 95), 1),
-               "p99": round(_percentile(latencies, 99), 1), "max": round(max(latencies, default=float("nan")), 1)}
+    latency = {
+        "p50": round(_percentile(latencies, 50), 1),
+        "p95": round(_percentile(latencies, 95), 1),
+        "p99": round(_percentile(latencies, 99), 1),
+        "max": round(max(latencies, default=float("nan")), 1),
+    }
     statuses = Counter(str(item.status or item.error.split(":")[0]) for item in items)
-    return Report(failures=failures, windows=windows, statuses=statuses, requests=len(items),
-                  duration_s=scenario.ended - scenario.started, rss_mb=rss,
-                  straddling_revocation=(straddling, refused_in_flight), bursts=bursts, latency_ms=latency)
+    return Report(
+        failures=failures,
+        windows=windows,
+        statuses=statuses,
+        requests=len(items),
+        duration_s=scenario.ended - scenario.started,
+        rss_mb=rss,
+        straddling_revocation=(straddling, refused_in_flight),
+        bursts=bursts,
+        latency_ms=latency,
+    )
 
 
-__all__ = ["CHALLENGER", "CHAMPION", "REVOKE_BOUND_S", "WEIGHT_PLAN", "GatewayProcess", "PacedClient", "Recorder",
-           "Report", "RssSampler", "Scenario", "ScenarioConfig", "Sent", "check", "clean_environment",
-           "request_counters", "retained_by_design_mb", "rss_kb", "run_scenario", "wait_until", "write_config"]
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "REVOKE_BOUND_S",
+    "WEIGHT_PLAN",
+    "GatewayProcess",
+    "PacedClient",
+    "Recorder",
+    "Report",
+    "RssSampler",
+    "Scenario",
+    "ScenarioConfig",
+    "Sent",
+    "check",
+    "clean_environment",
+    "request_counters",
+    "retained_by_design_mb",
+    "rss_kb",
+    "run_scenario",
+    "wait_until",
+    "write_config",
+]

@@ -66,51 +66,79 @@ class Canaries:
         mixed = string.ascii_letters + string.digits
         # Shaped like the real ones (20-character access keys, 40-character secret keys), each with a
         # marker that is easy to spot by eye in a failure message.
-        return cls(ak="CANARYAK" + _random(upper, 12), sk="CanarySK" + _random(mixed, 32),
-                   project_id="0c" + _random("0123456789abcdef", 30), token="CanaryTok" + _random(mixed, 55),
-                   obs_ak="CANARYOBSAK" + _random(upper, 9), obs_sk="CanaryObsSK" + _random(mixed, 29),
-                   obs_token="CanaryObsTok" + _random(mixed, 40), file_ak="CANARYFILEAK" + _random(upper, 8),
-                   file_sk="CanaryFileSK" + _random(mixed, 28), file_token="CanaryFileTok" + _random(mixed, 40),
-                   app_code="CanaryAppCode" + _random(mixed, 40))
+        return cls(
+            ak="CANARYAK" + _random(upper, 12),
+            sk="CanarySK" + _random(mixed, 32),
+            project_id="0c" + _random("0123456789abcdef", 30),
+            token="CanaryTok" + _random(mixed, 55),
+            obs_ak="CANARYOBSAK" + _random(upper, 9),
+            obs_sk="CanaryObsSK" + _random(mixed, 29),
+            obs_token="CanaryObsTok" + _random(mixed, 40),
+            file_ak="CANARYFILEAK" + _random(upper, 8),
+            file_sk="CanaryFileSK" + _random(mixed, 28),
+            file_token="CanaryFileTok" + _random(mixed, 40),
+            app_code="CanaryAppCode" + _random(mixed, 40),
+        )
 
     def secret_values(self) -> dict[str, str]:
         """name → value of everything that must stay out of output, screens, files and exceptions.
 
         The access keys are included: a full AK names the account's key pair and belongs in no
         message (the product shows the first four characters at most)."""
-        return {"HUAWEICLOUD_SDK_AK": self.ak, "HUAWEICLOUD_SDK_SK": self.sk,
-                "HUAWEICLOUD_SDK_SECURITY_TOKEN": self.token, "OBS_ACCESS_KEY_ID": self.obs_ak,
-                "OBS_SECRET_ACCESS_KEY": self.obs_sk, "OBS_SECURITY_TOKEN": self.obs_token,
-                "credentials file ak": self.file_ak, "credentials file sk": self.file_sk,
-                "credentials file security_token": self.file_token, "ARSL_APP_CODE": self.app_code}
+        return {
+            "HUAWEICLOUD_SDK_AK": self.ak,
+            "HUAWEICLOUD_SDK_SK": self.sk,
+            "HUAWEICLOUD_SDK_SECURITY_TOKEN": self.token,
+            "OBS_ACCESS_KEY_ID": self.obs_ak,
+            "OBS_SECRET_ACCESS_KEY": self.obs_sk,
+            "OBS_SECURITY_TOKEN": self.obs_token,
+            "credentials file ak": self.file_ak,
+            "credentials file sk": self.file_sk,
+            "credentials file security_token": self.file_token,
+            "ARSL_APP_CODE": self.app_code,
+        }
 
     def write_credentials_file(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"[basic]\nak = {self.file_ak}\nsk = {self.file_sk}\nproject_id = {self.project_id}\n"
-                        f"security_token = {self.file_token}\n", encoding="utf-8")
+        path.write_text(
+            f"[basic]\nak = {self.file_ak}\nsk = {self.file_sk}\nproject_id = {self.project_id}\n"
+            f"security_token = {self.file_token}\n",
+            encoding="utf-8",
+        )
         return path
 
     def environment(self, credentials_file: Path) -> dict[str, str]:
         """Every variable the product (and the SDKs it uses) reads credentials from."""
-        return {"HUAWEICLOUD_SDK_AK": self.ak, "HUAWEICLOUD_SDK_SK": self.sk,
-                "HUAWEICLOUD_SDK_PROJECT_ID": self.project_id, "HUAWEICLOUD_SDK_SECURITY_TOKEN": self.token,
-                "OBS_ACCESS_KEY_ID": self.obs_ak, "OBS_SECRET_ACCESS_KEY": self.obs_sk,
-                "OBS_SECURITY_TOKEN": self.obs_token, "HUAWEICLOUD_SDK_CREDENTIALS_FILE": str(credentials_file),
-                "ARSL_APP_CODE": self.app_code}
+        return {
+            "HUAWEICLOUD_SDK_AK": self.ak,
+            "HUAWEICLOUD_SDK_SK": self.sk,
+            "HUAWEICLOUD_SDK_PROJECT_ID": self.project_id,
+            "HUAWEICLOUD_SDK_SECURITY_TOKEN": self.token,
+            "OBS_ACCESS_KEY_ID": self.obs_ak,
+            "OBS_SECRET_ACCESS_KEY": self.obs_sk,
+            "OBS_SECURITY_TOKEN": self.obs_token,
+            "HUAWEICLOUD_SDK_CREDENTIALS_FILE": str(credentials_file),
+            "ARSL_APP_CODE": self.app_code,
+        }
 
 
 def encodings(secret: str) -> dict[str, bytes]:
     """The forms a secret could take in output or a file: plain, base64 (standard and URL-safe, at each
     of the three byte alignments inside a longer encoded blob), hex, URL-quoted, JSON-escaped, UTF-16."""
     raw = secret.encode()
-    forms: dict[str, bytes] = {"plain": raw, "hex": binascii.hexlify(raw), "HEX": binascii.hexlify(raw).upper(),
-                               "url-quoted": quote(secret, safe="").encode(), "utf-16-le": secret.encode("utf-16-le"),
-                               "json-escaped": secret.replace("/", "\\/").encode()}
+    forms: dict[str, bytes] = {
+        "plain": raw,
+        "hex": binascii.hexlify(raw),
+        "HEX": binascii.hexlify(raw).upper(),
+        "url-quoted": quote(secret, safe="").encode(),
+        "utf-16-le": secret.encode("utf-16-le"),
+        "json-escaped": secret.replace("/", "\\/").encode(),
+    }
     for shift in range(3):
         encoded = base64.b64encode(b"\0" * shift + raw)
         # Keep only the characters whose 6 bits all come from the secret: the same characters appear
         # wherever the secret sits at this alignment inside a longer encoded blob.
-        core = encoded[-(-8 * shift // 6):8 * (shift + len(raw)) // 6]
+        core = encoded[-(-8 * shift // 6) : 8 * (shift + len(raw)) // 6]
         if len(core) >= 16:
             forms[f"base64@{shift}"] = core
             forms[f"base64url@{shift}"] = core.replace(b"+", b"-").replace(b"/", b"_")
@@ -165,8 +193,9 @@ class EchoServer:
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="echo-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="echo-server", daemon=True
+        )
 
     @property
     def endpoint(self) -> str:
@@ -188,16 +217,25 @@ class EchoServer:
         dump = "; ".join(f"{name}: {value}" for name, value in headers.items())
         authorization = headers.get("Authorization", "")
         if authorization.startswith("SDK-HMAC-SHA256"):
-            body = json.dumps({"error_code": "APIGW.0301",
-                               "error_msg": f"Incorrect IAM authentication information: {method} {path} {dump}"})
+            body = json.dumps(
+                {
+                    "error_code": "APIGW.0301",
+                    "error_msg": f"Incorrect IAM authentication information: {method} {path} {dump}",
+                }
+            )
             return 401, "application/json", body.encode()
-        access = authorization.split("Credential=", 1)[-1].split("/", 1)[0] if "Credential=" in authorization \
+        access = (
+            authorization.split("Credential=", 1)[-1].split("/", 1)[0]
+            if "Credential=" in authorization
             else authorization.removeprefix("AWS ").removeprefix("OBS ").split(":", 1)[0]
-        xml = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SignatureDoesNotMatch</Code>"
-               f"<Message>{escape(f'The signature does not match: {method} {path} {dump}')}</Message>"
-               f"<RequestId>echo-1</RequestId><AWSAccessKeyId>{escape(access)}</AWSAccessKeyId>"
-               f"<StringToSign>{escape(dump)}</StringToSign><SignatureProvided>{escape(authorization)}"
-               f"</SignatureProvided></Error>")
+        )
+        xml = (
+            f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SignatureDoesNotMatch</Code>'
+            f"<Message>{escape(f'The signature does not match: {method} {path} {dump}')}</Message>"
+            f"<RequestId>echo-1</RequestId><AWSAccessKeyId>{escape(access)}</AWSAccessKeyId>"
+            f"<StringToSign>{escape(dump)}</StringToSign><SignatureProvided>{escape(authorization)}"
+            f"</SignatureProvided></Error>"
+        )
         return 403, "application/xml", xml.encode()
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -260,17 +298,31 @@ def base_environment(home: Path, extra: Mapping[str, str] | None = None) -> dict
     """The caller's environment without ARSL_* or credential variables, on `home`, plus `extra`."""
     dropped = ("ARSL_", "HUAWEICLOUD_", "OBS_")
     environment = {name: value for name, value in os.environ.items() if not name.startswith(dropped)}
-    environment.update({"ARSL_HOME": str(home), "PYTHONPATH": str(ROOT), "COLUMNS": "160", "NO_COLOR": "1",
-                        "HOME": str(home.parent / "user-home")})
+    environment.update(
+        {
+            "ARSL_HOME": str(home),
+            "PYTHONPATH": str(ROOT),
+            "COLUMNS": "160",
+            "NO_COLOR": "1",
+            "HOME": str(home.parent / "user-home"),
+        }
+    )
     environment.update(extra or {})
     return environment
 
 
 def run_cli(args: Sequence[str], env: Mapping[str, str], cwd: Path, timeout_s: float = CLI_TIMEOUT_S) -> CliRun:
     """`arsl ARGS` as a separate process; stdin closed, so nothing can wait for an answer."""
-    completed = subprocess.run([sys.executable, "-m", "arsl_tui", *args], env=dict(env), cwd=cwd,
-                               capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL,
-                               check=False)
+    completed = subprocess.run(
+        [sys.executable, "-m", "arsl_tui", *args],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     return CliRun(tuple(args), completed.returncode, completed.stdout, completed.stderr)
 
 
@@ -330,11 +382,14 @@ def sqlite_rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Every table's rows, sorted (the logical content, whatever the WAL holds)."""
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
-        tables = [row[0] for row in connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        tables = [
+            row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        ]
         # Table names come from sqlite_master of a file the test made, quoted as identifiers.
-        return {table: sorted(connection.execute(f'SELECT * FROM "{table}"').fetchall(), key=repr)  # noqa: S608
-                for table in tables}
+        return {
+            table: sorted(connection.execute(f'SELECT * FROM "{table}"').fetchall(), key=repr)  # noqa: S608
+            for table in tables
+        }
     finally:
         connection.close()
 
@@ -362,8 +417,11 @@ def home_snapshot(home: Path) -> dict[str, str]:
 def snapshot_changes(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
     changes = [f"new {name}" for name in sorted(set(after) - set(before))]
     changes += [f"gone {name}" for name in sorted(set(before) - set(after))]
-    changes += [f"changed {name}: {before[name]} → {after[name]}" for name in sorted(set(before) & set(after))
-                if before[name] != after[name]]
+    changes += [
+        f"changed {name}: {before[name]} → {after[name]}"
+        for name in sorted(set(before) & set(after))
+        if before[name] != after[name]
+    ]
     return changes
 
 
@@ -378,7 +436,7 @@ def _socket_inodes(pid: int) -> set[str]:
         except OSError:
             continue
         if target.startswith("socket:["):
-            inodes.add(target[len("socket:["):-1])
+            inodes.add(target[len("socket:[") : -1])
     return inodes
 
 
@@ -388,7 +446,7 @@ def _address(hex_address: str) -> tuple[str, int]:
     if len(raw) == 4:
         address = socket.inet_ntop(socket.AF_INET, raw[::-1])
     else:  # /proc prints an IPv6 address as four host-order 32-bit words
-        address = socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+        address = socket.inet_ntop(socket.AF_INET6, b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4)))
     return address, int(port, 16)
 
 
@@ -446,12 +504,25 @@ def walk_files(roots: Iterable[Path], suffix: str = ".py") -> Iterator[Path]:
 # Modules whose whole purpose is (un)pickling: importing one in product code is already a finding.
 PICKLE_MODULES = frozenset({"pickle", "_pickle", "cPickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"})
 # Calls that run code from the file they read, whatever their arguments.
-ALWAYS_UNSAFE = frozenset({
-    *(f"{module}.{name}" for module in ("pickle", "_pickle", "cPickle", "dill", "cloudpickle")
-      for name in ("load", "loads", "Unpickler")),
-    "joblib.load", "shelve.open", "marshal.load", "marshal.loads", "pandas.read_pickle", "torch.jit.load",
-    "torch.package.PackageImporter", "yaml.unsafe_load", "yaml.full_load", "numpy.lib.format.read_array",
-})
+ALWAYS_UNSAFE = frozenset(
+    {
+        *(
+            f"{module}.{name}"
+            for module in ("pickle", "_pickle", "cPickle", "dill", "cloudpickle")
+            for name in ("load", "loads", "Unpickler")
+        ),
+        "joblib.load",
+        "shelve.open",
+        "marshal.load",
+        "marshal.loads",
+        "pandas.read_pickle",
+        "torch.jit.load",
+        "torch.package.PackageImporter",
+        "yaml.unsafe_load",
+        "yaml.full_load",
+        "numpy.lib.format.read_array",
+    }
+)
 _SAFE_YAML_LOADERS = frozenset({"SafeLoader", "CSafeLoader", "yaml.SafeLoader", "yaml.CSafeLoader"})
 
 
@@ -482,8 +553,9 @@ def unsafe_loads(source: str, filename: str) -> list[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else \
-                    alias.name.split(".")[0]
+                aliases[alias.asname or alias.name.split(".")[0]] = (
+                    alias.name if alias.asname else alias.name.split(".")[0]
+                )
                 if alias.name.split(".")[0] in PICKLE_MODULES:
                     problems.append(f"{filename}:{node.lineno}: imports {alias.name}")
         elif isinstance(node, ast.ImportFrom) and node.module:

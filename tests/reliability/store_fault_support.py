@@ -36,12 +36,21 @@ def mixed_faults(seed: int, *, stall: float = 0.0, reads: bool = False) -> Fault
     """Every fault at once, with shares drawn from `seed`: latency, resets before and after storing,
     500/503, 429 with Retry-After, truncated stores and (`reads`) bodies cut short on the way back."""
     draw = random.Random(seed)
-    return Faults(fail_503=draw.uniform(0.02, 0.05), fail_500=draw.uniform(0.02, 0.05),
-                  throttle_429=draw.uniform(0.02, 0.05), retry_after="1", drop=draw.uniform(0.02, 0.04),
-                  drop_after_store=draw.uniform(0.01, 0.03), truncate_store=draw.uniform(0.02, 0.05),
-                  cut_get=draw.uniform(0.02, 0.05) if reads else 0.0,
-                  short_get=draw.uniform(0.02, 0.05) if reads else 0.0,
-                  stall=stall, stall_s=1.0, latency_s=0.004, seed=seed)
+    return Faults(
+        fail_503=draw.uniform(0.02, 0.05),
+        fail_500=draw.uniform(0.02, 0.05),
+        throttle_429=draw.uniform(0.02, 0.05),
+        retry_after="1",
+        drop=draw.uniform(0.02, 0.04),
+        drop_after_store=draw.uniform(0.01, 0.03),
+        truncate_store=draw.uniform(0.02, 0.05),
+        cut_get=draw.uniform(0.02, 0.05) if reads else 0.0,
+        short_get=draw.uniform(0.02, 0.05) if reads else 0.0,
+        stall=stall,
+        stall_s=1.0,
+        latency_s=0.004,
+        seed=seed,
+    )
 
 
 def md5_hex(data: bytes) -> str:
@@ -118,9 +127,12 @@ def namespace_unavailable() -> str | None:
         return "the unshare command is not installed"
     with tempfile.TemporaryDirectory(prefix="arsl-ns-probe-") as folder:
         try:
-            probe = subprocess.run(["unshare", "-rm", "sh", "-c",
-                                    f"mount -t tmpfs -o size=64k tmpfs '{folder}' && touch '{folder}/x'"],
-                                   capture_output=True, text=True, timeout=30)
+            probe = subprocess.run(
+                ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs '{folder}' && touch '{folder}/x'"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
         except (OSError, subprocess.TimeoutExpired) as error:
             return f"unshare -rm failed to run ({error})"
         if probe.returncode != 0:
@@ -130,9 +142,15 @@ def namespace_unavailable() -> str | None:
 
 def in_namespace(command: list[str], *, timeout: float) -> subprocess.CompletedProcess[str]:
     """Run this module's driver with `command` in a fresh user+mount namespace."""
-    return subprocess.run(["unshare", "-rm", sys.executable, "-m", "tests.reliability.store_fault_support",
-                           *command], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, env=_clean_env())
+    return subprocess.run(
+        ["unshare", "-rm", sys.executable, "-m", "tests.reliability.store_fault_support", *command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=_clean_env(),
+    )
 
 
 def _clean_env() -> dict[str, str]:
@@ -156,7 +174,7 @@ def _fill(folder: Path, leave_bytes: int) -> Path:
     with filler.open("wb") as handle:
         block = b"\0" * (1 << 20)
         while size > 0:
-            handle.write(block[:min(size, len(block))])
+            handle.write(block[: min(size, len(block))])
             size -= len(block)
     return filler
 
@@ -171,8 +189,15 @@ def _run_cli(home: Path, cwd: Path, settings: list[str], *args: str) -> dict[str
     env = _clean_env()
     env["ARSL_HOME"] = str(home)
     env.update(item.split("=", 1) for item in settings)
-    done = subprocess.run([sys.executable, "-m", "arsl_tui", *args], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=300, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-m", "arsl_tui", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     return {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
 
 
@@ -223,8 +248,15 @@ def drive_register(args: argparse.Namespace) -> dict[str, Any]:
     def register(store_root: Path) -> dict[str, Any]:
         registry = ModelRegistry(LocalObjectStore(store_root), "models/")
         try:
-            record = registry.register(Path(args.package), job_id="job-full", manifest_id="m-full",
-                                       source=args.package, gate=gate, metrics={"test_acc": 0.97}, user="ann")
+            record = registry.register(
+                Path(args.package),
+                job_id="job-full",
+                manifest_id="m-full",
+                source=args.package,
+                gate=gate,
+                metrics={"test_acc": 0.97},
+                user="ann",
+            )
         except (StoreError, RegistryError, OSError) as error:
             return {"error": str(error), "kind": type(error).__name__, "code": getattr(error, "code", None)}
         return {"version": record.version}
@@ -245,15 +277,22 @@ def drive_register(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.reliability.store_fault_support",
-                                     description="full-disk drivers; run inside `unshare -rm`")
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.reliability.store_fault_support",
+        description="full-disk drivers; run inside `unshare -rm`",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     upload = commands.add_parser("upload")
     upload.add_argument("--dataset", required=True)
     upload.add_argument("--mode", choices=("shards", "files"), required=True)
     upload.add_argument("--full", choices=("store", "home"), default="store", help="which folder is the tiny disk")
-    upload.add_argument("--env", action="append", default=[], metavar="ARSL_SECTION_KEY=VALUE",
-                        help="a setting for the arsl runs (repeatable)")
+    upload.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="ARSL_SECTION_KEY=VALUE",
+        help="a setting for the arsl runs (repeatable)",
+    )
     register = commands.add_parser("register")
     register.add_argument("--package", required=True)
     register.add_argument("--free-pages", type=int, nargs="+", required=True)

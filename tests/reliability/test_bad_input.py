@@ -47,8 +47,11 @@ RAW_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 def examples(default: int) -> settings:
     """`default` examples in CI; ARSL_RELIABILITY_RUNS=N makes it N times as many."""
-    return settings(max_examples=default * reliability_runs(1), deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    return settings(
+        max_examples=default * reliability_runs(1),
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
 
 
 KEYS = bad.config_keys()
@@ -71,7 +74,6 @@ def _new_file(folder: Path, data: bytes) -> Path:
     path = folder / f"config-{next(_numbers)}.toml"
     path.write_bytes(data)
     return path
-
 
 
 def _assert_names(message: str, *fragments: str) -> None:
@@ -100,20 +102,23 @@ def test_every_key_refuses_every_unparsable_environment_value(tmp_path: Path) ->
         for text in bad.wrong_env_texts(key):
             with pytest.raises(ConfigError) as caught:
                 load_settings(environ={key.env_var: text}, cwd=tmp_path)
-            _assert_names(str(caught.value), f"environment variable {key.env_var}", key.dotted,
-                          bad.shown_fragment(text))
+            _assert_names(
+                str(caught.value), f"environment variable {key.env_var}", key.dotted, bad.shown_fragment(text)
+            )
 
 
 TOML_VALUES = st.recursive(
     st.none().map(lambda _: "") | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(min_size=1, max_size=8), inner, max_size=3),
-    max_leaves=8)
+    max_leaves=8,
+)
 
 
 @examples(150)
 @given(key=st.sampled_from(KEYS), value=TOML_VALUES)
-def test_any_file_value_is_either_taken_as_written_or_refused_by_name(tmp_path: Path, key: bad.ConfigKey,
-                                                                      value: Any) -> None:
+def test_any_file_value_is_either_taken_as_written_or_refused_by_name(
+    tmp_path: Path, key: bad.ConfigKey, value: Any
+) -> None:
     path = _new_file(tmp_path, key.file_text(value).encode())
     try:
         loaded = load_settings(path, environ={}, cwd=tmp_path)
@@ -127,10 +132,14 @@ def test_any_file_value_is_either_taken_as_written_or_refused_by_name(tmp_path: 
 
 
 @examples(150)
-@given(key=st.sampled_from(ENV_KEYS), text=st.text(st.characters(exclude_characters="\x00"), max_size=40)
-       | st.sampled_from(["nan", "inf", "-1", "0", "1e999", "99999999999999999999", " 7 ", "1_000", "٣"]))
-def test_any_environment_value_is_either_parsed_or_refused_by_name(tmp_path: Path, key: bad.ConfigKey,
-                                                                   text: str) -> None:
+@given(
+    key=st.sampled_from(ENV_KEYS),
+    text=st.text(st.characters(exclude_characters="\x00"), max_size=40)
+    | st.sampled_from(["nan", "inf", "-1", "0", "1e999", "99999999999999999999", " 7 ", "1_000", "٣"]),
+)
+def test_any_environment_value_is_either_parsed_or_refused_by_name(
+    tmp_path: Path, key: bad.ConfigKey, text: str
+) -> None:
     try:
         loaded = load_settings(environ={key.env_var: text}, cwd=tmp_path)
     except ConfigError as error:
@@ -236,14 +245,16 @@ def test_a_config_toml_in_the_working_folder_that_is_no_file_is_an_error(tmp_pat
         load_settings(environ={}, cwd=tmp_path)
 
 
-@pytest.mark.parametrize(("how", "content", "says"), [
-    ("file", "[upload]\nconcurrency = 'many'\n", "upload.concurrency = 'many': expected an integer"),
-    ("file", "[gateway]\nhost = \"\\u001b[2Jgone\"\n", "gateway.host = '\\x1b[2Jgone'"),
-    ("env", "ARSL_GATEWAY_PORT=99999", "ARSL_GATEWAY_PORT: gateway.port = '99999': expected a value between"),
-    ("env-config", "folder", "is a folder, expected a TOML file"),
-])
-def test_the_real_cli_stops_with_exit_2_and_one_clear_line(tmp_path: Path, how: str, content: str,
-                                                           says: str) -> None:
+@pytest.mark.parametrize(
+    ("how", "content", "says"),
+    [
+        ("file", "[upload]\nconcurrency = 'many'\n", "upload.concurrency = 'many': expected an integer"),
+        ("file", '[gateway]\nhost = "\\u001b[2Jgone"\n', "gateway.host = '\\x1b[2Jgone'"),
+        ("env", "ARSL_GATEWAY_PORT=99999", "ARSL_GATEWAY_PORT: gateway.port = '99999': expected a value between"),
+        ("env-config", "folder", "is a folder, expected a TOML file"),
+    ],
+)
+def test_the_real_cli_stops_with_exit_2_and_one_clear_line(tmp_path: Path, how: str, content: str, says: str) -> None:
     home = tmp_path / "home"
     env = _isolated_env(home)
     command = [*ARSL, "status"]
@@ -256,8 +267,9 @@ def test_the_real_cli_stops_with_exit_2_and_one_clear_line(tmp_path: Path, how: 
     else:
         (tmp_path / "cfg").mkdir()
         env["ARSL_CONFIG"] = str(tmp_path / "cfg")
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: config error: "), done.stderr
@@ -280,12 +292,29 @@ FIXED_ONLY = {"--endpoint"}
 """Options that would send requests to whatever host the value names: fuzzed with fixed values only."""
 NEVER_A_NUMBER = ["-1", "nan", "inf", "-inf", "1e309", "99999999999999999999", "", "x", "１"]
 """Out of range or no number at all for every numeric option there is (all are bounded)."""
-GARBAGE = ["", "-", "..", "../..", ".", "\x1b[31mred\x1b[0m", "two\nlines", "x" * 5000, "-1", "0",
-           "99999999999999999999", "nan", "[bold]markup[/]", "\u202egpj.exe", "bad\udcffbyte", "%s%n{0}"]
+GARBAGE = [
+    "",
+    "-",
+    "..",
+    "../..",
+    ".",
+    "\x1b[31mred\x1b[0m",
+    "two\nlines",
+    "x" * 5000,
+    "-1",
+    "0",
+    "99999999999999999999",
+    "nan",
+    "[bold]markup[/]",
+    "\u202egpj.exe",
+    "bad\udcffbyte",
+    "%s%n{0}",
+]
 GARBAGE_TEXT = st.one_of(
     st.sampled_from(GARBAGE),
-    st.text(st.characters(exclude_characters="\x00/", exclude_categories=("Cs",)), max_size=60)
-    .filter(lambda text: not text.startswith("~")),
+    st.text(st.characters(exclude_characters="\x00/", exclude_categories=("Cs",)), max_size=60).filter(
+        lambda text: not text.startswith("~")
+    ),
     st.lists(st.sampled_from(["..", ".", "-", "x", "\x1b[0m", " "]), min_size=1, max_size=3).map("/".join),
     st.integers(-(10**25), 10**25).map(str),
     st.floats().map(str),
@@ -306,13 +335,23 @@ class Sandbox:
         real_home = Path.home()
         for name in [name for name in os.environ if name.startswith("ARSL_")]:
             monkeypatch.delenv(name)
-        for name, value in {"ARSL_HOME": self.home, "HOME": tmp_path / "user-home", "TMPDIR": tmp_path / "tmp",
-                            "XDG_DATA_HOME": tmp_path / "xdg-data", "XDG_CONFIG_HOME": tmp_path / "xdg-config",
-                            "XDG_CACHE_HOME": tmp_path / "xdg-cache"}.items():
+        for name, value in {
+            "ARSL_HOME": self.home,
+            "HOME": tmp_path / "user-home",
+            "TMPDIR": tmp_path / "tmp",
+            "XDG_DATA_HOME": tmp_path / "xdg-data",
+            "XDG_CONFIG_HOME": tmp_path / "xdg-config",
+            "XDG_CACHE_HOME": tmp_path / "xdg-cache",
+        }.items():
             monkeypatch.setenv(name, str(value))
         monkeypatch.chdir(self.cwd)
-        self.watched = {tmp_path.parent: {tmp_path.name}, ROOT: {".hypothesis"}, real_home: set(),
-                        real_home / ".local" / "share": set(), Path("/tmp"): None}
+        self.watched = {
+            tmp_path.parent: {tmp_path.name},
+            ROOT: {".hypothesis"},
+            real_home: set(),
+            real_home / ".local" / "share": set(),
+            Path("/tmp"): None,
+        }
         self.before = {folder: bad.listing(folder) for folder in self.watched}
 
     def run(self, argv: list[str]) -> tuple[int, str, str]:
@@ -346,8 +385,9 @@ def _check(argv: list[str], code: int, out: str, err: str, *, usage: bool = Fals
     shown = [part[:60] for part in argv]
     assert code in (0, 1, 2, 3), f"{shown}: exit {code}"
     assert "Traceback" not in out + err, f"{shown}: {err[-800:]}"
-    assert not RAW_CONTROL.search(out) and not RAW_CONTROL.search(err), \
+    assert not RAW_CONTROL.search(out) and not RAW_CONTROL.search(err), (
         f"{shown}: a raw control character reached the terminal: {(out + err)[-300:]!r}"
+    )
     if code != 0:
         assert err.strip() or (code == 1 and out.strip()), f"{shown}: exit {code} without a word"
         assert len(max(err.splitlines(), key=len, default="")) < 3000, f"{shown}: a flood of a line"
@@ -388,8 +428,9 @@ def test_every_command_refuses_missing_and_unknown_arguments(sandbox: Sandbox) -
             code, out, err = sandbox.run(argv)
             _check(argv, code, out, err, usage=True)
             assert "required" in err, f"{leaf.name}: {err}"
-        fillers = ["x" for _ in leaf.required] + [part for option in leaf.required_options
-                                                   for part in (option.option_strings[0], "x")]
+        fillers = ["x" for _ in leaf.required] + [
+            part for option in leaf.required_options for part in (option.option_strings[0], "x")
+        ]
         for extra in (["--no-such-option"], ["--no-such-option=\x1b[2J"], ["surplus-1", "surplus-2"]):
             if extra[0].startswith("surplus") and any(p.nargs in ("*", "+") for p in leaf.positionals):
                 continue  # a list of positionals takes surplus words
@@ -451,13 +492,22 @@ def test_any_garbage_in_any_argument_gets_a_clear_answer(sandbox: Sandbox, choic
 
 
 def test_long_work_commands_stop_at_their_validation(sandbox: Sandbox) -> None:
-    for argv in (["pipeline", "run"], ["pipeline", "run", "--demo", "--per-class", "0"],
-                 ["pipeline", "run", "--demo", "--per-class", "-5"], ["pipeline", "run", "--demo", "x"],
-                 ["console", "--theme"], ["service", "start", "--bogus"], ["train", "submit", ""],
-                 ["train", "submit", "..", "--yes"], ["train", "submit", "   "],
-                 ["data", "synth", "..", "--per-class", "1"],
-                 ["data", "synth", ".", "--per-class", "1"], ["data", "synth", "x", "--seed", "-1"],
-                 ["data", "validate", ".."], ["data", "validate", "../..", "--manifest", ""]):
+    for argv in (
+        ["pipeline", "run"],
+        ["pipeline", "run", "--demo", "--per-class", "0"],
+        ["pipeline", "run", "--demo", "--per-class", "-5"],
+        ["pipeline", "run", "--demo", "x"],
+        ["console", "--theme"],
+        ["service", "start", "--bogus"],
+        ["train", "submit", ""],
+        ["train", "submit", "..", "--yes"],
+        ["train", "submit", "   "],
+        ["data", "synth", "..", "--per-class", "1"],
+        ["data", "synth", ".", "--per-class", "1"],
+        ["data", "synth", "x", "--seed", "-1"],
+        ["data", "validate", ".."],
+        ["data", "validate", "../..", "--manifest", ""],
+    ):
         code, out, err = sandbox.run(argv)
         _check(argv, code, out, err)
         assert code == 2, f"{argv}: exit {code}: {err[-300:]}"
@@ -467,14 +517,24 @@ def test_long_work_commands_stop_at_their_validation(sandbox: Sandbox) -> None:
 
 def test_garbage_reaches_the_real_process_as_one_clear_line(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    cases = [(["upload", "\x1b[31mred"], 2, "\\x1b[31mred: no such folder"),
-             (["data", "validate", "n" * 5000], 2, "File name too long"),
-             (["train", "status", "--limit", "99999999999999999999"], 2, "expected a whole number"),
-             (["alarms", "watch", "--interval", "nan"], 2, "expected a number above 0"),
-             (["data"], 2, "needs an action")]
+    cases = [
+        (["upload", "\x1b[31mred"], 2, "\\x1b[31mred: no such folder"),
+        (["data", "validate", "n" * 5000], 2, "File name too long"),
+        (["train", "status", "--limit", "99999999999999999999"], 2, "expected a whole number"),
+        (["alarms", "watch", "--interval", "nan"], 2, "expected a number above 0"),
+        (["data"], 2, "needs an action"),
+    ]
     for argv, exit_code, says in cases:
-        done = subprocess.run([*ARSL, *argv], cwd=tmp_path, env=_isolated_env(home), capture_output=True,
-                              text=True, errors="surrogateescape", timeout=60, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            [*ARSL, *argv],
+            cwd=tmp_path,
+            env=_isolated_env(home),
+            capture_output=True,
+            text=True,
+            errors="surrogateescape",
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
         last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
         assert done.returncode == exit_code and says in last, f"{argv[:3]}: {done.returncode}: {done.stderr[-400:]}"
         assert "Traceback" not in done.stderr and not RAW_CONTROL.search(done.stderr + done.stdout)
@@ -492,8 +552,9 @@ def _problems(payload: dict[str, Any]) -> dict[str, str]:
     return {item["path"]: item["kind"] for item in payload["problems"]}
 
 
-def test_validate_names_every_hostile_entry_safely_and_reads_nothing_through_a_link(sandbox: Sandbox,
-                                                                                   hostile: bad.HostileSet) -> None:
+def test_validate_names_every_hostile_entry_safely_and_reads_nothing_through_a_link(
+    sandbox: Sandbox, hostile: bad.HostileSet
+) -> None:
     outside_before = bad.tree(hostile.outside)
     code, out, err = sandbox.run(["data", "validate", str(hostile.root), "--json"])
     _check(["data", "validate"], code, out, err)
@@ -520,8 +581,9 @@ def test_validate_names_every_hostile_entry_safely_and_reads_nothing_through_a_l
 
 
 @pytest.mark.parametrize("mode", ["files", "shards"])
-def test_upload_keeps_every_object_inside_the_data_sets_prefix(sandbox: Sandbox, hostile: bad.HostileSet,
-                                                               mode: str) -> None:
+def test_upload_keeps_every_object_inside_the_data_sets_prefix(
+    sandbox: Sandbox, hostile: bad.HostileSet, mode: str
+) -> None:
     refused = sandbox.run(["upload", str(hostile.root), "--yes", "--mode", mode])
     _check(["upload"], *refused)
     assert refused[0] == 1 and "PROBLEM" in refused[2]
@@ -593,8 +655,12 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     root = tmp_path_factory.mktemp("bad-images")
     package = export_random_package(root / "v1", seed=1)
-    live = start_gateway(root / "home", {"v1": package}, Deployment(stable="v1", weights={"v1": 100}),
-                         {"gateway.max_body_kb": MAX_BODY_KB})
+    live = start_gateway(
+        root / "home",
+        {"v1": package},
+        Deployment(stable="v1", weights={"v1": 100}),
+        {"gateway.max_body_kb": MAX_BODY_KB},
+    )
     live.package = package
     yield live
     live.close()
@@ -606,8 +672,9 @@ def client(gateway: Any) -> Iterator[httpx.Client]:
         yield session
 
 
-def _post(client: httpx.Client, body: Any, content_type: str | None = "application/octet-stream",
-          path: str = "/v1/predict") -> httpx.Response:
+def _post(
+    client: httpx.Client, body: Any, content_type: str | None = "application/octet-stream", path: str = "/v1/predict"
+) -> httpx.Response:
     headers = {"Content-Type": content_type} if content_type is not None else {}
     return client.post(path, content=body, headers=headers)
 
@@ -630,16 +697,22 @@ HOSTILE_BODIES: dict[str, tuple[bytes, str | None, set[int], str]] = {
     "png cut after its header": (_PNG[:40], "image/png", {422}, ""),
     "png cut in half": (_PNG[: len(_PNG) // 2], "image/png", {422}, ""),
     "png declaring 100000x100000": (bad.png_declaring(100_000, 100_000), "image/png", {422}, "pixels"),
-    "png declaring 5000x4000, all of it there": (bad.png_declaring(5000, 4000, rows=4000), "image/png", {422},
-                                                 "5000×4000"),
+    "png declaring 5000x4000, all of it there": (
+        bad.png_declaring(5000, 4000, rows=4000),
+        "image/png",
+        {422},
+        "5000×4000",
+    ),
     "gif declaring 65535x65535": (bad.gif_declaring(65_535, 65_535), "image/gif", {422}, "pixels"),
     "jpeg declaring 65500x65500": (bad.jpeg_declaring(65_500, 65_500), "image/jpeg", {422}, "pixels"),
     "a jpeg sent as text/plain": (_JPEG, "text/plain", {415}, "Content-Type"),
     "a jpeg sent as JSON": (_JPEG, "application/json", {422}, "JSON"),
     "a jpeg sent as multipart without a boundary": (_JPEG, "multipart/form-data", {422}, "multipart"),
     "a jpeg with no Content-Type": (_JPEG, None, {415}, "Content-Type"),
-    **{f"{name} (a format not taken)": (data, "application/octet-stream", {422}, "")
-       for name, data in bad.other_formats().items()},
+    **{
+        f"{name} (a format not taken)": (data, "application/octet-stream", {422}, "")
+        for name, data in bad.other_formats().items()
+    },
 }
 
 
@@ -661,13 +734,18 @@ def test_bodies_above_the_limit_get_413_declared_or_streamed(client: httpx.Clien
     _assert_refused(_post(client, chunks(), "image/jpeg"), {413}, "exceeds")
 
 
-EXOTIC_BUT_VALID = {"animated GIF": bad.animated_gif(), "16-bit gray PNG": bad.png16(),
-                    "16-bit RGB PNG": bad.rgb16_png(), "CMYK JPEG": bad.cmyk_jpeg()}
+EXOTIC_BUT_VALID = {
+    "animated GIF": bad.animated_gif(),
+    "16-bit gray PNG": bad.png16(),
+    "16-bit RGB PNG": bad.rgb16_png(),
+    "CMYK JPEG": bad.cmyk_jpeg(),
+}
 
 
 @pytest.mark.parametrize("name", list(EXOTIC_BUT_VALID))
-def test_exotic_but_valid_images_are_classified_as_the_trainer_would(client: httpx.Client, gateway: Any,
-                                                                     name: str) -> None:
+def test_exotic_but_valid_images_are_classified_as_the_trainer_would(
+    client: httpx.Client, gateway: Any, name: str
+) -> None:
     from trainer.predict import Predictor
 
     data = EXOTIC_BUT_VALID[name]
@@ -677,9 +755,17 @@ def test_exotic_but_valid_images_are_classified_as_the_trainer_would(client: htt
     assert response.json()["label"] == want.label
 
 
-SEEDS = [_JPEG, _PNG, bad.animated_gif(2), bad.png16(), bad.cmyk_jpeg(), bad.png_declaring(64, 64, rows=64),
-         bad.encoded(bad.noise((40, 30), "RGB", 7), "WEBP"), bad.encoded(bad.noise((20, 20), "P", 8), "BMP"),
-         bad.encoded(bad.noise((20, 20), "RGB", 9), "TIFF")]
+SEEDS = [
+    _JPEG,
+    _PNG,
+    bad.animated_gif(2),
+    bad.png16(),
+    bad.cmyk_jpeg(),
+    bad.png_declaring(64, 64, rows=64),
+    bad.encoded(bad.noise((40, 30), "RGB", 7), "WEBP"),
+    bad.encoded(bad.noise((20, 20), "P", 8), "BMP"),
+    bad.encoded(bad.noise((20, 20), "RGB", 9), "TIFF"),
+]
 
 
 @st.composite
@@ -697,15 +783,19 @@ def mutated_images(draw: st.DrawFn) -> bytes:
         elif action == "dims" and data[:4] == b"\x89PNG" and len(data) > 24:  # an IHDR with any size
             data[16:24] = draw(st.binary(min_size=8, max_size=8))
         elif action == "repeat":
-            data[at:at] = data[at:at + draw(st.integers(1, 4096))] * draw(st.integers(1, 8))
+            data[at:at] = data[at : at + draw(st.integers(1, 4096))] * draw(st.integers(1, 8))
     return bytes(data)
 
 
 @examples(60)
-@given(data=mutated_images(), path=st.sampled_from(["/v1/predict", "/v1/predict/batch"]),
-       content_type=st.sampled_from(["application/octet-stream", "image/png", "image/jpeg", "image/gif"]))
-def test_any_mutated_image_gets_an_answer_and_never_a_server_error(client: httpx.Client, data: bytes, path: str,
-                                                                   content_type: str) -> None:
+@given(
+    data=mutated_images(),
+    path=st.sampled_from(["/v1/predict", "/v1/predict/batch"]),
+    content_type=st.sampled_from(["application/octet-stream", "image/png", "image/jpeg", "image/gif"]),
+)
+def test_any_mutated_image_gets_an_answer_and_never_a_server_error(
+    client: httpx.Client, data: bytes, path: str, content_type: str
+) -> None:
     response = _post(client, data, content_type, path)
     if response.status_code != 200:
         _assert_refused(response, {413, 415, 422})
@@ -720,6 +810,7 @@ def test_memory_stays_bounded_under_decompression_bombs(gateway: Any) -> None:
 
     async def burst() -> list[int]:
         async with gateway.async_client(headers=gateway.headers) as session:
+
             async def post(body: bytes) -> int:
                 response = await session.post("/v1/predict", content=body, headers={"Content-Type": "image/png"})
                 return response.status_code
@@ -733,6 +824,7 @@ def test_memory_stays_bounded_under_decompression_bombs(gateway: Any) -> None:
 
     async def biggest() -> list[int]:
         async with gateway.async_client(headers=gateway.headers) as session:
+
             async def post() -> int:
                 response = await session.post("/v1/predict", content=largest, headers={"Content-Type": "image/png"})
                 return response.status_code

@@ -39,7 +39,8 @@ from arsl_tui.domain.canary import CanaryRun, Command, Phase
 from arsl_tui.domain.ports import ModelSlot, ServingPlatformError
 from arsl_tui.domain.serving import Deployment
 from arsl_tui.ops import monitoring, serving
-from arsl_tui.ops.deployment import CanaryController, CanaryStore, open_controller
+from arsl_tui.ops.canary import CanaryController
+from arsl_tui.ops.canary_wiring import open_controller
 from arsl_tui.ops.registry import ModelRegistry
 from arsl_tui.providers.huawei.ces import CloudEyeMonitor, build_clients
 from arsl_tui.providers.huawei.sdk_clients import call_deadline_s
@@ -47,6 +48,7 @@ from arsl_tui.providers.huawei.services import CALLS_METRIC, CES_NAMESPACE, FAIL
 from arsl_tui.providers.local.serving_platform import SERVICE as LOCAL_SERVICE
 from arsl_tui.providers.local.store import LocalObjectStore
 from arsl_tui.serving.auth import HEADER
+from arsl_tui.state.canary_store import CanaryStore
 from tests.fixtures.ces_contract import CloudEyeFake, ces_server
 from tests.fixtures.huawei_contract import ContractServer
 from tests.fixtures.huawei_serving_fakes import SERVICES, CloudEyeMetricsFake, InferServiceFake
@@ -90,14 +92,28 @@ SLACK_S = 3.0
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """The champion serving alone, v1 and v2 registered (v1 champion, v2 challenger)."""
     root = tmp_path_factory.mktemp("canary-timing")
-    packages = {CHAMPION: export_random_package(root / "p1", seed=1),
-                CHALLENGER: export_random_package(root / "p2", seed=2)}
-    process = GatewayProcess.start(root, packages, Deployment(stable=CHAMPION, weights={CHAMPION: 100}),
-                                   gateway={"app_call_limit": 1_000_000}, extra_config=CANARY_CONFIG)
+    packages = {
+        CHAMPION: export_random_package(root / "p1", seed=1),
+        CHALLENGER: export_random_package(root / "p2", seed=2),
+    }
+    process = GatewayProcess.start(
+        root,
+        packages,
+        Deployment(stable=CHAMPION, weights={CHAMPION: 100}),
+        gateway={"app_call_limit": 1_000_000},
+        extra_config=CANARY_CONFIG,
+    )
     registry = ModelRegistry.from_settings(process.settings())
     for version, package in packages.items():
-        registry.register(package, job_id=f"job-{version}", manifest_id="m-timing", source=str(package),
-                          gate=gate_json(), metrics=metrics_json(), user="tests")
+        registry.register(
+            package,
+            job_id=f"job-{version}",
+            manifest_id="m-timing",
+            source=str(package),
+            gate=gate_json(),
+            metrics=metrics_json(),
+            user="tests",
+        )
     assert registry.aliases() == {"champion": CHAMPION, "challenger": CHALLENGER}
     try:
         yield process
@@ -256,7 +272,8 @@ def tick_within(stage: Stage, bound_s: float) -> tuple[CanaryRun | None, float, 
 
 
 def test_a_dead_gateway_mid_canary_holds_with_the_error_and_resumes_once_it_is_back(
-        stage: Stage, traffic_factory: Callable[[], Traffic]) -> None:
+    stage: Stage, traffic_factory: Callable[[], Traffic]
+) -> None:
     start_canary(stage)
     traffic = traffic_factory()
     wait_until(lambda: traffic.challenger_answers() >= MIN_SAMPLES, 60, "challenger answers")
@@ -293,7 +310,8 @@ def test_a_dead_gateway_mid_canary_holds_with_the_error_and_resumes_once_it_is_b
 
 
 def test_a_hung_gateway_mid_canary_times_out_within_the_bound_and_holds(
-        stage: Stage, traffic_factory: Callable[[], Traffic]) -> None:
+    stage: Stage, traffic_factory: Callable[[], Traffic]
+) -> None:
     start_canary(stage)
     traffic = traffic_factory()
     wait_until(lambda: traffic.challenger_answers() >= MIN_SAMPLES, 60, "challenger answers")
@@ -317,13 +335,21 @@ def test_a_hung_gateway_mid_canary_times_out_within_the_bound_and_holds(
 
 
 def test_alarm_rules_see_a_hung_gateway_as_down_and_its_metrics_as_missing_never_ok(
-        gateway: GatewayProcess, tmp_path: Path) -> None:
-    settings = gateway.settings(**{"alarms.evaluation_period_s": 60, "alarms.count": 2, "alarms.suppress_s": 0,
-                                   "alarms.max_p95_latency_ms": 60_000.0})
+    gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    settings = gateway.settings(
+        **{
+            "alarms.evaluation_period_s": 60,
+            "alarms.count": 2,
+            "alarms.suppress_s": 0,
+            "alarms.max_p95_latency_ms": 60_000.0,
+        }
+    )
     now = [(time.time() // 60) * 60 + 1]
     timeout_s = 1.0
-    monitor = monitoring.open_local_monitor(settings, sampler=monitoring.gateway_sampler(settings, timeout_s),
-                                            clock=lambda: now[0])
+    monitor = monitoring.open_local_monitor(
+        settings, sampler=monitoring.gateway_sampler(settings, timeout_s), clock=lambda: now[0]
+    )
     key = gateway.create_key(f"alarms-{time.monotonic_ns()}")
     image = serving.synthetic_images(1)[0][0]
     try:
@@ -332,8 +358,9 @@ def test_alarm_rules_see_a_hung_gateway_as_down_and_its_metrics_as_missing_never
         def predict(count: int) -> None:
             with httpx.Client(base_url=gateway.url, trust_env=False, timeout=30) as client:
                 for _ in range(count):
-                    answer = client.post("/v1/predict", content=image,
-                                         headers={HEADER: key, "Content-Type": "image/jpeg"})
+                    answer = client.post(
+                        "/v1/predict", content=image, headers={HEADER: key, "Content-Type": "image/jpeg"}
+                    )
                     assert answer.status_code == 200
 
         def round_(traffic: int) -> tuple[dict[str, AlarmState], float]:
@@ -359,8 +386,11 @@ def test_alarm_rules_see_a_hung_gateway_as_down_and_its_metrics_as_missing_never
         # Round by round (each judges the period the previous round sampled): the healthy period, then
         # service_up 0 alarms at once (count 1) while error rate and p95 have no data for 1, then 2 periods.
         assert [states[SERVICE_DOWN] for states, _ in hung] == [AlarmState.OK, AlarmState.ALARM, AlarmState.ALARM]
-        assert [states[ERROR_RATE] for states, _ in hung] == [AlarmState.OK, AlarmState.OK,
-                                                              AlarmState.INSUFFICIENT_DATA]
+        assert [states[ERROR_RATE] for states, _ in hung] == [
+            AlarmState.OK,
+            AlarmState.OK,
+            AlarmState.INSUFFICIENT_DATA,
+        ]
         assert hung[-1][0][P95_LATENCY] is AlarmState.INSUFFICIENT_DATA
         missing = [entry for entry in monitor.history(rule=ERROR_RATE) if entry.new is AlarmState.INSUFFICIENT_DATA]
         assert missing and missing[-1].detail == "no data for 2 period(s) of 60 s" and missing[-1].value is None
@@ -381,10 +411,22 @@ HUAWEI_TIMEOUT_S = 1.0
 
 
 def huawei_settings(tmp_path: Path, endpoint: str, **overrides: Any) -> Settings:
-    return load_settings(None, environ={}, cwd=tmp_path, cli_overrides={
-        "backend": "huawei", "home": str(tmp_path / "home"), "huawei.ces_endpoint": endpoint,
-        "huawei.modelarts_endpoint": endpoint, "huawei.timeout_s": HUAWEI_TIMEOUT_S,
-        "huawei.apig_instance_id": "inst-1", "alarms.service_id": "svc-1", "alarms.api_id": "api-1", **overrides})
+    return load_settings(
+        None,
+        environ={},
+        cwd=tmp_path,
+        cli_overrides={
+            "backend": "huawei",
+            "home": str(tmp_path / "home"),
+            "huawei.ces_endpoint": endpoint,
+            "huawei.modelarts_endpoint": endpoint,
+            "huawei.timeout_s": HUAWEI_TIMEOUT_S,
+            "huawei.apig_instance_id": "inst-1",
+            "alarms.service_id": "svc-1",
+            "alarms.api_id": "api-1",
+            **overrides,
+        },
+    )
 
 
 def timed(call: Callable[[], object]) -> tuple[BaseException | None, float]:
@@ -397,7 +439,8 @@ def timed(call: Callable[[], object]) -> tuple[BaseException | None, float]:
 
 
 def test_cloud_eye_without_data_is_insufficient_and_when_it_stops_answering_every_call_times_out(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     contract = ces_server({CREDENTIALS.access_key: CREDENTIALS.secret_key}, PROJECT)
     with contract:
         fake = CloudEyeFake(contract)
@@ -412,9 +455,11 @@ def test_cloud_eye_without_data_is_insufficient_and_when_it_stops_answering_ever
 
         contract.inject(None, delay_s=60.0, times=1000)  # every call from now on: accepted, never answered
         bound = HUAWEI_TIMEOUT_S + SLACK_S
-        for what, call in (("rules", monitor.rules), ("a round", lambda: monitoring.run_round(settings, monitor)),
-                           ("put_metric", lambda: monitor.put_metric("ARSL.Serving", "service_up", 1.0,
-                                                                      {"service_id": "svc-1"}))):
+        for what, call in (
+            ("rules", monitor.rules),
+            ("a round", lambda: monitoring.run_round(settings, monitor)),
+            ("put_metric", lambda: monitor.put_metric("ARSL.Serving", "service_up", 1.0, {"service_id": "svc-1"})),
+        ):
             error, took = timed(call)
             assert isinstance(error, MonitorError) and error.transient, f"{what}: {error!r}"
             assert "no answer from Cloud Eye" in str(error) and took < bound, f"{what}: {took:.1f} s, {error}"
@@ -425,8 +470,12 @@ def test_cloud_eye_without_data_is_insufficient_and_when_it_stops_answering_ever
             failures.append(error)
             stop.set()
 
-        watcher = threading.Thread(target=monitoring.watch, args=(settings, stop, lambda _round: None),
-                                   kwargs={"monitor": monitor, "interval_s": 0.1, "on_error": failed}, daemon=True)
+        watcher = threading.Thread(
+            target=monitoring.watch,
+            args=(settings, stop, lambda _round: None),
+            kwargs={"monitor": monitor, "interval_s": 0.1, "on_error": failed},
+            daemon=True,
+        )
         watcher.start()
         watcher.join(bound + 5)
         assert not watcher.is_alive() and len(failures) == 1, "the watch loop must report a round it cannot run"
@@ -466,8 +515,10 @@ class TricklingServer:
         with connection:
             connection.recv(1 << 16)
             try:
-                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                   + f"Content-Length: {self.body_bytes}\r\n\r\n".encode())
+                connection.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    + f"Content-Length: {self.body_bytes}\r\n\r\n".encode()
+                )
                 for _ in range(self.body_bytes):
                     if self.stop.wait(self.gap_s):  # the trickle's pace
                         return
@@ -491,8 +542,10 @@ def test_modelarts_services_that_trickle_their_answer_are_cut_off_at_the_total_d
     with TricklingServer() as server:
         settings = huawei_settings(tmp_path, server.endpoint, **{"huawei.service_name": "arsl-signs"})
         platform = ModelArtsServingPlatform.from_settings(
-            settings, package_address=lambda version: f"obs://arsl-ml/models/packages/pkg-{version}/",
-            credentials=CREDENTIALS)
+            settings,
+            package_address=lambda version: f"obs://arsl-ml/models/packages/pkg-{version}/",
+            credentials=CREDENTIALS,
+        )
         deadline = call_deadline_s(HUAWEI_TIMEOUT_S)
         error, took = timed(lambda: platform.status("arsl-signs"))
     assert isinstance(error, ServingPlatformError) and error.transient, repr(error)
@@ -500,29 +553,52 @@ def test_modelarts_services_that_trickle_their_answer_are_cut_off_at_the_total_d
     assert deadline - 0.1 <= took < deadline + SLACK_S, f"{took:.2f} s (deadline {deadline} s)"
 
 
-def test_a_canary_on_modelarts_holds_while_cloud_eye_does_not_answer_and_judges_when_it_does(
-        tmp_path: Path) -> None:
-    contract = ContractServer(services=SERVICES, credentials={CREDENTIALS.access_key: CREDENTIALS.secret_key},
-                              project_id=PROJECT)
+def test_a_canary_on_modelarts_holds_while_cloud_eye_does_not_answer_and_judges_when_it_does(tmp_path: Path) -> None:
+    contract = ContractServer(
+        services=SERVICES, credentials={CREDENTIALS.access_key: CREDENTIALS.secret_key}, project_id=PROJECT
+    )
     with contract:
         services, cloud_eye = InferServiceFake(contract), CloudEyeMetricsFake(contract)
-        settings = huawei_settings(tmp_path, contract.endpoint, **{
-            "huawei.service_name": "arsl-signs", "huawei.service_image": "swr.af-north-1.example/arsl/serve:1",
-            "huawei.service_flavor": "modelarts.vm.cpu.2u", "canary.steps": "20,100", "canary.window_s": 60,
-            "canary.min_samples": 50})
+        settings = huawei_settings(
+            tmp_path,
+            contract.endpoint,
+            **{
+                "huawei.service_name": "arsl-signs",
+                "huawei.service_image": "swr.af-north-1.example/arsl/serve:1",
+                "huawei.service_flavor": "modelarts.vm.cpu.2u",
+                "canary.steps": "20,100",
+                "canary.window_s": 60,
+                "canary.min_samples": 50,
+            },
+        )
         now = [time.time()]
         registry = ModelRegistry(LocalObjectStore(tmp_path / "store"), "models/")
         for number in (1, 2):
             package = write_package(tmp_path / f"pkg{number}", seed=number, job_id=f"job-{number}")
-            registry.register(package, job_id=f"job-{number}", manifest_id="m", source=str(package),
-                              gate=gate_json(), metrics=metrics_json(), user="tests")
+            registry.register(
+                package,
+                job_id=f"job-{number}",
+                manifest_id="m",
+                source=str(package),
+                gate=gate_json(),
+                metrics=metrics_json(),
+                user="tests",
+            )
         platform = ModelArtsServingPlatform.from_settings(
-            settings, package_address=lambda version: f"obs://arsl-ml/models/packages/pkg-{version}/",
-            credentials=CREDENTIALS)
+            settings,
+            package_address=lambda version: f"obs://arsl-ml/models/packages/pkg-{version}/",
+            credentials=CREDENTIALS,
+        )
         platform._clock = lambda: now[0]  # the window's Cloud Eye query follows the injected clock
-        controller = CanaryController(settings, platform=platform, registry=registry,
-                                      store=CanaryStore.open(settings.home_dir), service="arsl-signs", user="ops",
-                                      clock=lambda: now[0])
+        controller = CanaryController(
+            settings,
+            platform=platform,
+            registry=registry,
+            store=CanaryStore.open(settings.home_dir),
+            service="arsl-signs",
+            user="ops",
+            clock=lambda: now[0],
+        )
         try:
             platform.deploy("arsl-signs", [ModelSlot("v1", 100)])
             service = services.only_service()

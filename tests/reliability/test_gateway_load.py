@@ -54,10 +54,13 @@ runs, 8.8 MB over 200 s and 9.4 MB over 300 s, of which 4–5 MB is the ledger; 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     root = tmp_path_factory.mktemp("gateway-load")
-    packages = {CHAMPION: export_random_package(root / "p1", seed=1),
-                CHALLENGER: export_random_package(root / "p2", seed=2)}
-    process = GatewayProcess.start(root, packages, Deployment(stable=CHAMPION, canary=CHALLENGER,
-                                                               weights={CHAMPION: 100, CHALLENGER: 0}))
+    packages = {
+        CHAMPION: export_random_package(root / "p1", seed=1),
+        CHALLENGER: export_random_package(root / "p2", seed=2),
+    }
+    process = GatewayProcess.start(
+        root, packages, Deployment(stable=CHAMPION, canary=CHALLENGER, weights={CHAMPION: 100, CHALLENGER: 0})
+    )
     try:
         yield process
     finally:
@@ -71,12 +74,16 @@ def test_load_with_weight_changes_key_churn_and_a_bursting_client(gateway: Gatew
     scenario = run_scenario(gateway, images, config)
     report = check(scenario, RSS_SLACK_MB)
     (tmp_path / "report.json").write_text(json.dumps(report.to_json(), indent=1))
-    print(f"\ngateway load: {report.requests} requests in {report.duration_s:.1f} s, statuses "
-          f"{dict(report.statuses)}, latency {report.latency_ms} ms, RSS {report.rss_mb} MB, in flight at a "
-          f"revocation {report.straddling_revocation}, bursts {report.bursts}")
+    print(
+        f"\ngateway load: {report.requests} requests in {report.duration_s:.1f} s, statuses "
+        f"{dict(report.statuses)}, latency {report.latency_ms} ms, RSS {report.rss_mb} MB, in flight at a "
+        f"revocation {report.straddling_revocation}, bursts {report.bursts}"
+    )
     for window in report.windows:
-        print(f"  window {window.weight:3d}%: {window.requests} requests, {window.versions[CHALLENGER]} to "
-              f"{CHALLENGER} (tolerance ±{window.tolerance():.1f})")
+        print(
+            f"  window {window.weight:3d}%: {window.requests} requests, {window.versions[CHALLENGER]} to "
+            f"{CHALLENGER} (tolerance ±{window.tolerance():.1f})"
+        )
     assert gateway.alive(), "the gateway died under load"
     assert report.failures == [], f"{len(report.failures)} failures, first: {report.failures[:10]}"
     # The scenario did what it claims: each kind of event happened and was seen by the gateway.
@@ -106,8 +113,7 @@ def test_stats_windows_stay_small_when_full_and_retired_versions_are_forgotten()
     stats = window.stats("v1", window_s=1e9, now=1e6, max_samples=1000, rng=np.random.default_rng(0))
     assert (stats.requests, stats.errors) == (capacity, capacity // 100)
     assert stats.latency_samples_total == capacity - capacity // 100 and len(stats.latency_ms) == 1000
-    recent = window.stats("v1", window_s=100.0, now=capacity + 20_000.0, max_samples=1000,
-                          rng=np.random.default_rng(0))
+    recent = window.stats("v1", window_s=100.0, now=capacity + 20_000.0, max_samples=1000, rng=np.random.default_rng(0))
     assert recent.requests == 100  # the last 100 s: events 69,900 … 69,999
 
     metrics = GatewayMetrics()

@@ -122,8 +122,15 @@ class UploadCase:
         cwd.mkdir(parents=True, exist_ok=True)
         settings = settings_for(home, cwd)
         manifest = validate_dataset(data, SplitPolicy()).manifest
-        return cls(data=data, home=home, cwd=cwd, env=clean_env(home), settings=settings,
-                   prefix=dataset_prefix(settings, manifest.id), total=len(manifest.images))
+        return cls(
+            data=data,
+            home=home,
+            cwd=cwd,
+            env=clean_env(home),
+            settings=settings,
+            prefix=dataset_prefix(settings, manifest.id),
+            total=len(manifest.images),
+        )
 
     @property
     def db(self) -> Path:
@@ -163,17 +170,30 @@ class UploadCase:
         return outcome
 
 
-def kill_upload_at(case: UploadCase, run: LoopRun, processes: Processes, target: int, concurrency: int,
-                   output: Path) -> bool:
+def kill_upload_at(
+    case: UploadCase, run: LoopRun, processes: Processes, target: int, concurrency: int, output: Path
+) -> bool:
     """Start `arsl upload`, SIGKILL it once the journal confirms `target` objects; False if it ended first."""
-    process = processes.arsl(case.env, case.cwd, "upload", str(case.data), "--mode", "files", "--concurrency",
-                             str(concurrency), "--yes", output=output)
+    process = processes.arsl(
+        case.env,
+        case.cwd,
+        "upload",
+        str(case.data),
+        "--mode",
+        "files",
+        "--concurrency",
+        str(concurrency),
+        "--yes",
+        output=output,
+    )
 
     def reached() -> bool:
         if process.poll() is not None:
             return True
-        return bool(query(case.db, "SELECT 1 FROM upload_runs WHERE pid = ?", (process.pid,))) \
+        return (
+            bool(query(case.db, "SELECT 1 FROM upload_runs WHERE pid = ?", (process.pid,)))
             and confirmed_count(case.db) >= target
+        )
 
     wait_for(reached, f"{target} confirmed objects", timeout=120)
     killed = sigkill(process.pid)
@@ -181,8 +201,7 @@ def kill_upload_at(case: UploadCase, run: LoopRun, processes: Processes, target:
     if not killed or process.returncode == 0:
         run.note(f"kill point {target} confirmed (concurrency {concurrency}): the upload ended first")
         return False
-    run.note(f"kill point {target} confirmed (concurrency {concurrency}): SIGKILL landed at "
-             f"{confirmed_count(case.db)}")
+    run.note(f"kill point {target} confirmed (concurrency {concurrency}): SIGKILL landed at {confirmed_count(case.db)}")
     return True
 
 
@@ -190,8 +209,9 @@ def upload_run(case: UploadCase, run: LoopRun, loop: KillLoop, processes: Proces
     points = sorted(run.rng.sample(range(case.total), 2 if run.rng.random() < 0.5 else 1))
     confirmed: set[str] = set()
     for number, target in enumerate(points):
-        killed = kill_upload_at(case, run, processes, target, run.rng.choice((1, 2, 8)),
-                                case.cwd / f"upload-{number}.log")
+        killed = kill_upload_at(
+            case, run, processes, target, run.rng.choice((1, 2, 8)), case.cwd / f"upload-{number}.log"
+        )
         now_confirmed = case.check_after_kill()
         assert confirmed <= now_confirmed, "an object the journal confirmed became unconfirmed"
         confirmed = now_confirmed
@@ -201,8 +221,9 @@ def upload_run(case: UploadCase, run: LoopRun, loop: KillLoop, processes: Proces
     loop.count("resumed exact")
 
 
-def test_upload_kill_loop(upload_set: Path, tmp_path: Path, processes: Processes,
-                          request: pytest.FixtureRequest) -> None:
+def test_upload_kill_loop(
+    upload_set: Path, tmp_path: Path, processes: Processes, request: pytest.FixtureRequest
+) -> None:
     """kill -9 of `arsl upload` at k confirmed objects (once or twice a run), then a re-run finishes exactly."""
     loop = KillLoop("upload", 2, request.node.nodeid)
     for run in loop:
@@ -234,8 +255,11 @@ def console_run(case: UploadCase, run: LoopRun, loop: KillLoop) -> None:
         tmux.keys("S")
         tmux.wait_text("Start the upload?")
         tmux.keys("y")
-        screen = wait_for(lambda: (lambda text: text if PROGRESS.search(text) else None)(tmux.screen()),
-                          "the Upload tab to show the upload running", interval=0.02)
+        screen = wait_for(
+            lambda: (lambda text: text if PROGRESS.search(text) else None)(tmux.screen()),
+            "the Upload tab to show the upload running",
+            interval=0.02,
+        )
         wait_for(lambda: confirmed_count(case.db) >= target, f"{target} confirmed objects", timeout=120)
         screen = tmux.screen() if PROGRESS.search(tmux.screen()) else screen
         shown = PROGRESS.search(screen)
@@ -247,8 +271,10 @@ def console_run(case: UploadCase, run: LoopRun, loop: KillLoop) -> None:
         assert not alive(pid)
     finally:
         tmux.kill_server()
-    run.note(f"kill point {target} confirmed: the Upload tab showed objects {shown.group(1)}/{shown.group(2)}; "
-             f"SIGKILL of the console (pid {pid}) landed at {landed}")
+    run.note(
+        f"kill point {target} confirmed: the Upload tab showed objects {shown.group(1)}/{shown.group(2)}; "
+        f"SIGKILL of the console (pid {pid}) landed at {landed}"
+    )
     loop.count("kills")
     confirmed = case.check_after_kill()
     assert len(confirmed) >= target
@@ -271,9 +297,26 @@ def test_console_kill_loop(upload_set: Path, tmp_path: Path, request: pytest.Fix
 # --- a training rank ------------------------------------------------------------------------------
 
 TRAIN_EPOCHS = 2
-TRAIN_ARGS = ("--epochs", str(TRAIN_EPOCHS), "--batch-size", "32", "--gpus", "2", "--seed", "4", "--model", "compact",
-              "--param", "log-every=1", "--param", "patience=0", "--param", "val-fraction=0.2",
-              "--param", "test-fraction=0.2")
+TRAIN_ARGS = (
+    "--epochs",
+    str(TRAIN_EPOCHS),
+    "--batch-size",
+    "32",
+    "--gpus",
+    "2",
+    "--seed",
+    "4",
+    "--model",
+    "compact",
+    "--param",
+    "log-every=1",
+    "--param",
+    "patience=0",
+    "--param",
+    "val-fraction=0.2",
+    "--param",
+    "test-fraction=0.2",
+)
 
 
 def job_pids(job_id: str) -> dict[str, list[int]]:
@@ -337,8 +380,12 @@ class TrainingStage:
     def wait_ended(self, job_id: str, timeout: float = 240) -> Any:
         platform = self.platform()
         try:
-            return wait_for(lambda: (lambda status: status if status.terminal else None)(platform.status(job_id)),
-                            f"job {job_id} to end", timeout=timeout, interval=0.05)
+            return wait_for(
+                lambda: (lambda status: status if status.terminal else None)(platform.status(job_id)),
+                f"job {job_id} to end",
+                timeout=timeout,
+                interval=0.05,
+            )
         finally:
             platform.close()
 
@@ -366,8 +413,12 @@ def assert_trained_to_the_end(output: Path, reference: list[dict[str, Any]]) -> 
     assert final["test_loss"] == pytest.approx(reference_final["test_loss"], rel=1e-4)
     assert final["confusion"] == reference_final["confusion"]
     inspect_package(output / "model")  # whole, safetensors only, its weights' SHA-256 as recorded
-    strays = [path.name for folder in (output, output / "checkpoints") for path in folder.iterdir()
-              if path.name.startswith(".")]
+    strays = [
+        path.name
+        for folder in (output, output / "checkpoints")
+        for path in folder.iterdir()
+        if path.name.startswith(".")
+    ]
     assert not strays, f"a killed run's temporaries were left behind: {strays}"
     return final
 
@@ -416,16 +467,20 @@ def training_run(stage: TrainingStage, run: LoopRun, loop: KillLoop) -> None:
     seeded_pause(delay)
     ranks = {rank_of(pid): pid for pid in job_pids(job_id)["ranks"]}
     records = metric_records(output)
-    where = (f"{sum(r['type'] == 'step' for r in records)} steps, {sum(r['type'] == 'epoch' for r in records)} "
-             "epochs written")
+    where = (
+        f"{sum(r['type'] == 'step' for r in records)} steps, {sum(r['type'] == 'epoch' for r in records)} "
+        "epochs written"
+    )
     killed = victim in ranks and sigkill(ranks[victim])
     status = stage.wait_ended(job_id)
     if not killed or status.phase.value == "Completed":
         run.note(f"kill point step {target} (+{delay:.3f} s), rank {victim}: the job ended first ({where})")
         loop.count("ended before the kill")
         return
-    run.note(f"kill point step {target} of {stage.steps} (+{delay:.3f} s): SIGKILL of rank {victim} (pid "
-             f"{ranks[victim]}) at {where}; job {status.phase.value}: {' '.join(status.reason.split())[:90]}")
+    run.note(
+        f"kill point step {target} of {stage.steps} (+{delay:.3f} s): SIGKILL of rank {victim} (pid "
+        f"{ranks[victim]}) at {where}; job {status.phase.value}: {' '.join(status.reason.split())[:90]}"
+    )
     assert status.phase.value == "Failed" and status.reason
     assert job_pids(job_id) == {"ranks": [], "others": []}, "the killed job left processes running"
     assert_sqlite_intact(state_path(stage.home))
@@ -444,8 +499,10 @@ def training_run(stage: TrainingStage, run: LoopRun, loop: KillLoop) -> None:
     assert json.loads(shown.stdout)["progress"]["epochs_done"] == TRAIN_EPOCHS, shown.stdout[-500:]
     with pytest.raises(JobSpecError, match="completed: there is nothing to resume"):
         stage.resume(resumed)
-    run.note(f"resumed as {resumed}: epochs 1..{TRAIN_EPOCHS} once each, test acc {final['test_acc']:.4f} and "
-             "confusion matrix = the uninterrupted run's")
+    run.note(
+        f"resumed as {resumed}: epochs 1..{TRAIN_EPOCHS} once each, test acc {final['test_acc']:.4f} and "
+        "confusion matrix = the uninterrupted run's"
+    )
     loop.count("resumed exact")
 
 
@@ -462,7 +519,7 @@ def test_training_rank_kill_loop(training: TrainingStage, request: pytest.Fixtur
 
 # --- the registry: `arsl gate` registering a version ----------------------------------------------
 
-CRAFTED_LAUNCHER = '''
+CRAFTED_LAUNCHER = """
 import json, os, sys
 from pathlib import Path
 from tests.fixtures.model_packages import metrics_records, write_package
@@ -473,7 +530,7 @@ write_package(output / "model", scenario["seed"], job_id=os.environ.get("ARSL_JO
 with (output / "metrics.jsonl").open("w") as handle:
     for record in metrics_records(test_acc=scenario["test_acc"], manifest_id="m-kill"):
         handle.write(json.dumps(record) + "\\n")
-'''
+"""
 
 
 def crafted_jobs(root: Path, home: Path, seeds: tuple[int, ...]) -> list[str]:
@@ -498,8 +555,11 @@ def crafted_job(home: Path, launcher: list[str], data: Path) -> str:
     platform = LocalTrainingPlatform(home, launcher=launcher)
     try:
         job_id = platform.submit(JobSpec(dataset=str(data), epochs=4, batch_size=8, learning_rate=0.001))
-        status = wait_for(lambda: (lambda found: found if found.terminal else None)(platform.status(job_id)),
-                          f"crafted job {job_id}", interval=0.02)
+        status = wait_for(
+            lambda: (lambda found: found if found.terminal else None)(platform.status(job_id)),
+            f"crafted job {job_id}",
+            interval=0.02,
+        )
         assert status.phase.value == "Completed", status.reason
     finally:
         platform.close()
@@ -511,8 +571,11 @@ def store_objects(home: Path) -> set[str]:
     root = home / "store" / "arsl-ml"
     if not root.is_dir():
         return set()
-    return {path.relative_to(root).as_posix() for path in root.rglob("*")
-            if path.is_file() and ".arsl-store" not in path.relative_to(root).parts}
+    return {
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*")
+        if path.is_file() and ".arsl-store" not in path.relative_to(root).parts
+    }
 
 
 @dataclass(frozen=True)
@@ -550,16 +613,16 @@ def registry_state(home: Path) -> tuple[Any, list[Any], list[Any]]:
     return registry.state(), registry.list(), registry.log()
 
 
-def assert_registry_consistent(home: Path, env: dict[str, str] | None, cwd: Path, killed_job: str | None
-                               ) -> list[str]:
+def assert_registry_consistent(home: Path, env: dict[str, str] | None, cwd: Path, killed_job: str | None) -> list[str]:
     """The registry reads cleanly; only the killed job may have a version record without its log entry.
 
     Returns those half-registered versions.
     """
     state, versions, log = registry_state(home)
     half = [record for record in versions if record.version not in state.registered]
-    assert all(record.lineage.job_id == killed_job for record in half), \
+    assert all(record.lineage.job_id == killed_job for record in half), (
         f"half-registered versions of other jobs: {[record.version for record in half]}"
+    )
     assert set(state.aliases.values()) <= set(state.registered), "an alias points at an unregistered version"
     per_job = Counter(record.lineage.job_id for record in versions)
     assert all(count == 1 for count in per_job.values()), f"a job holds several versions: {per_job}"
@@ -570,13 +633,18 @@ def assert_registry_consistent(home: Path, env: dict[str, str] | None, cwd: Path
     return [record.version for record in half]
 
 
-def kill_gate_at(home: Path, env: dict[str, str], cwd: Path, job: str, target: int, processes: Processes,
-                 output: Path) -> tuple[bool, list[str]]:
+def kill_gate_at(
+    home: Path, env: dict[str, str], cwd: Path, job: str, target: int, processes: Processes, output: Path
+) -> tuple[bool, list[str]]:
     """`arsl gate JOB`, SIGKILLed once `target` new objects are in the store; (killed, the objects it wrote)."""
     before = store_objects(home)
     process = processes.arsl(env, cwd, "gate", job, "--json", output=output)
-    wait_for(lambda: process.poll() is not None or len(store_objects(home) - before) >= target,
-             f"{target} registry objects", timeout=120, interval=0.001)
+    wait_for(
+        lambda: process.poll() is not None or len(store_objects(home) - before) >= target,
+        f"{target} registry objects",
+        timeout=120,
+        interval=0.001,
+    )
     killed = sigkill(process.pid)
     process.wait(timeout=30)
     root = home / "store" / "arsl-ml"
@@ -599,9 +667,14 @@ def registry_run(template: RegistryTemplate, home: Path, run: LoopRun, loop: Kil
         target = run.rng.randint(1, writes)
         killed, written = kill_gate_at(home, env, cwd, job, target, processes, cwd / f"gate-{job}.log")
         half = assert_registry_consistent(home, env, cwd, job)
-        run.note(f"{job}: kill point object {target} of {writes}: "
-                 + (f"SIGKILL landed after {', '.join(written)}; half-registered: {half or 'none'}" if killed
-                    else "the gate ended first"))
+        run.note(
+            f"{job}: kill point object {target} of {writes}: "
+            + (
+                f"SIGKILL landed after {', '.join(written)}; half-registered: {half or 'none'}"
+                if killed
+                else "the gate ended first"
+            )
+        )
         loop.count("kills" if killed else "ended before the kill")
         loop.count("half-registered after a kill", len(half))
         if job == first and run.rng.random() < 0.5:
@@ -619,13 +692,16 @@ def registry_run(template: RegistryTemplate, home: Path, run: LoopRun, loop: Kil
     assert sorted(registrations) == sorted(state.registered), "a version was registered twice"
     assert state.aliases["champion"] == registrations[0], "the first version registered is champion"
     assert state.aliases["challenger"] == max(state.registered, key=lambda version: int(version[1:]))
-    run.note(f"re-run: {', '.join(f'{r.lineage.job_id}={r.version}' for r in versions)}, aliases "
-             f"{dict(state.aliases)}, {len(log)} log entries, none twice")
+    run.note(
+        f"re-run: {', '.join(f'{r.lineage.job_id}={r.version}' for r in versions)}, aliases "
+        f"{dict(state.aliases)}, {len(log)} log entries, none twice"
+    )
     loop.count("completed once")
 
 
-def test_registry_kill_loop(registry_template: RegistryTemplate, tmp_path: Path, processes: Processes,
-                            request: pytest.FixtureRequest) -> None:
+def test_registry_kill_loop(
+    registry_template: RegistryTemplate, tmp_path: Path, processes: Processes, request: pytest.FixtureRequest
+) -> None:
     """SIGKILL of `arsl gate` at the k-th object it writes (gate record, package files, version record, log
     entries, alias cache), for two jobs; re-run (in a seeded order), every version is registered once."""
     loop = KillLoop("registry", 2, request.node.nodeid)
@@ -657,8 +733,15 @@ def canary_stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CanarySta
     settings = settings_for(home, root)
     registry = ModelRegistry.from_settings(settings)
     for job, package in (("job-v1", champion), ("job-v2", champion), ("job-v3", bad)):
-        registry.register(package, job_id=job, manifest_id="m-kill", source=str(package), gate=gate_json(),
-                          metrics=metrics_json(), user="tests")
+        registry.register(
+            package,
+            job_id=job,
+            manifest_id="m-kill",
+            source=str(package),
+            gate=gate_json(),
+            metrics=metrics_json(),
+            user="tests",
+        )
     images = [image_bytes(seed) for seed in range(48)]
     labels = [answer[0].label for answer in Predictor.load(champion).predict(images)]
     env = clean_env(home, **CANARY_ENV)
@@ -684,8 +767,12 @@ def pick_challenger(stage: CanaryStage, run: LoopRun, good_share: float) -> tupl
 
 def kill_when(stage: CanaryStage, process: subprocess.Popen[bytes], rows: int, delay: float, what: str) -> bool:
     """SIGKILL `process` once the canary's records reach `rows` (journal lines + action outcomes), `delay` later."""
-    wait_for(lambda: process.poll() is not None or stage.rows() >= rows, f"{rows} canary records ({what})",
-             timeout=120, interval=0.01)
+    wait_for(
+        lambda: process.poll() is not None or stage.rows() >= rows,
+        f"{rows} canary records ({what})",
+        timeout=120,
+        interval=0.01,
+    )
     seeded_pause(delay)
     killed = sigkill(process.pid)
     process.wait(timeout=30)
@@ -714,8 +801,14 @@ def check_after_controller_kill(stage: CanaryStage, run_id: str | None, before: 
     return snapshot
 
 
-def watch_to_the_end(stage: CanaryStage, run_id: str, good: bool, champion: str, challenger: str,
-                     result: subprocess.CompletedProcess[str] | None = None) -> str:
+def watch_to_the_end(
+    stage: CanaryStage,
+    run_id: str,
+    good: bool,
+    champion: str,
+    challenger: str,
+    result: subprocess.CompletedProcess[str] | None = None,
+) -> str:
     """`arsl canary watch` (run now unless `result` is given) carried the same run to its end, saying so; every
     decision, action and log entry once; the gateway and the registry's aliases agree with the end."""
     result = result or stage.arsl("canary", "watch", "--json", timeout=180)
@@ -732,16 +825,20 @@ def watch_to_the_end(stage: CanaryStage, run_id: str, good: bool, champion: str,
     assert weights_key(stage.routed()) == weights_key(final_split(snapshot.run))
     registry = stage.registry()
     assert registry.aliases()["champion"] == (challenger if final["phase"] == "promoted" else champion)
-    promotions = [entry for entry in registry.log()
-                  if entry.action == "set_alias" and entry.alias == "champion" and run_id in entry.reason]
+    promotions = [
+        entry
+        for entry in registry.log()
+        if entry.action == "set_alias" and entry.alias == "champion" and run_id in entry.reason
+    ]
     assert len(promotions) == (1 if final["phase"] == "promoted" else 0), "the champion moved more than once"
     if not good:
         assert final["phase"] == "rolled_back", "a bad challenger was promoted"
     return str(final["phase"])
 
 
-def kill_canary_start(stage: CanaryStage, run: LoopRun, processes: Processes, challenger: str,
-                      output: Path) -> tuple[str | None, str]:
+def kill_canary_start(
+    stage: CanaryStage, run: LoopRun, processes: Processes, challenger: str, output: Path
+) -> tuple[str | None, str]:
     """SIGKILL `arsl canary start` at 0–4 records of its run (0: a seeded delay from its launch)."""
     previous = stage.snapshot().run
     previous_id = previous.run_id if previous is not None else None
@@ -751,16 +848,20 @@ def kill_canary_start(stage: CanaryStage, run: LoopRun, processes: Processes, ch
 
     def recorded() -> bool:
         current = stage.snapshot().run
-        return process.poll() is not None or (current is not None and current.run_id != previous_id
-                                              and stage.rows() >= rows)
+        return process.poll() is not None or (
+            current is not None and current.run_id != previous_id and stage.rows() >= rows
+        )
 
     if rows:
         wait_for(recorded, f"{rows} records of the new run", timeout=120, interval=0.01)
     killed = kill_when(stage, process, 0, delay, "start")
     current = stage.snapshot().run
     run_id = current.run_id if current is not None and current.run_id != previous_id else None
-    return run_id, f"SIGKILL of `arsl canary start` at {rows} records +{delay:.3f} s " \
-                   f"{'landed' if killed else 'came after it ended'}"
+    return (
+        run_id,
+        f"SIGKILL of `arsl canary start` at {rows} records +{delay:.3f} s "
+        f"{'landed' if killed else 'came after it ended'}",
+    )
 
 
 def canary_run(stage: CanaryStage, run: LoopRun, loop: KillLoop, processes: Processes, tmp_path: Path) -> None:
@@ -774,8 +875,13 @@ def canary_run(stage: CanaryStage, run: LoopRun, loop: KillLoop, processes: Proc
     else:
         run_id = stage.start(challenger)
         if target == "promote":
-            wait_for(lambda: (lambda now: now is not None and now.phase.value == "observing" and not now.busy)(
-                stage.snapshot().run), "the canary to observe its first window", timeout=60)
+            wait_for(
+                lambda: (lambda now: now is not None and now.phase.value == "observing" and not now.busy)(
+                    stage.snapshot().run
+                ),
+                "the canary to observe its first window",
+                timeout=60,
+            )
             command: tuple[str, ...] = ("canary", "promote", "--full", "--yes")
             rows = run.rng.randint(0, 6)
         else:
@@ -784,13 +890,20 @@ def canary_run(stage: CanaryStage, run: LoopRun, loop: KillLoop, processes: Proc
         delay = run.rng.choice((0.0, run.rng.uniform(0, 0.15)))
         process = processes.arsl(stage.env, stage.root, *command, output=output)
         killed = kill_when(stage, process, stage.rows() + rows, delay, target)
-        how = f"SIGKILL of `arsl {' '.join(command[:2])}` at {rows} records +{delay:.3f} s " \
-              f"{'landed' if killed else 'came after it ended'}"
+        how = (
+            f"SIGKILL of `arsl {' '.join(command[:2])}` at {rows} records +{delay:.3f} s "
+            f"{'landed' if killed else 'came after it ended'}"
+        )
     snapshot = check_after_controller_kill(stage, run_id, before)
-    state = "no run recorded" if run_id is None or snapshot.run is None else \
-        f"{snapshot.run.phase.value}, pending {[action.kind.value for action in snapshot.run.pending]}"
-    run.note(f"{challenger} ({'good' if good else 'bad'}) vs champion {champion}: {how}: {state}; the gateway "
-             f"routes {stage.routed()}")
+    state = (
+        "no run recorded"
+        if run_id is None or snapshot.run is None
+        else f"{snapshot.run.phase.value}, pending {[action.kind.value for action in snapshot.run.pending]}"
+    )
+    run.note(
+        f"{challenger} ({'good' if good else 'bad'}) vs champion {champion}: {how}: {state}; the gateway "
+        f"routes {stage.routed()}"
+    )
     loop.count("kills" if "landed" in how else "ended before the kill")
     if run_id is None:  # killed before its decision was recorded: nothing happened, so start it again
         run_id = stage.start(challenger)
@@ -800,8 +913,9 @@ def canary_run(stage: CanaryStage, run: LoopRun, loop: KillLoop, processes: Proc
 
 
 @pytest.mark.slow
-def test_canary_controller_kill_loop(canary_stage: CanaryStage, processes: Processes, tmp_path: Path,
-                                     request: pytest.FixtureRequest) -> None:
+def test_canary_controller_kill_loop(
+    canary_stage: CanaryStage, processes: Processes, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """SIGKILL of the controller — `arsl canary watch`, `arsl canary start` or `arsl canary promote --full` —
     at k canary records (plus a seeded delay, to land inside an action): the gateway routes only what was
     recorded, and a restarted `arsl canary watch` carries the same run to its end, each action once."""
@@ -826,8 +940,9 @@ def restart_gateway(stage: CanaryStage, had: dict[str, int], changes_at_kill: in
         return "the controller had restarted it already"
     back = json.loads(started.stdout)["weights"]
     changes_then, recorded_then = stage.stored_weights()
-    assert weights_key(back) in {weights_key(recorded), weights_key(recorded_then)}, \
+    assert weights_key(back) in {weights_key(recorded), weights_key(recorded_then)}, (
         f"the gateway came back with {back}; {recorded} was recorded for it"
+    )
     if changes_then == changes == changes_at_kill:
         assert weights_key(back) == weights_key(had), f"it had {had}, it came back with {back}"
         return f"`arsl service start`: back with the weights it had, {back}"
@@ -856,8 +971,12 @@ def start_killed_after_deploy(stage: CanaryStage, processes: Processes, challeng
         done = any(kind == "deploy" and outcome == "done" for kind, outcome in stage.snapshot().actions.values())
         return current.run_id if done else None
 
-    run_id = wait_for(lambda: deployed() or (None if start.poll() is None else "ended"), "the deploy to take effect",
-                      timeout=120, interval=0.002)
+    run_id = wait_for(
+        lambda: deployed() or (None if start.poll() is None else "ended"),
+        "the deploy to take effect",
+        timeout=120,
+        interval=0.002,
+    )
     sigkill(start.pid)
     start.wait(timeout=30)
     assert run_id != "ended", f"`arsl canary start` ended before its deploy was recorded: {output.read_text()[-500:]}"
@@ -879,8 +998,12 @@ def gateway_run(stage: CanaryStage, run: LoopRun, loop: KillLoop, processes: Pro
         rows = run.rng.randint(0, 8 if good else 3)
         delay = run.rng.choice((0.0, run.rng.uniform(0, 0.5)))
         watching = watch = processes.arsl(stage.env, stage.root, "canary", "watch", "--json", output=log)
-        wait_for(lambda: watching.poll() is not None or stage.rows() >= rows, f"{rows} canary records",
-                 timeout=120, interval=0.01)
+        wait_for(
+            lambda: watching.poll() is not None or stage.rows() >= rows,
+            f"{rows} canary records",
+            timeout=120,
+            interval=0.01,
+        )
         seeded_pause(delay)
     changes, _recorded = stage.stored_weights()
     had = stage.routed()
@@ -893,11 +1016,16 @@ def gateway_run(stage: CanaryStage, run: LoopRun, loop: KillLoop, processes: Pro
         assert weights_key(recorded) == weights_key(had), f"the gateway had {had}, {recorded} is recorded"
     at_kill = stage.snapshot(run_id).run
     assert at_kill is not None
-    run.note(f"{challenger} ({'good' if good else 'bad'}) vs champion {champion}: SIGKILL of the gateway (pid {pid}) "
-             + (f"at {rows} records +{delay:.3f} s of `arsl canary watch`" if moment == "watching" else
-                "after `arsl canary start` was killed with its deploy done")
-             + f", canary {at_kill.phase.value}, pending {[action.kind.value for action in at_kill.pending]}; "
-             f"it routed {had}")
+    run.note(
+        f"{challenger} ({'good' if good else 'bad'}) vs champion {champion}: SIGKILL of the gateway (pid {pid}) "
+        + (
+            f"at {rows} records +{delay:.3f} s of `arsl canary watch`"
+            if moment == "watching"
+            else "after `arsl canary start` was killed with its deploy done"
+        )
+        + f", canary {at_kill.phase.value}, pending {[action.kind.value for action in at_kill.pending]}; "
+        f"it routed {had}"
+    )
     seen = len(watch_lines(log))
     if watch is None:  # the controller restarted after the gateway died
         watch = processes.arsl(stage.env, stage.root, "canary", "watch", "--json", output=log)
@@ -914,8 +1042,11 @@ def gateway_run(stage: CanaryStage, run: LoopRun, loop: KillLoop, processes: Pro
             return f"the watch ended (exit {running.returncode})"
         return None
 
-    how = "the canary had ended" if at_kill.phase.ended else \
-        wait_for(noticed, "the watch to show why it waits", timeout=60, interval=0.02)
+    how = (
+        "the canary had ended"
+        if at_kill.phase.ended
+        else wait_for(noticed, "the watch to show why it waits", timeout=60, interval=0.02)
+    )
     assert "watch ended" not in how or at_kill.phase.ended, f"the watch did not survive the gateway: {how}"
     back = restart_gateway(stage, had, changes)
     wait_for(lambda: stage.gateway_pid() is not None, "the gateway's record", timeout=60)
@@ -925,8 +1056,9 @@ def gateway_run(stage: CanaryStage, run: LoopRun, loop: KillLoop, processes: Pro
     snapshot = stage.snapshot(run_id)
     if snapshot.run is not None and not snapshot.run.phase.ended:
         assert_gateway_matches_record(snapshot, stage.routed(), before)
-    run.note(f"{how}; {back}; {refused_requests(stage.traffic) - refused_before} client attempts found no gateway "
-             "meanwhile")
+    run.note(
+        f"{how}; {back}; {refused_requests(stage.traffic) - refused_before} client attempts found no gateway meanwhile"
+    )
     loop.count(f"kills while {moment}")
     watch.wait(timeout=180)
     result = subprocess.CompletedProcess(watch.args, watch.returncode, log.read_text(), "")
@@ -936,8 +1068,9 @@ def gateway_run(stage: CanaryStage, run: LoopRun, loop: KillLoop, processes: Pro
 
 
 @pytest.mark.slow
-def test_gateway_kill_loop(canary_stage: CanaryStage, processes: Processes, tmp_path: Path,
-                           request: pytest.FixtureRequest) -> None:
+def test_gateway_kill_loop(
+    canary_stage: CanaryStage, processes: Processes, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """SIGKILL of the gateway in the middle of a canary, at k canary records (plus a seeded delay), while
     `arsl canary watch` drives it: the watch keeps going and says why it waits, `arsl service start` brings
     the gateway back with the weights it had (or the ones recorded for it since), and the canary ends."""

@@ -103,8 +103,16 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(11)
     model = build_model("compact", len(ARSL_CLASSES))
-    return export_package(tmp_path_factory.mktemp("package"), model, architecture="compact", classes=ARSL_CLASSES,
-                          mean=0.5, std=0.25, manifest_id="m-e2e", metrics={"test_acc": 0.97})
+    return export_package(
+        tmp_path_factory.mktemp("package"),
+        model,
+        architecture="compact",
+        classes=ARSL_CLASSES,
+        mean=0.5,
+        std=0.25,
+        manifest_id="m-e2e",
+        metrics={"test_acc": 0.97},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -217,17 +225,34 @@ def build_local_world(root: Path, canaries: Canaries, data: Path, package: Path)
 
     keys: dict[str, str] = {}
     key_runs: dict[str, CliRun] = {}
-    batch = run_many([["status"], ["data", "validate", str(data), "--json"], ["upload", str(data), "--yes"],
-                      ["gateway", "keys", "create", "leak-one", "--json"]], env, root)
+    batch = run_many(
+        [
+            ["status"],
+            ["data", "validate", str(data), "--json"],
+            ["upload", str(data), "--yes"],
+            ["gateway", "keys", "create", "leak-one", "--json"],
+        ],
+        env,
+        root,
+    )
     runs.extend(batch)
     assert all(run.returncode == 0 for run in batch), [run.stderr for run in batch]
     keys["leak-one"], key_runs["leak-one"] = json_of(batch[3])["key"], batch[3]
-    for args in (["status", "--json"], ["data", "validate", str(data)], ["alarms", "list", "--json"],
-                 ["canary", "status"], ["models", "list", "--json"], ["train", "status"],
-                 ["service", "status", "--json"], ["train", "logs", "no-such-job"], ["gate", "no-such-job", "--json"],
-                 ["predict", str(image), "--endpoint", refused, "--json"],
-                 ["predict", str(image), "--endpoint", refused, "--key", canaries.app_code],
-                 ["upload", str(data), "--yes", "--json"], ["upload", "status", "--json"]):
+    for args in (
+        ["status", "--json"],
+        ["data", "validate", str(data)],
+        ["alarms", "list", "--json"],
+        ["canary", "status"],
+        ["models", "list", "--json"],
+        ["train", "status"],
+        ["service", "status", "--json"],
+        ["train", "logs", "no-such-job"],
+        ["gate", "no-such-job", "--json"],
+        ["predict", str(image), "--endpoint", refused, "--json"],
+        ["predict", str(image), "--endpoint", refused, "--key", canaries.app_code],
+        ["upload", str(data), "--yes", "--json"],
+        ["upload", "status", "--json"],
+    ):
         inline(*args)
     created = inline("gateway", "keys", "create", "leak-two")
     assert created.returncode == 0, created.stderr
@@ -264,20 +289,35 @@ def build_local_world(root: Path, canaries: Canaries, data: Path, package: Path)
         blocker.bind(("127.0.0.1", 0))
         blocker.listen(1)
         port = blocker.getsockname()[1]
-        wildcard = arsl("service", "start", "--json", extra={"ARSL_GATEWAY_HOST": "0.0.0.0",
-                                                             "ARSL_GATEWAY_PORT": str(port)})
+        wildcard = arsl(
+            "service", "start", "--json", extra={"ARSL_GATEWAY_HOST": "0.0.0.0", "ARSL_GATEWAY_PORT": str(port)}
+        )
     if wildcard.returncode == 0:  # it must not have started; if it did, end it before failing
         stop_gateway(home)
-    return LocalWorld(root=root, home=home, data=data, image=image, canaries=canaries, runs=runs, keys=keys,
-                      key_runs=key_runs, job_id=job_id, default_endpoint=default_endpoint,
-                      default_listen=default_listen, configured_listen=configured_listen,
-                      configured_port=int(started["endpoint"].rsplit(":", 1)[1]), wildcard_port=port,
-                      wildcard_run=wildcard, unkeyed_predict=unkeyed)
+    return LocalWorld(
+        root=root,
+        home=home,
+        data=data,
+        image=image,
+        canaries=canaries,
+        runs=runs,
+        keys=keys,
+        key_runs=key_runs,
+        job_id=job_id,
+        default_endpoint=default_endpoint,
+        default_listen=default_listen,
+        configured_listen=configured_listen,
+        configured_port=int(started["endpoint"].rsplit(":", 1)[1]),
+        wildcard_port=port,
+        wildcard_run=wildcard,
+        unkeyed_predict=unkeyed,
+    )
 
 
 @pytest.fixture(scope="module")
-def local_world(tmp_path_factory: pytest.TempPathFactory, canaries: Canaries, dataset: Path,
-                package: Path) -> Iterator[LocalWorld]:
+def local_world(
+    tmp_path_factory: pytest.TempPathFactory, canaries: Canaries, dataset: Path, package: Path
+) -> Iterator[LocalWorld]:
     root = tmp_path_factory.mktemp("local-world")
     try:
         yield build_local_world(root, canaries, dataset, package)
@@ -324,31 +364,46 @@ def test_gateway_keys_are_stored_hashed_and_shown_once(local_world: LocalWorld) 
 # --- 1. the huawei backend against a hostile server ---------------------------------------------------
 
 
-def test_huawei_cli_errors_carry_no_credentials_or_signed_headers(tmp_path: Path, canaries: Canaries,
-                                                                   echo: EchoServer, dataset: Path) -> None:
+def test_huawei_cli_errors_carry_no_credentials_or_signed_headers(
+    tmp_path: Path, canaries: Canaries, echo: EchoServer, dataset: Path
+) -> None:
     home = tmp_path / "home"
     home.mkdir()
     credentials_file = canaries.write_credentials_file(tmp_path / "user-home" / ".huaweicloud" / "credentials")
     every_source = canaries.environment(credentials_file)
-    huawei = {"ARSL_BACKEND": "huawei", "ARSL_HUAWEI_APIG_INSTANCE_ID": "instance-1", "ARSL_HUAWEI_TIMEOUT_S": "5",
-              "ARSL_UPLOAD_MAX_ATTEMPTS": "1"}
+    huawei = {
+        "ARSL_BACKEND": "huawei",
+        "ARSL_HUAWEI_APIG_INSTANCE_ID": "instance-1",
+        "ARSL_HUAWEI_TIMEOUT_S": "5",
+        "ARSL_UPLOAD_MAX_ATTEMPTS": "1",
+    }
     env = base_environment(home, {**every_source, **huawei, **huawei_endpoints(echo.endpoint)})
     obs_only = {name: value for name, value in env.items() if not name.startswith("HUAWEICLOUD_SDK_")}
     file_only = {name: value for name, value in obs_only.items() if not name.startswith("OBS_")}
     file_only["HUAWEICLOUD_SDK_CREDENTIALS_FILE"] = str(credentials_file)
-    refused = base_environment(home, {**every_source, **huawei,
-                                      **huawei_endpoints(f"http://127.0.0.1:{closed_port()}")})
+    refused = base_environment(
+        home, {**every_source, **huawei, **huawei_endpoints(f"http://127.0.0.1:{closed_port()}")}
+    )
     seen_before = len(echo.requests)
 
-    runs = run_many([["status"], ["upload", str(dataset), "--yes", "--json"], ["alarms", "setup", "--yes"]],
-                    env, tmp_path)
-    for args in (["status", "--json"], ["models", "list"], ["train", "status", "--json"],
-                 ["train", "submit", "obs://arsl-ml/datasets/x/", "--yes", "--epochs", "1"],
-                 ["alarms", "list", "--json"], ["canary", "start", "v1", "--yes"], ["gateway", "setup", "--yes"]):
+    runs = run_many(
+        [["status"], ["upload", str(dataset), "--yes", "--json"], ["alarms", "setup", "--yes"]], env, tmp_path
+    )
+    for args in (
+        ["status", "--json"],
+        ["models", "list"],
+        ["train", "status", "--json"],
+        ["train", "submit", "obs://arsl-ml/datasets/x/", "--yes", "--epochs", "1"],
+        ["alarms", "list", "--json"],
+        ["canary", "start", "v1", "--yes"],
+        ["gateway", "setup", "--yes"],
+    ):
         runs.append(run_in_process(args, env, tmp_path))
-    runs += [run_in_process(["status", "--json"], obs_only, tmp_path),
-             run_in_process(["status", "--json"], file_only, tmp_path),
-             run_in_process(["upload", str(dataset), "--yes"], refused, tmp_path)]
+    runs += [
+        run_in_process(["status", "--json"], obs_only, tmp_path),
+        run_in_process(["status", "--json"], file_only, tmp_path),
+        run_in_process(["upload", str(dataset), "--yes"], refused, tmp_path),
+    ]
 
     finder = LeakFinder({**canaries.secret_values(), **signed_material(echo)})
     found: list[str] = []
@@ -366,8 +421,9 @@ def test_huawei_cli_errors_carry_no_credentials_or_signed_headers(tmp_path: Path
     assert all("Traceback" not in run.stderr for run in runs), [run.label for run in runs if "Traceback" in run.stderr]
 
 
-def test_sdk_failures_raise_errors_without_credentials_or_signatures(tmp_path: Path, canaries: Canaries,
-                                                                      echo: EchoServer) -> None:
+def test_sdk_failures_raise_errors_without_credentials_or_signatures(
+    tmp_path: Path, canaries: Canaries, echo: EchoServer
+) -> None:
     from rich.console import Console
     from rich.traceback import Traceback
 
@@ -381,32 +437,51 @@ def test_sdk_failures_raise_errors_without_credentials_or_signatures(tmp_path: P
     from tests.fixtures.huawei_contract import MODELARTS, ContractServer
     from tests.fixtures.s3sink import Faults, S3Sink
 
-    credentials = Credentials(access_key=canaries.ak, secret_key=canaries.sk, project_id=canaries.project_id,
-                              security_token=canaries.token, source="test")
-    contract = ContractServer(services=(MODELARTS, CES_V1, CES_V2, "huaweicloudsdkapig/v2"),
-                              credentials={canaries.ak: canaries.sk}, project_id=canaries.project_id)
+    credentials = Credentials(
+        access_key=canaries.ak,
+        secret_key=canaries.sk,
+        project_id=canaries.project_id,
+        security_token=canaries.token,
+        source="test",
+    )
+    contract = ContractServer(
+        services=(MODELARTS, CES_V1, CES_V2, "huaweicloudsdkapig/v2"),
+        credentials={canaries.ak: canaries.sk},
+        project_id=canaries.project_id,
+    )
     messages: list[str] = []
     with contract, S3Sink(buckets=["arsl-ml"], faults=Faults(deny=True)) as sink:
         refused = f"http://127.0.0.1:{closed_port()}"
-        for label, sdk_endpoint, obs_endpoint in (("hostile", echo.endpoint, echo.endpoint),
-                                                   ("contract", contract.endpoint, sink.endpoint),
-                                                   ("refused", refused, refused)):
+        for label, sdk_endpoint, obs_endpoint in (
+            ("hostile", echo.endpoint, echo.endpoint),
+            ("contract", contract.endpoint, sink.endpoint),
+            ("refused", refused, refused),
+        ):
             endpoints = {f"huawei.{service}_endpoint": sdk_endpoint for service in ("modelarts", "ces", "apig")}
-            settings = quiet_settings(tmp_path / label, backend="huawei", **endpoints,
-                                      **{"huawei.obs_endpoint": obs_endpoint, "huawei.timeout_s": 5,
-                                         "huawei.apig_instance_id": "instance-1"})
+            settings = quiet_settings(
+                tmp_path / label,
+                backend="huawei",
+                **endpoints,
+                **{"huawei.obs_endpoint": obs_endpoint, "huawei.timeout_s": 5, "huawei.apig_instance_id": "instance-1"},
+            )
             calls: dict[str, Callable[[], Any]] = {
-                "OBS list": lambda settings=settings: list(ObsObjectStore.from_settings(
-                    settings, credentials=credentials, max_retry_count=0).list("models/")),
+                "OBS list": lambda settings=settings: list(
+                    ObsObjectStore.from_settings(settings, credentials=credentials, max_retry_count=0).list("models/")
+                ),
                 "ModelArts jobs": lambda settings=settings: ModelArtsTrainingPlatform.from_settings(
-                    settings, credentials=credentials).list(),
+                    settings, credentials=credentials
+                ).list(),
                 "Cloud Eye rules": lambda settings=settings: CloudEyeMonitor.from_settings(
-                    settings, credentials=credentials).rules(),
+                    settings, credentials=credentials
+                ).rules(),
                 "API Gateway setup": lambda settings=settings: ApigGateway.from_settings(
-                    settings, credentials=credentials).setup(spec_from_settings(settings, "https://infer/v1/infers/s")),
+                    settings, credentials=credentials
+                ).setup(spec_from_settings(settings, "https://infer/v1/infers/s")),
                 "ModelArts service": lambda settings=settings: ModelArtsServingPlatform.from_settings(
-                    settings, package_address=lambda version: f"obs://arsl-ml/models/{version}/",
-                    credentials=credentials).status("arsl-sign-classifier"),
+                    settings,
+                    package_address=lambda version: f"obs://arsl-ml/models/{version}/",
+                    credentials=credentials,
+                ).status("arsl-sign-classifier"),
             }
             for name, call in calls.items():
                 with pytest.raises(Exception) as caught:
@@ -416,8 +491,15 @@ def test_sdk_failures_raise_errors_without_credentials_or_signatures(tmp_path: P
                 # locals (the product's frames: the first two are this test's and its lambda's).
                 crash = Console(record=True, width=200, file=io.StringIO())
                 crash.print(Traceback.from_exception(type(error), error, caught.tb.tb_next.tb_next, show_locals=True))
-                text = "\n".join([str(error), repr(error), repr(error.args), "".join(traceback.format_exception(error)),
-                                  crash.export_text()])
+                text = "\n".join(
+                    [
+                        str(error),
+                        repr(error),
+                        repr(error.args),
+                        "".join(traceback.format_exception(error)),
+                        crash.export_text(),
+                    ]
+                )
                 messages.append(f"[{label} {name}] {text}")
     finder = LeakFinder({**canaries.secret_values(), **signed_material(echo)})
     found: list[str] = []
@@ -455,11 +537,14 @@ def test_redaction_holds_for_any_echo_of_a_signed_request() -> None:
         "Authorization: SDK-HMAC-SHA256 Access={ak}, SignedHeaders=content-type;host;x-sdk-date, Signature={hex}",
         "Authorization: AWS4-HMAC-SHA256 Credential={ak}/20261126/af-north-1/s3/aws4_request, "
         "SignedHeaders=host;x-amz-date, Signature={hex}",
-        "Authorization: OBS {ak}:{b64}", "authorization=AWS {ak}:{b64}",
+        "Authorization: OBS {ak}:{b64}",
+        "authorization=AWS {ak}:{b64}",
         "<AWSAccessKeyId>{ak}</AWSAccessKeyId><StringToSign>PUT\n\n{token}</StringToSign>"
         "<SignatureProvided>{b64}</SignatureProvided>",
         "https://arsl-ml.obs.example/k?AccessKeyId={ak}&Expires=1&Signature={b64q}&x-obs-security-token={tokenq}",
-        "X-Security-Token: {token}", '{{"sk": "{skj}", "token": "{tokenj}"}}', "the secret key {sk} was refused",
+        "X-Security-Token: {token}",
+        '{{"sk": "{skj}", "token": "{tokenj}"}}',
+        "the secret key {sk} was refused",
     )
     leaks: list[str] = []
     for run in range(count):
@@ -468,29 +553,50 @@ def test_redaction_holds_for_any_echo_of_a_signed_request() -> None:
         token = "".join(rng.choice(secret_alphabet) for _ in range(rng.randint(40, 120))) + "=" * rng.randint(0, 2)
         hex_signature = f"{rng.getrandbits(256):064x}"
         b64 = "".join(rng.choice(secret_alphabet) for _ in range(27)) + "="
-        values = {"ak": ak, "sk": sk, "token": token, "hex": hex_signature, "b64": b64, "b64q": quote(b64, safe=""),
-                  "tokenq": quote(token, safe=""), "skj": sk.replace("/", "\\/"), "tokenj": token.replace("/", "\\/")}
+        values = {
+            "ak": ak,
+            "sk": sk,
+            "token": token,
+            "hex": hex_signature,
+            "b64": b64,
+            "b64q": quote(b64, safe=""),
+            "tokenq": quote(token, safe=""),
+            "skj": sk.replace("/", "\\/"),
+            "tokenj": token.replace("/", "\\/"),
+        }
         chosen = rng.sample(templates, rng.randint(1, len(templates)))
         message = rng.choice(("", "denied: ", "Incorrect IAM authentication information: ")) + "; ".join(
-            template.format(**values) for template in chosen)
+            template.format(**values) for template in chosen
+        )
         secrets = Credentials(access_key=ak, secret_key=sk, security_token=token).secrets()
-        failures = [failure_from_exception(error, service="S", operation="op", target="t", secrets=secrets)
-                    for error in (ClientRequestException(401, SdkError("r-1", "APIGW.0301", message)),
-                                  ConnectionException(message), requests.exceptions.ConnectionError(message),
-                                  Exception(message))]
-        failures.append(failure_from_obs_result(SimpleNamespace(status=403, errorCode="SignatureDoesNotMatch",
-                                                                errorMessage=message, requestId="r-2"),
-                                                operation="op", target="t", secrets=secrets))
-        finder = LeakFinder({"ak": ak, "sk": sk, "token": token, "hex signature": hex_signature,
-                             "base64 signature": b64.rstrip("=")})
+        failures = [
+            failure_from_exception(error, service="S", operation="op", target="t", secrets=secrets)
+            for error in (
+                ClientRequestException(401, SdkError("r-1", "APIGW.0301", message)),
+                ConnectionException(message),
+                requests.exceptions.ConnectionError(message),
+                Exception(message),
+            )
+        ]
+        failures.append(
+            failure_from_obs_result(
+                SimpleNamespace(status=403, errorCode="SignatureDoesNotMatch", errorMessage=message, requestId="r-2"),
+                operation="op",
+                target="t",
+                secrets=secrets,
+            )
+        )
+        finder = LeakFinder(
+            {"ak": ak, "sk": sk, "token": token, "hex signature": hex_signature, "base64 signature": b64.rstrip("=")}
+        )
         for failure in failures:
             finder.scan(f"run {run}: {message[:60]!r}", failure.message, leaks)
     assert not leaks, "\n".join(leaks[:20])
 
 
-async def test_the_console_on_a_failing_cloud_shows_no_planted_secret(tmp_path: Path, canaries: Canaries,
-                                                                      echo: EchoServer, dataset: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_console_on_a_failing_cloud_shows_no_planted_secret(
+    tmp_path: Path, canaries: Canaries, echo: EchoServer, dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from textual.command import CommandPalette
 
     from arsl_tui.ui.app import ArslApp
@@ -504,9 +610,12 @@ async def test_the_console_on_a_failing_cloud_shows_no_planted_secret(tmp_path: 
     for name, value in canaries.environment(credentials_file).items():
         monkeypatch.setenv(name, value)
     home = tmp_path / "home"
-    settings = quiet_settings(home, backend="huawei", **{f"huawei.{service}_endpoint": echo.endpoint
-                                                         for service in ("obs", "modelarts", "ces", "apig")},
-                              **{"huawei.timeout_s": 5, "upload.max_attempts": 1})
+    settings = quiet_settings(
+        home,
+        backend="huawei",
+        **{f"huawei.{service}_endpoint": echo.endpoint for service in ("obs", "modelarts", "ces", "apig")},
+        **{"huawei.timeout_s": 5, "upload.max_attempts": 1},
+    )
     seen_before = len(echo.requests)
     screens: list[tuple[str, str]] = []
     app = ArslApp(settings, theme="arsl-dark", progress_interval_s=0.0)
@@ -623,8 +732,9 @@ def traps(tmp_path_factory: pytest.TempPathFactory, package: Path) -> Traps:
     return Traps(marker=marker, packages=packages, checkpoint_output=output)
 
 
-def test_every_in_process_loader_refuses_a_pickled_model_file(traps: Traps, tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_in_process_loader_refuses_a_pickled_model_file(
+    traps: Traps, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from arsl_tui.ops.registry import PackageError as RegistryPackageError
     from arsl_tui.ops.registry import inspect_package
     from arsl_tui.serving.batching import load_model
@@ -634,8 +744,11 @@ def test_every_in_process_loader_refuses_a_pickled_model_file(traps: Traps, tmp_
 
     for name, folder in traps.packages.items():
         weights = json.loads((folder / "config.json").read_text())["weights"]
-        for loader, refusal in ((Predictor.load, PackageError), (lambda path: load_model("v1", path), PackageError),
-                                (inspect_package, RegistryPackageError)):
+        for loader, refusal in (
+            (Predictor.load, PackageError),
+            (lambda path: load_model("v1", path), PackageError),
+            (inspect_package, RegistryPackageError),
+        ):
             with pytest.raises(refusal) as caught:
                 loader(folder)
             assert weights in str(caught.value), (name, str(caught.value))
@@ -657,8 +770,15 @@ def test_trainer_resume_refuses_a_pickled_checkpoint(traps: Traps, tmp_path: Pat
 
     data = synthesize(tmp_path / "data", per_class=10, seed=3).out
     context = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), backend=None)
-    config = TrainConfig(data=data, output=traps.checkpoint_output, epochs=1, batch_size=64, resume=True,
-                         val_fraction=0.2, test_fraction=0.2)
+    config = TrainConfig(
+        data=data,
+        output=traps.checkpoint_output,
+        epochs=1,
+        batch_size=64,
+        resume=True,
+        val_fraction=0.2,
+        test_fraction=0.2,
+    )
     with pytest.raises(TrainerError, match=re.escape("last.pt: cannot be loaded")):
         run(config, context)
     assert not traps.marker.exists()
@@ -718,8 +838,15 @@ def test_a_wildcard_host_is_warned_about(local_world: LocalWorld) -> None:
 
 def test_the_package_server_listens_on_loopback_by_default(package: Path) -> None:
     command = [sys.executable, "-m", "trainer.modelarts.serve", "--model-dir", str(package), "--port", "0"]
-    process = subprocess.Popen(command, cwd=ROOT, env=base_environment(package.parent), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=base_environment(package.parent),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         ready, _, _ = select.select([process.stdout], [], [], 120)  # bounded: the line comes once it listens
@@ -758,8 +885,16 @@ def _case(expect: str, *args: str, path: int | None = None, why: str = "") -> Re
 # Every leaf of the argparse tree, with arguments that reach its handler on the populated home of the
 # local world. `test_the_read_only_table_covers_every_cli_command` fails when a command is added.
 READ_ONLY_CASES = (
-    _case(READS, "data", "synth", "{root}/synth-out", "--per-class", "1", path=2,
-          why="writes only the folder it is given, outside $ARSL_HOME"),
+    _case(
+        READS,
+        "data",
+        "synth",
+        "{root}/synth-out",
+        "--per-class",
+        "1",
+        path=2,
+        why="writes only the folder it is given, outside $ARSL_HOME",
+    ),
     _case(READS, "data", "validate", "{data}", path=2),
     _case(REFUSES, "upload", "{data}", "--yes"),
     _case(READS, "upload", "status", path=1),
@@ -831,13 +966,24 @@ def test_the_read_only_table_covers_every_cli_command() -> None:
     assert covered - leaves == set(), "these commands are gone: remove them from READ_ONLY_CASES"
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(case, marks=pytest.mark.xfail(strict=True, reason=KNOWN_BYPASSES[case.path]))
-    if case.path in KNOWN_BYPASSES else case for case in READ_ONLY_CASES
-], ids=lambda case: " ".join(case.args).replace("{", "").replace("}", ""))
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(case, marks=pytest.mark.xfail(strict=True, reason=KNOWN_BYPASSES[case.path]))
+        if case.path in KNOWN_BYPASSES
+        else case
+        for case in READ_ONLY_CASES
+    ],
+    ids=lambda case: " ".join(case.args).replace("{", "").replace("}", ""),
+)
 def test_a_read_only_cli_command_changes_nothing(case: ReadOnlyCase, local_world: LocalWorld) -> None:
-    values = {"root": str(local_world.root), "data": str(local_world.data), "image": str(local_world.image),
-              "job": local_world.job_id, "refused": f"http://127.0.0.1:{closed_port()}"}
+    values = {
+        "root": str(local_world.root),
+        "data": str(local_world.data),
+        "image": str(local_world.image),
+        "job": local_world.job_id,
+        "refused": f"http://127.0.0.1:{closed_port()}",
+    }
     arguments = [argument.format(**values) for argument in case.args]
     shutil.rmtree(local_world.root / "synth-out", ignore_errors=True)
     env = base_environment(local_world.home, {"ARSL_READ_ONLY": "true", "ARSL_GATEWAY_PORT": "0"})
@@ -853,9 +999,14 @@ def test_the_config_file_switch_refuses_in_a_real_process(local_world: LocalWorl
     config = local_world.root / "read-only.toml"
     config.write_text("read_only = true\n", encoding="utf-8")
     before = home_snapshot(local_world.home)
-    runs = run_many([["--config", str(config), "upload", str(local_world.data), "--yes", "--json"],
-                     ["--config", str(config), "gateway", "keys", "create", "from-config"]],
-                    base_environment(local_world.home), local_world.root)
+    runs = run_many(
+        [
+            ["--config", str(config), "upload", str(local_world.data), "--yes", "--json"],
+            ["--config", str(config), "gateway", "keys", "create", "from-config"],
+        ],
+        base_environment(local_world.home),
+        local_world.root,
+    )
     assert snapshot_changes(before, home_snapshot(local_world.home)) == []
     for run in runs:
         assert run.returncode == 2 and f"read_only = true in {config}" in run.stderr, run.stderr

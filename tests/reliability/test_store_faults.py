@@ -73,32 +73,46 @@ def sink() -> Iterator[S3Sink]:
 
 
 def injected(sink: S3Sink) -> dict[str, int]:
-    return {name.removeprefix("fault_"): count for name, count in sorted(sink.stats().items())
-            if name.startswith("fault_")}
+    return {
+        name.removeprefix("fault_"): count for name, count in sorted(sink.stats().items()) if name.startswith("fault_")
+    }
 
 
 def settings_for(home: Path, **upload: Any) -> Settings:
-    values = {"home": str(home), "upload.concurrency": 8, "upload.shard_size_mb": 1, "upload.backoff_base_s": 0.01,
-              "upload.backoff_max_s": 0.1, **{f"upload.{name}": value for name, value in upload.items()}}
+    values = {
+        "home": str(home),
+        "upload.concurrency": 8,
+        "upload.shard_size_mb": 1,
+        "upload.backoff_base_s": 0.01,
+        "upload.backoff_max_s": 0.1,
+        **{f"upload.{name}": value for name, value in upload.items()},
+    }
     return load_settings(environ={}, cwd=home.parent, cli_overrides=values)
 
 
 def obs_store(sink: S3Sink, bucket: str, checkpoints: Path) -> ObsObjectStore:
     # No SDK retries (the callers' own policies are under test); the sink has no 5 MiB minimum part
     # size, so 1 MiB shards go multipart in 256 KiB parts and resume from checkpoints under faults.
-    return ObsObjectStore(server=sink.endpoint, bucket=bucket, credentials=FAKE_CREDENTIALS,
-                          checkpoint_dir=checkpoints, timeout_s=CLIENT_TIMEOUT_S, max_retry_count=0,
-                          multipart_threshold=MULTIPART_THRESHOLD, part_size=256 * 1024)
+    return ObsObjectStore(
+        server=sink.endpoint,
+        bucket=bucket,
+        credentials=FAKE_CREDENTIALS,
+        checkpoint_dir=checkpoints,
+        timeout_s=CLIENT_TIMEOUT_S,
+        max_retry_count=0,
+        multipart_threshold=MULTIPART_THRESHOLD,
+        part_size=256 * 1024,
+    )
 
 
 def manifest_of(settings: Settings, dataset: Path) -> Manifest:
     split = settings.dataset
-    return validate_dataset(dataset, SplitPolicy(seed=split.split_seed, val=split.val_fraction,
-                                                 test=split.test_fraction)).manifest
+    return validate_dataset(
+        dataset, SplitPolicy(seed=split.split_seed, val=split.val_fraction, test=split.test_fraction)
+    ).manifest
 
 
-def expected_in_bucket(sink: S3Sink, bucket: str, settings: Settings, manifest: Manifest,
-                       mode: Mode) -> dict[str, str]:
+def expected_in_bucket(sink: S3Sink, bucket: str, settings: Settings, manifest: Manifest, mode: Mode) -> dict[str, str]:
     """key → MD5 a finished upload leaves: from the manifest, and for shards the `shards.json` stored."""
     prefix = dataset_prefix(settings, manifest.id)
     expected = {prefix + "manifest.json": md5_hex(manifest.to_json_bytes())}
@@ -131,7 +145,8 @@ def assert_failed_loudly(error: str, settings: Settings, sink: S3Sink, bucket: s
 
 @pytest.mark.parametrize("mode", ["files", "shards"])
 def test_upload_through_a_misbehaving_store_ends_exact_or_fails_loudly_and_a_rerun_finishes(
-        mode: Mode, sink: S3Sink, make_dataset: DatasetFactory, tmp_path: Path) -> None:
+    mode: Mode, sink: S3Sink, make_dataset: DatasetFactory, tmp_path: Path
+) -> None:
     dataset = make_dataset(per_class=3 if mode == "files" else 12)
     runs = reliability_runs(2)
     failed_first = reruns = 0
@@ -166,16 +181,25 @@ def test_upload_through_a_misbehaving_store_ends_exact_or_fails_loudly_and_a_rer
         assert sorted((home / "obs-checkpoints").glob("*")) == []
         store.close()
     # The figures for the README's reliability table (`pytest -s`).
-    print(f"\nupload {mode}: {runs} runs, {failed_first} failed loudly first, {reruns} re-runs in all, every run "
-          f"finished exact; faults injected: {injected(sink)}")
+    print(
+        f"\nupload {mode}: {runs} runs, {failed_first} failed loudly first, {reruns} re-runs in all, every run "
+        f"finished exact; faults injected: {injected(sink)}"
+    )
 
 
 # --- the model registry ----------------------------------------------------------------------------------
 
 
 def register(registry: ModelRegistry, package: Path, job: str) -> str:
-    return registry.register(package, job_id=job, manifest_id="m-faults", source=str(package), gate=gate_json(),
-                             metrics=metrics_json(), user="ann").version
+    return registry.register(
+        package,
+        job_id=job,
+        manifest_id="m-faults",
+        source=str(package),
+        gate=gate_json(),
+        metrics=metrics_json(),
+        user="ann",
+    ).version
 
 
 def assert_registry_consistent(sink: S3Sink, bucket: str, clean: ModelRegistry) -> dict[str, str]:
@@ -194,7 +218,8 @@ def assert_registry_consistent(sink: S3Sink, bucket: str, clean: ModelRegistry) 
 
 
 def test_registry_under_store_faults_never_half_registers_and_a_rerun_finishes(
-        sink: S3Sink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sink: S3Sink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Two tries per store call (instead of six): registrations then fail part-way now and then, at random
     # points, and each failure is a chance to catch a half-registered version.
     patience = registry_module.STORE_ATTEMPTS
@@ -206,8 +231,10 @@ def test_registry_under_store_faults_never_half_registers_and_a_rerun_finishes(
         sink.create_bucket(bucket)
         registry = ModelRegistry(obs_store(sink, bucket, tmp_path / "cp"), "models/", backend="huawei")
         clean = ModelRegistry(obs_store(sink, bucket, tmp_path / "cp-clean"), "models/", backend="huawei")
-        packages = {f"job-{n}": write_package(tmp_path / f"run-{run}" / f"package-{n}", 100 * run + n,
-                                              job_id=f"job-{n}") for n in range(3)}
+        packages = {
+            f"job-{n}": write_package(tmp_path / f"run-{run}" / f"package-{n}", 100 * run + n, job_id=f"job-{n}")
+            for n in range(3)
+        }
         for number, (job, package) in enumerate(packages.items()):
             for attempt in range(12):
                 sink.set_faults(mixed_faults(20261200 + 1000 * run + 50 * number + attempt, reads=True))
@@ -251,14 +278,17 @@ def test_registry_under_store_faults_never_half_registers_and_a_rerun_finishes(
                 assert (fetched / relative).read_bytes() == source.read_bytes(), f"{version}: {relative}"
         sink.set_faults(Faults())
         monkeypatch.setattr(registry_module, "STORE_ATTEMPTS", 2)
-    print(f"\nregistry: {runs} runs × 3 jobs, {failures} registrations failed loudly part-way and were re-run, "
-          f"{unused} version number(s) left unused by abandoned claims, {read_failures} package reads failed "
-          f"loudly and were retried; faults injected: {injected(sink)}")
+    print(
+        f"\nregistry: {runs} runs × 3 jobs, {failures} registrations failed loudly part-way and were re-run, "
+        f"{unused} version number(s) left unused by abandoned claims, {read_failures} package reads failed "
+        f"loudly and were retried; faults injected: {injected(sink)}"
+    )
 
 
 @pytest.mark.parametrize("rot", ["bit rot, the store still claims the old MD5", "overwritten behind the registry"])
-def test_a_package_whose_stored_bytes_are_damaged_is_refused_and_never_loaded(rot: str, sink: S3Sink,
-                                                                             tmp_path: Path) -> None:
+def test_a_package_whose_stored_bytes_are_damaged_is_refused_and_never_loaded(
+    rot: str, sink: S3Sink, tmp_path: Path
+) -> None:
     registry = ModelRegistry(obs_store(sink, BUCKET, tmp_path / "cp"), "models/", backend="huawei")
     version = register(registry, write_package(tmp_path / "package", 7, job_id="job-7"), "job-7")
     weights = next(item for item in registry.get(version).package if item.path == "model.safetensors")
@@ -289,8 +319,11 @@ def test_a_damaged_file_in_the_local_store_is_refused_by_its_digest(tmp_path: Pa
     data[-1] ^= 0x01
     path.write_bytes(bytes(data))
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size, same mtime: only the bytes
-    with pytest.raises(RegistryCorrupt, match=rf"{re.escape(weights.key)}: MD5 \w+ / \d+ bytes, but {version} "
-                                              rf"records {weights.md5}"):
+    with pytest.raises(
+        RegistryCorrupt,
+        match=rf"{re.escape(weights.key)}: MD5 \w+ / \d+ bytes, but {version} "
+        rf"records {weights.md5}",
+    ):
         registry.fetch_package(version, tmp_path / "fetched")
     assert not (tmp_path / "fetched" / "model.safetensors").exists()
 
@@ -352,8 +385,9 @@ def load(folder: Path) -> Any:
     return load_cache(folder, SplitPolicy(), solo_context())
 
 
-def test_the_trainer_refuses_a_stored_shard_cut_short_or_missing_naming_it(stored_datasets: dict[str, Path],
-                                                                          tmp_path: Path) -> None:
+def test_the_trainer_refuses_a_stored_shard_cut_short_or_missing_naming_it(
+    stored_datasets: dict[str, Path], tmp_path: Path
+) -> None:
     from trainer.data import DataError
 
     intact = load(stored_datasets["shards"])
@@ -362,17 +396,21 @@ def test_the_trainer_refuses_a_stored_shard_cut_short_or_missing_naming_it(store
     victim = shard_paths(folder)[-1]
     assert len(shard_paths(folder)) >= 2
     data = victim.read_bytes()
-    victim.write_bytes(data[:len(data) // 2])
-    with pytest.raises(DataError, match=rf"^{re.escape(str(victim))}: {len(data) // 2} bytes, shards.json lists "
-                                        rf"{len(data)}; .*nothing was trained"):
+    victim.write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        DataError,
+        match=rf"^{re.escape(str(victim))}: {len(data) // 2} bytes, shards.json lists "
+        rf"{len(data)}; .*nothing was trained",
+    ):
         load(folder)
     victim.unlink()
     with pytest.raises(DataError, match=rf"^{re.escape(str(victim))}: file not found"):
         load(folder)
 
 
-def test_the_trainer_refuses_a_stored_shard_with_a_flipped_bit_naming_it(stored_datasets: dict[str, Path],
-                                                                       tmp_path: Path) -> None:
+def test_the_trainer_refuses_a_stored_shard_with_a_flipped_bit_naming_it(
+    stored_datasets: dict[str, Path], tmp_path: Path
+) -> None:
     """One bit flipped anywhere in a gzip shard, the size unchanged: the tar stream may still decode
     (the gzip CRC is not checked on the way), so only the shard's MD5 can catch it; it must."""
     from trainer.data import DataError
@@ -396,9 +434,9 @@ def test_the_trainer_refuses_a_stored_shard_with_a_flipped_bit_naming_it(stored_
     print(f"\ntrainer: {runs} single-bit flips in stored shards, all refused: {dict(detected)}")
 
 
-def test_the_trainer_refuses_a_stored_image_cut_short_in_files_mode(stored_datasets: dict[str, Path],
-                                                                    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                                                    ) -> None:
+def test_the_trainer_refuses_a_stored_image_cut_short_in_files_mode(
+    stored_datasets: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from trainer.train import main
 
     folder = copy_of(stored_datasets["files"], tmp_path / "files")
@@ -410,8 +448,11 @@ def test_the_trainer_refuses_a_stored_image_cut_short_in_files_mode(stored_datas
     # The trainer's own entry point: exit 2 and one line naming the file, and no model written.
     assert main(["--data", str(folder), "--output", str(output), "--cpu", "--epochs", "1"]) == 2
     error = capsys.readouterr().err
-    assert re.search(rf"1 image\(s\) do not match manifest.json: {re.escape(relative)}: content differs from the "
-                     rf"manifest \(300 bytes, .*nothing was trained", error), error
+    assert re.search(
+        rf"1 image\(s\) do not match manifest.json: {re.escape(relative)}: content differs from the "
+        rf"manifest \(300 bytes, .*nothing was trained",
+        error,
+    ), error
     assert not (output / "model").exists() and not (output / "metrics.jsonl").exists()
 
 
@@ -429,10 +470,12 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-@pytest.mark.parametrize(("mode", "full"), [("shards", "store"), ("files", "store"), ("shards", "home"),
-                                           ("files", "home")])
+@pytest.mark.parametrize(
+    ("mode", "full"), [("shards", "store"), ("files", "store"), ("shards", "home"), ("files", "home")]
+)
 def test_arsl_upload_onto_a_full_disk_fails_loudly_and_a_rerun_after_freeing_space_is_exact(
-        mode: Mode, full: str, namespace: None, make_dataset: DatasetFactory, tmp_path: Path) -> None:
+    mode: Mode, full: str, namespace: None, make_dataset: DatasetFactory, tmp_path: Path
+) -> None:
     """`full`: the disk under the store only, or under all of `$ARSL_HOME` (the journal, the shards being
     packed and the store fill up together)."""
     dataset = make_dataset(per_class=20)  # 640 images, ~2.7 MB: three 1 MB shards, or 641 objects
@@ -444,10 +487,30 @@ def test_arsl_upload_onto_a_full_disk_fails_loudly_and_a_rerun_after_freeing_spa
         # The disk fills somewhere between a fifth and four fifths of the way, a different place each run.
         free = int(total * random.Random(20261400 + run).uniform(0.2, 0.8))
         home, out = tmp_path / f"home-{run}", tmp_path / f"out-{run}"
-        done = in_namespace(["upload", "--dataset", str(dataset), "--mode", mode, "--full", full, "--home",
-                             str(home), "--out", str(out), "--disk-bytes", str(8 * total), "--free-bytes", str(free),
-                             "--env", "ARSL_UPLOAD_SHARD_SIZE_MB=1", "--env", "ARSL_UPLOAD_CONCURRENCY=8"],
-                            timeout=240)
+        done = in_namespace(
+            [
+                "upload",
+                "--dataset",
+                str(dataset),
+                "--mode",
+                mode,
+                "--full",
+                full,
+                "--home",
+                str(home),
+                "--out",
+                str(out),
+                "--disk-bytes",
+                str(8 * total),
+                "--free-bytes",
+                str(free),
+                "--env",
+                "ARSL_UPLOAD_SHARD_SIZE_MB=1",
+                "--env",
+                "ARSL_UPLOAD_CONCURRENCY=8",
+            ],
+            timeout=240,
+        )
         assert done.returncode == 0, done.stderr
         report = json.loads((out / "report.json").read_text())
         first, second = report["first"], report["second"]
@@ -457,10 +520,14 @@ def test_arsl_upload_onto_a_full_disk_fails_loudly_and_a_rerun_after_freeing_spa
         assert first["rc"] == 3, first
         message = one_line(first["stderr"])
         root = re.escape(f"{home}/store/arsl-ml")
-        store_full = (rf"error: upload failed: (\S+): cannot write '\1' in local:{root}: the disk holding {root} is "
-                      r"full \(No space left on device\)")
-        home_full = (rf"error: upload (?:failed: cannot write under {re.escape(str(home))}: the disk is full|journal: "
-                     rf"{re.escape(str(home))}/arsl.db: cannot write the upload journal \(database or disk is full\))")
+        store_full = (
+            rf"error: upload failed: (\S+): cannot write '\1' in local:{root}: the disk holding {root} is "
+            r"full \(No space left on device\)"
+        )
+        home_full = (
+            rf"error: upload (?:failed: cannot write under {re.escape(str(home))}: the disk is full|journal: "
+            rf"{re.escape(str(home))}/arsl.db: cannot write the upload journal \(database or disk is full\))"
+        )
         assert re.search(store_full if full == "store" else f"{store_full}|{home_full}", message), message
         where = "store" if re.search(store_full, message) else "journal" if "journal" in message else "staging"
         assert "Traceback" not in first["stderr"]
@@ -471,8 +538,9 @@ def test_arsl_upload_onto_a_full_disk_fails_loudly_and_a_rerun_after_freeing_spa
         rows = journal_rows(out / "after-first" / "arsl.db") if (out / "after-first" / "arsl.db").exists() else {}
         held = store_files(failed_store)
         prefix = dataset_prefix(settings_for(home), manifest.id)
-        assert all(key in rows and rows[key][:2] == (md5, size) for key, (size, md5) in held.items()), \
+        assert all(key in rows and rows[key][:2] == (md5, size) for key, (size, md5) in held.items()), (
             "an object is visible that is not one planned, whole"
+        )
         assert prefix + "manifest.json" not in held
         assert reserved_problems(failed_store) == []
         assert all(held.get(key) == (size, md5) for key, (md5, size, state) in rows.items() if state == "confirmed")
@@ -484,12 +552,14 @@ def test_arsl_upload_onto_a_full_disk_fails_loudly_and_a_rerun_after_freeing_spa
         assert_store_matches(LocalObjectStore(final), settings_for(home), manifest, mode)
         filled[where] += 1
         filled["objects confirmed before the disk was full"] += sum(
-            1 for _md5, _size, state in rows.values() if state == "confirmed")
+            1 for _md5, _size, state in rows.values() if state == "confirmed"
+        )
     print(f"\nfull disk under the {full}, {mode}: {runs} runs, {dict(filled)}")
 
 
 def test_registering_into_a_full_local_store_fails_loudly_and_a_rerun_after_freeing_space_finishes(
-        namespace: None, tmp_path: Path) -> None:
+    namespace: None, tmp_path: Path
+) -> None:
     """The disk fills at every page of a registration in turn: in the package's files, at the version
     record, at each promotion-log entry, at the cache. Each time: a clear NoSpace error or a finished
     registration, never a half-registered version; and with the space back, a finished one."""
@@ -506,8 +576,22 @@ def test_registering_into_a_full_local_store_fails_loudly_and_a_rerun_after_free
     step = max(1, (2 * pages + 16) // reliability_runs(12))
     free_pages = list(range(0, 2 * pages + 16, step))
     out = tmp_path / "out"
-    done = in_namespace(["register", "--package", str(package), "--home", str(tmp_path / "home"), "--out", str(out),
-                         "--disk-bytes", str(64 * PAGE * pages), "--free-pages", *map(str, free_pages)], timeout=240)
+    done = in_namespace(
+        [
+            "register",
+            "--package",
+            str(package),
+            "--home",
+            str(tmp_path / "home"),
+            "--out",
+            str(out),
+            "--disk-bytes",
+            str(64 * PAGE * pages),
+            "--free-pages",
+            *map(str, free_pages),
+        ],
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr
     trials = json.loads((out / "report.json").read_text())["trials"]
     outcomes: Counter[str] = Counter()
@@ -516,8 +600,11 @@ def test_registering_into_a_full_local_store_fails_loudly_and_a_rerun_after_free
         if "error" in first:
             outcomes["failed loudly"] += 1
             assert (first["kind"], first["code"]) == ("PermanentStoreError", "NoSpace"), first
-            assert re.search(r"cannot (?:write|create) 'models/\S+' in local:\S+: the disk holding \S+ is full "
-                             r"\(No space left on device\)", first["error"]), first
+            assert re.search(
+                r"cannot (?:write|create) 'models/\S+' in local:\S+: the disk holding \S+ is full "
+                r"\(No space left on device\)",
+                first["error"],
+            ), first
         else:
             outcomes["registered"] += 1
             assert first["version"] == "v1"
@@ -533,12 +620,15 @@ def test_registering_into_a_full_local_store_fails_loudly_and_a_rerun_after_free
                 for item in record.package:
                     assert held.get(item.key) == (item.size, item.md5), (trial, stage, item.key)
             assert state.registered <= set(listed) and set(state.aliases.values()) <= state.registered
-            packaged = {key.split("/", 3)[3]: value for key, value in held.items()
-                        if key.startswith("models/packages/")}
-            assert all(value == (len(sources[path]), md5_hex(sources[path])) for path, value in packaged.items()), \
+            packaged = {
+                key.split("/", 3)[3]: value for key, value in held.items() if key.startswith("models/packages/")
+            }
+            assert all(value == (len(sources[path]), md5_hex(sources[path])) for path, value in packaged.items()), (
                 "a package file is visible that is not whole"
+            )
         fetched = ModelRegistry(LocalObjectStore(out / f"trial-{number}" / "after-second"), "models/").fetch_package(
-            "v1", tmp_path / f"fetched-{number}")
+            "v1", tmp_path / f"fetched-{number}"
+        )
         assert {path: (fetched / path).read_bytes() for path in sources} == sources
     assert outcomes["failed loudly"] >= 1 and outcomes["registered"] >= 1, outcomes
     print(f"\nfull-disk register: {len(trials)} trials (free space 0..{free_pages[-1]} pages), {dict(outcomes)}")

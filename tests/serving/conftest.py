@@ -47,8 +47,9 @@ def image_bytes(seed: int, size: tuple[int, int] = (64, 64), mode: str = "L", fm
 
 def gateway_settings(home: Path, overrides: Mapping[str, Any] | None = None) -> Settings:
     """Defaults plus `overrides`, never the repository's config.toml or the caller's ARSL_* variables."""
-    return load_settings(None, cli_overrides={"home": str(home), **UNLIMITED, **(overrides or {})}, environ={},
-                         cwd=home)
+    return load_settings(
+        None, cli_overrides={"home": str(home), **UNLIMITED, **(overrides or {})}, environ={}, cwd=home
+    )
 
 
 @dataclass
@@ -85,8 +86,9 @@ class LiveGateway:
         self.state.close()
 
 
-def start_gateway(home: Path, packages: Mapping[str, Path], deployment: Deployment,
-                  overrides: Mapping[str, Any] | None = None) -> LiveGateway:
+def start_gateway(
+    home: Path, packages: Mapping[str, Path], deployment: Deployment, overrides: Mapping[str, Any] | None = None
+) -> LiveGateway:
     home.mkdir(parents=True, exist_ok=True)
     settings = gateway_settings(home, {"gateway.port": 0, **(overrides or {})})
     install_packages(models_dir(home), dict(packages))
@@ -101,8 +103,9 @@ def start_gateway(home: Path, packages: Mapping[str, Path], deployment: Deployme
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="test-gateway", daemon=True)
     thread.start()
     key = KeyStore(state.db).create("tests")
-    return LiveGateway(url=f"http://127.0.0.1:{port}", home=home, state=state, gateway=gateway, server=server,
-                       thread=thread, key=key)
+    return LiveGateway(
+        url=f"http://127.0.0.1:{port}", home=home, state=state, gateway=gateway, server=server, thread=thread, key=key
+    )
 
 
 GatewayFactory = Callable[..., LiveGateway]
@@ -112,10 +115,12 @@ GatewayFactory = Callable[..., LiveGateway]
 def make_gateway(tmp_path: Path, packages: dict[str, Path]) -> Iterator[GatewayFactory]:
     started: list[LiveGateway] = []
 
-    def make(deployment: Deployment | None = None, overrides: Mapping[str, Any] | None = None,
-             name: str = "home") -> LiveGateway:
-        live = start_gateway(tmp_path / name, packages, deployment or Deployment(stable="v1", weights={"v1": 100}),
-                             overrides)
+    def make(
+        deployment: Deployment | None = None, overrides: Mapping[str, Any] | None = None, name: str = "home"
+    ) -> LiveGateway:
+        live = start_gateway(
+            tmp_path / name, packages, deployment or Deployment(stable="v1", weights={"v1": 100}), overrides
+        )
         started.append(live)
         return live
 
@@ -133,8 +138,11 @@ def canary_gateway(make_gateway: GatewayFactory) -> LiveGateway:
 @pytest.fixture(scope="module")
 def shared_gateway(tmp_path_factory: pytest.TempPathFactory, packages: dict[str, Path]) -> Iterator[LiveGateway]:
     """One gateway for a whole module of read-only checks (fuzzing, schema conformance)."""
-    live = start_gateway(tmp_path_factory.mktemp("shared") / "home", packages,
-                         Deployment(stable="v1", canary="v2", weights={"v1": 50, "v2": 50}),
-                         {"gateway.max_body_kb": 64})
+    live = start_gateway(
+        tmp_path_factory.mktemp("shared") / "home",
+        packages,
+        Deployment(stable="v1", canary="v2", weights={"v1": 50, "v2": 50}),
+        {"gateway.max_body_kb": 64},
+    )
     yield live
     live.close()

@@ -24,16 +24,32 @@ def export_random_package(output: Path, seed: int, *, mean: float = 0.5, std: fl
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.5, 0.5)
                 module.running_var.uniform_(0.5, 2.0)
-    return export_package(output, model, architecture="compact", classes=ARSL_CLASSES, mean=mean, std=std,
-                          manifest_id="m-serving", metrics={"test_acc": 0.97}, job_id=f"job-seed-{seed}")
+    return export_package(
+        output,
+        model,
+        architecture="compact",
+        classes=ARSL_CLASSES,
+        mean=mean,
+        std=std,
+        manifest_id="m-serving",
+        metrics={"test_acc": 0.97},
+        job_id=f"job-seed-{seed}",
+    )
 
 
 def register_packages(home: Path, packages: dict[str, Path], bucket: str = "arsl-ml") -> ModelRegistry:
     """Register the packages in order (v1, v2, …) in the local registry of `home`."""
     registry = ModelRegistry(LocalObjectStore(home / "store" / bucket), "models/")
     for version, package in packages.items():
-        record = registry.register(package, job_id=f"job-{version}", manifest_id="m-serving", source=str(package),
-                                   gate=gate_json(), metrics=metrics_json(), user="tests")
+        record = registry.register(
+            package,
+            job_id=f"job-{version}",
+            manifest_id="m-serving",
+            source=str(package),
+            gate=gate_json(),
+            metrics=metrics_json(),
+            user="tests",
+        )
         assert record.version == version, (record.version, version)
     return registry
 

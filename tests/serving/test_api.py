@@ -22,8 +22,9 @@ def predictors(packages: dict) -> dict[str, Predictor]:
     return {version: Predictor.load(path) for version, path in packages.items()}
 
 
-def test_predict_answers_like_the_trainers_predictor(make_gateway: GatewayFactory,
-                                                     predictors: dict[str, Predictor]) -> None:
+def test_predict_answers_like_the_trainers_predictor(
+    make_gateway: GatewayFactory, predictors: dict[str, Predictor]
+) -> None:
     live = make_gateway()
     images = [image_bytes(seed) for seed in range(6)]
     expected = predictors["v1"].predict(images, top_k=5)
@@ -40,11 +41,16 @@ def test_predict_answers_like_the_trainers_predictor(make_gateway: GatewayFactor
             assert response.headers["X-Request-Id"] == body["request_id"]
 
 
-def test_any_size_and_colour_mode_is_converted_as_in_training(make_gateway: GatewayFactory,
-                                                               predictors: dict[str, Predictor]) -> None:
+def test_any_size_and_colour_mode_is_converted_as_in_training(
+    make_gateway: GatewayFactory, predictors: dict[str, Predictor]
+) -> None:
     live = make_gateway()
-    variants = [image_bytes(7, (200, 150), "RGB", "PNG"), image_bytes(8, (31, 97), "RGBA", "PNG"),
-                image_bytes(9, (64, 64), "P", "GIF"), image_bytes(10, (640, 480), "RGB", "JPEG")]
+    variants = [
+        image_bytes(7, (200, 150), "RGB", "PNG"),
+        image_bytes(8, (31, 97), "RGBA", "PNG"),
+        image_bytes(9, (64, 64), "P", "GIF"),
+        image_bytes(10, (640, 480), "RGB", "JPEG"),
+    ]
     with live.client(headers=live.headers) as client:
         for data in variants:
             response = client.post("/v1/predict", content=data, headers={"Content-Type": "application/octet-stream"})
@@ -65,31 +71,37 @@ def test_multipart_and_json_bodies(make_gateway: GatewayFactory, predictors: dic
     assert as_json.status_code == 200 and as_json.json()["label"] == want
 
 
-def test_batch_keeps_order_and_gives_each_image_a_request_id(make_gateway: GatewayFactory,
-                                                             predictors: dict[str, Predictor]) -> None:
+def test_batch_keeps_order_and_gives_each_image_a_request_id(
+    make_gateway: GatewayFactory, predictors: dict[str, Predictor]
+) -> None:
     live = make_gateway()
     images = [image_bytes(seed) for seed in range(20, 25)]
     expected = [row[0].label for row in predictors["v1"].predict(images)]
     with live.client(headers=live.headers) as client:
-        response = client.post("/v1/predict/batch",
-                               files=[("images", (f"{index}.jpg", data, "image/jpeg")) for index, data in
-                                      enumerate(images)])
-        as_json = client.post("/v1/predict/batch", json={"images": [base64.b64encode(data).decode()
-                                                                    for data in images]})
+        response = client.post(
+            "/v1/predict/batch",
+            files=[("images", (f"{index}.jpg", data, "image/jpeg")) for index, data in enumerate(images)],
+        )
+        as_json = client.post(
+            "/v1/predict/batch", json={"images": [base64.b64encode(data).decode() for data in images]}
+        )
     for answer in (response, as_json):
         assert answer.status_code == 200, answer.text
         body = answer.json()
         assert [item["label"] for item in body["results"]] == expected
-        assert [item["request_id"] for item in body["results"]] == [f"{body['request_id']}-{index}"
-                                                                   for index in range(5)]
+        assert [item["request_id"] for item in body["results"]] == [
+            f"{body['request_id']}-{index}" for index in range(5)
+        ]
         assert {item["model_version"] for item in body["results"]} == {body["model_version"]}
 
 
 def test_batch_with_one_bad_image_names_it(make_gateway: GatewayFactory) -> None:
     live = make_gateway()
     with live.client(headers=live.headers) as client:
-        response = client.post("/v1/predict/batch", json={"images": [
-            base64.b64encode(image_bytes(1)).decode(), base64.b64encode(b"not an image").decode()]})
+        response = client.post(
+            "/v1/predict/batch",
+            json={"images": [base64.b64encode(image_bytes(1)).decode(), base64.b64encode(b"not an image").decode()]},
+        )
     assert response.status_code == 422
     assert response.json()["error"].startswith("image 1: not a readable image")
 
@@ -115,6 +127,7 @@ def test_auth_failures_and_key_changes_take_effect_on_the_next_request(make_gate
     live = make_gateway()
     data = image_bytes(1)
     with live.client() as client:
+
         def post(key: str | None) -> int:
             headers = {"Content-Type": "image/jpeg", **({HEADER: key} if key is not None else {})}
             return client.post("/v1/predict", content=data, headers=headers).status_code
@@ -140,7 +153,7 @@ def test_body_over_the_cap_is_413_even_without_a_length(make_gateway: GatewayFac
 
         def chunks():  # no Content-Length: chunked transfer encoding
             for start in range(0, len(big), 1024):
-                yield big[start:start + 1024]
+                yield big[start : start + 1024]
 
         chunked = client.post("/v1/predict", content=chunks(), headers={"Content-Type": "image/jpeg"})
         after = client.post("/v1/predict", content=image_bytes(1), headers={"Content-Type": "image/jpeg"})
@@ -150,19 +163,23 @@ def test_body_over_the_cap_is_413_even_without_a_length(make_gateway: GatewayFac
     assert after.status_code == 200
 
 
-@pytest.mark.parametrize(("content_type", "body", "status", "says"), [
-    ("text/plain", b"hello", 415, "holds no image"),
-    ("application/x-www-form-urlencoded", b"a=b", 415, "holds no image"),
-    ("", b"\xff\xd8\xff", 415, "missing"),
-    ("image/jpeg", b"", 422, "empty"),
-    ("image/jpeg", b"GIF87a not really", 422, "not a readable image"),
-    ("image/png", image_bytes(5, fmt="PNG")[:60], 422, "image"),
-    ("application/json", b"{not json", 422, "not valid JSON"),
-    ("application/json", b'{"image": "***"}', 422, "base64"),
-    ("multipart/form-data; boundary=xyz", b"--xyz--\r\n", 422, "no file part"),
-])
-def test_bad_bodies_get_a_json_error_saying_why(make_gateway: GatewayFactory, content_type: str, body: bytes,
-                                                status: int, says: str) -> None:
+@pytest.mark.parametrize(
+    ("content_type", "body", "status", "says"),
+    [
+        ("text/plain", b"hello", 415, "holds no image"),
+        ("application/x-www-form-urlencoded", b"a=b", 415, "holds no image"),
+        ("", b"\xff\xd8\xff", 415, "missing"),
+        ("image/jpeg", b"", 422, "empty"),
+        ("image/jpeg", b"GIF87a not really", 422, "not a readable image"),
+        ("image/png", image_bytes(5, fmt="PNG")[:60], 422, "image"),
+        ("application/json", b"{not json", 422, "not valid JSON"),
+        ("application/json", b'{"image": "***"}', 422, "base64"),
+        ("multipart/form-data; boundary=xyz", b"--xyz--\r\n", 422, "no file part"),
+    ],
+)
+def test_bad_bodies_get_a_json_error_saying_why(
+    make_gateway: GatewayFactory, content_type: str, body: bytes, status: int, says: str
+) -> None:
     live = make_gateway()
     headers = {HEADER: live.key}
     if content_type:
@@ -175,8 +192,12 @@ def test_bad_bodies_get_a_json_error_saying_why(make_gateway: GatewayFactory, co
         assert response.status_code == status, response.text
         assert says in response.json()["error"]
         assert response.json()["code"]
-        assert client.post("/v1/predict", content=image_bytes(2), headers={**headers, "Content-Type": "image/jpeg"}
-                           ).status_code == 200
+        assert (
+            client.post(
+                "/v1/predict", content=image_bytes(2), headers={**headers, "Content-Type": "image/jpeg"}
+            ).status_code
+            == 200
+        )
 
 
 def test_an_image_too_large_to_decode_is_refused_before_decoding(make_gateway: GatewayFactory) -> None:
@@ -193,20 +214,22 @@ def test_an_image_too_large_to_decode_is_refused_before_decoding(make_gateway: G
     assert "5000×4000" in response.json()["error"]
 
 
-async def test_bad_requests_do_not_disturb_good_ones_sent_together(make_gateway: GatewayFactory,
-                                                                   predictors: dict[str, Predictor]) -> None:
+async def test_bad_requests_do_not_disturb_good_ones_sent_together(
+    make_gateway: GatewayFactory, predictors: dict[str, Predictor]
+) -> None:
     live = make_gateway()
     good = [image_bytes(seed) for seed in range(40, 64)]
     expected = [row[0].label for row in predictors["v1"].predict(good)]
     bad = [b"", b"garbage", image_bytes(3)[:50], b"\x89PNG\r\n\x1a\n" + b"\0" * 40]
     async with live.async_client(headers=live.headers) as client:
+
         async def post(data: bytes) -> tuple[int, dict]:
             response = await client.post("/v1/predict", content=data, headers={"Content-Type": "image/jpeg"})
             return response.status_code, response.json()
 
         mixed = [post(data) for data in good] + [post(data) for data in bad * 3]
         results = await asyncio.gather(*mixed)
-    good_results, bad_results = results[:len(good)], results[len(good):]
+    good_results, bad_results = results[: len(good)], results[len(good) :]
     assert [status for status, _ in good_results] == [200] * len(good)
     assert [body["label"] for _, body in good_results] == expected
     assert {status for status, _ in bad_results} == {422}
@@ -214,8 +237,10 @@ async def test_bad_requests_do_not_disturb_good_ones_sent_together(make_gateway:
 
 def test_feedback_accounting_per_version(canary_gateway: LiveGateway) -> None:
     with canary_gateway.client(headers=canary_gateway.headers) as client:
-        answers = [client.post("/v1/predict", content=image_bytes(seed), headers={"Content-Type": "image/jpeg"}
-                               ).json() for seed in range(20)]
+        answers = [
+            client.post("/v1/predict", content=image_bytes(seed), headers={"Content-Type": "image/jpeg"}).json()
+            for seed in range(20)
+        ]
         by_version: dict[str, list[dict]] = {}
         for answer in answers:
             by_version.setdefault(answer["model_version"], []).append(answer)
@@ -226,11 +251,19 @@ def test_feedback_accounting_per_version(canary_gateway: LiveGateway) -> None:
             result = client.post("/v1/feedback", json={"request_id": answer["request_id"], "label": label})
             assert result.status_code == 200 and result.json()["correct"] is (index < 10)
         first, second = by_version["v2"]
-        assert client.post("/v1/feedback", json={"request_id": first["request_id"],
-                                                 "label": first["class_index"]}).json()["correct"] is True
+        assert (
+            client.post("/v1/feedback", json={"request_id": first["request_id"], "label": first["class_index"]}).json()[
+                "correct"
+            ]
+            is True
+        )
         wrong_index = (second["class_index"] + 1) % len(ARSL_CLASSES)
-        assert client.post("/v1/feedback", json={"request_id": second["request_id"],
-                                                 "label": wrong_index}).json()["correct"] is False
+        assert (
+            client.post("/v1/feedback", json={"request_id": second["request_id"], "label": wrong_index}).json()[
+                "correct"
+            ]
+            is False
+        )
         again = client.post("/v1/feedback", json={"request_id": first["request_id"], "label": first["label"]})
         unknown = client.post("/v1/feedback", json={"request_id": "0" * 32, "label": "ain"})
         fresh = client.post("/v1/predict", content=image_bytes(99), headers={"Content-Type": "image/jpeg"}).json()
@@ -255,8 +288,11 @@ def test_feedback_accounting_per_version(canary_gateway: LiveGateway) -> None:
 def test_metrics_are_labelled_by_version(canary_gateway: LiveGateway) -> None:
     with canary_gateway.client() as client:
         for seed in range(10):
-            client.post("/v1/predict", content=image_bytes(seed), headers={**canary_gateway.headers,
-                                                                           "Content-Type": "image/jpeg"})
+            client.post(
+                "/v1/predict",
+                content=image_bytes(seed),
+                headers={**canary_gateway.headers, "Content-Type": "image/jpeg"},
+            )
         client.post("/v1/predict", content=b"x", headers={**canary_gateway.headers, "Content-Type": "image/jpeg"})
         client.post("/v1/predict", content=image_bytes(1), headers={"Content-Type": "image/jpeg"})
         response = client.get("/metrics")
@@ -272,7 +308,7 @@ def test_metrics_are_labelled_by_version(canary_gateway: LiveGateway) -> None:
     assert re.search(r'arsl_gateway_batch_size_count\{version="v1"\} [1-9]', text)
     assert 'arsl_gateway_route_weight{version="v2"} 10' in text
     for line in text.splitlines():  # every sample line parses as Prometheus text: name{labels} value
-        assert line.startswith("#") or re.fullmatch(r'[a-z_]+(\{[^}]*\})? [0-9.e+\-Inf]+', line), line
+        assert line.startswith("#") or re.fullmatch(r"[a-z_]+(\{[^}]*\})? [0-9.e+\-Inf]+", line), line
 
 
 def test_unknown_paths_and_methods_get_json_errors(make_gateway: GatewayFactory) -> None:

@@ -13,9 +13,14 @@ from arsl_tui.state.db import open_state
 
 def test_weights_are_whole_percentages_summing_to_100() -> None:
     assert normalise_weights({"v10": 10, "v2": 90}) == {"v2": 90, "v10": 10}
-    for bad, says in [({"v1": 90, "v2": 20}, "sum to 100"), ({"v1": 100.5}, "whole percentage"),
-                      ({"v1": True}, "whole percentage"), ({"x1": 100}, "not a model version"), ({}, "at least one"),
-                      ({"v1": -10, "v2": 110}, "whole percentage")]:
+    for bad, says in [
+        ({"v1": 90, "v2": 20}, "sum to 100"),
+        ({"v1": 100.5}, "whole percentage"),
+        ({"v1": True}, "whole percentage"),
+        ({"x1": 100}, "not a model version"),
+        ({}, "at least one"),
+        ({"v1": -10, "v2": 110}, "whole percentage"),
+    ]:
         with pytest.raises(DeploymentError, match=says):
             normalise_weights(bad)
 
@@ -44,10 +49,22 @@ def test_with_weights_must_name_every_loaded_version() -> None:
 
 
 def test_version_stats_percentiles_and_round_trip() -> None:
-    stats = VersionStats(version="v1", window_s=60, requests=5, errors=1, latency_ms=(5.0, 1.0, 3.0, 2.0),
-                         latency_samples_total=4, feedback=4, correct=3)
-    assert (stats.percentile_ms(50), stats.percentile_ms(95), stats.error_rate, stats.online_accuracy) == (2.0, 5.0,
-                                                                                                          0.2, 0.75)
+    stats = VersionStats(
+        version="v1",
+        window_s=60,
+        requests=5,
+        errors=1,
+        latency_ms=(5.0, 1.0, 3.0, 2.0),
+        latency_samples_total=4,
+        feedback=4,
+        correct=3,
+    )
+    assert (stats.percentile_ms(50), stats.percentile_ms(95), stats.error_rate, stats.online_accuracy) == (
+        2.0,
+        5.0,
+        0.2,
+        0.75,
+    )
     assert VersionStats.from_json(stats.to_json()) == stats
 
 

@@ -17,8 +17,17 @@ from tests.serving.conftest import LiveGateway
 from trainer.predict import Predictor
 
 FUZZ_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-CONTENT_TYPES = ["image/jpeg", "image/png", "application/octet-stream", "text/plain", "application/json",
-                 "multipart/form-data; boundary=b0undary", "multipart/form-data", "image/", ""]
+CONTENT_TYPES = [
+    "image/jpeg",
+    "image/png",
+    "application/octet-stream",
+    "text/plain",
+    "application/json",
+    "multipart/form-data; boundary=b0undary",
+    "multipart/form-data",
+    "image/",
+    "",
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +51,16 @@ def _post(client: httpx.Client, path: str, body: bytes, content_type: str) -> ht
 
 
 @FUZZ_SETTINGS
-@given(body=st.binary(max_size=3000) | st.binary(max_size=200).map(lambda tail: b"\xff\xd8\xff\xe0" + tail)
-       | st.binary(max_size=200).map(lambda tail: b"\x89PNG\r\n\x1a\n" + tail),
-       content_type=st.sampled_from(CONTENT_TYPES), path=st.sampled_from(["/v1/predict", "/v1/predict/batch"]))
-def test_any_body_gets_an_answer_and_never_a_server_error(client: httpx.Client, body: bytes, content_type: str,
-                                                          path: str) -> None:
+@given(
+    body=st.binary(max_size=3000)
+    | st.binary(max_size=200).map(lambda tail: b"\xff\xd8\xff\xe0" + tail)
+    | st.binary(max_size=200).map(lambda tail: b"\x89PNG\r\n\x1a\n" + tail),
+    content_type=st.sampled_from(CONTENT_TYPES),
+    path=st.sampled_from(["/v1/predict", "/v1/predict/batch"]),
+)
+def test_any_body_gets_an_answer_and_never_a_server_error(
+    client: httpx.Client, body: bytes, content_type: str, path: str
+) -> None:
     response = _post(client, path, body, content_type)
     assert response.status_code in (200, 413, 415, 422), response.text
     if response.status_code != 200:
@@ -74,8 +88,9 @@ def images(draw: st.DrawFn) -> bytes:
 
 @FUZZ_SETTINGS
 @given(data=images())
-def test_any_readable_image_is_classified_as_the_trainer_would(client: httpx.Client, predictors: dict[str, Predictor],
-                                                               data: bytes) -> None:
+def test_any_readable_image_is_classified_as_the_trainer_would(
+    client: httpx.Client, predictors: dict[str, Predictor], data: bytes
+) -> None:
     response = _post(client, "/v1/predict", data, "application/octet-stream")
     assert response.status_code == 200, response.text
     body = response.json()

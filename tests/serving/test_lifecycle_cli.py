@@ -41,8 +41,15 @@ def env(home: Path) -> dict[str, str]:
 
 
 def arsl(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "arsl_tui", *args], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=180, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "arsl_tui", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def json_of(result: subprocess.CompletedProcess[str]) -> Any:
@@ -62,13 +69,24 @@ def test_deploy_canary_keys_stop_and_restart(home: Path, env: dict[str, str], tm
 
     again = arsl(env, tmp_path, "service", "start")
     assert again.returncode == 1 and "running already" in again.stderr
-    direct = subprocess.run([sys.executable, "-m", "arsl_tui.serving", "--home", str(home)], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    direct = subprocess.run(
+        [sys.executable, "-m", "arsl_tui.serving", "--home", str(home)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert direct.returncode == 1 and f"pid {pid}" in direct.stderr  # the lock refuses a second process
 
     canary = json_of(arsl(env, tmp_path, "deploy", "v2", "--canary", "10", "--json"))
-    assert (canary["weights"], canary["canary"], canary["started"], canary["pid"]) == ({"v1": 90, "v2": 10}, "v2",
-                                                                                       False, pid)
+    assert (canary["weights"], canary["canary"], canary["started"], canary["pid"]) == (
+        {"v1": 90, "v2": 10},
+        "v2",
+        False,
+        pid,
+    )
 
     created = arsl(env, tmp_path, "gateway", "keys", "create", "ci", "--json")
     key = json_of(created)["key"]

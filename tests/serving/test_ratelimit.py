@@ -55,14 +55,17 @@ def test_unknown_time_unit_is_refused() -> None:
 
 
 def test_429_with_retry_after_over_http(make_gateway: GatewayFactory) -> None:
-    live = make_gateway(overrides={"gateway.app_call_limit": 3, "gateway.api_call_limit": 5,
-                                   "gateway.time_unit": "MINUTE"})
+    live = make_gateway(
+        overrides={"gateway.app_call_limit": 3, "gateway.api_call_limit": 5, "gateway.time_unit": "MINUTE"}
+    )
     other = live.keys().create("other")
     data = image_bytes(1)
     with live.client() as client:
+
         def post(key: str) -> object:
-            return client.post("/v1/predict", content=data, headers={"X-Apig-AppCode": key,
-                                                                     "Content-Type": "image/jpeg"})
+            return client.post(
+                "/v1/predict", content=data, headers={"X-Apig-AppCode": key, "Content-Type": "image/jpeg"}
+            )
 
         first = [post(live.key).status_code for _ in range(3)]
         limited = post(live.key)

@@ -14,8 +14,10 @@ IMAGE = image_bytes(11)
 
 def versions_of(live: LiveGateway, count: int) -> list[str]:
     with live.client(headers=live.headers) as client:
-        return [client.post("/v1/predict", content=IMAGE, headers={"Content-Type": "image/jpeg"}).json()
-                ["model_version"] for _ in range(count)]
+        return [
+            client.post("/v1/predict", content=IMAGE, headers={"Content-Type": "image/jpeg"}).json()["model_version"]
+            for _ in range(count)
+        ]
 
 
 def test_the_split_is_exact_over_every_hundred_requests(canary_gateway: LiveGateway) -> None:
@@ -23,7 +25,7 @@ def test_the_split_is_exact_over_every_hundred_requests(canary_gateway: LiveGate
     assert Counter(answered[:100]) == {"v1": 90, "v2": 10}
     assert Counter(answered[100:]) == {"v1": 90, "v2": 10}
     # Interleaved, not in a block: every run of ten has the canary once.
-    assert all(Counter(answered[start:start + 10])["v2"] == 1 for start in range(0, 200, 10))
+    assert all(Counter(answered[start : start + 10])["v2"] == 1 for start in range(0, 200, 10))
 
 
 def test_weight_changes_are_persisted_and_validated(canary_gateway: LiveGateway) -> None:
@@ -65,8 +67,11 @@ async def drive(live: LiveGateway, total: int, changes: list[tuple[int, str, dic
     phase = 0
     reached = {at: asyncio.Event() for at, _path, _body in changes}
     sent = iter(range(total))
-    async with live.async_client(headers=live.headers) as client, live.async_client(
-            headers=live.admin_headers) as admin:
+    async with (
+        live.async_client(headers=live.headers) as client,
+        live.async_client(headers=live.admin_headers) as admin,
+    ):
+
         async def worker() -> None:
             for _ in sent:
                 started_in = phase
@@ -91,9 +96,11 @@ async def drive(live: LiveGateway, total: int, changes: list[tuple[int, str, dic
 
 
 async def test_weight_changes_under_load_drop_no_request(canary_gateway: LiveGateway) -> None:
-    plan = [(60, "/admin/weights", {"weights": {"v1": 0, "v2": 100}}),
-            (120, "/admin/weights", {"weights": {"v1": 100, "v2": 0}}),
-            (180, "/admin/weights", {"weights": {"v1": 50, "v2": 50}})]
+    plan = [
+        (60, "/admin/weights", {"weights": {"v1": 0, "v2": 100}}),
+        (120, "/admin/weights", {"weights": {"v1": 100, "v2": 0}}),
+        (180, "/admin/weights", {"weights": {"v1": 50, "v2": 50}}),
+    ]
     results = await drive(canary_gateway, 240, plan)
     assert len(results) == 240
     assert {status for status, _version, _phase in results} == {200}
@@ -109,9 +116,14 @@ async def test_weight_changes_under_load_drop_no_request(canary_gateway: LiveGat
 
 async def test_a_challenger_is_loaded_beside_the_champion_under_load(make_gateway: GatewayFactory) -> None:
     live = make_gateway(Deployment(stable="v1", weights={"v1": 100}))
-    plan = [(40, "/admin/deployment", {"stable": "v1", "canary": "v2", "weights": {"v1": 50, "v2": 50},
-                                       "reason": "canary"}),
-            (120, "/admin/deployment", {"stable": "v2", "canary": None, "weights": {"v2": 100}, "reason": "promote"})]
+    plan = [
+        (
+            40,
+            "/admin/deployment",
+            {"stable": "v1", "canary": "v2", "weights": {"v1": 50, "v2": 50}, "reason": "canary"},
+        ),
+        (120, "/admin/deployment", {"stable": "v2", "canary": None, "weights": {"v2": 100}, "reason": "promote"}),
+    ]
     results = await drive(live, 200, plan)
     assert {status for status, _version, _phase in results} == {200}
     versions = {phase: {version for _status, version, at in results if at == phase} for phase in (0, 2, 4)}
@@ -140,4 +152,3 @@ def test_stats_window_counts_server_and_client_errors_apart(canary_gateway: Live
     assert len(v1["latency_ms"]) == 3 and v1["latency_samples_total"] == 9
     assert stats["weights"] == {"v1": 90, "v2": 10}
     assert bad.status_code == 422
-

@@ -23,8 +23,7 @@ from tests.serving.conftest import GatewayFactory, LiveGateway, image_bytes
 GRACE_S = 0.5
 MIN_KB_PER_S = 4.0
 TIMEOUT_S = 5.0
-PACE = {"gateway.body_grace_s": GRACE_S, "gateway.body_min_kb_per_s": MIN_KB_PER_S,
-        "gateway.body_timeout_s": TIMEOUT_S}
+PACE = {"gateway.body_grace_s": GRACE_S, "gateway.body_min_kb_per_s": MIN_KB_PER_S, "gateway.body_timeout_s": TIMEOUT_S}
 SLACK_S = 3.0
 """What a busy test machine may add to the documented bound before the 408 is read."""
 
@@ -47,8 +46,10 @@ def connect(live: LiveGateway) -> socket.socket:
 
 
 def request_head(live: LiveGateway, content_type: str, length: int) -> bytes:
-    return (f"POST /v1/predict/batch HTTP/1.1\r\nHost: 127.0.0.1\r\n{HEADER}: {live.key}\r\n"
-            f"Content-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n").encode()
+    return (
+        f"POST /v1/predict/batch HTTP/1.1\r\nHost: 127.0.0.1\r\n{HEADER}: {live.key}\r\n"
+        f"Content-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
 
 
 def send_paced(sock: socket.socket, body: bytes, chunk: int, interval_s: float, limit_s: float) -> bytes:
@@ -59,7 +60,7 @@ def send_paced(sock: socket.socket, body: bytes, chunk: int, interval_s: float, 
         if time.monotonic() - started > limit_s:
             break
         try:
-            sock.sendall(body[start:start + chunk])
+            sock.sendall(body[start : start + chunk])
         except (BrokenPipeError, ConnectionResetError):  # closed after its answer: read that below
             sock.settimeout(5)
             return sock.recv(65536)
@@ -84,8 +85,7 @@ def read_answer(sock: socket.socket, received: bytes = b"", timeout_s: float = 3
         data += more
     head, _, body = data.partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    headers = {name.strip().lower(): value.strip() for name, _, value in
-               (line.partition(":") for line in header_lines)}
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
     length = int(headers["content-length"])
     while len(body) < length:
         more = sock.recv(65536)
@@ -105,8 +105,13 @@ def read_answer(sock: socket.socket, received: bytes = b"", timeout_s: float = 3
 
 def multipart(images: list[bytes]) -> tuple[str, bytes]:
     boundary = uuid.uuid4().hex
-    parts = [f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{index}.jpg\"\r\n"
-             f"Content-Type: image/jpeg\r\n\r\n".encode() + image + b"\r\n" for index, image in enumerate(images)]
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{index}.jpg"\r\n'
+        f"Content-Type: image/jpeg\r\n\r\n".encode()
+        + image
+        + b"\r\n"
+        for index, image in enumerate(images)
+    ]
     return f"multipart/form-data; boundary={boundary}", b"".join(parts) + f"--{boundary}--\r\n".encode()
 
 
@@ -127,8 +132,10 @@ def test_a_trickled_body_gets_408_within_the_documented_bound(make_gateway: Gate
     # Not before the grace period, and within it plus what the few bytes sent bought.
     assert GRACE_S <= elapsed <= GRACE_S + SLACK_S, elapsed
     with live.client(headers=live.headers) as client:  # the gateway still serves
-        assert client.post("/v1/predict", content=image_bytes(1),
-                           headers={"Content-Type": "image/jpeg"}).status_code == 200
+        assert (
+            client.post("/v1/predict", content=image_bytes(1), headers={"Content-Type": "image/jpeg"}).status_code
+            == 200
+        )
 
 
 def test_a_slow_but_steady_batch_upload_succeeds(make_gateway: GatewayFactory) -> None:
@@ -153,8 +160,9 @@ def test_no_body_takes_longer_than_the_total_cap(make_gateway: GatewayFactory) -
     with connect(live) as sock:
         sock.sendall(request_head(live, "image/jpeg", int(rate * 4 * cap_s)))
         started = time.monotonic()
-        early = send_paced(sock, b"\xff" * int(rate * 4 * cap_s), chunk=1024, interval_s=1024 / rate,
-                           limit_s=cap_s + SLACK_S)
+        early = send_paced(
+            sock, b"\xff" * int(rate * 4 * cap_s), chunk=1024, interval_s=1024 / rate, limit_s=cap_s + SLACK_S
+        )
         elapsed = time.monotonic() - started
         answer = read_answer(sock, early)
     assert answer.status == 408, answer
@@ -162,13 +170,15 @@ def test_no_body_takes_longer_than_the_total_cap(make_gateway: GatewayFactory) -
     assert cap_s <= elapsed <= cap_s + SLACK_S, elapsed
 
 
-@pytest.mark.parametrize(("size", "bytes_per_s", "answered"), [
-    (12 * 1024 * 1024, 1_000_000 / 8, False),  # a 12 MB batch at 1 Mbit/s
-    (12 * 1024 * 1024, 256_000 / 8, False),    # … and at 256 kbit/s
-    (1_000_000, 10, True),                      # 10 bytes a second
-])
-def test_the_default_pace_passes_slow_uploads_and_cuts_a_trickle(size: int, bytes_per_s: float,
-                                                                 answered: bool) -> None:
+@pytest.mark.parametrize(
+    ("size", "bytes_per_s", "answered"),
+    [
+        (12 * 1024 * 1024, 1_000_000 / 8, False),  # a 12 MB batch at 1 Mbit/s
+        (12 * 1024 * 1024, 256_000 / 8, False),  # … and at 256 kbit/s
+        (1_000_000, 10, True),  # 10 bytes a second
+    ],
+)
+def test_the_default_pace_passes_slow_uploads_and_cuts_a_trickle(size: int, bytes_per_s: float, answered: bool) -> None:
     pace = body_pace(Settings().gateway)
     if not answered:
         assert size <= Settings().gateway.max_body_kb * 1024, "an honest batch must not meet a 413 instead"

@@ -49,11 +49,28 @@ def read_metrics(output: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
 
 
-def torchrun_command(data: Path, output: Path, *extra: str, entry: tuple[str, ...] = ("-m", "trainer.train"),
-                     nproc: int = 2) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *entry,
-            "--data", str(data), "--output", str(output), "--val-fraction", "0.2", "--test-fraction", "0.2",
-            "--batch-size", "64", *extra]
+def torchrun_command(
+    data: Path, output: Path, *extra: str, entry: tuple[str, ...] = ("-m", "trainer.train"), nproc: int = 2
+) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        *entry,
+        "--data",
+        str(data),
+        "--output",
+        str(output),
+        "--val-fraction",
+        "0.2",
+        "--test-fraction",
+        "0.2",
+        "--batch-size",
+        "64",
+        *extra,
+    ]
 
 
 def subprocess_env() -> dict[str, str]:
@@ -65,5 +82,6 @@ def subprocess_env() -> dict[str, str]:
 
 
 def run_torchrun(command: list[str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=subprocess_env(), cwd=ROOT,
-                          check=False)
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout, env=subprocess_env(), cwd=ROOT, check=False
+    )

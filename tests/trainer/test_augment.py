@@ -6,8 +6,9 @@ import torch
 
 from trainer.augment import AugmentConfig, augment
 
-OFF = AugmentConfig(rotate_deg=0, scale=(1.0, 1.0), shear_deg=0, translate=0, brightness=0, contrast=0, blur_p=0,
-                    erase_p=0)
+OFF = AugmentConfig(
+    rotate_deg=0, scale=(1.0, 1.0), shear_deg=0, translate=0, brightness=0, contrast=0, blur_p=0, erase_p=0
+)
 
 
 def batch_of_one_image(count: int) -> torch.Tensor:
@@ -41,8 +42,7 @@ def test_same_generator_seed_same_result() -> None:
 
 def test_blur_only_smooths_and_erase_only_fills_a_box() -> None:
     pixels = batch_of_one_image(16)
-    blurred = augment(pixels, torch.Generator().manual_seed(5), AugmentConfig(
-        **{**OFF.__dict__, "blur_p": 1.0}))
+    blurred = augment(pixels, torch.Generator().manual_seed(5), AugmentConfig(**{**OFF.__dict__, "blur_p": 1.0}))
     roughness = lambda images: (images[..., 1:] - images[..., :-1]).abs().mean().item()  # noqa: E731
     assert roughness(blurred) < 0.7 * roughness(pixels.float() / 255)
     erased = augment(pixels, torch.Generator().manual_seed(6), AugmentConfig(**{**OFF.__dict__, "erase_p": 1.0}))

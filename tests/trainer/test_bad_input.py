@@ -34,8 +34,9 @@ def test_class_with_no_images_is_named(small_data: Path, tmp_path: Path, train_i
         train_in_process(data, tmp_path / "out")
 
 
-def test_corrupt_image_is_skipped_counted_and_reported(small_data: Path, tmp_path: Path,
-                                                       train_in_process: TrainRunner) -> None:
+def test_corrupt_image_is_skipped_counted_and_reported(
+    small_data: Path, tmp_path: Path, train_in_process: TrainRunner
+) -> None:
     data = copy_of(small_data, tmp_path)
     victim = data / "jeem" / "jeem_00004.jpg"
     victim.write_bytes(victim.read_bytes()[:200])  # a JPEG cut short
@@ -56,16 +57,18 @@ def test_missing_output_folder_is_created(small_data: Path, tmp_path: Path, trai
     assert (output / "checkpoints" / "last.pt").is_file()
 
 
-def test_output_that_cannot_be_created_is_a_clear_error(small_data: Path, tmp_path: Path,
-                                                        train_in_process: TrainRunner) -> None:
+def test_output_that_cannot_be_created_is_a_clear_error(
+    small_data: Path, tmp_path: Path, train_in_process: TrainRunner
+) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(TrainerError, match="cannot be created or written"):
         train_in_process(small_data, blocker / "out")
 
 
-def test_an_earlier_run_is_not_overwritten_without_resume(small_data: Path, tmp_path: Path,
-                                                          train_in_process: TrainRunner) -> None:
+def test_an_earlier_run_is_not_overwritten_without_resume(
+    small_data: Path, tmp_path: Path, train_in_process: TrainRunner
+) -> None:
     output = tmp_path / "out"
     train_in_process(small_data, output)
     before = (output / "metrics.jsonl").read_bytes()
@@ -84,20 +87,22 @@ def test_out_of_memory_batch_size_is_a_clear_error(small_data: Path, tmp_path: P
             mapped = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
         limit = mapped + 1536 * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        sys.exit(main(["--data", {str(small_data)!r}, "--output", {str(tmp_path / 'out')!r}, "--model", "wide",
+        sys.exit(main(["--data", {str(small_data)!r}, "--output", {str(tmp_path / "out")!r}, "--model", "wide",
                        "--batch-size", "512", "--epochs", "1", "--cpu", "--val-fraction", "0.2",
                        "--test-fraction", "0.2"]))
     """)
     env = subprocess_env() | {"OMP_NUM_THREADS": "1"}
-    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                               env=env, cwd=ROOT, check=False)
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT, check=False
+    )
     assert completed.returncode == 2, completed.stderr[-2000:]
     assert "out of memory on cpu with --batch-size 512" in completed.stderr
     assert "lower --batch-size" in completed.stderr
 
 
-def test_bad_arguments_exit_2_with_the_flag_named(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_arguments_exit_2_with_the_flag_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from trainer.train import main
 
     monkeypatch.delenv("data_url", raising=False)

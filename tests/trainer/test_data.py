@@ -50,8 +50,9 @@ def rewrite_shard(shard: Path, change: Callable[[bytearray], None]) -> None:
 def test_folder_split_matches_the_console_manifest(small_data: Path) -> None:
     listing = list_dataset(small_data, POLICY, everything)
     report = validate_dataset(small_data, ConsoleSplitPolicy(seed=1337, val=0.2, test=0.2))
-    assert {sample.source: sample.split for sample in listing.samples} == \
-        {image.path: image.split for image in report.manifest.images}
+    assert {sample.source: sample.split for sample in listing.samples} == {
+        image.path: image.split for image in report.manifest.images
+    }
     assert listing.classes[0] == "ain" and len(listing.classes) == 32
     assert len(listing.payloads) == 320
 
@@ -63,8 +64,10 @@ def test_manifest_shards_and_folder_give_the_same_cache(small_data: Path, tmp_pa
     write_manifest(report)
     shards = shards_of(data, tmp_path / "shards")
     assert len(shard_files(shards)) > 2
-    caches = {kind: load_cache(path, POLICY, solo_context()) for kind, path in
-              (("folder", small_data), ("manifest", data), ("shards", shards))}
+    caches = {
+        kind: load_cache(path, POLICY, solo_context())
+        for kind, path in (("folder", small_data), ("manifest", data), ("shards", shards))
+    }
     assert {cache.kind for cache in caches.values()} == {"folder", "manifest", "shards"}
     assert caches["manifest"].dataset_id == report.manifest.id == caches["shards"].dataset_id
     for split in ("train", "val", "test"):
@@ -78,8 +81,9 @@ def test_manifest_shards_and_folder_give_the_same_cache(small_data: Path, tmp_pa
     assert all(not cache.skipped for cache in caches.values())
 
 
-def test_corrupt_image_in_the_middle_of_a_shard_stops_the_run_naming_the_shard(small_data: Path,
-                                                                               tmp_path: Path) -> None:
+def test_corrupt_image_in_the_middle_of_a_shard_stops_the_run_naming_the_shard(
+    small_data: Path, tmp_path: Path
+) -> None:
     shards = shards_of(small_data, tmp_path / "shards")
     shard = shard_files(shards)[1]
     name = shard.relative_to(shards).as_posix()
@@ -89,7 +93,7 @@ def test_corrupt_image_in_the_middle_of_a_shard_stops_the_run_naming_the_shard(s
 
     def spoil(tar: bytearray) -> None:  # overwrite the middle of the JPEG data, keeping the tar structure
         middle = victim.offset_data + victim.size // 2
-        tar[middle:middle + 64] = b"\x00" * 64
+        tar[middle : middle + 64] = b"\x00" * 64
 
     rewrite_shard(shard, spoil)
     # Training on what is left would carry the full data set's manifest id over partial data.
@@ -128,8 +132,10 @@ def test_plain_tar_shards_of_the_first_format_are_still_read(small_data: Path, t
         assert torch.equal(cache.splits[split].images, compressed.splits[split].images)
 
 
-@pytest.mark.parametrize("name", ["../outside.tar.gz", "/etc/passwd", "shards/../../x.tar", "shards/.hidden.tar",
-                                  "shards\\x.tar", "shards//x.tar"])
+@pytest.mark.parametrize(
+    "name",
+    ["../outside.tar.gz", "/etc/passwd", "shards/../../x.tar", "shards/.hidden.tar", "shards\\x.tar", "shards//x.tar"],
+)
 def test_a_shard_name_leaving_the_folder_is_refused(small_data: Path, tmp_path: Path, name: str) -> None:
     shards = shards_of(small_data, tmp_path / "shards")
     index = json.loads((shards / "shards.json").read_bytes())

@@ -13,8 +13,9 @@ from trainer.data import SplitData
 from trainer.engine import Normalisation, evaluate, train_epoch
 from trainer.sampler import ExactDistributedBatches
 
-IDENTITY = AugmentConfig(rotate_deg=0, scale=(1.0, 1.0), shear_deg=0, translate=0, brightness=0, contrast=0,
-                         blur_p=0, erase_p=0)
+IDENTITY = AugmentConfig(
+    rotate_deg=0, scale=(1.0, 1.0), shear_deg=0, translate=0, brightness=0, contrast=0, blur_p=0, erase_p=0
+)
 
 
 def linear_case() -> tuple[nn.Module, SplitData, Normalisation]:
@@ -38,10 +39,22 @@ def test_training_loss_is_reported_unsmoothed() -> None:
     smoothed = F.cross_entropy(logits, data.labels, label_smoothing=0.4).item()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # weights stay put: the loss is the start loss
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    result = train_epoch(model=model, data=data, sampler=ExactDistributedBatches(40, 16, 1, 0, seed=1), epoch=1,
-                         optimizer=optimizer, scheduler=scheduler, context=solo_context(), normalisation=normalisation,
-                         augment_config=IDENTITY, seed=0, amp_dtype=None, label_smoothing=0.4, log_every=0,
-                         on_step=None)
+    result = train_epoch(
+        model=model,
+        data=data,
+        sampler=ExactDistributedBatches(40, 16, 1, 0, seed=1),
+        epoch=1,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        context=solo_context(),
+        normalisation=normalisation,
+        augment_config=IDENTITY,
+        seed=0,
+        amp_dtype=None,
+        label_smoothing=0.4,
+        log_every=0,
+        on_step=None,
+    )
     assert result.samples == 40
     assert abs(plain - smoothed) > 0.05
     assert result.loss == pytest.approx(plain, rel=1e-5)
@@ -50,8 +63,15 @@ def test_training_loss_is_reported_unsmoothed() -> None:
 
 def test_evaluation_scores_every_sample_and_fills_the_confusion_matrix() -> None:
     model, data, normalisation = linear_case()
-    scored = evaluate(model=model, data=data, context=solo_context(), normalisation=normalisation, num_classes=4,
-                      batch_size=7, amp_dtype=None)
+    scored = evaluate(
+        model=model,
+        data=data,
+        context=solo_context(),
+        normalisation=normalisation,
+        num_classes=4,
+        batch_size=7,
+        amp_dtype=None,
+    )
     with torch.no_grad():
         logits = model(normalisation.apply(data.images.float() / 255))
     assert scored.samples == 40 and int(scored.confusion.sum()) == 40

@@ -27,8 +27,14 @@ def trained(small_data: Path, tmp_path_factory: pytest.TempPathFactory) -> RunRe
     from trainer.train import TrainConfig, run
 
     output = tmp_path_factory.mktemp("export") / "out"
-    config = TrainConfig(data=small_data, output=output, epochs=2, batch_size=64,
-                         val_fraction=SMALL_SPLIT["val_fraction"], test_fraction=SMALL_SPLIT["test_fraction"])
+    config = TrainConfig(
+        data=small_data,
+        output=output,
+        epochs=2,
+        batch_size=64,
+        val_fraction=SMALL_SPLIT["val_fraction"],
+        test_fraction=SMALL_SPLIT["test_fraction"],
+    )
     return run(config, solo_context())
 
 
@@ -80,16 +86,24 @@ def test_package_runs_without_the_repository(package_copy: Path, small_data: Pat
     (package_copy.parent / "inputs").mkdir()
     for index, data in enumerate(images):
         (package_copy.parent / "inputs" / f"{index}.jpg").write_bytes(data)
-    script = ("import json, pathlib, sys\n"
-              "sys.path.insert(0, '.')\n"
-              "import trainer.predict as p\n"
-              "assert pathlib.Path(p.__file__).resolve().is_relative_to(pathlib.Path('.').resolve()), p.__file__\n"
-              "predictor = p.Predictor.load('.')\n"
-              "files = sorted(pathlib.Path('../inputs').iterdir(), key=lambda f: int(f.stem))\n"
-              "print(json.dumps([row[0].label for row in predictor.predict([f.read_bytes() for f in files])]))\n")
-    completed = subprocess.run([sys.executable, "-c", script],
-                               capture_output=True, text=True, cwd=package_copy, env=standalone_env(), timeout=120,
-                               check=False)
+    script = (
+        "import json, pathlib, sys\n"
+        "sys.path.insert(0, '.')\n"
+        "import trainer.predict as p\n"
+        "assert pathlib.Path(p.__file__).resolve().is_relative_to(pathlib.Path('.').resolve()), p.__file__\n"
+        "predictor = p.Predictor.load('.')\n"
+        "files = sorted(pathlib.Path('../inputs').iterdir(), key=lambda f: int(f.stem))\n"
+        "print(json.dumps([row[0].label for row in predictor.predict([f.read_bytes() for f in files])]))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=package_copy,
+        env=standalone_env(),
+        timeout=120,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stderr[-2000:]
     expected = [row[0].label for row in Predictor.load(package_copy).predict(images)]
     assert json.loads(completed.stdout.splitlines()[-1]) == expected
@@ -97,9 +111,14 @@ def test_package_runs_without_the_repository(package_copy: Path, small_data: Pat
 
 @pytest.fixture
 def server(package_copy: Path) -> Iterator[str]:
-    process = subprocess.Popen([sys.executable, "-m", "trainer.modelarts.serve", "--model-dir", ".", "--port", "0"],
-                               cwd=package_copy, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=standalone_env())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trainer.modelarts.serve", "--model-dir", ".", "--port", "0"],
+        cwd=package_copy,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=standalone_env(),
+    )
     try:
         assert process.stdout is not None
         line = process.stdout.readline()  # blocks until the server is listening (or has died)
@@ -128,8 +147,13 @@ def test_serving_entry_answers_like_the_predictor(server: str, package_copy: Pat
     assert status == 200 and single["predicted_label"] == expected[0]
     assert isinstance(single["scores"], list) and len(single["scores"]) == 2
     boundary = "xYzBoundary"
-    body = b"".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"images\"; filename=\"{i}.jpg\"\r\n"
-                    f"Content-Type: image/jpeg\r\n\r\n".encode() + data + b"\r\n" for i, data in enumerate(images))
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="{i}.jpg"\r\n'
+        f"Content-Type: image/jpeg\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+        for i, data in enumerate(images)
+    )
     body += f"--{boundary}--\r\n".encode()
     status, batch = post(f"{server}/", body, f"multipart/form-data; boundary={boundary}")
     assert status == 200
@@ -166,8 +190,12 @@ def png_bytes() -> bytes:
 
 
 def test_weights_format_matches_the_safetensors_library(tmp_path: Path) -> None:
-    tensors = {"conv.weight": torch.randn(4, 1, 3, 3), "bn.num_batches_tracked": torch.tensor(7),
-               "mask": torch.tensor([True, False]), "half": torch.randn(3).half()}
+    tensors = {
+        "conv.weight": torch.randn(4, 1, 3, 3),
+        "bn.num_batches_tracked": torch.tensor(7),
+        "mask": torch.tensor([True, False]),
+        "half": torch.randn(3).half(),
+    }
     save_weights(tensors, tmp_path / "library.safetensors")
     ours = _decode((tmp_path / "library.safetensors").read_bytes(), "library")
     (tmp_path / "ours.safetensors").write_bytes(_encode(tensors, {"k": "v"}))

@@ -8,8 +8,10 @@ import torch
 from trainer.sampler import ExactDistributedBatches, shard_for_rank
 
 
-@pytest.mark.parametrize(("size", "batch", "world"), [(320, 64, 2), (321, 64, 2), (257, 128, 2), (1000, 96, 3),
-                                                       (129, 128, 2), (64, 128, 2), (7, 4, 4)])
+@pytest.mark.parametrize(
+    ("size", "batch", "world"),
+    [(320, 64, 2), (321, 64, 2), (257, 128, 2), (1000, 96, 3), (129, 128, 2), (64, 128, 2), (7, 4, 4)],
+)
 def test_each_sample_once_per_epoch_across_ranks(size: int, batch: int, world: int) -> None:
     ranks = [ExactDistributedBatches(size, batch, world, rank, seed=5) for rank in range(world)]
     assert len({len(sampler) for sampler in ranks}) == 1, "every rank must run the same number of steps"

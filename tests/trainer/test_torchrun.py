@@ -137,8 +137,11 @@ def test_sigkill_of_a_rank_mid_epoch_then_resume(data: Path, tmp_path: Path, ref
     records = read_metrics(output)
     assert epochs_of(records) == list(range(1, EPOCHS + 1)), "no epoch counted twice, none missing"
     assert [record["type"] for record in records].count("final") == 1
-    assert all(record["epoch"] >= 3 for record in records if record["type"] == "step" and record["time"] >
-               max(r["time"] for r in interrupted))
+    assert all(
+        record["epoch"] >= 3
+        for record in records
+        if record["type"] == "step" and record["time"] > max(r["time"] for r in interrupted)
+    )
     # Same seed, same global batches, RNG streams re-derived per epoch: the resumed run retraces the reference.
     expected = {record["epoch"]: record for record in read_metrics(reference) if record["type"] == "epoch"}
     for record in records:

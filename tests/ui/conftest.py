@@ -54,8 +54,9 @@ async def settle(app: ArslApp, pilot: Pilot[Any]) -> None:
 
 
 async def type_text(pilot: Pilot[Any], text: str) -> None:
-    await pilot.press(*[{"/": "slash", " ": "space", ".": "full_stop", "-": "minus", "_": "underscore"}.get(ch, ch)
-                        for ch in text])
+    await pilot.press(
+        *[{"/": "slash", " ": "space", ".": "full_stop", "-": "minus", "_": "underscore"}.get(ch, ch) for ch in text]
+    )
 
 
 async def validate_folder(app: ArslApp, pilot: Pilot[Any], folder: Path | str) -> None:
@@ -150,10 +151,19 @@ def fixed_report(folder: Path, per_class: int = 3) -> Any:
     for class_number, name in enumerate(ARSL_CLASSES):
         for index in range(per_class):
             md5 = hashlib.md5(f"{name}/{index}".encode(), usedforsecurity=False).hexdigest()
-            records.append(ImageRecord(path=f"{name}/{name}_{index:04d}.jpg", cls=name, bytes=1600 + class_number,
-                                       md5=md5, split=split.assign(md5), width=64, height=64, mode="L"))
-    return ValidationReport(root=folder, manifest=build_manifest(records, split),
-                            files_scanned=len(records))
+            records.append(
+                ImageRecord(
+                    path=f"{name}/{name}_{index:04d}.jpg",
+                    cls=name,
+                    bytes=1600 + class_number,
+                    md5=md5,
+                    split=split.assign(md5),
+                    width=64,
+                    height=64,
+                    mode="L",
+                )
+            )
+    return ValidationReport(root=folder, manifest=build_manifest(records, split), files_scanned=len(records))
 
 
 @dataclass
@@ -169,19 +179,40 @@ class ScriptedUpload:
     controls: list[FakeControl] = field(default_factory=list)
     holding: threading.Event = field(default_factory=threading.Event)
 
-    def run_upload(self, settings: Settings, order: UploadOrder, on_event: EventSink,
-                   control: UploadControlLike) -> FakeOutcome:
+    def run_upload(
+        self, settings: Settings, order: UploadOrder, on_event: EventSink, control: UploadControlLike
+    ) -> FakeOutcome:
         run = FakeRun()
         on_event(UploadPhaseChanged(run.run_id, "validating", str(order.dataset_dir)))
-        on_event(UploadStarted(run_id=run.run_id, manifest_id=run.manifest_id, mode=order.mode,
-                               destination=run.destination, files_total=54_049, bytes_total=run.bytes_total,
-                               objects_total=run.objects_total, objects_already_confirmed=0))
+        on_event(
+            UploadStarted(
+                run_id=run.run_id,
+                manifest_id=run.manifest_id,
+                mode=order.mode,
+                destination=run.destination,
+                files_total=54_049,
+                bytes_total=run.bytes_total,
+                objects_total=run.objects_total,
+                objects_already_confirmed=0,
+            )
+        )
         on_event(UploadPhaseChanged(run.run_id, "sending"))
         for step in range(1, self.progress_steps + 1):
-            on_event(UploadProgressed(run_id=run.run_id, files_done=3179 * step, files_total=54_049,
-                                      bytes_done=60_000_000 * step, bytes_total=run.bytes_total,
-                                      objects_done=step, objects_total=run.objects_total,
-                                      bytes_per_s=12_500_000.0, eta_s=77.0 - step, retries=1, errors=0))
+            on_event(
+                UploadProgressed(
+                    run_id=run.run_id,
+                    files_done=3179 * step,
+                    files_total=54_049,
+                    bytes_done=60_000_000 * step,
+                    bytes_total=run.bytes_total,
+                    objects_done=step,
+                    objects_total=run.objects_total,
+                    bytes_per_s=12_500_000.0,
+                    eta_s=77.0 - step,
+                    retries=1,
+                    errors=0,
+                )
+            )
         if self.hold_until_cancelled:
             assert isinstance(control, FakeControl)
             self.holding.set()
@@ -189,12 +220,28 @@ class ScriptedUpload:
             status = "cancelled"
         else:
             status = "done"
-        on_event(UploadFinished(run_id=run.run_id, status=status, manifest_id=run.manifest_id,
-                                destination=run.destination, objects_sent=self.progress_steps, objects_skipped=0,
-                                bytes_sent=60_000_000 * self.progress_steps, elapsed_s=4.8))
-        return FakeOutcome(run_id=run.run_id, status=status, manifest_id=run.manifest_id,
-                           destination=run.destination, objects_sent=self.progress_steps, objects_skipped=0,
-                           bytes_sent=60_000_000 * self.progress_steps, elapsed_s=4.8)
+        on_event(
+            UploadFinished(
+                run_id=run.run_id,
+                status=status,
+                manifest_id=run.manifest_id,
+                destination=run.destination,
+                objects_sent=self.progress_steps,
+                objects_skipped=0,
+                bytes_sent=60_000_000 * self.progress_steps,
+                elapsed_s=4.8,
+            )
+        )
+        return FakeOutcome(
+            run_id=run.run_id,
+            status=status,
+            manifest_id=run.manifest_id,
+            destination=run.destination,
+            objects_sent=self.progress_steps,
+            objects_skipped=0,
+            bytes_sent=60_000_000 * self.progress_steps,
+            elapsed_s=4.8,
+        )
 
     def new_control(self) -> FakeControl:
         control = FakeControl()
@@ -207,9 +254,13 @@ class ScriptedUpload:
         return default_services().validate(settings, folder, on_progress)
 
     def services(self) -> ConsoleServices:
-        return ConsoleServices(validate=self.validate, new_control=self.new_control, run_upload=self.run_upload,
-                               resumable_run=lambda settings: self.resumable,
-                               list_upload_runs=lambda settings, limit: list(self.runs)[:limit])
+        return ConsoleServices(
+            validate=self.validate,
+            new_control=self.new_control,
+            run_upload=self.run_upload,
+            resumable_run=lambda settings: self.resumable,
+            list_upload_runs=lambda settings, limit: list(self.runs)[:limit],
+        )
 
 
 @pytest.fixture

@@ -44,20 +44,50 @@ def passing_records(test_acc: float = 0.978, worst_class: float = 0.93) -> list[
     """A clean 6-epoch history and a final record over the 32 classes that passes every default rule."""
     epochs = []
     for number, (val_acc, val_loss, train_acc) in enumerate(
-            [(0.62, 1.20, 0.55), (0.88, 0.42, 0.86), (0.95, 0.16, 0.95), (0.968, 0.09, 0.975),
-             (0.972, 0.082, 0.981), (0.974, 0.080, 0.984)], start=1):
-        epochs.append({"type": "epoch", "epoch": number, "step": number * 40, "time": T0 + 60 * number,
-                       "train_loss": round(1.6 / number ** 1.6, 4), "train_acc": train_acc, "val_loss": val_loss,
-                       "val_acc": val_acc, "images_per_s": 812.0})
+        [
+            (0.62, 1.20, 0.55),
+            (0.88, 0.42, 0.86),
+            (0.95, 0.16, 0.95),
+            (0.968, 0.09, 0.975),
+            (0.972, 0.082, 0.981),
+            (0.974, 0.080, 0.984),
+        ],
+        start=1,
+    ):
+        epochs.append(
+            {
+                "type": "epoch",
+                "epoch": number,
+                "step": number * 40,
+                "time": T0 + 60 * number,
+                "train_loss": round(1.6 / number**1.6, 4),
+                "train_acc": train_acc,
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "images_per_s": 812.0,
+            }
+        )
     per_class = {name: round(0.99 - (index % 7) * 0.008, 3) for index, name in enumerate(ARSL_CLASSES)}
     per_class["ain"] = worst_class
     confusion = [[0] * len(ARSL_CLASSES) for _ in ARSL_CLASSES]
     for index in range(len(ARSL_CLASSES)):
         confusion[index][index] = 60
     confusion[0][1], confusion[5][6], confusion[9][10] = 4, 3, 2
-    final = {"type": "final", "epoch": 6, "test_acc": test_acc, "test_loss": 0.074, "test_samples": 1920,
-             "val_acc": 0.974, "val_loss": 0.08, "train_val_gap": 0.01, "per_class_acc": per_class,
-             "classes": list(ARSL_CLASSES), "confusion": confusion, "manifest_id": "m-ui", "best_epoch": 6}
+    final = {
+        "type": "final",
+        "epoch": 6,
+        "test_acc": test_acc,
+        "test_loss": 0.074,
+        "test_samples": 1920,
+        "val_acc": 0.974,
+        "val_loss": 0.08,
+        "train_val_gap": 0.01,
+        "per_class_acc": per_class,
+        "classes": list(ARSL_CLASSES),
+        "confusion": confusion,
+        "manifest_id": "m-ui",
+        "best_epoch": 6,
+    }
     return [*epochs, final]
 
 
@@ -71,14 +101,32 @@ class RecordedJob:
     resources: JobResources | None = None
 
     def metrics_bytes(self) -> bytes:
-        return b"".join(json.dumps(record).encode() + b"\n" for record in self.records[:self.revealed])
+        return b"".join(json.dumps(record).encode() + b"\n" for record in self.records[: self.revealed])
 
 
-def job_status(job_id: str, phase: JobPhase, *, epochs: int = 10, started: float = T0, ended: float | None = None,
-               output: str = "", reason: str = "") -> JobStatus:
-    return JobStatus(job_id=job_id, name=job_id, phase=phase, backend="local", created_at=started - 5,
-                     started_at=started, ended_at=ended, reason=reason, dataset="local:/srv/arsl/datasets/m-ui/",
-                     output=output, epochs=epochs)
+def job_status(
+    job_id: str,
+    phase: JobPhase,
+    *,
+    epochs: int = 10,
+    started: float = T0,
+    ended: float | None = None,
+    output: str = "",
+    reason: str = "",
+) -> JobStatus:
+    return JobStatus(
+        job_id=job_id,
+        name=job_id,
+        phase=phase,
+        backend="local",
+        created_at=started - 5,
+        started_at=started,
+        ended_at=ended,
+        reason=reason,
+        dataset="local:/srv/arsl/datasets/m-ui/",
+        output=output,
+        epochs=epochs,
+    )
 
 
 @dataclass
@@ -139,8 +187,12 @@ class RecordedPlatform:
             self.calls.append(("stop", job_id))
             job = self._job(job_id)
             if not job.status.terminal:
-                job.status = replace(job.status, phase=JobPhase.TERMINATED, ended_at=job.status.started_at or T0,
-                                     reason="stopped on request")
+                job.status = replace(
+                    job.status,
+                    phase=JobPhase.TERMINATED,
+                    ended_at=job.status.started_at or T0,
+                    reason="stopped on request",
+                )
             return job.status
 
     def logs(self, job_id: str, since: int = 0) -> LogChunk:
@@ -167,11 +219,16 @@ class RecordedPlatform:
             return sum(1 for name, _ in self.calls if name == method)
 
 
-RECORDED_LOG = "\n".join([
-    "[trainer] data /srv/arsl/datasets/m-ui (folder): train 899, val 185, test 196, 32 classes",
-    "[trainer] model compact (297,896 parameters), global batch 32 (29 steps/epoch), lr 0.003",
-    *(f"[trainer] epoch {number}/10  train loss … val loss …" for number in range(1, 11)),
-]) + "\n"
+RECORDED_LOG = (
+    "\n".join(
+        [
+            "[trainer] data /srv/arsl/datasets/m-ui (folder): train 899, val 185, test 196, 32 classes",
+            "[trainer] model compact (297,896 parameters), global batch 32 (29 steps/epoch), lr 0.003",
+            *(f"[trainer] epoch {number}/10  train loss … val loss …" for number in range(1, 11)),
+        ]
+    )
+    + "\n"
+)
 
 
 def recorded_platform(revealed: int | None = None, *, output: str = "") -> RecordedPlatform:
@@ -179,16 +236,38 @@ def recorded_platform(revealed: int | None = None, *, output: str = "") -> Recor
     fails the gate: a short run on a small synthetic set), a job that passes, and one that crashed."""
     records = recorded_records()
     started = records[0]["time"] - 30
-    running = RecordedJob(job_status("job-live", JobPhase.RUNNING, started=started, output=output),
-                          records, len(records) if revealed is None else revealed, RECORDED_LOG,
-                          JobResources(sampled_at=started, cpu_percent=187.5, memory_mb=1240.0, processes=3))
-    weak = RecordedJob(job_status("job-weak", JobPhase.COMPLETED, started=T0 - 3600, ended=T0 - 3400, output=output),
-                       records, len(records), RECORDED_LOG)
-    passed = RecordedJob(job_status("job-good", JobPhase.COMPLETED, epochs=6, started=T0 - 7200, ended=T0 - 6800,
-                                    output=output), passing_records(), 7, "[trainer] done\n")
-    crashed = RecordedJob(job_status("job-crash", JobPhase.FAILED, epochs=6, started=T0 - 9000, ended=T0 - 8990,
-                                     reason="torchrun ended with exit code 1: ValueError: no images"), [], 0,
-                          "ValueError: no images\n")
+    running = RecordedJob(
+        job_status("job-live", JobPhase.RUNNING, started=started, output=output),
+        records,
+        len(records) if revealed is None else revealed,
+        RECORDED_LOG,
+        JobResources(sampled_at=started, cpu_percent=187.5, memory_mb=1240.0, processes=3),
+    )
+    weak = RecordedJob(
+        job_status("job-weak", JobPhase.COMPLETED, started=T0 - 3600, ended=T0 - 3400, output=output),
+        records,
+        len(records),
+        RECORDED_LOG,
+    )
+    passed = RecordedJob(
+        job_status("job-good", JobPhase.COMPLETED, epochs=6, started=T0 - 7200, ended=T0 - 6800, output=output),
+        passing_records(),
+        7,
+        "[trainer] done\n",
+    )
+    crashed = RecordedJob(
+        job_status(
+            "job-crash",
+            JobPhase.FAILED,
+            epochs=6,
+            started=T0 - 9000,
+            ended=T0 - 8990,
+            reason="torchrun ended with exit code 1: ValueError: no images",
+        ),
+        [],
+        0,
+        "ValueError: no images\n",
+    )
     return RecordedPlatform([running, weak, passed, crashed])
 
 
@@ -221,11 +300,19 @@ def fixed_report(states: Sequence[tuple[str, PhaseState, str, str]] | None = Non
         ("canary", PhaseState.RUNNING, "v2 vs v1: observing, step 1/4 at 10%", "arsl canary watch"),
         ("alarms", PhaseState.ATTENTION, "1 in alarm: arsl-error-rate", "arsl alarms list"),
     ]
-    details: dict[str, dict[str, Any]] = {"data": {"uploaded_at": T0 - 86400}, "training": {"ended_at": T0 - 6800},
-                                          "models": {"champion": "v1", "challenger": "v2"}}
-    return StatusReport(backend="local", time=T0, phases=tuple(
-        PhaseStatus(name, state, summary, details.get(name, {}), next_step)
-        for name, state, summary, next_step in rows))
+    details: dict[str, dict[str, Any]] = {
+        "data": {"uploaded_at": T0 - 86400},
+        "training": {"ended_at": T0 - 6800},
+        "models": {"champion": "v1", "challenger": "v2"},
+    }
+    return StatusReport(
+        backend="local",
+        time=T0,
+        phases=tuple(
+            PhaseStatus(name, state, summary, details.get(name, {}), next_step)
+            for name, state, summary, next_step in rows
+        ),
+    )
 
 
 # ----- alarms --------------------------------------------------------------------------------------
@@ -235,15 +322,18 @@ ALARM_ROUNDS = 12
 
 def scripted_samples(round_number: int) -> list[Any]:
     """Gateway points for one round: the error rate climbs past 5 % from round 6 on; accuracy is never fed."""
-    from arsl_tui.providers.local.monitor import Sample
+    from arsl_tui.domain.alarms import Sample
 
     service = ((SERVICE_DIMENSION, LOCAL_SERVICE),)
     error_rate = 0.01 if round_number < 6 else 0.09 + 0.01 * (round_number - 6)
     requests = 400 + 25 * (round_number % 5)
-    return [Sample("service_up", service, 1.0), Sample("requests", service, float(requests), "count"),
-            Sample("errors", service, round(error_rate * requests), "count"),
-            Sample("error_rate", service, error_rate),
-            Sample("p95_latency_ms", service, 120.0 + 9 * (round_number % 4), "ms")]
+    return [
+        Sample("service_up", service, 1.0),
+        Sample("requests", service, float(requests), "count"),
+        Sample("errors", service, round(error_rate * requests), "count"),
+        Sample("error_rate", service, error_rate),
+        Sample("p95_latency_ms", service, 120.0 + 9 * (round_number % 4), "ms"),
+    ]
 
 
 def build_alarm_state(settings: Settings, start: float = T0 - ALARM_ROUNDS * 60) -> float:
@@ -305,8 +395,13 @@ class FakeServingPlatform:
     def status(self, service: str) -> Any:
         from arsl_tui.domain.ports import ServingStatus
 
-        return ServingStatus(service=service, phase="running", weights=dict(self.weights),
-                             ready=dict.fromkeys(self.weights, True), endpoint="http://127.0.0.1:8765")
+        return ServingStatus(
+            service=service,
+            phase="running",
+            weights=dict(self.weights),
+            ready=dict.fromkeys(self.weights, True),
+            endpoint="http://127.0.0.1:8765",
+        )
 
     def endpoint(self, service: str) -> str | None:
         return "http://127.0.0.1:8765"
@@ -329,9 +424,16 @@ class FakeServingPlatform:
             requests = round(30 * self.weights.get(version, 0) * min(1.0, window_s / 300))
             good = self.quality.get(version, "good") == "good"
             latency = tuple(18.0 + (index * 7) % 11 + (0 if good else 3) for index in range(requests))
-            result[version] = VersionStats(version=version, window_s=window_s, requests=requests, errors=0,
-                                           latency_ms=latency, latency_samples_total=requests, feedback=requests,
-                                           correct=requests if good else 0)
+            result[version] = VersionStats(
+                version=version,
+                window_s=window_s,
+                requests=requests,
+                errors=0,
+                latency_ms=latency,
+                latency_samples_total=requests,
+                feedback=requests,
+                correct=requests if good else 0,
+            )
         return result
 
 
@@ -346,11 +448,18 @@ class CanaryWorld:
     registry: Any
 
     def controller(self) -> Any:
-        from arsl_tui.ops.deployment import CanaryController, CanaryStore
+        from arsl_tui.ops.canary import CanaryController
+        from arsl_tui.state.canary_store import CanaryStore
 
-        return CanaryController(self.settings, platform=self.platform, registry=self.registry,
-                                store=CanaryStore.open(self.settings.home_dir), service="arsl-local", user="ana",
-                                clock=self.clock)
+        return CanaryController(
+            self.settings,
+            platform=self.platform,
+            registry=self.registry,
+            store=CanaryStore.open(self.settings.home_dir),
+            service="arsl-local",
+            user="ana",
+            clock=self.clock,
+        )
 
     def start(self) -> None:
         controller = self.controller()
@@ -365,8 +474,11 @@ class CanaryWorld:
         try:
             run = controller.current()
             assert run is not None
-            self.clock.now = run.next_judgement_at if seconds is None and run.next_judgement_at else \
-                self.clock.now + (seconds or 0.0)
+            self.clock.now = (
+                run.next_judgement_at
+                if seconds is None and run.next_judgement_at
+                else self.clock.now + (seconds or 0.0)
+            )
             controller.tick()
         finally:
             controller.close()
@@ -381,8 +493,15 @@ def canary_world(root: Path, challenger_quality: str = "good") -> CanaryWorld:
     registry = ModelRegistry(LocalObjectStore(root / "store"), "models/", clock=clock)
     for number in (1, 2):
         package = write_package(root / "packages" / f"v{number}", seed=number, job_id=f"job-{number}")
-        registry.register(package, job_id=f"job-{number}", manifest_id="m-test", source=str(package),
-                          gate=gate_json(), metrics=metrics_json(), user="tests")
+        registry.register(
+            package,
+            job_id=f"job-{number}",
+            manifest_id="m-test",
+            source=str(package),
+            gate=gate_json(),
+            metrics=metrics_json(),
+            user="tests",
+        )
     settings = Settings(home=str(root / "home"))
     return CanaryWorld(settings, FakeServingPlatform({"v1": "good", "v2": challenger_quality}), clock, registry)
 
@@ -423,21 +542,35 @@ def pipeline_events(run_id: str = DEMO_RUN, *, through: str = "champion-epoch") 
     from arsl_tui.ops.pipeline_log import event_payload
 
     def phase(name: PhaseName, state: str, detail: str, elapsed_s: float = 0.0) -> dict[str, Any]:
-        return event_payload(PipelinePhase(phase=name.value, title=PHASE_TITLES[name], state=state, detail=detail,
-                                           elapsed_s=elapsed_s))
+        return event_payload(
+            PipelinePhase(phase=name.value, title=PHASE_TITLES[name], state=state, detail=detail, elapsed_s=elapsed_s)
+        )
 
     job = "job-20260101-100012-3f2a"
     events = [
         phase(PhaseName.DATA, "", "", 0.0),
         phase(PhaseName.DATA, "done", "9600 images in /srv/arsl/demo/data", 21.0),
-        event_payload(PipelineStarted(run_id=run_id, dataset="/srv/arsl/demo/data", code="c0de", resumed_from="",
-                                      settings={"train.epochs": 10})),
+        event_payload(
+            PipelineStarted(
+                run_id=run_id,
+                dataset="/srv/arsl/demo/data",
+                code="c0de",
+                resumed_from="",
+                settings={"train.epochs": 10},
+            )
+        ),
         phase(PhaseName.UPLOAD, "", ""),
-        phase(PhaseName.UPLOAD, "done", "data set 6e7df9092327 at local:/srv/arsl/store/arsl-ml/datasets/6e7d…/ "
-                                        "(5 sent, 0 already there)", 9.0),
+        phase(
+            PhaseName.UPLOAD,
+            "done",
+            "data set 6e7df9092327 at local:/srv/arsl/store/arsl-ml/datasets/6e7d…/ (5 sent, 0 already there)",
+            9.0,
+        ),
         phase(PhaseName.CHAMPION, "", "no champion yet: training seed 1"),
-        *(event_payload(PipelineProgress(phase="champion", detail=f"{job} epoch {epoch}/10: val_acc {accuracy}"))
-          for epoch, accuracy in ((1, "0.412"), (2, "0.733"), (3, "0.861"), (4, "0.912"))),
+        *(
+            event_payload(PipelineProgress(phase="champion", detail=f"{job} epoch {epoch}/10: val_acc {accuracy}"))
+            for epoch, accuracy in ((1, "0.412"), (2, "0.733"), (3, "0.861"), (4, "0.912"))
+        ),
     ]
     if through == "promoted":
         events += [
@@ -447,8 +580,11 @@ def pipeline_events(run_id: str = DEMO_RUN, *, through: str = "champion-epoch") 
             phase(PhaseName.DEPLOY, "done", "v1 serves 100% at http://127.0.0.1:8765", 3.0),
             phase(PhaseName.CANARY, "done", "v2 promoted to champion", 60.0),
             phase(PhaseName.ALARMS, "done", "4 created, 0 updated, 0 unchanged", 0.5),
-            event_payload(PipelineEnded(run_id=run_id, outcome="promoted", version="v2",
-                                        detail="v2 promoted to champion", elapsed_s=662.0)),
+            event_payload(
+                PipelineEnded(
+                    run_id=run_id, outcome="promoted", version="v2", detail="v2 promoted to champion", elapsed_s=662.0
+                )
+            ),
         ]
     return events
 
@@ -461,15 +597,20 @@ class PipelineHolder:
     reaches nothing else.
     """
 
-    def __init__(self, home: Path, run_id: str = DEMO_RUN, events: Sequence[dict[str, Any]] = (),
-                 torn: str = "") -> None:
+    def __init__(
+        self, home: Path, run_id: str = DEMO_RUN, events: Sequence[dict[str, Any]] = (), torn: str = ""
+    ) -> None:
         import subprocess
         import sys
 
         script = json.dumps({"events": list(events), "torn": torn})
-        self.process = subprocess.Popen([sys.executable, "-c", _HOLDER_SCRIPT, str(home), run_id, script],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _HOLDER_SCRIPT, str(home), run_id, script],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # the lock is held once it says so (EOF if it died)
         assert line.strip() == "holding", f"the lock holder did not start (exit {self.process.poll()})"

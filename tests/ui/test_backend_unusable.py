@@ -13,9 +13,21 @@ from arsl_tui.ui.app import ArslApp
 from arsl_tui.ui.services import ConsoleServices
 from tests.ui.conftest import screen_text
 
-READERS = ("validate", "new_control", "run_upload", "resumable_run", "list_upload_runs", "open_training_platform",
-           "open_registry", "open_monitor", "collect_status", "open_canary", "open_pipeline_log", "launch_pipeline",
-           "signal_pipeline")
+READERS = (
+    "validate",
+    "new_control",
+    "run_upload",
+    "resumable_run",
+    "list_upload_runs",
+    "open_training_platform",
+    "open_registry",
+    "open_monitor",
+    "collect_status",
+    "open_canary",
+    "open_pipeline_log",
+    "launch_pipeline",
+    "signal_pipeline",
+)
 
 
 @pytest.fixture
@@ -41,8 +53,9 @@ def recording_services(called: list[str]) -> ConsoleServices:
 
 async def test_the_console_shows_the_problem_once_and_reads_nothing(no_credentials: None, arsl_home: Path) -> None:
     called: list[str] = []
-    app = ArslApp(Settings(backend="huawei", home=str(arsl_home)), theme="arsl-dark",
-                  services=recording_services(called))
+    app = ArslApp(
+        Settings(backend="huawei", home=str(arsl_home)), theme="arsl-dark", services=recording_services(called)
+    )
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         for key in ("1", "2", "3", "4", "5", "6", "d", "S", "X", "y", "e"):  # tabs, pipeline, upload: all off
@@ -60,4 +73,3 @@ async def test_the_console_shows_the_problem_once_and_reads_nothing(no_credentia
         await pilot.press("q")
     assert app.return_code == 0
     assert called == []
-

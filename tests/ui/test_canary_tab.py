@@ -72,8 +72,10 @@ async def test_an_automatic_rollback_is_an_alarm_banner_with_the_reason(tmp_path
         await settle(app, pilot)
         banner = app.query_one("#canary-alarm", StatusLine)
         assert banner.display
-        assert banner.message.startswith("✗ ALARM — automatic rollback at 10%: critical metric failed: online "
-                                         "accuracy 0.00% is under the limit 90.00%")
+        assert banner.message.startswith(
+            "✗ ALARM — automatic rollback at 10%: critical metric failed: online "
+            "accuracy 0.00% is under the limit 90.00%"
+        )
         assert "✗ fail 0" in screen_text(app) and "✗ Low" in screen_text(app)
 
 
@@ -135,8 +137,7 @@ async def test_a_promoted_release_shows_what_it_served_and_why_latency_was_not_s
         assert f" {judged['baseline_requests']} " in v1  # the old champion served none of the 100 % window
         note = " ".join(text.split())
         assert "10:20 at 100%: ✓ pass, score 100 from the 3 metrics with data." in note
-        assert (f"latency: no data (not scored) — {latency['reason']} (v2 {latency['canary_n']:,}, v1 0 samples)"
-                in note)
+        assert f"latency: no data (not scored) — {latency['reason']} (v2 {latency['canary_n']:,}, v1 0 samples)" in note
         await pilot.press("down")  # the note follows the highlighted verdict
         await pilot.pause()
         assert "10:15 at 50%: ✓ pass — score 100: every metric passed" in " ".join(screen_text(app).split())

@@ -21,8 +21,9 @@ from tests.ui.fakes import RecordedPlatform, clock_at, recorded_platform
 
 
 def gate_app(settings: Settings, platform: RecordedPlatform, **options: object) -> ArslApp:
-    services = dataclasses.replace(default_services(), open_training_platform=lambda _: platform,
-                                   clock=clock_at(1_767_261_600.0))
+    services = dataclasses.replace(
+        default_services(), open_training_platform=lambda _: platform, clock=clock_at(1_767_261_600.0)
+    )
     return ArslApp(settings, theme="arsl-dark", services=services, **options)  # type: ignore[arg-type]
 
 
@@ -85,8 +86,7 @@ async def test_a_passing_job_is_registered_after_confirmation(console_settings: 
         assert "[versions]" in text and "champion, challenger" in text and "job-good" in text
 
 
-async def test_a_failing_job_needs_a_typed_reason_to_be_registered(console_settings: Settings,
-                                                                   tmp_path: Path) -> None:
+async def test_a_failing_job_needs_a_typed_reason_to_be_registered(console_settings: Settings, tmp_path: Path) -> None:
     app = gate_app(console_settings, platform_with_packages(tmp_path / "outputs"))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("4")

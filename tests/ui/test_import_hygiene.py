@@ -12,8 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_importing_the_console_loads_no_heavy_module() -> None:
     script = "import sys, json, arsl_tui.ui.app\nprint(json.dumps(sorted(sys.modules)))"
-    output = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True,
-                            cwd=ROOT).stdout
+    output = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True, cwd=ROOT).stdout
     loaded = set(json.loads(output.splitlines()[-1]))
     top_level = {name.split(".")[0] for name in loaded}
     assert not {"torch", "torchvision", "obs", "numpy", "PIL", "plotext", "textual_plotext"} & top_level

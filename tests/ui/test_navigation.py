@@ -61,8 +61,9 @@ async def assert_each_digit_leaves_the_upload_tab(app: ArslApp, pilot: Pilot[Any
         assert app.active_tab == tab
 
 
-async def test_the_digits_still_switch_tabs_after_the_folder_field_was_used(make_app: AppFactory,
-                                                                           tiny_dataset: Path) -> None:
+async def test_the_digits_still_switch_tabs_after_the_folder_field_was_used(
+    make_app: AppFactory, tiny_dataset: Path
+) -> None:
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("2", "enter")
@@ -79,7 +80,8 @@ async def test_the_digits_still_switch_tabs_after_the_folder_field_was_used(make
 
 @pytest.mark.parametrize("key", ["enter", "slash", "e"])
 async def test_enter_or_slash_opens_the_folder_field_typing_works_there_and_escape_gives_the_digits_back(
-        make_app: AppFactory, key: str) -> None:
+    make_app: AppFactory, key: str
+) -> None:
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("2")

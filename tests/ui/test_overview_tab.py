@@ -45,8 +45,12 @@ async def test_a_fresh_home_shows_every_phase_and_enter_opens_a_phase_tab(make_a
 
 
 async def test_each_refresh_reads_again_and_the_header_follows_the_registry(console_settings: Settings) -> None:
-    quiet = fixed_report([(name, PhaseState.DONE, f"{name} fine", "") for name in
-                          ("data", "training", "models", "service", "canary", "alarms")])
+    quiet = fixed_report(
+        [
+            (name, PhaseState.DONE, f"{name} fine", "")
+            for name in ("data", "training", "models", "service", "canary", "alarms")
+        ]
+    )
     current = [quiet]
     services = dataclasses.replace(default_services(), collect_status=lambda _: current[0])
     app = ArslApp(console_settings, theme="arsl-dark", services=services)
@@ -94,7 +98,8 @@ async def read_pipeline(app: ArslApp, pilot: Pilot[Any]) -> None:
 
 
 async def test_a_running_pipeline_comes_first_and_no_row_suggests_a_step_it_is_about_to_take(
-        console_settings: Settings, arsl_home: Path) -> None:
+    console_settings: Settings, arsl_home: Path
+) -> None:
     lock = PipelineLock.acquire(arsl_home, DEMO_RUN)  # a live run, as `arsl pipeline run` holds it
     log = EventLog(arsl_home, DEMO_RUN)
     app = ArslApp(console_settings, theme="arsl-dark", services=reporting(fixed_report()))
@@ -111,29 +116,39 @@ async def test_a_running_pipeline_comes_first_and_no_row_suggests_a_step_it_is_a
             assert suggestions(app) == ["–"] * 6  # not `arsl gate …`, not `arsl deploy …`: the run does those
             assert "▲ attention" in screen_text(app)  # the state is still shown, only the suggestions wait
 
-            for payload in pipeline_events(through="promoted")[len(pipeline_events()):]:
+            for payload in pipeline_events(through="promoted")[len(pipeline_events()) :]:
                 log.write(payload)
             log.close()
             lock.release()  # the run ended (promoted)
             await read_pipeline(app, pilot)
             assert next_line(app) == "▲ Next (alarms): arsl alarms list — or the Alarms tab (6)"
-            assert suggestions(app) == ["–", "arsl gate job-good", "arsl deploy v2 --canary 10", "–",
-                                        "arsl canary watch", "arsl alarms list"]
+            assert suggestions(app) == [
+                "–",
+                "arsl gate job-good",
+                "arsl deploy v2 --canary 10",
+                "–",
+                "arsl canary watch",
+                "arsl alarms list",
+            ]
     finally:
         log.close()
         lock.release()
 
 
 async def test_nothing_waits_is_never_said_beside_a_suggestion_and_no_suggestion_is_cut(
-        console_settings: Settings) -> None:
+    console_settings: Settings,
+) -> None:
     job = "job-20260101-100400-77aa"
-    report = fixed_report([
-        ("data", PhaseState.DONE, "data set c0ffeec0ffee in local:/srv/arsl/store/arsl-ml/datasets/c0ffee…/", ""),
-        ("training", PhaseState.RUNNING, f"job {job} Running", f"arsl train watch {job}"),
-        ("models", PhaseState.DONE, "champion v1, challenger —", ""),
-        ("service", PhaseState.NONE, "nothing deployed", "arsl deploy champion"),
-        ("canary", PhaseState.DONE, "v2 vs v1: promoted, step 4/4 at 100%", ""),
-        ("alarms", PhaseState.DONE, "4 rules, none in alarm (0 without data)", "")])
+    report = fixed_report(
+        [
+            ("data", PhaseState.DONE, "data set c0ffeec0ffee in local:/srv/arsl/store/arsl-ml/datasets/c0ffee…/", ""),
+            ("training", PhaseState.RUNNING, f"job {job} Running", f"arsl train watch {job}"),
+            ("models", PhaseState.DONE, "champion v1, challenger —", ""),
+            ("service", PhaseState.NONE, "nothing deployed", "arsl deploy champion"),
+            ("canary", PhaseState.DONE, "v2 vs v1: promoted, step 4/4 at 100%", ""),
+            ("alarms", PhaseState.DONE, "4 rules, none in alarm (0 without data)", ""),
+        ]
+    )
     app = ArslApp(console_settings, theme="arsl-dark", services=reporting(report))
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
@@ -144,9 +159,10 @@ async def test_nothing_waits_is_never_said_beside_a_suggestion_and_no_suggestion
         watch = next(index for index, line in enumerate(lines) if line.rstrip().endswith("arsl train watch"))
         assert lines[watch + 1].rstrip().endswith(job)  # wrapped at the space, the id whole on the next line
 
-    running_only = fixed_report([(name, PhaseState.DONE, f"{name} fine", "") for name in
-                                 ("data", "models", "service", "canary", "alarms")]
-                                + [("training", PhaseState.RUNNING, f"job {job} Running", f"arsl train watch {job}")])
+    running_only = fixed_report(
+        [(name, PhaseState.DONE, f"{name} fine", "") for name in ("data", "models", "service", "canary", "alarms")]
+        + [("training", PhaseState.RUNNING, f"job {job} Running", f"arsl train watch {job}")]
+    )
     app = ArslApp(console_settings, theme="arsl-dark", services=reporting(running_only))
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
@@ -154,8 +170,9 @@ async def test_nothing_waits_is_never_said_beside_a_suggestion_and_no_suggestion
         assert next_line(app) != NOTHING_WAITS and f"arsl train watch {job}" in suggestions(app)
 
 
-async def test_after_a_promotion_the_header_shows_the_champion_and_no_challenger(console_settings: Settings,
-                                                                                 tmp_path: Path) -> None:
+async def test_after_a_promotion_the_header_shows_the_champion_and_no_challenger(
+    console_settings: Settings, tmp_path: Path
+) -> None:
     registry = ModelRegistry.from_settings(console_settings)
     register(registry, tmp_path / "scratch", 1)
     register(registry, tmp_path / "scratch", 2)

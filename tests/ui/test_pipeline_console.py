@@ -62,8 +62,7 @@ def recording_app(make_app: AppFactory, **options: Any) -> tuple[ArslApp, Record
     return make_app(services=services, **options), launcher, signals
 
 
-async def test_an_empty_home_offers_the_demo_and_d_launches_it_detached(make_app: AppFactory,
-                                                                       arsl_home: Path) -> None:
+async def test_an_empty_home_offers_the_demo_and_d_launches_it_detached(make_app: AppFactory, arsl_home: Path) -> None:
     app, launcher, _ = recording_app(make_app)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: line(app) == NOTHING_YET, "the first-run line")
@@ -80,8 +79,17 @@ async def test_an_empty_home_offers_the_demo_and_d_launches_it_detached(make_app
         await pilot.press("y")
         await until(pilot, lambda: len(launcher.launches) == 1, "the launch after the yes")
         launch = launcher.launches[0]
-        assert launch.command == (sys.executable, "-m", "arsl_tui", "pipeline", "run", "--demo", "--yes",
-                                  "--backend", "local")
+        assert launch.command == (
+            sys.executable,
+            "-m",
+            "arsl_tui",
+            "pipeline",
+            "run",
+            "--demo",
+            "--yes",
+            "--backend",
+            "local",
+        )
         assert launch.environment["ARSL_HOME"] == str(arsl_home)
         assert launch.log_path.parent == arsl_home / "pipeline"
         assert line(app) == "► pipeline starting (process 4242) …"
@@ -92,8 +100,9 @@ async def test_an_empty_home_offers_the_demo_and_d_launches_it_detached(make_app
         assert len(launcher.launches) == 1  # no second run while this one starts
 
 
-async def test_S_asks_for_the_folder_then_confirms_and_a_no_starts_nothing(make_app: AppFactory, arsl_home: Path,
-                                                                          tiny_dataset: Path) -> None:
+async def test_S_asks_for_the_folder_then_confirms_and_a_no_starts_nothing(
+    make_app: AppFactory, arsl_home: Path, tiny_dataset: Path
+) -> None:
     app, launcher, _ = recording_app(make_app)
     async with app.run_test(size=(80, 24)) as pilot:
         await validate_folder(app, pilot, tiny_dataset)
@@ -124,8 +133,9 @@ async def test_S_asks_for_the_folder_then_confirms_and_a_no_starts_nothing(make_
         assert [launch.command[5:] for launch in launcher.launches] == [("--demo", "--yes", "--backend", "local")]
 
 
-async def test_the_pipeline_line_follows_a_run_from_its_event_file_on_every_tab(make_app: AppFactory,
-                                                                               arsl_home: Path) -> None:
+async def test_the_pipeline_line_follows_a_run_from_its_event_file_on_every_tab(
+    make_app: AppFactory, arsl_home: Path
+) -> None:
     events = pipeline_events()
     lock = PipelineLock.acquire(arsl_home, DEMO_RUN)  # a live run, as `run_pipeline` holds it
     log = EventLog(arsl_home, DEMO_RUN)
@@ -135,15 +145,17 @@ async def test_the_pipeline_line_follows_a_run_from_its_event_file_on_every_tab(
             log.write(payload)
         async with app.run_test(size=(80, 24)) as pilot:
             await follow(app, pilot)
-            assert re.fullmatch(r"pipeline p2026…ab12 ► champion: no champion yet: training seed 1 · \d+s",
-                                line(app)), line(app)
+            assert re.fullmatch(
+                r"pipeline p2026…ab12 ► champion: no champion yet: training seed 1 · \d+s", line(app)
+            ), line(app)
             for payload in events[6:]:
                 log.write(payload)
             with open(log.path, "ab") as raw:  # the next event, half written
                 raw.write(b'{"event": "PipelineProgress", "phase": "champion", "detail": "job-2026')
             await follow(app, pilot)
-            assert re.fullmatch(r"pipeline p2026…ab12 ► champion: job…3f2a epoch 4/10: val_acc 0\.912 · \d+s",
-                                line(app)), line(app)
+            assert re.fullmatch(
+                r"pipeline p2026…ab12 ► champion: job…3f2a epoch 4/10: val_acc 0\.912 · \d+s", line(app)
+            ), line(app)
             text = screen_text(app)
             assert f"Pipeline {DEMO_RUN} (demo) · ► running" in text and "X cancels" in text
             assert "✓ data  ✓ upload  ► champion  ○ train  ○ gate  ○ deploy  ○ canary  ○ alarms" in text
@@ -154,10 +166,13 @@ async def test_the_pipeline_line_follows_a_run_from_its_event_file_on_every_tab(
             log.close()
             lock.release()  # the runner is gone without a PipelineEnded
             await follow(app, pilot)
-            assert re.fullmatch(r"pipeline p2026…ab12 ▲ interrupted in champion · \d+s — run it again to resume",
-                                line(app)), line(app)
-            assert (f"Pipeline {DEMO_RUN}: interrupted in champion — its process ended without finishing "
-                    "during champion (killed?); run it again to resume") in log_lines(app)
+            assert re.fullmatch(
+                r"pipeline p2026…ab12 ▲ interrupted in champion · \d+s — run it again to resume", line(app)
+            ), line(app)
+            assert (
+                f"Pipeline {DEMO_RUN}: interrupted in champion — its process ended without finishing "
+                "during champion (killed?); run it again to resume"
+            ) in log_lines(app)
 
             later = "p20260101-110000-cd34"  # a newer run, complete
             finished = EventLog(arsl_home, later)
@@ -172,8 +187,9 @@ async def test_the_pipeline_line_follows_a_run_from_its_event_file_on_every_tab(
         lock.release()
 
 
-async def test_X_cancels_a_run_started_elsewhere_and_reports_how_it_ended(make_app: AppFactory,
-                                                                        arsl_home: Path) -> None:
+async def test_X_cancels_a_run_started_elsewhere_and_reports_how_it_ended(
+    make_app: AppFactory, arsl_home: Path
+) -> None:
     holder = PipelineHolder(arsl_home, events=pipeline_events())  # as if `arsl pipeline run` ran in a terminal
     try:
         app = make_app()
@@ -182,8 +198,10 @@ async def test_X_cancels_a_run_started_elsewhere_and_reports_how_it_ended(make_a
             assert "► champion" in line(app)
             await pilot.press("X")
             assert isinstance(app.screen, ConfirmScreen)
-            assert app.screen.what_happens[0] == (f"Sends SIGINT to process group {holder.pid} (pipeline run "
-                                                  f"{DEMO_RUN}), as Ctrl-C in its terminal would.")
+            assert app.screen.what_happens[0] == (
+                f"Sends SIGINT to process group {holder.pid} (pipeline run "
+                f"{DEMO_RUN}), as Ctrl-C in its terminal would."
+            )
             await pilot.press("n")  # refused: the run goes on
             assert holder.process.poll() is None
             await pilot.press("X", "y")
@@ -191,15 +209,17 @@ async def test_X_cancels_a_run_started_elsewhere_and_reports_how_it_ended(make_a
             await follow(app, pilot)
             assert line(app) == "pipeline p2026…ab12 ■ cancelled in champion · 2s — run it again to resume"
             assert f"SIGINT sent to process group {holder.pid}" in log_lines(app)
-            assert (f"Pipeline {DEMO_RUN}: cancelled in champion — interrupted (SIGINT); run it again to "
-                    "resume") in log_lines(app)
+            assert (
+                f"Pipeline {DEMO_RUN}: cancelled in champion — interrupted (SIGINT); run it again to resume"
+            ) in log_lines(app)
             assert "X" not in app.screen.active_bindings or not app.screen.active_bindings["X"].enabled
     finally:
         holder.close()
 
 
-async def test_read_only_refuses_starting_and_cancelling_by_key_and_palette(make_app: AppFactory,
-                                                                           arsl_home: Path) -> None:
+async def test_read_only_refuses_starting_and_cancelling_by_key_and_palette(
+    make_app: AppFactory, arsl_home: Path
+) -> None:
     app, launcher, signals = recording_app(make_app, read_only=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.query_one(OverviewTab).first_run, "the first-run offer")

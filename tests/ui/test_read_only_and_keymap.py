@@ -16,8 +16,9 @@ from tests.ui.conftest import AppFactory, screen_text, settle, type_text
 from tests.ui.conftest import validate_folder as validate
 
 
-async def test_read_only_flag_greys_start_and_a_key_press_does_nothing(make_app: AppFactory,
-                                                                      tiny_dataset: Path) -> None:
+async def test_read_only_flag_greys_start_and_a_key_press_does_nothing(
+    make_app: AppFactory, tiny_dataset: Path
+) -> None:
     app = make_app(read_only=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await validate(app, pilot, tiny_dataset)
@@ -30,8 +31,9 @@ async def test_read_only_flag_greys_start_and_a_key_press_does_nothing(make_app:
         assert "READ-ONLY" in screen_text(app)
 
 
-async def test_config_switch_read_only_gates_like_the_flag(make_app: AppFactory, console_settings: Settings,
-                                                           tiny_dataset: Path) -> None:
+async def test_config_switch_read_only_gates_like_the_flag(
+    make_app: AppFactory, console_settings: Settings, tiny_dataset: Path
+) -> None:
     app = make_app(dataclasses.replace(console_settings, read_only=True))
     async with app.run_test(size=(80, 24)) as pilot:
         await validate(app, pilot, tiny_dataset)
@@ -59,8 +61,9 @@ async def test_palette_cannot_bypass_read_only(make_app: AppFactory, tiny_datase
         assert any("read-only mode is on" in line for line in app.query_one("#log", LogPanel).recent)
 
 
-async def test_remapped_key_starts_the_flow_but_not_in_read_only(make_app: AppFactory, console_settings: Settings,
-                                                                 tiny_dataset: Path) -> None:
+async def test_remapped_key_starts_the_flow_but_not_in_read_only(
+    make_app: AppFactory, console_settings: Settings, tiny_dataset: Path
+) -> None:
     remapped = dataclasses.replace(console_settings, keymap={"upload.start": "z"})
     app = make_app(remapped)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -78,10 +81,12 @@ async def test_remapped_key_starts_the_flow_but_not_in_read_only(make_app: AppFa
         assert read_only_app.upload_tab.control is None
 
 
-async def test_unknown_binding_id_is_reported_in_the_log_not_a_crash(make_app: AppFactory,
-                                                                     console_settings: Settings) -> None:
-    settings = dataclasses.replace(console_settings, keymap={"upload.strat": "ctrl+u", "tabs.upload": "u"},
-                                   source="/etc/arsl/config.toml")
+async def test_unknown_binding_id_is_reported_in_the_log_not_a_crash(
+    make_app: AppFactory, console_settings: Settings
+) -> None:
+    settings = dataclasses.replace(
+        console_settings, keymap={"upload.strat": "ctrl+u", "tabs.upload": "u"}, source="/etc/arsl/config.toml"
+    )
     app = make_app(settings)
     async with app.run_test(size=(80, 24)) as pilot:
         log = "\n".join(app.query_one("#log", LogPanel).recent)
@@ -108,14 +113,29 @@ def test_every_action_has_an_id_words_and_an_app_method() -> None:
         if spec.action_name != "command_palette":
             assert callable(getattr(ArslApp, f"action_{spec.action_name}", None)), spec.action
     mutating = {spec.id for spec in ACTIONS if spec.mutates}
-    assert {"upload.start", "upload.pause", "upload.resume", "upload.cancel", "training.submit", "training.stop",
-            "gate.register", "gate.override", "alarms.acknowledge", "alarms.silence", "canary.promote",
-            "canary.promote_full", "canary.pause", "canary.resume", "canary.rollback"} <= mutating
+    assert {
+        "upload.start",
+        "upload.pause",
+        "upload.resume",
+        "upload.cancel",
+        "training.submit",
+        "training.stop",
+        "gate.register",
+        "gate.override",
+        "alarms.acknowledge",
+        "alarms.silence",
+        "canary.promote",
+        "canary.promote_full",
+        "canary.pause",
+        "canary.resume",
+        "canary.rollback",
+    } <= mutating
     assert not {"training.open_log", "gate.view", "alarms.filter"} & mutating
 
 
-async def test_read_only_turns_off_every_new_tab_action_for_keys_and_the_palette(console_settings: Settings,
-                                                                                tmp_path: Path) -> None:
+async def test_read_only_turns_off_every_new_tab_action_for_keys_and_the_palette(
+    console_settings: Settings, tmp_path: Path
+) -> None:
     from arsl_tui.ui.screens.form import FormScreen
     from arsl_tui.ui.services import default_services
     from tests.ui.fakes import build_alarm_state, canary_world, clock_at, recorded_platform
@@ -124,8 +144,12 @@ async def test_read_only_turns_off_every_new_tab_action_for_keys_and_the_palette
     world = canary_world(tmp_path / "canary")
     world.start()
     platform = recorded_platform()
-    services = dataclasses.replace(default_services(), open_training_platform=lambda _: platform,
-                                   open_canary=lambda _: world.controller(), clock=clock_at(end + 5))
+    services = dataclasses.replace(
+        default_services(),
+        open_training_platform=lambda _: platform,
+        open_canary=lambda _: world.controller(),
+        clock=clock_at(end + 5),
+    )
     app = ArslApp(console_settings, theme="arsl-dark", services=services, read_only=True)
     async with app.run_test(size=(80, 24)) as pilot:
         for tab_key, keys in (("3", "SX"), ("4", "O"), ("6", "AM"), ("5", "PFpX")):
@@ -138,10 +162,12 @@ async def test_read_only_turns_off_every_new_tab_action_for_keys_and_the_palette
                 assert not isinstance(app.screen, ConfirmScreen | FormScreen), (tab_key, key)
         assert platform.submitted == [] and platform.count("stop") == 0
         assert world.platform.weights == {"v1": 90, "v2": 10}
-        for query, title in (("training submit", "Training: submit a job"),
-                             ("gate override", "Gate: register a failed model by override"),
-                             ("alarms acknowledge", "Alarms: acknowledge the selected alarm"),
-                             ("canary roll", "Canary: roll back")):
+        for query, title in (
+            ("training submit", "Training: submit a job"),
+            ("gate override", "Gate: register a failed model by override"),
+            ("alarms acknowledge", "Alarms: acknowledge the selected alarm"),
+            ("canary roll", "Canary: roll back"),
+        ):
             await pilot.press("ctrl+p")
             await type_text(pilot, query)
             for _ in range(100):  # bounded: the palette searches asynchronously

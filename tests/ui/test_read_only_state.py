@@ -19,8 +19,9 @@ def read_only(settings: Settings) -> Settings:
     return dataclasses.replace(settings, read_only=True)
 
 
-async def test_a_removed_home_shows_no_state_here_yet_and_is_not_created_again(make_app: AppFactory,
-                                                                             console_settings: Settings) -> None:
+async def test_a_removed_home_shows_no_state_here_yet_and_is_not_created_again(
+    make_app: AppFactory, console_settings: Settings
+) -> None:
     home = console_settings.home_dir
     assert setup(console_settings).created, "a home with real state: the alarm rules"
     app = make_app(read_only(console_settings))
@@ -50,7 +51,8 @@ async def test_a_removed_home_shows_no_state_here_yet_and_is_not_created_again(m
 
 
 async def test_a_read_only_console_on_a_home_that_was_never_written_creates_nothing(
-        make_app: AppFactory, console_settings: Settings) -> None:
+    make_app: AppFactory, console_settings: Settings
+) -> None:
     home = console_settings.home_dir / "never-written"
     settings = read_only(dataclasses.replace(console_settings, home=str(home)))
     app = make_app(settings)

@@ -44,14 +44,29 @@ SNAPSHOT_SETTINGS = Settings(home="/srv/arsl")
 
 
 def journal() -> ScriptedUpload:
-    cancelled = FakeRun(run_id="1a2b3c4d5e6f", status="cancelled", objects_confirmed=6, bytes_confirmed=360_000_000,
-                        updated_at=1_767_258_000.0)
+    cancelled = FakeRun(
+        run_id="1a2b3c4d5e6f",
+        status="cancelled",
+        objects_confirmed=6,
+        bytes_confirmed=360_000_000,
+        updated_at=1_767_258_000.0,
+    )
     return ScriptedUpload(
         fixed_validation=True,
-        runs=[FakeRun(), cancelled,
-              FakeRun(run_id="9f8e7d6c5b4a", status="failed", objects_confirmed=0, bytes_confirmed=0,
-                      updated_at=1_767_171_600.0, error="storage error: 403 AccessDenied")],
-        resumable=cancelled)
+        runs=[
+            FakeRun(),
+            cancelled,
+            FakeRun(
+                run_id="9f8e7d6c5b4a",
+                status="failed",
+                objects_confirmed=0,
+                bytes_confirmed=0,
+                updated_at=1_767_171_600.0,
+                error="storage error: 403 AccessDenied",
+            ),
+        ],
+        resumable=cancelled,
+    )
 
 
 @dataclasses.dataclass
@@ -67,20 +82,25 @@ class Backends:
         alarms_home = dataclasses.replace(SNAPSHOT_SETTINGS, home=str(self.root / "alarms"))
 
         def open_canary(settings: Settings) -> Any:
-            from arsl_tui.ops.deployment import open_controller
+            from arsl_tui.ops.canary_wiring import open_controller
 
             if self.canary is not None:
                 return self.canary.controller()
             return open_controller(dataclasses.replace(settings, home=str(self.root / "canary")))
 
         return dataclasses.replace(
-            scripted.services(), collect_status=lambda settings: fixed_report(),
+            scripted.services(),
+            collect_status=lambda settings: fixed_report(),
             open_training_platform=lambda settings: self.platform,
-            open_registry=lambda settings: ModelRegistry(LocalObjectStore(self.root / "store"), "models/",
-                                                         clock=clock_at(T0)),
-            open_monitor=lambda settings: open_local_monitor(alarms_home, sampler=lambda now, window: [],
-                                                             clock=clock_at(self.now)),
-            open_canary=open_canary, clock=clock_at(self.now))
+            open_registry=lambda settings: ModelRegistry(
+                LocalObjectStore(self.root / "store"), "models/", clock=clock_at(T0)
+            ),
+            open_monitor=lambda settings: open_local_monitor(
+                alarms_home, sampler=lambda now, window: [], clock=clock_at(self.now)
+            ),
+            open_canary=open_canary,
+            clock=clock_at(self.now),
+        )
 
 
 def console(scripted: ScriptedUpload | None = None, backends: Backends | None = None, **options: Any) -> ArslApp:
@@ -191,7 +211,7 @@ def test_alarms_tab_with_history(snap_compare: Any, tmp_path: Path) -> None:
 
 
 def test_canary_tab_observing(snap_compare: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("arsl_tui.ops.deployment.secrets.token_hex", lambda length: "ab12")
+    monkeypatch.setattr("arsl_tui.ops.canary.secrets.token_hex", lambda length: "ab12")
     world = canary_world(tmp_path / "canary")
     world.start()
     world.window_passes()

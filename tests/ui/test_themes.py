@@ -16,18 +16,22 @@ def test_bundled_themes_are_a_dark_a_light_and_a_16_colour_one() -> None:
     themes = catalogue.themes
     assert themes["arsl-dark"].dark and not themes["arsl-light"].dark
     sixteen = themes["arsl-16"]
-    assert sixteen.ansi and all(str(value).startswith("ansi_") for value in (sixteen.primary, sixteen.error,
-                                                                              sixteen.success, sixteen.warning))
+    assert sixteen.ansi and all(
+        str(value).startswith("ansi_") for value in (sixteen.primary, sixteen.error, sixteen.success, sixteen.warning)
+    )
 
 
-@pytest.mark.parametrize(("content", "named"), [
-    ('name = "x"\nprimary = "#zzzzzz"\n', "primary = '#zzzzzz': not a colour"),
-    ('name = "x"\nprimary = "#5fafd7"\nsparkle = true\n', "unknown key 'sparkle'"),
-    ('name = "Bad Name"\nprimary = "#5fafd7"\n', "name = 'Bad Name'"),
-    ('name = "x"\n', "missing key 'primary'"),
-    ('name = "x"\nprimary = "#5fafd7"\ntext_alpha = 3\n', "text_alpha = 3: expected a number between 0 and 1"),
-    ('name = "x" primary', "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        ('name = "x"\nprimary = "#zzzzzz"\n', "primary = '#zzzzzz': not a colour"),
+        ('name = "x"\nprimary = "#5fafd7"\nsparkle = true\n', "unknown key 'sparkle'"),
+        ('name = "Bad Name"\nprimary = "#5fafd7"\n', "name = 'Bad Name'"),
+        ('name = "x"\n', "missing key 'primary'"),
+        ('name = "x"\nprimary = "#5fafd7"\ntext_alpha = 3\n', "text_alpha = 3: expected a number between 0 and 1"),
+        ('name = "x" primary', "not valid TOML"),
+    ],
+)
 def test_a_bad_theme_file_names_the_file_and_the_key(tmp_path: Path, content: str, named: str) -> None:
     path = tmp_path / "mine.toml"
     path.write_text(content)
@@ -41,8 +45,10 @@ def test_a_bad_user_theme_is_skipped_and_reported(tmp_path: Path) -> None:
     (tmp_path / "fine.toml").write_text('name = "fine"\nprimary = "#ff8700"\n')
     catalogue = load_theme_dirs([BUNDLED_THEMES_DIR, tmp_path])
     assert "fine" in catalogue.themes and "broken" not in catalogue.themes
-    assert catalogue.problems == [f"theme skipped: {tmp_path / 'broken.toml'}: primary = 'blurple': not a colour "
-                                  "(use #rrggbb, a name such as \"red\", or ansi_blue …)"]
+    assert catalogue.problems == [
+        f"theme skipped: {tmp_path / 'broken.toml'}: primary = 'blurple': not a colour "
+        '(use #rrggbb, a name such as "red", or ansi_blue …)'
+    ]
 
 
 async def test_unknown_theme_name_falls_back_with_a_message(make_app: AppFactory) -> None:
@@ -69,8 +75,9 @@ async def test_a_theme_file_in_the_home_themes_folder_can_be_chosen(make_app: Ap
         assert app.theme == "mine"
 
 
-async def test_a_16_colour_terminal_gets_the_16_colour_theme(make_app: AppFactory,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_16_colour_terminal_gets_the_16_colour_theme(
+    make_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TERM", "xterm")
     monkeypatch.delenv("COLORTERM", raising=False)
     monkeypatch.delenv("TEXTUAL_COLOR_SYSTEM", raising=False)

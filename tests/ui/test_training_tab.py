@@ -45,12 +45,35 @@ def demo_like_records() -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     lowest = float("inf")
     for epoch, (val_acc, val_loss) in enumerate(zip(accuracy, loss, strict=True), start=1):
-        records.append({"type": "epoch", "epoch": epoch, "step": 40 * epoch, "time": T0 + 20 * epoch,
-                        "elapsed_s": 20.0 * epoch, "train_loss": val_loss, "train_acc": val_acc, "val_loss": val_loss,
-                        "val_acc": val_acc, "images_per_s": 500.0, "best": val_loss < lowest})
+        records.append(
+            {
+                "type": "epoch",
+                "epoch": epoch,
+                "step": 40 * epoch,
+                "time": T0 + 20 * epoch,
+                "elapsed_s": 20.0 * epoch,
+                "train_loss": val_loss,
+                "train_acc": val_acc,
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "images_per_s": 500.0,
+                "best": val_loss < lowest,
+            }
+        )
         lowest = min(lowest, val_loss)
-    records.append({"type": "final", "epoch": 10, "time": T0 + 205, "elapsed_s": 205.0, "best_epoch": 9,
-                    "val_acc": 0.9905, "val_loss": 0.0384, "test_acc": 0.992, "test_loss": 0.036})
+    records.append(
+        {
+            "type": "final",
+            "epoch": 10,
+            "time": T0 + 205,
+            "elapsed_s": 205.0,
+            "best_epoch": 9,
+            "val_acc": 0.9905,
+            "val_loss": 0.0384,
+            "test_acc": 0.992,
+            "test_loss": 0.036,
+        }
+    )
     return records
 
 
@@ -93,8 +116,9 @@ async def test_metrics_are_read_incrementally_and_the_curves_grow_on_each_refres
         assert app.clipboard == "job-weak"
 
 
-async def test_submit_goes_through_the_form_and_a_confirmation_showing_the_spec(console_settings: Settings,
-                                                                             tmp_path: Path) -> None:
+async def test_submit_goes_through_the_form_and_a_confirmation_showing_the_spec(
+    console_settings: Settings, tmp_path: Path
+) -> None:
     platform = recorded_platform()
     app = training_app(console_settings, platform, epoch_time(10) + 4)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -166,12 +190,16 @@ async def test_a_backend_outage_is_a_message_and_the_console_keeps_running(conso
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("3")
         await settle(app, pilot)
-        platform.fail_with = TrainingError("ModelArts GET /v2/p/training-jobs: 503 ModelArts.0001 service busy "
-                                           "(request id r-1)", status=503, transient=True)
+        platform.fail_with = TrainingError(
+            "ModelArts GET /v2/p/training-jobs: 503 ModelArts.0001 service busy (request id r-1)",
+            status=503,
+            transient=True,
+        )
         app.training_tab.poll(list_jobs=True)
         await settle(app, pilot)
-        assert status_message(app) == ("✗ ModelArts GET /v2/p/training-jobs: 503 ModelArts.0001 service busy "
-                                       "(request id r-1)")
+        assert status_message(app) == (
+            "✗ ModelArts GET /v2/p/training-jobs: 503 ModelArts.0001 service busy (request id r-1)"
+        )
         assert "Traceback" not in screen_text(app)
         platform.fail_with = None
         platform.set_phase("job-live", JobPhase.FAILED)
@@ -202,8 +230,9 @@ async def test_the_best_epoch_shown_is_the_one_the_trainer_kept(console_settings
     records = demo_like_records()
     final = records[-1]
     through_epoch_9 = 9  # while it runs: the epoch records' `best` marks
-    platform = RecordedPlatform([RecordedJob(job_status("job-demo", JobPhase.RUNNING, started=T0), records,
-                                             through_epoch_9)])
+    platform = RecordedPlatform(
+        [RecordedJob(job_status("job-demo", JobPhase.RUNNING, started=T0), records, through_epoch_9)]
+    )
     app = training_app(console_settings, platform, T0 + 190)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("3")

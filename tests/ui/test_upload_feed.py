@@ -10,9 +10,19 @@ from arsl_tui.ui.upload_feed import UploadFeed
 
 
 def progress(done: int) -> UploadProgressed:
-    return UploadProgressed(run_id="r", files_done=done, files_total=108_098, bytes_done=done * 10,
-                            bytes_total=1_080_980, objects_done=done, objects_total=108_098, bytes_per_s=1.0,
-                            eta_s=None, retries=0, errors=0)
+    return UploadProgressed(
+        run_id="r",
+        files_done=done,
+        files_total=108_098,
+        bytes_done=done * 10,
+        bytes_total=1_080_980,
+        objects_done=done,
+        objects_total=108_098,
+        bytes_per_s=1.0,
+        eta_s=None,
+        retries=0,
+        errors=0,
+    )
 
 
 def test_many_threads_of_progress_wake_the_console_once_and_keep_the_latest() -> None:
@@ -44,8 +54,16 @@ def test_other_events_keep_their_order_and_are_never_dropped() -> None:
     feed(progress(5))
     feed(retries[1])
     feed(retries[2])
-    finished = UploadFinished(run_id="r", status="done", manifest_id="m", destination="d", objects_sent=5,
-                              objects_skipped=0, bytes_sent=50, elapsed_s=1.0)
+    finished = UploadFinished(
+        run_id="r",
+        status="done",
+        manifest_id="m",
+        destination="d",
+        objects_sent=5,
+        objects_skipped=0,
+        bytes_sent=50,
+        elapsed_s=1.0,
+    )
     feed(finished)
     assert not feed.only_progress_pending
     batch = feed.drain()

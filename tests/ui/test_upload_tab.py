@@ -89,8 +89,9 @@ async def test_validation_shows_counts_table_chart_and_problems(make_app: AppFac
         assert any("left out and listed as quarantined" in line for line in app.screen.what_happens)
 
 
-async def test_confirmation_says_what_happens_and_no_changes_nothing(make_app: AppFactory, tiny_dataset: Path,
-                                                                   console_settings: Settings) -> None:
+async def test_confirmation_says_what_happens_and_no_changes_nothing(
+    make_app: AppFactory, tiny_dataset: Path, console_settings: Settings
+) -> None:
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await validate_folder(app, pilot, tiny_dataset)
@@ -109,8 +110,9 @@ async def test_confirmation_says_what_happens_and_no_changes_nothing(make_app: A
         assert not [path for path in (console_settings.home_dir / "store").rglob("*") if path.is_file()]
 
 
-async def test_upload_runs_to_done_against_the_local_store(make_app: AppFactory, tiny_dataset: Path,
-                                                          console_settings: Settings) -> None:
+async def test_upload_runs_to_done_against_the_local_store(
+    make_app: AppFactory, tiny_dataset: Path, console_settings: Settings
+) -> None:
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
         await validate_folder(app, pilot, tiny_dataset)
@@ -154,20 +156,25 @@ def services_with_store(store: GatedStore) -> ConsoleServices:
     real = default_services()
 
     def run_upload(settings: Settings, order: UploadOrder, on_event: Any, control: UploadControlLike) -> Any:
-        request = upload_engine.UploadRequest(dataset_dir=order.dataset_dir, mode=order.mode,  # type: ignore[arg-type]
-                                              allow_problems=order.allow_problems, concurrency=2)
-        return upload_engine.run_upload(settings, request, store=store, on_event=on_event,
-                                        control=control)  # type: ignore[arg-type]
+        request = upload_engine.UploadRequest(
+            dataset_dir=order.dataset_dir,
+            mode=order.mode,  # type: ignore[arg-type]
+            allow_problems=order.allow_problems,
+            concurrency=2,
+        )
+        return upload_engine.run_upload(settings, request, store=store, on_event=on_event, control=control)  # type: ignore[arg-type]
 
     return dataclasses.replace(real, run_upload=run_upload)
 
 
-async def test_pause_resume_cancel_then_reopen_offers_to_resume(make_app: AppFactory, make_dataset: Any,
-                                                                console_settings: Settings) -> None:
+async def test_pause_resume_cancel_then_reopen_offers_to_resume(
+    make_app: AppFactory, make_dataset: Any, console_settings: Settings
+) -> None:
     folder = make_dataset(per_class=1, name="small")
     store = GatedStore(console_settings.home_dir / "store" / "arsl-ml")
-    files_mode = dataclasses.replace(console_settings,
-                                     upload=dataclasses.replace(console_settings.upload, mode="files"))
+    files_mode = dataclasses.replace(
+        console_settings, upload=dataclasses.replace(console_settings.upload, mode="files")
+    )
     app = make_app(files_mode, services=services_with_store(store))
     async with app.run_test(size=(80, 24)) as pilot:
         await validate_folder(app, pilot, folder)
@@ -231,8 +238,9 @@ async def test_progress_is_coalesced_not_rendered_per_event(make_app: AppFactory
         assert tab.view.objects_done == 20_000 and tab.view.status == "done"
 
 
-async def test_file_names_in_problems_are_shown_as_written_not_as_markup(make_app: AppFactory,
-                                                                        make_dataset: Any) -> None:
+async def test_file_names_in_problems_are_shown_as_written_not_as_markup(
+    make_app: AppFactory, make_dataset: Any
+) -> None:
     folder = make_dataset(per_class=1, name="hostile-names")
     (folder / "ain" / "[@click=app.quit]x.jpg").write_bytes(b"not a jpeg")
     (folder / "ain" / "esc\x1b[31mred.jpg").write_bytes(b"not a jpeg either")

@@ -7,36 +7,49 @@ from collections.abc import Sequence
 import pytest
 
 from arsl_tui.domain.alarms import (
-    CES_COUNTS,
-    CES_PERIODS,
-    CES_SUPPRESS,
     AlarmRule,
     AlarmRuleError,
     AlarmState,
     AlarmThresholds,
-    CloudTargets,
     Comparison,
     DataPoint,
     Filter,
     NoticeKind,
     RuleStatus,
     check_custom_namespace,
-    cloud_eye_rules,
     evaluate,
     local_rules,
     parse_duration,
 )
+from arsl_tui.providers.huawei.alarm_rules import CES_COUNTS, CES_PERIODS, CES_SUPPRESS, CloudTargets, cloud_eye_rules
 
 P = 60  # period in seconds
 T0 = 1_700_000_040.0  # a period boundary (divisible by 60)
 OK, ALARM, NODATA = AlarmState.OK, AlarmState.ALARM, AlarmState.INSUFFICIENT_DATA
 
 
-def make_rule(comparison: Comparison = Comparison.GT, threshold: float = 0.5, *, count: int = 2,
-              flt: Filter = Filter.AVERAGE, suppress_s: int = 0, missing_periods: int = 0) -> AlarmRule:
-    return AlarmRule(name="r", namespace="ARSL.Gateway", metric="error_rate", dimensions=(("service_id", "local"),),
-                     period_s=P, filter=flt, comparison=comparison, threshold=threshold, count=count,
-                     suppress_s=suppress_s, missing_periods=missing_periods)
+def make_rule(
+    comparison: Comparison = Comparison.GT,
+    threshold: float = 0.5,
+    *,
+    count: int = 2,
+    flt: Filter = Filter.AVERAGE,
+    suppress_s: int = 0,
+    missing_periods: int = 0,
+) -> AlarmRule:
+    return AlarmRule(
+        name="r",
+        namespace="ARSL.Gateway",
+        metric="error_rate",
+        dimensions=(("service_id", "local"),),
+        period_s=P,
+        filter=flt,
+        comparison=comparison,
+        threshold=threshold,
+        count=count,
+        suppress_s=suppress_s,
+        missing_periods=missing_periods,
+    )
 
 
 def series(*values: float | None, start: float = T0, per_period: int = 1) -> list[DataPoint]:
@@ -50,23 +63,28 @@ def series(*values: float | None, start: float = T0, per_period: int = 1) -> lis
     return points
 
 
-def run(rule: AlarmRule, points: Sequence[DataPoint], periods: int, status: RuleStatus | None = None,
-        start: float = T0) -> tuple[RuleStatus, list[tuple[float, AlarmState, AlarmState]], list]:
+def run(
+    rule: AlarmRule, points: Sequence[DataPoint], periods: int, status: RuleStatus | None = None, start: float = T0
+) -> tuple[RuleStatus, list[tuple[float, AlarmState, AlarmState]], list]:
     status = status or RuleStatus.new(rule, start)
     result = evaluate(rule, status, points, start + periods * P)
     return result.status, [(t.time, t.old, t.new) for t in result.transitions], list(result.notices)
 
 
-@pytest.mark.parametrize(("comparison", "threshold", "breaching", "fine"), [
-    (Comparison.GT, 0.5, 0.51, 0.5),
-    (Comparison.GE, 0.5, 0.5, 0.49),
-    (Comparison.LT, 0.9, 0.89, 0.9),
-    (Comparison.LE, 0.9, 0.9, 0.91),
-    (Comparison.EQ, 0.0, 0.0, 0.01),
-    (Comparison.NE, 1.0, 0.0, 1.0),
-])
+@pytest.mark.parametrize(
+    ("comparison", "threshold", "breaching", "fine"),
+    [
+        (Comparison.GT, 0.5, 0.51, 0.5),
+        (Comparison.GE, 0.5, 0.5, 0.49),
+        (Comparison.LT, 0.9, 0.89, 0.9),
+        (Comparison.LE, 0.9, 0.9, 0.91),
+        (Comparison.EQ, 0.0, 0.0, 0.01),
+        (Comparison.NE, 1.0, 0.0, 1.0),
+    ],
+)
 def test_each_comparison_breaches_on_one_side_of_the_threshold_only(
-        comparison: Comparison, threshold: float, breaching: float, fine: float) -> None:
+    comparison: Comparison, threshold: float, breaching: float, fine: float
+) -> None:
     rule = make_rule(comparison, threshold, count=1)
     status, changes, _ = run(rule, series(breaching), 1)
     assert status.state is ALARM and changes == [(T0 + P, NODATA, ALARM)]
@@ -74,8 +92,9 @@ def test_each_comparison_breaches_on_one_side_of_the_threshold_only(
     assert status.state is OK and changes == [(T0 + P, NODATA, OK)]
 
 
-@pytest.mark.parametrize(("flt", "expected"), [(Filter.AVERAGE, 2.5), (Filter.MAX, 4.0), (Filter.MIN, 1.0),
-                                               (Filter.SUM, 10.0)])
+@pytest.mark.parametrize(
+    ("flt", "expected"), [(Filter.AVERAGE, 2.5), (Filter.MAX, 4.0), (Filter.MIN, 1.0), (Filter.SUM, 10.0)]
+)
 def test_the_filter_reduces_a_periods_points(flt: Filter, expected: float) -> None:
     rule = make_rule(Comparison.GT, 100, count=1, flt=flt)
     points = [DataPoint(T0 + 5 * k, value) for k, value in enumerate((1.0, 4.0, 2.0, 3.0))]
@@ -109,7 +128,11 @@ def test_suppression_repeats_a_lasting_alarm_at_most_every_suppress_seconds() ->
     _, changes, notices = run(rule, series(*([0.9] * 10)), 10)
     assert changes == [(T0 + P, NODATA, ALARM)]
     assert [(n.kind, n.time - T0) for n in notices] == [
-        (NoticeKind.ALARM, 60), (NoticeKind.REPEAT, 240), (NoticeKind.REPEAT, 420), (NoticeKind.REPEAT, 600)]
+        (NoticeKind.ALARM, 60),
+        (NoticeKind.REPEAT, 240),
+        (NoticeKind.REPEAT, 420),
+        (NoticeKind.REPEAT, 600),
+    ]
     once = make_rule(count=1, suppress_s=0)
     _, _, notices = run(once, series(*([0.9] * 10)), 10)
     assert [n.kind for n in notices] == [NoticeKind.ALARM]
@@ -174,30 +197,69 @@ def test_a_long_clock_jump_is_a_gap_judged_without_walking_every_period() -> Non
     points = [DataPoint(T0 + year + 1, 0.9), DataPoint(T0 + year + P + 1, 0.9)]
     result = evaluate(rule, status, points, T0 + year + 2 * P)
     assert [(t.old, t.new, t.time - T0) for t in result.transitions] == [
-        (OK, NODATA, 3 * P), (NODATA, ALARM, year + 2 * P)]
+        (OK, NODATA, 3 * P),
+        (NODATA, ALARM, year + 2 * P),
+    ]
 
 
 def test_out_of_order_points_and_non_finite_values() -> None:
     rule = make_rule(count=1, flt=Filter.MAX)
-    points = [DataPoint(T0 + 30, 0.2), DataPoint(T0 + 5, 0.9), DataPoint(T0 + 10, float("nan")),
-              DataPoint(T0 + 11, float("inf"))]
+    points = [
+        DataPoint(T0 + 30, 0.2),
+        DataPoint(T0 + 5, 0.9),
+        DataPoint(T0 + 10, float("nan")),
+        DataPoint(T0 + 11, float("inf")),
+    ]
     status, changes, _ = run(rule, points, 1)
     assert status.value == 0.9 and changes == [(T0 + P, NODATA, ALARM)]
 
 
 def test_rules_refuse_bad_values_naming_them() -> None:
     with pytest.raises(AlarmRuleError, match=r"rule 'r': count = 0: expected an integer >= 1"):
-        AlarmRule(name="r", namespace="ARSL.Gateway", metric="m", dimensions=(("a", "b"),), period_s=60,
-                  filter=Filter.SUM, comparison=Comparison.GT, threshold=1, count=0)
+        AlarmRule(
+            name="r",
+            namespace="ARSL.Gateway",
+            metric="m",
+            dimensions=(("a", "b"),),
+            period_s=60,
+            filter=Filter.SUM,
+            comparison=Comparison.GT,
+            threshold=1,
+            count=0,
+        )
     with pytest.raises(ValueError, match="'>>'"):
-        AlarmRule(name="r", namespace="ARSL.Gateway", metric="m", dimensions=(("a", "b"),), period_s=60,
-                  filter=Filter.SUM, comparison=">>", threshold=1)  # type: ignore[arg-type]
+        AlarmRule(
+            name="r",
+            namespace="ARSL.Gateway",
+            metric="m",
+            dimensions=(("a", "b"),),
+            period_s=60,
+            filter=Filter.SUM,
+            comparison=">>",
+            threshold=1,
+        )  # type: ignore[arg-type]
     with pytest.raises(AlarmRuleError, match="threshold = nan"):
-        AlarmRule(name="r", namespace="ARSL.Gateway", metric="m", dimensions=(("a", "b"),), period_s=60,
-                  filter=Filter.SUM, comparison=Comparison.GT, threshold=float("nan"))
+        AlarmRule(
+            name="r",
+            namespace="ARSL.Gateway",
+            metric="m",
+            dimensions=(("a", "b"),),
+            period_s=60,
+            filter=Filter.SUM,
+            comparison=Comparison.GT,
+            threshold=float("nan"),
+        )
     with pytest.raises(AlarmRuleError, match="needs 1 to 4 dimensions"):
-        AlarmRule(name="r", namespace="ARSL.Gateway", metric="m", dimensions=(), period_s=60,
-                  filter=Filter.SUM, comparison=Comparison.GT, threshold=1)
+        AlarmRule(
+            name="r",
+            namespace="ARSL.Gateway",
+            metric="m",
+            dimensions=(),
+            period_s=60,
+            filter=Filter.SUM,
+            comparison=Comparison.GT,
+            threshold=1,
+        )
     with pytest.raises(AlarmRuleError, match="must not start with SYS"):
         check_custom_namespace("SYS.Mine")
     with pytest.raises(AlarmRuleError, match=r"'Service\.Item'"):
@@ -212,10 +274,20 @@ def test_rule_json_round_trip_is_exact() -> None:
 
 
 def test_default_local_rules_follow_the_thresholds() -> None:
-    rules = {rule.name: rule for rule in local_rules(AlarmThresholds(period_s=30, count=4, max_error_rate=0.1,
-                                                                     min_requests=5, max_requests=0))}
-    assert set(rules) == {"arsl-error-rate", "arsl-p95-latency", "arsl-traffic-low", "arsl-online-accuracy",
-                          "arsl-canary-rollback", "arsl-service-down"}
+    rules = {
+        rule.name: rule
+        for rule in local_rules(
+            AlarmThresholds(period_s=30, count=4, max_error_rate=0.1, min_requests=5, max_requests=0)
+        )
+    }
+    assert set(rules) == {
+        "arsl-error-rate",
+        "arsl-p95-latency",
+        "arsl-traffic-low",
+        "arsl-online-accuracy",
+        "arsl-canary-rollback",
+        "arsl-service-down",
+    }
     assert rules["arsl-error-rate"].threshold == 0.1 and rules["arsl-error-rate"].count == 4
     assert rules["arsl-traffic-low"].comparison is Comparison.LT and rules["arsl-traffic-low"].filter is Filter.SUM
     assert rules["arsl-canary-rollback"].count == 1 and rules["arsl-service-down"].count == 1
@@ -232,8 +304,9 @@ def test_cloud_eye_rules_use_real_namespaces_and_allowed_policy_values() -> None
     assert (by_name["arsl-traffic-low"].namespace, by_name["arsl-traffic-low"].metric) == ("SYS.APIC", "req_count")
     for name in ("arsl-error-rate", "arsl-online-accuracy", "arsl-canary-rollback", "arsl-service-down"):
         assert by_name[name].namespace == "ARSL.Serving" and by_name[name].dimensions == (("service_id", "svc-1"),)
-    assert all(rule.period_s in CES_PERIODS and rule.count in CES_COUNTS and rule.suppress_s in CES_SUPPRESS
-               for rule in rules)
+    assert all(
+        rule.period_s in CES_PERIODS and rule.count in CES_COUNTS and rule.suppress_s in CES_SUPPRESS for rule in rules
+    )
     assert by_name["arsl-error-rate"].period_s == 300 and by_name["arsl-error-rate"].count == 10
     assert by_name["arsl-error-rate"].suppress_s == 300
 
@@ -245,8 +318,10 @@ def test_cloud_eye_rules_use_real_namespaces_and_allowed_policy_values() -> None
     assert nothing == [] and all("alarms.service_id" in s.reason or "api_id" in s.reason for s in skipped)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("15m", 900), ("2h", 7200), ("1d", 86400),
-                                               ("1.5h", 5400), (" 10 min ", 600)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), ("90s", 90), ("15m", 900), ("2h", 7200), ("1d", 86400), ("1.5h", 5400), (" 10 min ", 600)],
+)
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 

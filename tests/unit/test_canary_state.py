@@ -25,9 +25,10 @@ from arsl_tui.domain.canary import ActionKind, CanaryError, CanaryRun, Command, 
 from arsl_tui.domain.judge import Judgement, Outcome
 from arsl_tui.domain.ports import ModelSlot, ServingPlatformError, ServingStatus
 from arsl_tui.domain.serving import VersionStats
-from arsl_tui.ops.deployment import CanaryController, CanaryStore
+from arsl_tui.ops.canary import CanaryController
 from arsl_tui.ops.registry import ModelRegistry
 from arsl_tui.providers.local.store import LocalObjectStore
+from arsl_tui.state.canary_store import CanaryStore
 from tests.fixtures.model_packages import gate_json, metrics_json, write_package
 
 PLAN = Plan.uniform([10, 25, 50, 100], window_s=60, min_samples=20, deploy_timeout_s=600)
@@ -54,8 +55,14 @@ def observing(step: int = 0, now: float = T0) -> CanaryRun:
 
 
 def verdict(outcome: Outcome, reason: str = "synthetic") -> Judgement:
-    return Judgement(outcome=outcome, score=100.0 if outcome is Outcome.PASS else 0.0, metrics=(), reason=reason,
-                     canary_requests=500, baseline_requests=4500)
+    return Judgement(
+        outcome=outcome,
+        score=100.0 if outcome is Outcome.PASS else 0.0,
+        metrics=(),
+        reason=reason,
+        canary_requests=500,
+        baseline_requests=4500,
+    )
 
 
 def kinds(actions: Sequence[canary.Action]) -> list[str]:
@@ -86,8 +93,11 @@ def test_start_deploys_beside_the_champion_at_the_first_weight_with_the_intent_l
     assert (transition.previous, run.phase, run.step, run.seq) == (Phase.IDLE, Phase.DEPLOYING, 0, 1)
     assert kinds(transition.actions) == ["deploy"]
     assert transition.actions[0].weights == {"v1": 90, "v2": 10}
-    assert transition.log is not None and transition.log.event == "start" and "v2 beside champion v1" in \
-        transition.log.reason
+    assert (
+        transition.log is not None
+        and transition.log.event == "start"
+        and "v2 beside champion v1" in transition.log.reason
+    )
     assert [action.id for action in run.pending] == ["r1-1-1", "r1-1-0"]  # deterministic ids: effect, then log
     assert run.deploy_deadline == T0 + 600
 
@@ -101,8 +111,10 @@ def test_start_refusals() -> None:
     with pytest.raises(CanaryError, match="not a model version"):
         canary.start(None, run_id="r2", champion="v1", challenger="latest", plan=PLAN, now=T0, user="ana")
     ended = replace(active, phase=Phase.ROLLED_BACK, pending=())
-    assert canary.start(ended, run_id="r2", champion="v1", challenger="v3", plan=PLAN, now=T0,
-                        user="ana").run.run_id == "r2"
+    assert (
+        canary.start(ended, run_id="r2", champion="v1", challenger="v3", plan=PLAN, now=T0, user="ana").run.run_id
+        == "r2"
+    )
 
 
 def test_deployed_starts_the_first_window() -> None:
@@ -275,8 +287,12 @@ class FakePlatform:
         self.calls: list[tuple[str, dict[str, int]]] = []
 
     def status(self, service: str) -> ServingStatus:
-        return ServingStatus(service=service, phase="running", weights=dict(self.weights),
-                             ready={version: True for version in self.weights})
+        return ServingStatus(
+            service=service,
+            phase="running",
+            weights=dict(self.weights),
+            ready={version: True for version in self.weights},
+        )
 
     def endpoint(self, service: str) -> str | None:
         return "http://127.0.0.1:1"
@@ -299,9 +315,16 @@ class FakePlatform:
             requests = 4 * self.weights.get(version, 0)
             correct = 0 if self.quality.get(version) == "bad" else requests
             latency = tuple(20.0 + index % 7 for index in range(requests))
-            result[version] = VersionStats(version=version, window_s=window_s, requests=requests, errors=0,
-                                           latency_ms=latency, latency_samples_total=requests, feedback=requests,
-                                           correct=correct)
+            result[version] = VersionStats(
+                version=version,
+                window_s=window_s,
+                requests=requests,
+                errors=0,
+                latency_ms=latency,
+                latency_samples_total=requests,
+                feedback=requests,
+                correct=correct,
+            )
         return result
 
 
@@ -315,17 +338,32 @@ class World:
 
     @property
     def settings(self) -> Settings:
-        return load_settings(None, environ={}, cwd=self.root, cli_overrides={
-            "home": str(self.root / "home"), "canary.steps": "25,100", "canary.window_s": 60,
-            "canary.min_samples": 20, "canary.min_feedback": 10})
+        return load_settings(
+            None,
+            environ={},
+            cwd=self.root,
+            cli_overrides={
+                "home": str(self.root / "home"),
+                "canary.steps": "25,100",
+                "canary.window_s": 60,
+                "canary.min_samples": 20,
+                "canary.min_feedback": 10,
+            },
+        )
 
     def registry(self) -> ModelRegistry:
         return ModelRegistry(LocalObjectStore(self.root / "store"), "models/", clock=lambda: self.now)
 
     def controller(self) -> CanaryController:
-        return CanaryController(self.settings, platform=self.platform, registry=self.registry(),
-                                store=CanaryStore.open(self.root / "home"), service="svc", user="ana",
-                                clock=lambda: self.now)
+        return CanaryController(
+            self.settings,
+            platform=self.platform,
+            registry=self.registry(),
+            store=CanaryStore.open(self.root / "home"),
+            service="svc",
+            user="ana",
+            clock=lambda: self.now,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -335,8 +373,15 @@ def registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     registry = ModelRegistry(LocalObjectStore(root / "store"), "models/")
     for number in (1, 2, 3):
         package = write_package(root / "packages" / f"v{number}", seed=number, job_id=f"job-{number}")
-        registry.register(package, job_id=f"job-{number}", manifest_id="m-test", source=str(package),
-                          gate=gate_json(), metrics=metrics_json(), user="tests")
+        registry.register(
+            package,
+            job_id=f"job-{number}",
+            manifest_id="m-test",
+            source=str(package),
+            gate=gate_json(),
+            metrics=metrics_json(),
+            user="tests",
+        )
     assert registry.aliases() == {"champion": "v1", "challenger": "v3"}
     assert len(registry.log()) == TEMPLATE_LOG_ENTRIES
     return root
@@ -370,14 +415,29 @@ WINDOW: Op = ("window", None)
 SCRIPTS: dict[str, tuple[dict[str, str], list[Op]]] = {
     "promoted by the judge": ({"v2": "good"}, [("start", "v2"), WINDOW, WINDOW]),
     "rolled back by the judge": ({"v3": "bad"}, [("start", "v3"), WINDOW]),
-    "operator commands": ({"v2": "good"}, [("start", "v2"), ("command", Command.PAUSE), ("command", Command.RESUME),
-                                           ("command", Command.PROMOTE), ("command", Command.ROLLBACK)]),
+    "operator commands": (
+        {"v2": "good"},
+        [
+            ("start", "v2"),
+            ("command", Command.PAUSE),
+            ("command", Command.RESUME),
+            ("command", Command.PROMOTE),
+            ("command", Command.ROLLBACK),
+        ],
+    ),
     "promoted in full": ({"v2": "good"}, [("start", "v2"), ("command", Command.PROMOTE_FULL)]),
 }
 # Where a crash can happen: every call that changes something outside the controller's memory.
-CRASH_POINTS = (("platform", "deploy"), ("platform", "set_weights"), ("registry", "set_alias"),
-                ("registry", "record_canary"), ("store", "raise_alarm"), ("store", "save_transition"),
-                ("store", "finish_action"), ("store", "save"))
+CRASH_POINTS = (
+    ("platform", "deploy"),
+    ("platform", "set_weights"),
+    ("registry", "set_alias"),
+    ("registry", "record_canary"),
+    ("store", "raise_alarm"),
+    ("store", "save_transition"),
+    ("store", "finish_action"),
+    ("store", "save"),
+)
 
 
 class Injector:
@@ -463,22 +523,34 @@ def play(template: Path, root: Path, script: str, crash_at: int | None = None, m
             controller = restart()
     run = controller.current()
     assert run is not None
-    log = [(entry.action, entry.alias, entry.to_version, entry.reason.replace(run.run_id, "<run>"))
-           for entry in controller.registry.log() if entry.action in ("canary", "set_alias") and entry.writer != ""
-           and entry.seq > TEMPLATE_LOG_ENTRIES]
-    played = Played(phase=run.phase, calls=world.platform.calls, log=log, alarms=len(controller.store.alarms()),
-                    aliases=controller.registry.aliases(), crashed=crashed, crash_points=injector.count)
+    log = [
+        (entry.action, entry.alias, entry.to_version, entry.reason.replace(run.run_id, "<run>"))
+        for entry in controller.registry.log()
+        if entry.action in ("canary", "set_alias") and entry.writer != "" and entry.seq > TEMPLATE_LOG_ENTRIES
+    ]
+    played = Played(
+        phase=run.phase,
+        calls=world.platform.calls,
+        log=log,
+        alarms=len(controller.store.alarms()),
+        aliases=controller.registry.aliases(),
+        crashed=crashed,
+        crash_points=injector.count,
+    )
     controller.close()
     return played
 
 
 @pytest.mark.parametrize("script", list(SCRIPTS))
-def test_a_crash_at_any_point_never_repeats_an_action(script: str, registry_template: Path,
-                                                      tmp_path: Path) -> None:
+def test_a_crash_at_any_point_never_repeats_an_action(script: str, registry_template: Path, tmp_path: Path) -> None:
     reference = play(registry_template, tmp_path / "reference", script)
     assert not reference.crashed and reference.crash_points >= 5
-    expected_phase = {"promoted by the judge": Phase.PROMOTED, "rolled back by the judge": Phase.ROLLED_BACK,
-                      "operator commands": Phase.ROLLED_BACK, "promoted in full": Phase.PROMOTED}[script]
+    expected_phase = {
+        "promoted by the judge": Phase.PROMOTED,
+        "rolled back by the judge": Phase.ROLLED_BACK,
+        "operator commands": Phase.ROLLED_BACK,
+        "promoted in full": Phase.PROMOTED,
+    }[script]
     assert reference.phase is expected_phase
     for mode in ("before", "after"):
         for crash_at in range(1, reference.crash_points + 1):
@@ -498,17 +570,23 @@ def test_the_reference_runs_log_every_transition(registry_template: Path, tmp_pa
     assert events == ["start", "deployed", "step", "promote", "promoted"]
     assert ("set_alias", "champion", "v2") in [item[:3] for item in promoted.log]
     assert promoted.aliases["champion"] == "v2"
-    assert promoted.calls == [("deploy", {"v1": 75, "v2": 25}), ("set_weights", {"v1": 0, "v2": 100}),
-                              ("deploy", {"v2": 100})]
+    assert promoted.calls == [
+        ("deploy", {"v1": 75, "v2": 25}),
+        ("set_weights", {"v1": 0, "v2": 100}),
+        ("deploy", {"v2": 100}),
+    ]
     rolled = play(registry_template, tmp_path / "rolled", "rolled back by the judge")
     assert rolled.calls[-1] == ("set_weights", {"v1": 100, "v3": 0}) and rolled.alarms == 1
-    assert [reason.split(":", 1)[0] for *_rest, reason in rolled.log] == ["start", "deployed", "auto_rollback",
-                                                                          "rolled_back"]
+    assert [reason.split(":", 1)[0] for *_rest, reason in rolled.log] == [
+        "start",
+        "deployed",
+        "auto_rollback",
+        "rolled_back",
+    ]
     assert rolled.aliases["champion"] == "v1"
 
 
-def test_transient_platform_errors_leave_the_run_where_it_is_and_retry(registry_template: Path,
-                                                                       tmp_path: Path) -> None:
+def test_transient_platform_errors_leave_the_run_where_it_is_and_retry(registry_template: Path, tmp_path: Path) -> None:
     copy_registry(registry_template, tmp_path)
     world = World(root=tmp_path, platform=FakePlatform({"v2": "good"}))
     controller = world.controller()
@@ -547,14 +625,23 @@ def test_a_command_repeated_after_it_was_applied_is_refused(registry_template: P
 
 
 def test_reading_the_run_needs_no_credentials_or_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from arsl_tui.ops.deployment import open_controller
+    from arsl_tui.ops.canary_wiring import open_controller
 
     for name in [name for name in os.environ if name.startswith(("HUAWEICLOUD_", "OBS_"))]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("HUAWEICLOUD_SDK_CREDENTIALS_FILE", str(tmp_path / "absent"))
-    settings = load_settings(None, environ={}, cwd=tmp_path, cli_overrides={
-        "backend": "huawei", "home": str(tmp_path / "home"), "huawei.modelarts_endpoint": "http://127.0.0.1:9",
-        "huawei.obs_endpoint": "http://127.0.0.1:9", "huawei.ces_endpoint": "http://127.0.0.1:9"})
+    settings = load_settings(
+        None,
+        environ={},
+        cwd=tmp_path,
+        cli_overrides={
+            "backend": "huawei",
+            "home": str(tmp_path / "home"),
+            "huawei.modelarts_endpoint": "http://127.0.0.1:9",
+            "huawei.obs_endpoint": "http://127.0.0.1:9",
+            "huawei.ces_endpoint": "http://127.0.0.1:9",
+        },
+    )
     controller = open_controller(settings)
     try:
         assert controller.status(live=False).phase is Phase.IDLE

@@ -40,13 +40,18 @@ def test_precedence_cli_over_env_over_file_over_cwd(tmp_path: Path) -> None:
     assert load_settings(environ={"ARSL_CONFIG": str(explicit)}, cwd=tmp_path).upload.concurrency == 5
     env = {"ARSL_CONFIG": str(explicit), "ARSL_UPLOAD_CONCURRENCY": "7"}
     assert load_settings(environ=env, cwd=tmp_path).upload.concurrency == 7
-    assert load_settings(environ=env, cwd=tmp_path,
-                         cli_overrides={"upload.concurrency": 9}).upload.concurrency == 9
+    assert load_settings(environ=env, cwd=tmp_path, cli_overrides={"upload.concurrency": 9}).upload.concurrency == 9
 
 
 def test_env_parses_booleans_lists_and_top_level_keys(tmp_path: Path) -> None:
-    env = {"ARSL_READ_ONLY": "yes", "ARSL_CANARY_STEPS": "5, 50,100", "ARSL_BACKEND": "huawei",
-           "ARSL_STORAGE_DATASETS_PREFIX": "ds/", "ARSL_HOME": "/ignored-here", "ARSL_UNRELATED": "x"}
+    env = {
+        "ARSL_READ_ONLY": "yes",
+        "ARSL_CANARY_STEPS": "5, 50,100",
+        "ARSL_BACKEND": "huawei",
+        "ARSL_STORAGE_DATASETS_PREFIX": "ds/",
+        "ARSL_HOME": "/ignored-here",
+        "ARSL_UNRELATED": "x",
+    }
     settings = load_settings(environ=env, cwd=tmp_path)
     assert settings.read_only is True
     assert settings.canary.steps == (5, 50, 100)
@@ -67,11 +72,12 @@ def test_env_parses_booleans_lists_and_top_level_keys(tmp_path: Path) -> None:
         ("[canary]\nsteps = []\n", ["canary.steps", "a list of integers"]),
         ("upload = 3\n", ["[upload] must be a table"]),
         ("[upload\n", ["not valid TOML"]),
-        ("[keymap]\n\"upload.start\" = 5\n", ["keymap"]),
+        ('[keymap]\n"upload.start" = 5\n', ["keymap"]),
     ],
 )
-def test_bad_values_name_file_key_value_and_expectation(tmp_path: Path, text: str,
-                                                         expected_fragments: list[str]) -> None:
+def test_bad_values_name_file_key_value_and_expectation(
+    tmp_path: Path, text: str, expected_fragments: list[str]
+) -> None:
     path = write(tmp_path / "bad.toml", text)
     with pytest.raises(ConfigError) as caught:
         load_settings(path, environ={})

@@ -87,8 +87,9 @@ def test_every_kind_of_problem_is_named(make_dataset: DatasetFactory, tmp_path: 
     assert "ain/copy_of_bb.jpg" in manifest_paths
 
 
-def test_worker_processes_report_exactly_what_one_process_does(make_dataset: DatasetFactory, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_worker_processes_report_exactly_what_one_process_does(
+    make_dataset: DatasetFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = hostile_dataset(make_dataset, tmp_path)
     (root / "ain" / "big.jpg").write_bytes(jpeg_bytes(7, size=(128, 96), mode="RGB"))
     inline = validate_dataset(root, POLICY, workers=1)
@@ -103,16 +104,20 @@ def test_worker_processes_report_exactly_what_one_process_does(make_dataset: Dat
 
 def test_workers_that_cannot_start_give_a_clear_error(tiny_dataset: Path, tmp_path: Path) -> None:
     script = tmp_path / "unguarded.py"  # top-level code that spawned workers would run again on import
-    script.write_text("from pathlib import Path\n"
-                      "from arsl_tui.domain.manifest import SplitPolicy\n"
-                      "from arsl_tui.ops.dataset import validate_dataset\n"
-                      f"validate_dataset(Path({str(tiny_dataset)!r}), SplitPolicy(), workers=2)\n")
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                            check=False)
+    script.write_text(
+        "from pathlib import Path\n"
+        "from arsl_tui.domain.manifest import SplitPolicy\n"
+        "from arsl_tui.ops.dataset import validate_dataset\n"
+        f"validate_dataset(Path({str(tiny_dataset)!r}), SplitPolicy(), workers=2)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False
+    )
     assert result.returncode == 1
     # The interpreter may add resource-tracker warnings after the traceback, so look for the error line.
-    error_lines = [line for line in result.stderr.splitlines()
-                   if line.startswith("arsl_tui.ops.processes.WorkerProcessFailed: ")]
+    error_lines = [
+        line for line in result.stderr.splitlines() if line.startswith("arsl_tui.ops.processes.WorkerProcessFailed: ")
+    ]
     assert len(error_lines) == 1, result.stderr
     assert "a worker process stopped abruptly" in error_lines[0]
     assert 'if __name__ == "__main__":' in error_lines[0]
@@ -148,8 +153,9 @@ def test_unusable_folders_raise_a_clear_error(tmp_path: Path) -> None:
 
 def run_cli(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("ARSL_")}
-    return subprocess.run([sys.executable, "-m", "arsl_tui", *arguments], capture_output=True, text=True,
-                          cwd=cwd, env=env, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "arsl_tui", *arguments], capture_output=True, text=True, cwd=cwd, env=env, check=False
+    )
 
 
 def test_cli_exit_codes_and_json(make_dataset: DatasetFactory, tmp_path: Path) -> None:

@@ -18,21 +18,40 @@ LIMITS = GateThresholds()
 CLASSES = ("ain", "al", "aleff")
 
 
-def epoch(number: int, val_acc: float = 0.97, val_loss: float = 0.08, train_acc: float = 0.98,
-          train_loss: float = 0.06) -> dict[str, Any]:
-    return {"type": "epoch", "epoch": number, "train_loss": train_loss, "train_acc": train_acc,
-            "val_loss": val_loss, "val_acc": val_acc}
+def epoch(
+    number: int, val_acc: float = 0.97, val_loss: float = 0.08, train_acc: float = 0.98, train_loss: float = 0.06
+) -> dict[str, Any]:
+    return {
+        "type": "epoch",
+        "epoch": number,
+        "train_loss": train_loss,
+        "train_acc": train_acc,
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+    }
 
 
-def final(test_acc: float = 0.97, test_loss: float = 0.08, per_class: dict[str, float] | None = None,
-          manifest_id: str = "m1") -> dict[str, Any]:
-    return {"type": "final", "test_acc": test_acc, "test_loss": test_loss, "manifest_id": manifest_id,
-            "per_class_acc": per_class if per_class is not None else dict.fromkeys(CLASSES, 0.97)}
+def final(
+    test_acc: float = 0.97, test_loss: float = 0.08, per_class: dict[str, float] | None = None, manifest_id: str = "m1"
+) -> dict[str, Any]:
+    return {
+        "type": "final",
+        "test_acc": test_acc,
+        "test_loss": test_loss,
+        "manifest_id": manifest_id,
+        "per_class_acc": per_class if per_class is not None else dict.fromkeys(CLASSES, 0.97),
+    }
 
 
 def clean_history(**final_fields: Any) -> list[dict[str, Any]]:
-    return [{"type": "step", "step": 1}, epoch(1, 0.90, 0.30, 0.88, 0.35), epoch(2, 0.965, 0.09),
-            epoch(3, 0.97, 0.085), epoch(4, 0.972, 0.08), final(**final_fields)]
+    return [
+        {"type": "step", "step": 1},
+        epoch(1, 0.90, 0.30, 0.88, 0.35),
+        epoch(2, 0.965, 0.09),
+        epoch(3, 0.97, 0.085),
+        epoch(4, 0.972, 0.08),
+        final(**final_fields),
+    ]
 
 
 def verdicts(records: list[dict[str, Any]], **kwargs: Any) -> dict[str, str]:
@@ -42,8 +61,15 @@ def verdicts(records: list[dict[str, Any]], **kwargs: Any) -> dict[str, str]:
 
 def test_a_clean_run_passes_every_rule() -> None:
     result = verdicts(clean_history())
-    assert result == {"test_accuracy": "pass", "test_loss": "pass", "class_floor": "pass", "val_stability": "pass",
-                      "train_val_gap": "pass", "val_loss_trend": "pass", "overall": "pass"}
+    assert result == {
+        "test_accuracy": "pass",
+        "test_loss": "pass",
+        "class_floor": "pass",
+        "val_stability": "pass",
+        "train_val_gap": "pass",
+        "val_loss_trend": "pass",
+        "overall": "pass",
+    }
 
 
 @pytest.mark.parametrize(
@@ -53,8 +79,10 @@ def test_a_clean_run_passes_every_rule() -> None:
         (clean_history(test_loss=0.11), "test_loss"),
         (clean_history(per_class={"ain": 0.99, "al": 0.99, "aleff": 0.7}), "class_floor"),
         ([epoch(1), epoch(2, val_acc=0.94), epoch(3, val_acc=0.97), final()], "val_stability"),
-        ([epoch(1, val_acc=0.955), epoch(2, val_acc=0.955), epoch(3, train_acc=1.0, val_acc=0.945), final()],
-         "train_val_gap"),
+        (
+            [epoch(1, val_acc=0.955), epoch(2, val_acc=0.955), epoch(3, train_acc=1.0, val_acc=0.945), final()],
+            "train_val_gap",
+        ),
         ([epoch(1, val_loss=0.05), epoch(2, val_loss=0.06), epoch(3, val_loss=0.08), final()], "val_loss_trend"),
     ],
     ids=["accuracy", "loss", "one-class", "unstable", "overfit-gap", "val-loss-rising"],
@@ -125,15 +153,26 @@ def test_record_serialises_with_values_and_thresholds() -> None:
     data = record.to_json()
     assert data["verdict"] == "pass"
     first = data["rules"][0]
-    assert first == {"rule": "test_accuracy", "description": "accuracy on the held-out test split",
-                     "measured": 0.97, "threshold": 0.95, "comparison": "≥", "verdict": "pass", "detail": ""}
+    assert first == {
+        "rule": "test_accuracy",
+        "description": "accuracy on the held-out test split",
+        "measured": 0.97,
+        "threshold": 0.95,
+        "comparison": "≥",
+        "verdict": "pass",
+        "detail": "",
+    }
     assert data["thresholds"]["max_loss"] == 0.1
 
 
 def test_the_trainers_null_for_a_diverged_loss_reads_as_not_a_number() -> None:
     # trainer.metrics writes NaN/Infinity as null (JSON has neither); the gate must fail it, not crash.
-    records = [epoch(1), epoch(2), {**epoch(3), "val_loss": None},
-               {**final(per_class={"ain": 0.97, "al": None, "aleff": 0.97}), "test_loss": None}]
+    records = [
+        epoch(1),
+        epoch(2),
+        {**epoch(3), "val_loss": None},
+        {**final(per_class={"ain": 0.97, "al": None, "aleff": 0.97}), "test_loss": None},
+    ]
     summary = summarise_metrics(records)
     assert summary.final is not None and math.isnan(summary.final.test_loss)
     assert math.isnan(summary.final.per_class_acc["al"])

@@ -18,8 +18,7 @@ HEAVY = ("torch", "torchvision", "obs", "huaweicloudsdkcore", "textual")
 def loaded_top_level_modules(statement: str) -> set[str]:
     """Top-level module names present after running `statement` in a fresh interpreter."""
     script = f"import sys, json\n{statement}\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
-    output = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True,
-                            cwd=ROOT).stdout
+    output = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True, cwd=ROOT).stdout
     return set(json.loads(output.splitlines()[-1]))
 
 
@@ -27,8 +26,11 @@ def test_domain_imports_only_the_standard_library() -> None:
     names = [f"arsl_tui.domain.{info.name}" for info in pkgutil.iter_modules(arsl_tui.domain.__path__)]
     assert "arsl_tui.domain.manifest" in names
     loaded = loaded_top_level_modules("\n".join(f"import {name}" for name in names))
-    third_party = {name for name in loaded - set(sys.stdlib_module_names) - {"arsl_tui", "__main__"}
-                   if not name.startswith(("_distutils_hack", "__editable__"))}
+    third_party = {
+        name
+        for name in loaded - set(sys.stdlib_module_names) - {"arsl_tui", "__main__"}
+        if not name.startswith(("_distutils_hack", "__editable__"))
+    }
     assert third_party == set()
 
 
@@ -42,8 +44,13 @@ def test_trainer_never_imports_arsl_tui() -> None:
     for source in (ROOT / "trainer").rglob("*.py"):
         tree = ast.parse(source.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
-            modules = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                       else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            modules = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             offenders += [f"{source.relative_to(ROOT)}: {m}" for m in modules if m.split(".")[0] == "arsl_tui"]
     assert offenders == []
 
@@ -55,8 +62,16 @@ def test_only_the_huawei_providers_import_huawei_sdks() -> None:
             continue
         tree = ast.parse(source.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
-            modules = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                       else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            offenders += [f"{source.relative_to(ROOT)}: {m}" for m in modules
-                          if m.split(".")[0] == "obs" or m.startswith("huaweicloudsdk")]
+            modules = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            offenders += [
+                f"{source.relative_to(ROOT)}: {m}"
+                for m in modules
+                if m.split(".")[0] == "obs" or m.startswith("huaweicloudsdk")
+            ]
     assert offenders == []

@@ -39,29 +39,43 @@ def epoch(number: int, time: float, val_acc: float | None = 0.5, **more: object)
 
 def test_phases_use_modelarts_names_and_know_which_are_final() -> None:
     assert [phase.value for phase in JobPhase][:7] == [
-        "Creating", "Pending", "Running", "Completed", "Failed", "Terminating", "Terminated"]
+        "Creating",
+        "Pending",
+        "Running",
+        "Completed",
+        "Failed",
+        "Terminating",
+        "Terminated",
+    ]
     assert {phase for phase in JobPhase if phase.terminal} == {
-        JobPhase.COMPLETED, JobPhase.FAILED, JobPhase.TERMINATED, JobPhase.ABNORMAL}
+        JobPhase.COMPLETED,
+        JobPhase.FAILED,
+        JobPhase.TERMINATED,
+        JobPhase.ABNORMAL,
+    }
     assert [phase for phase in JobPhase if phase.succeeded] == [JobPhase.COMPLETED]
     assert JobPhase.parse(" running ") is JobPhase.RUNNING
     with pytest.raises(ValueError, match=r"unknown job phase 'Queued' \(known: Creating, Pending"):
         JobPhase.parse("Queued")
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"dataset": " "}, "dataset: no data set given"),
-    ({"epochs": 0}, "epochs = 0: expected an integer of at least 1"),
-    ({"batch_size": True}, "batch_size = True"),
-    ({"nodes": 0}, "nodes = 0"),
-    ({"processes_per_node": 0}, "processes_per_node = 0"),
-    ({"learning_rate": -0.1}, "learning_rate = -0.1: expected a positive number"),
-    ({"learning_rate": math.nan}, "learning_rate = nan"),
-    ({"model": "wide net"}, "model = 'wide net'"),
-    ({"name": "has space"}, "name = 'has space'"),
-    ({"parameters": {"epochs": "3"}}, "parameter 'epochs' is set by the job spec itself"),
-    ({"parameters": {"--x": "3"}}, "parameter '--x': names are"),
-    ({"parameters": {"note": "two\nlines"}}, "parameter 'note'"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"dataset": " "}, "dataset: no data set given"),
+        ({"epochs": 0}, "epochs = 0: expected an integer of at least 1"),
+        ({"batch_size": True}, "batch_size = True"),
+        ({"nodes": 0}, "nodes = 0"),
+        ({"processes_per_node": 0}, "processes_per_node = 0"),
+        ({"learning_rate": -0.1}, "learning_rate = -0.1: expected a positive number"),
+        ({"learning_rate": math.nan}, "learning_rate = nan"),
+        ({"model": "wide net"}, "model = 'wide net'"),
+        ({"name": "has space"}, "name = 'has space'"),
+        ({"parameters": {"epochs": "3"}}, "parameter 'epochs' is set by the job spec itself"),
+        ({"parameters": {"--x": "3"}}, "parameter '--x': names are"),
+        ({"parameters": {"note": "two\nlines"}}, "parameter 'note'"),
+    ],
+)
 def test_a_bad_spec_names_the_field_and_value(change: dict[str, object], message: str) -> None:
     with pytest.raises(JobSpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
         replace(SPEC, **change).validate()  # type: ignore[arg-type]
@@ -70,15 +84,23 @@ def test_a_bad_spec_names_the_field_and_value(change: dict[str, object], message
 def test_spec_round_trips_and_lists_the_trainer_flags() -> None:
     spec = replace(SPEC, parameters={"patience": "3", "label-smoothing": "0.1"}, name="run-1").validate()
     assert JobSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
-    assert spec.hyperparameters() == [("epochs", "12"), ("batch-size", "128"), ("lr", "0.003"), ("seed", "7"),
-                                      ("model", "compact"), ("label-smoothing", "0.1"), ("patience", "3")]
+    assert spec.hyperparameters() == [
+        ("epochs", "12"),
+        ("batch-size", "128"),
+        ("lr", "0.003"),
+        ("seed", "7"),
+        ("model", "compact"),
+        ("label-smoothing", "0.1"),
+        ("patience", "3"),
+    ]
     with pytest.raises(JobSpecError, match="stored job spec is not readable"):
         JobSpec.from_json({"dataset": "x"})
 
 
 def test_status_duration_runs_from_start_to_end_or_now() -> None:
-    status = JobStatus(job_id="j", name="j", phase=JobPhase.RUNNING, backend="local", created_at=100.0,
-                       started_at=110.0)
+    status = JobStatus(
+        job_id="j", name="j", phase=JobPhase.RUNNING, backend="local", created_at=100.0, started_at=110.0
+    )
     assert status.duration_s(now=150.0) == 40.0
     assert replace(status, ended_at=130.0).duration_s(now=999.0) == 20.0
     assert replace(status, started_at=None, created_at=None).duration_s(now=1.0) is None
@@ -109,8 +131,9 @@ def test_parse_skips_bad_lines_counts_them_and_reads_a_final_unterminated_line_w
 
 
 def test_record_fields_are_typed_and_nulls_or_strings_become_none() -> None:
-    record = MetricRecord.from_json({"type": "epoch", "epoch": 2.0, "val_loss": None, "val_acc": "high",
-                                     "train_loss": 1, "lr": True, "extra": [1]})
+    record = MetricRecord.from_json(
+        {"type": "epoch", "epoch": 2.0, "val_loss": None, "val_acc": "high", "train_loss": 1, "lr": True, "extra": [1]}
+    )
     assert (record.epoch, record.val_loss, record.val_acc, record.train_loss, record.lr) == (2, None, None, 1.0, None)
     assert record.data["extra"] == [1]
 
@@ -133,9 +156,13 @@ def test_feeding_bytes_in_any_pieces_gives_the_same_records(cuts: list[int]) -> 
 
 
 def test_progress_counts_epochs_best_validation_speed_and_eta() -> None:
-    records = [MetricRecord.from_json({"type": "step", "epoch": 1, "images_per_s": 250.0}),
-               epoch(1, 1000.0, 0.60), epoch(2, 1030.0, 0.85),
-               MetricRecord.from_json({"type": "step", "epoch": 3, "images_per_s": 310.0}), epoch(3, 1060.0, 0.80)]
+    records = [
+        MetricRecord.from_json({"type": "step", "epoch": 1, "images_per_s": 250.0}),
+        epoch(1, 1000.0, 0.60),
+        epoch(2, 1030.0, 0.85),
+        MetricRecord.from_json({"type": "step", "epoch": 3, "images_per_s": 310.0}),
+        epoch(3, 1060.0, 0.80),
+    ]
     progress = derive_progress(records, epochs_total=10, now=1070.0)
     assert (progress.epochs_done, progress.best_val_acc, progress.best_epoch) == (3, 0.85, 2)
     assert progress.seconds_per_epoch == 30.0 and progress.images_per_s == 310.0
@@ -161,8 +188,14 @@ def test_progress_edge_cases() -> None:
 
 
 def test_durations_read_like_a_clock() -> None:
-    assert [format_duration(s) for s in (None, math.inf, 0.4, 42, 185, 3725)] == ["—", "—", "0s", "42s", "3m05s",
-                                                                                    "1h02m"]
+    assert [format_duration(s) for s in (None, math.inf, 0.4, 42, 185, 3725)] == [
+        "—",
+        "—",
+        "0s",
+        "42s",
+        "3m05s",
+        "1h02m",
+    ]
 
 
 # --- failure reasons ------------------------------------------------------------------------------
@@ -183,7 +216,7 @@ trainer.train FAILED
 
 def test_the_reason_of_a_crash_is_the_trainers_error_not_torchruns_banner() -> None:
     assert failure_reason(TORCHRUN_CRASH) == "[trainer] error (rank 0): class 'ain' has no images (/tmp/x/ain)"
-    python_crash = "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: bad shape\n"
+    python_crash = 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: bad shape\n'
     assert failure_reason(python_crash) == "ValueError: bad shape"
     plain = "starting\nloading\n======\nkilled\n"
     assert failure_reason(plain, max_lines=2) == "loading\nkilled"
@@ -191,13 +224,22 @@ def test_the_reason_of_a_crash_is_the_trainers_error_not_torchruns_banner() -> N
 
 
 def test_a_rank_killed_by_a_signal_is_named_with_the_signal() -> None:
-    log = "\n".join([
-        "E1126 12:00:00.000 api.py:882] failed (exitcode: -9) local_rank: 1 (pid: 123) of binary: python",
-        "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:",
-        "=" * 60, "Root Cause (first observed failure):", "[0]:",
-        "  time      : 2026-11-26_12:00:00", "  host      : localhost", "  rank      : 1 (local_rank: 1)",
-        "  exitcode  : -9 (pid: 123)", "  error_file: <N/A>",
-        "  traceback : Signal 9 (SIGKILL) received by PID 123", "=" * 60])
+    log = "\n".join(
+        [
+            "E1126 12:00:00.000 api.py:882] failed (exitcode: -9) local_rank: 1 (pid: 123) of binary: python",
+            "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:",
+            "=" * 60,
+            "Root Cause (first observed failure):",
+            "[0]:",
+            "  time      : 2026-11-26_12:00:00",
+            "  host      : localhost",
+            "  rank      : 1 (local_rank: 1)",
+            "  exitcode  : -9 (pid: 123)",
+            "  error_file: <N/A>",
+            "  traceback : Signal 9 (SIGKILL) received by PID 123",
+            "=" * 60,
+        ]
+    )
     assert failure_reason(log) == "rank 1 was killed by signal 9 (SIGKILL)"
     assert failure_reason(log.replace("-9 (pid", "1 (pid")) != "rank 1 was killed by signal 1 (SIGHUP)"
 
@@ -205,14 +247,25 @@ def test_a_rank_killed_by_a_signal_is_named_with_the_signal() -> None:
 def torchrun_summary(failures: list[tuple[int, int, int]], root: tuple[int, int, int], closed: list[int]) -> str:
     """torchrun's log after a worker died: its closing signals, then 'Failures:' and 'Root Cause' entries
     (rank, exit code, pid), as torchrun 2.x prints them."""
+
     def entry(index: int, rank: int, code: int, pid: int) -> list[str]:
-        return [f"[{index}]:", "  time      : 2026-12-05_09:07:46", "  host      : localhost",
-                f"  rank      : {rank} (local_rank: {rank})", f"  exitcode  : {code} (pid: {pid})",
-                "  error_file: <N/A>"]
+        return [
+            f"[{index}]:",
+            "  time      : 2026-12-05_09:07:46",
+            "  host      : localhost",
+            f"  rank      : {rank} (local_rank: {rank})",
+            f"  exitcode  : {code} (pid: {pid})",
+            "  error_file: <N/A>",
+        ]
 
     lines = [f"W1205 09:07:46.929 api.py:1028] Sending process {pid} closing signal SIGTERM" for pid in closed]
-    lines += ["torch.distributed.elastic.multiprocessing.errors.ChildFailedError:", "=" * 55, "trainer.train FAILED",
-              "-" * 55, "Failures:"]
+    lines += [
+        "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:",
+        "=" * 55,
+        "trainer.train FAILED",
+        "-" * 55,
+        "Failures:",
+    ]
     for index, failure in enumerate(failures, start=1):
         lines += entry(index, *failure)
     lines += ["-" * 55, "Root Cause (first observed failure):", *entry(0, *root), "=" * 55]

@@ -19,18 +19,36 @@ from arsl_tui.domain.judge import (
 )
 from arsl_tui.domain.serving import VersionStats
 
-CONFIG = JudgeConfig(min_samples=100, max_error_rate=0.05, max_p95_latency_ms=250.0, min_online_accuracy=0.8,
-                     min_feedback=30)
+CONFIG = JudgeConfig(
+    min_samples=100, max_error_rate=0.05, max_p95_latency_ms=250.0, min_online_accuracy=0.8, min_feedback=30
+)
 
 
-def window(version: str, rng: random.Random, *, requests: int, error_rate: float = 0.005,
-           latency_ms: float = 40.0, spread: float = 0.3, feedback: int = 0, accuracy: float = 0.95) -> VersionStats:
+def window(
+    version: str,
+    rng: random.Random,
+    *,
+    requests: int,
+    error_rate: float = 0.005,
+    latency_ms: float = 40.0,
+    spread: float = 0.3,
+    feedback: int = 0,
+    accuracy: float = 0.95,
+) -> VersionStats:
     """A window whose requests fail, take time and are right at the given rates (seeded, so reproducible)."""
     errors = sum(rng.random() < error_rate for _ in range(requests))
     latencies = tuple(latency_ms * math.exp(rng.gauss(0.0, spread)) for _ in range(requests - errors))
     correct = sum(rng.random() < accuracy for _ in range(feedback))
-    return VersionStats(version=version, window_s=60.0, requests=requests, errors=errors, latency_ms=latencies,
-                        latency_samples_total=len(latencies), feedback=feedback, correct=correct)
+    return VersionStats(
+        version=version,
+        window_s=60.0,
+        requests=requests,
+        errors=errors,
+        latency_ms=latencies,
+        latency_samples_total=len(latencies),
+        feedback=feedback,
+        correct=correct,
+    )
 
 
 def by_name(judgement_metrics: tuple[MetricResult, ...], name: str) -> MetricResult:
@@ -102,8 +120,11 @@ def test_identical_distributions_pass(seed: int) -> None:
     result = judge(canary, baseline, CONFIG)
     assert result.outcome is Outcome.PASS, result.reason
     assert result.score == 100.0
-    assert {metric.classification for metric in result.metrics} <= {Classification.PASS, Classification.LOW,
-                                                                      Classification.HIGH}
+    assert {metric.classification for metric in result.metrics} <= {
+        Classification.PASS,
+        Classification.LOW,
+        Classification.HIGH,
+    }
     assert not result.failed_metrics
 
 

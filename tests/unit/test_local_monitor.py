@@ -14,16 +14,19 @@ from arsl_tui.domain.alarms import (
     LOCAL_NAMESPACE,
     SERVICE_DOWN,
     AlarmActionRefused,
+    AlarmEvent,
     AlarmRuleError,
     AlarmState,
     HistoryKind,
     NoticeKind,
     RuleNotFound,
+    Sample,
     dimensions_of,
+    gateway_samples,
 )
 from arsl_tui.domain.serving import VersionStats
 from arsl_tui.ops import monitoring
-from arsl_tui.providers.local.monitor import AlarmEvent, LocalMonitor, Sample, gateway_samples
+from arsl_tui.providers.local.monitor import LocalMonitor
 from arsl_tui.state.db import open_state
 
 T0 = 1_800_000_000.0  # a multiple of 60
@@ -49,9 +52,19 @@ class Script:
 
 
 def make_settings(home: Path, **overrides: object) -> Settings:
-    return load_settings(None, environ={}, cwd=home, cli_overrides={
-        "home": str(home), "alarms.evaluation_period_s": 60, "alarms.count": 2, "alarms.suppress_s": 120,
-        "alarms.max_error_rate": 0.1, **overrides})
+    return load_settings(
+        None,
+        environ={},
+        cwd=home,
+        cli_overrides={
+            "home": str(home),
+            "alarms.evaluation_period_s": 60,
+            "alarms.count": 2,
+            "alarms.suppress_s": 120,
+            "alarms.max_error_rate": 0.1,
+            **overrides,
+        },
+    )
 
 
 @pytest.fixture
@@ -81,8 +94,9 @@ def minutes(script: Script, monitor: LocalMonitor, count: int, *, per_minute: in
     return events
 
 
-def test_setup_is_idempotent_and_a_changed_rule_is_updated_in_place(settings: Settings, monitor: LocalMonitor,
-                                                                     tmp_path: Path) -> None:
+def test_setup_is_idempotent_and_a_changed_rule_is_updated_in_place(
+    settings: Settings, monitor: LocalMonitor, tmp_path: Path
+) -> None:
     again = monitoring.setup(settings, monitor)
     assert again.created == () and again.updated == () and len(again.unchanged) == 6
     stricter = make_settings(tmp_path / "home", **{"alarms.max_error_rate": 0.01, "alarms.max_requests": 0})
@@ -93,7 +107,8 @@ def test_setup_is_idempotent_and_a_changed_rule_is_updated_in_place(settings: Se
 
 
 def test_errors_raise_an_alarm_that_clears_and_history_and_subscribers_see_both(
-        script: Script, monitor: LocalMonitor) -> None:
+    script: Script, monitor: LocalMonitor
+) -> None:
     heard: list[AlarmEvent] = []
     monitor.subscribe(heard.append)
     minutes(script, monitor, 2)
@@ -107,17 +122,23 @@ def test_errors_raise_an_alarm_that_clears_and_history_and_subscribers_see_both(
     script.error_rate = 0.0
     minutes(script, monitor, 2)
     assert monitor.rule(ERROR_RATE).state is AlarmState.OK
-    kinds = [(event.state, event.notice) for event in heard
-             if event.rule == ERROR_RATE and event.notice is not NoticeKind.REPEAT]
-    assert kinds == [(AlarmState.OK, None), (AlarmState.ALARM, NoticeKind.ALARM),
-                     (AlarmState.OK, NoticeKind.RECOVERED)]
+    kinds = [
+        (event.state, event.notice)
+        for event in heard
+        if event.rule == ERROR_RATE and event.notice is not NoticeKind.REPEAT
+    ]
+    assert kinds == [(AlarmState.OK, None), (AlarmState.ALARM, NoticeKind.ALARM), (AlarmState.OK, NoticeKind.RECOVERED)]
     history = [(entry.old, entry.new) for entry in monitor.history(rule=ERROR_RATE)]
-    assert history == [(AlarmState.INSUFFICIENT_DATA, AlarmState.OK), (AlarmState.OK, AlarmState.ALARM),
-                       (AlarmState.ALARM, AlarmState.OK)]
+    assert history == [
+        (AlarmState.INSUFFICIENT_DATA, AlarmState.OK),
+        (AlarmState.OK, AlarmState.ALARM),
+        (AlarmState.ALARM, AlarmState.OK),
+    ]
 
 
 def test_a_lasting_alarm_repeats_after_the_suppression_and_silence_mutes_without_hiding(
-        script: Script, monitor: LocalMonitor) -> None:
+    script: Script, monitor: LocalMonitor
+) -> None:
     script.error_rate = 0.9
     events = minutes(script, monitor, 8)
     notices = [event.notice for event in events if event.rule == ERROR_RATE and event.notice]
@@ -130,10 +151,15 @@ def test_a_lasting_alarm_repeats_after_the_suppression_and_silence_mutes_without
     assert view.silenced(script.now) and view.state is AlarmState.ALARM
     monitor.silence(ERROR_RATE, 0, "oncall")
     assert not monitor.rule(ERROR_RATE).silenced(script.now)
-    logged = [(entry.kind, entry.user, entry.detail) for entry in monitor.history(rule=ERROR_RATE)
-              if entry.kind is HistoryKind.SILENCED]
-    assert logged == [(HistoryKind.SILENCED, "oncall", "known incident"),
-                      (HistoryKind.SILENCED, "oncall", "silence ended")]
+    logged = [
+        (entry.kind, entry.user, entry.detail)
+        for entry in monitor.history(rule=ERROR_RATE)
+        if entry.kind is HistoryKind.SILENCED
+    ]
+    assert logged == [
+        (HistoryKind.SILENCED, "oncall", "known incident"),
+        (HistoryKind.SILENCED, "oncall", "silence ended"),
+    ]
     with pytest.raises(AlarmRuleError, match="expected 0 to 30 days"):
         monitor.silence(ERROR_RATE, 31 * 86400, "oncall")
 
@@ -171,13 +197,15 @@ def test_a_canary_rollback_raises_its_alarm(settings: Settings, script: Script, 
     monitoring.record_canary_rollback(settings, "v2", "error rate", monitor=monitor, at=script.now)
     events = minutes(script, monitor, 1)
     assert [(event.rule, event.state) for event in events if event.rule == CANARY_ROLLBACK] == [
-        (CANARY_ROLLBACK, AlarmState.ALARM)]
+        (CANARY_ROLLBACK, AlarmState.ALARM)
+    ]
     minutes(script, monitor, 1)
     assert monitor.rule(CANARY_ROLLBACK).state is AlarmState.INSUFFICIENT_DATA  # one point, then no data
 
 
 def test_retention_deletes_old_points_and_history_but_keeps_each_rules_last_lines(
-        settings: Settings, script: Script, tmp_path: Path) -> None:
+    settings: Settings, script: Script, tmp_path: Path
+) -> None:
     short = make_settings(tmp_path / "home", **{"alarms.retention_days": 1, "alarms.count": 1})
     monitor = monitoring.open_local_monitor(short, sampler=script.sample, clock=script.clock)
     monitoring.setup(short, monitor)
@@ -192,8 +220,9 @@ def test_retention_deletes_old_points_and_history_but_keeps_each_rules_last_line
     monitor.close()
 
 
-def test_two_monitors_on_one_file_never_judge_a_period_twice(settings: Settings, script: Script,
-                                                             monitor: LocalMonitor) -> None:
+def test_two_monitors_on_one_file_never_judge_a_period_twice(
+    settings: Settings, script: Script, monitor: LocalMonitor
+) -> None:
     other = LocalMonitor(open_state(settings.home_dir), clock=script.clock)
     script.error_rate = 0.9
     for _ in range(6):
@@ -211,16 +240,22 @@ def test_the_feed_returns_each_change_once(settings: Settings, script: Script, m
     script.error_rate = 0.9
     minutes(script, monitor, 3)
     assert [(entry.rule, entry.new) for entry in feed.poll() if entry.rule == ERROR_RATE] == [
-        (ERROR_RATE, AlarmState.ALARM)]
+        (ERROR_RATE, AlarmState.ALARM)
+    ]
     assert feed.poll() == []
 
 
 def test_gateway_samples_per_version_and_service() -> None:
-    stats = {"v1": VersionStats("v1", 60, requests=90, errors=9, latency_ms=tuple(float(n) for n in range(1, 82)),
-                                feedback=20, correct=18),
-             "v2": VersionStats("v2", 60, requests=10, errors=0, latency_ms=(500.0,) * 10, feedback=3, correct=1)}
-    samples = {(sample.metric, sample.dimensions): sample.value
-               for sample in gateway_samples(stats, deployed=True, min_feedback=10)}
+    stats = {
+        "v1": VersionStats(
+            "v1", 60, requests=90, errors=9, latency_ms=tuple(float(n) for n in range(1, 82)), feedback=20, correct=18
+        ),
+        "v2": VersionStats("v2", 60, requests=10, errors=0, latency_ms=(500.0,) * 10, feedback=3, correct=1),
+    }
+    samples = {
+        (sample.metric, sample.dimensions): sample.value
+        for sample in gateway_samples(stats, deployed=True, min_feedback=10)
+    }
     service, v2 = SERVICE, dimensions_of({"service_id": "local", "model_id": "v2"})
     assert samples[("service_up", service)] == 1.0
     assert samples[("requests", service)] == 100 and samples[("error_rate", service)] == 0.09
@@ -237,8 +272,15 @@ def test_gateway_samples_per_version_and_service() -> None:
 def test_series_reduces_points_per_period(script: Script, monitor: LocalMonitor) -> None:
     for offset, value in ((1, 0.1), (20, 0.3), (61, 0.5)):
         monitor.put_metric(LOCAL_NAMESPACE, "error_rate", value, dict(SERVICE), at=T0 + offset)
-    points = monitor.series(LOCAL_NAMESPACE, "error_rate", dict(SERVICE), since=T0, until=T0 + 120, period_s=60,
-                            filter=monitor.rule(ERROR_RATE).rule.filter)
+    points = monitor.series(
+        LOCAL_NAMESPACE,
+        "error_rate",
+        dict(SERVICE),
+        since=T0,
+        until=T0 + 120,
+        period_s=60,
+        filter=monitor.rule(ERROR_RATE).rule.filter,
+    )
     assert [(point.time - T0, point.value) for point in points] == [(0, pytest.approx(0.2)), (60, 0.5)]
     with pytest.raises(AlarmRuleError, match="must not start with SYS"):
         monitor.put_metric("SYS.ModelArts", "x", 1.0, dict(SERVICE))
@@ -269,8 +311,9 @@ def test_watch_runs_rounds_until_stopped_and_reports_a_failing_round(settings: S
         if len(rounds) == 3:
             stop.set()
 
-    monitoring.watch(settings, stop, on_round, monitor=monitor, interval_s=0.0, on_error=lambda e: errors.append(
-        str(e)))
+    monitoring.watch(
+        settings, stop, on_round, monitor=monitor, interval_s=0.0, on_error=lambda e: errors.append(str(e))
+    )
     assert len(rounds) == 3 and errors == ["the gateway's admin API is restarting"]
     assert monitor.rule(ERROR_RATE).state is AlarmState.OK
     monitor.close()

@@ -112,8 +112,9 @@ def test_a_file_changed_behind_the_store_is_rehashed(store: LocalObjectStore, tm
     assert {info.key: info.md5 for info in store.list("")}["foreign.txt"] == md5(b"hi")
 
 
-def test_full_disk_is_a_clear_permanent_error(store: LocalObjectStore, monkeypatch: pytest.MonkeyPatch,
-                                              tmp_path: Path) -> None:
+def test_full_disk_is_a_clear_permanent_error(
+    store: LocalObjectStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     def no_space(descriptor: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 

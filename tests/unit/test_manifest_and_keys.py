@@ -14,8 +14,9 @@ from arsl_tui.domain.manifest import ImageRecord, ManifestError, SplitPolicy, bu
 
 def record(path: str, cls: str, content: bytes, split: SplitPolicy) -> ImageRecord:
     md5 = hashlib.md5(content).hexdigest()
-    return ImageRecord(path=path, cls=cls, bytes=len(content), md5=md5, split=split.assign(md5),
-                       width=64, height=64, mode="L")
+    return ImageRecord(
+        path=path, cls=cls, bytes=len(content), md5=md5, split=split.assign(md5), width=64, height=64, mode="L"
+    )
 
 
 def test_classes_are_the_32_sorted_arsl2018_folders() -> None:
@@ -31,8 +32,9 @@ def test_split_is_stable_and_close_to_the_fractions() -> None:
     assert splits == [policy.assign(hashlib.md5(str(i).encode()).hexdigest()) for i in range(20_000)]
     assert splits.count("test") / len(splits) == pytest.approx(0.2, abs=0.015)
     assert splits.count("val") / len(splits) == pytest.approx(0.1, abs=0.015)
-    other_seed = [SplitPolicy(seed=4, val=0.1, test=0.2).assign(hashlib.md5(str(i).encode()).hexdigest())
-                  for i in range(2_000)]
+    other_seed = [
+        SplitPolicy(seed=4, val=0.1, test=0.2).assign(hashlib.md5(str(i).encode()).hexdigest()) for i in range(2_000)
+    ]
     assert other_seed != splits[:2_000]
 
 
@@ -55,8 +57,9 @@ def test_manifest_id_is_content_addressed_and_order_independent() -> None:
 
 def test_manifest_round_trip_and_tamper_detection() -> None:
     policy = SplitPolicy()
-    manifest = build_manifest([record("ain/a.jpg", "ain", b"a", policy)], policy,
-                              quarantined=[{"path": "ain/b.jpg", "problem": "corrupt"}])
+    manifest = build_manifest(
+        [record("ain/a.jpg", "ain", b"a", policy)], policy, quarantined=[{"path": "ain/b.jpg", "problem": "corrupt"}]
+    )
     data = manifest.to_json_bytes()
     parsed = parse_manifest(data)
     assert parsed.id == manifest.id and parsed.images == manifest.images

@@ -48,8 +48,16 @@ def test_the_reader_follows_a_live_run_reading_only_new_bytes_and_waits_for_a_to
         reader = PipelineLogReader(tmp_path)
         view = reader.read()
         assert (view.run_id, view.alive, view.pid, view.demo) == (DEMO_RUN, True, os.getpid(), True)
-        assert states(view) == {"data": "done", "upload": "done", "champion": "pending", "train": "pending",
-                                "gate": "pending", "deploy": "pending", "canary": "pending", "alarms": "pending"}
+        assert states(view) == {
+            "data": "done",
+            "upload": "done",
+            "champion": "pending",
+            "train": "pending",
+            "gate": "pending",
+            "deploy": "pending",
+            "canary": "pending",
+            "alarms": "pending",
+        }
         size = events_path(tmp_path, DEMO_RUN).stat().st_size
         assert reader.bytes_read == size
 
@@ -83,8 +91,9 @@ def test_a_run_killed_outright_is_interrupted_and_its_torn_last_line_ignored(tmp
         holder.close()
     assert read_holder(tmp_path) is not None and read_holder(tmp_path).pid == holder.pid  # type: ignore[union-attr]
     assert (view.alive, view.outcome) == (False, "interrupted")
-    assert view.outcome_detail == ("its process ended without finishing during champion (killed?); "
-                                   "run it again to resume")
+    assert view.outcome_detail == (
+        "its process ended without finishing during champion (killed?); run it again to resume"
+    )
     assert states(view)["champion"] == "stopped" and states(view)["upload"] == "done"
     assert view.skipped_lines == 1  # the torn line, once its writer is known dead
     assert view.elapsed_s >= 0 and view.runs == 1
@@ -107,9 +116,15 @@ def test_a_second_run_is_refused_at_once_naming_the_process_that_holds_the_lock(
         assert not (home / "demo").exists()  # refused before the demo data is generated
 
         environment = {name: value for name, value in os.environ.items() if not name.startswith("ARSL_")}
-        cli = subprocess.run([sys.executable, "-m", "arsl_tui", "pipeline", "run", "--demo", "--yes"],
-                             env={**environment, "ARSL_HOME": str(home)}, cwd=tmp_path, capture_output=True,
-                             text=True, timeout=60, stdin=subprocess.DEVNULL)
+        cli = subprocess.run(
+            [sys.executable, "-m", "arsl_tui", "pipeline", "run", "--demo", "--yes"],
+            env={**environment, "ARSL_HOME": str(home)},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
         assert cli.returncode == 1, cli.stderr
         assert f"another pipeline run is going on in {home}" in cli.stderr
         assert f"process {holder.pid}" in cli.stderr and "Traceback" not in cli.stderr
@@ -143,7 +158,13 @@ def test_a_run_that_fails_or_is_interrupted_ends_its_event_file_and_frees_the_lo
     assert view.outcome_detail == "interrupted (SIGINT); run it again to resume"
     lines = [json.loads(line) for line in events_path(settings.home_dir, view.run_id).read_text().splitlines()]
     assert [line["event"] for line in lines] == ["PipelinePhase", "PipelineEnded"]
-    assert lines[0] == {"event": "PipelinePhase", "phase": "data", "title": "generate the demo data set",
-                        "state": "not needed", "detail": f"using {folder}", "elapsed_s": lines[0]["elapsed_s"],
-                        "at": lines[0]["at"]}
+    assert lines[0] == {
+        "event": "PipelinePhase",
+        "phase": "data",
+        "title": "generate the demo data set",
+        "state": "not needed",
+        "detail": f"using {folder}",
+        "elapsed_s": lines[0]["elapsed_s"],
+        "at": lines[0]["at"],
+    }
     assert not lock_is_held(settings.home_dir)

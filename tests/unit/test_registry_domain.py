@@ -33,7 +33,7 @@ T = "2026-01-02T03:04:05Z"
 def register_all(state: RegistryState, version: str, action: Any = "register") -> tuple[RegistryState, list[str]]:
     """Append every entry a registration plans, as the ops layer does; returns the state and what moved."""
     moved = []
-    while (entry := plan_registration(state, version, action, user="ann", time=T, reason="r", writer="w")):
+    while entry := plan_registration(state, version, action, user="ann", time=T, reason="r", writer="w"):
         state = state.apply(entry)
         moved.append(entry.describe())
     return state, moved
@@ -95,10 +95,11 @@ def test_manual_alias_moves_are_validated() -> None:
     move = plan_alias_move(state, "champion", "v2", reason="canary passed", user="bob", time=T, writer="w")
     assert (move.from_version, move.to_version, move.seq, move.reason) == ("v1", "v2", state.seq + 1, "canary passed")
     for alias, version, reason, message in (
-            ("production", "v2", "x", "unknown alias 'production'"),
-            ("champion", "v9", "x", "v9 is not a registered version"),
-            ("champion", "v2", "  ", "needs a reason"),
-            ("champion", "v1", "x", "champion already points at v1")):
+        ("production", "v2", "x", "unknown alias 'production'"),
+        ("champion", "v9", "x", "v9 is not a registered version"),
+        ("champion", "v2", "  ", "needs a reason"),
+        ("champion", "v1", "x", "champion already points at v1"),
+    ):
         with pytest.raises(AliasMoveError, match=message):
             plan_alias_move(state, alias, version, reason=reason, user="bob", time=T, writer="w")
     with pytest.raises(VersionFormatError):
@@ -107,12 +108,15 @@ def test_manual_alias_moves_are_validated() -> None:
 
 def test_replay_refuses_a_gap_and_a_move_that_does_not_start_where_the_alias_is() -> None:
     state, _ = register_all(RegistryState(), "v1")
-    entries = [PromotionLogEntry(seq=1, time=T, user="a", action="register", to_version="v1"),
-               PromotionLogEntry(seq=3, time=T, user="a", action="register", to_version="v2")]
+    entries = [
+        PromotionLogEntry(seq=1, time=T, user="a", action="register", to_version="v1"),
+        PromotionLogEntry(seq=3, time=T, user="a", action="register", to_version="v2"),
+    ]
     with pytest.raises(LogConsistencyError, match=r"expected entry 2 next, found entry 3"):
         replay([("log/1", entries[0]), ("log/3", entries[1])])
-    forged = PromotionLogEntry(seq=state.seq + 1, time=T, user="a", action="set_alias", alias="champion",
-                               from_version="v7", to_version="v1")
+    forged = PromotionLogEntry(
+        seq=state.seq + 1, time=T, user="a", action="set_alias", alias="champion", from_version="v7", to_version="v1"
+    )
     with pytest.raises(LogConsistencyError, match=r"moves champion from v7, but the entries before it leave it at v1"):
         state.apply(forged, "models/log/00000004.json")
     twice = PromotionLogEntry(seq=state.seq + 1, time=T, user="a", action="register", to_version="v1")
@@ -122,13 +126,24 @@ def test_replay_refuses_a_gap_and_a_move_that_does_not_start_where_the_alias_is(
 
 def sample_version(**changes: Any) -> ModelVersion:
     base = ModelVersion(
-        version="v3", created_at=T, created_by="ann",
-        lineage=Lineage(manifest_id="m1", job_id="job-1", backend="local", trainer_code_sha256="c" * 64,
-                        package_id="p" * 64, source="/out/model", trainer_version="0.1"),
+        version="v3",
+        created_at=T,
+        created_by="ann",
+        lineage=Lineage(
+            manifest_id="m1",
+            job_id="job-1",
+            backend="local",
+            trainer_code_sha256="c" * 64,
+            package_id="p" * 64,
+            source="/out/model",
+            trainer_version="0.1",
+        ),
         gate={"verdict": "pass", "rules": []},
         metrics={"test_acc": 0.97, "test_loss": None, "per_class_acc": {"ain": 0.9, "al": None}},
         package=(PackageFile(path="config.json", key="models/packages/p/config.json", size=10, md5="a" * 32),),
-        config={"weights": "model.safetensors"}, writer="w1")
+        config={"weights": "model.safetensors"},
+        writer="w1",
+    )
     return ModelVersion(**{**base.__dict__, **changes})
 
 
@@ -142,13 +157,16 @@ def test_a_version_record_round_trips_and_gives_the_champion_figures() -> None:
     assert final.per_class_acc == {"ain": 0.9} and final.manifest_id == "m1"
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"format": "other/9"}, "format is 'other/9'"),
-    ({"version": "3"}, "field 'version': '3' is not a model version"),
-    ({"created_by": 7}, "field 'created_by' is 7, expected text"),
-    ({"package": {"config.json": 1}}, "field 'package' is .*expected a list"),
-    ({"lineage": None}, "field 'lineage' is None"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"format": "other/9"}, "format is 'other/9'"),
+        ({"version": "3"}, "field 'version': '3' is not a model version"),
+        ({"created_by": 7}, "field 'created_by' is 7, expected text"),
+        ({"package": {"config.json": 1}}, "field 'package' is .*expected a list"),
+        ({"lineage": None}, "field 'lineage' is None"),
+    ],
+)
 def test_a_malformed_version_record_names_the_key_and_the_field(change: dict[str, Any], message: str) -> None:
     data = {**sample_version().to_json(), **change}
     with pytest.raises(RecordFormatError, match=f"^models/versions/v3.json: {message}"):
@@ -156,8 +174,17 @@ def test_a_malformed_version_record_names_the_key_and_the_field(change: dict[str
 
 
 def test_a_log_entry_round_trips_and_a_bad_one_is_named() -> None:
-    entry = PromotionLogEntry(seq=4, time=T, user="bob", action="set_alias", alias="champion", from_version="v1",
-                              to_version="v2", reason="canary passed", writer="w")
+    entry = PromotionLogEntry(
+        seq=4,
+        time=T,
+        user="bob",
+        action="set_alias",
+        alias="champion",
+        from_version="v1",
+        to_version="v2",
+        reason="canary passed",
+        writer="w",
+    )
     assert PromotionLogEntry.from_json(entry.to_json(), "k") == entry
     with pytest.raises(RecordFormatError, match=r"^k: action 'delete' is not one of"):
         PromotionLogEntry.from_json({**entry.to_json(), "action": "delete"}, "k")

@@ -27,8 +27,9 @@ def test_numbering_aliases_and_the_promotion_log(open_registry: Callable[[], Mod
     registry_checks.check_numbering_aliases_and_log(open_registry, tmp_path)
 
 
-def test_registering_a_job_again_returns_its_version(open_registry: Callable[[], ModelRegistry],
-                                                      tmp_path: Path) -> None:
+def test_registering_a_job_again_returns_its_version(
+    open_registry: Callable[[], ModelRegistry], tmp_path: Path
+) -> None:
     registry_checks.check_registering_a_job_again_returns_its_version(open_registry, tmp_path)
 
 
@@ -55,8 +56,9 @@ def test_concurrent_processes_get_distinct_versions_and_lose_nothing(tmp_path: P
         write_package(scratch / f"package-{seed}", seed, job_id=f"job-{seed}")
     context = multiprocessing.get_context("fork")
     start = context.Event()
-    processes = [context.Process(target=_register_in_process, args=(str(root), str(scratch), seeds, start))
-                 for seeds in groups]
+    processes = [
+        context.Process(target=_register_in_process, args=(str(root), str(scratch), seeds, start)) for seeds in groups
+    ]
     for process in processes:
         process.start()
     start.set()
@@ -134,8 +136,9 @@ def test_packages_that_could_unpickle_or_were_changed_are_refused(tmp_path: Path
         inspect_package(package)
 
 
-def test_a_damaged_or_ahead_alias_cache_is_ignored_and_the_log_replayed(open_registry: Callable[[], ModelRegistry],
-                                                                          tmp_path: Path) -> None:
+def test_a_damaged_or_ahead_alias_cache_is_ignored_and_the_log_replayed(
+    open_registry: Callable[[], ModelRegistry], tmp_path: Path
+) -> None:
     registry = open_registry()
     registry_checks.register(registry, tmp_path, 41)
     registry_checks.register(registry, tmp_path, 42)

@@ -13,16 +13,29 @@ from tests.fixtures.registry_checks import register
 
 
 def entry(seq: int, action: str, to: str, alias: str | None = None, source: str | None = None) -> PromotionLogEntry:
-    return PromotionLogEntry(seq=seq, time="2026-01-01T10:00:00Z", user="ann", action=action,  # type: ignore[arg-type]
-                             to_version=to, from_version=source, alias=alias, reason="test")
+    return PromotionLogEntry(
+        seq=seq,
+        time="2026-01-01T10:00:00Z",
+        user="ann",
+        action=action,  # type: ignore[arg-type]
+        to_version=to,
+        from_version=source,
+        alias=alias,
+        reason="test",
+    )
 
 
 def promoted_log() -> list[tuple[str, PromotionLogEntry]]:
     """v1 registered (champion and challenger), v2 registered (challenger), then promoted by a canary."""
-    entries = [entry(1, "register", "v1"), entry(2, "set_alias", "v1", "challenger"),
-               entry(3, "set_alias", "v1", "champion"), entry(4, "register", "v2"),
-               entry(5, "set_alias", "v2", "challenger", "v1"), entry(6, "canary", "v2", source="v1"),
-               entry(7, "set_alias", "v2", "champion", "v1")]
+    entries = [
+        entry(1, "register", "v1"),
+        entry(2, "set_alias", "v1", "challenger"),
+        entry(3, "set_alias", "v1", "champion"),
+        entry(4, "register", "v2"),
+        entry(5, "set_alias", "v2", "challenger", "v1"),
+        entry(6, "canary", "v2", source="v1"),
+        entry(7, "set_alias", "v2", "champion", "v1"),
+    ]
     return [(f"log/{item.seq}", item) for item in entries]
 
 
@@ -38,8 +51,11 @@ def test_the_first_version_is_champion_and_challenger_and_a_promoted_one_only_ch
 
 
 def test_the_next_registration_after_a_promotion_moves_the_challenger_from_where_the_log_left_it() -> None:
-    log = [*promoted_log(), ("log/8", entry(8, "register", "v3")),
-           ("log/9", entry(9, "set_alias", "v3", "challenger", "v2"))]
+    log = [
+        *promoted_log(),
+        ("log/8", entry(8, "register", "v3")),
+        ("log/9", entry(9, "set_alias", "v3", "challenger", "v2")),
+    ]
     state = replay(log)
     assert state.aliases == {"challenger": "v3", "champion": "v2"}
 

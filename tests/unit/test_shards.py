@@ -74,8 +74,12 @@ def test_shards_hold_every_image_exactly_once(report: ValidationReport, tmp_path
         image = by_md5[key]
         assert sample["jpg"] == (report.root / image.path).read_bytes()
         assert sample["cls"] == str(class_index(image.cls)).encode()
-        assert json.loads(sample["json"]) == {"path": image.path, "class": image.cls, "split": image.split,
-                                              "md5": image.md5}
+        assert json.loads(sample["json"]) == {
+            "path": image.path,
+            "class": image.cls,
+            "split": image.split,
+            "md5": image.md5,
+        }
     manifest_id, size, listed = parse_index((shard_set.folder / SHARDS_INDEX_NAME).read_bytes())
     assert (manifest_id, size, listed) == (report.manifest.id, SHARD_BYTES, shard_set.shards)
     assert sum(shard.samples for shard in listed) == len(report.manifest.images)
@@ -160,18 +164,21 @@ def test_a_shard_name_outside_its_folder_is_refused(report: ValidationReport, tm
             parse_index(json.dumps(index).encode())
 
 
-@pytest.mark.parametrize(("name", "size"), [("a.cls", 1), ("0" * 32 + ".json", 137), ("x" * 100, 8 ** 11 - 1),
-                                            ("é.jpg", 0)])
+@pytest.mark.parametrize(
+    ("name", "size"), [("a.cls", 1), ("0" * 32 + ".json", 137), ("x" * 100, 8**11 - 1), ("é.jpg", 0)]
+)
 def test_hand_built_headers_equal_tarfiles(name: str, size: int) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = size, 0, 0o644, 0, 0, "", ""
     assert tar_header(name, size) == info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
 
 
-def test_a_build_left_by_a_killed_process_is_removed_and_a_live_ones_kept(report: ValidationReport,
-                                                                          tmp_path: Path) -> None:
-    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                           check=True)
+def test_a_build_left_by_a_killed_process_is_removed_and_a_live_ones_kept(
+    report: ValidationReport, tmp_path: Path
+) -> None:
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     dead_pid = int(ended.stdout)  # a process that has exited: its build can never be finished
     abandoned = tmp_path / f".staging.building-{dead_pid}-0badc0de"
     (abandoned / "shards").mkdir(parents=True)

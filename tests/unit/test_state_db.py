@@ -11,8 +11,14 @@ import pytest
 from arsl_tui.state.db import Migrations, StateDB, StateError, StateWriteError
 
 V1 = Migrations("jobs", ("CREATE TABLE jobs (id TEXT PRIMARY KEY);",))
-V2 = Migrations("jobs", (*V1.steps, "ALTER TABLE jobs ADD COLUMN phase TEXT NOT NULL DEFAULT 'Pending';\n"
-                                    "CREATE INDEX jobs_by_phase ON jobs (phase);"))
+V2 = Migrations(
+    "jobs",
+    (
+        *V1.steps,
+        "ALTER TABLE jobs ADD COLUMN phase TEXT NOT NULL DEFAULT 'Pending';\n"
+        "CREATE INDEX jobs_by_phase ON jobs (phase);",
+    ),
+)
 
 
 def columns(db: StateDB, table: str) -> list[str]:
@@ -45,8 +51,9 @@ def test_a_file_from_a_newer_program_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_failed_step_rolls_back_completely(tmp_path: Path) -> None:
-    broken = Migrations("jobs", (*V1.steps, "ALTER TABLE jobs ADD COLUMN ok TEXT;\n"
-                                            "ALTER TABLE nope ADD COLUMN x TEXT;"))
+    broken = Migrations(
+        "jobs", (*V1.steps, "ALTER TABLE jobs ADD COLUMN ok TEXT;\nALTER TABLE nope ADD COLUMN x TEXT;")
+    )
     with StateDB(tmp_path / "arsl.db") as db:
         with pytest.raises(StateError, match=r"cannot migrate 'jobs' to schema version 2 \(no such table: nope\)"):
             db.ensure_schema(broken)
@@ -92,8 +99,10 @@ def test_a_full_state_file_is_a_state_error_naming_it_and_keeps_what_was_committ
         connection.execute("INSERT INTO notes VALUES ('kept')")
     pages = db.connection().execute("PRAGMA page_count").fetchone()[0]
     db.connection().execute(f"PRAGMA max_page_count = {pages}")  # the file may not grow: as on a full disk
-    with (pytest.raises(StateWriteError, match=r"arsl\.db: database or disk is full") as raised,
-          db.transaction() as connection):
+    with (
+        pytest.raises(StateWriteError, match=r"arsl\.db: database or disk is full") as raised,
+        db.transaction() as connection,
+    ):
         connection.execute("INSERT INTO notes VALUES (?)", ("x" * 100_000,))
     assert isinstance(raised.value, StateError) and isinstance(raised.value, sqlite3.OperationalError)
     assert not db.connection().in_transaction

@@ -27,8 +27,13 @@ from arsl_tui.state.db import (
 
 JOBS = Migrations("jobs", ("CREATE TABLE jobs (id TEXT PRIMARY KEY);",))
 JOBS_V2 = Migrations("jobs", (*JOBS.steps, "ALTER TABLE jobs ADD COLUMN phase TEXT NOT NULL DEFAULT 'Pending';"))
-CANARY = Migrations("canary", ("CREATE TABLE canary_current (id INTEGER PRIMARY KEY, run_id TEXT);\n"
-                               "CREATE INDEX canary_by_run ON canary_current (run_id);",))
+CANARY = Migrations(
+    "canary",
+    (
+        "CREATE TABLE canary_current (id INTEGER PRIMARY KEY, run_id TEXT);\n"
+        "CREATE INDEX canary_by_run ON canary_current (run_id);",
+    ),
+)
 
 
 def write_jobs(home: Path, *ids: str) -> None:
@@ -101,9 +106,12 @@ def test_a_removed_home_is_no_state_here_yet_and_stays_removed(tmp_path: Path) -
 
 def test_a_schema_older_than_the_reader_is_explained_not_migrated(tmp_path: Path) -> None:
     write_jobs(tmp_path, "a")
-    with StateDB(tmp_path / "arsl.db", read_only=True) as db, \
-            pytest.raises(StateError, match="schema version 1; this program reads version 2, and read-only mode "
-                                            "cannot upgrade"):
+    with (
+        StateDB(tmp_path / "arsl.db", read_only=True) as db,
+        pytest.raises(
+            StateError, match="schema version 1; this program reads version 2, and read-only mode cannot upgrade"
+        ),
+    ):
         db.ensure_schema(JOBS_V2)
     with open_state(tmp_path) as writer:
         assert writer.schema_version("jobs") == 1

@@ -19,8 +19,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def digests(folder: Path) -> dict[str, str]:
-    return {path.relative_to(folder).as_posix(): hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        path.relative_to(folder).as_posix(): hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def test_layout_counts_and_image_format(tmp_path: Path) -> None:

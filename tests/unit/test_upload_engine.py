@@ -40,8 +40,7 @@ Mode = Literal["files", "shards"]
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    values = {"home": str(tmp_path / "home"), "upload.backoff_base_s": 0.001, "upload.backoff_max_s": 0.01,
-              **overrides}
+    values = {"home": str(tmp_path / "home"), "upload.backoff_base_s": 0.001, "upload.backoff_max_s": 0.01, **overrides}
     return load_settings(environ={}, cwd=tmp_path, cli_overrides=values)
 
 
@@ -114,9 +113,13 @@ class Flaky(Wrapper):
             if self.random.random() >= self.share:
                 return None, False
             self.injected += 1
-            fault = self.random.choice([TransientStoreError("503 ServiceUnavailable", status=503),
-                                        ConnectionResetError("connection reset by peer"),
-                                        TimeoutError("read timed out")])
+            fault = self.random.choice(
+                [
+                    TransientStoreError("503 ServiceUnavailable", status=503),
+                    ConnectionResetError("connection reset by peer"),
+                    TimeoutError("read timed out"),
+                ]
+            )
             return fault, self.random.random() < 0.5
 
     def before_put(self, key: str) -> None:
@@ -148,8 +151,9 @@ def validated(settings: Settings, folder: Path) -> Manifest:
     from arsl_tui.ops.dataset import validate_dataset
 
     dataset = settings.dataset
-    return validate_dataset(folder, SplitPolicy(dataset.split_seed, dataset.val_fraction,
-                                                dataset.test_fraction)).manifest
+    return validate_dataset(
+        folder, SplitPolicy(dataset.split_seed, dataset.val_fraction, dataset.test_fraction)
+    ).manifest
 
 
 def local_store(settings: Settings) -> LocalObjectStore:
@@ -183,8 +187,7 @@ def test_upload_matches_the_manifest_exactly(tiny_dataset: Path, tmp_path: Path,
     expected_phases = ["validating", "sending", "verifying", "finishing"]
     if mode == "shards":
         expected_phases.insert(1, "packing")
-    assert [phase for index, phase in enumerate(phases) if index == 0 or phases[index - 1] != phase] == \
-        expected_phases
+    assert [phase for index, phase in enumerate(phases) if index == 0 or phases[index - 1] != phase] == expected_phases
     assert isinstance(events[-1], UploadFinished) and events[-1].status == "done"
     assert not (settings.home_dir / "staging").exists() or not any((settings.home_dir / "staging").iterdir())
 
@@ -198,8 +201,7 @@ def test_upload_matches_the_manifest_exactly(tiny_dataset: Path, tmp_path: Path,
     assert resumable_run(settings) is None
 
 
-def test_a_run_stopped_by_a_permanent_error_resumes_with_only_the_remainder(tiny_dataset: Path,
-                                                                          tmp_path: Path) -> None:
+def test_a_run_stopped_by_a_permanent_error_resumes_with_only_the_remainder(tiny_dataset: Path, tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     inner = local_store(settings)
     allowed = 30
@@ -208,8 +210,11 @@ def test_a_run_stopped_by_a_permanent_error_resumes_with_only_the_remainder(tiny
         def before_put(self, key: str) -> None:
             with self.lock:
                 if sum(self.puts.values()) >= allowed:
-                    raise PermanentStoreError(f"403 AccessDenied on {key}: the bucket policy forbids PutObject",
-                                              status=403, code="AccessDenied")
+                    raise PermanentStoreError(
+                        f"403 AccessDenied on {key}: the bucket policy forbids PutObject",
+                        status=403,
+                        code="AccessDenied",
+                    )
 
     first_store = Denying(inner)
     first = run_upload(settings, UploadRequest(tiny_dataset, mode="files", concurrency=3), store=first_store)
@@ -261,8 +266,7 @@ def test_the_uncertain_tail_is_rechecked_not_resent(tiny_dataset: Path, tmp_path
 
 
 @pytest.mark.parametrize("mode", ["files", "shards"])
-def test_transient_faults_are_retried_and_the_result_is_exact(tiny_dataset: Path, tmp_path: Path,
-                                                               mode: Mode) -> None:
+def test_transient_faults_are_retried_and_the_result_is_exact(tiny_dataset: Path, tmp_path: Path, mode: Mode) -> None:
     settings = make_settings(tmp_path, **{"upload.max_attempts": 14})
     flaky = Flaky(local_store(settings), share=0.25, seed=7)
     events: list[Event] = []
@@ -272,15 +276,17 @@ def test_transient_faults_are_retried_and_the_result_is_exact(tiny_dataset: Path
         with lock:
             events.append(event)
 
-    outcome = run_upload(settings, UploadRequest(tiny_dataset, mode=mode, concurrency=6), store=flaky,
-                         on_event=record)
+    outcome = run_upload(settings, UploadRequest(tiny_dataset, mode=mode, concurrency=6), store=flaky, on_event=record)
     assert outcome.status == "done", outcome.error
     retried = [event for event in events if isinstance(event, UploadRetried)]
     assert flaky.injected > 0
     assert len(retried) == flaky.injected, "every injected fault was retried exactly once"
     assert all(0 <= event.delay_s <= settings.upload.backoff_max_s for event in retried)
-    assert {event.error.split(":")[0] for event in retried} <= {"TransientStoreError", "ConnectionResetError",
-                                                                "TimeoutError"}
+    assert {event.error.split(":")[0] for event in retried} <= {
+        "TransientStoreError",
+        "ConnectionResetError",
+        "TimeoutError",
+    }
     assert_store_matches(flaky.inner, settings, validated(settings, tiny_dataset), mode)
 
 
@@ -293,8 +299,12 @@ def test_transient_errors_give_up_after_max_attempts(tiny_dataset: Path, tmp_pat
                 raise TransientStoreError("503 SlowDown", status=503)
 
     events: list[Event] = []
-    outcome = run_upload(settings, UploadRequest(tiny_dataset, mode="files", concurrency=2),
-                         store=AlwaysBusy(local_store(settings)), on_event=events.append)
+    outcome = run_upload(
+        settings,
+        UploadRequest(tiny_dataset, mode="files", concurrency=2),
+        store=AlwaysBusy(local_store(settings)),
+        on_event=events.append,
+    )
     assert outcome.status == "failed"
     assert "gave up on" in outcome.error and "bb_0001.jpg after 3 attempt(s)" in outcome.error
     assert "503 SlowDown" in outcome.error
@@ -312,8 +322,9 @@ def test_a_permanent_error_stops_at_once(tiny_dataset: Path, tmp_path: Path) -> 
 
     store = Forbidden(local_store(settings))
     events: list[Event] = []
-    outcome = run_upload(settings, UploadRequest(tiny_dataset, mode="files", concurrency=4), store=store,
-                         on_event=events.append)
+    outcome = run_upload(
+        settings, UploadRequest(tiny_dataset, mode="files", concurrency=4), store=store, on_event=events.append
+    )
     assert outcome.status == "failed"
     assert "no write permission on bucket arsl-ml" in outcome.error
     assert store.puts["attempts"] <= 8, "no new requests once a permanent error is seen"
@@ -363,9 +374,17 @@ def test_pause_holds_dispatch_until_resumed(make_dataset: DatasetFactory, tmp_pa
             paused.set()
 
     outcomes: list[UploadOutcome] = []
-    worker = threading.Thread(target=lambda: outcomes.append(
-        run_upload(settings, UploadRequest(dataset, mode="files", concurrency=2), store=store, on_event=on_event,
-                   control=control)))
+    worker = threading.Thread(
+        target=lambda: outcomes.append(
+            run_upload(
+                settings,
+                UploadRequest(dataset, mode="files", concurrency=2),
+                store=store,
+                on_event=on_event,
+                control=control,
+            )
+        )
+    )
     worker.start()
     assert paused.wait(timeout=60), "the run never reported itself paused"
     assert control.paused and worker.is_alive()
@@ -394,8 +413,13 @@ def test_cancel_stops_and_a_later_run_finishes_the_rest(tiny_dataset: Path, tmp_
         if isinstance(event, UploadProgressed) and event.objects_done == 7:
             control.cancel()
 
-    first = run_upload(settings, UploadRequest(tiny_dataset, mode="files", concurrency=2), store=first_store,
-                       on_event=on_event, control=control)
+    first = run_upload(
+        settings,
+        UploadRequest(tiny_dataset, mode="files", concurrency=2),
+        store=first_store,
+        on_event=on_event,
+        control=control,
+    )
     assert first.status == "cancelled"
     manifest = validated(settings, tiny_dataset)
     total = len(manifest.images) + 1
@@ -431,8 +455,9 @@ def _bad_input(root: Path, case: str) -> str:
 
 
 @pytest.mark.parametrize("case", ["non_image", "truncated_jpeg", "unknown_class", "odd_name"])
-def test_bad_input_is_refused_with_a_clear_message_and_nothing_uploaded(tiny_dataset: Path, tmp_path: Path,
-                                                                        case: str) -> None:
+def test_bad_input_is_refused_with_a_clear_message_and_nothing_uploaded(
+    tiny_dataset: Path, tmp_path: Path, case: str
+) -> None:
     settings = make_settings(tmp_path)
     bad = _bad_input(tiny_dataset, case)
     store = local_store(settings)
@@ -463,8 +488,7 @@ def test_missing_and_empty_folders_are_refused(tmp_path: Path) -> None:
     assert list(local_store(settings).list("")) == []
 
 
-def test_the_staged_manifest_is_byte_identical_to_the_manifests_own_json(tiny_dataset: Path,
-                                                                          tmp_path: Path) -> None:
+def test_the_staged_manifest_is_byte_identical_to_the_manifests_own_json(tiny_dataset: Path, tmp_path: Path) -> None:
     manifest = validated(make_settings(tmp_path), tiny_dataset)
     assert "".join(manifest_json_chunks(manifest.body(), manifest.id)).encode() == manifest.to_json_bytes()
 
@@ -473,8 +497,9 @@ def shard_keys(store: ObjectStore, prefix: str) -> list[str]:
     return sorted(info.key for info in store.list(prefix + "shards/"))
 
 
-def test_a_shards_run_resumes_with_only_the_shards_not_yet_confirmed(make_dataset: DatasetFactory,
-                                                                      tmp_path: Path) -> None:
+def test_a_shards_run_resumes_with_only_the_shards_not_yet_confirmed(
+    make_dataset: DatasetFactory, tmp_path: Path
+) -> None:
     dataset = make_dataset(per_class=12)  # ~2.3 MB of tar: three shards of at most 1 MiB
     settings = make_settings(tmp_path, **{"upload.shard_size_mb": 1})
     inner = local_store(settings)
@@ -493,8 +518,9 @@ def test_a_shards_run_resumes_with_only_the_shards_not_yet_confirmed(make_datase
 
     second_store = Wrapper(inner)
     events: list[Event] = []
-    second = run_upload(settings, UploadRequest(dataset, mode="shards", concurrency=2), store=second_store,
-                        on_event=events.append)
+    second = run_upload(
+        settings, UploadRequest(dataset, mode="shards", concurrency=2), store=second_store, on_event=events.append
+    )
     assert second.status == "done", second.error
     manifest = validated(settings, dataset)
     prefix = dataset_prefix(settings, manifest.id)
@@ -516,8 +542,9 @@ def test_a_shards_run_resumes_with_only_the_shards_not_yet_confirmed(make_datase
     assert_store_matches(inner, resized, manifest, "shards")
 
 
-def test_each_shard_is_sent_while_the_next_is_still_being_packed(make_dataset: DatasetFactory, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_shard_is_sent_while_the_next_is_still_being_packed(
+    make_dataset: DatasetFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dataset = make_dataset(per_class=12)
     settings = make_settings(tmp_path, **{"upload.shard_size_mb": 1})
     first_shard_stored = threading.Event()

@@ -51,7 +51,8 @@ def images_from_request(content_type: str, body: bytes) -> list[bytes]:
     kind = content_type.split(";", 1)[0].strip().lower()
     if kind == "multipart/form-data":
         message = BytesParser(policy=HTTP).parsebytes(
-            b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+            b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+        )
         if not message.is_multipart():
             raise RequestError(HTTPStatus.BAD_REQUEST, "multipart body without parts (check the boundary)")
         images = []
@@ -77,8 +78,10 @@ def images_from_request(content_type: str, body: bytes) -> list[bytes]:
             raise RequestError(HTTPStatus.BAD_REQUEST, f"an image is not valid base64 ({error})") from None
     if kind.startswith("image/") or kind in ("application/octet-stream", ""):
         return [body]
-    raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                       f"content type {kind!r} is not an image, multipart/form-data or application/json")
+    raise RequestError(
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        f"content type {kind!r} is not an image, multipart/form-data or application/json",
+    )
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -99,9 +102,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, {"status": "ok", "classes": len(self.server.predictor.classes)})
         elif path == "/":
             config = self.server.predictor.config
-            self._send(HTTPStatus.OK, {"architecture": config.get("architecture"),
-                                       "classes": list(self.server.predictor.classes),
-                                       "manifest_id": config.get("manifest_id"), "metrics": config.get("metrics")})
+            self._send(
+                HTTPStatus.OK,
+                {
+                    "architecture": config.get("architecture"),
+                    "classes": list(self.server.predictor.classes),
+                    "manifest_id": config.get("manifest_id"),
+                    "metrics": config.get("metrics"),
+                },
+            )
         else:
             self._send(HTTPStatus.NOT_FOUND, {"error": f"no such path {path!r}; use POST /predict"})
 
@@ -117,8 +126,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if length > self.server.max_body:
             self.close_connection = True
-            self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                       {"error": f"body of {length} bytes exceeds the {self.server.max_body}-byte limit"})
+            self._send(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                {"error": f"body of {length} bytes exceeds the {self.server.max_body}-byte limit"},
+            )
             return
         body = self.rfile.read(length)
         try:
@@ -139,8 +150,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._send(HTTPStatus.BAD_REQUEST, {"error": "top_k must be an integer"})
             return
-        results = [{"predicted_label": row[0].label,
-                    "scores": [[item.label, round(item.probability, 6)] for item in row]} for row in predictions]
+        results = [
+            {"predicted_label": row[0].label, "scores": [[item.label, round(item.probability, 6)] for item in row]}
+            for row in predictions
+        ]
         payload: dict[str, Any] = {"results": results}
         if len(results) == 1:
             payload.update(results[0])

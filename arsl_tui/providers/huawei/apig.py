@@ -97,10 +97,20 @@ class GatewayReport:
     """Published versions of the API in the environment, newest first (version_id, publish_time, effective)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"group_id": self.group_id, "api_id": self.api_id, "app_id": self.app_id,
-                "throttle_id": self.throttle_id, "env_id": self.env_id, "environment": self.environment,
-                "publish_id": self.publish_id, "version_id": self.version_id, "url": self.url, "key": self.key,
-                "changed": list(self.changed), "versions": list(self.versions)}
+        return {
+            "group_id": self.group_id,
+            "api_id": self.api_id,
+            "app_id": self.app_id,
+            "throttle_id": self.throttle_id,
+            "env_id": self.env_id,
+            "environment": self.environment,
+            "publish_id": self.publish_id,
+            "version_id": self.version_id,
+            "url": self.url,
+            "key": self.key,
+            "changed": list(self.changed),
+            "versions": list(self.versions),
+        }
 
 
 def build_client(endpoint: str, credentials: Credentials, timeout_s: float) -> Any:
@@ -110,11 +120,19 @@ def build_client(endpoint: str, credentials: Credentials, timeout_s: float) -> A
 
 def spec_from_settings(settings: Settings, backend_url: str) -> GatewaySpec:
     huawei, gateway = settings.huawei, settings.gateway
-    return GatewaySpec(group_name=huawei.apig_group_name, api_name=huawei.apig_api_name,
-                       app_name=huawei.apig_app_name, environment=huawei.apig_environment, backend_url=backend_url,
-                       limits=ThrottleLimits(api_call_limits=gateway.api_call_limit,
-                                             app_call_limits=gateway.app_call_limit,
-                                             ip_call_limits=gateway.ip_call_limit, time_unit=gateway.time_unit))
+    return GatewaySpec(
+        group_name=huawei.apig_group_name,
+        api_name=huawei.apig_api_name,
+        app_name=huawei.apig_app_name,
+        environment=huawei.apig_environment,
+        backend_url=backend_url,
+        limits=ThrottleLimits(
+            api_call_limits=gateway.api_call_limit,
+            app_call_limits=gateway.app_call_limit,
+            ip_call_limits=gateway.ip_call_limit,
+            time_unit=gateway.time_unit,
+        ),
+    )
 
 
 class ApigGateway:
@@ -140,165 +158,274 @@ class ApigGateway:
         try:
             return method(request)
         except (SdkException, requests.exceptions.RequestException, OSError) as error:
-            failure = failure_from_exception(error, service=SERVICE, operation=operation, target=target,
-                                             secrets=self._secrets)
+            failure = failure_from_exception(
+                error, service=SERVICE, operation=operation, target=target, secrets=self._secrets
+            )
             raise ApigError(failure.message, transient=failure.transient, status=failure.status) from None
 
     # --- lookups --------------------------------------------------------------------------------
 
     def _group(self, spec: GatewaySpec, report: GatewayReport) -> Any:
-        found = self._call("list_api_groups_v2", f"API group {spec.group_name!r}", self._client.list_api_groups_v2,
-                           apig.ListApiGroupsV2Request(instance_id=self._instance, name=spec.group_name,
-                                                       precise_search="name", limit=PAGE))
+        found = self._call(
+            "list_api_groups_v2",
+            f"API group {spec.group_name!r}",
+            self._client.list_api_groups_v2,
+            apig.ListApiGroupsV2Request(
+                instance_id=self._instance, name=spec.group_name, precise_search="name", limit=PAGE
+            ),
+        )
         for group in found.groups or []:
             if group.name == spec.group_name:
                 return group
-        created = self._call("create_api_group_v2", f"API group {spec.group_name!r}",
-                             self._client.create_api_group_v2,
-                             apig.CreateApiGroupV2Request(instance_id=self._instance, body=apig.ApiGroupCreate(
-                                 name=spec.group_name, remark="arsl: sign classifier predictions")))
+        created = self._call(
+            "create_api_group_v2",
+            f"API group {spec.group_name!r}",
+            self._client.create_api_group_v2,
+            apig.CreateApiGroupV2Request(
+                instance_id=self._instance,
+                body=apig.ApiGroupCreate(name=spec.group_name, remark="arsl: sign classifier predictions"),
+            ),
+        )
         report.changed.append("group")
         return created
 
     def _environment(self, spec: GatewaySpec) -> str:
-        found = self._call("list_environments_v2", f"environment {spec.environment!r}",
-                           self._client.list_environments_v2,
-                           apig.ListEnvironmentsV2Request(instance_id=self._instance, name=spec.environment,
-                                                          limit=PAGE))
+        found = self._call(
+            "list_environments_v2",
+            f"environment {spec.environment!r}",
+            self._client.list_environments_v2,
+            apig.ListEnvironmentsV2Request(instance_id=self._instance, name=spec.environment, limit=PAGE),
+        )
         for env in found.envs or []:
             if env.name == spec.environment:
                 return str(env.id)
-        raise ApigError(f"API Gateway instance {self._instance} has no environment {spec.environment!r} "
-                        "([huawei] apig_environment)")
+        raise ApigError(
+            f"API Gateway instance {self._instance} has no environment {spec.environment!r} ([huawei] apig_environment)"
+        )
 
     def _api_body(self, spec: GatewaySpec, group_id: str) -> Any:
         parts = urlsplit(spec.backend_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ApigError(f"the service URL {spec.backend_url!r} is not an http(s) URL")
-        backend = apig.BackendApiCreate(url_domain=parts.netloc, req_protocol=parts.scheme.upper(), req_method="POST",
-                                        req_uri=parts.path or "/", timeout=BACKEND_TIMEOUT_MS, retry_count="-1")
-        return apig.ApiCreate(name=spec.api_name, type=1, req_protocol="HTTPS", req_method="POST",
-                              req_uri=PREDICT_PATH, auth_type="APP",
-                              auth_opt=apig.AuthOpt(app_code_auth_type="HEADER"), match_mode="NORMAL",
-                              backend_type="HTTP", group_id=group_id, backend_api=backend,
-                              remark="arsl: predictions by the ModelArts real-time service")
+        backend = apig.BackendApiCreate(
+            url_domain=parts.netloc,
+            req_protocol=parts.scheme.upper(),
+            req_method="POST",
+            req_uri=parts.path or "/",
+            timeout=BACKEND_TIMEOUT_MS,
+            retry_count="-1",
+        )
+        return apig.ApiCreate(
+            name=spec.api_name,
+            type=1,
+            req_protocol="HTTPS",
+            req_method="POST",
+            req_uri=PREDICT_PATH,
+            auth_type="APP",
+            auth_opt=apig.AuthOpt(app_code_auth_type="HEADER"),
+            match_mode="NORMAL",
+            backend_type="HTTP",
+            group_id=group_id,
+            backend_api=backend,
+            remark="arsl: predictions by the ModelArts real-time service",
+        )
 
     @staticmethod
     def _matches(existing: Any, body: Any) -> bool:
         backend, wanted = existing.backend_api, body.backend_api
-        return (existing.auth_type == body.auth_type and existing.req_uri == body.req_uri
-                and existing.req_method == body.req_method and backend is not None
-                and backend.url_domain == wanted.url_domain and backend.req_uri == wanted.req_uri
-                and str(backend.req_protocol).upper() == wanted.req_protocol)
+        return (
+            existing.auth_type == body.auth_type
+            and existing.req_uri == body.req_uri
+            and existing.req_method == body.req_method
+            and backend is not None
+            and backend.url_domain == wanted.url_domain
+            and backend.req_uri == wanted.req_uri
+            and str(backend.req_protocol).upper() == wanted.req_protocol
+        )
 
     def _api(self, spec: GatewaySpec, group_id: str, report: GatewayReport) -> tuple[Any, bool]:
         body = self._api_body(spec, group_id)
-        found = self._call("list_apis_v2", f"API {spec.api_name!r}", self._client.list_apis_v2,
-                           apig.ListApisV2Request(instance_id=self._instance, group_id=group_id, name=spec.api_name,
-                                                  precise_search="name", limit=PAGE))
+        found = self._call(
+            "list_apis_v2",
+            f"API {spec.api_name!r}",
+            self._client.list_apis_v2,
+            apig.ListApisV2Request(
+                instance_id=self._instance, group_id=group_id, name=spec.api_name, precise_search="name", limit=PAGE
+            ),
+        )
         existing = next((api for api in found.apis or [] if api.name == spec.api_name), None)
         if existing is None:
-            created = self._call("create_api_v2", f"API {spec.api_name!r}", self._client.create_api_v2,
-                                 apig.CreateApiV2Request(instance_id=self._instance, body=body))
+            created = self._call(
+                "create_api_v2",
+                f"API {spec.api_name!r}",
+                self._client.create_api_v2,
+                apig.CreateApiV2Request(instance_id=self._instance, body=body),
+            )
             report.changed.append("api")
             return created, True
         if self._matches(existing, body):
             return existing, False
-        updated = self._call("update_api_v2", f"API {spec.api_name!r}", self._client.update_api_v2,
-                             apig.UpdateApiV2Request(instance_id=self._instance, api_id=existing.id, body=body))
+        updated = self._call(
+            "update_api_v2",
+            f"API {spec.api_name!r}",
+            self._client.update_api_v2,
+            apig.UpdateApiV2Request(instance_id=self._instance, api_id=existing.id, body=body),
+        )
         report.changed.append("api")
         return updated, True
 
     def _published(self, api_id: str, env_id: str) -> list[Any]:
-        found = self._call("list_api_versions_v2", f"versions of API {api_id}", self._client.list_api_versions_v2,
-                           apig.ListApiVersionsV2Request(instance_id=self._instance, api_id=api_id, env_id=env_id,
-                                                         limit=PAGE))
+        found = self._call(
+            "list_api_versions_v2",
+            f"versions of API {api_id}",
+            self._client.list_api_versions_v2,
+            apig.ListApiVersionsV2Request(instance_id=self._instance, api_id=api_id, env_id=env_id, limit=PAGE),
+        )
         return list(found.api_versions or [])
 
     def _publish_id(self, spec: GatewaySpec, group_id: str, env_id: str) -> str:
-        found = self._call("list_apis_v2", f"API {spec.api_name!r} in {spec.environment}", self._client.list_apis_v2,
-                           apig.ListApisV2Request(instance_id=self._instance, group_id=group_id, name=spec.api_name,
-                                                  env_id=env_id, precise_search="name", limit=PAGE))
+        found = self._call(
+            "list_apis_v2",
+            f"API {spec.api_name!r} in {spec.environment}",
+            self._client.list_apis_v2,
+            apig.ListApisV2Request(
+                instance_id=self._instance,
+                group_id=group_id,
+                name=spec.api_name,
+                env_id=env_id,
+                precise_search="name",
+                limit=PAGE,
+            ),
+        )
         api = next((item for item in found.apis or [] if item.name == spec.api_name), None)
         return str(api.publish_id) if api is not None and api.publish_id else ""
 
     def _app(self, spec: GatewaySpec, report: GatewayReport) -> str:
-        found = self._call("list_apps_v2", f"app {spec.app_name!r}", self._client.list_apps_v2,
-                           apig.ListAppsV2Request(instance_id=self._instance, name=spec.app_name,
-                                                  precise_search="name", limit=PAGE))
+        found = self._call(
+            "list_apps_v2",
+            f"app {spec.app_name!r}",
+            self._client.list_apps_v2,
+            apig.ListAppsV2Request(instance_id=self._instance, name=spec.app_name, precise_search="name", limit=PAGE),
+        )
         app = next((item for item in found.apps or [] if item.name == spec.app_name), None)
         if app is None:
-            app = self._call("create_an_app_v2", f"app {spec.app_name!r}", self._client.create_an_app_v2,
-                             apig.CreateAnAppV2Request(instance_id=self._instance, body=apig.AppCreate(
-                                 name=spec.app_name, remark="arsl: clients of the sign classifier")))
+            app = self._call(
+                "create_an_app_v2",
+                f"app {spec.app_name!r}",
+                self._client.create_an_app_v2,
+                apig.CreateAnAppV2Request(
+                    instance_id=self._instance,
+                    body=apig.AppCreate(name=spec.app_name, remark="arsl: clients of the sign classifier"),
+                ),
+            )
             report.changed.append("app")
-        codes = self._call("list_app_codes_v2", f"app codes of {spec.app_name!r}", self._client.list_app_codes_v2,
-                           apig.ListAppCodesV2Request(instance_id=self._instance, app_id=app.id, limit=PAGE))
+        codes = self._call(
+            "list_app_codes_v2",
+            f"app codes of {spec.app_name!r}",
+            self._client.list_app_codes_v2,
+            apig.ListAppCodesV2Request(instance_id=self._instance, app_id=app.id, limit=PAGE),
+        )
         if not (codes.app_codes or []):
-            created = self._call("create_app_code_auto_v2", f"an app code for {spec.app_name!r}",
-                                 self._client.create_app_code_auto_v2,
-                                 apig.CreateAppCodeAutoV2Request(instance_id=self._instance, app_id=app.id))
+            created = self._call(
+                "create_app_code_auto_v2",
+                f"an app code for {spec.app_name!r}",
+                self._client.create_app_code_auto_v2,
+                apig.CreateAppCodeAutoV2Request(instance_id=self._instance, app_id=app.id),
+            )
             report.key = str(created.app_code)
             report.changed.append("app_code")
         return str(app.id)
 
     def _authorise(self, app_id: str, api_id: str, env_id: str, report: GatewayReport) -> None:
-        found = self._call("list_apis_binded_to_app_v2", f"APIs of app {app_id}",
-                           self._client.list_apis_binded_to_app_v2,
-                           apig.ListApisBindedToAppV2Request(instance_id=self._instance, app_id=app_id,
-                                                             api_id=api_id, env_id=env_id, limit=PAGE))
+        found = self._call(
+            "list_apis_binded_to_app_v2",
+            f"APIs of app {app_id}",
+            self._client.list_apis_binded_to_app_v2,
+            apig.ListApisBindedToAppV2Request(
+                instance_id=self._instance, app_id=app_id, api_id=api_id, env_id=env_id, limit=PAGE
+            ),
+        )
         if any(auth.api_id == api_id and auth.env_id == env_id for auth in found.auths or []):
             return
-        self._call("create_authorizing_apps_v2", f"app {app_id} on API {api_id}",
-                   self._client.create_authorizing_apps_v2,
-                   apig.CreateAuthorizingAppsV2Request(instance_id=self._instance, body=apig.ApiAuthCreate(
-                       env_id=env_id, app_ids=[app_id], api_ids=[api_id])))
+        self._call(
+            "create_authorizing_apps_v2",
+            f"app {app_id} on API {api_id}",
+            self._client.create_authorizing_apps_v2,
+            apig.CreateAuthorizingAppsV2Request(
+                instance_id=self._instance, body=apig.ApiAuthCreate(env_id=env_id, app_ids=[app_id], api_ids=[api_id])
+            ),
+        )
         report.changed.append("authorisation")
 
     def _throttle(self, spec: GatewaySpec, report: GatewayReport) -> str:
         limits = spec.limits
-        body = apig.ThrottleBaseInfo(name=spec.throttle_name, api_call_limits=limits.api_call_limits,
-                                     app_call_limits=limits.app_call_limits,
-                                     ip_call_limits=limits.ip_call_limits or None,
-                                     time_interval=limits.time_interval, time_unit=limits.time_unit, type=1,
-                                     remark="arsl: [gateway] call limits")
-        found = self._call("list_request_throttling_policy_v2", f"throttling policy {spec.throttle_name!r}",
-                           self._client.list_request_throttling_policy_v2,
-                           apig.ListRequestThrottlingPolicyV2Request(instance_id=self._instance,
-                                                                     name=spec.throttle_name, precise_search="name",
-                                                                     limit=PAGE))
+        body = apig.ThrottleBaseInfo(
+            name=spec.throttle_name,
+            api_call_limits=limits.api_call_limits,
+            app_call_limits=limits.app_call_limits,
+            ip_call_limits=limits.ip_call_limits or None,
+            time_interval=limits.time_interval,
+            time_unit=limits.time_unit,
+            type=1,
+            remark="arsl: [gateway] call limits",
+        )
+        found = self._call(
+            "list_request_throttling_policy_v2",
+            f"throttling policy {spec.throttle_name!r}",
+            self._client.list_request_throttling_policy_v2,
+            apig.ListRequestThrottlingPolicyV2Request(
+                instance_id=self._instance, name=spec.throttle_name, precise_search="name", limit=PAGE
+            ),
+        )
         existing = next((item for item in found.throttles or [] if item.name == spec.throttle_name), None)
         if existing is None:
-            created = self._call("create_request_throttling_policy_v2", f"throttling policy {spec.throttle_name!r}",
-                                 self._client.create_request_throttling_policy_v2,
-                                 apig.CreateRequestThrottlingPolicyV2Request(instance_id=self._instance, body=body))
+            created = self._call(
+                "create_request_throttling_policy_v2",
+                f"throttling policy {spec.throttle_name!r}",
+                self._client.create_request_throttling_policy_v2,
+                apig.CreateRequestThrottlingPolicyV2Request(instance_id=self._instance, body=body),
+            )
             report.changed.append("throttle")
             return str(created.id)
-        same = (existing.api_call_limits == body.api_call_limits and existing.app_call_limits == body.app_call_limits
-                and (existing.ip_call_limits or None) == body.ip_call_limits
-                and existing.time_interval == body.time_interval and existing.time_unit == body.time_unit)
+        same = (
+            existing.api_call_limits == body.api_call_limits
+            and existing.app_call_limits == body.app_call_limits
+            and (existing.ip_call_limits or None) == body.ip_call_limits
+            and existing.time_interval == body.time_interval
+            and existing.time_unit == body.time_unit
+        )
         if not same:
-            self._call("update_request_throttling_policy_v2", f"throttling policy {spec.throttle_name!r}",
-                       self._client.update_request_throttling_policy_v2,
-                       apig.UpdateRequestThrottlingPolicyV2Request(instance_id=self._instance, throttle_id=existing.id,
-                                                                   body=body))
+            self._call(
+                "update_request_throttling_policy_v2",
+                f"throttling policy {spec.throttle_name!r}",
+                self._client.update_request_throttling_policy_v2,
+                apig.UpdateRequestThrottlingPolicyV2Request(
+                    instance_id=self._instance, throttle_id=existing.id, body=body
+                ),
+            )
             report.changed.append("throttle")
         return str(existing.id)
 
     def _bind(self, throttle_id: str, api_id: str, env_id: str, publish_id: str, report: GatewayReport) -> None:
-        found = self._call("list_apis_binded_to_request_throttling_policy_v2", f"APIs of policy {throttle_id}",
-                           self._client.list_apis_binded_to_request_throttling_policy_v2,
-                           apig.ListApisBindedToRequestThrottlingPolicyV2Request(
-                               instance_id=self._instance, throttle_id=throttle_id, env_id=env_id, api_id=api_id,
-                               limit=PAGE))
+        found = self._call(
+            "list_apis_binded_to_request_throttling_policy_v2",
+            f"APIs of policy {throttle_id}",
+            self._client.list_apis_binded_to_request_throttling_policy_v2,
+            apig.ListApisBindedToRequestThrottlingPolicyV2Request(
+                instance_id=self._instance, throttle_id=throttle_id, env_id=env_id, api_id=api_id, limit=PAGE
+            ),
+        )
         if any(item.id == api_id for item in found.apis or []):
             return
-        self._call("associate_request_throttling_policy_v2", f"policy {throttle_id} on API {api_id}",
-                   self._client.associate_request_throttling_policy_v2,
-                   apig.AssociateRequestThrottlingPolicyV2Request(instance_id=self._instance,
-                                                                  body=apig.ThrottleApiBindingCreate(
-                                                                      strategy_id=throttle_id,
-                                                                      publish_ids=[publish_id])))
+        self._call(
+            "associate_request_throttling_policy_v2",
+            f"policy {throttle_id} on API {api_id}",
+            self._client.associate_request_throttling_policy_v2,
+            apig.AssociateRequestThrottlingPolicyV2Request(
+                instance_id=self._instance,
+                body=apig.ThrottleApiBindingCreate(strategy_id=throttle_id, publish_ids=[publish_id]),
+            ),
+        )
         report.changed.append("throttle_binding")
 
     # --- the use cases --------------------------------------------------------------------------
@@ -312,13 +439,17 @@ class ApigGateway:
         report.api_id = str(api.id)
         effective = [item for item in self._published(report.api_id, report.env_id) if item.status == 1]
         if changed or not effective:
-            published = self._call("create_or_delete_publish_record_for_api_v2",
-                                   f"API {spec.api_name!r} to {spec.environment}",
-                                   self._client.create_or_delete_publish_record_for_api_v2,
-                                   apig.CreateOrDeletePublishRecordForApiV2Request(
-                                       instance_id=self._instance, body=apig.ApiActionInfo(
-                                           action="online", env_id=report.env_id, api_id=report.api_id,
-                                           remark="arsl gateway setup")))
+            published = self._call(
+                "create_or_delete_publish_record_for_api_v2",
+                f"API {spec.api_name!r} to {spec.environment}",
+                self._client.create_or_delete_publish_record_for_api_v2,
+                apig.CreateOrDeletePublishRecordForApiV2Request(
+                    instance_id=self._instance,
+                    body=apig.ApiActionInfo(
+                        action="online", env_id=report.env_id, api_id=report.api_id, remark="arsl gateway setup"
+                    ),
+                ),
+            )
             report.publish_id, report.version_id = str(published.publish_id), str(published.version_id)
             report.changed.append("publish")
         else:
@@ -335,23 +466,46 @@ class ApigGateway:
 
     def versions(self, api_id: str, env_id: str) -> list[dict[str, Any]]:
         """Published versions, newest first, with which one is in effect."""
+
         def when(item: Any) -> str:
             stamp = item.publish_time
             return stamp.isoformat() if hasattr(stamp, "isoformat") else str(stamp or "")
 
         items = sorted(self._published(api_id, env_id), key=when, reverse=True)
-        return [{"version_id": str(item.version_id), "version_no": str(item.version_no or ""),
-                 "publish_time": when(item), "effective": item.status == 1} for item in items]
+        return [
+            {
+                "version_id": str(item.version_id),
+                "version_no": str(item.version_no or ""),
+                "publish_time": when(item),
+                "effective": item.status == 1,
+            }
+            for item in items
+        ]
 
     def rollback_to(self, api_id: str, version_id: str) -> dict[str, Any]:
         """Make a previously published version of the API the effective one (a gateway-level rollback)."""
-        switched = self._call("change_api_version_v2", f"API {api_id} to version {version_id}",
-                              self._client.change_api_version_v2,
-                              apig.ChangeApiVersionV2Request(instance_id=self._instance, api_id=api_id,
-                                                             body=apig.ApiVersion(version_id=version_id)))
-        return {"api_id": str(switched.api_id), "version_id": str(switched.version_id),
-                "publish_id": str(switched.publish_id), "env_id": str(switched.env_id)}
+        switched = self._call(
+            "change_api_version_v2",
+            f"API {api_id} to version {version_id}",
+            self._client.change_api_version_v2,
+            apig.ChangeApiVersionV2Request(
+                instance_id=self._instance, api_id=api_id, body=apig.ApiVersion(version_id=version_id)
+            ),
+        )
+        return {
+            "api_id": str(switched.api_id),
+            "version_id": str(switched.version_id),
+            "publish_id": str(switched.publish_id),
+            "env_id": str(switched.env_id),
+        }
 
 
-__all__ = ["ApigError", "ApigGateway", "GatewayReport", "GatewaySpec", "ThrottleLimits", "build_client",
-           "spec_from_settings"]
+__all__ = [
+    "ApigError",
+    "ApigGateway",
+    "GatewayReport",
+    "GatewaySpec",
+    "ThrottleLimits",
+    "build_client",
+    "spec_from_settings",
+]

@@ -74,12 +74,17 @@ MAX_PAGES = 100
 CUSTOM_TTL_S = 7 * 86400
 QUERY_PERIODS = (1, 60, 300, 1200, 3600, 14400, 86400)
 STATE_LOOKBACK_S = 7 * 86400
-_RECORD_STATES = {"alarm": AlarmState.ALARM, "ok": AlarmState.OK, "ok_manual": AlarmState.OK,
-                  "insufficient_data": AlarmState.INSUFFICIENT_DATA, "invalid": AlarmState.INSUFFICIENT_DATA}
+_RECORD_STATES = {
+    "alarm": AlarmState.ALARM,
+    "ok": AlarmState.OK,
+    "ok_manual": AlarmState.OK,
+    "insufficient_data": AlarmState.INSUFFICIENT_DATA,
+    "invalid": AlarmState.INSUFFICIENT_DATA,
+}
 _HINTS = {
     401: "the access key pair was refused: check HUAWEICLOUD_SDK_AK / HUAWEICLOUD_SDK_SK",
     403: "the account may not use Cloud Eye in this project: check its IAM permissions (CES FullAccess for setup, "
-         "CES ReadOnlyAccess to read) and HUAWEICLOUD_SDK_PROJECT_ID",
+    "CES ReadOnlyAccess to read) and HUAWEICLOUD_SDK_PROJECT_ID",
     429: "Cloud Eye is throttling requests: try again in a moment",
 }
 
@@ -89,8 +94,10 @@ T = TypeVar("T")
 def build_clients(endpoint: str, credentials: Credentials, timeout_s: float) -> tuple[Any, Any]:
     """CES v1 and v2 clients for `endpoint` signing with `credentials` (never the SDK's credential chain)."""
     basic = basic_credentials(credentials, "Cloud Eye")
-    return (build_sdk_client(ces1.CesClient, endpoint, basic, timeout_s),
-            build_sdk_client(ces2.CesClient, endpoint, basic, timeout_s))
+    return (
+        build_sdk_client(ces1.CesClient, endpoint, basic, timeout_s),
+        build_sdk_client(ces2.CesClient, endpoint, basic, timeout_s),
+    )
 
 
 def _iso(seconds: float) -> str:
@@ -136,9 +143,17 @@ class CloudEyeMonitor:
 
     backend = "huawei"
 
-    def __init__(self, *, v1_client: Any, v2_client: Any, endpoint: str, smn_topic_urn: str = "",
-                 timeout_s: float = 30.0, secrets: tuple[str, ...] = (),
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        v1_client: Any,
+        v2_client: Any,
+        endpoint: str,
+        smn_topic_urn: str = "",
+        timeout_s: float = 30.0,
+        secrets: tuple[str, ...] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._v1 = v1_client
         self._v2 = v2_client
         self._endpoint = endpoint
@@ -157,10 +172,18 @@ class CloudEyeMonitor:
             raise MonitorUnavailable(f"cannot use Cloud Eye: {missing}") from None
         topic = settings.alarms.smn_topic_urn.strip()
         if topic and not topic.startswith("urn:smn:"):
-            raise MonitorUnavailable(f"{settings.source}: alarms.smn_topic_urn = {topic!r}: expected an SMN topic URN "
-                                     "'urn:smn:<region>:<project id>:<topic name>'")
-        return cls(v1_client=v1, v2_client=v2, endpoint=endpoint, smn_topic_urn=topic,
-                   timeout_s=settings.huawei.timeout_s, secrets=credentials.secrets())
+            raise MonitorUnavailable(
+                f"{settings.source}: alarms.smn_topic_urn = {topic!r}: expected an SMN topic URN "
+                "'urn:smn:<region>:<project id>:<topic name>'"
+            )
+        return cls(
+            v1_client=v1,
+            v2_client=v2,
+            endpoint=endpoint,
+            smn_topic_urn=topic,
+            timeout_s=settings.huawei.timeout_s,
+            secrets=credentials.secrets(),
+        )
 
     # --- errors ---------------------------------------------------------------------------------
 
@@ -169,12 +192,16 @@ class CloudEyeMonitor:
         try:
             return call_with_deadline(method, request, deadline, operation)
         except CallStalled:
-            raise MonitorError(f"{SERVICE} {operation} for {target}: {SERVICE} at {self._endpoint} had not finished "
-                               f"answering after {deadline:g} s (it stalls or trickles its answer); the request may "
-                               "still have been carried out", transient=True) from None
+            raise MonitorError(
+                f"{SERVICE} {operation} for {target}: {SERVICE} at {self._endpoint} had not finished "
+                f"answering after {deadline:g} s (it stalls or trickles its answer); the request may "
+                "still have been carried out",
+                transient=True,
+            ) from None
         except (SdkException, requests.exceptions.RequestException, OSError) as error:
-            failure = failure_from_exception(error, service=SERVICE, operation=operation, target=target,
-                                             secrets=self._secrets)
+            failure = failure_from_exception(
+                error, service=SERVICE, operation=operation, target=target, secrets=self._secrets
+            )
             raise self._error(failure, error) from None
 
     def _error(self, failure: CloudFailure, error: BaseException) -> MonitorError:
@@ -182,8 +209,10 @@ class CloudEyeMonitor:
         where = f"{SERVICE} at {self._endpoint}"
         head = f"{SERVICE} {failure.operation} for {failure.target}"
         if failure.status is None and ("timed out" in lowered or "timeout" in lowered):
-            message = (f"{head}: no answer from {where} within {self._timeout_s:g} s (read timeout); the request "
-                       "may still have been carried out")
+            message = (
+                f"{head}: no answer from {where} within {self._timeout_s:g} s (read timeout); the request "
+                "may still have been carried out"
+            )
         elif failure.status is None and ("refused" in lowered or "failed to establish" in lowered):
             message = f"{head}: cannot connect to {where} (connection refused); check huawei.ces_endpoint"
         elif failure.status is None and failure.code:
@@ -191,11 +220,17 @@ class CloudEyeMonitor:
         else:
             message = failure.message
             hint = _HINTS.get(failure.status or 0) or (
-                "Cloud Eye had an internal error: try again later" if (failure.status or 0) >= 500 else "")
+                "Cloud Eye had an internal error: try again later" if (failure.status or 0) >= 500 else ""
+            )
             if hint:
                 message += f" — {hint}"
-        return MonitorError(message, status=failure.status, code=failure.code, request_id=failure.request_id,
-                            transient=failure.transient)
+        return MonitorError(
+            message,
+            status=failure.status,
+            code=failure.code,
+            request_id=failure.request_id,
+            transient=failure.transient,
+        )
 
     # --- rules ----------------------------------------------------------------------------------
 
@@ -203,23 +238,42 @@ class CloudEyeMonitor:
         return [ces2.Notification(type="notification", notification_list=[self._topic])] if self._topic else []
 
     def _policy(self, rule: AlarmRule, cls: Any) -> Any:
-        return cls(metric_name=rule.metric, period=rule.period_s, filter=rule.filter.value,
-                   comparison_operator=rule.comparison.value, value=rule.threshold, unit=rule.unit,
-                   count=rule.count, suppress_duration=rule.suppress_s, level=rule.level)
+        return cls(
+            metric_name=rule.metric,
+            period=rule.period_s,
+            filter=rule.filter.value,
+            comparison_operator=rule.comparison.value,
+            value=rule.threshold,
+            unit=rule.unit,
+            count=rule.count,
+            suppress_duration=rule.suppress_s,
+            level=rule.level,
+        )
 
     def _create(self, rule: AlarmRule) -> str:
         body = ces2.PostAlarmsReqV2(
-            name=rule.name, description=rule.description[:256], namespace=rule.namespace,
+            name=rule.name,
+            description=rule.description[:256],
+            namespace=rule.namespace,
             resources=[[ces2.Dimension(name=name, value=value) for name, value in rule.dimensions]],
-            policies=[self._policy(rule, ces2.AlarmRulePolicy)], type="MULTI_INSTANCE",
-            alarm_notifications=self._notifications(), ok_notifications=self._notifications(), enabled=True,
-            notification_enabled=bool(self._topic))
-        response = self._call("create_alarm_rules", f"alarm rule {rule.name!r}", self._v2.create_alarm_rules,
-                              ces2.CreateAlarmRulesRequest(body=body))
+            policies=[self._policy(rule, ces2.AlarmRulePolicy)],
+            type="MULTI_INSTANCE",
+            alarm_notifications=self._notifications(),
+            ok_notifications=self._notifications(),
+            enabled=True,
+            notification_enabled=bool(self._topic),
+        )
+        response = self._call(
+            "create_alarm_rules",
+            f"alarm rule {rule.name!r}",
+            self._v2.create_alarm_rules,
+            ces2.CreateAlarmRulesRequest(body=body),
+        )
         return str(response.alarm_id or "")
 
-    def _pages(self, operation: str, target: str, fetch: Callable[[int], tuple[list[Any], int | None]]
-               ) -> Iterator[Any]:
+    def _pages(
+        self, operation: str, target: str, fetch: Callable[[int], tuple[list[Any], int | None]]
+    ) -> Iterator[Any]:
         offset = 0
         for _ in range(MAX_PAGES):
             items, total = fetch(offset)
@@ -227,44 +281,74 @@ class CloudEyeMonitor:
             offset += len(items)
             if len(items) < PAGE_LIMIT or (total is not None and offset >= total):
                 return
-        raise MonitorError(f"{SERVICE} {operation} for {target}: more than {MAX_PAGES * PAGE_LIMIT} items; "
-                           "narrow the query")
+        raise MonitorError(
+            f"{SERVICE} {operation} for {target}: more than {MAX_PAGES * PAGE_LIMIT} items; narrow the query"
+        )
 
     def cloud_rules(self) -> list[CloudRule]:
         """Every rule whose name starts with `arsl-`, as Cloud Eye holds it."""
 
         def fetch(offset: int) -> tuple[list[Any], int | None]:
-            response = self._call("list_alarm_rules", "the project's alarm rules", self._v2.list_alarm_rules,
-                                  ces2.ListAlarmRulesRequest(offset=offset, limit=PAGE_LIMIT))
+            response = self._call(
+                "list_alarm_rules",
+                "the project's alarm rules",
+                self._v2.list_alarm_rules,
+                ces2.ListAlarmRulesRequest(offset=offset, limit=PAGE_LIMIT),
+            )
             return list(response.alarms or []), response.count
 
-        return [self._parse_rule(item) for item in self._pages("list_alarm_rules", "the project's alarm rules", fetch)
-                if str(item.name or "").startswith(RULE_PREFIX)]
+        return [
+            self._parse_rule(item)
+            for item in self._pages("list_alarm_rules", "the project's alarm rules", fetch)
+            if str(item.name or "").startswith(RULE_PREFIX)
+        ]
 
     @staticmethod
     def _topics(notifications: Any) -> tuple[str, ...]:
-        return tuple(sorted(topic for item in notifications or [] if getattr(item, "type", "") == "notification"
-                            for topic in (getattr(item, "notification_list", None) or [])))
+        return tuple(
+            sorted(
+                topic
+                for item in notifications or []
+                if getattr(item, "type", "") == "notification"
+                for topic in (getattr(item, "notification_list", None) or [])
+            )
+        )
 
     def _parse_rule(self, item: Any) -> CloudRule:
         policies = list(item.policies or [])
         resources = list(item.resources or [])
-        base = CloudRule(alarm_id=str(item.alarm_id or ""), rule=None, enabled=bool(item.enabled),
-                         notification_enabled=bool(item.notification_enabled),
-                         alarm_topics=self._topics(item.alarm_notifications),
-                         ok_topics=self._topics(item.ok_notifications))
+        base = CloudRule(
+            alarm_id=str(item.alarm_id or ""),
+            rule=None,
+            enabled=bool(item.enabled),
+            notification_enabled=bool(item.notification_enabled),
+            alarm_topics=self._topics(item.alarm_notifications),
+            ok_topics=self._topics(item.ok_notifications),
+        )
         if len(policies) != 1 or len(resources) != 1:
-            return replace(base, problem=f"{len(policies)} policies and {len(resources)} resources (arsl manages "
-                           "rules with one of each)")
+            return replace(
+                base,
+                problem=f"{len(policies)} policies and {len(resources)} resources (arsl manages "
+                "rules with one of each)",
+            )
         policy = policies[0]
         dimensions = dimensions_of((str(dim.name), str(dim.value)) for dim in resources[0].dimensions or [])
         try:
-            rule = AlarmRule(name=str(item.name), namespace=str(item.namespace), metric=str(policy.metric_name),
-                             dimensions=dimensions, period_s=int(policy.period), filter=Filter(policy.filter),
-                             comparison=Comparison(policy.comparison_operator), threshold=float(policy.value),
-                             count=int(policy.count), suppress_s=int(policy.suppress_duration or 0),
-                             level=int(policy.level or 2), unit=str(policy.unit or ""),
-                             description=str(item.description or ""))
+            rule = AlarmRule(
+                name=str(item.name),
+                namespace=str(item.namespace),
+                metric=str(policy.metric_name),
+                dimensions=dimensions,
+                period_s=int(policy.period),
+                filter=Filter(policy.filter),
+                comparison=Comparison(policy.comparison_operator),
+                threshold=float(policy.value),
+                count=int(policy.count),
+                suppress_s=int(policy.suppress_duration or 0),
+                level=int(policy.level or 2),
+                unit=str(policy.unit or ""),
+                description=str(item.description or ""),
+            )
         except (TypeError, ValueError) as error:
             return replace(base, problem=f"a policy arsl cannot read ({error})")
         return replace(base, rule=rule)
@@ -287,54 +371,94 @@ class CloudEyeMonitor:
                 created.append(rule.name)
                 continue
             if len(matches) > 1:
-                notes.append(f"{len(matches)} Cloud Eye rules are named {rule.name!r}; the first "
-                             f"({matches[0].alarm_id}) is kept in step, delete the others")
+                notes.append(
+                    f"{len(matches)} Cloud Eye rules are named {rule.name!r}; the first "
+                    f"({matches[0].alarm_id}) is kept in step, delete the others"
+                )
             cloud = matches[0]
             assert cloud.rule is not None
             changed = False
             if (cloud.rule.namespace, cloud.rule.dimensions) != (rule.namespace, rule.dimensions):
-                notes.append(f"rule {rule.name!r} ({cloud.alarm_id}) watches {cloud.rule.namespace} "
-                             f"{dict(cloud.rule.dimensions)}, not {rule.namespace} {dict(rule.dimensions)}; delete it "
-                             "in Cloud Eye and run setup again to re-create it")
+                notes.append(
+                    f"rule {rule.name!r} ({cloud.alarm_id}) watches {cloud.rule.namespace} "
+                    f"{dict(cloud.rule.dimensions)}, not {rule.namespace} {dict(rule.dimensions)}; delete it "
+                    "in Cloud Eye and run setup again to re-create it"
+                )
             if self._policy_differs(cloud.rule, rule):
                 body = ces2.UpdateAlarmRulePoliciesReqBodyV2(policies=[self._policy(rule, ces2.UpdatePolicyReq)])
-                self._call("update_alarm_rule_policies", f"alarm rule {rule.name!r}",
-                           self._v2.update_alarm_rule_policies,
-                           ces2.UpdateAlarmRulePoliciesRequest(alarm_id=cloud.alarm_id, body=body))
+                self._call(
+                    "update_alarm_rule_policies",
+                    f"alarm rule {rule.name!r}",
+                    self._v2.update_alarm_rule_policies,
+                    ces2.UpdateAlarmRulePoliciesRequest(alarm_id=cloud.alarm_id, body=body),
+                )
                 changed = True
             if (cloud.alarm_topics, cloud.ok_topics, cloud.notification_enabled) != (
-                    wanted_topics, wanted_topics, bool(self._topic)):
-                body = ces2.PutAlarmNotificationReq(notification_enabled=bool(self._topic),
-                                                    alarm_notifications=self._notifications(),
-                                                    ok_notifications=self._notifications())
-                self._call("update_alarm_notifications", f"alarm rule {rule.name!r}",
-                           self._v2.update_alarm_notifications,
-                           ces2.UpdateAlarmNotificationsRequest(alarm_id=cloud.alarm_id, body=body))
+                wanted_topics,
+                wanted_topics,
+                bool(self._topic),
+            ):
+                body = ces2.PutAlarmNotificationReq(
+                    notification_enabled=bool(self._topic),
+                    alarm_notifications=self._notifications(),
+                    ok_notifications=self._notifications(),
+                )
+                self._call(
+                    "update_alarm_notifications",
+                    f"alarm rule {rule.name!r}",
+                    self._v2.update_alarm_notifications,
+                    ces2.UpdateAlarmNotificationsRequest(alarm_id=cloud.alarm_id, body=body),
+                )
                 changed = True
             (updated if changed else unchanged).append(rule.name)
         wanted = {rule.name for rule in rules}
-        notes += [f"rule {name!r} exists in Cloud Eye but is no longer configured; it is kept"
-                  for name in sorted(set(existing) - wanted)]
-        return SetupReport(created=tuple(created), updated=tuple(updated), unchanged=tuple(unchanged),
-                           notes=tuple(notes))
+        notes += [
+            f"rule {name!r} exists in Cloud Eye but is no longer configured; it is kept"
+            for name in sorted(set(existing) - wanted)
+        ]
+        return SetupReport(
+            created=tuple(created), updated=tuple(updated), unchanged=tuple(unchanged), notes=tuple(notes)
+        )
 
     @staticmethod
     def _policy_differs(current: AlarmRule, wanted: AlarmRule) -> bool:
         def key(rule: AlarmRule) -> tuple[Any, ...]:
-            return (rule.metric, rule.period_s, rule.filter, rule.comparison, rule.threshold, rule.unit, rule.count,
-                    rule.suppress_s, rule.level)
+            return (
+                rule.metric,
+                rule.period_s,
+                rule.filter,
+                rule.comparison,
+                rule.threshold,
+                rule.unit,
+                rule.count,
+                rule.suppress_s,
+                rule.level,
+            )
 
         return key(current) != key(wanted)
 
     # --- states ---------------------------------------------------------------------------------
 
-    def _records(self, *, alarm_ids: Sequence[str] = (), name: str | None = None, since: float, until: float,
-                 limit: int | None = None) -> list[Any]:
+    def _records(
+        self,
+        *,
+        alarm_ids: Sequence[str] = (),
+        name: str | None = None,
+        since: float,
+        until: float,
+        limit: int | None = None,
+    ) -> list[Any]:
         target = f"alarm rule {name!r}" if name else "the arsl alarm rules"
 
         def fetch(offset: int) -> tuple[list[Any], int | None]:
-            request = ces2.ListAlarmHistoriesRequest(alarm_id=list(alarm_ids) or None, name=name, _from=_iso(since),
-                                                     to=_iso(until), offset=offset, limit=PAGE_LIMIT)
+            request = ces2.ListAlarmHistoriesRequest(
+                alarm_id=list(alarm_ids) or None,
+                name=name,
+                _from=_iso(since),
+                to=_iso(until),
+                offset=offset,
+                limit=PAGE_LIMIT,
+            )
             response = self._call("list_alarm_histories", target, self._v2.list_alarm_histories, request)
             return list(response.alarm_histories or []), response.count
 
@@ -352,17 +476,29 @@ class CloudEyeMonitor:
         for rule in rules:
             groups.setdefault((rule.filter, query_period(rule.period_s)), []).append(rule)
         for (flt, period), members in groups.items():
-            metrics = [ces1.MetricInfo(namespace=rule.namespace, metric_name=rule.metric,
-                                       dimensions=[ces1.MetricsDimension(name=name, value=value)
-                                                   for name, value in rule.dimensions]) for rule in members]
-            body = ces1.BatchListMetricDataRequestBody(metrics=metrics, period=str(period), filter=flt.value,
-                                                       _from=int(since * 1000), to=int(until * 1000))
-            response = self._call("batch_list_metric_data", f"{len(members)} metric(s)",
-                                  self._v1.batch_list_metric_data, ces1.BatchListMetricDataRequest(body=body))
+            metrics = [
+                ces1.MetricInfo(
+                    namespace=rule.namespace,
+                    metric_name=rule.metric,
+                    dimensions=[ces1.MetricsDimension(name=name, value=value) for name, value in rule.dimensions],
+                )
+                for rule in members
+            ]
+            body = ces1.BatchListMetricDataRequestBody(
+                metrics=metrics, period=str(period), filter=flt.value, _from=int(since * 1000), to=int(until * 1000)
+            )
+            response = self._call(
+                "batch_list_metric_data",
+                f"{len(members)} metric(s)",
+                self._v1.batch_list_metric_data,
+                ces1.BatchListMetricDataRequest(body=body),
+            )
             for data in response.metrics or []:
                 dims = dimensions_of((str(dim.name), str(dim.value)) for dim in data.dimensions or [])
-                points = sorted((point for point in data.datapoints or []
-                                 if getattr(point, flt.value, None) is not None), key=lambda point: point.timestamp)
+                points = sorted(
+                    (point for point in data.datapoints or [] if getattr(point, flt.value, None) is not None),
+                    key=lambda point: point.timestamp,
+                )
                 if not points:
                     continue
                 for rule in members:
@@ -375,8 +511,9 @@ class CloudEyeMonitor:
         clouds = [cloud for cloud in self.cloud_rules() if cloud.rule is not None]
         newest: dict[str, Any] = {}
         if clouds:
-            records = self._records(alarm_ids=[cloud.alarm_id for cloud in clouds], since=now - STATE_LOOKBACK_S,
-                                    until=now)
+            records = self._records(
+                alarm_ids=[cloud.alarm_id for cloud in clouds], since=now - STATE_LOOKBACK_S, until=now
+            )
             for record in records:
                 alarm_id = str(record.alarm_id or "")
                 stamp = _epoch(record.last_alarm_time) or _epoch(record.begin_time) or 0.0
@@ -384,8 +521,11 @@ class CloudEyeMonitor:
                 if held is None or stamp > (_epoch(held.last_alarm_time) or _epoch(held.begin_time) or 0.0):
                     newest[alarm_id] = record
         lookback = max((cloud.rule.period_s for cloud in clouds if cloud.rule), default=60)
-        values = self.latest_values([cloud.rule for cloud in clouds if cloud.rule],
-                                    now - max(3 * lookback, 600), now) if clouds else {}
+        values = (
+            self.latest_values([cloud.rule for cloud in clouds if cloud.rule], now - max(3 * lookback, 600), now)
+            if clouds
+            else {}
+        )
         views = []
         for cloud in clouds:
             assert cloud.rule is not None
@@ -393,13 +533,24 @@ class CloudEyeMonitor:
             value = values.get(cloud.rule.name)
             if record is not None:
                 state = _RECORD_STATES.get(str(record.status), AlarmState.INSUFFICIENT_DATA)
-                since = (_epoch(record.first_alarm_time) or _epoch(record.begin_time)) if state is AlarmState.ALARM \
+                since = (
+                    (_epoch(record.first_alarm_time) or _epoch(record.begin_time))
+                    if state is AlarmState.ALARM
                     else (_epoch(record.alarm_recovery_time) or _epoch(record.end_time) or _epoch(record.begin_time))
+                )
             else:
                 state = AlarmState.OK if value is not None else AlarmState.INSUFFICIENT_DATA
                 since = None
-            views.append(RuleView(rule=cloud.rule, state=state, since=since, value=value, rule_id=cloud.alarm_id,
-                                  enabled=cloud.enabled))
+            views.append(
+                RuleView(
+                    rule=cloud.rule,
+                    state=state,
+                    since=since,
+                    value=value,
+                    rule_id=cloud.alarm_id,
+                    enabled=cloud.enabled,
+                )
+            )
         return views
 
     def history(self, rule: str | None = None, since: float | None = None, limit: int = 100) -> list[HistoryEntry]:
@@ -418,24 +569,51 @@ class CloudEyeMonitor:
                 value = float(points[-1].value) if points[-1].value is not None else None
             began = _epoch(record.first_alarm_time) or _epoch(record.begin_time)
             if began is not None:
-                entries.append(HistoryEntry(seq=0, rule=name, time=began, kind=HistoryKind.TRANSITION,
-                                            old=AlarmState.OK, new=AlarmState.ALARM, value=value,
-                                            detail=f"Cloud Eye alarm record {record_id}", record_id=record_id))
+                entries.append(
+                    HistoryEntry(
+                        seq=0,
+                        rule=name,
+                        time=began,
+                        kind=HistoryKind.TRANSITION,
+                        old=AlarmState.OK,
+                        new=AlarmState.ALARM,
+                        value=value,
+                        detail=f"Cloud Eye alarm record {record_id}",
+                        record_id=record_id,
+                    )
+                )
             status = _RECORD_STATES.get(str(record.status))
             ended = _epoch(record.alarm_recovery_time) or _epoch(record.end_time)
             if status is not None and status is not AlarmState.ALARM and ended is not None:
-                entries.append(HistoryEntry(seq=0, rule=name, time=ended, kind=HistoryKind.TRANSITION,
-                                            old=AlarmState.ALARM, new=status, value=value,
-                                            detail=f"Cloud Eye record {record_id}: {record.status}",
-                                            record_id=record_id))
+                entries.append(
+                    HistoryEntry(
+                        seq=0,
+                        rule=name,
+                        time=ended,
+                        kind=HistoryKind.TRANSITION,
+                        old=AlarmState.ALARM,
+                        new=status,
+                        value=value,
+                        detail=f"Cloud Eye record {record_id}: {record.status}",
+                        record_id=record_id,
+                    )
+                )
         entries.sort(key=lambda entry: (entry.time, entry.rule))
         entries = entries[-limit:]
         return [replace(entry, seq=index + 1) for index, entry in enumerate(entries)]
 
     # --- metric data ----------------------------------------------------------------------------
 
-    def put_metric(self, namespace: str, metric: str, value: float, dimensions: Mapping[str, str], *,
-                   unit: str = "", at: float | None = None) -> None:
+    def put_metric(
+        self,
+        namespace: str,
+        metric: str,
+        value: float,
+        dimensions: Mapping[str, str],
+        *,
+        unit: str = "",
+        at: float | None = None,
+    ) -> None:
         check_custom_namespace(namespace)
         if not math.isfinite(value):
             raise MonitorError(f"metric {namespace}/{metric}: value {value!r} is not a finite number")
@@ -444,22 +622,49 @@ class CloudEyeMonitor:
             raise MonitorError(f"metric {namespace}/{metric}: custom metrics take 1 to 3 dimensions, got {len(dims)}")
         at = self._clock() if at is None else at
         body = ces1.CreateMetricDataRequestBody(
-            metric=ces1.MetricInfo(namespace=namespace, metric_name=metric,
-                                   dimensions=[ces1.MetricsDimension(name=name, value=text) for name, text in dims]),
-            ttl=CUSTOM_TTL_S, collect_time=int(at * 1000), value=float(value), unit=unit, type="float")
-        self._call("create_metric_data", f"metric {namespace}/{metric}", self._v1.create_metric_data,
-                   ces1.CreateMetricDataRequest(body=[body]))
+            metric=ces1.MetricInfo(
+                namespace=namespace,
+                metric_name=metric,
+                dimensions=[ces1.MetricsDimension(name=name, value=text) for name, text in dims],
+            ),
+            ttl=CUSTOM_TTL_S,
+            collect_time=int(at * 1000),
+            value=float(value),
+            unit=unit,
+            type="float",
+        )
+        self._call(
+            "create_metric_data",
+            f"metric {namespace}/{metric}",
+            self._v1.create_metric_data,
+            ces1.CreateMetricDataRequest(body=[body]),
+        )
 
-    def series(self, namespace: str, metric: str, dimensions: Mapping[str, str], *, since: float, until: float,
-               period_s: int, filter: Filter) -> list[DataPoint]:
+    def series(
+        self,
+        namespace: str,
+        metric: str,
+        dimensions: Mapping[str, str],
+        *,
+        since: float,
+        until: float,
+        period_s: int,
+        filter: Filter,
+    ) -> list[DataPoint]:
         dims = dimensions_of(dimensions)
         if not 1 <= len(dims) <= 4:
             raise MonitorError(f"metric {namespace}/{metric}: a query takes 1 to 4 dimensions, got {len(dims)}")
         flt = Filter(filter)
         named = {f"dim_{index}": f"{name},{value}" for index, (name, value) in enumerate(dims)}
-        request = ces1.ShowMetricDataRequest(namespace=namespace, metric_name=metric, filter=flt.value,
-                                             period=query_period(period_s), _from=int(since * 1000),
-                                             to=int(until * 1000), **named)
+        request = ces1.ShowMetricDataRequest(
+            namespace=namespace,
+            metric_name=metric,
+            filter=flt.value,
+            period=query_period(period_s),
+            _from=int(since * 1000),
+            to=int(until * 1000),
+            **named,
+        )
         response = self._call("show_metric_data", f"metric {namespace}/{metric}", self._v1.show_metric_data, request)
         points = []
         for point in response.datapoints or []:
@@ -468,8 +673,9 @@ class CloudEyeMonitor:
                 points.append(DataPoint(point.timestamp / 1000.0, float(value)))
         return sorted(points, key=lambda point: point.time)
 
-    def publish_error_rate(self, service_id: str, custom_namespace: str, window_s: float,
-                           now: float | None = None) -> float | None:
+    def publish_error_rate(
+        self, service_id: str, custom_namespace: str, window_s: float, now: float | None = None
+    ) -> float | None:
         """Failed / total calls of a ModelArts service over the last window, pushed as `error_rate`.
 
         SYS.ModelArts counts calls per minute; Cloud Eye cannot alarm on a ratio, so arsl computes it.
@@ -477,16 +683,24 @@ class CloudEyeMonitor:
         """
         now = self._clock() if now is None else now
         dims = [ces1.MetricsDimension(name=SERVICE_DIMENSION, value=service_id)]
-        metrics = [ces1.MetricInfo(namespace="SYS.ModelArts", metric_name=name, dimensions=dims)
-                   for name in ("total_called_times", "failed_called_times")]
-        body = ces1.BatchListMetricDataRequestBody(metrics=metrics, period="1", filter="sum",
-                                                   _from=int((now - window_s) * 1000), to=int(now * 1000))
-        response = self._call("batch_list_metric_data", f"service {service_id}", self._v1.batch_list_metric_data,
-                              ces1.BatchListMetricDataRequest(body=body))
+        metrics = [
+            ces1.MetricInfo(namespace="SYS.ModelArts", metric_name=name, dimensions=dims)
+            for name in ("total_called_times", "failed_called_times")
+        ]
+        body = ces1.BatchListMetricDataRequestBody(
+            metrics=metrics, period="1", filter="sum", _from=int((now - window_s) * 1000), to=int(now * 1000)
+        )
+        response = self._call(
+            "batch_list_metric_data",
+            f"service {service_id}",
+            self._v1.batch_list_metric_data,
+            ces1.BatchListMetricDataRequest(body=body),
+        )
         sums: dict[str, float] = {}
         for data in response.metrics or []:
             sums[str(data.metric_name)] = math.fsum(
-                float(point.sum if point.sum is not None else point.average or 0.0) for point in data.datapoints or [])
+                float(point.sum if point.sum is not None else point.average or 0.0) for point in data.datapoints or []
+            )
         total = sums.get("total_called_times", 0.0)
         if total <= 0:
             return None

@@ -79,22 +79,30 @@ class Credentials:
 
 
 def _missing_message(detail: str, credentials_file: Path) -> str:
-    return (f"{detail}. Set {AK_ENV} and {SK_ENV} (and {PROJECT_ID_ENV}; {SECURITY_TOKEN_ENV} for temporary "
-            f"credentials) in the environment, or {OBS_AK_ENV} and {OBS_SK_ENV}, or write them as ak / sk / "
-            f"project_id in the [{PROFILE_SECTION}] section of the SDK credentials file {credentials_file} "
-            f"(its path can be changed with {CREDENTIALS_FILE_ENV})")
+    return (
+        f"{detail}. Set {AK_ENV} and {SK_ENV} (and {PROJECT_ID_ENV}; {SECURITY_TOKEN_ENV} for temporary "
+        f"credentials) in the environment, or {OBS_AK_ENV} and {OBS_SK_ENV}, or write them as ak / sk / "
+        f"project_id in the [{PROFILE_SECTION}] section of the SDK credentials file {credentials_file} "
+        f"(its path can be changed with {CREDENTIALS_FILE_ENV})"
+    )
 
 
-def _from_pair(environ: Mapping[str, str], ak_name: str, sk_name: str, token_name: str,
-               credentials_file: Path) -> Credentials | None:
+def _from_pair(
+    environ: Mapping[str, str], ak_name: str, sk_name: str, token_name: str, credentials_file: Path
+) -> Credentials | None:
     ak, sk = environ.get(ak_name, "").strip(), environ.get(sk_name, "").strip()
     if not ak and not sk:
         return None
     if not ak or not sk:
         present, absent = (ak_name, sk_name) if ak else (sk_name, ak_name)
         raise CredentialsMissing(_missing_message(f"{present} is set but {absent} is not", credentials_file))
-    return Credentials(access_key=ak, secret_key=sk, project_id=environ.get(PROJECT_ID_ENV, "").strip(),
-                       security_token=environ.get(token_name, "").strip(), source=f"environment {ak_name}")
+    return Credentials(
+        access_key=ak,
+        secret_key=sk,
+        project_id=environ.get(PROJECT_ID_ENV, "").strip(),
+        security_token=environ.get(token_name, "").strip(),
+        source=f"environment {ak_name}",
+    )
 
 
 def _read_profile(path: Path) -> dict[str, str]:
@@ -106,8 +114,10 @@ def _read_profile(path: Path) -> dict[str, str]:
     except configparser.MissingSectionHeaderError:
         parser.read_string(f"[{PROFILE_SECTION}]\n{text}", source=str(path))
     except configparser.Error as error:
-        raise CredentialsMissing(f"{path}: the credentials file cannot be parsed ({type(error).__name__} "
-                                 f"at line {getattr(error, 'lineno', '?')})") from None
+        raise CredentialsMissing(
+            f"{path}: the credentials file cannot be parsed ({type(error).__name__} "
+            f"at line {getattr(error, 'lineno', '?')})"
+        ) from None
     if not parser.has_section(PROFILE_SECTION):
         raise CredentialsMissing(_missing_message(f"{path} has no [{PROFILE_SECTION}] section", path))
     return {key.lower(): value.strip() for key, value in parser.items(PROFILE_SECTION)}
@@ -124,8 +134,13 @@ def _from_file(path: Path) -> Credentials:
     if not ak or not sk:
         absent = " and ".join(name for name, value in (("ak", ak), ("sk", sk)) if not value)
         raise CredentialsMissing(_missing_message(f"{path}: [{PROFILE_SECTION}] has no {absent}", path))
-    return Credentials(access_key=ak, secret_key=sk, project_id=profile.get("project_id", ""),
-                       security_token=profile.get("security_token", ""), source=str(path))
+    return Credentials(
+        access_key=ak,
+        secret_key=sk,
+        project_id=profile.get("project_id", ""),
+        security_token=profile.get("security_token", ""),
+        source=str(path),
+    )
 
 
 def load_credentials(environ: Mapping[str, str] | None = None) -> Credentials:
@@ -133,8 +148,7 @@ def load_credentials(environ: Mapping[str, str] | None = None) -> Credentials:
     environ = os.environ if environ is None else environ
     configured_file = environ.get(CREDENTIALS_FILE_ENV, "").strip()
     credentials_file = Path(configured_file).expanduser() if configured_file else default_credentials_file()
-    for ak_name, sk_name, token_name in ((AK_ENV, SK_ENV, SECURITY_TOKEN_ENV),
-                                         (OBS_AK_ENV, OBS_SK_ENV, OBS_TOKEN_ENV)):
+    for ak_name, sk_name, token_name in ((AK_ENV, SK_ENV, SECURITY_TOKEN_ENV), (OBS_AK_ENV, OBS_SK_ENV, OBS_TOKEN_ENV)):
         found = _from_pair(environ, ak_name, sk_name, token_name, credentials_file)
         if found is not None:
             return found
@@ -159,8 +173,10 @@ def unusable_reason(environ: Mapping[str, str] | None = None) -> str | None:
     missing = missing_sdk_modules()
     if missing:
         which = "" if len(missing) == len(SDK_MODULES) else f" (missing: {', '.join(missing)})"
-        return (f"the huawei backend needs the Huawei Cloud SDKs, which are not installed here{which}; install "
-                f"them with `{INSTALL_HINT}`, or use --backend local")
+        return (
+            f"the huawei backend needs the Huawei Cloud SDKs, which are not installed here{which}; install "
+            f"them with `{INSTALL_HINT}`, or use --backend local"
+        )
     try:
         load_credentials(environ)
     except CredentialsMissing as error:
@@ -168,5 +184,11 @@ def unusable_reason(environ: Mapping[str, str] | None = None) -> str | None:
     return None
 
 
-__all__ = ["Credentials", "CredentialsMissing", "default_credentials_file", "load_credentials",
-           "missing_sdk_modules", "unusable_reason"]
+__all__ = [
+    "Credentials",
+    "CredentialsMissing",
+    "default_credentials_file",
+    "load_credentials",
+    "missing_sdk_modules",
+    "unusable_reason",
+]

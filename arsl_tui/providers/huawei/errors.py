@@ -22,11 +22,22 @@ from urllib.parse import quote
 # Status codes that say "try again later" whatever the service.
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # 4xx error codes that are about the request's timing or transit, not about what it asks for.
-TRANSIENT_CODES = frozenset({
-    "RequestTimeout", "BadDigest", "IncompleteBody", "OperationAborted",
-    "SlowDown", "ServiceUnavailable", "InternalError", "Throttling", "ThrottlingException",
-    "TooManyRequests", "RequestLimitExceeded", "APIGW.0308",
-})
+TRANSIENT_CODES = frozenset(
+    {
+        "RequestTimeout",
+        "BadDigest",
+        "IncompleteBody",
+        "OperationAborted",
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequests",
+        "RequestLimitExceeded",
+        "APIGW.0308",
+    }
+)
 _REDACTED = "<redacted>"
 
 
@@ -71,8 +82,10 @@ class CloudFailure:
 _SIGNED_REQUEST = (
     (re.compile(r"\b(?:SDK|AWS4|OBS4?)-HMAC-SHA256\s+[^\n]*?Signature\s*=\s*[0-9A-Fa-f]+"), _REDACTED),
     (re.compile(r"\b(?:OBS|AWS)\s+[A-Za-z0-9_.-]{8,}:[A-Za-z0-9+/]{16,}=*"), _REDACTED),
-    (re.compile(r"(?i)\b((?:x-(?:amz|obs)-)?signature(?:provided)?\s*(?:=|:|>)\s*)[A-Za-z0-9+/%_-]{16,}=*"),
-     rf"\g<1>{_REDACTED}"),
+    (
+        re.compile(r"(?i)\b((?:x-(?:amz|obs)-)?signature(?:provided)?\s*(?:=|:|>)\s*)[A-Za-z0-9+/%_-]{16,}=*"),
+        rf"\g<1>{_REDACTED}",
+    ),
 )
 
 
@@ -108,8 +121,7 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-def failure_from_obs_result(result: Any, *, operation: str, target: str,
-                            secrets: Iterable[str] = ()) -> CloudFailure:
+def failure_from_obs_result(result: Any, *, operation: str, target: str, secrets: Iterable[str] = ()) -> CloudFailure:
     """A failed OBS `GetResult` (status >= 300) as a `CloudFailure`."""
     secrets = tuple(secrets)
     status = getattr(result, "status", None)
@@ -117,12 +129,21 @@ def failure_from_obs_result(result: Any, *, operation: str, target: str,
     code = _server_text(getattr(result, "errorCode", None), secrets)
     detail = _text(getattr(result, "errorMessage", None)) or _text(getattr(result, "reason", None)) or ""
     request_id = _server_text(getattr(result, "requestId", None), secrets)
-    return CloudFailure(service="OBS", operation=operation, target=target, status=status, code=code,
-                        detail=redact(detail, secrets), request_id=request_id, transient=is_transient(status, code))
+    return CloudFailure(
+        service="OBS",
+        operation=operation,
+        target=target,
+        status=status,
+        code=code,
+        detail=redact(detail, secrets),
+        request_id=request_id,
+        transient=is_transient(status, code),
+    )
 
 
-def _sdk_core_failure(error: BaseException, service: str, operation: str, target: str,
-                      secrets: Iterable[str]) -> CloudFailure | None:
+def _sdk_core_failure(
+    error: BaseException, service: str, operation: str, target: str, secrets: Iterable[str]
+) -> CloudFailure | None:
     """The huaweicloudsdkcore `SdkException` family, imported only when such an error is seen."""
     module = type(error).__module__
     if not module.startswith("huaweicloudsdkcore"):
@@ -132,24 +153,50 @@ def _sdk_core_failure(error: BaseException, service: str, operation: str, target
     if isinstance(error, core.ServiceResponseException):
         status = int(error.status_code) if error.status_code is not None else None
         code = _server_text(error.error_code, secrets)
-        return CloudFailure(service=service, operation=operation, target=target, status=status, code=code,
-                            detail=redact(_text(error.error_msg) or "", secrets),
-                            request_id=_server_text(error.request_id, secrets), transient=is_transient(status, code))
+        return CloudFailure(
+            service=service,
+            operation=operation,
+            target=target,
+            status=status,
+            code=code,
+            detail=redact(_text(error.error_msg) or "", secrets),
+            request_id=_server_text(error.request_id, secrets),
+            transient=is_transient(status, code),
+        )
     if isinstance(error, core.HostUnreachableException | core.SslHandShakeException):
         # DNS failure or TLS against a plain port: configuration, not a passing hiccup.
-        return CloudFailure(service=service, operation=operation, target=target, code=type(error).__name__,
-                            detail=redact(_text(error.error_msg) or "", secrets), transient=False)
+        return CloudFailure(
+            service=service,
+            operation=operation,
+            target=target,
+            code=type(error).__name__,
+            detail=redact(_text(error.error_msg) or "", secrets),
+            transient=False,
+        )
     if isinstance(error, core.ConnectionException | core.RequestTimeoutException):
-        return CloudFailure(service=service, operation=operation, target=target, code=type(error).__name__,
-                            detail=redact(_text(error.error_msg) or "", secrets), transient=True)
+        return CloudFailure(
+            service=service,
+            operation=operation,
+            target=target,
+            code=type(error).__name__,
+            detail=redact(_text(error.error_msg) or "", secrets),
+            transient=True,
+        )
     if isinstance(error, core.SdkException):
-        return CloudFailure(service=service, operation=operation, target=target, code=type(error).__name__,
-                            detail=redact(_text(error.error_msg) or str(error), secrets), transient=False)
+        return CloudFailure(
+            service=service,
+            operation=operation,
+            target=target,
+            code=type(error).__name__,
+            detail=redact(_text(error.error_msg) or str(error), secrets),
+            transient=False,
+        )
     return None
 
 
-def _requests_failure(error: BaseException, service: str, operation: str, target: str,
-                      secrets: Iterable[str]) -> CloudFailure | None:
+def _requests_failure(
+    error: BaseException, service: str, operation: str, target: str, secrets: Iterable[str]
+) -> CloudFailure | None:
     if not type(error).__module__.startswith("requests"):
         return None
     import requests
@@ -158,18 +205,28 @@ def _requests_failure(error: BaseException, service: str, operation: str, target
         return None
     response = getattr(error, "response", None)
     status = getattr(response, "status_code", None)
-    transient = isinstance(error, requests.exceptions.ConnectionError | requests.exceptions.Timeout |
-                           requests.exceptions.ChunkedEncodingError) or is_transient(status)
-    return CloudFailure(service=service, operation=operation, target=target, status=status,
-                        code=type(error).__name__, detail=redact(str(error), secrets), transient=transient)
+    transient = isinstance(
+        error,
+        requests.exceptions.ConnectionError | requests.exceptions.Timeout | requests.exceptions.ChunkedEncodingError,
+    ) or is_transient(status)
+    return CloudFailure(
+        service=service,
+        operation=operation,
+        target=target,
+        status=status,
+        code=type(error).__name__,
+        detail=redact(str(error), secrets),
+        transient=transient,
+    )
 
 
 _SDK_STATUS = re.compile(r"[Ss]tatus\s*[:=]\s*(\d{3})")
 _SDK_CODE = re.compile(r"[Ee]rror[Cc]ode\s*[:=]\s*([A-Za-z0-9_.]+)")
 
 
-def failure_from_exception(error: BaseException, *, service: str, operation: str, target: str,
-                           secrets: Iterable[str] = ()) -> CloudFailure:
+def failure_from_exception(
+    error: BaseException, *, service: str, operation: str, target: str, secrets: Iterable[str] = ()
+) -> CloudFailure:
     """Any exception raised by an SDK call as a `CloudFailure`."""
     secrets = tuple(secrets)
     for convert in (_sdk_core_failure, _requests_failure):
@@ -180,19 +237,33 @@ def failure_from_exception(error: BaseException, *, service: str, operation: str
     detail = redact(str(error) or name, secrets)
     if isinstance(error, TimeoutError | socket.timeout):
         plain = detail in (name, "timed out")
-        return CloudFailure(service=service, operation=operation, target=target, code=name,
-                            detail="timed out" if plain else f"timed out ({detail})", transient=True)
+        return CloudFailure(
+            service=service,
+            operation=operation,
+            target=target,
+            code=name,
+            detail="timed out" if plain else f"timed out ({detail})",
+            transient=True,
+        )
     if isinstance(error, ConnectionError | http.client.HTTPException | EOFError):
         # Refused, reset, aborted, a closed keep-alive connection, a truncated or garbled response.
-        return CloudFailure(service=service, operation=operation, target=target, code=name, detail=detail,
-                            transient=True)
+        return CloudFailure(
+            service=service, operation=operation, target=target, code=name, detail=detail, transient=True
+        )
     if isinstance(error, socket.gaierror):
-        return CloudFailure(service=service, operation=operation, target=target, code=name,
-                            detail=f"cannot resolve the endpoint's host name ({detail})", transient=False)
+        return CloudFailure(
+            service=service,
+            operation=operation,
+            target=target,
+            code=name,
+            detail=f"cannot resolve the endpoint's host name ({detail})",
+            transient=False,
+        )
     if isinstance(error, OSError):
         # Other socket-level errors (unreachable network, broken pipe): the network, not the request.
-        return CloudFailure(service=service, operation=operation, target=target, code=name, detail=detail,
-                            transient=True)
+        return CloudFailure(
+            service=service, operation=operation, target=target, code=name, detail=detail, transient=True
+        )
     # The OBS transfer helpers raise bare `Exception`s whose text carries the status or error code.
     status_match, code_match = _SDK_STATUS.search(detail), _SDK_CODE.search(detail)
     status = int(status_match.group(1)) if status_match else None
@@ -201,8 +272,15 @@ def failure_from_exception(error: BaseException, *, service: str, operation: str
     transient = is_transient(status, code) if (status or code) else False
     if code is None and name != "Exception":
         code = name
-    return CloudFailure(service=service, operation=operation, target=target, status=status, code=code,
-                        detail=detail, transient=transient)
+    return CloudFailure(
+        service=service,
+        operation=operation,
+        target=target,
+        status=status,
+        code=code,
+        detail=detail,
+        transient=transient,
+    )
 
 
 __all__ = ["CloudFailure", "failure_from_exception", "failure_from_obs_result", "is_transient", "redact"]

@@ -64,13 +64,18 @@ MAIN_TASK = "worker-0"
 SEARCH_PAGE_LIMIT = 50
 _OBS_URL = re.compile(r"^obs://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.*)$")
 _SKIPPED_PARTS = ("__pycache__",)
-_RESOURCE_FIELDS = {"cpuUsage": "cpu_percent", "memUsage": "memory_percent", "gpuUtil": "gpu_percent",
-                    "gpuMemUsage": "gpu_memory_percent", "npuUtil": "gpu_percent",
-                    "npuMemUsage": "gpu_memory_percent"}
+_RESOURCE_FIELDS = {
+    "cpuUsage": "cpu_percent",
+    "memUsage": "memory_percent",
+    "gpuUtil": "gpu_percent",
+    "gpuMemUsage": "gpu_memory_percent",
+    "npuUtil": "gpu_percent",
+    "npuMemUsage": "gpu_memory_percent",
+}
 _HINTS = {
     401: "the access key pair was refused: check HUAWEICLOUD_SDK_AK / HUAWEICLOUD_SDK_SK",
     403: "the account may not use ModelArts training in this project: check its IAM permissions and "
-         "HUAWEICLOUD_SDK_PROJECT_ID",
+    "HUAWEICLOUD_SDK_PROJECT_ID",
     429: "ModelArts is throttling requests: try again in a moment",
 }
 
@@ -87,8 +92,10 @@ class ObsLocation:
     def parse(cls, url: str, what: str) -> ObsLocation:
         found = _OBS_URL.match(url.strip())
         if not found:
-            raise JobSpecError(f"{what} {url!r}: the huawei backend needs an OBS location obs://bucket/prefix/ "
-                               "(upload a local data set first with `arsl upload DIR`)")
+            raise JobSpecError(
+                f"{what} {url!r}: the huawei backend needs an OBS location obs://bucket/prefix/ "
+                "(upload a local data set first with `arsl upload DIR`)"
+            )
         return cls(found.group(1), found.group(2))
 
     @classmethod
@@ -179,9 +186,18 @@ class ModelArtsTrainingPlatform:
 
     backend = "huawei"
 
-    def __init__(self, *, client: Any, store: ObjectStore, bucket: str, endpoint: str, settings: Settings,
-                 secrets: tuple[str, ...] = (), code_root: Path | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        client: Any,
+        store: ObjectStore,
+        bucket: str,
+        endpoint: str,
+        settings: Settings,
+        secrets: tuple[str, ...] = (),
+        code_root: Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._client = client
         self._store = store
         self._bucket = bucket
@@ -197,8 +213,9 @@ class ModelArtsTrainingPlatform:
         self._reasons: dict[str, str] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, credentials: Credentials | None = None,
-                      store: ObjectStore | None = None) -> ModelArtsTrainingPlatform:
+    def from_settings(
+        cls, settings: Settings, *, credentials: Credentials | None = None, store: ObjectStore | None = None
+    ) -> ModelArtsTrainingPlatform:
         """The configured region's ModelArts, and the configured OBS bucket for code and metrics."""
         try:
             credentials = credentials or load_credentials()
@@ -213,8 +230,14 @@ class ModelArtsTrainingPlatform:
                 store = ObsObjectStore.from_settings(settings, credentials=credentials)
             except StoreError as error:
                 raise PlatformUnavailable(f"cannot use OBS for the trainer code and metrics: {error}") from None
-        return cls(client=client, store=store, bucket=settings.storage.bucket, endpoint=endpoint, settings=settings,
-                   secrets=credentials.secrets())
+        return cls(
+            client=client,
+            store=store,
+            bucket=settings.storage.bucket,
+            endpoint=endpoint,
+            settings=settings,
+            secrets=credentials.secrets(),
+        )
 
     # --- errors ---------------------------------------------------------------------------------
 
@@ -222,8 +245,9 @@ class ModelArtsTrainingPlatform:
         try:
             return method(request)
         except (SdkException, requests.exceptions.RequestException, OSError) as error:
-            failure = failure_from_exception(error, service=SERVICE, operation=operation, target=target,
-                                             secrets=self._secrets)
+            failure = failure_from_exception(
+                error, service=SERVICE, operation=operation, target=target, secrets=self._secrets
+            )
             raise self._training_error(failure, error) from None
 
     def _training_error(self, failure: CloudFailure, error: BaseException) -> TrainingError:
@@ -231,22 +255,32 @@ class ModelArtsTrainingPlatform:
         lowered = text.lower()
         where = f"{SERVICE} at {self._endpoint}"
         if failure.status is None and ("timed out" in lowered or "timeout" in lowered):
-            message = (f"{SERVICE} {failure.operation} for {failure.target}: no answer from {where} within "
-                       f"{self._timeout_s:g} s (read timeout); the request may still have been carried out")
+            message = (
+                f"{SERVICE} {failure.operation} for {failure.target}: no answer from {where} within "
+                f"{self._timeout_s:g} s (read timeout); the request may still have been carried out"
+            )
         elif failure.status is None and ("refused" in lowered or "failed to establish" in lowered):
-            message = (f"{SERVICE} {failure.operation} for {failure.target}: cannot connect to {where} "
-                       "(connection refused); check huawei.modelarts_endpoint and the network")
+            message = (
+                f"{SERVICE} {failure.operation} for {failure.target}: cannot connect to {where} "
+                "(connection refused); check huawei.modelarts_endpoint and the network"
+            )
         elif failure.status is None and failure.code:
             message = f"{SERVICE} {failure.operation} for {failure.target}: cannot reach {where} ({failure.code})"
         else:
             message = failure.message
             hint = _HINTS.get(failure.status or 0) or (
-                "ModelArts had an internal error: try again later" if (failure.status or 0) >= 500 else "")
+                "ModelArts had an internal error: try again later" if (failure.status or 0) >= 500 else ""
+            )
             if hint:
                 message += f" — {hint}"
         kind = JobNotFound if failure.status == 404 else TrainingError
-        return kind(message, status=failure.status, code=failure.code, request_id=failure.request_id,
-                    transient=failure.transient)
+        return kind(
+            message,
+            status=failure.status,
+            code=failure.code,
+            request_id=failure.request_id,
+            transient=failure.transient,
+        )
 
     # --- code -----------------------------------------------------------------------------------
 
@@ -270,9 +304,13 @@ class ModelArtsTrainingPlatform:
                 self._store.put_file(key, path, md5)
                 uploaded.append(key)
         except StoreError as error:
-            raise TrainingError(f"uploading the trainer code to {code_dir.url} failed: {error}",
-                                status=error.status, code=error.code, request_id=error.request_id,
-                                transient=error.transient) from None
+            raise TrainingError(
+                f"uploading the trainer code to {code_dir.url} failed: {error}",
+                status=error.status,
+                code=error.code,
+                request_id=error.request_id,
+                transient=error.transient,
+            ) from None
         if not lines:
             raise TrainingError(f"{root}: the trainer folder holds no files to upload")
         digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
@@ -287,22 +325,33 @@ class ModelArtsTrainingPlatform:
     def build_job(self, spec: JobSpec, name: str, code: CodeUpload) -> Any:
         """The create-job body for `spec` (an SDK model; exposed for inspection in tests)."""
         dataset = ObsLocation.parse(spec.dataset, "dataset").folder()
-        output = (ObsLocation.parse(spec.output, "output").folder() if spec.output else
-                  ObsLocation(self._bucket, join_key(self._storage.output_prefix, name) + "/"))
+        output = (
+            ObsLocation.parse(spec.output, "output").folder()
+            if spec.output
+            else ObsLocation(self._bucket, join_key(self._storage.output_prefix, name) + "/")
+        )
         description = f"arsl: data {dataset.url}; trainer {code.digest[:12]}"[:256]
         algorithm = ma.JobAlgorithm(
-            code_dir=code.code_dir.modelarts_path, boot_file=code.code_dir.modelarts_path + BOOT_FILE,
+            code_dir=code.code_dir.modelarts_path,
+            boot_file=code.code_dir.modelarts_path + BOOT_FILE,
             parameters=[ma.Parameters(name=flag, value=value) for flag, value in spec.hyperparameters()],
-            inputs=[ma.Input(name=DATA_INPUT, remote=ma.InputDataInfo(
-                obs=ma.InputDataInfoObs(obs_url=dataset.modelarts_path)))],
+            inputs=[
+                ma.Input(
+                    name=DATA_INPUT, remote=ma.InputDataInfo(obs=ma.InputDataInfoObs(obs_url=dataset.modelarts_path))
+                )
+            ],
             outputs=[ma.Output(name=OUTPUT_NAME, remote=ma.Remote(obs=ma.RemoteObs(obs_url=output.modelarts_path)))],
             engine=ma.JobEngine(engine_name=self._train.engine_name, engine_version=self._train.engine_version),
             # The id is only known once the job exists; the name is unique in the project and is what
             # the trainer records in the model package for lineage.
             environments={"ARSL_JOB_ID": name},
         )
-        return ma.Job(kind="job", metadata=ma.JobMetadata(name=name, description=description), algorithm=algorithm,
-                      spec=ma.Spec(resource=ma.SpecResource(flavor_id=self._train.flavor_id, node_count=spec.nodes)))
+        return ma.Job(
+            kind="job",
+            metadata=ma.JobMetadata(name=name, description=description),
+            algorithm=algorithm,
+            spec=ma.Spec(resource=ma.SpecResource(flavor_id=self._train.flavor_id, node_count=spec.nodes)),
+        )
 
     def submit(self, spec: JobSpec) -> str:
         spec.validate()
@@ -313,8 +362,12 @@ class ModelArtsTrainingPlatform:
             ObsLocation.parse(spec.output, "output")
         code = self.upload_code()
         body = self.build_job(spec, name, code)
-        response = self._call("create_training_job", f"job {name!r}", self._client.create_training_job,
-                              ma.CreateTrainingJobRequest(body=body))
+        response = self._call(
+            "create_training_job",
+            f"job {name!r}",
+            self._client.create_training_job,
+            ma.CreateTrainingJobRequest(body=body),
+        )
         job_id = getattr(response.metadata, "id", None) if response.metadata else None
         if not job_id:
             raise TrainingError(f"{SERVICE} accepted job {name!r} but returned no job id")
@@ -324,8 +377,12 @@ class ModelArtsTrainingPlatform:
     def _details(self, job_id: str) -> Any:
         if not job_id or "/" in job_id:
             raise JobNotFound(f"{job_id!r} is not a ModelArts training job id")
-        return self._call("show_training_job_details", f"job {job_id!r}", self._client.show_training_job_details,
-                          ma.ShowTrainingJobDetailsRequest(training_job_id=job_id))
+        return self._call(
+            "show_training_job_details",
+            f"job {job_id!r}",
+            self._client.show_training_job_details,
+            ma.ShowTrainingJobDetailsRequest(training_job_id=job_id),
+        )
 
     def _remember_output(self, job_id: str, job: Any) -> ObsLocation | None:
         path = _obs_path(getattr(job.algorithm, "outputs", None), OUTPUT_NAME) if job.algorithm else ""
@@ -352,12 +409,18 @@ class ModelArtsTrainingPlatform:
         output = self._remember_output(job_id, job)
         epochs_text = _parameter(getattr(algorithm, "parameters", None), "epochs") if algorithm else None
         return JobStatus(
-            job_id=job_id, name=str(getattr(metadata, "name", "") or ""), phase=phase, backend=self.backend,
-            created_at=_seconds(getattr(metadata, "create_time", None)), started_at=started, ended_at=ended,
+            job_id=job_id,
+            name=str(getattr(metadata, "name", "") or ""),
+            phase=phase,
+            backend=self.backend,
+            created_at=_seconds(getattr(metadata, "create_time", None)),
+            started_at=started,
+            ended_at=ended,
             reason=self._reason(job_id, phase, str(getattr(state, "secondary_phase", "") or "")),
             dataset=ObsLocation.from_modelarts(dataset_path).url if dataset_path else "",
             output=output.url if output else "",
-            epochs=int(epochs_text) if epochs_text and epochs_text.isdigit() else None)
+            epochs=int(epochs_text) if epochs_text and epochs_text.isdigit() else None,
+        )
 
     def _reason(self, job_id: str, phase: JobPhase, secondary: str) -> str:
         if phase is JobPhase.TERMINATED:
@@ -387,8 +450,12 @@ class ModelArtsTrainingPlatform:
         while len(statuses) < limit:
             page_size = min(SEARCH_PAGE_LIMIT, limit - len(statuses))
             body = ma.JobSearches(offset=offset, limit=page_size, sort_by="create_time", order="desc")
-            response = self._call("list_training_jobs", "the project's training jobs", self._client.list_training_jobs,
-                                  ma.ListTrainingJobsRequest(body=body))
+            response = self._call(
+                "list_training_jobs",
+                "the project's training jobs",
+                self._client.list_training_jobs,
+                ma.ListTrainingJobsRequest(body=body),
+            )
             items = list(response.items or [])
             statuses += [self._status_of(item) for item in items]
             offset += len(items)
@@ -400,17 +467,23 @@ class ModelArtsTrainingPlatform:
         current = self.status(job_id)
         if current.terminal or current.phase is JobPhase.TERMINATING:
             return current
-        response = self._call("stop_training_job", f"job {job_id!r}", self._client.stop_training_job,
-                              ma.StopTrainingJobRequest(training_job_id=job_id,
-                                                        body=ma.JobActionType(action_type="terminate")))
+        response = self._call(
+            "stop_training_job",
+            f"job {job_id!r}",
+            self._client.stop_training_job,
+            ma.StopTrainingJobRequest(training_job_id=job_id, body=ma.JobActionType(action_type="terminate")),
+        )
         if getattr(response, "status", None) is not None and getattr(response, "metadata", None) is not None:
             return self._status_of(response)
         return self.status(job_id)
 
     def logs(self, job_id: str, since: int = 0) -> LogChunk:
-        response = self._call("show_training_job_logs_preview", f"job {job_id!r} task {MAIN_TASK}",
-                              self._client.show_training_job_logs_preview,
-                              ma.ShowTrainingJobLogsPreviewRequest(training_job_id=job_id, task_id=MAIN_TASK))
+        response = self._call(
+            "show_training_job_logs_preview",
+            f"job {job_id!r} task {MAIN_TASK}",
+            self._client.show_training_job_logs_preview,
+            ma.ShowTrainingJobLogsPreviewRequest(training_job_id=job_id, task_id=MAIN_TASK),
+        )
         content = str(response.content or "").encode("utf-8")
         full = response.full_size if isinstance(response.full_size, int) else len(content)
         # The preview holds at most the last few MB: its first byte sits at full - len(content).
@@ -419,10 +492,12 @@ class ModelArtsTrainingPlatform:
         if since > full:
             since = 0  # the log was restarted (a retried job): read it from the top
         if since < first:
-            return LogChunk(text=content.decode("utf-8", "replace"), cursor=first + len(content), start=first,
-                            truncated=True)
-        return LogChunk(text=content[since - first:].decode("utf-8", "replace"), cursor=first + len(content),
-                        start=since)
+            return LogChunk(
+                text=content.decode("utf-8", "replace"), cursor=first + len(content), start=first, truncated=True
+            )
+        return LogChunk(
+            text=content[since - first :].decode("utf-8", "replace"), cursor=first + len(content), start=since
+        )
 
     def _output(self, job_id: str) -> ObsLocation:
         with self._lock:
@@ -433,41 +508,60 @@ class ModelArtsTrainingPlatform:
         with self._lock:
             known = self._outputs.get(job_id)
         if known is None:
-            raise TrainingError(f"{SERVICE} job {job_id!r} has no output named {OUTPUT_NAME!r}: it was not "
-                                "submitted by arsl, so it has no metrics.jsonl to read")
+            raise TrainingError(
+                f"{SERVICE} job {job_id!r} has no output named {OUTPUT_NAME!r}: it was not "
+                "submitted by arsl, so it has no metrics.jsonl to read"
+            )
         return known
 
     def metrics(self, job_id: str, since: int = 0) -> MetricsChunk:
         output = self._output(job_id)
         if output.bucket != self._bucket:
-            raise TrainingError(f"job {job_id!r} writes to {output.url}, outside the configured bucket "
-                                f"{self._bucket!r}: its metrics cannot be read")
+            raise TrainingError(
+                f"job {job_id!r} writes to {output.url}, outside the configured bucket "
+                f"{self._bucket!r}: its metrics cannot be read"
+            )
         key = output.key + METRICS_FILE
         try:
             data = self._store.get_bytes(key)
         except ObjectNotFound:
             return MetricsChunk(records=(), cursor=max(0, since))
         except StoreError as error:
-            raise TrainingError(f"reading {output.url}{METRICS_FILE} failed: {error}", status=error.status,
-                                code=error.code, request_id=error.request_id, transient=error.transient) from None
+            raise TrainingError(
+                f"reading {output.url}{METRICS_FILE} failed: {error}",
+                status=error.status,
+                code=error.code,
+                request_id=error.request_id,
+                transient=error.transient,
+            ) from None
         # The trainer ends every record with a newline: an unterminated last line is a record still
         # being written (or synced), read again next time.
         return parse_metrics(data, since)
 
     def resources(self, job_id: str) -> JobResources:
-        response = self._call("show_training_job_metrics", f"job {job_id!r} task {MAIN_TASK}",
-                              self._client.show_training_job_metrics,
-                              ma.ShowTrainingJobMetricsRequest(training_job_id=job_id, task_id=MAIN_TASK))
+        response = self._call(
+            "show_training_job_metrics",
+            f"job {job_id!r} task {MAIN_TASK}",
+            self._client.show_training_job_metrics,
+            ma.ShowTrainingJobMetricsRequest(training_job_id=job_id, task_id=MAIN_TASK),
+        )
         values: dict[str, float] = {}
         for metric in response.metrics or []:
             field_name = _RESOURCE_FIELDS.get(str(getattr(metric, "metric", "")))
-            samples = [float(v) for v in (getattr(metric, "value", None) or [])
-                       if isinstance(v, int | float) and math.isfinite(v) and v >= 0]
+            samples = [
+                float(v)
+                for v in (getattr(metric, "value", None) or [])
+                if isinstance(v, int | float) and math.isfinite(v) and v >= 0
+            ]
             if field_name and samples and field_name not in values:
                 values[field_name] = samples[-1]
-        return JobResources(sampled_at=self._clock(), cpu_percent=values.get("cpu_percent"),
-                            memory_percent=values.get("memory_percent"), gpu_percent=values.get("gpu_percent"),
-                            gpu_memory_percent=values.get("gpu_memory_percent"))
+        return JobResources(
+            sampled_at=self._clock(),
+            cpu_percent=values.get("cpu_percent"),
+            memory_percent=values.get("memory_percent"),
+            gpu_percent=values.get("gpu_percent"),
+            gpu_memory_percent=values.get("gpu_memory_percent"),
+        )
 
 
 __all__ = ["CodeUpload", "ModelArtsTrainingPlatform", "ObsLocation", "build_client", "trainer_root"]

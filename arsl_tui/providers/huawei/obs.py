@@ -87,11 +87,25 @@ _COMPOSITE_ETAG = re.compile(r"^[0-9a-f]{32}-\d+$")
 _HEAD_BUCKET_STATUS = re.compile(r"head bucket .* Status:(\d{3})")
 # Error codes after which a fresh multipart attempt can succeed (the SDK has dropped its checkpoint).
 _RESTARTABLE_MULTIPART_CODES = frozenset({"NoSuchUpload", "InvalidPart", "InvalidPartOrder"})
-_PERMANENT_CODES = frozenset({
-    "AccessDenied", "AllAccessDisabled", "NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-    "InvalidBucketName", "AccountProblem", "InvalidToken", "ExpiredToken", "InvalidSecurity",
-    "EntityTooLarge", "EntityTooSmall", "KeyTooLongError", "InvalidArgument", "QuotaExceeded",
-})
+_PERMANENT_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "NoSuchBucket",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidBucketName",
+        "AccountProblem",
+        "InvalidToken",
+        "ExpiredToken",
+        "InvalidSecurity",
+        "EntityTooLarge",
+        "EntityTooSmall",
+        "KeyTooLongError",
+        "InvalidArgument",
+        "QuotaExceeded",
+    }
+)
 
 ProgressCallback = Callable[[str, int, int], None]
 """(key, bytes sent so far, bytes in total) while a multipart upload runs."""
@@ -179,10 +193,22 @@ def _uses_path_style(host: str) -> bool:
 class ObsObjectStore:
     """A bucket on OBS (or any S3-protocol server speaking what OBS speaks) as an `ObjectStore`."""
 
-    def __init__(self, *, server: str, bucket: str, credentials: Credentials, checkpoint_dir: Path,
-                 region: str = "", timeout_s: float = 30.0, max_retry_count: int = DEFAULT_SDK_RETRIES,
-                 multipart_threshold: int = 32 * MIB, part_size: int = 16 * MIB, multipart_tasks: int = 4,
-                 multipart_progress: ProgressCallback | None = None, signature: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        server: str,
+        bucket: str,
+        credentials: Credentials,
+        checkpoint_dir: Path,
+        region: str = "",
+        timeout_s: float = 30.0,
+        max_retry_count: int = DEFAULT_SDK_RETRIES,
+        multipart_threshold: int = 32 * MIB,
+        part_size: int = 16 * MIB,
+        multipart_tasks: int = 4,
+        multipart_progress: ProgressCallback | None = None,
+        signature: str | None = None,
+    ) -> None:
         parsed = urlparse(server if "://" in server else f"https://{server}")
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise PermanentStoreError(f"OBS endpoint {server!r} is not an http(s) URL")
@@ -204,10 +230,17 @@ class ObsObjectStore:
         # Credentials are always explicit, and no security-provider policy is set: the SDK then never
         # consults its provider chain, whose ECS provider would call the metadata service.
         self._client = ObsClient(
-            access_key_id=credentials.access_key, secret_access_key=credentials.secret_key,
-            security_token=credentials.security_token or None, server=self._server,
-            signature=signature, path_style=path_style, is_signature_negotiation=False,
-            region=region or "region", long_conn_mode=True, timeout=timeout_s, max_retry_count=max_retry_count,
+            access_key_id=credentials.access_key,
+            secret_access_key=credentials.secret_key,
+            security_token=credentials.security_token or None,
+            server=self._server,
+            signature=signature,
+            path_style=path_style,
+            is_signature_negotiation=False,
+            region=region or "region",
+            long_conn_mode=True,
+            timeout=timeout_s,
+            max_retry_count=max_retry_count,
             security_provider_policy=None,
         )
         if self._client.is_secure:
@@ -216,8 +249,9 @@ class ObsObjectStore:
         self._conditional_verified = False
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, credentials: Credentials | None = None,
-                      max_retry_count: int = DEFAULT_SDK_RETRIES) -> ObsObjectStore:
+    def from_settings(
+        cls, settings: Settings, *, credentials: Credentials | None = None, max_retry_count: int = DEFAULT_SDK_RETRIES
+    ) -> ObsObjectStore:
         """The configured bucket; credentials from the SDK environment or credentials file."""
         if credentials is None:
             try:
@@ -225,10 +259,17 @@ class ObsObjectStore:
             except CredentialsMissing as missing:
                 raise PermanentStoreError(f"cannot open obs://{settings.storage.bucket}: {missing}") from None
         upload = settings.upload
-        return cls(server=settings.huawei.endpoint("obs"), bucket=settings.storage.bucket, credentials=credentials,
-                   checkpoint_dir=settings.home_dir / "obs-checkpoints", region=settings.huawei.region,
-                   timeout_s=settings.huawei.timeout_s, max_retry_count=max_retry_count,
-                   multipart_threshold=upload.multipart_threshold_mb * MIB, part_size=upload.part_size_mb * MIB)
+        return cls(
+            server=settings.huawei.endpoint("obs"),
+            bucket=settings.storage.bucket,
+            credentials=credentials,
+            checkpoint_dir=settings.home_dir / "obs-checkpoints",
+            region=settings.huawei.region,
+            timeout_s=settings.huawei.timeout_s,
+            max_retry_count=max_retry_count,
+            multipart_threshold=upload.multipart_threshold_mb * MIB,
+            part_size=upload.part_size_mb * MIB,
+        )
 
     @property
     def location(self) -> str:
@@ -261,10 +302,10 @@ class ObsObjectStore:
             kind = PermanentStoreError
         return kind(failure.message, status=failure.status, code=failure.code, request_id=failure.request_id)
 
-    def _raise_result(self, result: Any, operation: str, key: str | None, *,
-                      missing_key_is_not_found: bool = False) -> NoReturn:
-        failure = failure_from_obs_result(result, operation=operation, target=self._target(key),
-                                          secrets=self._secrets)
+    def _raise_result(
+        self, result: Any, operation: str, key: str | None, *, missing_key_is_not_found: bool = False
+    ) -> NoReturn:
+        failure = failure_from_obs_result(result, operation=operation, target=self._target(key), secrets=self._secrets)
         not_found = missing_key_is_not_found and failure.status == 404 and failure.code in (None, "NoSuchKey")
         raise self._store_error(failure, not_found=not_found)
 
@@ -275,8 +316,9 @@ class ObsObjectStore:
         except StoreError:
             raise
         except Exception as error:
-            failure = failure_from_exception(error, service="OBS", operation=operation, target=self._target(key),
-                                             secrets=self._secrets)
+            failure = failure_from_exception(
+                error, service="OBS", operation=operation, target=self._target(key), secrets=self._secrets
+            )
             if not failure.transient and any(mark in f"{type(error).__name__}: {error}" for mark in _CUT_TRANSFER):
                 failure = dataclasses.replace(failure, transient=True, code=failure.code or "IncompleteBody")
             raise self._store_error(failure) from None
@@ -285,7 +327,8 @@ class ObsObjectStore:
         """The MD5 an answer's body must have: a single-part ETag, else the MD5 this adapter recorded."""
         recorded = _header_value(result, MD5_METADATA)
         return _md5_of(_strip_etag(getattr(result.body, "etag", None))) or (
-            recorded.lower() if recorded and _PLAIN_MD5.match(recorded.lower()) else None)
+            recorded.lower() if recorded and _PLAIN_MD5.match(recorded.lower()) else None
+        )
 
     def _check_etag(self, key: str, operation: str, etag: str | None, expected: tuple[str, ...], result: Any) -> None:
         """Refuse an ETag that is a digest of other content; an opaque one (e.g. encrypted) says nothing."""
@@ -295,8 +338,10 @@ class ObsObjectStore:
             raise TransientStoreError(
                 f"OBS {operation} of {self._target(key)}: the server stored ETag {etag}, expected "
                 f"{' or '.join(expected)}; the content was damaged in transit",
-                status=getattr(result, "status", None), code="ETagMismatch",
-                request_id=getattr(result, "requestId", None))
+                status=getattr(result, "status", None),
+                code="ETagMismatch",
+                request_id=getattr(result, "requestId", None),
+            )
 
     # --- the port --------------------------------------------------------------------------------
 
@@ -333,15 +378,27 @@ class ObsObjectStore:
 
     def _create_only(self, key: str, data: bytes, md5_hex: str) -> bool:
         header = PutObjectHeader(md5=_b64_md5(md5_hex))
-        result = self._call("conditional put", key, self._client.putContent, self._bucket, key, content=data,
-                            headers=header, extensionHeaders=dict(CREATE_ONLY_HEADERS))
+        result = self._call(
+            "conditional put",
+            key,
+            self._client.putContent,
+            self._bucket,
+            key,
+            content=data,
+            headers=header,
+            extensionHeaders=dict(CREATE_ONLY_HEADERS),
+        )
         if result.status == 412:
             return False
         if result.status == 409:
             if result.errorCode == _CONDITIONAL_CONFLICT:
-                raise TransientStoreError(f"OBS conditional put of {self._target(key)}: another conditional "
-                                          "write of this key was in flight; try again", status=409,
-                                          code=_CONDITIONAL_CONFLICT, request_id=getattr(result, "requestId", None))
+                raise TransientStoreError(
+                    f"OBS conditional put of {self._target(key)}: another conditional "
+                    "write of this key was in flight; try again",
+                    status=409,
+                    code=_CONDITIONAL_CONFLICT,
+                    request_id=getattr(result, "requestId", None),
+                )
             if self.head(key) is not None:
                 return False
         if result.status >= 300:
@@ -367,15 +424,19 @@ class ObsObjectStore:
                 with contextlib.suppress(StoreError):
                     self.delete(key)
             if not created:
-                raise PermanentStoreError(f"OBS conditional create check on {self._target(key)}: a fresh random key "
-                                          "was reported as existing; the endpoint's answers cannot be trusted",
-                                          code="ConditionalCreateUnsupported")
+                raise PermanentStoreError(
+                    f"OBS conditional create check on {self._target(key)}: a fresh random key "
+                    "was reported as existing; the endpoint's answers cannot be trusted",
+                    code="ConditionalCreateUnsupported",
+                )
             if overwritten:
                 raise PermanentStoreError(
                     f"{self._target(None)} does not honour conditional creates (x-obs-forbid-overwrite / "
                     "If-None-Match: * on PUT): a second create of the same key overwrote the first. Writers could "
                     "then claim the same model version; use a bucket without versioning on an endpoint that "
-                    "supports it", code="ConditionalCreateUnsupported")
+                    "supports it",
+                    code="ConditionalCreateUnsupported",
+                )
             self._conditional_verified = True
 
     def checkpoint_path(self, key: str) -> Path:
@@ -387,8 +448,10 @@ class ObsObjectStore:
         part_size = sdk_part_size(size, self._part_size)
         local_md5, expected_etag = file_digests(path, part_size)
         if local_md5 != md5_hex:
-            raise PermanentStoreError(f"{path} has MD5 {local_md5} but {md5_hex} was expected for "
-                                      f"{self._target(key)}; the file changed since it was recorded")
+            raise PermanentStoreError(
+                f"{path} has MD5 {local_md5} but {md5_hex} was expected for "
+                f"{self._target(key)}; the file changed since it was recorded"
+            )
         self._checkpoint_dir.mkdir(parents=True, exist_ok=True)
         progress: Callable[[int, int, float], None] | None = None
         if self._multipart_progress is not None:
@@ -401,16 +464,24 @@ class ObsObjectStore:
 
         try:
             result = self._client.uploadFile(
-                self._bucket, key, str(path.resolve()), partSize=part_size, taskNum=self._multipart_tasks,
-                enableCheckpoint=True, checkpointFile=str(self.checkpoint_path(key)),
-                metadata={MD5_METADATA: md5_hex}, progressCallback=progress)
+                self._bucket,
+                key,
+                str(path.resolve()),
+                partSize=part_size,
+                taskNum=self._multipart_tasks,
+                enableCheckpoint=True,
+                checkpointFile=str(self.checkpoint_path(key)),
+                metadata={MD5_METADATA: md5_hex},
+                progressCallback=progress,
+            )
         except StoreError:
             raise
         except Exception as error:
             raise self._multipart_error(key, error) from None
         if result.status >= 300:
-            failure = failure_from_obs_result(result, operation="multipart complete", target=self._target(key),
-                                              secrets=self._secrets)
+            failure = failure_from_obs_result(
+                result, operation="multipart complete", target=self._target(key), secrets=self._secrets
+            )
             if failure.code == "NoSuchUpload":
                 # An earlier attempt's complete may have succeeded with its answer lost on the way.
                 existing = self.head(key)
@@ -425,16 +496,29 @@ class ObsObjectStore:
 
     def _multipart_error(self, key: str, error: Exception) -> StoreError:
         """Errors of `uploadFile`, which raises bare `Exception`s with the status or code in the text."""
-        failure = failure_from_exception(error, service="OBS", operation="multipart upload", target=self._target(key),
-                                         secrets=self._secrets)
+        failure = failure_from_exception(
+            error, service="OBS", operation="multipart upload", target=self._target(key), secrets=self._secrets
+        )
         bucket_status = _HEAD_BUCKET_STATUS.search(str(error))
         if bucket_status:
             status = int(bucket_status.group(1))
             code = {403: "AccessDenied", 404: "NoSuchBucket"}.get(status, failure.code)
-            detail = ("the bucket does not exist" if status == 404 else
-                      "access to the bucket is denied" if status == 403 else failure.detail)
-            failure = CloudFailure(service="OBS", operation="multipart upload", target=self._target(key),
-                                   status=status, code=code, detail=detail, transient=failure.transient)
+            detail = (
+                "the bucket does not exist"
+                if status == 404
+                else "access to the bucket is denied"
+                if status == 403
+                else failure.detail
+            )
+            failure = CloudFailure(
+                service="OBS",
+                operation="multipart upload",
+                target=self._target(key),
+                status=status,
+                code=code,
+                detail=detail,
+                transient=failure.transient,
+            )
         elif type(error) is Exception:
             # A part failed on the way (reset, timeout, 5xx) and the checkpoint is kept, or a 4xx made the
             # SDK abort the upload and drop the checkpoint; only the codes that no retry can fix stop the run.
@@ -442,8 +526,8 @@ class ObsObjectStore:
             failure = dataclasses.replace(failure, transient=not permanent)
             if str(error).startswith("some parts are failed"):
                 failure = dataclasses.replace(
-                    failure, detail="some parts did not reach the server; the next attempt resumes from the "
-                                    "checkpoint")
+                    failure, detail="some parts did not reach the server; the next attempt resumes from the checkpoint"
+                )
         return self._store_error(failure)
 
     def get_bytes(self, key: str) -> bytes:
@@ -454,17 +538,20 @@ class ObsObjectStore:
         expected = self._content_md5(result)
         received = hashlib.md5(data, usedforsecurity=False).hexdigest()
         if expected is not None and received != expected:
-            raise TransientStoreError(f"OBS get of {self._target(key)}: received {len(data)} bytes with MD5 "
-                                      f"{received}, but the object's MD5 is {expected}; damaged or cut short in "
-                                      "transit", code="ETagMismatch", request_id=getattr(result, "requestId", None))
+            raise TransientStoreError(
+                f"OBS get of {self._target(key)}: received {len(data)} bytes with MD5 "
+                f"{received}, but the object's MD5 is {expected}; damaged or cut short in "
+                "transit",
+                code="ETagMismatch",
+                request_id=getattr(result, "requestId", None),
+            )
         return bytes(data)
 
     def download_file(self, key: str, destination: Path) -> None:
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_name(f".{destination.name}.part")
         try:
-            result = self._call("download", key, self._client.getObject, self._bucket, key,
-                                downloadPath=str(partial))
+            result = self._call("download", key, self._client.getObject, self._bucket, key, downloadPath=str(partial))
             if result.status >= 300:
                 self._raise_result(result, "download", key, missing_key_is_not_found=True)
             expected = self._content_md5(result)
@@ -476,10 +563,13 @@ class ObsObjectStore:
                         digest.update(chunk)
                         size += len(chunk)
                 if digest.hexdigest() != expected:
-                    raise TransientStoreError(f"OBS download of {self._target(key)}: received {size} bytes with MD5 "
-                                              f"{digest.hexdigest()}, but the object's MD5 is {expected}; damaged or "
-                                              "cut short in transit", code="ETagMismatch",
-                                              request_id=getattr(result, "requestId", None))
+                    raise TransientStoreError(
+                        f"OBS download of {self._target(key)}: received {size} bytes with MD5 "
+                        f"{digest.hexdigest()}, but the object's MD5 is {expected}; damaged or "
+                        "cut short in transit",
+                        code="ETagMismatch",
+                        request_id=getattr(result, "requestId", None),
+                    )
             os.replace(partial, destination)
         finally:
             partial.unlink(missing_ok=True)
@@ -500,8 +590,15 @@ class ObsObjectStore:
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         marker: str | None = None
         while True:
-            result = self._call("list", prefix or None, self._client.listObjects, self._bucket,
-                                prefix=prefix or None, marker=marker, max_keys=LIST_PAGE_SIZE)
+            result = self._call(
+                "list",
+                prefix or None,
+                self._client.listObjects,
+                self._bucket,
+                prefix=prefix or None,
+                marker=marker,
+                max_keys=LIST_PAGE_SIZE,
+            )
             if result.status >= 300:
                 self._raise_result(result, "list", None)
             contents = getattr(result.body, "contents", None) or []

@@ -26,8 +26,10 @@ T = TypeVar("T")
 def basic_credentials(credentials: Credentials, service: str) -> BasicCredentials:
     """The SDK's credentials for a project-scoped `service` (named in the error when the project is missing)."""
     if not credentials.project_id:
-        raise CredentialsMissing(f"{service} needs a project id: set HUAWEICLOUD_SDK_PROJECT_ID (or project_id in "
-                                 "the SDK credentials file) to the project of your region")
+        raise CredentialsMissing(
+            f"{service} needs a project id: set HUAWEICLOUD_SDK_PROJECT_ID (or project_id in "
+            "the SDK credentials file) to the project of your region"
+        )
     basic = BasicCredentials(credentials.access_key, credentials.secret_key, credentials.project_id)
     if credentials.security_token:
         basic.with_security_token(credentials.security_token)
@@ -42,8 +44,9 @@ def build_sdk_client(client_class: Any, endpoint: str, basic: BasicCredentials, 
     sdk_logger = logging.getLogger(f"HuaweiCloud-SDK-{client_class.__name__}")
     if not sdk_logger.handlers:
         sdk_logger.addHandler(logging.NullHandler())
-    return client_class.new_builder().with_credentials(basic).with_endpoints([endpoint]).with_http_config(
-        config).build()
+    return (
+        client_class.new_builder().with_credentials(basic).with_endpoints([endpoint]).with_http_config(config).build()
+    )
 
 
 def call_deadline_s(timeout_s: float) -> float:

@@ -58,19 +58,31 @@ CES_NAMESPACE = "SYS.ModelArts"
 CALLS_METRIC = "total_called_times"
 FAILURES_METRIC = "failed_called_times"
 _GROUP = re.compile(r"^arsl-(v[1-9][0-9]*)$")
-_PHASES = {"running": "running", "concerning": "running", "deploying": "deploying", "upgrading": "deploying",
-           "init": "deploying", "failed": "failed", "error": "failed", "stopped": "stopped", "stopping": "stopped",
-           "deleting": "stopped"}
+_PHASES = {
+    "running": "running",
+    "concerning": "running",
+    "deploying": "deploying",
+    "upgrading": "deploying",
+    "init": "deploying",
+    "failed": "failed",
+    "error": "failed",
+    "stopped": "stopped",
+    "stopping": "stopped",
+    "deleting": "stopped",
+}
 
 T = TypeVar("T")
 
 
-def build_clients(modelarts_endpoint: str, ces_endpoint: str, credentials: Credentials,
-                  timeout_s: float) -> tuple[Any, Any]:
+def build_clients(
+    modelarts_endpoint: str, ces_endpoint: str, credentials: Credentials, timeout_s: float
+) -> tuple[Any, Any]:
     """A ModelArts and a Cloud Eye client signing with `credentials` (never the SDK's credential chain)."""
     basic = basic_credentials(credentials, "ModelArts and Cloud Eye")
-    return (build_sdk_client(ma.ModelArtsClient, modelarts_endpoint, basic, timeout_s),
-            build_sdk_client(ces.CesClient, ces_endpoint, basic, timeout_s))
+    return (
+        build_sdk_client(ma.ModelArtsClient, modelarts_endpoint, basic, timeout_s),
+        build_sdk_client(ces.CesClient, ces_endpoint, basic, timeout_s),
+    )
 
 
 def group_name(version: str) -> str:
@@ -87,8 +99,16 @@ class ModelArtsServingPlatform:
 
     backend = "huawei"
 
-    def __init__(self, *, client: Any, ces_client: Any, settings: Settings, package_address: Callable[[str], str],
-                 secrets: tuple[str, ...] = (), clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        client: Any,
+        ces_client: Any,
+        settings: Settings,
+        package_address: Callable[[str], str],
+        secrets: tuple[str, ...] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._client = client
         self._ces = ces_client
         self._huawei = settings.huawei
@@ -99,16 +119,26 @@ class ModelArtsServingPlatform:
         self._ids: dict[str, str] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, package_address: Callable[[str], str],
-                      credentials: Credentials | None = None) -> ModelArtsServingPlatform:
+    def from_settings(
+        cls, settings: Settings, *, package_address: Callable[[str], str], credentials: Credentials | None = None
+    ) -> ModelArtsServingPlatform:
         try:
             credentials = credentials or load_credentials()
-            client, ces_client = build_clients(settings.huawei.endpoint("modelarts"), settings.huawei.endpoint("ces"),
-                                               credentials, settings.huawei.timeout_s)
+            client, ces_client = build_clients(
+                settings.huawei.endpoint("modelarts"),
+                settings.huawei.endpoint("ces"),
+                credentials,
+                settings.huawei.timeout_s,
+            )
         except CredentialsMissing as missing:
             raise ServingPlatformError(f"cannot use ModelArts services: {missing}") from None
-        return cls(client=client, ces_client=ces_client, settings=settings, package_address=package_address,
-                   secrets=credentials.secrets())
+        return cls(
+            client=client,
+            ces_client=ces_client,
+            settings=settings,
+            package_address=package_address,
+            secrets=credentials.secrets(),
+        )
 
     # --- errors ---------------------------------------------------------------------------------
 
@@ -118,21 +148,32 @@ class ModelArtsServingPlatform:
         try:
             return call_with_deadline(method, request, deadline, operation)
         except CallStalled:
-            raise ServingPlatformError(f"{service} {operation} for {target}: had not finished answering after "
-                                       f"{deadline:g} s (it stalls or trickles its answer); the change may still "
-                                       "have been applied (it is checked before any retry)", transient=True) from None
+            raise ServingPlatformError(
+                f"{service} {operation} for {target}: had not finished answering after "
+                f"{deadline:g} s (it stalls or trickles its answer); the change may still "
+                "have been applied (it is checked before any retry)",
+                transient=True,
+            ) from None
         except (SdkException, requests.exceptions.RequestException, OSError) as error:
-            failure = failure_from_exception(error, service=service, operation=operation, target=target,
-                                             secrets=self._secrets)
+            failure = failure_from_exception(
+                error, service=service, operation=operation, target=target, secrets=self._secrets
+            )
             text = f"{failure.detail} {type(error).__name__}".lower()
             message = failure.message
             if failure.status is None and ("timed out" in text or "timeout" in text):
-                message = (f"{service} {operation} for {target}: no answer within {self._huawei.timeout_s:g} s; "
-                           "the change may still have been applied (it is checked before any retry)")
+                message = (
+                    f"{service} {operation} for {target}: no answer within {self._huawei.timeout_s:g} s; "
+                    "the change may still have been applied (it is checked before any retry)"
+                )
             elif failure.status == 429:
                 message += " — throttled: retrying later"
-            raise ServingPlatformError(message, transient=failure.transient, status=failure.status,
-                                       code=failure.code, request_id=failure.request_id) from None
+            raise ServingPlatformError(
+                message,
+                transient=failure.transient,
+                status=failure.status,
+                code=failure.code,
+                request_id=failure.request_id,
+            ) from None
 
     # --- finding the service --------------------------------------------------------------------
 
@@ -141,8 +182,13 @@ class ModelArtsServingPlatform:
             known = self._ids.get(service)
         if known is not None:
             return known
-        response = self._call(SERVICE, "list_infer_services", f"services named {service!r}",
-                              self._client.list_infer_services, ma.ListInferServicesRequest(name=service))
+        response = self._call(
+            SERVICE,
+            "list_infer_services",
+            f"services named {service!r}",
+            self._client.list_infer_services,
+            ma.ListInferServicesRequest(name=service),
+        )
         for item in response.data or []:
             if getattr(item, "name", None) == service and getattr(item, "id", None):
                 with self._lock:
@@ -152,8 +198,13 @@ class ModelArtsServingPlatform:
 
     def _show(self, service: str, service_id: str) -> Any:
         try:
-            return self._call(SERVICE, "show_infer_service", f"service {service!r}", self._client.show_infer_service,
-                              ma.ShowInferServiceRequest(service_id=service_id))
+            return self._call(
+                SERVICE,
+                "show_infer_service",
+                f"service {service!r}",
+                self._client.show_infer_service,
+                ma.ShowInferServiceRequest(service_id=service_id),
+            )
         except ServingPlatformError as error:
             if error.status == 404:
                 with self._lock:
@@ -184,8 +235,14 @@ class ModelArtsServingPlatform:
         why = str(getattr(detail, "failure_reason", "") or "")
         if raw == "concerning":
             why = why or "some instances are unhealthy (CONCERNING)"
-        return ServingStatus(service=service, phase=_PHASES.get(raw, raw or "unknown"), weights=weights, ready=ready,
-                             endpoint=self._endpoint_of(detail), detail=why)
+        return ServingStatus(
+            service=service,
+            phase=_PHASES.get(raw, raw or "unknown"),
+            weights=weights,
+            ready=ready,
+            endpoint=self._endpoint_of(detail),
+            detail=why,
+        )
 
     @staticmethod
     def _endpoint_of(detail: Any) -> str | None:
@@ -203,20 +260,32 @@ class ModelArtsServingPlatform:
 
     def _new_group(self, slot: ModelSlot) -> Any:
         if not self._huawei.service_image:
-            raise ServingPlatformError("[huawei] service_image is empty: set the SWR path of the serving image the "
-                                       "model packages run in")
+            raise ServingPlatformError(
+                "[huawei] service_image is empty: set the SWR path of the serving image the model packages run in"
+            )
         try:
             address = self._package_address(slot.version)
         except Exception as error:  # the registry's errors: name the version
-            raise ServingPlatformError(f"cannot locate the package of {slot.version}: {error}",
-                                       transient=bool(getattr(error, "transient", False))) from None
-        unit = ma.UnitConfig(role="COMMON", flavor=self._huawei.service_flavor,
-                             image=ma.ImageInfo(source="SWR", swr_path=self._huawei.service_image),
-                             models=[ma.ModelResource(source="OBS", address=address, mount_path=MOUNT_PATH)],
-                             count=self._huawei.service_instances, port=self._huawei.service_port,
-                             envs={"ARSL_MODEL_VERSION": slot.version, "ARSL_MODEL_DIR": MOUNT_PATH})
-        return ma.GroupConfig(name=group_name(slot.version), weight=slot.weight, count=self._huawei.service_instances,
-                              description=f"arsl model {slot.version}", unit_configs=[unit])
+            raise ServingPlatformError(
+                f"cannot locate the package of {slot.version}: {error}",
+                transient=bool(getattr(error, "transient", False)),
+            ) from None
+        unit = ma.UnitConfig(
+            role="COMMON",
+            flavor=self._huawei.service_flavor,
+            image=ma.ImageInfo(source="SWR", swr_path=self._huawei.service_image),
+            models=[ma.ModelResource(source="OBS", address=address, mount_path=MOUNT_PATH)],
+            count=self._huawei.service_instances,
+            port=self._huawei.service_port,
+            envs={"ARSL_MODEL_VERSION": slot.version, "ARSL_MODEL_DIR": MOUNT_PATH},
+        )
+        return ma.GroupConfig(
+            name=group_name(slot.version),
+            weight=slot.weight,
+            count=self._huawei.service_instances,
+            description=f"arsl model {slot.version}",
+            unit_configs=[unit],
+        )
 
     @staticmethod
     def _checked(weights: Mapping[str, int]) -> dict[str, int]:
@@ -229,11 +298,19 @@ class ModelArtsServingPlatform:
         wanted = self._checked({slot.version: slot.weight for slot in slots})
         service_id = self._service_id(service)
         if service_id is None:
-            body = ma.ServiceCreateRequest(name=service, description=(reason or "arsl canary")[:256],
-                                           type="REAL_TIME", group_configs=[self._new_group(ModelSlot(version, weight))
-                                                                            for version, weight in wanted.items()])
-            created = self._call(SERVICE, "create_infer_service", f"service {service!r}",
-                                 self._client.create_infer_service, ma.CreateInferServiceRequest(body=body))
+            body = ma.ServiceCreateRequest(
+                name=service,
+                description=(reason or "arsl canary")[:256],
+                type="REAL_TIME",
+                group_configs=[self._new_group(ModelSlot(version, weight)) for version, weight in wanted.items()],
+            )
+            created = self._call(
+                SERVICE,
+                "create_infer_service",
+                f"service {service!r}",
+                self._client.create_infer_service,
+                ma.CreateInferServiceRequest(body=body),
+            )
             if getattr(created, "id", None):
                 with self._lock:
                     self._ids[service] = str(created.id)
@@ -259,22 +336,32 @@ class ModelArtsServingPlatform:
         missing = [version for version in wanted if version not in groups]
         unnamed = [version for version in groups if version is not None and version not in wanted]
         if missing or unnamed:
-            raise ServingPlatformError(f"weights {wanted} must name exactly the service's versions "
-                                       f"{sorted(v for v in groups if v)} (deploy a version to add it)")
-        configs = [ma.GroupConfig(id=groups[version].id, name=groups[version].name, weight=weight)
-                   for version, weight in wanted.items()]
+            raise ServingPlatformError(
+                f"weights {wanted} must name exactly the service's versions "
+                f"{sorted(v for v in groups if v)} (deploy a version to add it)"
+            )
+        configs = [
+            ma.GroupConfig(id=groups[version].id, name=groups[version].name, weight=weight)
+            for version, weight in wanted.items()
+        ]
         self._update(service, service_id, configs, reason)
         return self.status(service)
 
     def _update(self, service: str, service_id: str, configs: list[Any], reason: str) -> None:
         body = ma.ServiceUpdateRequest(group_configs=configs)
-        self._call(SERVICE, "update_infer_service", f"service {service!r}", self._client.update_infer_service,
-                   ma.UpdateInferServiceRequest(service_id=service_id, body=body))
+        self._call(
+            SERVICE,
+            "update_infer_service",
+            f"service {service!r}",
+            self._client.update_infer_service,
+            ma.UpdateInferServiceRequest(service_id=service_id, body=body),
+        )
 
     def stats(self, service: str, versions: Sequence[str], window_s: float) -> dict[str, VersionStats]:
         service_id = self._service_id(service)
-        empty = {version: VersionStats(version=version, window_s=window_s, requests=0, errors=0)
-                 for version in versions}
+        empty = {
+            version: VersionStats(version=version, window_s=window_s, requests=0, errors=0) for version in versions
+        }
         if service_id is None:
             return empty
         groups = {version_of(group): group for group in self._groups(self._show(service, service_id))}
@@ -283,15 +370,23 @@ class ModelArtsServingPlatform:
             return empty
         metrics = []
         for version in present:
-            dimensions = [ces.MetricsDimension(name="service_id", value=service_id),
-                          ces.MetricsDimension(name="model_id", value=str(groups[version].id))]
+            dimensions = [
+                ces.MetricsDimension(name="service_id", value=service_id),
+                ces.MetricsDimension(name="model_id", value=str(groups[version].id)),
+            ]
             for name in (CALLS_METRIC, FAILURES_METRIC):
                 metrics.append(ces.MetricInfo(namespace=CES_NAMESPACE, metric_name=name, dimensions=dimensions))
         now_ms = int(self._clock() * 1000)
-        body = ces.BatchListMetricDataRequestBody(metrics=metrics, period="1", filter="sum",
-                                                  _from=now_ms - int(window_s * 1000), to=now_ms)
-        response = self._call(CES_SERVICE, "batch_list_metric_data", f"{CES_NAMESPACE} of service {service!r}",
-                              self._ces.batch_list_metric_data, ces.BatchListMetricDataRequest(body=body))
+        body = ces.BatchListMetricDataRequestBody(
+            metrics=metrics, period="1", filter="sum", _from=now_ms - int(window_s * 1000), to=now_ms
+        )
+        response = self._call(
+            CES_SERVICE,
+            "batch_list_metric_data",
+            f"{CES_NAMESPACE} of service {service!r}",
+            self._ces.batch_list_metric_data,
+            ces.BatchListMetricDataRequest(body=body),
+        )
         by_group = {str(groups[version].id): version for version in present}
         totals: dict[tuple[str, str], float] = {}
         for series in response.metrics or []:
@@ -308,8 +403,7 @@ class ModelArtsServingPlatform:
         for version in present:
             requests_made = round(totals.get((version, CALLS_METRIC), 0.0))
             failures = min(round(totals.get((version, FAILURES_METRIC), 0.0)), requests_made)
-            result[version] = VersionStats(version=version, window_s=window_s, requests=requests_made,
-                                           errors=failures)
+            result[version] = VersionStats(version=version, window_s=window_s, requests=requests_made, errors=failures)
         return result
 
 

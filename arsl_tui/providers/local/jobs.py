@@ -63,8 +63,10 @@ LOG_CHUNK_LIMIT = 1 << 20
 """Most bytes of log one `logs` call returns (the cursor carries on from there)."""
 REASON_LOG_BYTES = 64 * 1024
 
-MIGRATIONS = Migrations("jobs", steps=(
-    """
+MIGRATIONS = Migrations(
+    "jobs",
+    steps=(
+        """
     CREATE TABLE local_jobs (
         job_id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
@@ -82,12 +84,15 @@ MIGRATIONS = Migrations("jobs", steps=(
     );
     CREATE INDEX local_jobs_by_creation ON local_jobs (created_at);
     """,
-    """
+        """
     ALTER TABLE local_jobs ADD COLUMN resumes TEXT NOT NULL DEFAULT '';
     """,
-))
-_COLUMNS = ("job_id, name, spec, job_dir, output_dir, pgid, phase, reason, created_at, started_at, ended_at, "
-            "stop_requested_at, exit_code, resumes")
+    ),
+)
+_COLUMNS = (
+    "job_id, name, spec, job_dir, output_dir, pgid, phase, reason, created_at, started_at, ended_at, "
+    "stop_requested_at, exit_code, resumes"
+)
 
 _TERMINAL_NAMES = tuple(phase.value for phase in JobPhase if phase.terminal)
 
@@ -130,13 +135,19 @@ def scan_processes() -> dict[int, ProcessSample]:
         except OSError:
             continue  # the process ended while we looked
         # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         if fields[0] in ("Z", "X"):
             continue
         pid = int(entry.name)
-        found[pid] = ProcessSample(pid=pid, ppid=int(fields[1]), pgid=int(fields[2]), state=fields[0],
-                                   cpu_ticks=int(fields[11]) + int(fields[12]), start_ticks=int(fields[19]),
-                                   rss_pages=int(fields[21]))
+        found[pid] = ProcessSample(
+            pid=pid,
+            ppid=int(fields[1]),
+            pgid=int(fields[2]),
+            state=fields[0],
+            cpu_ticks=int(fields[11]) + int(fields[12]),
+            start_ticks=int(fields[19]),
+            rss_pages=int(fields[21]),
+        )
     return found
 
 
@@ -216,12 +227,13 @@ def run_wrapper(job_dir: Path, command: Sequence[str]) -> int:
         print(f"error: cannot start {command[0]}: {error}", flush=True)
         _write_json(job_dir / EXIT_FILE, {"returncode": 127, "ended_at": time.time(), "signalled": False})
         return 127
-    _write_json(job_dir / LAUNCH_FILE, {"wrapper_pid": os.getpid(), "pgid": os.getpgid(0), "torchrun_pid": child.pid,
-                                        "started_at": started})
+    _write_json(
+        job_dir / LAUNCH_FILE,
+        {"wrapper_pid": os.getpid(), "pgid": os.getpgid(0), "torchrun_pid": child.pid, "started_at": started},
+    )
     returncode = child.wait()
     _end_leftovers()
-    _write_json(job_dir / EXIT_FILE, {"returncode": returncode, "ended_at": time.time(),
-                                      "signalled": bool(signalled)})
+    _write_json(job_dir / EXIT_FILE, {"returncode": returncode, "ended_at": time.time(), "signalled": bool(signalled)})
     return 0
 
 
@@ -273,9 +285,15 @@ class LocalTrainingPlatform:
 
     backend = "local"
 
-    def __init__(self, home_dir: Path, *, grace_s: float = DEFAULT_GRACE_S,
-                 launcher: Sequence[str] | None = None, trainer_module: str = "trainer.train",
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        home_dir: Path,
+        *,
+        grace_s: float = DEFAULT_GRACE_S,
+        launcher: Sequence[str] | None = None,
+        trainer_module: str = "trainer.train",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._home = Path(home_dir)
         self._jobs_dir = self._home / "jobs"
         self._grace_s = grace_s
@@ -300,27 +318,63 @@ class LocalTrainingPlatform:
     # --- records ------------------------------------------------------------------------------
 
     def _row(self, job_id: str) -> _Row:
-        found = self._db.connection().execute(f"SELECT {_COLUMNS} FROM local_jobs WHERE job_id = ?",  # noqa: S608
-                                              (job_id,)).fetchone()
+        found = (
+            self._db.connection()
+            .execute(
+                f"SELECT {_COLUMNS} FROM local_jobs WHERE job_id = ?",  # noqa: S608
+                (job_id,),
+            )
+            .fetchone()
+        )
         if found is None:
             raise JobNotFound(f"no local training job {job_id!r} (see `arsl train status` for the list)")
         return self._to_row(found)
 
     @staticmethod
     def _to_row(found: Sequence[Any]) -> _Row:
-        (job_id, name, spec, job_dir, output_dir, pgid, phase, reason, created_at, started_at, ended_at,
-         stop_requested_at, exit_code, resumes) = found
-        return _Row(job_id, name, JobSpec.from_json(json.loads(spec)), Path(job_dir), Path(output_dir), pgid,
-                    JobPhase.parse(phase), reason, created_at, started_at, ended_at, stop_requested_at, exit_code,
-                    str(resumes or ""))
+        (
+            job_id,
+            name,
+            spec,
+            job_dir,
+            output_dir,
+            pgid,
+            phase,
+            reason,
+            created_at,
+            started_at,
+            ended_at,
+            stop_requested_at,
+            exit_code,
+            resumes,
+        ) = found
+        return _Row(
+            job_id,
+            name,
+            JobSpec.from_json(json.loads(spec)),
+            Path(job_dir),
+            Path(output_dir),
+            pgid,
+            JobPhase.parse(phase),
+            reason,
+            created_at,
+            started_at,
+            ended_at,
+            stop_requested_at,
+            exit_code,
+            str(resumes or ""),
+        )
 
     def _update(self, job_id: str, **values: Any) -> None:
         """Update a job's record; a record already in a terminal phase is never changed."""
         columns = ", ".join(f"{name} = ?" for name in values)
         placeholders = ", ".join("?" for _ in _TERMINAL_NAMES)
         with self._db.transaction() as connection:
-            connection.execute(f"UPDATE local_jobs SET {columns} WHERE job_id = ? "  # noqa: S608 - names are ours
-                               f"AND phase NOT IN ({placeholders})", (*values.values(), job_id, *_TERMINAL_NAMES))
+            connection.execute(
+                f"UPDATE local_jobs SET {columns} WHERE job_id = ? "  # noqa: S608 - names are ours
+                f"AND phase NOT IN ({placeholders})",
+                (*values.values(), job_id, *_TERMINAL_NAMES),
+            )
 
     def _record_derived(self, job_id: str, **values: Any) -> None:
         """Keep what a read derived from the processes; a read-only reader derives the same again next time."""
@@ -334,8 +388,18 @@ class LocalTrainingPlatform:
         return f"job-{stamp}-{secrets.token_hex(2)}"
 
     def _command(self, spec: JobSpec, data: Path, output: Path, resume: bool = False) -> list[str]:
-        command = [*self._launcher, "--standalone", "--nnodes=1", f"--nproc_per_node={spec.processes_per_node}",
-                   "-m", self._trainer_module, "--data", str(data), "--output", str(output)]
+        command = [
+            *self._launcher,
+            "--standalone",
+            "--nnodes=1",
+            f"--nproc_per_node={spec.processes_per_node}",
+            "-m",
+            self._trainer_module,
+            "--data",
+            str(data),
+            "--output",
+            str(output),
+        ]
         for flag, value in spec.hyperparameters():
             command += [f"--{flag}", value]
         return [*command, "--resume"] if resume else command
@@ -351,23 +415,32 @@ class LocalTrainingPlatform:
         """
         status = self.status(job_id)
         if not status.terminal:
-            raise JobSpecError(f"job {job_id} is {status.phase.value}: only an ended job can be resumed "
-                               f"(`arsl train stop {job_id}` first)")
+            raise JobSpecError(
+                f"job {job_id} is {status.phase.value}: only an ended job can be resumed "
+                f"(`arsl train stop {job_id}` first)"
+            )
         if status.phase is JobPhase.COMPLETED:
             raise JobSpecError(f"job {job_id} completed: there is nothing to resume")
         row = self._row(job_id)
         for other in self._live_rows():
             if other.output_dir == row.output_dir:
-                raise JobSpecError(f"job {other.job_id} is {other.phase.value} on {row.output_dir} already: wait for "
-                                   "it or stop it before resuming")
+                raise JobSpecError(
+                    f"job {other.job_id} is {other.phase.value} on {row.output_dir} already: wait for "
+                    "it or stop it before resuming"
+                )
         spec = JobSpec.from_json({**row.spec.to_json(), "output": str(row.output_dir)})
         return self._launch(spec, resumes=job_id)
 
     def _live_rows(self) -> list[_Row]:
         placeholders = ", ".join("?" for _ in _TERMINAL_NAMES)
-        found = self._db.connection().execute(
-            f"SELECT {_COLUMNS} FROM local_jobs WHERE phase NOT IN ({placeholders})",  # noqa: S608 - names are ours
-            _TERMINAL_NAMES).fetchall()
+        found = (
+            self._db.connection()
+            .execute(
+                f"SELECT {_COLUMNS} FROM local_jobs WHERE phase NOT IN ({placeholders})",  # noqa: S608 - names are ours
+                _TERMINAL_NAMES,
+            )
+            .fetchall()
+        )
         rows = [self._to_row(entry) for entry in found]
         return [row for row in rows if not self._derive(row).terminal]
 
@@ -393,8 +466,17 @@ class LocalTrainingPlatform:
             connection.execute(
                 "INSERT INTO local_jobs (job_id, name, spec, job_dir, output_dir, phase, created_at, resumes) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, spec.name or job_id, json.dumps(spec.to_json()), str(job_dir), str(output),
-                 JobPhase.CREATING.value, created, resumes))
+                (
+                    job_id,
+                    spec.name or job_id,
+                    json.dumps(spec.to_json()),
+                    str(job_dir),
+                    str(output),
+                    JobPhase.CREATING.value,
+                    created,
+                    resumes,
+                ),
+            )
         command = self._command(spec, data, output, resume=bool(resumes))
         (job_dir / "command.json").write_text(json.dumps(command), encoding="utf-8")
         environment = dict(os.environ)
@@ -406,17 +488,28 @@ class LocalTrainingPlatform:
         trainer_parent = self._trainer_parent()
         if trainer_parent:
             environment["PYTHONPATH"] = os.pathsep.join(
-                part for part in (trainer_parent, environment.get("PYTHONPATH", "")) if part)
+                part for part in (trainer_parent, environment.get("PYTHONPATH", "")) if part
+            )
         try:
             with (job_dir / LOG_FILE).open("ab") as log:
                 launcher = subprocess.Popen(
-                    [sys.executable, "-m", __name__, str(job_dir), "--", *command], stdin=subprocess.DEVNULL,
-                    stdout=log, stderr=subprocess.STDOUT, cwd=job_dir, env=environment, start_new_session=True)
+                    [sys.executable, "-m", __name__, str(job_dir), "--", *command],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=job_dir,
+                    env=environment,
+                    start_new_session=True,
+                )
             # The wrapper forks and its first process exits at once; reaping it leaves no zombie behind.
             launcher.wait(timeout=30)
         except (OSError, subprocess.TimeoutExpired) as error:
-            self._update(job_id, phase=JobPhase.FAILED.value, ended_at=self._clock(),
-                         reason=f"the job could not be started: {error}")
+            self._update(
+                job_id,
+                phase=JobPhase.FAILED.value,
+                ended_at=self._clock(),
+                reason=f"the job could not be started: {error}",
+            )
             raise TrainingError(f"cannot start the job's wrapper process: {error}") from None
         self._update(job_id, pgid=launcher.pid)
         return job_id
@@ -463,8 +556,14 @@ class LocalTrainingPlatform:
                 reason = f"torchrun ended with {how}" + (f": {tail}" if tail else "")
                 phase = JobPhase.FAILED
             started_at = started_at or launch.get("started_at")
-            self._record_derived(row.job_id, phase=phase.value, reason=reason, ended_at=ended, exit_code=returncode,
-                         started_at=started_at)
+            self._record_derived(
+                row.job_id,
+                phase=phase.value,
+                reason=reason,
+                ended_at=ended,
+                exit_code=returncode,
+                started_at=started_at,
+            )
             return self._status(row, phase, reason, started_at, ended)
         if members:
             if row.stop_requested_at is not None:
@@ -474,8 +573,11 @@ class LocalTrainingPlatform:
             # Once running, a job stays Running while torchrun winds down after its workers have exited.
             if launch and (workers or started_at is not None or (row.output_dir / METRICS_FILE).exists()):
                 if started_at is None:
-                    started_at = (_boot_time() + min(worker.start_ticks for worker in workers) / _clock_ticks()
-                                  if workers else float(launch.get("started_at") or self._clock()))
+                    started_at = (
+                        _boot_time() + min(worker.start_ticks for worker in workers) / _clock_ticks()
+                        if workers
+                        else float(launch.get("started_at") or self._clock())
+                    )
                     self._record_derived(row.job_id, phase=JobPhase.RUNNING.value, started_at=started_at)
                 return self._status(row, JobPhase.RUNNING, "", started_at, None)
             return self._status(row, JobPhase.CREATING, "", started_at, None)
@@ -487,16 +589,28 @@ class LocalTrainingPlatform:
         else:
             tail = failure_reason(self._log_tail(row))
             phase = JobPhase.FAILED
-            reason = ("the job's processes ended without recording an exit status (killed from outside?)"
-                      + (f": {tail}" if tail else ""))
+            reason = "the job's processes ended without recording an exit status (killed from outside?)" + (
+                f": {tail}" if tail else ""
+            )
         self._record_derived(row.job_id, phase=phase.value, reason=reason, ended_at=ended, started_at=started_at)
         return self._status(row, phase, reason, started_at, ended)
 
-    def _status(self, row: _Row, phase: JobPhase, reason: str, started_at: float | None,
-                ended_at: float | None) -> JobStatus:
-        return JobStatus(job_id=row.job_id, name=row.name, phase=phase, backend=self.backend,
-                         created_at=row.created_at, started_at=started_at, ended_at=ended_at, reason=reason,
-                         dataset=row.spec.dataset, output=str(row.output_dir), epochs=row.spec.epochs)
+    def _status(
+        self, row: _Row, phase: JobPhase, reason: str, started_at: float | None, ended_at: float | None
+    ) -> JobStatus:
+        return JobStatus(
+            job_id=row.job_id,
+            name=row.name,
+            phase=phase,
+            backend=self.backend,
+            created_at=row.created_at,
+            started_at=started_at,
+            ended_at=ended_at,
+            reason=reason,
+            dataset=row.spec.dataset,
+            output=str(row.output_dir),
+            epochs=row.spec.epochs,
+        )
 
     # --- the port ---------------------------------------------------------------------------------
 
@@ -504,9 +618,14 @@ class LocalTrainingPlatform:
         return self._derive(self._row(job_id))
 
     def list(self, limit: int = 20) -> list[JobStatus]:
-        found = self._db.connection().execute(
-            f"SELECT {_COLUMNS} FROM local_jobs ORDER BY created_at DESC, job_id DESC LIMIT ?",  # noqa: S608
-            (limit,)).fetchall()
+        found = (
+            self._db.connection()
+            .execute(
+                f"SELECT {_COLUMNS} FROM local_jobs ORDER BY created_at DESC, job_id DESC LIMIT ?",  # noqa: S608
+                (limit,),
+            )
+            .fetchall()
+        )
         return [self._derive(self._to_row(entry)) for entry in found]
 
     def stop(self, job_id: str) -> JobStatus:
@@ -563,7 +682,7 @@ class LocalTrainingPlatform:
         # Never cut a UTF-8 character in two: leave its first bytes for the next call.
         for cut in range(min(3, len(data)) + 1):
             try:
-                text = data[:len(data) - cut].decode("utf-8")
+                text = data[: len(data) - cut].decode("utf-8")
             except UnicodeDecodeError:
                 continue
             return LogChunk(text=text, cursor=since + len(data) - cut, start=since)
@@ -604,8 +723,9 @@ class LocalTrainingPlatform:
             oldest = _boot_time() + min(member.start_ticks for member in members) / hertz
             cpu = ticks / hertz / max(now - oldest, 1e-3) * 100
         memory = sum(member.rss_pages for member in members) * os.sysconf("SC_PAGE_SIZE") / 1e6
-        return JobResources(sampled_at=now, cpu_percent=round(cpu, 1), memory_mb=round(memory, 1),
-                            processes=len(members))
+        return JobResources(
+            sampled_at=now, cpu_percent=round(cpu, 1), memory_mb=round(memory, 1), processes=len(members)
+        )
 
 
 def _wrapper_main(arguments: Iterator[str]) -> int:

@@ -26,15 +26,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
 from arsl_tui.domain.alarms import (
     LOCAL_NAMESPACE,
-    LOCAL_SERVICE,
-    MODEL_DIMENSION,
-    SERVICE_DIMENSION,
     AlarmActionRefused,
+    AlarmEvent,
     AlarmRule,
     AlarmRuleError,
     AlarmState,
@@ -48,6 +45,8 @@ from arsl_tui.domain.alarms import (
     RuleNotFound,
     RuleStatus,
     RuleView,
+    Sample,
+    Sampler,
     SetupReport,
     check_custom_namespace,
     dimensions_of,
@@ -55,11 +54,10 @@ from arsl_tui.domain.alarms import (
 )
 from arsl_tui.state.db import Migrations, StateDB
 
-if TYPE_CHECKING:
-    from arsl_tui.domain.serving import VersionStats
-
-MIGRATIONS = Migrations("alarms", steps=(
-    """
+MIGRATIONS = Migrations(
+    "alarms",
+    steps=(
+        """
     CREATE TABLE alarm_points (
         id INTEGER PRIMARY KEY,
         namespace TEXT NOT NULL,
@@ -99,83 +97,15 @@ MIGRATIONS = Migrations("alarms", steps=(
         silenced_by TEXT NOT NULL DEFAULT ''
     );
     """,
-))
+    ),
+)
 
 MAX_SILENCE_S = 30 * 86400
 HISTORY_KEPT_PER_RULE = 20
 """History lines of each rule kept past the retention, so a quiet rule still shows how it got where it is."""
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One data point the sampler measured, in the local namespace."""
-
-    metric: str
-    dimensions: Dimensions
-    value: float
-    unit: str = ""
-
-
-Sampler = Callable[[float, float], Sequence[Sample]]
-"""(now, window_s) → the points measured over the last window_s seconds."""
-
-
-@dataclass(frozen=True)
-class AlarmEvent:
-    """What subscribers (the canary controller, the console) hear after a round."""
-
-    rule: str
-    time: float
-    state: AlarmState
-    """The rule's state after the event."""
-    notice: NoticeKind | None
-    """Set when people would be notified: entering alarm, a repeat, recovery from alarm."""
-    value: float | None
-    reason: str
-    silenced: bool
-    seq: int
-    """The history line's sequence number (0 for a repeat, which is no state change)."""
-    old: AlarmState | None = None
-
-
 Subscriber = Callable[[AlarmEvent], None]
-
-
-def gateway_samples(stats: Mapping[str, VersionStats] | None, *, deployed: bool, min_feedback: int) -> list[Sample]:
-    """The points of one sampling round from the gateway's per-version stats (None: it does not answer).
-
-    Service-wide points carry `service_id=local`; per-version ones add `model_id=<version>`. Error rate and
-    p95 exist only for periods with requests, online accuracy only with at least `min_feedback` labels: a
-    period without them has no data (Cloud Eye's behaviour for a metric nobody reported).
-    """
-    if not deployed:
-        return []
-    service = ((SERVICE_DIMENSION, LOCAL_SERVICE),)
-    if stats is None:
-        return [Sample("service_up", service, 0.0)]
-    samples = [Sample("service_up", service, 1.0)]
-
-    def measure(dims: Dimensions, requests: int, errors: int, latencies: Sequence[float], feedback: int,
-                correct: int) -> None:
-        samples.append(Sample("requests", dims, float(requests), "count"))
-        samples.append(Sample("errors", dims, float(errors), "count"))
-        if requests:
-            samples.append(Sample("error_rate", dims, errors / requests))
-        if latencies:
-            ordered = sorted(latencies)
-            rank = max(1, math.ceil(0.95 * len(ordered)))
-            samples.append(Sample("p95_latency_ms", dims, ordered[rank - 1], "ms"))
-        if feedback >= min_feedback:
-            samples.append(Sample("online_accuracy", dims, correct / feedback))
-
-    every: list[float] = []
-    for version, item in sorted(stats.items()):
-        dims = dimensions_of({SERVICE_DIMENSION: LOCAL_SERVICE, MODEL_DIMENSION: version})
-        measure(dims, item.requests, item.errors, item.latency_ms, item.feedback, item.correct)
-        every.extend(item.latency_ms)
-    measure(service, sum(item.requests for item in stats.values()), sum(item.errors for item in stats.values()),
-            every, sum(item.feedback for item in stats.values()), sum(item.correct for item in stats.values()))
-    return samples
 
 
 def _dims_key(dimensions: Dimensions) -> str:
@@ -187,8 +117,15 @@ class LocalMonitor:
 
     backend = "local"
 
-    def __init__(self, db: StateDB, *, sampler: Sampler | None = None, clock: Callable[[], float] = time.time,
-                 retention_s: float = 7 * 86400, user: str = "") -> None:
+    def __init__(
+        self,
+        db: StateDB,
+        *,
+        sampler: Sampler | None = None,
+        clock: Callable[[], float] = time.time,
+        retention_s: float = 7 * 86400,
+        user: str = "",
+    ) -> None:
         self.db = db
         db.ensure_schema(MIGRATIONS)
         self.operator_log = OperatorLog(db)
@@ -218,15 +155,18 @@ class LocalMonitor:
         updated: list[str] = []
         unchanged: list[str] = []
         with self.db.transaction() as connection:
-            stored = {name: (definition, status) for name, definition, status in
-                      connection.execute("SELECT name, definition, status FROM alarm_rules")}
+            stored = {
+                name: (definition, status)
+                for name, definition, status in connection.execute("SELECT name, definition, status FROM alarm_rules")
+            }
             for rule in rules:
                 definition = json.dumps(rule.to_json(), sort_keys=True)
                 if rule.name not in stored:
                     connection.execute(
                         "INSERT INTO alarm_rules (name, definition, status, created_at, updated_at) "
                         "VALUES (?, ?, ?, ?, ?)",
-                        (rule.name, definition, json.dumps(RuleStatus.new(rule, now).to_json()), now, now))
+                        (rule.name, definition, json.dumps(RuleStatus.new(rule, now).to_json()), now, now),
+                    )
                     created.append(rule.name)
                     continue
                 old_definition, old_status = stored[rule.name]
@@ -237,32 +177,41 @@ class LocalMonitor:
                 status = RuleStatus.from_json(json.loads(old_status))
                 if old.period_s != rule.period_s:
                     # Period indexes mean something else now: judge afresh from the current period.
-                    status = RuleStatus(rule=rule.name, state=status.state, since=status.since,
-                                        next_period=int(now // rule.period_s))
-                connection.execute("UPDATE alarm_rules SET definition = ?, status = ?, updated_at = ? WHERE name = ?",
-                                   (definition, json.dumps(status.to_json()), now, rule.name))
+                    status = RuleStatus(
+                        rule=rule.name, state=status.state, since=status.since, next_period=int(now // rule.period_s)
+                    )
+                connection.execute(
+                    "UPDATE alarm_rules SET definition = ?, status = ?, updated_at = ? WHERE name = ?",
+                    (definition, json.dumps(status.to_json()), now, rule.name),
+                )
                 updated.append(rule.name)
-        notes = tuple(f"rule {name!r} is stored but no longer configured; it is kept"
-                      for name in sorted(set(stored) - set(names)))
+        notes = tuple(
+            f"rule {name!r} is stored but no longer configured; it is kept" for name in sorted(set(stored) - set(names))
+        )
         return SetupReport(created=tuple(created), updated=tuple(updated), unchanged=tuple(unchanged), notes=notes)
 
     def _load(self, connection: sqlite3.Connection) -> list[tuple[AlarmRule, RuleStatus]]:
         loaded = []
         for name, definition, status in connection.execute(
-                "SELECT name, definition, status FROM alarm_rules ORDER BY name"):
+            "SELECT name, definition, status FROM alarm_rules ORDER BY name"
+        ):
             where = f"{self.db.path}: alarm rule {name!r}"
             try:
-                loaded.append((AlarmRule.from_json(json.loads(definition), where),
-                               RuleStatus.from_json(json.loads(status))))
+                loaded.append(
+                    (AlarmRule.from_json(json.loads(definition), where), RuleStatus.from_json(json.loads(status)))
+                )
             except (json.JSONDecodeError, KeyError, ValueError) as error:
                 raise MonitorError(f"{where} is unreadable ({error}); run `arsl alarms setup` again") from None
         return loaded
 
     def rules(self) -> list[RuleView]:
         connection = self.db.connection()
-        return [self.operator_log.apply(RuleView(rule=rule, state=status.state, since=status.since,
-                                                 value=status.value, rule_id=rule.name))
-                for rule, status in self._load(connection)]
+        return [
+            self.operator_log.apply(
+                RuleView(rule=rule, state=status.state, since=status.since, value=status.value, rule_id=rule.name)
+            )
+            for rule, status in self._load(connection)
+        ]
 
     def rule(self, name: str) -> RuleView:
         for view in self.rules():
@@ -273,33 +222,61 @@ class LocalMonitor:
 
     # --- series -----------------------------------------------------------------------------------
 
-    def put_metric(self, namespace: str, metric: str, value: float, dimensions: Mapping[str, str], *,
-                   unit: str = "", at: float | None = None) -> None:
+    def put_metric(
+        self,
+        namespace: str,
+        metric: str,
+        value: float,
+        dimensions: Mapping[str, str],
+        *,
+        unit: str = "",
+        at: float | None = None,
+    ) -> None:
         check_custom_namespace(namespace)
         if not math.isfinite(value):
             raise AlarmRuleError(f"metric {namespace}/{metric}: value {value!r} is not a finite number")
-        self.put_points(namespace, [Sample(metric, dimensions_of(dimensions), float(value), unit)],
-                        self._clock() if at is None else at)
+        self.put_points(
+            namespace,
+            [Sample(metric, dimensions_of(dimensions), float(value), unit)],
+            self._clock() if at is None else at,
+        )
 
     def put_points(self, namespace: str, samples: Iterable[Sample], at: float) -> None:
-        rows = [(namespace, sample.metric, _dims_key(sample.dimensions), at, sample.value, sample.unit)
-                for sample in samples if math.isfinite(sample.value)]
+        rows = [
+            (namespace, sample.metric, _dims_key(sample.dimensions), at, sample.value, sample.unit)
+            for sample in samples
+            if math.isfinite(sample.value)
+        ]
         if not rows:
             return
         with self.db.transaction() as connection:
-            connection.executemany("INSERT INTO alarm_points (namespace, metric, dimensions, time, value, unit) "
-                                   "VALUES (?, ?, ?, ?, ?, ?)", rows)
+            connection.executemany(
+                "INSERT INTO alarm_points (namespace, metric, dimensions, time, value, unit) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
 
-    def points(self, namespace: str, metric: str, dimensions: Mapping[str, str] | Dimensions, since: float,
-               until: float) -> list[DataPoint]:
+    def points(
+        self, namespace: str, metric: str, dimensions: Mapping[str, str] | Dimensions, since: float, until: float
+    ) -> list[DataPoint]:
         dims = dimensions_of(dimensions)
         rows = self.db.connection().execute(
             "SELECT time, value FROM alarm_points WHERE namespace = ? AND metric = ? AND dimensions = ? "
-            "AND time >= ? AND time < ? ORDER BY time", (namespace, metric, _dims_key(dims), since, until))
+            "AND time >= ? AND time < ? ORDER BY time",
+            (namespace, metric, _dims_key(dims), since, until),
+        )
         return [DataPoint(float(at), float(value)) for at, value in rows]
 
-    def series(self, namespace: str, metric: str, dimensions: Mapping[str, str], *, since: float, until: float,
-               period_s: int, filter: Filter) -> list[DataPoint]:
+    def series(
+        self,
+        namespace: str,
+        metric: str,
+        dimensions: Mapping[str, str],
+        *,
+        since: float,
+        until: float,
+        period_s: int,
+        filter: Filter,
+    ) -> list[DataPoint]:
         if period_s < 1:
             raise AlarmRuleError(f"period_s = {period_s!r}: expected an integer >= 1")
         buckets: dict[int, list[float]] = {}
@@ -325,39 +302,85 @@ class LocalMonitor:
         now = self._clock() if now is None else now
         events: list[AlarmEvent] = []
         with self._round, self.db.transaction() as connection:
-            silenced = {rule: until for rule, until in connection.execute(
-                "SELECT rule, silenced_until FROM alarm_marks WHERE silenced_until IS NOT NULL")}
+            silenced = {
+                rule: until
+                for rule, until in connection.execute(
+                    "SELECT rule, silenced_until FROM alarm_marks WHERE silenced_until IS NOT NULL"
+                )
+            }
             for rule, status in self._load(connection):
                 start = status.next_period * rule.period_s
                 dims_key = _dims_key(rule.dimensions)
-                points = [DataPoint(float(at), float(value)) for at, value in connection.execute(
-                    "SELECT time, value FROM alarm_points WHERE namespace = ? AND metric = ? AND dimensions = ? "
-                    "AND time >= ? AND time < ?", (rule.namespace, rule.metric, dims_key, start, now))]
+                points = [
+                    DataPoint(float(at), float(value))
+                    for at, value in connection.execute(
+                        "SELECT time, value FROM alarm_points WHERE namespace = ? AND metric = ? AND dimensions = ? "
+                        "AND time >= ? AND time < ?",
+                        (rule.namespace, rule.metric, dims_key, start, now),
+                    )
+                ]
                 result = evaluate(rule, status, points, now)
                 if result.status == status:
                     continue
-                connection.execute("UPDATE alarm_rules SET status = ? WHERE name = ?",
-                                   (json.dumps(result.status.to_json()), rule.name))
+                connection.execute(
+                    "UPDATE alarm_rules SET status = ? WHERE name = ?", (json.dumps(result.status.to_json()), rule.name)
+                )
                 notices = {(notice.time, notice.kind): notice for notice in result.notices}
                 muted = silenced.get(rule.name) is not None and silenced[rule.name] > now
                 for transition in result.transitions:
                     cursor = connection.execute(
                         "INSERT INTO alarm_history (rule, time, kind, old_state, new_state, value, detail) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (rule.name, transition.time, HistoryKind.TRANSITION.value, transition.old.value,
-                         transition.new.value, transition.value, transition.reason))
-                    kind = (NoticeKind.ALARM if transition.new is AlarmState.ALARM else NoticeKind.RECOVERED
-                            if transition.old is AlarmState.ALARM and transition.new is AlarmState.OK else None)
+                        (
+                            rule.name,
+                            transition.time,
+                            HistoryKind.TRANSITION.value,
+                            transition.old.value,
+                            transition.new.value,
+                            transition.value,
+                            transition.reason,
+                        ),
+                    )
+                    kind = (
+                        NoticeKind.ALARM
+                        if transition.new is AlarmState.ALARM
+                        else NoticeKind.RECOVERED
+                        if transition.old is AlarmState.ALARM and transition.new is AlarmState.OK
+                        else None
+                    )
                     if kind is not None:
                         notices.pop((transition.time, kind), None)
-                    events.append(AlarmEvent(rule.name, transition.time, transition.new, kind, transition.value,
-                                             transition.reason, muted, int(cursor.lastrowid or 0), transition.old))
+                    events.append(
+                        AlarmEvent(
+                            rule.name,
+                            transition.time,
+                            transition.new,
+                            kind,
+                            transition.value,
+                            transition.reason,
+                            muted,
+                            int(cursor.lastrowid or 0),
+                            transition.old,
+                        )
+                    )
                     if transition.old is AlarmState.ALARM:
-                        connection.execute("UPDATE alarm_marks SET acknowledged_at = NULL, acknowledged_by = '' "
-                                           "WHERE rule = ?", (rule.name,))
+                        connection.execute(
+                            "UPDATE alarm_marks SET acknowledged_at = NULL, acknowledged_by = '' WHERE rule = ?",
+                            (rule.name,),
+                        )
                 for notice in notices.values():
-                    events.append(AlarmEvent(rule.name, notice.time, result.status.state, notice.kind, notice.value,
-                                             notice.reason, muted, 0))
+                    events.append(
+                        AlarmEvent(
+                            rule.name,
+                            notice.time,
+                            result.status.state,
+                            notice.kind,
+                            notice.value,
+                            notice.reason,
+                            muted,
+                            0,
+                        )
+                    )
         events.sort(key=lambda event: (event.time, event.seq))
         self._publish(events)
         return events
@@ -371,7 +394,8 @@ class LocalMonitor:
             history = connection.execute(
                 "DELETE FROM alarm_history WHERE time < ? AND seq NOT IN (SELECT seq FROM (SELECT seq, ROW_NUMBER() "
                 "OVER (PARTITION BY rule ORDER BY seq DESC) AS newest FROM alarm_history) WHERE newest <= ?)",
-                (cutoff, HISTORY_KEPT_PER_RULE)).rowcount
+                (cutoff, HISTORY_KEPT_PER_RULE),
+            ).rowcount
         return int(points) + int(history)
 
     def run_once(self, now: float | None = None) -> list[AlarmEvent]:
@@ -405,8 +429,9 @@ class LocalMonitor:
 
     # --- history and operator actions -------------------------------------------------------------
 
-    def history(self, rule: str | None = None, since: float | None = None, limit: int = 100,
-                after_seq: int = 0) -> list[HistoryEntry]:
+    def history(
+        self, rule: str | None = None, since: float | None = None, limit: int = 100, after_seq: int = 0
+    ) -> list[HistoryEntry]:
         """State changes and operator actions, oldest first (the newest `limit`); `after_seq` for polling."""
         clauses: list[str] = ["seq > ?"]
         arguments: list[object] = [after_seq]
@@ -436,30 +461,53 @@ class OperatorLog:
         self.db = db
         db.ensure_schema(MIGRATIONS)
 
+    def close(self) -> None:
+        self.db.close()
+
     def marks(self) -> dict[str, tuple[float | None, str, float | None]]:
         """Rule name → (acknowledged at, by whom, silenced until)."""
-        return {row[0]: (row[1], row[2] or "", row[3]) for row in self.db.connection().execute(
-            "SELECT rule, acknowledged_at, acknowledged_by, silenced_until FROM alarm_marks")}
+        return {
+            row[0]: (row[1], row[2] or "", row[3])
+            for row in self.db.connection().execute(
+                "SELECT rule, acknowledged_at, acknowledged_by, silenced_until FROM alarm_marks"
+            )
+        }
 
     def apply(self, view: RuleView) -> RuleView:
         """`view` with its marks; an acknowledgement counts only for the alarm it was given in."""
         acknowledged_at, acknowledged_by, silenced_until = self.marks().get(view.rule.name, (None, "", None))
-        current = (acknowledged_at is not None and view.state is AlarmState.ALARM
-                   and (view.since is None or acknowledged_at >= view.since))
-        return replace(view, acknowledged_at=acknowledged_at if current else None,
-                       acknowledged_by=acknowledged_by if current else "", silenced_until=silenced_until)
+        current = (
+            acknowledged_at is not None
+            and view.state is AlarmState.ALARM
+            and (view.since is None or acknowledged_at >= view.since)
+        )
+        return replace(
+            view,
+            acknowledged_at=acknowledged_at if current else None,
+            acknowledged_by=acknowledged_by if current else "",
+            silenced_until=silenced_until,
+        )
 
     def acknowledge(self, view: RuleView, user: str, note: str, now: float) -> None:
         name = view.rule.name
         if view.state is not AlarmState.ALARM:
-            raise AlarmActionRefused(f"alarm rule {name!r} is {view.state.value}, not in alarm: nothing to "
-                                     "acknowledge")
+            raise AlarmActionRefused(f"alarm rule {name!r} is {view.state.value}, not in alarm: nothing to acknowledge")
         with self.db.transaction() as connection:
-            connection.execute("INSERT INTO alarm_marks (rule, acknowledged_at, acknowledged_by) VALUES (?, ?, ?) "
-                               "ON CONFLICT(rule) DO UPDATE SET acknowledged_at = excluded.acknowledged_at, "
-                               "acknowledged_by = excluded.acknowledged_by", (name, now, user))
-            self._log(connection, name, now, HistoryKind.ACKNOWLEDGED, view.state,
-                      note or f"acknowledged while {view.rule.condition}", user)
+            connection.execute(
+                "INSERT INTO alarm_marks (rule, acknowledged_at, acknowledged_by) VALUES (?, ?, ?) "
+                "ON CONFLICT(rule) DO UPDATE SET acknowledged_at = excluded.acknowledged_at, "
+                "acknowledged_by = excluded.acknowledged_by",
+                (name, now, user),
+            )
+            self._log(
+                connection,
+                name,
+                now,
+                HistoryKind.ACKNOWLEDGED,
+                view.state,
+                note or f"acknowledged while {view.rule.condition}",
+                user,
+            )
 
     def silence(self, view: RuleView, seconds: float, user: str, note: str, now: float) -> None:
         if not 0 <= seconds <= MAX_SILENCE_S:
@@ -467,12 +515,18 @@ class OperatorLog:
         name = view.rule.name
         until = now + seconds if seconds else None
         with self.db.transaction() as connection:
-            connection.execute("INSERT INTO alarm_marks (rule, silenced_until, silenced_by) VALUES (?, ?, ?) "
-                               "ON CONFLICT(rule) DO UPDATE SET silenced_until = excluded.silenced_until, "
-                               "silenced_by = excluded.silenced_by", (name, until, user))
-            detail = note or (f"silenced for {_human_seconds(seconds)} (until "
-                              f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(until))})" if until
-                              else "silence ended")
+            connection.execute(
+                "INSERT INTO alarm_marks (rule, silenced_until, silenced_by) VALUES (?, ?, ?) "
+                "ON CONFLICT(rule) DO UPDATE SET silenced_until = excluded.silenced_until, "
+                "silenced_by = excluded.silenced_by",
+                (name, until, user),
+            )
+            detail = note or (
+                f"silenced for {_human_seconds(seconds)} (until "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(until))})"
+                if until
+                else "silence ended"
+            )
             self._log(connection, name, now, HistoryKind.SILENCED, view.state, detail, user)
 
     def entries(self, rule: str | None = None, since: float | None = None, limit: int = 100) -> list[HistoryEntry]:
@@ -488,23 +542,45 @@ class OperatorLog:
         return _history_rows(self.db.connection(), clauses, arguments, limit)
 
     @staticmethod
-    def _log(connection: sqlite3.Connection, rule: str, at: float, kind: HistoryKind, state: AlarmState,
-             detail: str, user: str) -> None:
-        connection.execute("INSERT INTO alarm_history (rule, time, kind, old_state, new_state, detail, user) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?)", (rule, at, kind.value, state.value, state.value, detail,
-                                                            user))
+    def _log(
+        connection: sqlite3.Connection,
+        rule: str,
+        at: float,
+        kind: HistoryKind,
+        state: AlarmState,
+        detail: str,
+        user: str,
+    ) -> None:
+        connection.execute(
+            "INSERT INTO alarm_history (rule, time, kind, old_state, new_state, detail, user) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (rule, at, kind.value, state.value, state.value, detail, user),
+        )
 
 
-def _history_rows(connection: sqlite3.Connection, clauses: list[str], arguments: list[object],
-                  limit: int) -> list[HistoryEntry]:
+def _history_rows(
+    connection: sqlite3.Connection, clauses: list[str], arguments: list[object], limit: int
+) -> list[HistoryEntry]:
     # Only fixed clause texts are joined; every value is a bound parameter.
-    query = ("SELECT seq, rule, time, kind, old_state, new_state, value, detail, user FROM alarm_history "  # noqa: S608
-             f"WHERE {' AND '.join(clauses)} ORDER BY seq DESC LIMIT ?")
+    query = (
+        "SELECT seq, rule, time, kind, old_state, new_state, value, detail, user FROM alarm_history "  # noqa: S608
+        f"WHERE {' AND '.join(clauses)} ORDER BY seq DESC LIMIT ?"
+    )
     rows = connection.execute(query, (*arguments, limit)).fetchall()
-    return [HistoryEntry(seq=int(seq), rule=name, time=float(at), kind=HistoryKind(kind),
-                         old=AlarmState(old) if old else None, new=AlarmState(new) if new else None,
-                         value=value, detail=detail, user=user)
-            for seq, name, at, kind, old, new, value, detail, user in reversed(rows)]
+    return [
+        HistoryEntry(
+            seq=int(seq),
+            rule=name,
+            time=float(at),
+            kind=HistoryKind(kind),
+            old=AlarmState(old) if old else None,
+            new=AlarmState(new) if new else None,
+            value=value,
+            detail=detail,
+            user=user,
+        )
+        for seq, name, at, kind, old, new, value, detail, user in reversed(rows)
+    ]
 
 
 def _human_seconds(seconds: float) -> str:
@@ -514,5 +590,4 @@ def _human_seconds(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-__all__ = ["MIGRATIONS", "AlarmEvent", "LocalMonitor", "OperatorLog", "Sample", "Sampler", "Subscriber",
-           "gateway_samples"]
+__all__ = ["MIGRATIONS", "LocalMonitor", "OperatorLog", "Subscriber"]

@@ -47,8 +47,10 @@ START_TIMEOUT_S = 180.0
 STOP_GRACE_S = 15.0
 MODULE = "arsl_tui.serving"
 
-MIGRATIONS = Migrations("serving", steps=(
-    """
+MIGRATIONS = Migrations(
+    "serving",
+    steps=(
+        """
     CREATE TABLE serving_deployment (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         deployment TEXT NOT NULL,
@@ -69,7 +71,8 @@ MIGRATIONS = Migrations("serving", steps=(
         started_at REAL NOT NULL
     );
     """,
-))
+    ),
+)
 
 
 class ServingError(Exception):
@@ -125,8 +128,9 @@ def read_admin_token(home: Path) -> str:
     except (OSError, UnicodeDecodeError) as error:
         raise ServingError(f"{path}: cannot read the admin token ({error})") from None
     if mode & 0o077:
-        raise ServingError(f"{path}: the admin token is readable by others (mode {mode & 0o777:o}); "
-                           f"run `chmod 600 {path}`")
+        raise ServingError(
+            f"{path}: the admin token is readable by others (mode {mode & 0o777:o}); run `chmod 600 {path}`"
+        )
     if len(token) < 32:
         raise ServingError(f"{path}: the admin token is too short; delete the file to make a new one")
     return token
@@ -141,7 +145,7 @@ def process_start_ticks(pid: int) -> int | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     if fields[0] == "Z":
         return None
     return int(fields[19])
@@ -165,8 +169,13 @@ class ProcessRecord:
         return process_start_ticks(self.pid) == self.start_ticks
 
     def to_json(self) -> dict[str, Any]:
-        return {"pid": self.pid, "host": self.host, "port": self.port, "endpoint": self.endpoint,
-                "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at))}
+        return {
+            "pid": self.pid,
+            "host": self.host,
+            "port": self.port,
+            "endpoint": self.endpoint,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started_at)),
+        }
 
 
 # --- state ----------------------------------------------------------------------------------------
@@ -199,21 +208,38 @@ class ServingState:
         text = json.dumps(deployment.to_json(), sort_keys=True)
         now = time.time()
         with self.db.transaction() as connection:
-            connection.execute("INSERT INTO serving_deployment (id, deployment, updated_at) VALUES (1, ?, ?) "
-                               "ON CONFLICT(id) DO UPDATE SET deployment = excluded.deployment, "
-                               "updated_at = excluded.updated_at", (text, now))
-            connection.execute("INSERT INTO serving_changes (time, deployment, reason) VALUES (?, ?, ?)",
-                               (now, text, reason))
+            connection.execute(
+                "INSERT INTO serving_deployment (id, deployment, updated_at) VALUES (1, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET deployment = excluded.deployment, "
+                "updated_at = excluded.updated_at",
+                (text, now),
+            )
+            connection.execute(
+                "INSERT INTO serving_changes (time, deployment, reason) VALUES (?, ?, ?)", (now, text, reason)
+            )
 
     def changes(self, limit: int = 50) -> list[dict[str, Any]]:
-        rows = self.db.connection().execute(
-            "SELECT seq, time, deployment, reason FROM serving_changes ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
-        return [{"seq": seq, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)),
-                 **json.loads(text), "reason": reason} for seq, at, text, reason in reversed(rows)]
+        rows = (
+            self.db.connection()
+            .execute("SELECT seq, time, deployment, reason FROM serving_changes ORDER BY seq DESC LIMIT ?", (limit,))
+            .fetchall()
+        )
+        return [
+            {
+                "seq": seq,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)),
+                **json.loads(text),
+                "reason": reason,
+            }
+            for seq, at, text, reason in reversed(rows)
+        ]
 
     def process(self) -> ProcessRecord | None:
-        row = self.db.connection().execute(
-            "SELECT pid, start_ticks, host, port, started_at FROM serving_process WHERE id = 1").fetchone()
+        row = (
+            self.db.connection()
+            .execute("SELECT pid, start_ticks, host, port, started_at FROM serving_process WHERE id = 1")
+            .fetchone()
+        )
         return ProcessRecord(int(row[0]), int(row[1]), str(row[2]), int(row[3]), float(row[4])) if row else None
 
     def record_process(self, record: ProcessRecord) -> None:
@@ -222,7 +248,8 @@ class ServingState:
                 "INSERT INTO serving_process (id, pid, start_ticks, host, port, started_at) VALUES (1, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET pid = excluded.pid, start_ticks = excluded.start_ticks, "
                 "host = excluded.host, port = excluded.port, started_at = excluded.started_at",
-                (record.pid, record.start_ticks, record.host, record.port, record.started_at))
+                (record.pid, record.start_ticks, record.host, record.port, record.started_at),
+            )
 
     def clear_process(self, pid: int) -> None:
         with self.db.transaction() as connection:
@@ -235,8 +262,14 @@ class ServingState:
 class LocalServingControl:
     """Start, find and stop the gateway of one home folder, and call its admin API."""
 
-    def __init__(self, home: Path, *, config_path: str | None = None, python: str = sys.executable,
-                 environment: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        config_path: str | None = None,
+        python: str = sys.executable,
+        environment: Mapping[str, str] | None = None,
+    ) -> None:
         self.home = Path(home)
         self.config_path = config_path
         self.python = python
@@ -266,8 +299,10 @@ class LocalServingControl:
         """Start the gateway on the stored deployment and wait until it answers; AlreadyRunning if one does."""
         existing = self.running()
         if existing is not None:
-            raise AlreadyRunning(f"the gateway is running already (pid {existing.pid}, {existing.endpoint}); "
-                                 "`arsl deploy VERSION` changes what it serves, `arsl service stop` stops it")
+            raise AlreadyRunning(
+                f"the gateway is running already (pid {existing.pid}, {existing.endpoint}); "
+                "`arsl deploy VERSION` changes what it serves, `arsl service stop` stops it"
+            )
         if self.state.deployment() is None:
             raise ServingError("nothing is deployed yet: `arsl deploy VERSION` starts the gateway with a version")
         ensure_admin_token(self.home)
@@ -280,9 +315,16 @@ class LocalServingControl:
         environment = {**self.environment, "PYTHONUNBUFFERED": "1"}
         try:
             with log.open("ab") as output:
-                launcher = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                            pass_fds=(write_end,), start_new_session=True, cwd=serving_dir(self.home),
-                                            env=environment)
+                launcher = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(write_end,),
+                    start_new_session=True,
+                    cwd=serving_dir(self.home),
+                    env=environment,
+                )
         finally:
             os.close(write_end)
         try:
@@ -294,8 +336,9 @@ class LocalServingControl:
         finally:
             os.close(read_end)
         if message is None:
-            raise ServingError(f"the gateway did not start (exit {launcher.returncode}); its log "
-                               f"{log} ends with:\n{self._log_tail()}")
+            raise ServingError(
+                f"the gateway did not start (exit {launcher.returncode}); its log {log} ends with:\n{self._log_tail()}"
+            )
         if not message.get("ok"):
             error = str(message.get("error") or "unknown error")
             if message.get("reason") == "already_running":
@@ -361,8 +404,14 @@ class LocalServingControl:
 
     # --- admin API --------------------------------------------------------------------------------
 
-    def admin(self, method: str, path: str, payload: Mapping[str, Any] | None = None,
-              params: Mapping[str, Any] | None = None, timeout_s: float = 120.0) -> Any:
+    def admin(
+        self,
+        method: str,
+        path: str,
+        payload: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        timeout_s: float = 120.0,
+    ) -> Any:
         """Call the running gateway's admin API; ServingError with its message on failure."""
         import httpx
 
@@ -371,11 +420,19 @@ class LocalServingControl:
             raise ServingError("the gateway is not running (`arsl deploy VERSION` starts it)")
         token = read_admin_token(self.home)
         try:
-            response = httpx.request(method, record.endpoint + path, json=payload, params=params,
-                                     headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s, trust_env=False)
+            response = httpx.request(
+                method,
+                record.endpoint + path,
+                json=payload,
+                params=params,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=timeout_s,
+                trust_env=False,
+            )
         except httpx.HTTPError as error:
-            raise ServingError(f"cannot reach the gateway at {record.endpoint} ({type(error).__name__}: {error})") \
-                from None
+            raise ServingError(
+                f"cannot reach the gateway at {record.endpoint} ({type(error).__name__}: {error})"
+            ) from None
         try:
             body = response.json()
         except ValueError:
@@ -386,6 +443,18 @@ class LocalServingControl:
         return body
 
 
-__all__ = ["MIGRATIONS", "AlreadyRunning", "LocalServingControl", "ProcessRecord", "ServingError", "ServingState",
-           "WrongBackend", "ensure_admin_token", "log_path", "models_dir", "process_start_ticks", "read_admin_token",
-           "serving_dir"]
+__all__ = [
+    "MIGRATIONS",
+    "AlreadyRunning",
+    "LocalServingControl",
+    "ProcessRecord",
+    "ServingError",
+    "ServingState",
+    "WrongBackend",
+    "ensure_admin_token",
+    "log_path",
+    "models_dir",
+    "process_start_ticks",
+    "read_admin_token",
+    "serving_dir",
+]

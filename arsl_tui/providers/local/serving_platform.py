@@ -48,8 +48,13 @@ class LocalServingPlatform:
             raise ServingPlatformError(f"the local backend has one service, {SERVICE!r}, not {service!r}")
 
     @staticmethod
-    def _admin(control: LocalServingControl, method: str, path: str, payload: Mapping[str, Any] | None = None,
-               params: Mapping[str, Any] | None = None) -> Any:
+    def _admin(
+        control: LocalServingControl,
+        method: str,
+        path: str,
+        payload: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
         # Only a deployment loads models and may take long; the rest answer at once from a live gateway, and a
         # hung one must not hold a canary tick (and the canary lock) for minutes.
         timeout_s = DEPLOY_TIMEOUT_S if (method, path) == ("PUT", "/admin/deployment") else ADMIN_TIMEOUT_S
@@ -72,13 +77,22 @@ class LocalServingPlatform:
                 stored = control.state.deployment()
                 if stored is None:
                     return ServingStatus(service=service, phase="absent", detail="nothing deployed")
-                return ServingStatus(service=service, phase="stopped", weights=dict(stored.weights),
-                                     detail="the gateway is not running (it starts with these weights)")
+                return ServingStatus(
+                    service=service,
+                    phase="stopped",
+                    weights=dict(stored.weights),
+                    detail="the gateway is not running (it starts with these weights)",
+                )
             body = self._admin(control, "GET", "/admin/deployment")
             weights = {str(version): int(weight) for version, weight in dict(body.get("weights") or {}).items()}
             loaded = {str(item.get("version")) for item in body.get("versions") or [] if isinstance(item, dict)}
-            return ServingStatus(service=service, phase="running", weights=weights,
-                                 ready={version: version in loaded for version in weights}, endpoint=record.endpoint)
+            return ServingStatus(
+                service=service,
+                phase="running",
+                weights=weights,
+                ready={version: version in loaded for version in weights},
+                endpoint=record.endpoint,
+            )
         finally:
             control.close()
 
@@ -98,8 +112,9 @@ class LocalServingPlatform:
                 self._fetch(version)
             except Exception as error:  # the registry's and the store's errors: say which version
                 transient = bool(getattr(error, "transient", False))
-                raise ServingPlatformError(f"cannot fetch the package of {version}: {error}",
-                                           transient=transient) from None
+                raise ServingPlatformError(
+                    f"cannot fetch the package of {version}: {error}", transient=transient
+                ) from None
         control = self._control()
         try:
             why = reason or "canary controller"
@@ -138,13 +153,19 @@ class LocalServingPlatform:
         self._check_service(service)
         control = self._control()
         try:
-            body = self._admin(control, "GET", "/admin/stats",
-                               params={"window_s": max(window_s, 0.001), "max_samples": STATS_MAX_SAMPLES})
+            body = self._admin(
+                control,
+                "GET",
+                "/admin/stats",
+                params={"window_s": max(window_s, 0.001), "max_samples": STATS_MAX_SAMPLES},
+            )
         finally:
             control.close()
         found = {str(version): VersionStats.from_json(item) for version, item in dict(body["versions"]).items()}
-        return {version: found.get(version) or VersionStats(version=version, window_s=window_s, requests=0, errors=0)
-                for version in versions}
+        return {
+            version: found.get(version) or VersionStats(version=version, window_s=window_s, requests=0, errors=0)
+            for version in versions
+        }
 
 
 __all__ = ["SERVICE", "LocalServingPlatform"]

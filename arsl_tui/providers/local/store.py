@@ -100,8 +100,10 @@ class LocalObjectStore:
                     os.fsync(handle.fileno())
                     status = os.fstat(handle.fileno())
                 if digest.hexdigest() != md5_hex.lower():
-                    raise TransientStoreError(f"MD5 mismatch storing {key!r}: received {digest.hexdigest()}, "
-                                              f"declared {md5_hex}", code="BadDigest")
+                    raise TransientStoreError(
+                        f"MD5 mismatch storing {key!r}: received {digest.hexdigest()}, declared {md5_hex}",
+                        code="BadDigest",
+                    )
                 self._publish(temporary, target)
             finally:
                 temporary.unlink(missing_ok=True)
@@ -120,8 +122,9 @@ class LocalObjectStore:
         temporary = self._tmp_root / uuid.uuid4().hex
         digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
         if digest != md5_hex.lower():
-            raise TransientStoreError(f"MD5 mismatch storing {key!r}: received {digest}, declared {md5_hex}",
-                                      code="BadDigest")
+            raise TransientStoreError(
+                f"MD5 mismatch storing {key!r}: received {digest}, declared {md5_hex}", code="BadDigest"
+            )
         try:
             try:
                 with temporary.open("xb") as handle:
@@ -147,8 +150,9 @@ class LocalObjectStore:
                 break
             except FileExistsError:
                 if target.is_dir():
-                    raise PermanentStoreError(f"cannot create {key!r} in {self.location}: a folder has that name",
-                                              code="KeyConflict") from None
+                    raise PermanentStoreError(
+                        f"cannot create {key!r} in {self.location}: a folder has that name", code="KeyConflict"
+                    ) from None
                 return False
             except FileNotFoundError:
                 if attempt == 2 or not temporary.exists():
@@ -176,8 +180,9 @@ class LocalObjectStore:
         """
         meta_path = self._meta_path(key)
         temporary = self._tmp_root / f"{uuid.uuid4().hex}.meta"
-        body = json.dumps({"md5": md5_hex, "size": status.st_size, "ino": status.st_ino,
-                           "mtime_ns": status.st_mtime_ns}).encode()
+        body = json.dumps(
+            {"md5": md5_hex, "size": status.st_size, "ino": status.st_ino, "mtime_ns": status.st_mtime_ns}
+        ).encode()
         try:
             temporary.write_bytes(body)
             meta_path.parent.mkdir(parents=True, exist_ok=True)
@@ -215,8 +220,7 @@ class LocalObjectStore:
         except (FileNotFoundError, IsADirectoryError):
             temporary.unlink(missing_ok=True)
             if not source_path.is_file():
-                raise ObjectNotFound(f"no object {key!r} in {self.location}", code="NoSuchKey",
-                                     status=404) from None
+                raise ObjectNotFound(f"no object {key!r} in {self.location}", code="NoSuchKey", status=404) from None
             raise
         except OSError as error:
             temporary.unlink(missing_ok=True)
@@ -286,8 +290,13 @@ class LocalObjectStore:
             meta = json.loads(self._meta_path(key).read_bytes())
         except (OSError, ValueError):
             return None
-        if (isinstance(meta, dict) and meta.get("size") == status.st_size and meta.get("ino") == status.st_ino
-                and meta.get("mtime_ns") == status.st_mtime_ns and isinstance(meta.get("md5"), str)):
+        if (
+            isinstance(meta, dict)
+            and meta.get("size") == status.st_size
+            and meta.get("ino") == status.st_ino
+            and meta.get("mtime_ns") == status.st_mtime_ns
+            and isinstance(meta.get("md5"), str)
+        ):
             return str(meta["md5"])
         return None
 
@@ -334,8 +343,9 @@ class LocalObjectStore:
         except UnsafeKeyError as error:
             raise PermanentStoreError(f"invalid object key: {error}", code="InvalidKey") from None
         if key.split("/", 1)[0] == RESERVED_DIR:
-            raise PermanentStoreError(f"invalid object key {key!r}: {RESERVED_DIR!r} is reserved by the local store",
-                                      code="InvalidKey")
+            raise PermanentStoreError(
+                f"invalid object key {key!r}: {RESERVED_DIR!r} is reserved by the local store", code="InvalidKey"
+            )
         return self.root / key
 
     def _meta_path(self, key: str) -> Path:
@@ -344,18 +354,23 @@ class LocalObjectStore:
     def _os_error(self, error: OSError, action: str, key: str | None) -> StoreError:
         reason = error.strerror or str(error)
         if key is None:
-            return PermanentStoreError(f"cannot {action} {error.filename or self.root}: {reason}",
-                                       code="StoreUnusable")
+            return PermanentStoreError(f"cannot {action} {error.filename or self.root}: {reason}", code="StoreUnusable")
         what = f"{action} {key!r} in {self.location}"
         if error.errno in _FULL:
-            return PermanentStoreError(f"cannot {what}: the disk holding {self.root} is full ({reason})",
-                                       code="NoSpace")
+            return PermanentStoreError(
+                f"cannot {what}: the disk holding {self.root} is full ({reason})", code="NoSpace"
+            )
         if error.errno in _DENIED:
-            return PermanentStoreError(f"cannot {what}: permission denied on {error.filename or self.root} ({reason})",
-                                       code="AccessDenied", status=403)
+            return PermanentStoreError(
+                f"cannot {what}: permission denied on {error.filename or self.root} ({reason})",
+                code="AccessDenied",
+                status=403,
+            )
         if error.errno in _CONFLICT:
-            return PermanentStoreError(f"cannot {what}: the key clashes with an existing object or folder "
-                                       f"({error.filename or key}: {reason})", code="KeyConflict")
+            return PermanentStoreError(
+                f"cannot {what}: the key clashes with an existing object or folder ({error.filename or key}: {reason})",
+                code="KeyConflict",
+            )
         if error.errno in _RETRYABLE:
             return TransientStoreError(f"cannot {what}: {reason}", code="IOError")
         return PermanentStoreError(f"cannot {what}: {reason}", code="OSError")
@@ -378,8 +393,9 @@ def _open_source(path: Path, key: str) -> BinaryIO:
     try:
         return path.open("rb")
     except OSError as error:
-        raise PermanentStoreError(f"cannot read {path} to store it as {key!r}: {error.strerror}",
-                                  code="SourceUnreadable") from None
+        raise PermanentStoreError(
+            f"cannot read {path} to store it as {key!r}: {error.strerror}", code="SourceUnreadable"
+        ) from None
 
 
 def _is_file(status: os.stat_result) -> bool:
@@ -393,4 +409,3 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-

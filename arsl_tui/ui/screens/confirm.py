@@ -20,8 +20,9 @@ class ConfirmScreen(ModalScreen[bool]):
 
     BINDINGS = bindings_for("confirm")
 
-    def __init__(self, title: str, what_happens: Sequence[str], confirm_label: str, *,
-                 refuse_label: str = "Cancel") -> None:
+    def __init__(
+        self, title: str, what_happens: Sequence[str], confirm_label: str, *, refuse_label: str = "Cancel"
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.what_happens = list(what_happens)

@@ -34,8 +34,16 @@ class FormScreen(ModalScreen[FormValues | None]):
 
     BINDINGS = bindings_for("form")
 
-    def __init__(self, title: str, explanation: Sequence[str], fields: Sequence[FormField], submit_label: str, *,
-                 check: Callable[[Mapping[str, str]], str] | None = None, error: str = "") -> None:
+    def __init__(
+        self,
+        title: str,
+        explanation: Sequence[str],
+        fields: Sequence[FormField],
+        submit_label: str,
+        *,
+        check: Callable[[Mapping[str, str]], str] | None = None,
+        error: str = "",
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.explanation = list(explanation)
@@ -52,8 +60,13 @@ class FormScreen(ModalScreen[FormValues | None]):
             for form_field in self.fields:
                 with Horizontal(classes="form-row"):
                     yield Label(form_field.label, classes="form-label")
-                    yield Input(form_field.value, placeholder=form_field.placeholder, id=f"field-{form_field.key}",
-                                classes="form-input", compact=True)
+                    yield Input(
+                        form_field.value,
+                        placeholder=form_field.placeholder,
+                        id=f"field-{form_field.key}",
+                        classes="form-input",
+                        compact=True,
+                    )
             yield StatusLine("", id="form-error")
             with Horizontal(id="form-buttons"):
                 yield Button(f"{self.submit_label} (enter)", id="form-submit", variant="warning", compact=True)

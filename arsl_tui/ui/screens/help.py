@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich.table import Table
@@ -11,13 +12,23 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
-from arsl_tui.ui.keymap import bindings_for, spec_by_id
+from arsl_tui.ui.keymap import ActionSpec, bindings_for, spec_by_id
 
 _PLACE_NAMES = {
-    "PathInput": "path field", "ClassCountTable": "counts table", "ProblemList": "problem list",
-    "RunsTable": "runs table", "ContentTabs": "tab bar", "Tabs": "tab bar", "Screen": "screen",
-    "PhasesTable": "workflow phases", "JobTable": "job list", "VersionsTable": "versions table",
-    "SelectCurrent": "job picker", "Select": "job picker", "DataTable": "table", "Log": "log view",
+    "PathInput": "path field",
+    "ClassCountTable": "counts table",
+    "ProblemList": "problem list",
+    "RunsTable": "runs table",
+    "ContentTabs": "tab bar",
+    "Tabs": "tab bar",
+    "Screen": "screen",
+    "PhasesTable": "workflow phases",
+    "JobTable": "job list",
+    "VersionsTable": "versions table",
+    "SelectCurrent": "job picker",
+    "Select": "job picker",
+    "DataTable": "table",
+    "Log": "log view",
 }
 
 
@@ -37,8 +48,17 @@ class HelpRow:
     """The id `[keymap]` remaps it by (`upload.start`); empty for a widget's built-in keys, which have none."""
 
 
-def collect_help_rows(screen: Screen[object], *, read_only: bool, active_tab: str) -> list[HelpRow]:
-    """The bindings active on `screen`, one row per action (its keys joined), focused place first."""
+def collect_help_rows(
+    screen: Screen[object],
+    *,
+    read_only: bool,
+    active_tab: str,
+    idle_tab_actions: Sequence[tuple[ActionSpec, Sequence[str]]] = (),
+) -> list[HelpRow]:
+    """The bindings active on `screen`, one row per action (its keys joined), the tab's own actions first.
+
+    `idle_tab_actions` are the tab's actions when it offers none of them now (no canary run): they are not
+    active, and are listed first all the same, so the help never opens on a table's cursor keys alone."""
     app = screen.app
     merged: dict[tuple[int, str], list[str]] = {}
     details: dict[tuple[int, str], tuple[str, str, str, str]] = {}
@@ -65,8 +85,27 @@ def collect_help_rows(screen: Screen[object], *, read_only: bool, active_tab: st
             what = spec.tooltip if spec is not None else (binding.tooltip or binding.description)
             details[identity] = (place, what, state, spec.id if spec is not None else "")
         merged[identity].append(app.get_key_display(binding.with_key(key)))
-    rows = [HelpRow(details[identity][0], ", ".join(dict.fromkeys(merged[identity])), details[identity][1],
-                    details[identity][2], details[identity][3]) for identity in order]
+    rows = [
+        HelpRow(
+            details[identity][0],
+            ", ".join(dict.fromkeys(merged[identity])),
+            details[identity][1],
+            details[identity][2],
+            details[identity][3],
+        )
+        for identity in order
+    ]
+    rows[:0] = [
+        HelpRow(
+            f"{active_tab.title()} tab",
+            ", ".join(dict.fromkeys(keys)),
+            spec.tooltip,
+            "■ off: read-only" if spec.mutates and read_only else "○ not now",
+            spec.id,
+        )
+        for spec, keys in idle_tab_actions
+    ]
+
     # This tab's actions first, then the focused widget's own keys, then those that work everywhere.
     def rank(row: HelpRow) -> int:
         if row.place.endswith(" tab"):
@@ -99,9 +138,12 @@ class HelpScreen(ModalScreen[None]):
             yield Static(f"Keys here — {self.where}", id="help-title", markup=False)
             with VerticalScroll(id="help-scroll", can_focus=True):
                 yield Static(table, id="help-table")
-            yield Static("Ctrl+P searches every action by name. Remap a key by the id under what it does, "
-                         "in config.toml [keymap]: \"upload.start\" = \"ctrl+u\". Esc closes.", id="help-hint",
-                         markup=False)
+            yield Static(
+                "Ctrl+P searches every action by name. Remap a key by the id under what it does, "
+                'in config.toml [keymap]: "upload.start" = "ctrl+u". Esc closes.',
+                id="help-hint",
+                markup=False,
+            )
 
     def on_mount(self) -> None:
         self.query_one("#help-scroll", VerticalScroll).focus()

@@ -14,8 +14,10 @@ MIN_HEIGHT = 24
 
 
 def too_small_message(width: int, height: int) -> str:
-    return (f"Terminal too small: {width}×{height}. arsl needs at least {MIN_WIDTH}×{MIN_HEIGHT}. "
-            "Enlarge the window to continue (work in progress keeps running), or press q to quit.")
+    return (
+        f"Terminal too small: {width}×{height}. arsl needs at least {MIN_WIDTH}×{MIN_HEIGHT}. "
+        "Enlarge the window to continue (work in progress keeps running), or press q to quit."
+    )
 
 
 class TooSmallScreen(ModalScreen[None]):
@@ -25,9 +27,11 @@ class TooSmallScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Middle(), Center():
-            yield Static(too_small_message(self.app.size.width, self.app.size.height), id="too-small-message",
-                         markup=False)
+            yield Static(
+                too_small_message(self.app.size.width, self.app.size.height), id="too-small-message", markup=False
+            )
 
     def on_resize(self) -> None:
-        self.query_one("#too-small-message", Static).update(too_small_message(self.app.size.width,
-                                                                               self.app.size.height))
+        self.query_one("#too-small-message", Static).update(
+            too_small_message(self.app.size.width, self.app.size.height)
+        )

@@ -9,7 +9,6 @@ rounds itself: `arsl alarms watch` (or the canary controller) does.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,12 +22,11 @@ from textual.widgets import DataTable, Static
 from arsl_tui.config import Settings
 from arsl_tui.domain.alarms import AlarmState, HistoryEntry, HistoryKind, RuleView, parse_duration
 from arsl_tui.ui import formatting as fmt
+from arsl_tui.ui.formatting import error_text
 from arsl_tui.ui.screens.confirm import ConfirmScreen
 from arsl_tui.ui.screens.form import FormField, FormScreen, FormValues
-from arsl_tui.ui.services import ConsoleServices, close_quietly, no_state_line, no_state_yet
-from arsl_tui.ui.tabs.live import LiveTab
-from arsl_tui.ui.tabs.training import error_text, poll_interval
-from arsl_tui.ui.tabs.upload import Logged
+from arsl_tui.ui.services import ConsoleServices, no_state_line, no_state_yet
+from arsl_tui.ui.tabs.live import LiveTab, poll_interval
 from arsl_tui.ui.widgets.status_line import StatusLine
 
 if TYPE_CHECKING:
@@ -93,6 +91,9 @@ class AlarmsSnapshot:
 
 
 class AlarmsTab(LiveTab):
+    """The alarm rules and their history, and the `alarms` actions: filter, acknowledge, silence."""
+
+    scope = "alarms"
     focus_id = "alarms-rules"
 
     class Read(Message):
@@ -112,18 +113,13 @@ class AlarmsTab(LiveTab):
             self.error = error
 
     def __init__(self, settings: Settings, services: ConsoleServices) -> None:
-        super().__init__(id="alarms-body")
-        self.settings = settings
-        self.services = services
+        super().__init__(settings, services, id="alarms-body")
         self.snapshot: AlarmsSnapshot | None = None
         self.state_filter = "all"
         self.selected: str | None = None
         self.busy = False
         self.reads = 0
         """Reads handled so far (tests wait on it)."""
-        self._reading = False
-        self._monitor: Monitor | None = None
-        self._open_lock = threading.Lock()
         self._shown_rules: tuple[tuple[str, ...], ...] = ()
         self._read_error = ""
         self._shown_history: tuple[int | tuple[object, ...], ...] = ()
@@ -146,23 +142,13 @@ class AlarmsTab(LiveTab):
         self.query_one("#alarms-status", StatusLine).display = False
         self.start_timer(poll_interval(self.settings, CLOUD_MIN_REFRESH_S), self.reload)
 
-    def on_unmount(self) -> None:
-        if self._monitor is not None:
-            close_quietly(self._monitor)
-
-
     # ----- reading --------------------------------------------------------------------------------
 
     def _open(self) -> Monitor:
-        with self._open_lock:
-            if self._monitor is None:
-                self._monitor = self.services.open_monitor(self.settings)
-            return self._monitor
+        return self.adapter("monitor", lambda: self.services.open_monitor(self.settings))
 
-    def reload(self) -> None:
-        if not self._reading:
-            self._reading = True
-            self._read_worker()
+    def read(self) -> None:
+        self._read_worker()
 
     @work(thread=True, group="alarms-read", exit_on_error=False)
     def _read_worker(self) -> None:
@@ -175,8 +161,9 @@ class AlarmsTab(LiveTab):
             periods: dict[str, list[float | None]] = {}
             for view in views:
                 points = series(self.settings, view, periods=SPARK_PERIODS, monitor=monitor, now=now)
-                periods[view.rule.name] = align_periods([(point.time, point.value) for point in points], now,
-                                                        view.rule.period_s, SPARK_PERIODS)
+                periods[view.rule.name] = align_periods(
+                    [(point.time, point.value) for point in points], now, view.rule.period_s, SPARK_PERIODS
+                )
             entries = history(self.settings, limit=HISTORY_SHOWN, monitor=monitor)
         except Exception as error:  # MonitorError (Cloud Eye, the state file) or a provider bug: a message
             self.post_message(self.Read(None, error_text(error), no_state_yet(error)))
@@ -184,7 +171,7 @@ class AlarmsTab(LiveTab):
             self.post_message(self.Read(AlarmsSnapshot(tuple(views), periods, tuple(entries), now), ""))
 
     def on_alarms_tab_read(self, message: Read) -> None:
-        self._reading = False
+        self.read_ended()
         self.reads += 1
         if message.no_state:
             self._show_no_state()
@@ -218,8 +205,10 @@ class AlarmsTab(LiveTab):
 
     def visible_views(self) -> list[RuleView]:
         """The rules the filter lets through, those in alarm first."""
-        views = sorted(self.snapshot.views if self.snapshot else (),
-                       key=lambda view: (STATE_ORDER.get(view.state.value, 3), view.rule.name))
+        views = sorted(
+            self.snapshot.views if self.snapshot else (),
+            key=lambda view: (STATE_ORDER.get(view.state.value, 3), view.rule.name),
+        )
         if self.state_filter == "all":
             return views
         return [view for view in views if view.state.value == self.state_filter]
@@ -230,16 +219,26 @@ class AlarmsTab(LiveTab):
             return
         now = snapshot.read_at
         counts = {state: sum(1 for view in snapshot.views if view.state is state) for state in AlarmState}
-        summary = (f"Filter: {filter_label(self.state_filter)} (f) · {len(snapshot.views)} rules: "
-                   f"{counts[AlarmState.ALARM]} {state_text(AlarmState.ALARM)} · {counts[AlarmState.OK]} "
-                   f"{state_text(AlarmState.OK)} · {counts[AlarmState.INSUFFICIENT_DATA]} "
-                   f"{state_text(AlarmState.INSUFFICIENT_DATA)} · read {fmt.timestamp(now)[11:]}")
+        summary = (
+            f"Filter: {filter_label(self.state_filter)} (f) · {len(snapshot.views)} rules: "
+            f"{counts[AlarmState.ALARM]} {state_text(AlarmState.ALARM)} · {counts[AlarmState.OK]} "
+            f"{state_text(AlarmState.OK)} · {counts[AlarmState.INSUFFICIENT_DATA]} "
+            f"{state_text(AlarmState.INSUFFICIENT_DATA)} · read {fmt.timestamp(now)[11:]}"
+        )
         if not snapshot.views:
             summary = "○ No alarm rules yet: `arsl alarms setup` creates them from [alarms]."
         self.query_one("#alarms-summary", Static).update(summary)
         views = self.visible_views()
-        rows = tuple((state_text(view.state), view.rule.name, _value(view), fmt.sparkline(
-            snapshot.periods.get(view.rule.name, []), SPARK_PERIODS), marks_text(view, now)) for view in views)
+        rows = tuple(
+            (
+                state_text(view.state),
+                view.rule.name,
+                _value(view),
+                fmt.sparkline(snapshot.periods.get(view.rule.name, []), SPARK_PERIODS),
+                marks_text(view, now),
+            )
+            for view in views
+        )
         table = self.query_one("#alarms-rules", DataTable)
         if rows != self._shown_rules:
             self._shown_rules = rows
@@ -256,8 +255,9 @@ class AlarmsTab(LiveTab):
                 self.selected = None
         self._show_detail()
         shown_names = {view.rule.name for view in views}
-        entries = [entry for entry in reversed(snapshot.history)
-                   if self.state_filter == "all" or entry.rule in shown_names]
+        entries = [
+            entry for entry in reversed(snapshot.history) if self.state_filter == "all" or entry.rule in shown_names
+        ]
         fingerprint = tuple(entry.seq or (entry.rule, entry.time, entry.kind.value) for entry in entries)
         if fingerprint != self._shown_history:
             self._shown_history = fingerprint
@@ -265,9 +265,13 @@ class AlarmsTab(LiveTab):
             history.clear()
             for entry in entries:
                 detail = entry.detail + (f" (by {entry.user})" if entry.user else "")
-                history.add_row(fmt.timestamp(entry.time), entry.rule, history_change(entry),
-                                Text(f"{entry.value:.3g}" if entry.value is not None else "", justify="right"),
-                                detail)
+                history.add_row(
+                    fmt.timestamp(entry.time),
+                    entry.rule,
+                    history_change(entry),
+                    Text(f"{entry.value:.3g}" if entry.value is not None else "", justify="right"),
+                    detail,
+                )
         self.app.refresh_bindings()
 
     def _show_detail(self) -> None:
@@ -277,8 +281,13 @@ class AlarmsTab(LiveTab):
             detail.update("")
             return
         since = f" since {fmt.timestamp(view.since)}" if view.since else ""
-        detail.update(Text(f"{view.rule.name}: {view.rule.condition}{since}\n{view.rule.description}",
-                           no_wrap=True, overflow="ellipsis"))
+        detail.update(
+            Text(
+                f"{view.rule.name}: {view.rule.condition}{since}\n{view.rule.description}",
+                no_wrap=True,
+                overflow="ellipsis",
+            )
+        )
 
     def selected_view(self) -> RuleView | None:
         return next((view for view in self.visible_views() if view.rule.name == self.selected), None)
@@ -296,8 +305,15 @@ class AlarmsTab(LiveTab):
     def availability(self, action: str) -> bool | None:
         view = self.selected_view()
         if action == "alarms_acknowledge":
-            return bool(view is not None and view.state is AlarmState.ALARM and view.acknowledged_at is None
-                        and not self.busy) or None
+            return (
+                bool(
+                    view is not None
+                    and view.state is AlarmState.ALARM
+                    and view.acknowledged_at is None
+                    and not self.busy
+                )
+                or None
+            )
         if action == "alarms_silence":
             return bool(view is not None and not self.busy) or None
         return True
@@ -305,19 +321,21 @@ class AlarmsTab(LiveTab):
     def current_id(self) -> str:
         return self.selected or ""
 
-    def cycle_filter(self) -> None:
+    def action_alarms_filter(self) -> None:
         self.state_filter = FILTERS[(FILTERS.index(self.state_filter) + 1) % len(FILTERS)]
         self._show_snapshot()
 
-    def request_acknowledge(self) -> None:
+    def action_alarms_acknowledge(self) -> None:
         view = self.selected_view()
         if view is None or view.state is not AlarmState.ALARM:
             return
         since = fmt.timestamp(view.since) if view.since else "–"
-        lines = [f"Acknowledge the alarm of {view.rule.name} (in alarm since {since}, value {_value(view)}).",
-                 f"Condition: {view.rule.condition}.",
-                 "Marks it as seen until it leaves alarm; notifications and the canary controller are unaffected.",
-                 "Written to the rule's history with your user name."]
+        lines = [
+            f"Acknowledge the alarm of {view.rule.name} (in alarm since {since}, value {_value(view)}).",
+            f"Condition: {view.rule.condition}.",
+            "Marks it as seen until it leaves alarm; notifications and the canary controller are unaffected.",
+            "Written to the rule's history with your user name.",
+        ]
 
         def answered(confirmed: bool | None) -> None:
             if confirmed:
@@ -325,27 +343,38 @@ class AlarmsTab(LiveTab):
 
         self.app.push_screen(ConfirmScreen("Acknowledge this alarm?", lines, "Acknowledge"), answered)
 
-    def request_silence(self) -> None:
+    def action_alarms_silence(self) -> None:
         view = self.selected_view()
         if view is None:
             return
         now = self.services.clock()
-        current = (f"It is silenced until {fmt.timestamp(view.silenced_until)}." if view.silenced(now)
-                   and view.silenced_until is not None else "It is not silenced now.")
-        explanation = [f"Silence {view.rule.name} ({state_text(view.state)}): its notifications stop for the time "
-                       "you type (30m, 2h, 1d; 0 ends a silence). " + current,
-                       "It still changes state and is still recorded; the canary controller still sees it.",
-                       "Enter silences it, written to the rule's history with your user name; Esc changes nothing."]
+        current = (
+            f"It is silenced until {fmt.timestamp(view.silenced_until)}."
+            if view.silenced(now) and view.silenced_until is not None
+            else "It is not silenced now."
+        )
+        explanation = [
+            f"Silence {view.rule.name} ({state_text(view.state)}): its notifications stop for the time "
+            "you type (30m, 2h, 1d; 0 ends a silence). " + current,
+            "It still changes state and is still recorded; the canary controller still sees it.",
+            "Enter silences it, written to the rule's history with your user name; Esc changes nothing.",
+        ]
 
         def answered(values: FormValues | None) -> None:
             if values is None:
                 return
             self._start("silence", view.rule.name, values)
 
-        self.app.push_screen(FormScreen("Silence this alarm rule?", explanation,
-                                        [FormField("duration", "for how long", "1h"),
-                                         FormField("note", "note", placeholder="optional: why")],
-                                        "Silence", check=check_silence), answered)
+        self.app.push_screen(
+            FormScreen(
+                "Silence this alarm rule?",
+                explanation,
+                [FormField("duration", "for how long", "1h"), FormField("note", "note", placeholder="optional: why")],
+                "Silence",
+                check=check_silence,
+            ),
+            answered,
+        )
 
     def _start(self, verb: str, rule: str, values: FormValues | None) -> None:
         self.busy = True
@@ -362,8 +391,13 @@ class AlarmsTab(LiveTab):
             if verb == "acknowledge":
                 view = acknowledge(self.settings, rule, monitor=monitor)
             else:
-                view = silence(self.settings, rule, parse_duration(values["duration"]), note=values.get("note", ""),
-                               monitor=monitor)
+                view = silence(
+                    self.settings,
+                    rule,
+                    parse_duration(values["duration"]),
+                    note=values.get("note", ""),
+                    monitor=monitor,
+                )
         except Exception as error:  # refused (not in alarm), state file or Cloud Eye errors: a message
             self.post_message(self.ActionDone(verb, rule, None, error_text(error)))
         else:
@@ -379,8 +413,11 @@ class AlarmsTab(LiveTab):
             self._log("ok", f"acknowledged alarm {message.rule}")
         else:
             view = message.view
-            until = (f"until {fmt.timestamp(view.silenced_until)}" if view.silenced_until
-                     and view.silenced(self.services.clock()) else "no longer silenced")
+            until = (
+                f"until {fmt.timestamp(view.silenced_until)}"
+                if view.silenced_until and view.silenced(self.services.clock())
+                else "no longer silenced"
+            )
             self._say("ok", "done", f"{message.rule}: {until} (logged in its history).")
             self._log("ok", f"silenced alarm {message.rule}: {until}")
         self.app.refresh_bindings()
@@ -390,9 +427,6 @@ class AlarmsTab(LiveTab):
         line = self.query_one("#alarms-status", StatusLine)
         line.say(level, status, text)
         line.display = True
-
-    def _log(self, level: str, text: str) -> None:
-        self.post_message(Logged(level, text))
 
 
 def _value(view: RuleView) -> str:

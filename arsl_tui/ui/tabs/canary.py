@@ -11,7 +11,6 @@ moved on meanwhile is never stepped twice. Driving the windows is `arsl canary w
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,18 +23,17 @@ from textual.widgets import DataTable, Static
 
 from arsl_tui.config import Settings
 from arsl_tui.ui import formatting as fmt
+from arsl_tui.ui.formatting import error_text
 from arsl_tui.ui.screens.confirm import ConfirmScreen
-from arsl_tui.ui.services import ConsoleServices, close_quietly
-from arsl_tui.ui.tabs.live import LiveTab
-from arsl_tui.ui.tabs.training import error_text, poll_interval
-from arsl_tui.ui.tabs.upload import Logged
+from arsl_tui.ui.services import ConsoleServices
+from arsl_tui.ui.tabs.live import LiveTab, poll_interval
 from arsl_tui.ui.widgets.status_line import StatusLine
 
 if TYPE_CHECKING:
     from arsl_tui.domain.canary import CanaryRun, Command
     from arsl_tui.domain.judge import Judgement
     from arsl_tui.domain.serving import VersionStats
-    from arsl_tui.ops.deployment import CanaryController, CanaryStatus
+    from arsl_tui.ops.canary import CanaryController, CanaryStatus
 
 CLOUD_MIN_REFRESH_S = 10.0
 VERDICTS_SHOWN = 8
@@ -43,8 +41,17 @@ METRICS = ("error_rate", "latency", "p95_latency", "online_accuracy")
 METRIC_LABELS = {"error_rate": "errors", "latency": "latency", "p95_latency": "p95", "online_accuracy": "accuracy"}
 CLASS_GLYPHS = {"Pass": "✓", "High": "▲", "Low": "▼", "NoData": "○"}
 OUTCOME_GLYPHS = {"pass": "✓", "fail": "✗", "marginal": "…", "inconclusive": "○"}
-PHASE_GLYPHS = {"idle": "○", "deploying": "…", "observing": "►", "paused": "‖", "promoting": "►", "promoted": "✓",
-                "rolling_back": "■", "rolled_back": "✗", "failed": "✗"}
+PHASE_GLYPHS = {
+    "idle": "○",
+    "deploying": "…",
+    "observing": "►",
+    "paused": "‖",
+    "promoting": "►",
+    "promoted": "✓",
+    "rolling_back": "■",
+    "rolled_back": "✗",
+    "failed": "✗",
+}
 BAR_WIDTH = 50
 
 
@@ -99,10 +106,13 @@ def stats_cells(stats: VersionStats | None) -> tuple[str, str, str, str, str]:
         return ("–", "–", "–", "–", "–")
     p50, p95 = stats.percentile_ms(50), stats.percentile_ms(95)
     accuracy = stats.online_accuracy
-    return (f"{stats.requests:,}", f"{100 * stats.error_rate:.2f}%" if stats.requests else "–",
-            f"{p50:.1f}" if p50 is not None else "–", f"{p95:.1f}" if p95 is not None else "–",
-            f"{100 * accuracy:.1f}% of {stats.feedback:,}" if accuracy is not None
-            else f"– ({stats.feedback} labels)")
+    return (
+        f"{stats.requests:,}",
+        f"{100 * stats.error_rate:.2f}%" if stats.requests else "–",
+        f"{p50:.1f}" if p50 is not None else "–",
+        f"{p95:.1f}" if p95 is not None else "–",
+        f"{100 * accuracy:.1f}% of {stats.feedback:,}" if accuracy is not None else f"– ({stats.feedback} labels)",
+    )
 
 
 def window_cells(judgement: Mapping[str, Any], side: str) -> tuple[str, str, str, str, str]:
@@ -112,8 +122,11 @@ def window_cells(judgement: Mapping[str, Any], side: str) -> tuple[str, str, str
     if not isinstance(requests, int):
         return ("–", "–", "–", "–", "–")
     metrics = judgement.get("metrics")
-    values = {str(item.get("name")): item for item in metrics if isinstance(item, Mapping)} \
-        if isinstance(metrics, list) else {}
+    values = (
+        {str(item.get("name")): item for item in metrics if isinstance(item, Mapping)}
+        if isinstance(metrics, list)
+        else {}
+    )
 
     def value(name: str) -> float | None:
         number = values.get(name, {}).get(side)
@@ -123,12 +136,20 @@ def window_cells(judgement: Mapping[str, Any], side: str) -> tuple[str, str, str
         count = values.get(name, {}).get(f"{side}_n")
         return count if isinstance(count, int) else 0
 
-    rate, median, p95, accuracy = (value("error_rate"), value("latency"), value("p95_latency"),
-                                   value("online_accuracy"))
+    rate, median, p95, accuracy = (
+        value("error_rate"),
+        value("latency"),
+        value("p95_latency"),
+        value("online_accuracy"),
+    )
     labels = samples("online_accuracy")
-    return (f"{requests:,}", f"{100 * rate:.2f}%" if rate is not None and requests else "–",
-            f"{median:.1f}" if median is not None else "–", f"{p95:.1f}" if p95 is not None else "–",
-            f"{100 * accuracy:.1f}% of {labels:,}" if accuracy is not None else f"– ({labels} labels)")
+    return (
+        f"{requests:,}",
+        f"{100 * rate:.2f}%" if rate is not None and requests else "–",
+        f"{median:.1f}" if median is not None else "–",
+        f"{p95:.1f}" if p95 is not None else "–",
+        f"{100 * accuracy:.1f}% of {labels:,}" if accuracy is not None else f"– ({labels} labels)",
+    )
 
 
 def verdict_note(record: Mapping[str, Any], champion: str, challenger: str) -> str:
@@ -145,11 +166,17 @@ def verdict_note(record: Mapping[str, Any], champion: str, challenger: str) -> s
         return f"{head} — {judgement.get('reason', '')}"
     score = judgement.get("score")
     scored = len(metrics) - len(missing)
-    shown = f"score {score:.0f} from the {scored} metrics with data" if isinstance(score, int | float) \
+    shown = (
+        f"score {score:.0f} from the {scored} metrics with data"
+        if isinstance(score, int | float)
         else str(judgement.get("reason", ""))
-    parts = [f"{METRIC_LABELS.get(str(item.get('name')), str(item.get('name')))}: no data (not scored) — "
-             f"{item.get('reason', '')} ({challenger} {int(item.get('canary_n') or 0):,}, "
-             f"{champion} {int(item.get('baseline_n') or 0):,} samples)" for item in missing]
+    )
+    parts = [
+        f"{METRIC_LABELS.get(str(item.get('name')), str(item.get('name')))}: no data (not scored) — "
+        f"{item.get('reason', '')} ({challenger} {int(item.get('canary_n') or 0):,}, "
+        f"{champion} {int(item.get('baseline_n') or 0):,} samples)"
+        for item in missing
+    ]
     return f"{head}, {shown}. " + "; ".join(parts)
 
 
@@ -161,6 +188,9 @@ class CanaryView:
 
 
 class CanaryTab(LiveTab):
+    """The canary's state and the `canary` actions: promote, promote fully, pause, resume, roll back."""
+
+    scope = "canary"
     focus_id = "canary-verdicts"
     DEFAULT_CSS = """
     CanaryTab #canary-note { height: auto; max-height: 3; color: $text-muted; }
@@ -179,16 +209,11 @@ class CanaryTab(LiveTab):
             self.error = error
 
     def __init__(self, settings: Settings, services: ConsoleServices) -> None:
-        super().__init__(id="canary-body")
-        self.settings = settings
-        self.services = services
+        super().__init__(settings, services, id="canary-body")
         self.view: CanaryView | None = None
         self.busy = False
         self.reads = 0
         """Reads handled so far (tests wait on it)."""
-        self._reading = False
-        self._controller: CanaryController | None = None
-        self._open_lock = threading.Lock()
         self._shown_verdicts: tuple[tuple[str, ...], ...] = ()
         self._verdict_records: list[Mapping[str, Any]] = []
         """The judged window behind each verdict row, in row order (the note explains the highlighted one)."""
@@ -217,22 +242,13 @@ class CanaryTab(LiveTab):
         self.query_one("#canary-status", StatusLine).display = False
         self.start_timer(poll_interval(self.settings, CLOUD_MIN_REFRESH_S), self.reload)
 
-    def on_unmount(self) -> None:
-        if self._controller is not None:
-            close_quietly(self._controller)
-
     # ----- reading --------------------------------------------------------------------------------
 
     def _open(self) -> CanaryController:
-        with self._open_lock:
-            if self._controller is None:
-                self._controller = self.services.open_canary(self.settings)
-            return self._controller
+        return self.adapter("controller", lambda: self.services.open_canary(self.settings))
 
-    def reload(self) -> None:
-        if not self._reading:
-            self._reading = True
-            self._read_worker()
+    def read(self) -> None:
+        self._read_worker()
 
     @work(thread=True, group="canary-read", exit_on_error=False)
     def _read_worker(self) -> None:
@@ -249,20 +265,21 @@ class CanaryTab(LiveTab):
         from arsl_tui.domain.canary import Phase
         from arsl_tui.domain.judge import judge
         from arsl_tui.domain.serving import VersionStats
-        from arsl_tui.ops.deployment import judge_config
+        from arsl_tui.ops.canary import judge_config
 
         run = status.run
         if run is None or run.phase is not Phase.OBSERVING or not status.stats:
             return None
-        canary = status.stats.get(run.challenger) or VersionStats(version=run.challenger, window_s=0.0, requests=0,
-                                                                  errors=0)
+        canary = status.stats.get(run.challenger) or VersionStats(
+            version=run.challenger, window_s=0.0, requests=0, errors=0
+        )
         baseline = status.stats.get(run.champion)
         if baseline is not None and baseline.requests == 0:
             baseline = None
         return judge(canary, baseline, judge_config(self.settings, run.plan.steps[run.step].min_samples))
 
     def on_canary_tab_read(self, message: Read) -> None:
-        self._reading = False
+        self.read_ended()
         self.reads += 1
         if message.view is None:
             self._say("error", "error", f"Cannot read the canary: {message.error}")
@@ -289,16 +306,19 @@ class CanaryTab(LiveTab):
         if run is None:
             self.query_one("#canary-run", Static).update(
                 "○ No canary has run yet. `arsl canary start [VERSION]` releases the challenger beside the champion; "
-                "`arsl canary watch` drives it.")
+                "`arsl canary watch` drives it."
+            )
             for widget_id in ("#canary-traffic", "#canary-plan", "#canary-note", "#canary-reason"):
                 self.query_one(widget_id, Static).update("")
             alarm.display = False
             return
         phase = run.phase.value
         left = run.time_left(status.now)
-        facts = [f"{run.challenger} vs champion {run.champion}",
-                 f"{PHASE_GLYPHS.get(phase, '·')} {phase.replace('_', ' ')}",
-                 f"step {run.step + 1}/{len(run.plan.steps)}"]
+        facts = [
+            f"{run.challenger} vs champion {run.champion}",
+            f"{PHASE_GLYPHS.get(phase, '·')} {phase.replace('_', ' ')}",
+            f"step {run.step + 1}/{len(run.plan.steps)}",
+        ]
         if left is not None:
             facts.append(f"window ends in {fmt.duration(left)}")
         facts.append(f"run {run.run_id}")
@@ -311,8 +331,11 @@ class CanaryTab(LiveTab):
             alarm.display = True
         else:
             alarm.display = False
-        weights = dict(status.platform.weights) if status.platform is not None and status.platform.weights \
+        weights = (
+            dict(status.platform.weights)
+            if status.platform is not None and status.platform.weights
             else dict(run.target_weights)
+        )
         source = "" if status.platform is not None and status.platform.weights else "  (target; platform unread)"
         bar = traffic_bar(weights, run.champion, run.challenger)
         bar.append(source)
@@ -326,15 +349,20 @@ class CanaryTab(LiveTab):
         stats_table = self.query_one("#canary-stats", DataTable)
         stats_table.clear()
         promoted = run.phase.value == "promoted"
-        for version, role, side in ((run.champion, "previous" if promoted else "champion", "baseline"),
-                                    (run.challenger, "champion" if promoted else "canary", "canary")):
-            cells = window_cells(last.get("judgement") or {}, side) if last is not None \
+        for version, role, side in (
+            (run.champion, "previous" if promoted else "champion", "baseline"),
+            (run.challenger, "champion" if promoted else "canary", "canary"),
+        ):
+            cells = (
+                window_cells(last.get("judgement") or {}, side)
+                if last is not None
                 else stats_cells(status.stats.get(version))
-            stats_table.add_row(version, role, f"{weights.get(version, 0)}%", *(Text(cell, justify="right")
-                                                                                for cell in cells))
+            )
+            stats_table.add_row(
+                version, role, f"{weights.get(version, 0)}%", *(Text(cell, justify="right") for cell in cells)
+            )
         self._show_verdicts(view)
-        self.query_one("#canary-reason", Static).update(Text(f"why: {run.reason}", no_wrap=True,
-                                                             overflow="ellipsis"))
+        self.query_one("#canary-reason", Static).update(Text(f"why: {run.reason}", no_wrap=True, overflow="ellipsis"))
 
     def _show_verdicts(self, view: CanaryView) -> None:
         run = view.status.run
@@ -344,18 +372,27 @@ class CanaryTab(LiveTab):
         records: list[Mapping[str, Any]] = []
         if view.live is not None:
             live = view.live.to_json()
-            rows.append(("now (so far)", f"{run.plan.steps[run.step].weight}%",
-                         outcome_cell(str(live["outcome"]), live.get("score")),
-                         *self._metric_cells(live)))
+            rows.append(
+                (
+                    "now (so far)",
+                    f"{run.plan.steps[run.step].weight}%",
+                    outcome_cell(str(live["outcome"]), live.get("score")),
+                    *self._metric_cells(live),
+                )
+            )
             records.append({"weight": run.plan.steps[run.step].weight, "judgement": live})
         for record in reversed(run.judgements[-VERDICTS_SHOWN:]):
             records.append(record)
             judgement = record.get("judgement") or {}
             at = record.get("at")
-            rows.append((fmt.timestamp(float(at))[11:] if isinstance(at, int | float) else "–",
-                         f"{record.get('weight', '?')}%",
-                         outcome_cell(str(judgement.get("outcome", "")), judgement.get("score")),
-                         *self._metric_cells(judgement)))
+            rows.append(
+                (
+                    fmt.timestamp(float(at))[11:] if isinstance(at, int | float) else "–",
+                    f"{record.get('weight', '?')}%",
+                    outcome_cell(str(judgement.get("outcome", "")), judgement.get("score")),
+                    *self._metric_cells(judgement),
+                )
+            )
         self._verdict_records = records
         shown = tuple(rows)
         if shown != self._shown_verdicts:
@@ -376,15 +413,21 @@ class CanaryTab(LiveTab):
         run = self.run
         table = self.query_one("#canary-verdicts", DataTable)
         row = table.cursor_row if 0 <= table.cursor_row < len(self._verdict_records) else 0
-        note = verdict_note(self._verdict_records[row], run.champion, run.challenger) \
-            if run is not None and self._verdict_records else ""
+        note = (
+            verdict_note(self._verdict_records[row], run.champion, run.challenger)
+            if run is not None and self._verdict_records
+            else ""
+        )
         self.query_one("#canary-note", Static).update(note)
 
     @staticmethod
     def _metric_cells(judgement: dict[str, object]) -> list[str]:
         metrics = judgement.get("metrics")
-        by_name = {str(item.get("name")): item for item in metrics if isinstance(item, dict)} \
-            if isinstance(metrics, list) else {}
+        by_name = (
+            {str(item.get("name")): item for item in metrics if isinstance(item, dict)}
+            if isinstance(metrics, list)
+            else {}
+        )
         return [metric_cell(by_name[name]) if name in by_name else "–" for name in METRICS]
 
     # ----- keys -----------------------------------------------------------------------------------
@@ -414,7 +457,22 @@ class CanaryTab(LiveTab):
         run = self.run
         return run.run_id if run is not None else ""
 
-    def request(self, name: str) -> None:
+    def action_canary_promote(self) -> None:
+        self._request("promote")
+
+    def action_canary_promote_full(self) -> None:
+        self._request("promote_full")
+
+    def action_canary_pause(self) -> None:
+        self._request("pause")
+
+    def action_canary_resume(self) -> None:
+        self._request("resume")
+
+    def action_canary_rollback(self) -> None:
+        self._request("rollback")
+
+    def _request(self, name: str) -> None:
         """Confirm, then send `name` (promote, promote_full, pause, resume, rollback) to the controller."""
         run = self.run
         if run is None:
@@ -459,9 +517,6 @@ class CanaryTab(LiveTab):
         line.say(level, status, text)
         line.display = True
 
-    def _log(self, level: str, text: str) -> None:
-        self.post_message(Logged(level, text))
-
 
 def window_span(record: Mapping[str, Any]) -> str:
     """`last window 10:15–10:20`: when the judged window whose numbers are shown ran."""
@@ -482,20 +537,48 @@ def confirmation(name: str, run: CanaryRun) -> tuple[str, list[str], str]:
     logged = "Written to the promotion log with your user name."
     if name == "promote" and run.step < run.plan.last:
         after = run.plan.steps[run.step + 1].weight
-        return ("Step the canary up?", [f"Move {challenger} from {now}% to {after}% without waiting for the judge.",
-                                        f"Traffic: {split} → {champion} {100 - after}% / {challenger} {after}%.",
-                                        "A new observation window starts at the new weight.", logged], "Promote")
+        return (
+            "Step the canary up?",
+            [
+                f"Move {challenger} from {now}% to {after}% without waiting for the judge.",
+                f"Traffic: {split} → {champion} {100 - after}% / {challenger} {after}%.",
+                "A new observation window starts at the new weight.",
+                logged,
+            ],
+            "Promote",
+        )
     if name in ("promote", "promote_full"):
-        return ("Promote the canary fully?", [f"{challenger} takes all traffic and becomes champion now "
-                                              "(the remaining steps are skipped).",
-                                              f"Traffic: {split} → {full}; {champion} stops serving.", logged],
-                "Promote fully")
+        return (
+            "Promote the canary fully?",
+            [
+                f"{challenger} takes all traffic and becomes champion now (the remaining steps are skipped).",
+                f"Traffic: {split} → {full}; {champion} stops serving.",
+                logged,
+            ],
+            "Promote fully",
+        )
     if name == "pause":
-        return ("Pause the canary?", [f"Stop judging {challenger}; traffic stays at {split}.",
-                                      "Nothing steps up or rolls back until you resume (r).", logged], "Pause")
+        return (
+            "Pause the canary?",
+            [
+                f"Stop judging {challenger}; traffic stays at {split}.",
+                "Nothing steps up or rolls back until you resume (r).",
+                logged,
+            ],
+            "Pause",
+        )
     if name == "resume":
-        return ("Resume the canary?", [f"Judge {challenger} again at {split}: a new window starts now.", logged],
-                "Resume")
-    return ("Roll the canary back?", [f"{champion} takes all traffic again, at once: {split} → {restore}.",
-                                      f"{challenger} stays registered (challenger); the run ends rolled back.",
-                                      logged], "Roll back")
+        return (
+            "Resume the canary?",
+            [f"Judge {challenger} again at {split}: a new window starts now.", logged],
+            "Resume",
+        )
+    return (
+        "Roll the canary back?",
+        [
+            f"{champion} takes all traffic again, at once: {split} → {restore}.",
+            f"{challenger} stays registered (challenger); the run ends rolled back.",
+            logged,
+        ],
+        "Roll back",
+    )

@@ -11,7 +11,6 @@ the registry's versions with their aliases.
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -28,13 +27,12 @@ from arsl_tui.config import Settings
 from arsl_tui.domain.jobs import JobStatus
 from arsl_tui.ui import formatting as fmt
 from arsl_tui.ui.curves import Chart, epoch_charts
+from arsl_tui.ui.formatting import error_text, phase_word
 from arsl_tui.ui.gate_report import champion_rows, per_class_values, rule_cells, top_confusions, verdict_line
 from arsl_tui.ui.screens.confirm import ConfirmScreen
 from arsl_tui.ui.screens.form import FormField, FormScreen, FormValues
-from arsl_tui.ui.services import ConsoleServices, close_quietly, no_state_line, no_state_yet
-from arsl_tui.ui.tabs.live import LiveTab
-from arsl_tui.ui.tabs.training import error_text, phase_word, poll_interval
-from arsl_tui.ui.tabs.upload import Logged
+from arsl_tui.ui.services import ConsoleServices, no_state_line, no_state_yet
+from arsl_tui.ui.tabs.live import LiveTab, poll_interval
 from arsl_tui.ui.widgets.accuracy_bars import AccuracyBars
 from arsl_tui.ui.widgets.plot_slot import PlotSlot
 from arsl_tui.ui.widgets.status_line import StatusLine
@@ -48,8 +46,12 @@ if TYPE_CHECKING:
 JOBS_SHOWN = 30
 LIST_REFRESH_S = 10.0
 """Finished jobs and versions change rarely: the list is re-read this often while the tab is visible."""
-VIEWS: tuple[tuple[str, str], ...] = (("curves", "learning curves"), ("classes", "per class, confusions"),
-                                      ("champion", "vs champion"), ("versions", "versions"))
+VIEWS: tuple[tuple[str, str], ...] = (
+    ("curves", "learning curves"),
+    ("classes", "per class, confusions"),
+    ("champion", "vs champion"),
+    ("versions", "versions"),
+)
 
 
 @dataclass(frozen=True)
@@ -65,10 +67,15 @@ class VersionRow:
     @classmethod
     def of(cls, record: ModelVersion, state: RegistryState) -> VersionRow:
         test_acc = record.metrics.get("test_acc")
-        return cls(record.version, tuple(state.alias_of(record.version)), record.gate_verdict,
-                   record.override_reason is not None,
-                   float(test_acc) if isinstance(test_acc, int | float) and not isinstance(test_acc, bool) else None,
-                   record.lineage.job_id, f"{record.created_at[:16].replace('T', ' ')} {record.created_by}")
+        return cls(
+            record.version,
+            tuple(state.alias_of(record.version)),
+            record.gate_verdict,
+            record.override_reason is not None,
+            float(test_acc) if isinstance(test_acc, int | float) and not isinstance(test_acc, bool) else None,
+            record.lineage.job_id,
+            f"{record.created_at[:16].replace('T', ' ')} {record.created_by}",
+        )
 
 
 class VersionsTable(DataTable[str | Text]):
@@ -86,16 +93,27 @@ class VersionsTable(DataTable[str | Text]):
         self.clear()
         for row in reversed(rows):  # newest first
             gate = fmt.status_text(row.verdict or "unknown") + (" override" if row.override else "")
-            self.add_row(row.version, ", ".join(row.aliases) or "–", gate,
-                         Text(fmt.metric(row.test_acc), justify="right"), row.job_id, row.created, key=row.version)
+            self.add_row(
+                row.version,
+                ", ".join(row.aliases) or "–",
+                gate,
+                Text(fmt.metric(row.test_acc), justify="right"),
+                row.job_id,
+                row.created,
+                key=row.version,
+            )
 
 
 class GateTab(LiveTab):
+    """The gate's verdict on a finished job, and the `gate` actions: next view, register, override."""
+
+    scope = "gate"
     focus_id = "gate-rules"
 
     class JobsRead(Message):
-        def __init__(self, jobs: list[JobStatus], versions: list[VersionRow], error: str,
-                     no_state: bool = False) -> None:
+        def __init__(
+            self, jobs: list[JobStatus], versions: list[VersionRow], error: str, no_state: bool = False
+        ) -> None:
             super().__init__()
             self.jobs = jobs
             self.versions = versions
@@ -119,9 +137,7 @@ class GateTab(LiveTab):
             self.error = error
 
     def __init__(self, settings: Settings, services: ConsoleServices) -> None:
-        super().__init__(id="gate-body")
-        self.settings = settings
-        self.services = services
+        super().__init__(settings, services, id="gate-body")
         self.jobs: list[JobStatus] = []
         self.selected: str | None = None
         self.evaluation: GateEvaluation | None = None
@@ -135,17 +151,15 @@ class GateTab(LiveTab):
         self._verdicts: dict[str, str] = {}
         self._job_options: list[tuple[str, str]] = []
         self._list_error = ""
-        self._reading = False
-        self._platform: TrainingPlatform | None = None
-        self._registry: ModelRegistry | None = None
-        self._open_lock = threading.Lock()
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="gate-pick"):
             yield Label("Finished job ", id="gate-pick-label")
             yield Select[str]([], prompt="no finished training job yet", id="gate-job", compact=True)
-        yield StatusLine("○ Pick a finished job: every gate rule is evaluated against the champion (nothing is "
-                         "written).", id="gate-verdict")
+        yield StatusLine(
+            "○ Pick a finished job: every gate rule is evaluated against the champion (nothing is written).",
+            id="gate-verdict",
+        )
         yield DataTable[str | Text](id="gate-rules", cursor_type="row", zebra_stripes=False)
         yield Static("", id="gate-pane-title")
         with ContentSwitcher(initial="gate-curves", id="gate-pane"):
@@ -165,32 +179,19 @@ class GateTab(LiveTab):
         self._show_pane_title()
         self.start_timer(max(LIST_REFRESH_S, poll_interval(self.settings, LIST_REFRESH_S)), self.reload)
 
-    def on_unmount(self) -> None:
-        if self._platform is not None:
-            close_quietly(self._platform)
-
-
     # ----- workers --------------------------------------------------------------------------------
 
     def _open(self) -> tuple[TrainingPlatform, ModelRegistry]:
         return self._open_platform(), self._open_registry()
 
     def _open_platform(self) -> TrainingPlatform:
-        with self._open_lock:
-            if self._platform is None:
-                self._platform = self.services.open_training_platform(self.settings)
-            return self._platform
+        return self.adapter("platform", lambda: self.services.open_training_platform(self.settings))
 
     def _open_registry(self) -> ModelRegistry:
-        with self._open_lock:
-            if self._registry is None:
-                self._registry = self.services.open_registry(self.settings)
-            return self._registry
+        return self.adapter("registry", lambda: self.services.open_registry(self.settings))
 
-    def reload(self) -> None:
-        if not self._reading:
-            self._reading = True
-            self._list_worker()
+    def read(self) -> None:
+        self._list_worker()
 
     @work(thread=True, group="gate-list", exit_on_error=False)
     def _list_worker(self) -> None:
@@ -244,7 +245,7 @@ class GateTab(LiveTab):
     # ----- results (UI thread) --------------------------------------------------------------------
 
     def on_gate_tab_jobs_read(self, message: JobsRead) -> None:
-        self._reading = False
+        self.read_ended()
         if message.error:
             if message.error != self._list_error:  # logged once, not at every refresh
                 self._log("error", f"gate: {message.error}")
@@ -274,7 +275,8 @@ class GateTab(LiveTab):
         verdict = self._verdicts.get(job.job_id)
         ended = f" · ended {fmt.timestamp(job.ended_at)}" if job.ended_at else ""
         return f"{job.job_id} · {fmt.status_text(phase_word(job))}{ended}" + (
-            f" · gate {fmt.status_text(verdict)}" if verdict else "")
+            f" · gate {fmt.status_text(verdict)}" if verdict else ""
+        )
 
     @on(Select.Changed, "#gate-job")
     def _job_picked(self, event: Select.Changed) -> None:
@@ -310,8 +312,9 @@ class GateTab(LiveTab):
         self._verdicts[message.job_id] = evaluation.record.verdict
         self._show_job_options()
         read_only = bool(getattr(self.app, "read_only", False))
-        level, status, text = verdict_line(evaluation.record, evaluation.record.champion_version, self.registered,
-                                           read_only)
+        level, status, text = verdict_line(
+            evaluation.record, evaluation.record.champion_version, self.registered, read_only
+        )
         if evaluation.job.phase.value != "Completed":
             text += f" The job ended {evaluation.job.phase.value}: there is no model to register."
         self._verdict(level, status, text)
@@ -320,36 +323,42 @@ class GateTab(LiveTab):
         rules.styles.height = len(evaluation.record.rules) + 1
         for rule in evaluation.record.rules:
             glyph, name, measured, threshold, detail = rule_cells(rule)
-            rules.add_row(glyph, name, Text(measured, justify="right"), Text(threshold, justify="right"), detail,
-                          key=rule.rule)
+            rules.add_row(
+                glyph, name, Text(measured, justify="right"), Text(threshold, justify="right"), detail, key=rule.rule
+            )
         self._show_details(evaluation)
         self.app.refresh_bindings()
 
     def _show_details(self, evaluation: GateEvaluation) -> None:
         loss, accuracy = epoch_charts(evaluation.summary.epochs)
         window = self.settings.gate.stability_epochs
-        self.query_one("#gate-accuracy-plot", PlotSlot).show(
-            _titled(accuracy, f"accuracy (stability: last {window})"))
+        self.query_one("#gate-accuracy-plot", PlotSlot).show(_titled(accuracy, f"accuracy (stability: last {window})"))
         self.query_one("#gate-loss-plot", PlotSlot).show(_titled(loss, f"loss (trend: last {window})"))
         final = evaluation.summary.final
         classes = (evaluation.final or {}).get("classes")
         self.query_one("#gate-class-bars", AccuracyBars).set_values(
             per_class_values(final, classes if isinstance(classes, list) else None),
-            self.settings.gate.min_class_accuracy)
+            self.settings.gate.min_class_accuracy,
+        )
         confusions = top_confusions(evaluation.final)
         self.query_one("#gate-confusions", Static).update(
-            "Top confusions (true → predicted)\n" + ("\n".join(item.line() for item in confusions)
-                                                     if confusions else "none recorded"))
+            "Top confusions (true → predicted)\n"
+            + ("\n".join(item.line() for item in confusions) if confusions else "none recorded")
+        )
         champion = evaluation.champion
         table = Table(box=None, show_edge=False, pad_edge=False, expand=False)
         for column in ("figure", "this job", f"champion {champion.version}" if champion else "champion", "change"):
             table.add_column(column, justify="left" if column == "figure" else "right")
         for row in champion_rows(final, champion.final_metrics() if champion else None):
             table.add_row(*row)
-        caption = (f"champion {champion.version}: job {champion.lineage.job_id}, registered {champion.created_at[:10]}"
-                   if champion else "No champion yet: the first version to pass becomes champion as well.")
-        self.query_one("#gate-champion", Static).update(Text.assemble(caption, "\n") if not final else
-                                                        _stack(caption, table))
+        caption = (
+            f"champion {champion.version}: job {champion.lineage.job_id}, registered {champion.created_at[:10]}"
+            if champion
+            else "No champion yet: the first version to pass becomes champion as well."
+        )
+        self.query_one("#gate-champion", Static).update(
+            Text.assemble(caption, "\n") if not final else _stack(caption, table)
+        )
 
     # ----- keys -----------------------------------------------------------------------------------
 
@@ -370,7 +379,7 @@ class GateTab(LiveTab):
     def current_id(self) -> str:
         return self.selected or ""
 
-    def next_view(self) -> None:
+    def action_gate_next_view(self) -> None:
         self.view_index = (self.view_index + 1) % len(VIEWS)
         self.query_one("#gate-pane", ContentSwitcher).current = f"gate-{VIEWS[self.view_index][0]}"
         self._show_pane_title()
@@ -380,23 +389,26 @@ class GateTab(LiveTab):
         for index, (_, label) in enumerate(VIEWS):
             if index:
                 title.append(" · ")
-            title.append(f"[{label}]" if index == self.view_index else label,
-                         style="bold reverse" if index == self.view_index else "dim")
+            title.append(
+                f"[{label}]" if index == self.view_index else label,
+                style="bold reverse" if index == self.view_index else "dim",
+            )
         self.query_one("#gate-pane-title", Static).update(title)
 
-    def request_register(self) -> None:
+    def action_gate_register(self) -> None:
         evaluation = self.evaluation
         if evaluation is None or not evaluation.passed or self.registered is not None:
             return
         job = evaluation.job
         champion = evaluation.record.champion_version
-        lines = [f"Register job {job.job_id}'s model (passed all {len(evaluation.record.rules)} rules) as the next "
-                 "version.",
-                 f"Copies its package from {fmt.shorten_ids(job.output) or 'the job output'}/model into the registry "
-                 f"({self.settings.storage.models_prefix}); the gate record is stored with it.",
-                 "The new version becomes challenger" + (f"; champion stays {champion}." if champion
-                                                         else " and champion (there is none yet)."),
-                 "Written to the promotion log with your user name. Nothing is deleted."]
+        lines = [
+            f"Register job {job.job_id}'s model (passed all {len(evaluation.record.rules)} rules) as the next version.",
+            f"Copies its package from {fmt.shorten_ids(job.output) or 'the job output'}/model into the registry "
+            f"({self.settings.storage.models_prefix}); the gate record is stored with it.",
+            "The new version becomes challenger"
+            + (f"; champion stays {champion}." if champion else " and champion (there is none yet)."),
+            "Written to the promotion log with your user name. Nothing is deleted.",
+        ]
 
         def answered(confirmed: bool | None) -> None:
             if confirmed:
@@ -404,16 +416,18 @@ class GateTab(LiveTab):
 
         self.app.push_screen(ConfirmScreen("Register this model version?", lines, "Register"), answered)
 
-    def request_override(self, error: str = "") -> None:
+    def action_gate_override(self, error: str = "") -> None:
         evaluation = self.evaluation
         if evaluation is None or evaluation.passed or self.registered is not None:
             return
         job = evaluation.job
         failed = ", ".join(rule.rule for rule in evaluation.record.failed_rules)
-        explanation = [f"Job {job.job_id} FAILED the gate ({failed}).",
-                       "Registering it anyway makes it challenger (never champion without a separate, reasoned "
-                       "move); the override and your reason go into the promotion log for good.",
-                       "Type why, then Enter to register; Esc changes nothing."]
+        explanation = [
+            f"Job {job.job_id} FAILED the gate ({failed}).",
+            "Registering it anyway makes it challenger (never champion without a separate, reasoned "
+            "move); the override and your reason go into the promotion log for good.",
+            "Type why, then Enter to register; Esc changes nothing.",
+        ]
 
         def answered(values: FormValues | None) -> None:
             if values is None:
@@ -421,10 +435,17 @@ class GateTab(LiveTab):
                 return
             self._start_registration(job.job_id, values["reason"])
 
-        self.app.push_screen(FormScreen("Register a failed model by override?", explanation,
-                                        [FormField("reason", "reason", placeholder="why this model should be "
-                                                   "registered although it failed")],
-                                        "Register anyway", check=_check_reason, error=error), answered)
+        self.app.push_screen(
+            FormScreen(
+                "Register a failed model by override?",
+                explanation,
+                [FormField("reason", "reason", placeholder="why this model should be registered although it failed")],
+                "Register anyway",
+                check=_check_reason,
+                error=error,
+            ),
+            answered,
+        )
 
     def _start_registration(self, job_id: str, reason: str | None) -> None:
         self.busy = True
@@ -455,9 +476,6 @@ class GateTab(LiveTab):
 
     def _verdict(self, level: str, status: str, text: str) -> None:
         self.query_one("#gate-verdict", StatusLine).say(level, status, text)
-
-    def _log(self, level: str, text: str) -> None:
-        self.post_message(Logged(level, text))
 
 
 def _check_reason(values: Mapping[str, str]) -> str:

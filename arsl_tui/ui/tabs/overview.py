@@ -2,7 +2,7 @@
 each, what next.
 
 First the whole pipeline: on a first run (an empty home) the offer to run the demo; once a pipeline
-run exists, that run phase by phase, as the App reads it from the run's files.
+run exists, that run phase by phase, as its `PipelineFollow` reads it from the run's files.
 
 Then `ops.status.collect` (what `arsl status` prints), run in a thread worker at most once per
 `refresh_s` while the tab is visible (no faster than `CLOUD_MIN_REFRESH_S` on the huawei backend,
@@ -25,14 +25,18 @@ from textual.app import ComposeResult
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from arsl_tui.backends import backend_for
 from arsl_tui.config import Settings
-from arsl_tui.domain.pipeline_run import OUTCOME_GLYPHS, clock_time, outcome_words
+from arsl_tui.domain.pipeline_run import OUTCOME_GLYPHS, cancel_effects, clock_time, outcome_words
 from arsl_tui.domain.pipeline_run import PHASE_GLYPHS as RUN_PHASE_GLYPHS
 from arsl_tui.ui import formatting as fmt
-from arsl_tui.ui.formatting import STATUS_GLYPHS
-from arsl_tui.ui.services import ConsoleServices, EngineUnavailable, PipelineLaunch, UploadRunLike
-from arsl_tui.ui.tabs.live import LiveTab
-from arsl_tui.ui.tabs.training import error_text, poll_interval
+from arsl_tui.ui.formatting import STATUS_GLYPHS, error_text
+from arsl_tui.ui.pipeline_follow import PipelineFollow
+from arsl_tui.ui.screens.confirm import ConfirmScreen
+from arsl_tui.ui.screens.form import FormField, FormScreen
+from arsl_tui.ui.services import ConsoleServices, EngineUnavailable, PipelineLaunch, UploadRunLike, pipeline_launch
+from arsl_tui.ui.tabs.live import LiveTab, poll_interval
+from arsl_tui.ui.tabs.upload import UploadTab
 from arsl_tui.ui.widgets.pipeline_line import LineState
 from arsl_tui.ui.widgets.runs_table import RunsTable
 from arsl_tui.ui.widgets.status_line import StatusLine
@@ -47,8 +51,12 @@ LOCAL_MIN_REFRESH_S = 5.0
 """The summary reads every phase (SQLite, the store, the gateway): every 5 s keeps an idle console under 1 % CPU."""
 PHASE_GLYPHS = {"none": "○", "running": "►", "done": "✓", "attention": "▲", "unknown": "?"}
 PHASE_TABS: dict[str, tuple[str, str]] = {
-    "data": ("Upload", "2"), "training": ("Training", "3"), "models": ("Gate", "4"), "service": ("Canary", "5"),
-    "canary": ("Canary", "5"), "alarms": ("Alarms", "6"),
+    "data": ("Upload", "2"),
+    "training": ("Training", "3"),
+    "models": ("Gate", "4"),
+    "service": ("Canary", "5"),
+    "canary": ("Canary", "5"),
+    "alarms": ("Alarms", "6"),
 }
 """Each phase's console tab and its key; Enter on a phase's row opens it."""
 _TIME_KEYS = ("ended_at", "uploaded_at", "created_at")
@@ -73,19 +81,23 @@ def first_run_text(read_only: bool) -> Text:
     text = Text()
     text.append("First run: nothing here yet (no upload, no model version, no pipeline run).\n", style="bold")
     text.append(" d " if not read_only else " d (off: read-only) ", style="bold reverse")
-    text.append(f" the demo: generates {images:,} synthetic images ({DEMO_PER_CLASS} a class, about "
-                f"{fmt.size(images * DEMO_BYTES_PER_IMAGE)}) and runs the whole pipeline on them: upload → train → "
-                f"gate → serve → canary → alarms. About {DEMO_MINUTES_ON_TWO_CORES} minutes on two CPU cores, in "
-                "its own process (it goes on if you quit).\n")
+    text.append(
+        f" the demo: generates {images:,} synthetic images ({DEMO_PER_CLASS} a class, about "
+        f"{fmt.size(images * DEMO_BYTES_PER_IMAGE)}) and runs the whole pipeline on them: upload → train → "
+        f"gate → serve → canary → alarms. About {DEMO_MINUTES_ON_TWO_CORES} minutes on two CPU cores, in "
+        "its own process (it goes on if you quit).\n"
+    )
     text.append(" S ", style="bold reverse")
     text.append(" the same on your own data set folder (the Upload tab (2) validates one).")
     return text
 
 
 def start_form_lines(settings: Settings) -> list[str]:
-    return [f"Backend {settings.backend}, home {settings.home_dir}.",
-            "Type a folder of class folders (validated on the Upload tab, it is filled in), or demo for the "
-            "synthetic demo data set. The next screen shows exactly what runs."]
+    return [
+        f"Backend {backend_for(settings).name}, home {settings.home_dir}.",
+        "Type a folder of class folders (validated on the Upload tab, it is filled in), or demo for the "
+        "synthetic demo data set. The next screen shows exactly what runs.",
+    ]
 
 
 def check_dataset_field(values: Mapping[str, str]) -> str:
@@ -108,13 +120,15 @@ def describe_launch(settings: Settings, launch: PipelineLaunch) -> list[str]:
 
     if launch.dataset is None:
         images = DEMO_PER_CLASS * len(ARSL_CLASSES)
-        data = (f"Data set: the demo — {images:,} synthetic images (about {fmt.size(images * DEMO_BYTES_PER_IMAGE)}) "
-                f"generated under {settings.home_dir / 'demo' / 'data'} unless they are there already; settings "
-                f"you did not configure are sized for two CPU cores (about {DEMO_MINUTES_ON_TWO_CORES} minutes).")
+        data = (
+            f"Data set: the demo — {images:,} synthetic images (about {fmt.size(images * DEMO_BYTES_PER_IMAGE)}) "
+            f"generated under {settings.home_dir / 'demo' / 'data'} unless they are there already; settings "
+            f"you did not configure are sized for two CPU cores (about {DEMO_MINUTES_ON_TWO_CORES} minutes)."
+        )
     else:
         data = f"Data set: {launch.dataset} (not the demo)."
     return [
-        f"Backend {settings.backend}, home {settings.home_dir}, config {settings.source}.",
+        f"Backend {backend_for(settings).name}, home {settings.home_dir}, config {settings.source}.",
         data,
         "Phases: upload → a first version (champion) if there is none → train → gate → serve → canary → promote "
         "or roll back → alarms; phases a run with the same data and code finished are skipped.",
@@ -140,25 +154,34 @@ def pipeline_panel(state: LineState) -> Text:
     else:
         status = f"{OUTCOME_GLYPHS.get(view.outcome, '?')} {outcome_words(view)} in {clock_time(view.elapsed_s)}"
         keys = "" if state.read_only else " · S runs again"
-    lines.append(Text.assemble(("Pipeline ", "bold"), (view.run_id, "bold"), demo, " · ", (status, "bold"),
-                               (keys, "dim")))
+    lines.append(
+        Text.assemble(("Pipeline ", "bold"), (view.run_id, "bold"), demo, " · ", (status, "bold"), (keys, "dim"))
+    )
     strip = Text()
     for index, phase in enumerate(view.phases):
         if index:
             strip.append("  ")
-        strip.append(f"{RUN_PHASE_GLYPHS.get(phase.state, '?')} {phase.name}",
-                     style="bold" if phase.state in ("running", "failed", "stopped") else "")
+        strip.append(
+            f"{RUN_PHASE_GLYPHS.get(phase.state, '?')} {phase.name}",
+            style="bold" if phase.state in ("running", "failed", "stopped") else "",
+        )
     lines.append(strip)
     current = view.current
     if view.alive:
-        lines.append(Text(f"► {current.name}: {view.progress or current.detail or current.title}" if current
-                          else "► between phases"))
+        lines.append(
+            Text(
+                f"► {current.name}: {view.progress or current.detail or current.title}"
+                if current
+                else "► between phases"
+            )
+        )
     else:
         lines.append(Text(f"{OUTCOME_GLYPHS.get(view.outcome, '?')} {view.outcome_detail}"))
     finished = view.last_finished
     if finished is not None:
-        lines.append(Text(f"{RUN_PHASE_GLYPHS.get(finished.state, '?')} {finished.name}: {finished.detail}",
-                          style="dim"))
+        lines.append(
+            Text(f"{RUN_PHASE_GLYPHS.get(finished.state, '?')} {finished.name}: {finished.detail}", style="dim")
+        )
     return Text("\n").join(lines)
 
 
@@ -210,8 +233,9 @@ def phase_strip(report: StatusReport) -> Text:
     for index, phase in enumerate(report.phases):
         if index:
             strip.append(" → ", style="dim")
-        style = "bold reverse" if phase.state.value == "attention" else ("bold" if phase.state.value == "running"
-                                                                           else "")
+        style = (
+            "bold reverse" if phase.state.value == "attention" else ("bold" if phase.state.value == "running" else "")
+        )
         strip.append(f"{PHASE_GLYPHS.get(phase.state.value, '·')} {phase.phase}", style=style)
     return strip
 
@@ -273,9 +297,15 @@ class PhasesTable(DataTable[str | Text]):
         width = self.size.width or 80
         keyed = [where_to_act(phase) for phase in report.phases]
         with_keys = max(len(text) for text in keyed) <= next_room(width) if keyed else True
-        rows = tuple((phase.phase, phase_state(phase), last_event(phase),
-                      suggestion if with_keys else where_to_act(phase, with_key=False))
-                     for phase, suggestion in zip(report.phases, keyed, strict=True))
+        rows = tuple(
+            (
+                phase.phase,
+                phase_state(phase),
+                last_event(phase),
+                suggestion if with_keys else where_to_act(phase, with_key=False),
+            )
+            for phase, suggestion in zip(report.phases, keyed, strict=True)
+        )
         widths = column_widths(width, [row[3] for row in rows])
         if rows == self.shown and widths == self.widths:
             return
@@ -287,8 +317,14 @@ class PhasesTable(DataTable[str | Text]):
         height = 1
         for phase, state, event, suggestion in rows:
             lines = wrapped_lines(suggestion, widths[3])
-            self.add_row(phase, state, Text(event, no_wrap=True, overflow="ellipsis"), Text("\n".join(lines)),
-                         key=phase, height=len(lines))
+            self.add_row(
+                phase,
+                state,
+                Text(event, no_wrap=True, overflow="ellipsis"),
+                Text("\n".join(lines)),
+                key=phase,
+                height=len(lines),
+            )
             height += len(lines)
         self.styles.height = height  # every row whole: a wrapped suggestion makes its row taller
         if rows:
@@ -296,29 +332,39 @@ class PhasesTable(DataTable[str | Text]):
 
 
 class OverviewTab(LiveTab):
+    """The workflow and the whole pipeline, and the `overview` actions: run the demo, run the pipeline, cancel it.
+
+    Its `PipelineFollow` reads the pipeline's files and starts and signals the pipeline's process; the App
+    shows what it found here and in the line under the header at once (`show_pipeline`).
+    """
+
+    scope = "overview"
     focus_id = "phases-table"
 
     class StatusRead(Message):
-        def __init__(self, report: StatusReport | None, runs: Sequence[UploadRunLike], error: str,
-                     journal_error: str, home_empty: bool = False) -> None:
+        def __init__(
+            self,
+            report: StatusReport | None,
+            runs: Sequence[UploadRunLike],
+            error: str,
+            journal_error: str,
+            home_empty: bool = False,
+        ) -> None:
             super().__init__()
             self.report = report
             self.runs = runs
             self.error = error
             self.journal_error = journal_error
             self.home_empty = home_empty
-            """No upload run, job or model version (the pipeline's own runs are the App's to add)."""
+            """No upload run, job or model version (the pipeline's own runs are the follower's to add)."""
 
     def __init__(self, settings: Settings, services: ConsoleServices) -> None:
-        super().__init__(id="overview-body")
-        self.settings = settings
-        self.services = services
+        super().__init__(settings, services, id="overview-body")
         self.report: StatusReport | None = None
         self.loads = 0
         """Reads handled so far (the timer's only work)."""
         self.read_seconds = 0.0
         """How long the last `collect` took (shown in the log once, for slow backends)."""
-        self._reading = False
         self.home_empty = False
         """The last read found no upload run, job or model version (`ops.status.is_first_run`, pipeline aside)."""
         self.first_run = False
@@ -330,7 +376,7 @@ class OverviewTab(LiveTab):
         self._panel_text = ""
         self._strip_text = ""
         self._pipeline_state: LineState | None = None
-        """The App's latest read of the pipeline (None before the first): the report is weighed with it."""
+        """The follower's latest read of the pipeline (None before the first): the report is weighed with it."""
 
     def compose(self) -> ComposeResult:
         yield Static("", id="first-run")
@@ -342,8 +388,12 @@ class OverviewTab(LiveTab):
         yield Static(RUNS_TITLE, classes="section-title", id="runs-title", markup=False)
         yield RunsTable(id="runs-table")
         settings = self.settings
-        yield Static(f"config {settings.source} · backend {settings.backend} · state {settings.home_dir}",
-                     id="overview-config", markup=False)
+        yield Static(
+            f"config {settings.source} · backend {self.backend.name} · state {settings.home_dir}",
+            id="overview-config",
+            markup=False,
+        )
+        yield PipelineFollow(settings, self.services, read_only=self.read_only, idle_read_s=refresh_interval(settings))
 
     def on_mount(self) -> None:
         self.query_one("#first-run", Static).display = False
@@ -352,10 +402,16 @@ class OverviewTab(LiveTab):
         self.query_one("#next-step", StatusLine).styles.height = "auto"
         self.start_timer(refresh_interval(self.settings), self.reload)
 
-    def reload(self) -> None:
-        if not self._reading:
-            self._reading = True
-            self._load_worker()
+    @property
+    def read_only(self) -> bool:
+        return bool(getattr(self.app, "read_only", False))
+
+    @property
+    def follower(self) -> PipelineFollow:
+        return self.query_one(PipelineFollow)
+
+    def read(self) -> None:
+        self._load_worker()
 
     @work(thread=True, group="overview", exit_on_error=False)
     def _load_worker(self) -> None:
@@ -382,7 +438,7 @@ class OverviewTab(LiveTab):
         self.read_seconds = time.monotonic() - started
         self.post_message(self.StatusRead(report, runs, error, journal_error, home_empty))
 
-    # ----- what the App's gate asks -------------------------------------------------------------
+    # ----- what the console's gate asks ---------------------------------------------------------
 
     def availability(self, action: str) -> bool | None:
         """True: runnable; False: not offered now (hidden)."""
@@ -398,11 +454,83 @@ class OverviewTab(LiveTab):
         """The pipeline run's id, else what the Upload tab would copy."""
         if self.pipeline_run_id:
             return self.pipeline_run_id
-        upload = getattr(self.app, "upload_tab", None)
+        upload = self._upload_tab()
         return upload.current_id() if upload is not None else ""
 
+    def _upload_tab(self) -> UploadTab | None:
+        return next(iter(self.app.query(UploadTab)), None)
+
+    # ----- the whole pipeline: start, cancel ----------------------------------------------------
+
+    def action_pipeline_demo(self) -> None:
+        """The first run's offer: the demo, after the same confirmation as every other run."""
+        launch = pipeline_launch(self.settings, None, self.services.clock())
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self.follower.start(launch)
+
+        self.app.push_screen(
+            ConfirmScreen("Start the demo pipeline?", describe_launch(self.settings, launch), "Start"), answered
+        )
+
+    def action_pipeline_start(self) -> None:
+        """Ask for the data set folder (the Upload tab's validated one, else the demo), then confirm."""
+        upload = self._upload_tab()
+        validated = upload.validated if upload is not None else None
+        folder = (
+            str(Path(validated.typed).expanduser().absolute()) if validated is not None and validated.ok else "demo"
+        )
+
+        def submitted(values: Mapping[str, str] | None) -> None:
+            if values is None:
+                return
+            typed = values["dataset"]
+            dataset = None if typed.lower() == "demo" else Path(typed).expanduser().absolute()
+            launch = pipeline_launch(self.settings, dataset, self.services.clock())
+
+            def answered(confirmed: bool | None) -> None:
+                if confirmed:
+                    self.follower.start(launch)
+
+            self.app.push_screen(
+                ConfirmScreen("Start the pipeline?", describe_launch(self.settings, launch), "Start"), answered
+            )
+
+        self.app.push_screen(
+            FormScreen(
+                "Run the whole pipeline",
+                start_form_lines(self.settings),
+                [FormField("dataset", "data set folder", folder, "a folder of class folders, or demo")],
+                "Review",
+                check=check_dataset_field,
+            ),
+            submitted,
+        )
+
+    def action_pipeline_cancel(self) -> None:
+        """Confirm, then SIGINT the live run's process group (or the starting process's)."""
+        target = self.follower.cancel_target()
+        if target is None:
+            return
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self.follower.cancel(target)
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Cancel {target.name}?", cancel_effects(target), "Cancel the run", refuse_label="Keep it running"
+            ),
+            answered,
+        )
+
+    def on_pipeline_follow_run_ended(self, message: PipelineFollow.RunEnded) -> None:
+        message.stop()
+        self.reload()  # the workflow changed under it
+
     def show_pipeline(self, state: LineState, first_run: bool) -> None:
-        """The App read the pipeline's files (or decided a first run): show the offer or the run, and weigh
+        """The follower read the pipeline's files (or decided a first run): show the offer or the run, and weigh
         the workflow's suggestions again."""
         view = state.view
         self._pipeline_state = state
@@ -434,7 +562,7 @@ class OverviewTab(LiveTab):
             await self.app.run_action(f"show_tab('{tab[0].lower()}')")
 
     def _weighed(self, report: StatusReport) -> StatusReport:
-        """`report` with the App's read of the pipeline, which is newer than the report's own while a run is live."""
+        """`report` with the follower's read of the pipeline, newer than the report's own while a run is live."""
         state = self._pipeline_state
         if state is None or state.view is None:
             return report
@@ -460,7 +588,7 @@ class OverviewTab(LiveTab):
         if report is None:
             return
         phase = report.next_phase
-        text = next_text(phase, read_only=bool(getattr(self.app, "read_only", False)))
+        text = next_text(phase, read_only=self.read_only)
         if phase is None:
             level, status = "ok", "done"
         elif phase.state.value == "attention":
@@ -471,11 +599,12 @@ class OverviewTab(LiveTab):
             next_line.say(level, status, text)
 
     def on_overview_tab_status_read(self, message: StatusRead) -> None:
-        self._reading = False
+        self.read_ended()
         self.loads += 1
         self.status_error = message.error if message.report is None else ""
         if message.report is not None:
             self.home_empty = message.home_empty
+            self.follower.home_read(self.home_empty)
             self._show_report(message.report)
         else:
             self._show_next_step()

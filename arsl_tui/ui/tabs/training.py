@@ -9,7 +9,6 @@ so metrics.jsonl is read incrementally), resources and new log bytes; the job li
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from arsl_tui.backends import backend_for
 from arsl_tui.config import Settings
 from arsl_tui.domain.jobs import (
     BestEpoch,
@@ -35,12 +35,12 @@ from arsl_tui.domain.jobs import (
 )
 from arsl_tui.ui import formatting as fmt
 from arsl_tui.ui.curves import TrainingCurves
+from arsl_tui.ui.formatting import error_text, phase_word
 from arsl_tui.ui.screens.confirm import ConfirmScreen
 from arsl_tui.ui.screens.form import FormField, FormScreen, FormValues
 from arsl_tui.ui.screens.log_view import LogViewScreen
-from arsl_tui.ui.services import ConsoleServices, close_quietly
-from arsl_tui.ui.tabs.live import LiveTab
-from arsl_tui.ui.tabs.upload import Logged
+from arsl_tui.ui.services import ConsoleServices
+from arsl_tui.ui.tabs.live import LiveTab, poll_interval
 from arsl_tui.ui.widgets.plot_slot import PlotSlot
 from arsl_tui.ui.widgets.status_line import StatusLine
 
@@ -55,20 +55,6 @@ LOG_TAIL_LINES = 200
 FULL_LOG_MAX_BYTES = 16 << 20
 CLOUD_MIN_REFRESH_S = 5.0
 """Slowest a cloud backend is polled: each tick is several ModelArts and OBS calls."""
-
-
-def poll_interval(settings: Settings, cloud_min_s: float) -> float:
-    """`[console] refresh_s` (≥ 1 s), and no faster than `cloud_min_s` on the huawei backend."""
-    interval = max(1.0, settings.console.refresh_s)
-    return max(interval, cloud_min_s) if settings.backend == "huawei" else interval
-
-
-def phase_word(status: JobStatus) -> str:
-    return status.phase.value.lower()
-
-
-def error_text(error: Exception) -> str:
-    return str(error) or type(error).__name__
 
 
 @dataclass
@@ -92,11 +78,24 @@ class JobTable(DataTable[str | Text]):
         for column in COLUMNS:
             self.add_column(column, key=column)
 
-    def show_jobs(self, jobs: list[JobStatus], best: Mapping[str, float | None], done: Mapping[str, int],
-                  now: float, selected: str | None) -> None:
-        rows = tuple((job.job_id, fmt.status_text(phase_word(job)), fmt.duration(job.duration_s(now)),
-                      fmt.metric(best.get(job.job_id)), f"{done.get(job.job_id, 0)}/{job.epochs or '?'}")
-                     for job in jobs)
+    def show_jobs(
+        self,
+        jobs: list[JobStatus],
+        best: Mapping[str, float | None],
+        done: Mapping[str, int],
+        now: float,
+        selected: str | None,
+    ) -> None:
+        rows = tuple(
+            (
+                job.job_id,
+                fmt.status_text(phase_word(job)),
+                fmt.duration(job.duration_s(now)),
+                fmt.metric(best.get(job.job_id)),
+                f"{done.get(job.job_id, 0)}/{job.epochs or '?'}",
+            )
+            for job in jobs
+        )
         if rows == self.shown:
             return
         same_jobs = [row[0] for row in rows] == [row[0] for row in self.shown]
@@ -125,18 +124,30 @@ def _cell(column: str, text: str) -> str | Text:
 
 
 class TrainingTab(LiveTab):
-    """Holds the training view's state; the App's actions call the `request_*` methods after its gate."""
-    focus_id = "jobs-table"
+    """The training view's state and the `training` actions: submit, stop, open the full log."""
 
+    scope = "training"
+    focus_id = "jobs-table"
 
     class Polled(Message):
         """One poll's result; fields are None when not read this time."""
 
-        def __init__(self, *, jobs: list[JobStatus] | None, best: dict[str, float | None],
-                     epochs_done: dict[str, int], job_id: str | None, status: JobStatus | None,
-                     records: tuple[MetricRecord, ...], reset: bool, progress: TrainingProgress | None,
-                     resources: JobResources | None, log_lines: tuple[str, ...], error: str,
-                     best_epoch: BestEpoch | None = None) -> None:
+        def __init__(
+            self,
+            *,
+            jobs: list[JobStatus] | None,
+            best: dict[str, float | None],
+            epochs_done: dict[str, int],
+            job_id: str | None,
+            status: JobStatus | None,
+            records: tuple[MetricRecord, ...],
+            reset: bool,
+            progress: TrainingProgress | None,
+            resources: JobResources | None,
+            log_lines: tuple[str, ...],
+            error: str,
+            best_epoch: BestEpoch | None = None,
+        ) -> None:
             super().__init__()
             self.jobs = jobs
             self.best = best
@@ -170,9 +181,7 @@ class TrainingTab(LiveTab):
             self.error = error
 
     def __init__(self, settings: Settings, services: ConsoleServices) -> None:
-        super().__init__(id="training-body")
-        self.settings = settings
-        self.services = services
+        super().__init__(settings, services, id="training-body")
         self.jobs: list[JobStatus] = []
         self.selected: str | None = None
         self.status: JobStatus | None = None
@@ -186,13 +195,10 @@ class TrainingTab(LiveTab):
         self.busy = ""
         """'submitting' or 'stopping' while that worker runs."""
         self.form_values: FormValues | None = None
-        self._polling = False
         self._list_read_at = -JOB_LIST_EVERY_S
         self._best: dict[str, float | None] = {}
         self._epochs_done: dict[str, int] = {}
-        # Worker-side state (one poll worker at a time; the lock covers submit/stop using the platform too).
-        self._platform: TrainingPlatform | None = None
-        self._platform_lock = threading.Lock()
+        # Worker-side state (one poll worker at a time).
         self._feeds: dict[str, JobFeed] = {}
         self._summary_cache: dict[str, tuple[float | None, int, bool]] = {}
         """Job id → (best val acc, epochs done, read after the job ended)."""
@@ -200,8 +206,11 @@ class TrainingTab(LiveTab):
 
     def compose(self) -> ComposeResult:
         yield JobTable(id="jobs-table")
-        yield Static("○ No job selected. S submits one; jobs started with `arsl train submit` appear here too.",
-                     id="training-facts", markup=False)
+        yield Static(
+            "○ No job selected. S submits one; jobs started with `arsl train submit` appear here too.",
+            id="training-facts",
+            markup=False,
+        )
         with Horizontal(id="training-curves"):
             yield PlotSlot(id="loss-plot")
             yield PlotSlot(id="accuracy-plot")
@@ -212,10 +221,6 @@ class TrainingTab(LiveTab):
         self.query_one("#training-status", StatusLine).display = False
         self.start_timer(poll_interval(self.settings, CLOUD_MIN_REFRESH_S), self.poll)
 
-    def on_unmount(self) -> None:
-        if self._platform is not None:
-            close_quietly(self._platform)
-
     # ----- visibility and polling ---------------------------------------------------------------
 
     def reload(self) -> None:
@@ -223,20 +228,16 @@ class TrainingTab(LiveTab):
 
     def poll(self, list_jobs: bool = False) -> None:
         """Start a poll unless one is still running (a slow backend never piles up workers)."""
-        if self._polling:
+        if not self.begin_read():
             return
         now = time.monotonic()
         want_list = list_jobs or now - self._list_read_at >= JOB_LIST_EVERY_S
         if want_list:
             self._list_read_at = now
-        self._polling = True
         self._poll_worker(self.selected, want_list)
 
     def _open_platform(self) -> TrainingPlatform:
-        with self._platform_lock:
-            if self._platform is None:
-                self._platform = self.services.open_training_platform(self.settings)
-            return self._platform
+        return self.adapter("platform", lambda: self.services.open_training_platform(self.settings))
 
     @work(thread=True, group="training-poll", exit_on_error=False)
     def _poll_worker(self, job_id: str | None, want_list: bool) -> None:
@@ -254,9 +255,21 @@ class TrainingTab(LiveTab):
                 if job_id is None and jobs:
                     job_id = jobs[0].job_id
             if job_id is None:
-                self.post_message(self.Polled(jobs=jobs, best=best, epochs_done=done, job_id=None, status=None,
-                                              records=(), reset=False, progress=None, resources=None, log_lines=(),
-                                              error=""))
+                self.post_message(
+                    self.Polled(
+                        jobs=jobs,
+                        best=best,
+                        epochs_done=done,
+                        job_id=None,
+                        status=None,
+                        records=(),
+                        reset=False,
+                        progress=None,
+                        resources=None,
+                        log_lines=(),
+                        error="",
+                    )
+                )
                 return
             feed = self._feeds.get(job_id)
             if feed is None:
@@ -283,23 +296,52 @@ class TrainingTab(LiveTab):
             feed.partial_line = lines.pop()
             feed.log_tail.extend(line.rstrip("\r") for line in lines)
             tail = [*feed.log_tail, feed.partial_line] if feed.partial_line else list(feed.log_tail)
-            self.post_message(self.Polled(jobs=jobs, best=best, epochs_done=done, job_id=job_id,
-                                          status=update.status, records=records, reset=reset or before == 0,
-                                          progress=update.progress, resources=resources,
-                                          log_lines=tuple(tail[-LOG_TAIL_LINES:]), error="",
-                                          best_epoch=best_epoch(watcher.records)))
+            self.post_message(
+                self.Polled(
+                    jobs=jobs,
+                    best=best,
+                    epochs_done=done,
+                    job_id=job_id,
+                    status=update.status,
+                    records=records,
+                    reset=reset or before == 0,
+                    progress=update.progress,
+                    resources=resources,
+                    log_lines=tuple(tail[-LOG_TAIL_LINES:]),
+                    error="",
+                    best_epoch=best_epoch(watcher.records),
+                )
+            )
         except TrainingError as error:
             self.post_message(self._failed_poll(jobs, best, done, job_id, error_text(error)))
         except Exception as error:  # a provider bug is shown, never a traceback
             self.post_message(self._failed_poll(jobs, best, done, job_id, f"{type(error).__name__}: {error}"))
 
-    def _failed_poll(self, jobs: list[JobStatus] | None, best: dict[str, float | None], done: dict[str, int],
-                     job_id: str | None, error: str) -> Polled:
-        return self.Polled(jobs=jobs, best=best, epochs_done=done, job_id=job_id, status=None, records=(),
-                           reset=False, progress=None, resources=None, log_lines=(), error=error)
+    def _failed_poll(
+        self,
+        jobs: list[JobStatus] | None,
+        best: dict[str, float | None],
+        done: dict[str, int],
+        job_id: str | None,
+        error: str,
+    ) -> Polled:
+        return self.Polled(
+            jobs=jobs,
+            best=best,
+            epochs_done=done,
+            job_id=job_id,
+            status=None,
+            records=(),
+            reset=False,
+            progress=None,
+            resources=None,
+            log_lines=(),
+            error=error,
+        )
 
-    def _summaries(self, platform: TrainingPlatform,
-                   jobs: list[JobStatus]) -> tuple[dict[str, float | None], dict[str, int]]:
+    def _summaries(
+        self, platform: TrainingPlatform, jobs: list[JobStatus]
+    ) -> tuple[dict[str, float | None], dict[str, int]]:
         """The best epoch's validation accuracy and epochs done per job; an ended job's metrics are read once."""
         from arsl_tui.domain.jobs import TrainingError, derive_progress
 
@@ -330,7 +372,7 @@ class TrainingTab(LiveTab):
     # ----- poll results (UI thread) -------------------------------------------------------------
 
     def on_training_tab_polled(self, message: Polled) -> None:
-        self._polling = False
+        self.read_ended()
         self.polls += 1
         now = self.services.clock()
         if message.jobs is not None:
@@ -367,14 +409,15 @@ class TrainingTab(LiveTab):
             self._show_log()
             self._show_facts(now)
             if not message.error and message.status.phase.value in ("Failed", "Abnormal") and message.status.reason:
-                self._say("error", "failed", f"{message.status.job_id} failed: "
-                          f"{message.status.reason.splitlines()[-1]}")
-        self.query_one("#jobs-table", JobTable).show_jobs(self.jobs, self._best, self._epochs_done, now,
-                                                         self.selected)
+                self._say(
+                    "error", "failed", f"{message.status.job_id} failed: {message.status.reason.splitlines()[-1]}"
+                )
+        self.query_one("#jobs-table", JobTable).show_jobs(self.jobs, self._best, self._epochs_done, now, self.selected)
         if not self.jobs and not message.error:
             self.query_one("#training-facts", Static).update(
                 "○ No training jobs yet. S submits one (form prefilled from [train]); "
-                "`arsl train submit` jobs appear here too.")
+                "`arsl train submit` jobs appear here too."
+            )
         self.app.refresh_bindings()
 
     @on(DataTable.RowHighlighted, "#jobs-table")
@@ -404,8 +447,9 @@ class TrainingTab(LiveTab):
 
     def _show_log(self) -> None:
         lines = [line for line in self.log_tail if line.strip()][-3:]
-        self.query_one("#training-log", Static).update(Text("\n".join(lines) or "(no log output yet)",
-                                                            no_wrap=True, overflow="ellipsis"))
+        self.query_one("#training-log", Static).update(
+            Text("\n".join(lines) or "(no log output yet)", no_wrap=True, overflow="ellipsis")
+        )
 
     def _show_facts(self, now: float) -> None:
         status = self.status
@@ -432,10 +476,14 @@ class TrainingTab(LiveTab):
                 second.append(f"best epoch {best.epoch} (val acc {fmt.metric(best.val_acc)})")
         second.append(describe_resources(self.resources, status))
         self.query_one("#training-facts", Static).update(
-            Text(" · ".join(first) + "\n" + " · ".join(part for part in second if part), no_wrap=True,
-                 overflow="ellipsis"))
+            Text(
+                " · ".join(first) + "\n" + " · ".join(part for part in second if part),
+                no_wrap=True,
+                overflow="ellipsis",
+            )
+        )
 
-    # ----- what the App's gate asks -------------------------------------------------------------
+    # ----- what the console's gate asks ---------------------------------------------------------
 
     def availability(self, action: str) -> bool | None:
         if action == "training_submit":
@@ -451,11 +499,18 @@ class TrainingTab(LiveTab):
 
     # ----- submit -------------------------------------------------------------------------------
 
-    def request_submit(self, error: str = "") -> None:
-        self.app.push_screen(FormScreen(
-            "Submit a training job", submit_explanation(self.settings), hyperparameter_fields(self.settings,
-                                                                                              self.form_values),
-            "Review", check=check_hyperparameters, error=error), self._form_answered)
+    def action_training_submit(self, error: str = "") -> None:
+        self.app.push_screen(
+            FormScreen(
+                "Submit a training job",
+                submit_explanation(self.settings),
+                hyperparameter_fields(self.settings, self.form_values),
+                "Review",
+                check=check_hyperparameters,
+                error=error,
+            ),
+            self._form_answered,
+        )
 
     def _form_answered(self, values: FormValues | None) -> None:
         if values is None:
@@ -471,10 +526,18 @@ class TrainingTab(LiveTab):
 
         try:
             dataset = resolve_dataset(self.settings, values.get("dataset") or None)
-            spec = build_spec(self.settings, dataset, epochs=int(values["epochs"]),
-                              batch_size=int(values["batch_size"]), learning_rate=float(values["learning_rate"]),
-                              seed=int(values["seed"]), model=values["model"], nodes=int(values["nodes"]),
-                              gpus=int(values["processes"]), name=values.get("name", ""))
+            spec = build_spec(
+                self.settings,
+                dataset,
+                epochs=int(values["epochs"]),
+                batch_size=int(values["batch_size"]),
+                learning_rate=float(values["learning_rate"]),
+                seed=int(values["seed"]),
+                model=values["model"],
+                nodes=int(values["nodes"]),
+                gpus=int(values["processes"]),
+                name=values.get("name", ""),
+            )
         except (JobSpecError, ValueError) as error:
             self.post_message(self.SpecReady(values, None, error_text(error)))
         except Exception as error:  # the upload journal unreadable, …: a message, never a traceback
@@ -485,7 +548,7 @@ class TrainingTab(LiveTab):
     def on_training_tab_spec_ready(self, message: SpecReady) -> None:
         if message.spec is None:
             self._log("error", f"training job spec: {message.error}")
-            self.request_submit(error=message.error)
+            self.action_training_submit(error=message.error)
             return
         spec = message.spec
 
@@ -499,8 +562,9 @@ class TrainingTab(LiveTab):
             else:
                 self._log("info", "training job not submitted (cancelled in the confirmation dialog)")
 
-        self.app.push_screen(ConfirmScreen("Submit this training job?", spec_lines(self.settings, spec), "Submit"),
-                             answered)
+        self.app.push_screen(
+            ConfirmScreen("Submit this training job?", spec_lines(self.settings, spec), "Submit"), answered
+        )
 
     @work(thread=True, group="training-action", exit_on_error=False)
     def _submit_worker(self, spec: JobSpec) -> None:
@@ -518,18 +582,18 @@ class TrainingTab(LiveTab):
 
     # ----- stop and log -------------------------------------------------------------------------
 
-    def request_stop(self) -> None:
+    def action_training_stop(self) -> None:
         status = self.status
         if status is None or status.terminal:
             return
         progress = self.progress
         where = f", epoch {progress.epochs_done}/{progress.epochs_total or '?'}" if progress is not None else ""
-        how = ("SIGTERM to its process group, SIGKILL if it has not ended after the grace period"
-               if self.settings.backend == "local" else "ModelArts terminates it (action_type=terminate)")
-        lines = [f"Stop job {status.job_id} ({status.phase.value}{where}).",
-                 f"How: {how}.",
-                 "Its output so far (metrics, log, checkpoints) stays; the job ends Terminated.",
-                 "A stopped job cannot be resumed from the console; submit a new one."]
+        lines = [
+            f"Stop job {status.job_id} ({status.phase.value}{where}).",
+            f"How: {self.backend.job_stop_how}.",
+            "Its output so far (metrics, log, checkpoints) stays; the job ends Terminated.",
+            "A stopped job cannot be resumed from the console; submit a new one.",
+        ]
 
         def answered(confirmed: bool | None) -> None:
             if confirmed:
@@ -564,8 +628,11 @@ class TrainingTab(LiveTab):
         elif message.status is not None:
             status = message.status
             if message.verb == "submit":
-                self._say("ok", "done", f"Submitted {status.job_id} ({status.phase.value}); its curves appear as "
-                          "it reports epochs.")
+                self._say(
+                    "ok",
+                    "done",
+                    f"Submitted {status.job_id} ({status.phase.value}); its curves appear as it reports epochs.",
+                )
                 self._log("ok", f"submitted training job {status.job_id} ({status.phase.value})")
                 self.selected = status.job_id
                 self.status = status
@@ -577,7 +644,7 @@ class TrainingTab(LiveTab):
         self.app.refresh_bindings()
         self.poll(list_jobs=True)
 
-    def request_open_log(self) -> None:
+    def action_training_open_log(self) -> None:
         job_id = self.selected
         if job_id is None:
             return
@@ -609,9 +676,6 @@ class TrainingTab(LiveTab):
         line.say(level, status, text)
         line.display = True
 
-    def _log(self, level: str, text: str) -> None:
-        self.post_message(Logged(level, text))
-
 
 # ----- pure helpers (tested directly) ---------------------------------------------------------------
 
@@ -637,33 +701,62 @@ def describe_resources(resources: JobResources | None, status: JobStatus) -> str
     return " · ".join(parts) or "resources: –"
 
 
-HYPERPARAMETER_KEYS = ("dataset", "epochs", "batch_size", "learning_rate", "model", "nodes", "processes", "seed",
-                       "name")
+HYPERPARAMETER_KEYS = (
+    "dataset",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "model",
+    "nodes",
+    "processes",
+    "seed",
+    "name",
+)
 
 
 def hyperparameter_fields(settings: Settings, last: FormValues | None = None) -> list[FormField]:
     """The form's fields, prefilled from `[train]` (or what was typed last time)."""
     train = settings.train
-    local = settings.backend == "local"
+    backend = backend_for(settings)
     defaults = {
-        "dataset": "", "epochs": str(train.epochs), "batch_size": str(train.batch_size),
-        "learning_rate": repr(float(train.learning_rate)), "model": train.model,
-        "nodes": "1" if local else str(train.nodes),
-        "processes": str(train.local_processes if local else max(1, train.gpus)), "seed": "0", "name": "",
+        "dataset": "",
+        "epochs": str(train.epochs),
+        "batch_size": str(train.batch_size),
+        "learning_rate": repr(float(train.learning_rate)),
+        "model": train.model,
+        "nodes": str(backend.default_nodes()),
+        "processes": str(backend.default_processes()),
+        "seed": "0",
+        "name": "",
     }
     values = {**defaults, **(last or {})}
-    labels = {"dataset": "data set", "epochs": "epochs", "batch_size": "batch size", "learning_rate": "learning rate",
-              "model": "model", "nodes": "nodes", "processes": "processes/node" if local else "GPUs/node",
-              "seed": "seed", "name": "job name"}
-    placeholders = {"dataset": "empty: the data set uploaded last (or a folder, local:, obs://, manifest id)",
-                    "name": "empty: the platform picks one"}
+    labels = {
+        "dataset": "data set",
+        "epochs": "epochs",
+        "batch_size": "batch size",
+        "learning_rate": "learning rate",
+        "model": "model",
+        "nodes": "nodes",
+        "processes": "processes/node" if backend.runs_here else "GPUs/node",
+        "seed": "seed",
+        "name": "job name",
+    }
+    placeholders = {
+        "dataset": "empty: the data set uploaded last (or a folder, local:, obs://, manifest id)",
+        "name": "empty: the platform picks one",
+    }
     return [FormField(key, labels[key], values[key], placeholders.get(key, "")) for key in HYPERPARAMETER_KEYS]
 
 
 def check_hyperparameters(values: Mapping[str, str]) -> str:
     """The first value that is not a number of the right kind, named; '' when all parse."""
-    for key, label in (("epochs", "epochs"), ("batch_size", "batch size"), ("nodes", "nodes"),
-                       ("processes", "processes per node"), ("seed", "seed")):
+    for key, label in (
+        ("epochs", "epochs"),
+        ("batch_size", "batch size"),
+        ("nodes", "nodes"),
+        ("processes", "processes per node"),
+        ("seed", "seed"),
+    ):
         text = values.get(key, "")
         try:
             number = int(text)
@@ -684,27 +777,23 @@ def check_hyperparameters(values: Mapping[str, str]) -> str:
 
 
 def submit_explanation(settings: Settings) -> list[str]:
-    train = settings.train
-    if settings.backend == "local":
-        where = "locally, as a detached torchrun process group"
-    else:
-        where = f"on ModelArts ({settings.huawei.region}), {train.engine_name}, flavor {train.flavor_id}"
+    where = backend_for(settings).training_where
     return [f"Runs {where}; values from [train]. Enter reviews the full job spec before anything starts."]
 
 
 def describe_spec(spec: JobSpec) -> str:
-    return (f"{spec.epochs} epochs, batch {spec.batch_size}, lr {spec.learning_rate:g}, model {spec.model}, "
-            f"{spec.nodes}×{spec.processes_per_node} on {spec.dataset}")
+    return (
+        f"{spec.epochs} epochs, batch {spec.batch_size}, lr {spec.learning_rate:g}, model {spec.model}, "
+        f"{spec.nodes}×{spec.processes_per_node} on {spec.dataset}"
+    )
 
 
 def spec_lines(settings: Settings, spec: JobSpec) -> list[str]:
     """The confirmation's lines: the job spec as it will be submitted."""
     flags = " ".join(f"--{name} {value}" for name, value in spec.hyperparameters())
-    backend = ("local torchrun" if settings.backend == "local"
-               else f"ModelArts {settings.huawei.region}, flavor {settings.train.flavor_id}")
+    backend = backend_for(settings)
     return [
-        f"Backend: {backend}; {spec.nodes} node(s) × {spec.processes_per_node} "
-        f"{'process(es)' if settings.backend == 'local' else 'GPU(s)'}.",
+        f"Backend: {backend.training_label}; {spec.nodes} node(s) × {spec.processes_per_node} {backend.workers_label}.",
         f"Data set: {fmt.shorten_ids(spec.dataset)}",
         f"Epochs {spec.epochs} · batch {spec.batch_size} · learning rate {spec.learning_rate:g} · seed {spec.seed} · "
         f"model {spec.model}" + (f" · name {spec.name}" if spec.name else ""),

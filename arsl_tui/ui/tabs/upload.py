@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Static
 
+from arsl_tui.backends import backend_for
 from arsl_tui.config import Settings
 from arsl_tui.domain.events import UploadFinished, UploadPhaseChanged, UploadRetried, UploadStarted
 from arsl_tui.ui import formatting as fmt
@@ -38,6 +39,7 @@ from arsl_tui.ui.services import (
     UploadRefusedError,
     UploadRunLike,
 )
+from arsl_tui.ui.tabs.body import TabBody
 from arsl_tui.ui.upload_feed import UploadFeed
 from arsl_tui.ui.widgets.class_chart import ClassCountChart
 from arsl_tui.ui.widgets.class_table import ClassCountTable
@@ -53,15 +55,6 @@ MAX_RETRY_LINES_PER_BATCH = 5
 IDLE_HINT = "○ Enter or / to type the folder; Enter validates it, Esc leaves the field."
 
 
-class Logged(Message):
-    """A line for the log panel (handled by the App)."""
-
-    def __init__(self, level: str, text: str) -> None:
-        super().__init__()
-        self.level = level
-        self.text = text
-
-
 class UploadRunEnded(Message):
     """An upload run ended in any way; the App refreshes what depends on the journal."""
 
@@ -74,9 +67,7 @@ class UploadRunEnded(Message):
 def describe_destination(settings: Settings, manifest_id: str = "") -> str:
     """Where an upload goes, in words, before the engine reports the exact place."""
     prefix = f"{settings.storage.datasets_prefix}{fmt.short_id(manifest_id) + '…' if manifest_id else '<manifest>'}/"
-    if settings.backend == "huawei":
-        return f"obs://{settings.storage.bucket}/{prefix} ({settings.huawei.region})"
-    return f"local store {settings.home_dir / 'store' / settings.storage.bucket}, under {prefix}"
+    return backend_for(settings).dataset_destination(prefix)
 
 
 @dataclass(frozen=True)
@@ -96,18 +87,26 @@ class ValidatedDataset:
     @classmethod
     def from_report(cls, typed: str, report: ValidationReport) -> ValidatedDataset:
         counts = report.manifest.counts()
-        return cls(typed=typed, manifest_id=report.manifest.id, images=len(report.manifest.images),
-                   total_bytes=report.manifest.total_bytes, counts=counts,
-                   class_totals={name: sum(per_split.values()) for name, per_split in counts.items()},
-                   problems=tuple(report.problems), notes=len(report.notes))
+        return cls(
+            typed=typed,
+            manifest_id=report.manifest.id,
+            images=len(report.manifest.images),
+            total_bytes=report.manifest.total_bytes,
+            counts=counts,
+            class_totals={name: sum(per_split.values()) for name, per_split in counts.items()},
+            problems=tuple(report.problems),
+            notes=len(report.notes),
+        )
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-class UploadTab(Vertical):
-    """Holds the upload state; the App's actions call the `request_*` methods after its gate."""
+class UploadTab(TabBody):
+    """The upload state, and the `upload` actions: edit the path, validate, start, pause, resume, cancel."""
+
+    scope = "upload"
 
     engine_niceness = 10
     """How much lower the upload engine's threads are scheduled than the UI thread (Linux)."""
@@ -149,9 +148,7 @@ class UploadTab(Vertical):
             self.error = error
 
     def __init__(self, settings: Settings, services: ConsoleServices, *, progress_interval_s: float = 0.25) -> None:
-        super().__init__(id="upload-body")
-        self.settings = settings
-        self.services = services
+        super().__init__(settings, services, id="upload-body")
         self.progress_interval_s = progress_interval_s
         self.validated: ValidatedDataset | None = None
         self.validating = False
@@ -189,7 +186,7 @@ class UploadTab(Vertical):
         if self.control is not None:
             self.control.cancel()
 
-    # ----- what the App's gate asks -------------------------------------------------------------
+    # ----- what the console's gate asks ---------------------------------------------------------
 
     @property
     def active(self) -> bool:
@@ -220,15 +217,13 @@ class UploadTab(Vertical):
             return self.validated.manifest_id
         return self.resumable.run_id if self.resumable is not None else ""
 
-    # ----- requests from the App ----------------------------------------------------------------
+    # ----- actions --------------------------------------------------------------------------------
+    # Nothing here takes the focus when the tab is shown: the digits switch tabs and the tab's letters work at once.
 
-    def focus_path(self) -> None:
+    def action_upload_edit_path(self) -> None:
         self.query_one("#path-input", PathInput).focus()
 
-    def on_tab_shown(self) -> None:
-        """Nothing here takes the focus: the digits switch tabs and the tab's letters work at once."""
-
-    def request_validate(self) -> None:
+    def action_upload_validate(self) -> None:
         typed = self.query_one("#path-input", PathInput).value.strip()
         if not typed:
             self._say("error", "error", "Type the path of a data set folder first: Enter or / opens the field.")
@@ -242,7 +237,7 @@ class UploadTab(Vertical):
         self.app.refresh_bindings()
         self._validate_worker(self._generation, typed)
 
-    def request_start(self) -> None:
+    def action_upload_start(self) -> None:
         validated = self.validated
         if validated is None:
             return
@@ -250,19 +245,23 @@ class UploadTab(Vertical):
         mode = settings.upload.mode
         problems = len(validated.problems)
         lines = [
-            f"Upload {fmt.count(validated.images)} images ({fmt.size(validated.total_bytes)}) "
-            f"from {validated.typed}.",
+            f"Upload {fmt.count(validated.images)} images ({fmt.size(validated.total_bytes)}) from {validated.typed}.",
             f"To: {describe_destination(settings, validated.manifest_id)}",
-            (f"As shards (~{settings.upload.shard_size_mb} MB tar files)" if mode == "shards"
-             else "As files (one object per image)") + f", {settings.upload.concurrency} requests at a time.",
+            (
+                f"As shards (~{settings.upload.shard_size_mb} MB tar files)"
+                if mode == "shards"
+                else "As files (one object per image)"
+            )
+            + f", {settings.upload.concurrency} requests at a time.",
             "Skips objects an earlier run confirmed; writes the manifest last.",
             "Deletes nothing. p pauses, X cancels; a cancelled run can resume.",
         ]
         if problems:
             lines.append(f"{problems} problem(s): those files are left out and listed as quarantined.")
         # The journal keeps the folder for resuming later, so it gets an absolute path.
-        order = UploadOrder(dataset_dir=Path(validated.typed).expanduser().absolute(), mode=mode,
-                            allow_problems=bool(problems))
+        order = UploadOrder(
+            dataset_dir=Path(validated.typed).expanduser().absolute(), mode=mode, allow_problems=bool(problems)
+        )
 
         def answered(confirmed: bool | None) -> None:
             if confirmed:
@@ -272,7 +271,7 @@ class UploadTab(Vertical):
 
         self.app.push_screen(ConfirmScreen("Start the upload?", lines, "Upload"), answered)
 
-    def request_pause(self) -> None:
+    def action_upload_pause(self) -> None:
         if self.control is None or self.phase != "uploading":
             return
         self.control.pause()
@@ -282,7 +281,7 @@ class UploadTab(Vertical):
         self._log("info", f"upload {fmt.short_id(self.view.run_id)} paused")
         self.app.refresh_bindings()
 
-    def request_resume(self) -> None:
+    def action_upload_resume(self) -> None:
         if self.phase == "paused" and self.control is not None:
             self.control.resume()
             self.phase = "uploading"
@@ -304,8 +303,9 @@ class UploadTab(Vertical):
             "The folder is validated again first; if it changed, a new manifest (and run) is uploaded.",
             "Nothing is deleted. Pause (p) or cancel (X) at any time.",
         ]
-        order = UploadOrder(dataset_dir=Path(record.dataset_dir), mode=record.mode or self.settings.upload.mode,
-                            allow_problems=False)
+        order = UploadOrder(
+            dataset_dir=Path(record.dataset_dir), mode=record.mode or self.settings.upload.mode, allow_problems=False
+        )
 
         def answered(confirmed: bool | None) -> None:
             if confirmed:
@@ -316,7 +316,7 @@ class UploadTab(Vertical):
 
         self.app.push_screen(ConfirmScreen("Resume the interrupted upload?", lines, "Resume"), answered)
 
-    def request_cancel(self) -> None:
+    def action_upload_cancel(self) -> None:
         if not self.active or self.phase == "cancelling":
             return
         lines = [
@@ -373,7 +373,8 @@ class UploadTab(Vertical):
     def _upload_worker(self, order: UploadOrder, control: UploadControlLike, feed: UploadFeed) -> None:
         try:
             outcome = run_in_low_priority_thread(
-                lambda: self.services.run_upload(self.settings, order, feed, control), self.engine_niceness)
+                lambda: self.services.run_upload(self.settings, order, feed, control), self.engine_niceness
+            )
         except UploadRefusedError as refused:
             self.post_message(self.WorkerEnded(None, str(refused), refused))
         except (EngineUnavailable, UploadNotRun) as error:
@@ -416,16 +417,19 @@ class UploadTab(Vertical):
         self.query_one("#counts-table", ClassCountTable).set_counts(dataset.counts)
         self.query_one("#counts-chart", ClassCountChart).set_counts(dataset.class_totals)
         self.query_one("#problems", ProblemList).show_findings(dataset.problems, dataset.typed)
-        summary = (f"{fmt.count(dataset.images)} images, {fmt.size(dataset.total_bytes)}, "
-                   f"manifest {fmt.short_id(dataset.manifest_id)}")
+        summary = (
+            f"{fmt.count(dataset.images)} images, {fmt.size(dataset.total_bytes)}, "
+            f"manifest {fmt.short_id(dataset.manifest_id)}"
+        )
         read_only = bool(getattr(self.app, "read_only", False))
         if dataset.ok:
             next_step = "Read-only mode: uploading is off." if read_only else "S uploads it."
             self._say("ok", "valid", f"Valid: {summary}. {next_step}")
             self._log("ok", f"validated {dataset.typed}: {summary}")
         else:
-            next_step = ("Read-only mode: uploading is off." if read_only
-                         else "S uploads the rest, problem files quarantined.")
+            next_step = (
+                "Read-only mode: uploading is off." if read_only else "S uploads the rest, problem files quarantined."
+            )
             self._say("warning", "warning", f"{len(dataset.problems)} problem(s); {summary}. {next_step}")
             self._log("warning", f"validated {dataset.typed}: {len(dataset.problems)} problem(s); {summary}")
         if dataset.notes:
@@ -435,8 +439,9 @@ class UploadTab(Vertical):
 
     def on_upload_tab_validation_progressed(self, message: ValidationProgressed) -> None:
         if message.generation == self._generation and self.validating:
-            self._say("info", "validating", f"Validating {message.typed} … {fmt.count(message.scanned)} files "
-                      "decoded so far.")
+            self._say(
+                "info", "validating", f"Validating {message.typed} … {fmt.count(message.scanned)} files decoded so far."
+            )
 
     def on_upload_tab_validation_failed(self, message: ValidationFailed) -> None:
         if message.generation != self._generation:
@@ -458,16 +463,22 @@ class UploadTab(Vertical):
         else:
             action = "read-only: no resume" if getattr(self.app, "read_only", False) else "r resumes"
             # The folder is in the path field (filled below); the banner keeps to one line at 80 columns.
-            banner.say("warning", "resumable",
-                       f"{record.status} upload run {fmt.short_id(record.run_id, 8)}: "
-                       f"{fmt.count(record.objects_confirmed)}/{fmt.count(record.objects_total)} objects "
-                       f"confirmed — {action}")
+            banner.say(
+                "warning",
+                "resumable",
+                f"{record.status} upload run {fmt.short_id(record.run_id, 8)}: "
+                f"{fmt.count(record.objects_confirmed)}/{fmt.count(record.objects_total)} objects "
+                f"confirmed — {action}",
+            )
             banner.display = True
             path_input = self.query_one("#path-input", PathInput)
             if not path_input.value:
                 path_input.value = record.dataset_dir
-            self._log("warning", f"journal: {record.status} upload run {record.run_id} of {record.dataset_dir} "
-                      f"({record.objects_confirmed}/{record.objects_total} objects confirmed)")
+            self._log(
+                "warning",
+                f"journal: {record.status} upload run {record.run_id} of {record.dataset_dir} "
+                f"({record.objects_confirmed}/{record.objects_total} objects confirmed)",
+            )
         self.app.refresh_bindings()
 
     def on_upload_tab_feed_ready(self, message: FeedReady) -> None:
@@ -491,14 +502,30 @@ class UploadTab(Vertical):
         if outcome is not None:
             status = outcome.status
             view = self.view
-            self._show_view(UploadView(
-                status=status, run_id=outcome.run_id, destination=outcome.destination, mode=view.mode,
-                files_done=view.files_done, files_total=view.files_total, bytes_done=view.bytes_done,
-                bytes_total=view.bytes_total, objects_done=view.objects_done, objects_total=view.objects_total,
-                bytes_per_s=view.bytes_per_s, eta_s=None, retries=view.retries, errors=view.errors,
-                elapsed_s=outcome.elapsed_s, error=outcome.error))
-            sent = (f"{fmt.count(outcome.objects_sent)} objects sent, {fmt.count(outcome.objects_skipped)} already "
-                    f"there, {fmt.size(outcome.bytes_sent)}")
+            self._show_view(
+                UploadView(
+                    status=status,
+                    run_id=outcome.run_id,
+                    destination=outcome.destination,
+                    mode=view.mode,
+                    files_done=view.files_done,
+                    files_total=view.files_total,
+                    bytes_done=view.bytes_done,
+                    bytes_total=view.bytes_total,
+                    objects_done=view.objects_done,
+                    objects_total=view.objects_total,
+                    bytes_per_s=view.bytes_per_s,
+                    eta_s=None,
+                    retries=view.retries,
+                    errors=view.errors,
+                    elapsed_s=outcome.elapsed_s,
+                    error=outcome.error,
+                )
+            )
+            sent = (
+                f"{fmt.count(outcome.objects_sent)} objects sent, {fmt.count(outcome.objects_skipped)} already "
+                f"there, {fmt.size(outcome.bytes_sent)}"
+            )
             if status == "done":
                 self._say("ok", "done", f"Uploaded: {sent} (y copies the run id).")
                 self._log("ok", f"upload {outcome.run_id} done: {sent} in {fmt.duration(outcome.elapsed_s)}")
@@ -559,18 +586,25 @@ class UploadTab(Vertical):
                 view = view.started(event)
                 if self.phase == "paused":
                     view = replace(view, status="paused")
-                already = (f", {fmt.count(event.objects_already_confirmed)} already confirmed"
-                           if event.objects_already_confirmed else "")
-                self._log("info", f"run {event.run_id}: {fmt.count(event.objects_total)} objects "
-                          f"({fmt.size(event.bytes_total)}) → {event.destination}{already}")
+                already = (
+                    f", {fmt.count(event.objects_already_confirmed)} already confirmed"
+                    if event.objects_already_confirmed
+                    else ""
+                )
+                self._log(
+                    "info",
+                    f"run {event.run_id}: {fmt.count(event.objects_total)} objects "
+                    f"({fmt.size(event.bytes_total)}) → {event.destination}{already}",
+                )
             elif isinstance(event, UploadPhaseChanged):
                 view = view.phase(event)
                 self._log("info", f"phase {event.phase}{': ' + event.detail if event.detail else ''}")
             elif isinstance(event, UploadRetried):
                 retries_logged += 1
                 if retries_logged <= MAX_RETRY_LINES_PER_BATCH:
-                    self._log("warning", f"retry {event.attempt} of {event.key} in {event.delay_s:.1f} s: "
-                              f"{event.error}")
+                    self._log(
+                        "warning", f"retry {event.attempt} of {event.key} in {event.delay_s:.1f} s: {event.error}"
+                    )
             elif isinstance(event, UploadFinished):
                 finished = event
         if retries_logged > MAX_RETRY_LINES_PER_BATCH:
@@ -598,6 +632,3 @@ class UploadTab(Vertical):
 
     def _say(self, level: str, status: str, text: str) -> None:
         self.query_one("#upload-status", StatusLine).say(level, status, text)
-
-    def _log(self, level: str, text: str) -> None:
-        self.post_message(Logged(level, text))

@@ -46,8 +46,10 @@ class AccuracyBars(Widget):
 
     def render(self) -> Text:
         if not self.values:
-            return Text("No per-class accuracy: the job's final record has none.",
-                        style=self.get_component_rich_style("accuracy-bars--axis"))
+            return Text(
+                "No per-class accuracy: the job's final record has none.",
+                style=self.get_component_rich_style("accuracy-bars--axis"),
+            )
         bar_style = self.get_component_rich_style("accuracy-bars--bar")
         axis_style = self.get_component_rich_style("accuracy-bars--axis")
         below_style = self.get_component_rich_style("accuracy-bars--below")
@@ -76,7 +78,9 @@ class AccuracyBars(Widget):
         below_count = sum(1 for _, value in self.values if not math.isfinite(value) or value < self.floor)
         caption = Text(" ")
         if worst is not None:
-            caption.append(f"worst {worst[0]} {worst[1]:.3f} · {below_count} under {self.floor:.2f} (✗)",
-                           style="bold" if below_count else "")
+            caption.append(
+                f"worst {worst[0]} {worst[1]:.3f} · {below_count} under {self.floor:.2f} (✗)",
+                style="bold" if below_count else "",
+            )
         lines.append(caption)
         return Text("\n", no_wrap=True, overflow="crop").join(lines)

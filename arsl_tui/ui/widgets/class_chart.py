@@ -44,8 +44,9 @@ class ClassCountChart(Widget):
 
     def render(self) -> Text:
         if not self._counts:
-            return Text("Images per class appear here as bars.", style=self.get_component_rich_style(
-                "class-chart--axis"))
+            return Text(
+                "Images per class appear here as bars.", style=self.get_component_rich_style("class-chart--axis")
+            )
         bar_style = self.get_component_rich_style("class-chart--bar")
         axis_style = self.get_component_rich_style("class-chart--axis")
         empty_style = self.get_component_rich_style("class-chart--empty")

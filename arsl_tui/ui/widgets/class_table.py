@@ -32,8 +32,9 @@ class ClassCountTable(DataTable[str | Text]):
             total = sum(values)
             shown_name = name if total else f"{name} ✗"
             self.add_row(shown_name, *(_number(value) for value in values), _number(total), key=name)
-        self.add_row("all", *(_number(totals[split]) for split in SPLIT_NAMES), _number(sum(totals.values())),
-                     key="__all__")
+        self.add_row(
+            "all", *(_number(totals[split]) for split in SPLIT_NAMES), _number(sum(totals.values())), key="__all__"
+        )
 
 
 def _number(value: int) -> Text:

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from arsl_tui.backends import backend_for
 from arsl_tui.config import Settings
-
-PROJECT_ENV = "HUAWEICLOUD_SDK_PROJECT_ID"
-
-
-def project_label(settings: Settings) -> str:
-    """The Huawei project id (an identifier, not a secret); `–` for the local backend."""
-    if settings.backend != "huawei":
-        return "–"
-    return os.environ.get(PROJECT_ENV, "") or "not set"
 
 
 class ArslHeader(Static):
@@ -31,18 +21,19 @@ class ArslHeader(Static):
     def __init__(self, settings: Settings, *, read_only: bool, id: str | None = None) -> None:
         super().__init__(id=id)
         self._settings = settings
+        self._backend = backend_for(settings)
         self.set_reactive(ArslHeader.read_only, read_only)
 
     def render(self) -> Text:
-        settings = self._settings
+        settings, backend = self._settings, self._backend
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(" arsl ", style="bold reverse")
         if self.read_only:
             line.append(" READ-ONLY ", style="bold reverse")
         facts = (
-            ("backend", settings.backend),
-            ("region", settings.huawei.region if settings.backend == "huawei" else "–"),
-            ("project", project_label(settings)),
+            ("backend", backend.name),
+            ("region", backend.region),
+            ("project", backend.project),
             ("bucket", settings.storage.bucket),
             ("champion", self.champion),
             ("challenger", self.challenger),

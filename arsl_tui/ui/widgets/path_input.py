@@ -73,8 +73,12 @@ class PathInput(Input):
     BINDINGS = bindings_for("path")
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(placeholder="folder of class folders, e.g. ~/data/ArASL_Database_54K_Final",
-                         suggester=PathSuggester(), compact=True, id=id)
+        super().__init__(
+            placeholder="folder of class folders, e.g. ~/data/ArASL_Database_54K_Final",
+            suggester=PathSuggester(),
+            compact=True,
+            id=id,
+        )
         self.cursor_blink = False
 
     def check_consume_key(self, key: str, character: str | None) -> bool:

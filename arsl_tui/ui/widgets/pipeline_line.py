@@ -76,7 +76,7 @@ def line_text(state: LineState, width: int) -> Text | None:
         room = width - len(head) - len(glyph) - 1 - len(what) - len(tail)
         if detail and room > 4:
             shown = f": {detail}"
-            line.append(shown if len(shown) <= room else shown[:room - 1] + "…")
+            line.append(shown if len(shown) <= room else shown[: room - 1] + "…")
         line.append(tail, style="dim")
         return line
     words = f"{OUTCOME_GLYPHS.get(view.outcome, '?')} {outcome_words(view)}"

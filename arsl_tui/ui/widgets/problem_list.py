@@ -35,7 +35,8 @@ class ProblemList(OptionList):
         # File names are data, not markup: `[@click=app.quit]x.jpg` must print as itself, escapes as escapes.
         lines = [Text(shown(f"✗ {item.path}  {item.kind}: {item.detail}")) for item in findings[:MAX_SHOWN]]
         if len(findings) > MAX_SHOWN:
-            lines.append(Text(shown(f"… and {len(findings) - MAX_SHOWN:,} more: run `arsl data validate {folder}` "
-                                    "to list all")))
+            lines.append(
+                Text(shown(f"… and {len(findings) - MAX_SHOWN:,} more: run `arsl data validate {folder}` to list all"))
+            )
         self.add_options(lines)
         self.set_class(bool(lines), "-shown")

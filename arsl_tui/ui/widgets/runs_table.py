@@ -26,6 +26,11 @@ class RunsTable(DataTable[str | Text]):
         self.shown = fingerprint
         self.clear()
         for run in runs:
-            self.add_row(fmt.short_id(run.run_id, 8), fmt.status_text(run.status),
-                         Text(f"{fmt.count(run.objects_confirmed)}/{fmt.count(run.objects_total)}", justify="right"),
-                         fmt.tail(run.dataset_dir, 24), fmt.timestamp(run.updated_at), key=run.run_id)
+            self.add_row(
+                fmt.short_id(run.run_id, 8),
+                fmt.status_text(run.status),
+                Text(f"{fmt.count(run.objects_confirmed)}/{fmt.count(run.objects_total)}", justify="right"),
+                fmt.tail(run.dataset_dir, 24),
+                fmt.timestamp(run.updated_at),
+                key=run.run_id,
+            )

@@ -38,16 +38,33 @@ class UploadView:
     last_retry: str = ""
 
     def started(self, event: UploadStarted) -> UploadView:
-        return UploadView(status="sending", run_id=event.run_id, destination=event.destination, mode=event.mode,
-                          files_total=event.files_total, bytes_total=event.bytes_total,
-                          objects_total=event.objects_total, objects_done=event.objects_already_confirmed,
-                          objects_already_confirmed=event.objects_already_confirmed)
+        return UploadView(
+            status="sending",
+            run_id=event.run_id,
+            destination=event.destination,
+            mode=event.mode,
+            files_total=event.files_total,
+            bytes_total=event.bytes_total,
+            objects_total=event.objects_total,
+            objects_done=event.objects_already_confirmed,
+            objects_already_confirmed=event.objects_already_confirmed,
+        )
 
     def progressed(self, event: UploadProgressed) -> UploadView:
-        return replace(self, run_id=event.run_id or self.run_id, files_done=event.files_done,
-                       files_total=event.files_total, bytes_done=event.bytes_done, bytes_total=event.bytes_total,
-                       objects_done=event.objects_done, objects_total=event.objects_total,
-                       bytes_per_s=event.bytes_per_s, eta_s=event.eta_s, retries=event.retries, errors=event.errors)
+        return replace(
+            self,
+            run_id=event.run_id or self.run_id,
+            files_done=event.files_done,
+            files_total=event.files_total,
+            bytes_done=event.bytes_done,
+            bytes_total=event.bytes_total,
+            objects_done=event.objects_done,
+            objects_total=event.objects_total,
+            bytes_per_s=event.bytes_per_s,
+            eta_s=event.eta_s,
+            retries=event.retries,
+            errors=event.errors,
+        )
 
     def phase(self, event: UploadPhaseChanged) -> UploadView:
         if self.status in ("paused", "cancelling"):
@@ -55,9 +72,15 @@ class UploadView:
         return replace(self, status=event.phase, run_id=event.run_id or self.run_id)
 
     def finished(self, event: UploadFinished) -> UploadView:
-        return replace(self, status=event.status, run_id=event.run_id or self.run_id,
-                       destination=event.destination or self.destination, elapsed_s=event.elapsed_s,
-                       error=event.error, eta_s=None if event.status == "done" else self.eta_s)
+        return replace(
+            self,
+            status=event.status,
+            run_id=event.run_id or self.run_id,
+            destination=event.destination or self.destination,
+            elapsed_s=event.elapsed_s,
+            error=event.error,
+            eta_s=None if event.status == "done" else self.eta_s,
+        )
 
 
 class UploadProgressPanel(Widget):
@@ -108,8 +131,10 @@ class UploadProgressPanel(Widget):
         files = Text(no_wrap=True, overflow="ellipsis")
         files.append("files  ")
         files.append(fmt.bar(view.files_done, view.files_total, bar_width), style=bar_style)
-        files.append(f" {fmt.count(view.files_done)} / {fmt.count(view.files_total)}"
-                     f" {fmt.percent(view.files_done, view.files_total)}")
+        files.append(
+            f" {fmt.count(view.files_done)} / {fmt.count(view.files_total)}"
+            f" {fmt.percent(view.files_done, view.files_total)}"
+        )
         data = Text(no_wrap=True, overflow="ellipsis")
         data.append("bytes  ")
         data.append(fmt.bar(view.bytes_done, view.bytes_total, bar_width), style=bar_style)
@@ -123,6 +148,10 @@ class UploadProgressPanel(Widget):
             facts.append(f"  took {fmt.duration(view.elapsed_s)}")
         lines = [head, files, data, facts]
         if view.error:
-            lines[0] = Text(f"{fmt.status_text(view.status)}  {view.error}", no_wrap=True, overflow="ellipsis",
-                            style=self.get_component_rich_style("upload-progress--failed"))
+            lines[0] = Text(
+                f"{fmt.status_text(view.status)}  {view.error}",
+                no_wrap=True,
+                overflow="ellipsis",
+                style=self.get_component_rich_style("upload-progress--failed"),
+            )
         return Text("\n", no_wrap=True, overflow="ellipsis").join(lines)
