@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 PROJECT_ENV = "HUAWEICLOUD_SDK_PROJECT_ID"
 CLOUD_MIN_REFRESH_S = 5.0
 """Slowest a cloud backend is polled: each tick of a reader is several ModelArts and OBS calls."""
+
+
+class ApiGatewayError(Exception):
+    """API Gateway refused or failed a setup call; the message names the call and the answer."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,17 @@ class Backend:
             return f"obs://{settings.storage.bucket}/{found.prefix}packages/{record.lineage.package_id}/"
 
         return ModelArtsServingPlatform.from_settings(settings, package_address=package_address)
+
+    def publish_service(self, url: str, gateway: Any = None) -> Any:
+        """Publish the service answering at `url` through API Gateway (`gateway`, else the configured
+        instance's client); returns the setup report. `ApiGatewayError` carries the gateway's refusal."""
+        from arsl_tui.providers.huawei.apig import ApigError, ApigGateway, spec_from_settings
+
+        try:
+            gateway = gateway or ApigGateway.from_settings(self.settings)
+            return gateway.setup(spec_from_settings(self.settings, url))
+        except ApigError as error:
+            raise ApiGatewayError(str(error)) from None
 
     # --- alarms ---------------------------------------------------------------------------------
 

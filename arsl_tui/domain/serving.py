@@ -15,6 +15,19 @@ from typing import Any
 
 from arsl_tui.domain.registry import VersionFormatError, format_version, parse_version
 
+
+class ServingError(Exception):
+    """The gateway cannot be started, reached or stopped; the message says why and what to do."""
+
+
+class AlreadyRunning(ServingError):
+    """A gateway runs already (a second start is refused)."""
+
+
+class WrongBackend(ServingError):
+    """The command drives the local gateway, but another backend is configured."""
+
+
 MAX_VERSIONS = 4
 """Versions one gateway serves at once (stable, canary and room for a shadow); each costs memory."""
 
@@ -193,4 +206,14 @@ class VersionStats:
         )
 
 
-__all__ = ["MAX_VERSIONS", "Deployment", "DeploymentError", "VersionStats", "normalise_weights", "plan_deploy"]
+__all__ = [
+    "MAX_VERSIONS",
+    "AlreadyRunning",
+    "Deployment",
+    "DeploymentError",
+    "ServingError",
+    "VersionStats",
+    "WrongBackend",
+    "normalise_weights",
+    "plan_deploy",
+]

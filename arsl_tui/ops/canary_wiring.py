@@ -2,8 +2,8 @@
 (the local gateway, or ModelArts behind API Gateway), its store and its registry; and publishing the
 ModelArts service through API Gateway (`arsl gateway setup`).
 
-Providers are imported inside the functions, so the console and the CLI load no Huawei SDK unless the
-huawei backend is chosen.
+The adapters come from the composition root (`arsl_tui.backends`), which imports a provider only when its
+backend is chosen: the console and the CLI load no Huawei SDK otherwise.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from arsl_tui.backends import ApiGatewayError, backend_for
 from arsl_tui.domain.events import EventSink, ignore_events
 from arsl_tui.domain.ports import ServingPlatform, ServingPlatformError
 from arsl_tui.ops.canary import CanaryController
@@ -27,11 +28,7 @@ class GatewaySetupError(Exception):
 
 
 def service_name(settings: Settings) -> str:
-    if settings.backend == "huawei":
-        return settings.huawei.service_name
-    from arsl_tui.providers.local.serving_platform import SERVICE
-
-    return SERVICE
+    return backend_for(settings).service_name()
 
 
 def open_serving_platform(settings: Settings, registry: ModelRegistry | Callable[[], ModelRegistry]) -> ServingPlatform:
@@ -40,23 +37,7 @@ def open_serving_platform(settings: Settings, registry: ModelRegistry | Callable
     `registry` (or a function making it) is used only when a version's package is needed.
     """
     get_registry: Callable[[], ModelRegistry] = registry if callable(registry) else (lambda: registry)
-    if settings.backend == "huawei":
-        from arsl_tui.providers.huawei.services import ModelArtsServingPlatform
-
-        def package_address(version: str) -> str:
-            found = get_registry()
-            record = found.get(version)
-            return f"obs://{settings.storage.bucket}/{found.prefix}packages/{record.lineage.package_id}/"
-
-        return ModelArtsServingPlatform.from_settings(settings, package_address=package_address)
-    from arsl_tui.ops.serving import fetch_package
-    from arsl_tui.providers.local.serving_control import LocalServingControl
-    from arsl_tui.providers.local.serving_platform import LocalServingPlatform
-
-    return LocalServingPlatform(
-        lambda: LocalServingControl.from_settings(settings),
-        lambda version: fetch_package(get_registry(), settings.home_dir, version),
-    )
+    return backend_for(settings).serving_platform(get_registry)
 
 
 def open_controller(
@@ -99,10 +80,10 @@ def gateway_setup(settings: Settings, *, platform: ServingPlatform | None = None
     The published version is recorded in the state file (`gateway_publications`), so an earlier one
     can be switched back to (`ApigGateway.rollback_to`).
     """
-    if settings.backend != "huawei":
+    backend = backend_for(settings)
+    if backend.runs_here:
         raise GatewaySetupError("API Gateway setup is for the huawei backend; the local gateway needs none")
     from arsl_tui.ops.registry import ModelRegistry
-    from arsl_tui.providers.huawei.apig import ApigError, ApigGateway, spec_from_settings
 
     service = service_name(settings)
     try:
@@ -116,9 +97,8 @@ def gateway_setup(settings: Settings, *, platform: ServingPlatform | None = None
             "(`arsl canary start`), then run the setup again"
         )
     try:
-        gateway = gateway or ApigGateway.from_settings(settings)
-        report = gateway.setup(spec_from_settings(settings, url))
-    except ApigError as error:
+        report = backend.publish_service(url, gateway)
+    except ApiGatewayError as error:
         raise GatewaySetupError(str(error)) from None
     store = CanaryStore.open(settings.home_dir)
     try:

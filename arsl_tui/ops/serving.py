@@ -24,20 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from arsl_tui.backends import backend_for
 from arsl_tui.domain.registry import ALIASES, format_version, parse_version
-from arsl_tui.domain.serving import Deployment, VersionStats, plan_deploy
-from arsl_tui.providers.local.serving_control import (
-    AlreadyRunning,
-    ProcessRecord,
-    ServingError,
-    WrongBackend,
-    log_path,
-    models_dir,
-)
+from arsl_tui.domain.serving import AlreadyRunning, Deployment, ServingError, VersionStats, WrongBackend, plan_deploy
+from arsl_tui.state.gateway_files import log_path, models_dir
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
     from arsl_tui.ops.registry import ModelRegistry
-    from arsl_tui.providers.local.serving_control import LocalServingControl
+    from arsl_tui.providers.local.serving_control import LocalServingControl, ProcessRecord
 
 KEY_ENV = "ARSL_APP_CODE"
 """Environment variable holding the key `arsl predict` / `arsl api-test` send (never a config value)."""

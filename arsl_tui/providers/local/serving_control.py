@@ -32,17 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from arsl_tui.domain.serving import Deployment, DeploymentError
+from arsl_tui.domain.serving import AlreadyRunning, Deployment, DeploymentError, ServingError, WrongBackend
 from arsl_tui.state.db import Migrations, StateDB, open_state
+from arsl_tui.state.gateway_files import log_path, models_dir, serving_dir
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
 
-SERVING_DIR = "serving"
-MODELS_DIR = "models"
 TOKEN_FILE = "admin.token"  # noqa: S105 - a file name, not a secret
 LOCK_FILE = "gateway.lock"
-LOG_FILE = "gateway.log"
 START_TIMEOUT_S = 180.0
 STOP_GRACE_S = 15.0
 MODULE = "arsl_tui.serving"
@@ -73,30 +71,6 @@ MIGRATIONS = Migrations(
     """,
     ),
 )
-
-
-class ServingError(Exception):
-    """The gateway cannot be started, reached or stopped; the message says why and what to do."""
-
-
-class AlreadyRunning(ServingError):
-    """A gateway runs already (a second start is refused)."""
-
-
-class WrongBackend(ServingError):
-    """The command drives the local gateway, but another backend is configured."""
-
-
-def serving_dir(home: Path) -> Path:
-    return Path(home) / SERVING_DIR
-
-
-def models_dir(home: Path) -> Path:
-    return serving_dir(home) / MODELS_DIR
-
-
-def log_path(home: Path) -> Path:
-    return serving_dir(home) / LOG_FILE
 
 
 # --- the admin token ------------------------------------------------------------------------------
