@@ -1,4 +1,4 @@
-"""Write the model package (ARCHITECTURE §4) that serves locally and on ModelArts.
+"""Write the model package (trainer/README.md, "What it writes") that serves locally and on ModelArts.
 
     model/
       config.json           format, architecture, classes, input, normalisation, weights + sha256,

@@ -1,6 +1,6 @@
 """metrics.jsonl: one JSON record per line, written by rank 0 and flushed per record.
 
-Record types (ARCHITECTURE §4): `step` (progress inside an epoch), `epoch` (train/val figures after
+Record types (trainer/README.md, "What it writes"): `step` (progress inside an epoch), `epoch` (train/val figures after
 each epoch), `final` (test split, per-class accuracy, confusion matrix, train/val gap). Epochs count
 from 1; accuracies are fractions in [0, 1]; losses are plain (unsmoothed) cross-entropy.
 """

@@ -1,6 +1,6 @@
 """The canary judge: one observation window, canary against the stable version on the same window.
 
-Two kinds of evidence, as the anchors use them (see docs/architecture.md §6):
+Two kinds of evidence, as Kayenta-style canary judges use them:
 
 - **Absolute thresholds** (Flagger): the canary's error rate, p95 latency and online accuracy
   against the `[canary]` limits, whatever the baseline does.
