@@ -253,6 +253,8 @@ def confirm(
     if assume_yes or not sys.stdin.isatty():
         return
     # markup=False: `[y/N]` and the names in the question are shown as written, not read as Rich style tags.
-    answer = context.err_console.input(f"{question} [y/N] ", markup=False)
+    # soft_wrap: the terminal wraps a long question; no newline is put inside a path a user may copy.
+    context.err_console.print(f"{question} [y/N] ", markup=False, soft_wrap=True, end="")
+    answer = context.err_console.input()
     if answer.strip().lower() not in ("y", "yes"):
         raise CommandFailed(refusal, EXIT_FAILED)
