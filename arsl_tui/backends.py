@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from arsl_tui.domain.serving import WrongBackend
+
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
     from arsl_tui.domain.alarms import AlarmRule, AlarmThresholds, Sampler, SkippedRule
@@ -25,8 +27,6 @@ if TYPE_CHECKING:
     from arsl_tui.providers.local.serving_control import LocalServingControl
 
 PROJECT_ENV = "HUAWEICLOUD_SDK_PROJECT_ID"
-CLOUD_MIN_REFRESH_S = 5.0
-"""Slowest a cloud backend is polled: each tick of a reader is several ModelArts and OBS calls."""
 
 
 class ApiGatewayError(Exception):
@@ -43,8 +43,6 @@ class Backend:
     """`local` or `huawei`, as `--backend` and `--json` output spell it."""
     runs_here: bool
     """Jobs, the gateway and the monitor are processes on this machine (and state files under the home)."""
-    min_poll_s: float
-    """Readers poll no faster than this (0: only `[console] refresh_s` applies)."""
     region: str
     """The cloud region, or `–` where there is none."""
     training_label: str
@@ -126,8 +124,6 @@ class Backend:
     def check_gateway_here(self) -> None:
         """`WrongBackend` where models are served elsewhere than by the gateway on this machine."""
         if not self.runs_here:
-            from arsl_tui.providers.local.serving_control import WrongBackend
-
             raise WrongBackend(
                 f"the {self.name} backend serves through {self.serving_through}; this command drives "
                 "the local gateway (use --backend local)"
@@ -247,7 +243,6 @@ def _local(settings: Settings) -> Backend:
         settings=settings,
         name="local",
         runs_here=True,
-        min_poll_s=0.0,
         region="–",
         training_label="local torchrun",
         training_where="locally, as a detached torchrun process group",
@@ -267,7 +262,6 @@ def _huawei(settings: Settings) -> Backend:
         settings=settings,
         name="huawei",
         runs_here=False,
-        min_poll_s=CLOUD_MIN_REFRESH_S,
         region=region,
         training_label=f"ModelArts {region}, flavor {train.flavor_id}",
         training_where=f"on ModelArts ({region}), {train.engine_name}, flavor {train.flavor_id}",
@@ -289,4 +283,4 @@ def backend_for(settings: Settings) -> Backend:
     return _BACKENDS[settings.backend](settings)
 
 
-__all__ = ["CLOUD_MIN_REFRESH_S", "PROJECT_ENV", "Backend", "backend_for"]
+__all__ = ["PROJECT_ENV", "Backend", "backend_for"]

@@ -21,6 +21,7 @@ from arsl_tui.cli import main
 from arsl_tui.domain.jobs import JobPhase
 from arsl_tui.ops import serving
 from tests.conftest import jpeg_bytes
+from tests.fixtures.cli import arsl
 from tests.serving.conftest import gateway_settings
 from tests.serving.packages import export_random_package, register_packages
 from tests.ui.fakes import T0, RecordedJob, RecordedPlatform, job_status
@@ -33,18 +34,6 @@ def environment(home: Path, **extra: str) -> dict[str, str]:
     variables = {name: value for name, value in os.environ.items() if not name.startswith("ARSL_")}
     variables.update({"ARSL_HOME": str(home), "ARSL_GATEWAY_PORT": "0", "COLUMNS": "80", **extra})
     return variables
-
-
-def arsl(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "arsl_tui", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def answered(env: dict[str, str], cwd: Path, answer: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import textwrap
 import time
@@ -21,6 +20,7 @@ import pytest
 
 from arsl_tui.domain.jobs import JobPhase, JobSpec
 from arsl_tui.providers.local.jobs import LocalTrainingPlatform
+from tests.fixtures.cli import arsl
 from tests.fixtures.model_packages import metrics_records
 
 pytestmark = pytest.mark.e2e
@@ -68,18 +68,6 @@ def finished_job(tmp_path: Path, name: str, scenario_records: list[dict[str, Any
     finally:
         platform.close()
     return job_id
-
-
-def arsl(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "arsl_tui", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def test_gate_registers_a_pass_refuses_a_fail_and_logs_an_override(tmp_path: Path, env: dict[str, str]) -> None:

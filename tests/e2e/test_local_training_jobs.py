@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +20,7 @@ from arsl_tui.domain.jobs import JobEnded, JobEpochReported, JobPhase, JobSpec, 
 from arsl_tui.ops.synth import synthesize
 from arsl_tui.ops.training import watch_job
 from arsl_tui.providers.local.jobs import LocalTrainingPlatform, job_processes, scan_processes
+from tests.fixtures.cli import arsl
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -132,18 +131,6 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("ARSL_")}
     env["ARSL_HOME"] = str(tmp_path / "home")
     return env
-
-
-def arsl(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "arsl_tui", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ import pytest
 from arsl_tui.config import Settings
 from arsl_tui.ops.pipeline_log import EventLog, events_path
 from arsl_tui.ops.registry import ModelRegistry
+from tests.fixtures.cli import arsl
 from tests.fixtures.registry_checks import register
 from tests.ui.fakes import DEMO_RUN, PipelineHolder, pipeline_events
 
@@ -48,18 +49,6 @@ def holder(home: Path) -> Iterator[PipelineHolder]:
     running = PipelineHolder(home, events=pipeline_events())
     yield running
     running.close()
-
-
-def arsl(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "arsl_tui", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def later_events(*, outcome: str = "promoted") -> list[dict[str, Any]]:

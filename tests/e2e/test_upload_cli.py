@@ -22,6 +22,7 @@ from arsl_tui.ops.upload import dataset_prefix
 from arsl_tui.providers.local.store import LocalObjectStore
 from arsl_tui.state.db import state_path
 from tests.conftest import DatasetFactory, jpeg_bytes
+from tests.fixtures.cli import arsl
 from tests.fixtures.upload_checks import assert_store_matches
 
 pytestmark = pytest.mark.e2e
@@ -32,18 +33,6 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("ARSL_")}
     env["ARSL_HOME"] = str(tmp_path / "home")
     return env
-
-
-def arsl(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "arsl_tui", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

@@ -38,6 +38,7 @@ from arsl_tui.domain.canary import ActionKind, CanaryRun, Phase
 from arsl_tui.domain.ports import ObjectStore
 from arsl_tui.providers.local.store import LocalObjectStore
 from arsl_tui.state.db import state_path
+from tests.fixtures.cli import arsl
 from tests.reliability.conftest import reliability_runs
 
 if TYPE_CHECKING:
@@ -132,20 +133,6 @@ def clean_env(home: Path, **settings: str) -> dict[str, str]:
     environment["PYTHONPATH"] = os.pathsep.join(part for part in (str(ROOT), environment.get("PYTHONPATH", "")) if part)
     environment.update(settings)
     return environment
-
-
-def arsl(env: Mapping[str, str], cwd: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """The real `arsl` CLI, to the end."""
-    return subprocess.run(
-        [sys.executable, "-m", "arsl_tui", *args],
-        env=dict(env),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

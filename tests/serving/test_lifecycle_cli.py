@@ -19,6 +19,7 @@ import pytest
 
 from arsl_tui.ops import serving
 from arsl_tui.providers.local.serving_control import ServingState, process_start_ticks
+from tests.fixtures.cli import arsl
 from tests.serving.conftest import gateway_settings, image_bytes
 from tests.serving.packages import register_packages
 
@@ -38,18 +39,6 @@ def env(home: Path) -> dict[str, str]:
     environment = {name: value for name, value in os.environ.items() if not name.startswith("ARSL_")}
     environment.update({"ARSL_HOME": str(home), "ARSL_GATEWAY_PORT": "0"})
     return environment
-
-
-def arsl(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "arsl_tui", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def json_of(result: subprocess.CompletedProcess[str]) -> Any:
