@@ -20,8 +20,9 @@ from arsl_tui.cli.common import CommandContext, run_command
 from arsl_tui.config import Settings, load_settings
 from arsl_tui.providers.huawei.apig import ApigError, ApigGateway, spec_from_settings
 from arsl_tui.state.canary_store import CanaryStore
+from tests.fixtures.apig_fake import RELEASE_ENV_ID, ApigFake
 from tests.fixtures.huawei_contract import ContractServer
-from tests.fixtures.huawei_serving_fakes import RELEASE_ENV_ID, SERVICES, ApigFake, InferServiceFake
+from tests.fixtures.huawei_serving_fakes import SERVICES, InferServiceFake
 from tests.providers.conftest import FAKE_CREDENTIALS
 
 PROJECT = "p-apig-0001"

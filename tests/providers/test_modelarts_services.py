@@ -23,8 +23,9 @@ from arsl_tui.ops.registry import ModelRegistry
 from arsl_tui.providers.huawei.services import CALLS_METRIC, CES_NAMESPACE, FAILURES_METRIC, ModelArtsServingPlatform
 from arsl_tui.providers.local.store import LocalObjectStore
 from arsl_tui.state.canary_store import CanaryStore
+from tests.fixtures.ces_metrics_fake import CloudEyeMetricsFake
 from tests.fixtures.huawei_contract import ContractServer, closed_port_endpoint
-from tests.fixtures.huawei_serving_fakes import SERVICES, CloudEyeMetricsFake, InferServiceFake
+from tests.fixtures.huawei_serving_fakes import SERVICES, InferServiceFake
 from tests.fixtures.model_packages import gate_json, metrics_json, write_package
 from tests.providers.conftest import FAKE_CREDENTIALS
 

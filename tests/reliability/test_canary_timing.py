@@ -50,8 +50,9 @@ from arsl_tui.providers.local.store import LocalObjectStore
 from arsl_tui.serving.auth import HEADER
 from arsl_tui.state.canary_store import CanaryStore
 from tests.fixtures.ces_contract import CloudEyeFake, ces_server
+from tests.fixtures.ces_metrics_fake import CloudEyeMetricsFake
 from tests.fixtures.huawei_contract import ContractServer
-from tests.fixtures.huawei_serving_fakes import SERVICES, CloudEyeMetricsFake, InferServiceFake
+from tests.fixtures.huawei_serving_fakes import SERVICES, InferServiceFake
 from tests.fixtures.model_packages import gate_json, metrics_json, write_package
 from tests.providers.conftest import FAKE_CREDENTIALS
 from tests.reliability.conftest import reliability_runs
