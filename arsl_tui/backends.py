@@ -21,10 +21,9 @@ from arsl_tui.domain.serving import WrongBackend
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
     from arsl_tui.domain.alarms import AlarmRule, AlarmThresholds, Sampler, SkippedRule
-    from arsl_tui.domain.ports import Monitor, ObjectStore, ServingPlatform, TrainingPlatform
+    from arsl_tui.domain.ports import GatewayControl, Monitor, ObjectStore, ServingPlatform, TrainingPlatform
     from arsl_tui.ops.registry import ModelRegistry
     from arsl_tui.providers.local.monitor import LocalMonitor, OperatorLog
-    from arsl_tui.providers.local.serving_control import LocalServingControl
 
 PROJECT_ENV = "HUAWEICLOUD_SDK_PROJECT_ID"
 
@@ -129,7 +128,7 @@ class Backend:
                 "the local gateway (use --backend local)"
             )
 
-    def gateway_control(self) -> LocalServingControl:
+    def gateway_control(self) -> GatewayControl:
         """The control of the gateway process on this machine (process, stored deployment, admin API);
         `WrongBackend` where models are served elsewhere."""
         self.check_gateway_here()

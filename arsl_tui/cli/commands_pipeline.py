@@ -98,6 +98,15 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
     cancel.set_defaults(handler=cancel_command)
 
 
+def _hear_cancel() -> None:
+    """Make SIGINT interrupt the run: `arsl pipeline cancel` (and the console's cancel key) sends it, and a run
+    started with SIGINT ignored (`nohup`, `cmd &` in a script) would otherwise never stop."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run_command(context: CommandContext, namespace: argparse.Namespace) -> int:
     from arsl_tui.ops.pipeline import PipelineError, PipelineRequest, busy_message, demo_settings, run_pipeline
     from arsl_tui.ops.pipeline_log import live_holder
@@ -132,6 +141,7 @@ def run_command(context: CommandContext, namespace: argparse.Namespace) -> int:
         per_class=namespace.per_class,
         seed=namespace.seed,
     )
+    _hear_cancel()
     try:
         outcome = run_pipeline(settings, request, on_event=lambda event: _show_event(context, event), changed=changed)
     except PipelineError as error:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from arsl_tui.domain.alarms import AlarmRule, DataPoint, Filter, HistoryEntry, RuleView, SetupReport
 from arsl_tui.domain.jobs import JobResources, JobSpec, JobStatus, LogChunk, MetricsChunk
-from arsl_tui.domain.serving import VersionStats
+from arsl_tui.domain.serving import Deployment, VersionStats
 
 
 @dataclass(frozen=True)
@@ -209,6 +209,69 @@ class ServingStatus:
         wanted = {version: weight for version, weight in weights.items() if weight}
         have = {version: weight for version, weight in self.weights.items() if weight}
         return wanted == have
+
+
+class GatewayProcess(Protocol):
+    """The record of a running gateway process: where it listens and since when."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def started_at(self) -> float: ...
+
+    @property
+    def endpoint(self) -> str: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+class DeploymentLog(Protocol):
+    """The stored deployment of a gateway and the log of its changes."""
+
+    def deployment(self) -> Deployment | None: ...
+
+    def save_deployment(self, deployment: Deployment, reason: str) -> None: ...
+
+    def changes(self, limit: int = 50) -> list[dict[str, Any]]: ...
+
+
+class GatewayControl(Protocol):
+    """Start, find and stop the inference gateway that runs on this machine, and call its admin API.
+
+    Methods raise `domain.serving.ServingError` (or `AlreadyRunning`) with a message for the operator.
+    """
+
+    @property
+    def state(self) -> DeploymentLog: ...
+
+    def close(self) -> None: ...
+
+    def running(self) -> GatewayProcess | None:
+        """The gateway's process when it is alive, else None."""
+        ...
+
+    def start(self) -> GatewayProcess:
+        """Start the gateway on the stored deployment and wait until it answers."""
+        ...
+
+    def stop(self, grace_s: float = ...) -> GatewayProcess | None:
+        """Stop the gateway (the record of the process that was stopped, None when none ran)."""
+        ...
+
+    def admin(
+        self,
+        method: str,
+        path: str,
+        payload: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        timeout_s: float = 120.0,
+    ) -> Any:
+        """Call the running gateway's admin API and return its JSON answer."""
+        ...
 
 
 class ServingPlatformError(Exception):

@@ -29,15 +29,15 @@ from arsl_tui.state.gateway_files import log_path, models_dir
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
+    from arsl_tui.domain.ports import GatewayControl, GatewayProcess
     from arsl_tui.ops.registry import ModelRegistry
-    from arsl_tui.providers.local.serving_control import LocalServingControl, ProcessRecord
 
 KEY_ENV = "ARSL_APP_CODE"
 """Environment variable holding the key `arsl predict` / `arsl api-test` send (never a config value)."""
 CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 
 
-def open_control(settings: Settings) -> LocalServingControl:
+def open_control(settings: Settings) -> GatewayControl:
     """The local gateway's control; `WrongBackend` on a backend that serves elsewhere."""
     return backend_for(settings).gateway_control()
 
@@ -58,7 +58,7 @@ def gateway_presence(settings: Settings) -> tuple[bool, bool]:
 class DeployOutcome:
     version: str
     deployment: Deployment
-    process: ProcessRecord
+    process: GatewayProcess
     started: bool
     """True when this call started the gateway; False when it changed a running one."""
 
@@ -153,7 +153,7 @@ def start(settings: Settings) -> DeployOutcome:
         control.close()
 
 
-def stop(settings: Settings) -> ProcessRecord | None:
+def stop(settings: Settings) -> GatewayProcess | None:
     """Stop the gateway (answering the requests it holds first); None if none ran."""
     control = open_control(settings)
     try:
@@ -165,7 +165,7 @@ def stop(settings: Settings) -> ProcessRecord | None:
 @dataclass(frozen=True)
 class ServiceStatus:
     running: bool
-    process: ProcessRecord | None
+    process: GatewayProcess | None
     deployment: Deployment | None
     health: Mapping[str, Any] | None
     log: Path

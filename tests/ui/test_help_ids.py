@@ -24,3 +24,21 @@ async def test_each_remappable_key_in_help_shows_its_id(make_app: AppFactory) ->
         text = screen_text(app)
         assert f"id {training[0].binding_id}" in text
         assert "Remap a key by the id under what it does" in str(app.screen.query_one("#help-hint").render())
+
+
+async def test_help_on_a_tab_with_nothing_to_act_on_lists_that_tabs_actions_first(make_app: AppFactory) -> None:
+    # No canary run: every canary action is "not now", and the focus sits in the versions table, whose
+    # cursor keys are active. The help must still open on what the Canary tab does, not on the arrows.
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("5")
+        await settle(app, pilot)
+        assert app.active_tab == "canary"
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        rows = app.screen.rows
+        canary_ids = {spec.id for spec in ACTIONS if spec.scope == "canary"}
+        leading = rows[: len(canary_ids)]
+        assert {row.binding_id for row in leading} == canary_ids
+        assert all(row.place == "Canary tab" and row.state != "✓ on" for row in leading)
+        assert any(row.place not in ("Canary tab", "everywhere") for row in rows[len(canary_ids) :])
