@@ -503,13 +503,14 @@ class ObsObjectStore:
         if bucket_status:
             status = int(bucket_status.group(1))
             code = {403: "AccessDenied", 404: "NoSuchBucket"}.get(status, failure.code)
-            detail = (
-                "the bucket does not exist"
-                if status == 404
-                else "access to the bucket is denied"
-                if status == 403
-                else failure.detail
-            )
+            if status == 404:
+                detail = "the bucket does not exist"
+            elif status == 403:
+                # A HEAD answer has no body, so OBS's error code (AccessDenied, SignatureDoesNotMatch,
+                # RequestTimeTooSkewed, ...) is lost; name every cause a 403 can have.
+                detail = "access to the bucket is denied: check the secret key, the clock and the bucket's permissions"
+            else:
+                detail = failure.detail
             failure = CloudFailure(
                 service="OBS",
                 operation="multipart upload",
