@@ -21,7 +21,17 @@ from arsl_tui.domain.serving import WrongBackend
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
     from arsl_tui.domain.alarms import AlarmRule, AlarmThresholds, Sampler, SkippedRule
-    from arsl_tui.domain.ports import GatewayControl, Monitor, ObjectStore, ServingPlatform, TrainingPlatform
+    from arsl_tui.domain.ports import (
+        CanaryStateStore,
+        GatewayControl,
+        ModelImporter,
+        Monitor,
+        ObjectStore,
+        ServingPlatform,
+        TrainingPlatform,
+    )
+    from arsl_tui.ops.doctor import Check
+    from arsl_tui.ops.gateway_versions import PublishedVersions
     from arsl_tui.ops.registry import ModelRegistry
     from arsl_tui.providers.local.monitor import LocalMonitor, OperatorLog
 
@@ -145,8 +155,10 @@ class Backend:
         return self.settings.huawei.service_name
 
     def serving_platform(self, registry: Callable[[], ModelRegistry]) -> ServingPlatform:
-        """The serving platform (the Huawei SDKs are imported only when this backend is huawei);
-        `registry` makes the model registry, asked only when a version's package is needed."""
+        """The serving platform (the Huawei SDKs are imported only when this backend is huawei): the local
+        gateway; on Huawei by `[huawei] serving`, `realtime` (v1 real-time services over imported AI
+        applications, public or dedicated pool) or `deployments` (new-version services on the dedicated pool
+        `pool_id`). `registry` makes the model registry, asked only when a version's package is needed."""
         settings = self.settings
         if self.runs_here:
             from arsl_tui.ops.serving import fetch_package
@@ -157,14 +169,23 @@ class Backend:
                 lambda: LocalServingControl.from_settings(settings),
                 lambda version: fetch_package(registry(), settings.home_dir, version),
             )
-        from arsl_tui.providers.huawei.services import ModelArtsServingPlatform
+        if settings.huawei.serving == "realtime":
+            from arsl_tui.ops.model_import import model_id_function
+            from arsl_tui.providers.huawei.realtime_services import RealtimeServingPlatform
+
+            # wait_s=0: a canary tick holds the canary lock, so a version whose AI application is still
+            # publishing fails the tick (transiently) instead of waiting; `arsl models import` is what waits.
+            return RealtimeServingPlatform.from_settings(
+                settings, model_id=model_id_function(registry, self._model_importer, wait_s=0.0)
+            )
+        from arsl_tui.providers.huawei.deployment_services import ModelArtsDeploymentServing
 
         def package_address(version: str) -> str:
             found = registry()
             record = found.get(version)
             return f"obs://{settings.storage.bucket}/{found.prefix}packages/{record.lineage.package_id}/"
 
-        return ModelArtsServingPlatform.from_settings(settings, package_address=package_address)
+        return ModelArtsDeploymentServing.from_settings(settings, package_address=package_address)
 
     def publish_service(self, url: str, gateway: Any = None) -> Any:
         """Publish the service answering at `url` through API Gateway (`gateway`, else the configured
@@ -176,6 +197,13 @@ class Backend:
             return gateway.setup(spec_from_settings(self.settings, url))
         except ApigError as error:
             raise ApiGatewayError(str(error)) from None
+
+    def api_gateway(self) -> PublishedVersions:
+        """The configured dedicated API Gateway instance: the published versions of the prediction API and the
+        switch back to one. Its refusals are `BackendCallError`s (`ApigError`)."""
+        from arsl_tui.providers.huawei.apig import ApigGateway
+
+        return ApigGateway.from_settings(self.settings)
 
     # --- alarms ---------------------------------------------------------------------------------
 
@@ -235,6 +263,44 @@ class Backend:
         from arsl_tui.state.db import open_state
 
         return OperatorLog(open_state(self.settings.home_dir))
+
+    def model_importer(self) -> ModelImporter | None:
+        """What turns a registered version into a model the serving platform deploys (ModelArts AI
+        applications; the SDK is imported only then); None where packages are served as registered."""
+        if self.runs_here:
+            return None
+        from arsl_tui.providers.huawei.models import ModelArtsModelImporter
+
+        return ModelArtsModelImporter.from_settings(self.settings)
+
+    def _model_importer(self) -> ModelImporter:
+        importer = self.model_importer()
+        if importer is None:
+            raise WrongBackend(f"the {self.name} backend serves registered packages as they are: nothing to import")
+        return importer
+
+    def preflight(self) -> list[Check]:
+        """`arsl doctor`'s read-only checks of this backend, in the order a pipeline run needs them."""
+        if self.runs_here:
+            from arsl_tui.providers.local.preflight import local_checks
+
+            return local_checks(self.settings)
+        from arsl_tui.providers.huawei.preflight import huawei_checks
+
+        return huawei_checks(self.settings)
+
+    def canary_state(self) -> CanaryStateStore:
+        """Where the canary's run, decisions and controller lock live: where the backend runs here, the home's
+        state file (one controller per home, a file lock); elsewhere the object store, so operators on several
+        hosts pointed at one bucket share the release and its controller lease (the store is reached on the
+        first read, so opening needs no credentials)."""
+        from arsl_tui.state.canary_store import CanaryStore
+
+        if self.runs_here:
+            return CanaryStore.open(self.settings.home_dir)
+        from arsl_tui.state.object_canary_store import ObjectCanaryStore
+
+        return ObjectCanaryStore.from_settings(self.settings, self.object_store, self.service_name())
 
 
 def _local(settings: Settings) -> Backend:

@@ -90,6 +90,7 @@ class HuaweiSettings:
     ces_endpoint: str = ""
     apig_endpoint: str = ""
     iam_endpoint: str = ""
+    smn_endpoint: str = ""
     apig_instance_id: str = ""
     service_name: str = field(default="arsl-sign-classifier", metadata=_REQUIRED)
     """The ModelArts real-time service the canary controller deploys into."""
@@ -98,10 +99,40 @@ class HuaweiSettings:
     """SWR path of the serving image (the model package's serving entry); empty until configured."""
     service_instances: int = field(default=1, metadata=_bounded(1, 128))
     service_port: int = field(default=8080, metadata=_bounded(1, 65_535))
+    serving: Literal["realtime", "deployments"] = "realtime"
+    """How ModelArts serves the versions: "realtime" (real-time services on public or dedicated pools, each
+    version a weighted `config[]` entry of an imported AI application) or "deployments" (new-version services
+    on the dedicated pool `pool_id`, a deployment per version)."""
+    service_specification: str = field(default="modelarts.vm.cpu.2u", metadata=_REQUIRED)
+    """Realtime serving: the specification each version's instances run on (checked against ModelArts' list)."""
+    service_auth: Literal["app", "token"] = "app"
+    """Realtime serving: how clients call the service: "app" (application authentication; clients send
+    `X-Apig-AppCode`) or "token" (an IAM token or AK/SK signature)."""
+    service_app_id: str = ""
+    """Realtime serving with `service_auth = "app"`: the id of the ModelArts app authorised to call the service."""
+    pool_id: str = ""
+    """The dedicated resource pool to serve on: required for "deployments" serving (new-version services run on
+    no other); optional for "realtime" (empty: the public pool)."""
+    service_priority: int = field(default=1, metadata=_bounded(1, 3))
+    """Priority of a new-version service's deployments (1-3); updates resend the value a deployment holds."""
+    aom_endpoint: str = ""
+    aom_requests_metric: str = field(default="infer_requests_total", metadata=_REQUIRED)
+    """AOM (Prometheus) counter of calls per deployment of a new-version service (see AOM's metric browser)."""
+    aom_failures_metric: str = field(default="infer_requests_failed_total", metadata=_REQUIRED)
+    """AOM (Prometheus) counter of failed calls per deployment of a new-version service."""
     apig_group_name: str = field(default="arsl", metadata=_REQUIRED)
     apig_api_name: str = field(default="arsl_predict", metadata=_REQUIRED)
     apig_app_name: str = field(default="arsl_clients", metadata=_REQUIRED)
     apig_environment: str = field(default="RELEASE", metadata=_REQUIRED)
+    apig_domain: str = field(
+        default="",
+        metadata=_text(
+            pattern=r"(?=.{1,255}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}",
+            expect="a domain name such as 'api.example.com' (letters, digits, '-' and dots; at most 255 characters)",
+        ),
+    )
+    """The independent domain bound to the API group, reported as the API's address. Empty: only the group's
+    debugging domain, which API Gateway allows 1,000 calls a day (apig_03_0006)."""
     timeout_s: float = field(default=30.0, metadata=_bounded(0.1, 600))
 
     def endpoint(self, service: str) -> str:
@@ -139,15 +170,18 @@ class UploadSettings:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    epochs: int = field(default=12, metadata=_bounded(1, 10_000))
-    batch_size: int = field(default=128, metadata=_bounded(1, 65_536))
+    epochs: int = field(default=7, metadata=_bounded(1, 10_000))
+    batch_size: int = field(default=64, metadata=_bounded(1, 65_536))
     learning_rate: float = field(default=0.003, metadata=_bounded(0.0, 10))
-    model: str = field(default="compact", metadata=_REQUIRED)
+    model: str = field(default="small", metadata=_REQUIRED)
+    """`small` reaches the production gate on the demo set in 7 epochs of batch 64 on two CPU cores (bench/train.py)."""
     nodes: int = field(default=1, metadata=_bounded(1, 512))
     gpus: int = field(default=1, metadata=_bounded(0, 16))
     local_processes: int = field(default=2, metadata=_bounded(1, 64))
     engine_name: str = field(default="PyTorch", metadata=_REQUIRED)
-    engine_version: str = field(default="pytorch_2.1.0-cuda_12.1-py_3.10-ubuntu_22.04-x86_64", metadata=_REQUIRED)
+    engine_version: str = field(default="pytorch_2.1.0-cuda_12.1-py_3.10.6-ubuntu_22.04-x86_64", metadata=_REQUIRED)
+    """A preset of `engine_name` ("Preparing a Model Training Image", develop-modelarts-1417); checked against
+    ModelArts' own list (`GET /v2/{project_id}/training-job-engines`) before a job is submitted."""
     flavor_id: str = field(default="modelarts.p3.large.public.free", metadata=_REQUIRED)
 
 
@@ -186,6 +220,20 @@ class CanarySettings:
     deploy_timeout_s: int = field(default=1200, metadata=_bounded(1, 86_400))
     poll_s: float = field(default=2.0, metadata=_bounded(0.05, 600))
     """How often `arsl canary watch` and the console check a deployment's progress."""
+    shadow: bool = True
+    """Step 0 of the plan: the challenger answers copies of live requests (never a client) before any split."""
+    shadow_share: int = field(default=100, metadata=_bounded(1, 100))
+    """Percent of answered requests copied to the challenger during the shadow window (local gateway)."""
+    shadow_window_s: int = field(default=300, metadata=_bounded(1, 86_400))
+    shadow_min_samples: int = field(default=100, metadata=_bounded(1, None))
+    """Compared copies the shadow window needs before it is judged (fewer: it is held)."""
+    min_agreement: float = field(default=0.8, metadata=_bounded(0.0, 1.0))
+    """The share of copies on which the challenger must give the champion's label. Not 1: a better challenger
+    disagrees exactly where the champion is wrong (online accuracy on the same requests tells which is right)."""
+    shadow_queue: int = field(default=256, metadata=_bounded(1, 100_000))
+    """Copies waiting for the challenger; beyond it a copy is dropped (and counted), never waited for."""
+    shadow_replay: bool = False
+    """Huawei real-time services: also replay a sample of recent requests' inputs (stores user images)."""
 
 
 @dataclass(frozen=True)
@@ -235,6 +283,22 @@ class AlarmSettings:
 
 
 @dataclass(frozen=True)
+class DriftSettings:
+    threshold: float = field(default=0.25, metadata=_bounded(0.01, 10.0))
+    """Drift score (the largest PSI of an image feature against the package's reference) above which a window
+    drifts; 0.25 is the usual "the population has shifted" reading of PSI."""
+    periods: int = field(default=3, metadata=_bounded(1, 180))
+    """Consecutive drifting periods ([alarms] evaluation_period_s) before `arsl-input-drift` alarms."""
+    window_s: int = field(default=300, metadata=_bounded(1, 86_400))
+    """How much recent traffic each drift measurement covers."""
+    low_confidence: float = field(default=0.5, metadata=_bounded(0.0, 1.0))
+    """A top-1 confidence under this counts as a low-confidence answer."""
+    min_images: int = field(default=200, metadata=_bounded(1, None))
+    """Live images a window needs before its drift score counts: with ten bins, PSI over a few dozen images of
+    an unchanged population already reaches 0.2–0.3 by chance."""
+
+
+@dataclass(frozen=True)
 class ConsoleSettings:
     theme: str = field(default="arsl-dark", metadata=_REQUIRED)
     show_header: bool = True
@@ -256,6 +320,7 @@ class Settings:
     canary: CanarySettings = CanarySettings()
     gateway: GatewaySettings = GatewaySettings()
     alarms: AlarmSettings = AlarmSettings()
+    drift: DriftSettings = DriftSettings()
     console: ConsoleSettings = ConsoleSettings()
     keymap: Mapping[str, str] = field(default_factory=dict)
     """Binding id → keys (Textual syntax, comma-separated), e.g. {"upload.start" = "ctrl+u"}."""

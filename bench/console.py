@@ -17,7 +17,8 @@ panel) is sent as a key event; latency = from sending the key to the first compo
 panel's state flipped. Upload sources:
   * storm: a stand-in engine posting 108,098 UploadProgressed events (one per object of the full ArSL
     data set in files mode) from 8 threads as fast as Python allows — the worst case for flooding;
-  * real (`--real-files N`): the real engine, files mode, local store, on N unique small JPEGs.
+  * real (`--real-files N`): the real engine, files mode, local store, on N unique small JPEGs, run the way the
+    console's services run it (`ui.services.run_upload`; `ops.upload_process` runs it in a process of its own).
 Results are printed and written to bench/results/console.json.
 
 `--tiny` runs every part above in seconds (one cold start, short windows, a small storm, 64 real files) and
@@ -341,13 +342,23 @@ def _real_services(started_marker: threading.Event) -> Any:
 
     real = default_services()
 
-    def run_upload(settings: Any, order: Any, on_event: Callable[[Any], None], control: Any) -> Any:
-        def forward(event: Any) -> None:
+    class Forward:
+        """The tab's feed, marking the first progress; coalesced progress keeps its count (`add_progress`)."""
+
+        def __init__(self, feed: Any) -> None:
+            self.feed = feed
+
+        def __call__(self, event: Any) -> None:
             if type(event).__name__ == "UploadProgressed":
                 started_marker.set()
-            on_event(event)
+            self.feed(event)
 
-        return real.run_upload(settings, order, forward, control)
+        def add_progress(self, event: Any, count: int) -> None:
+            started_marker.set()
+            self.feed.add_progress(event, count)
+
+    def run_upload(settings: Any, order: Any, on_event: Callable[[Any], None], control: Any) -> Any:
+        return real.run_upload(settings, order, Forward(on_event), control)
 
     return ConsoleServices(
         validate=real.validate,

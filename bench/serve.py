@@ -11,9 +11,15 @@ and the same torch thread count, so the difference is what the gateway adds:
 (b) a plain endpoint: each request decodes its image and runs its own forward pass on one worker
     thread (Predictor.predict([image])), no batching.
 Both servers run side by side and each run is made on one, then at once on the other, so both meet the
-same background load (the 1-minute load average is recorded with every run: on a shared 2-core machine
-other work moves the figures a lot). The CPU cost per image of the forward pass alone at batch 1, 8 and
-32 is measured first: it bounds what batching can gain on this machine.
+same background load (the 1-minute load average and the cores the whole machine kept busy are recorded
+with every run: on a shared 2-core machine other work moves the figures a lot).
+
+The bare forward pass is measured first, in this process: CPU milliseconds per image at batch 1 and at
+every batch size the micro-batcher forms (powers of two up to `--max-batch`), for each runtime the
+gateway can serve with (torch, and ONNX Runtime when `onnxruntime` and `onnx` are installed), interleaved
+so both meet the same load. The summary sets the gateway's CPU per request at saturation against the bare
+forward cost of its runtime at the mean batch it formed there: the difference is what the gateway adds
+(HTTP, auth, rate limits, decoding, batching, metrics); goal ≤ 30 % of the forward cost.
 The load generator is a separate process: an asyncio (uvloop) client over raw keep-alive sockets with
 pre-built requests, so it costs the machine little. Fixed rates are open-loop (requests are scheduled
 on a clock; latency counts from the scheduled time, so queueing shows); saturation is closed-loop
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -50,6 +57,8 @@ RESULTS = REPO / "bench" / "results" / "serve.json"
 TINY_DEFAULTS = {"rates": [20.0], "duration": 1.0, "concurrency": 4}
 _LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
 _VERSION = re.compile(rb'"model_version":\s*"(v\d+)"')
+OVERHEAD_TARGET = 0.30
+"""The gateway may add at most this share of the bare forward cost per image (CPU per request at saturation)."""
 
 
 # --- load generator (runs in its own process) ------------------------------------------------------
@@ -342,13 +351,16 @@ def _measure(
     pid: int,
 ) -> dict[str, Any]:
     before = _metric_sums(url) if url else {}
-    cpu_before = _cpu_s(pid)
+    cpu_before, busy_before, wall_before = _cpu_s(pid), _machine_busy_s(), time.perf_counter()
     result = _run_load(
         host, port, "/v1/predict", key, images, rate=rate, concurrency=args.concurrency, duration=args.duration
     )
     cpu = _cpu_s(pid) - cpu_before
+    busy, wall = _machine_busy_s() - busy_before, time.perf_counter() - wall_before
     result["server_cpu_ms_per_request"] = round(cpu * 1000 / result["completed"], 3) if result["completed"] else None
     result["server_cpu_cores"] = round(cpu / result["duration_s"], 2)
+    # Every process's CPU over the run (the load generator's and other work's too): how quiet the machine was.
+    result["machine_busy_cores"] = round(busy / wall, 2)
     if url:
         after = _metric_sums(url)
         batches = after.get("arsl_gateway_batch_size_count", 0) - before.get("arsl_gateway_batch_size_count", 0)
@@ -360,7 +372,8 @@ def _measure(
         f"  {label:8} {name:24} {result['throughput_rps']:7.1f} req/s  p50 {result['p50_ms']} ms  "
         f"p95 {result['p95_ms']} ms  p99 {result['p99_ms']} ms  errors {result['errors']}  "
         f"batch {result.get('mean_batch', '-')}  CPU {result['server_cpu_ms_per_request']} ms/req "
-        f"({result['server_cpu_cores']} cores)  {result['versions']}  load {result['loadavg_1m']}",
+        f"({result['server_cpu_cores']} cores; machine {result['machine_busy_cores']})  {result['versions']}  "
+        f"load {result['loadavg_1m']}",
         flush=True,
     )
     return result
@@ -393,24 +406,89 @@ def _start_baseline(work: Path, model_dir: Path, image: Path, threads: int) -> t
     return process, int(port_file.read_text())
 
 
-def forward_cost(model_dir: Path, threads: int) -> dict[str, float]:
-    """CPU milliseconds per image of decode-free inference at batch 1 and 32: the ceiling batching can lift."""
-    import torch
+def batch_sizes(max_batch: int) -> list[int]:
+    """The batch sizes the forward cost is measured at: powers of two up to max_batch, and max_batch itself."""
+    sizes = [1]
+    while sizes[-1] * 2 < max_batch:
+        sizes.append(sizes[-1] * 2)
+    return sorted({*sizes, max_batch})
 
+
+def forward_costs(model_dir: Path, threads: int, sizes: list[int], rounds: int) -> dict[str, dict[str, float]]:
+    """CPU milliseconds per image of the bare forward pass (normalised input → probabilities), per runtime and
+    batch size: the least of `rounds` interleaved rounds, the figure least inflated by other work."""
     from arsl_tui.serving.batching import configure_torch
+    from arsl_tui.serving.runtime import onnx_forward, onnxruntime_installed, probe_batch, torch_forward
     from trainer.predict import Predictor
 
-    configure_torch(threads)
+    count = configure_torch(threads)
     predictor = Predictor.load(model_dir)
-    costs = {}
-    for size, repeats in ((1, 200), (8, 40), (32, 15)):
-        batch = torch.rand(size, 1, 64, 64)
-        predictor.probabilities(batch)
-        started = time.thread_time()
-        for _ in range(repeats):
-            predictor.probabilities(batch)
-        costs[f"batch_{size}"] = round((time.thread_time() - started) / repeats / size * 1000, 3)
-    return costs
+    forwards = {"torch": torch_forward(predictor)}
+    if onnxruntime_installed():
+        forwards["onnxruntime"] = onnx_forward(predictor, count)
+    samples: dict[str, dict[int, list[float]]] = {name: {size: [] for size in sizes} for name in forwards}
+    for _round in range(rounds):
+        for size in sizes:
+            batch = probe_batch(predictor, size)
+            repeats = max(3, 160 // size)
+            for name, forward in forwards.items():
+                forward(batch)
+                started = time.thread_time()
+                for _ in range(repeats):
+                    forward(batch)
+                samples[name][size].append((time.thread_time() - started) / repeats / size * 1000)
+    return {
+        name: {f"batch_{size}": round(min(values), 3) for size, values in by_size.items()}
+        for name, by_size in samples.items()
+    }
+
+
+def cost_at(costs: dict[str, float], batch: float) -> float:
+    """The forward cost per image at a (mean, fractional) batch size, interpolated between measured sizes."""
+    points = sorted((int(name.split("_")[1]), value) for name, value in costs.items())
+    if batch <= points[0][0]:
+        return points[0][1]
+    for (low, low_cost), (high, high_cost) in itertools.pairwise(points):
+        if batch <= high:
+            return low_cost + (high_cost - low_cost) * (batch - low) / (high - low)
+    return points[-1][1]
+
+
+def _gateway_runtimes(url: str, key: str, timeout_s: float = 120) -> dict[str, str]:
+    """The runtime each served version settled on (the gateway converts in the background after it starts)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        versions = httpx.get(url + "/v1/model/info", headers={"X-Apig-AppCode": key}, trust_env=False).json()[
+            "versions"
+        ]
+        if all(item.get("runtime_settled", True) for item in versions) or time.monotonic() > deadline:
+            return {item["version"]: item.get("runtime", "torch") for item in versions}
+        time.sleep(0.1)  # another process's state, only visible by asking it again
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds all cores of the machine have spent not idle (every process, ours and others')."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]  # steal (a VM's host's other guests) left out
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def _overhead(forward: dict[str, float], run: dict[str, Any]) -> dict[str, Any]:
+    """What the gateway's CPU per request adds to the bare forward cost per image at the batch it formed."""
+    cpu = run["server_cpu_ms_per_request"]
+    batch = run.get("mean_batch") or 1.0
+    if cpu is None:
+        return {}
+    bare = cost_at(forward, batch)
+    return {
+        "mean_batch": batch,
+        "gateway_cpu_ms_per_request": cpu,
+        "bare_forward_cpu_ms_per_image": round(bare, 3),
+        "overhead_ms": round(cpu - bare, 3),
+        "overhead_ratio": round((cpu - bare) / bare, 3),
+    }
 
 
 def main(args: argparse.Namespace) -> int:
@@ -457,8 +535,14 @@ torch_threads = {args.threads}
             "concurrency": args.concurrency,
         },
     }
-    results["forward_cpu_ms_per_image"] = forward_cost(packages["v1"], args.threads)
-    print(f"forward pass, CPU ms per image: {results['forward_cpu_ms_per_image']}", flush=True)
+    sizes = batch_sizes(args.max_batch)
+    forward = forward_costs(packages["v1"], args.threads, sizes, 1 if args.tiny else 3)
+    results["forward_cpu_ms_per_image"] = forward
+    results["forward_loadavg_1m"] = round(os.getloadavg()[0], 2)
+    print(f"bare forward pass, CPU ms per image (least of interleaved rounds; load {results['forward_loadavg_1m']}):")
+    print("  " + f"{'runtime':12}" + "".join(f"{'b' + str(size):>8}" for size in sizes), flush=True)
+    for name, costs in forward.items():
+        print("  " + f"{name:12}" + "".join(f"{costs[f'batch_{size}']:8.3f}" for size in sizes), flush=True)
     first_image = image_paths[0].read_bytes()
     started = time.perf_counter()
     record = control.start()
@@ -470,6 +554,8 @@ torch_threads = {args.threads}
 
         httpx.post(f"http://127.0.0.1:{port}/v1/predict", content=first_image, trust_env=False, timeout=60)
         results["gateway_start"] = {"ready_s": round(ready_s, 3), "first_answer_s": round(first_s, 3)}
+        results["gateway_runtimes"] = _gateway_runtimes(record.endpoint, key)
+        print(f"gateway forward runtime per version: {results['gateway_runtimes']}", flush=True)
         results["gateway_rss_mb_two_versions"] = _rss_mb(record.pid)
         results["baseline_rss_mb_one_version"] = _rss_mb(baseline.pid)
         print(
@@ -505,7 +591,14 @@ torch_threads = {args.threads}
     gateway_sat = results["gateway"][-1]["throughput_rps"]
     baseline_sat = results["baseline"][-1]["throughput_rps"]
     at_200 = next((run for run in results["gateway"] if run["offered_rps"] == 200), None)
+    runtime = results["gateway_runtimes"].get("v1", "torch")
+    overhead = _overhead(forward.get(runtime, forward["torch"]), results["gateway"][-1])
     results["summary"] = {
+        "gateway_runtime": runtime,
+        "bare_forward_cpu_ms_per_image": forward,
+        "gateway_overhead_at_saturation": overhead,
+        "gateway_overhead_at_200_rps": _overhead(forward.get(runtime, forward["torch"]), at_200) if at_200 else None,
+        "target_overhead_30pct_met": bool(overhead and overhead["overhead_ratio"] <= OVERHEAD_TARGET),
         "saturation_rps": {"gateway": gateway_sat, "baseline": baseline_sat},
         "speedup": round(gateway_sat / baseline_sat, 2) if baseline_sat else None,
         "server_cpu_ms_per_request_at_saturation": {
@@ -519,6 +612,14 @@ torch_threads = {args.threads}
         ),
         "loadavg_after": os.getloadavg(),
     }
+    if overhead:
+        print(
+            f"gateway ({runtime}) at saturation: {overhead['gateway_cpu_ms_per_request']} ms CPU per request vs "
+            f"bare forward {overhead['bare_forward_cpu_ms_per_image']} ms per image at its mean batch "
+            f"{overhead['mean_batch']}: overhead {overhead['overhead_ms']} ms = {overhead['overhead_ratio']:.0%} "
+            f"(goal ≤ {OVERHEAD_TARGET:.0%})",
+            flush=True,
+        )
     print(json.dumps(results["summary"], indent=1))
     out = args.out or (Path(tempfile.mkdtemp(prefix="arsl-bench-tiny-")) / RESULTS.name if args.tiny else RESULTS)
     out.parent.mkdir(parents=True, exist_ok=True)

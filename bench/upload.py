@@ -23,6 +23,11 @@ below it ten times a second (`peak_tree_rss_mb`; RUSAGE_CHILDREN would not do: a
 ru_maxrss includes the parent's pages it shared between fork and exec). The load average is recorded around each
 measurement: on a shared machine it says how much of the CPUs the measurement had.
 
+Phases: `validating` is the engine's prediction pass (every file read and hashed, sizes and modes from the
+image headers) whenever it predicts no problem; the images are then decoded while the data set is sent
+(by the packing workers in shards mode, beside the sending in files mode), so decoding has no phase of
+its own. `sending` starts when the first object is ready (in shards mode, the first shard packed).
+
 `--tiny` runs every measurement above in seconds (64 files, a 32-file sequential sample, a sink at 5 ms;
 any option given on the command line wins) in a fresh temporary folder, where its JSON goes too unless
 `--out` is given. The exit status is 1 when a measurement failed.

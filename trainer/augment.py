@@ -19,15 +19,15 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    rotate_deg: float = 12.0
-    scale: tuple[float, float] = (0.9, 1.1)
-    shear_deg: float = 5.0
-    translate: float = 0.08  # fraction of the image size
-    brightness: float = 0.2  # additive, in units of full scale
-    contrast: float = 0.25  # multiplicative around each image's mean
-    blur_p: float = 0.3
+    rotate_deg: float = 6.0
+    scale: tuple[float, float] = (0.95, 1.05)
+    shear_deg: float = 3.0
+    translate: float = 0.05  # fraction of the image size
+    brightness: float = 0.1  # additive, in units of full scale
+    contrast: float = 0.15  # multiplicative around each image's mean
+    blur_p: float = 0.0
     blur_sigma: tuple[float, float] = (0.3, 1.2)
-    erase_p: float = 0.3
+    erase_p: float = 0.0
     erase_area: tuple[float, float] = (0.02, 0.12)
 
 

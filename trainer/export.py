@@ -4,6 +4,8 @@
       config.json           format, architecture, classes, input, normalisation, weights + sha256,
                             manifest id, training job id, metrics, serving command
       model.safetensors     the weights (no pickle)
+      input_profile.json    the reference profile of the validation inputs and answers (trainer/profile.py),
+                            when the exporter is given the validation images; named in config.json
       trainer/              the code the predictor and the serving entry need, copied from this package:
                             model.py preprocess.py weights.py predict.py modelarts/serve.py
 
@@ -27,6 +29,7 @@ from torch import nn
 from trainer import __version__
 from trainer.predict import CONFIG_NAME, PACKAGE_FORMAT
 from trainer.preprocess import IMAGE_SIZE
+from trainer.profile import PROFILE_NAME, build_profile, write_profile
 from trainer.weights import save_weights
 
 WEIGHTS_NAME = "model.safetensors"
@@ -54,8 +57,10 @@ def export_package(
     manifest_id: str,
     metrics: dict[str, Any],
     job_id: str = "",
+    reference_images: torch.Tensor | None = None,
 ) -> Path:
-    """Write `output/model/` and return its path."""
+    """Write `output/model/` and return its path; with `reference_images` (the validation split's (N, 1, 64, 64)
+    uint8 tensor) also the reference profile the gateway measures input drift against."""
     target = output / PACKAGE_DIR
     staging = output / f".{PACKAGE_DIR}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -86,6 +91,10 @@ def export_package(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "serving": {"command": SERVE_COMMAND, "port": 8080, "health": "/health", "predict": "/predict"},
     }
+    if reference_images is not None:
+        profile = build_profile(model, reference_images, classes, mean=mean, std=std)
+        write_profile(staging, profile)
+        config["input_profile"] = PROFILE_NAME
     (staging / CONFIG_NAME).write_text(json.dumps(config, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     previous = output / f".{PACKAGE_DIR}.old-{os.getpid()}"
     if target.exists():

@@ -1,12 +1,13 @@
 """The CNNs for 1×64×64 grayscale signs.
 
-`compact` (default, ~0.3 M parameters, ~0.09 GFLOPs per image): a stride-2 stem so every stage runs at
-32×32 or less, three VGG-style stages, global average pooling. It is the fastest of the candidates
-measured on the 2-core CPU (see the training notes) and reaches the gate on the synthetic set.
+`small` (the CPU default, ~0.3 M parameters, ~0.02 GFLOPs per image): compact's layout after a 4×4, stride-4
+stem, the fastest to the gate on two CPU cores (bench/train.py).
+`compact` (~0.3 M parameters, ~0.09 GFLOPs per image): a stride-2 stem so every stage runs at
+32×32 or less, three VGG-style stages, global average pooling.
 `wide` (~2.4 M parameters, ~0.9 GFLOPs): a ResNet-9-style net at full resolution with residual
 blocks, for GPUs, where the extra width costs little time.
 
-Both are built by name from `build_model`, which the predictor also uses with the name stored in the
+All are built by name from `build_model`, which the predictor also uses with the name stored in the
 package's config.json.
 """
 
@@ -37,6 +38,34 @@ class CompactCNN(nn.Module):
             conv_bn(32, 64),
             conv_bn(64, 64),
             nn.MaxPool2d(2),  # → 8
+            conv_bn(64, 128),
+            conv_bn(128, 128),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(128, num_classes))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))
+
+
+class SmallCNN(nn.Module):
+    """compact's stages at a quarter of the resolution: a 4×4, stride-4 stem (every pixel seen once), then 16×16,
+    8×8 and 4×4. About a sixth of compact's multiply-adds, so three times the images per CPU-second in training,
+    and it reaches the gate on the demo set in 7 epochs (bench/train.py)."""
+
+    def __init__(self, num_classes: int, in_channels: int = 1, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 24, 4, stride=4, bias=False),  # 64 → 16
+            nn.BatchNorm2d(24),
+            nn.ReLU(inplace=True),
+            conv_bn(24, 32),
+            conv_bn(32, 32),
+            nn.MaxPool2d(2),  # → 8
+            conv_bn(32, 64),
+            conv_bn(64, 64),
+            nn.MaxPool2d(2),  # → 4
             conv_bn(64, 128),
             conv_bn(128, 128),
             nn.AdaptiveAvgPool2d(1),
@@ -82,6 +111,7 @@ class WideCNN(nn.Module):
 
 ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
     "compact": lambda num_classes: CompactCNN(num_classes),
+    "small": lambda num_classes: SmallCNN(num_classes),
     "wide": lambda num_classes: WideCNN(num_classes),
 }
 

@@ -138,7 +138,7 @@ class Predictor:
                 raise InvalidImage(index, str(error)) from None
         return torch.stack(tensors)
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: ModelArts' PyTorch runtimes carry torch 1.8
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, 1, 64, 64) normalised inputs → (B, classes) softmax probabilities, in chunks of max_batch."""
         outputs = []
@@ -156,7 +156,8 @@ class Predictor:
         return [
             [
                 Prediction(self.classes[int(index)], int(index), float(value))
-                for value, index in zip(row_values, row_indices, strict=True)
+                # zip without strict: ModelArts' PyTorch runtimes run Python 3.7 (topk rows have equal lengths)
+                for value, index in zip(row_values, row_indices)  # noqa: B905
             ]
-            for row_values, row_indices in zip(values.tolist(), indices.tolist(), strict=True)
+            for row_values, row_indices in zip(values.tolist(), indices.tolist())  # noqa: B905
         ]

@@ -27,6 +27,10 @@ import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # started as a file (the ModelArts boot file): make `trainer` importable
+    # Python put this file's folder first on the path, where trainer/profile.py would shadow the standard library's
+    # `profile` (which torch imports); the repository root takes its place.
+    if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+        del sys.path[0]
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
@@ -85,7 +89,7 @@ class TrainConfig:
     seed: int = 0
     model: str = "compact"
     resume: bool = False
-    warmup_epochs: float = 1.0
+    warmup_epochs: float = 0.5
     patience: int = 5
     label_smoothing: float = 0.0
     amp: str = "auto"
@@ -133,11 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of AdamW (default 3e-3)")
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, order and augmentation")
-    parser.add_argument("--model", default="compact", help="compact (CPU default) or wide (GPU)")
+    parser.add_argument("--model", default="compact", help="small (fastest on a CPU), compact or wide (GPU)")
     parser.add_argument(
         "--resume", action="store_true", help="continue from OUT/checkpoints/last.pt when it exists (else start fresh)"
     )
-    parser.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up before cosine decay")
+    parser.add_argument("--warmup-epochs", type=float, default=0.5, help="linear warm-up before cosine decay")
     parser.add_argument(
         "--patience", type=int, default=5, help="stop after this many epochs without a lower validation loss (0: never)"
     )
@@ -265,7 +269,7 @@ def _make_output(output: Path) -> str:
     return ""
 
 
-def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     decay = [parameter for parameter in model.parameters() if parameter.ndim > 1]
     no_decay = [parameter for parameter in model.parameters() if parameter.ndim <= 1]
     return torch.optim.AdamW(
@@ -274,7 +278,7 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     )
 
 
-def _schedule(
+def build_schedule(
     optimizer: torch.optim.Optimizer, steps_per_epoch: int, config: TrainConfig
 ) -> torch.optim.lr_scheduler.LambdaLR:
     total = max(1, steps_per_epoch * config.epochs)
@@ -538,8 +542,8 @@ def run(config: TrainConfig, context: DistContext) -> RunResult:
     identity = _run_identity(config, cache, len(sampler))
     saved = _load_run_checkpoint(config, context, identity)
     model = _build_model(config, context, len(cache.classes))
-    optimizer = _optimizer(model, config)
-    scheduler = _schedule(optimizer, len(sampler), config)
+    optimizer = build_optimizer(model, config)
+    scheduler = build_schedule(optimizer, len(sampler), config)
     progress = Progress()
     last_path = config.output / CHECKPOINT_DIR / LAST_NAME
     if saved is not None:
@@ -726,6 +730,7 @@ def _finish(
             manifest_id=cache.dataset_id,
             metrics=metrics,
             job_id=config.job_id,
+            reference_images=cache.splits["val"].images,
         )
         log.write(final)
     barrier(context)

@@ -17,7 +17,11 @@ from arsl_tui.cli import (
     commands_canary,
     commands_console,
     commands_data,
+    commands_doctor,
+    commands_drift,
     commands_gate,
+    commands_gateway_versions,
+    commands_models,
     commands_pipeline,
     commands_serve,
     commands_train,
@@ -31,10 +35,14 @@ _GROUPS = (
     commands_upload,
     commands_train,
     commands_gate,
+    commands_models,
     commands_serve,
     commands_canary,
+    commands_gateway_versions,
     commands_alarms,
+    commands_drift,
     commands_pipeline,
+    commands_doctor,
 )
 
 

@@ -7,6 +7,10 @@
     arsl canary promote [--full]        next step now (--full: all traffic, champion at once)
     arsl canary pause | resume          stop / restart judging (traffic stays where it is)
     arsl canary rollback [--reason T]   champion 100 %, challenger 0 %, at once
+    arsl canary shadow status           the shadow step: how this backend mirrors, the window's copies
+                                        sent/dropped, agreement with the champion, both latencies
+    arsl canary shadow start [VERSION]  start a canary with the shadow step ([canary] shadow aside)
+    arsl canary shadow skip [--reason]  leave the shadow step now: the first traffic step starts
     arsl gateway setup                  (huawei) API group, API with APP auth in front of the service,
                                         app + app code, throttling policy, publish; idempotent
 
@@ -64,7 +68,29 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
     start = actions.add_parser("start", parents=[common], help="release VERSION beside the champion")
     start.add_argument("version", nargs="?", metavar="VERSION", help="v3, … or challenger (default: the challenger)")
     start.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    start.add_argument(
+        "--no-shadow", action="store_true", help="no shadow step: the first traffic step at once ([canary] shadow)"
+    )
     start.set_defaults(handler=_errors(start_command))
+    shadow = actions.add_parser(
+        "shadow",
+        parents=[common],
+        help="the shadow step: copies of live requests to the challenger before any user sees it",
+        description="Step 0 of the canary plan: the champion answers every request; a share of them is also "
+        "sent to the challenger after the answer is on its way and compared ([canary] shadow, shadow_share, "
+        "shadow_window_s, shadow_min_samples, min_agreement).",
+    )
+    shadow_actions = shadow.add_subparsers(dest="shadow_command", metavar="ACTION")
+    shadow_status = shadow_actions.add_parser("status", parents=[common], help="the shadow window")
+    shadow_status.set_defaults(handler=_errors(shadow_status_command))
+    shadow_start = shadow_actions.add_parser("start", parents=[common], help="start a canary with the shadow step")
+    shadow_start.add_argument("version", nargs="?", metavar="VERSION", help="default: the challenger")
+    shadow_start.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    shadow_start.set_defaults(handler=_errors(shadow_start_command))
+    skip = shadow_actions.add_parser("skip", parents=[common], help="leave the shadow step: first traffic step now")
+    skip.add_argument("--reason", default="", metavar="TEXT", help="why (goes into the promotion log)")
+    skip.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    skip.set_defaults(handler=_errors(shadow_skip_command))
     promote = actions.add_parser("promote", parents=[common], help="go to the next step now")
     promote.add_argument("--full", action="store_true", help="skip the remaining steps: promote at once")
     promote.add_argument("--reason", default="", metavar="TEXT", help="why (goes into the promotion log)")
@@ -111,11 +137,14 @@ def _errors(handler: Handler) -> Handler:
         from arsl_tui.domain.ports import ServingPlatformError
         from arsl_tui.domain.registry import RegistryError
         from arsl_tui.ops.canary_wiring import GatewaySetupError
-        from arsl_tui.state.canary_store import ControllerBusy
+        from arsl_tui.state.canary_store import CanaryStateUnavailable, ControllerBusy, LeaseHeld
 
         try:
             return handler(context, namespace)
-        except (ControllerBusy, GatewaySetupError) as error:
+        except LeaseHeld as error:
+            # Another controller drives the release (it names the holder and since when): not allowed now.
+            raise CommandFailed(str(error), EXIT_FAILED) from None
+        except (ControllerBusy, CanaryStateUnavailable, GatewaySetupError) as error:
             raise CommandFailed(str(error), EXIT_BACKEND) from None
         except CanaryError as error:
             raise CommandFailed(str(error), EXIT_FAILED) from None
@@ -152,12 +181,48 @@ def _percent(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
 
 
+def print_shadow(context: CommandContext, status: CanaryStatus) -> None:
+    """The shadow step: how this backend mirrors, how the step ended, and the window's figures."""
+    data = status.shadow_json()
+    facts = Table(show_header=False, show_edge=False, pad_edge=False, box=None, title="shadow")
+    facts.add_column(style="bold")
+    facts.add_column()
+    facts.add_row("how", Text(data["how"]))
+    if not data["planned"]:
+        facts.add_row("step", Text("none in this run" if status.run is not None else "no canary started"))
+    else:
+        facts.add_row("plan", Text(f"copies of {data['share']}% for {data['window_s']:g} s windows"))
+        facts.add_row("state", Text("running" if data["active"] else (data["result"] or "not started")))
+    window = data["window"]
+    if window is not None:
+        facts.add_row("copies", Text(f"{window['sent']} sent, {window['dropped']} dropped of {window['offered']}"))
+        facts.add_row("agreement", Text(f"{_percent(window['agreement'])} of {window['compared']}"))
+        facts.add_row("errors", Text(f"{window['errors']} ({_percent(window['error_rate'])})"))
+        facts.add_row(
+            "latency p50",
+            Text(f"champion {_ms(window['champion_p50_ms'])}, challenger {_ms(window['challenger_p50_ms'])}"),
+        )
+        if window["feedback"]:
+            champion = window["champion_correct"] / window["feedback"]
+            challenger = window["challenger_correct"] / window["feedback"]
+            facts.add_row(
+                "accuracy",
+                Text(f"champion {_percent(champion)}, challenger {_percent(challenger)} of {window['feedback']}"),
+            )
+    for verdict in data["verdicts"][-3:]:
+        facts.add_row("verdict", Text(f"{verdict['judgement']['outcome']}: {verdict['judgement']['reason']}"))
+    context.console.print(facts)
+
+
 def print_status(context: CommandContext, status: CanaryStatus) -> None:
     from arsl_tui.ops.canary import stats_rows
 
     run = status.run
     if run is None:
-        context.console.print("no canary has been started (`arsl canary start [VERSION]`)")
+        if not status.state_unavailable:
+            context.console.print("no canary has been started (`arsl canary start [VERSION]`)")
+        for problem in status.problems:
+            context.console.print(Text(f"unavailable: {problem}", style="yellow"), soft_wrap=True)
         return
     facts = Table(show_header=False, show_edge=False, pad_edge=False, box=None)
     facts.add_column(style="bold")
@@ -171,6 +236,9 @@ def print_status(context: CommandContext, status: CanaryStatus) -> None:
         f"[{step.weight}%]" if index == run.step and run.phase.active else f"{step.weight}%"
         for index, step in enumerate(run.plan.steps)
     )
+    if run.plan.shadow is not None:
+        shadow = f"shadow {run.plan.shadow.share}%"
+        steps = (f"[{shadow}]" if run.phase.value == "shadowing" else shadow) + "  " + steps
     facts.add_row("plan", Text(steps))
     facts.add_row(
         "weights",
@@ -184,6 +252,8 @@ def print_status(context: CommandContext, status: CanaryStatus) -> None:
         facts.add_row("alarm", Text(run.alarm, style="bold red"))
     if run.error:
         facts.add_row("last error", Text(run.error, style="yellow"))
+    if status.controller is not None:
+        facts.add_row("controller", Text(status.controller_text()))
     for problem in status.problems:
         facts.add_row("unavailable", Text(problem, style="yellow"))
     context.console.print(facts)
@@ -214,9 +284,14 @@ def print_status(context: CommandContext, status: CanaryStatus) -> None:
             metrics = ", ".join(f"{metric['name']} {metric['classification']}" for metric in judgement["metrics"])
             score = judgement.get("score")
             verdicts.add_row(
-                f"{record['weight']}%", judgement["outcome"], "—" if score is None else f"{score:.0f}", Text(metrics)
+                "shadow" if record.get("phase") == "shadow" else f"{record['weight']}%",
+                judgement["outcome"],
+                "—" if score is None else f"{score:.0f}",
+                Text(metrics),
             )
         context.console.print(verdicts)
+    if run.plan.shadow is not None:
+        print_shadow(context, status)
 
 
 # --- commands -------------------------------------------------------------------------------------
@@ -232,6 +307,8 @@ def status_command(context: CommandContext, namespace: argparse.Namespace) -> in
         context.emit_json(status.to_json())
     else:
         print_status(context, status)
+    if status.state_unavailable:
+        return EXIT_BACKEND  # the release's records (in the bucket) could not be read: not "no canary"
     return _exit_for(status)
 
 
@@ -276,13 +353,18 @@ def start_command(context: CommandContext, namespace: argparse.Namespace) -> int
         version = namespace.version or aliases.get("challenger") or "?"
         version = aliases.get(version, version)
         first = context.settings.canary.steps[0]
+        shadow = getattr(namespace, "shadow_forced", None)
+        if shadow is None and getattr(namespace, "no_shadow", False):
+            shadow = False
+        in_shadow = (context.settings.canary.shadow if shadow is None else shadow) and controller.may_shadow
+        after = ", after a shadow step (copies only, no client traffic)" if in_shadow else ""
         confirm(
             context,
             f"Release {version} beside champion {aliases.get('champion', '?')} at {first}% "
-            f"({', '.join(f'{weight}%' for weight in context.settings.canary.steps)})?",
+            f"({', '.join(f'{weight}%' for weight in context.settings.canary.steps)}){after}?",
             namespace.yes,
         )
-        controller.start(namespace.version, expect_seq=seen.seq if seen else 0)
+        controller.start(namespace.version, expect_seq=seen.seq if seen else 0, shadow=shadow)
         status = controller.status()
     finally:
         controller.close()
@@ -364,6 +446,48 @@ def rollback_command(context: CommandContext, namespace: argparse.Namespace) -> 
     return EXIT_FAILED if status.phase.value == "failed" else EXIT_OK
 
 
+def shadow_status_command(context: CommandContext, namespace: argparse.Namespace) -> int:
+    controller = _controller(context)
+    try:
+        status = controller.status()
+    finally:
+        controller.close()
+    if context.json_output:
+        run = status.run
+        context.emit_json(
+            {
+                "run_id": run.run_id if run is not None else None,
+                "phase": status.phase.value,
+                "champion": run.champion if run is not None else None,
+                "challenger": run.challenger if run is not None else None,
+                "shadow": status.shadow_json(),
+            }
+        )
+    else:
+        print_shadow(context, status)
+    return _exit_for(status)
+
+
+def shadow_start_command(context: CommandContext, namespace: argparse.Namespace) -> int:
+    namespace.shadow_forced = True
+    return start_command(context, namespace)
+
+
+def shadow_skip_command(context: CommandContext, namespace: argparse.Namespace) -> int:
+    from arsl_tui.domain.canary import Command
+
+    context.require_writable("skip the shadow step")
+
+    def question(run: CanaryRun) -> str:
+        weight = run.plan.steps[0].weight
+        return (
+            f"Skip the shadow step of {run.challenger} without a verdict: {run.champion} {100 - weight}% / "
+            f"{run.challenger} {weight}% now?"
+        )
+
+    return _finish(context, _apply(context, Command.SKIP_SHADOW, question, namespace.yes, namespace.reason))
+
+
 def gateway_setup_command(context: CommandContext, namespace: argparse.Namespace) -> int:
     from arsl_tui.ops.canary_wiring import gateway_setup
 
@@ -393,6 +517,8 @@ def gateway_setup_command(context: CommandContext, namespace: argparse.Namespace
         facts.add_row(name, Text(str(payload.get(name) or "—")))
     facts.add_row("changed", Text(", ".join(payload["changed"]) or "nothing (already set up)"))
     context.console.print(facts)
+    for warning in payload.get("warnings", []):
+        context.err_console.print(f"warning: {warning}", markup=False, soft_wrap=True)
     if payload.get("key"):
         context.console.print("app code (shown only now; send it as X-Apig-AppCode):", markup=False)
         context.stdout.write(str(payload["key"]) + "\n")

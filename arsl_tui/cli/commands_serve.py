@@ -8,7 +8,7 @@
     arsl gateway keys create NAME            prints the key once (`--json`: name, key); only its hash is kept
     arsl gateway keys revoke NAME | list
     arsl predict IMAGE… [--endpoint URL] [--key KEY]
-    arsl api-test [--requests N] [--concurrency C] [--data DIR] [--feedback]
+    arsl api-test [--requests N] [--concurrency C] [--data DIR] [--feedback] [--drift [invert|blur]]
 
 `--json` output: deploy → `version`, `endpoint`, `weights`, `stable`, `canary`, `started`, `pid`.
 Keys for predict / api-test come from `--key` or $ARSL_APP_CODE; against the local gateway without
@@ -120,6 +120,15 @@ def add_parser(subcommands: Any, common: argparse.ArgumentParser) -> None:
         help="a validated data set folder: use its manifest's test split (default: synthetic)",
     )
     api_test.add_argument("--feedback", action="store_true", help="also send each true label to /v1/feedback")
+    api_test.add_argument(
+        "--drift",
+        nargs="?",
+        const="invert",
+        choices=("invert", "blur"),
+        metavar="invert|blur",
+        help="send the images shifted away from the training data (inverted, or with --drift blur heavily "
+        "blurred), so the input-drift alarm can be seen to fire (`arsl drift status`, the Alarms tab)",
+    )
     api_test.add_argument("--endpoint", metavar="URL", help="gateway URL (default: the local gateway)")
     api_test.add_argument("--key", metavar="KEY", help="app code (default: $ARSL_APP_CODE or a throw-away key)")
     api_test.set_defaults(handler=_errors(api_test_command))
@@ -394,6 +403,10 @@ def api_test_command(context: CommandContext, namespace: argparse.Namespace) -> 
     target = caller(context.settings, namespace.endpoint, namespace.key, "api-test")
     try:
         samples = labelled if labelled is not None else synthetic_images(min(namespace.requests, 256))
+        if namespace.drift:
+            from arsl_tui.ops.drift import shifted_samples
+
+            samples = shifted_samples(samples, namespace.drift)
         report = api_test(
             target.endpoint,
             target.key,
@@ -415,6 +428,7 @@ def api_test_command(context: CommandContext, namespace: argparse.Namespace) -> 
     summary["passed"] = not problems
     summary["problems"] = problems
     summary["source"] = str(namespace.data) if namespace.data is not None else "synthetic"
+    summary["shift"] = namespace.drift
     if context.json_output:
         context.emit_json(summary)
     else:

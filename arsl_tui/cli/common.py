@@ -165,6 +165,7 @@ _WITHOUT_BACKEND = frozenset(
     {
         ("data",),
         ("console",),
+        ("doctor",),
         ("deploy",),
         ("service",),
         ("gateway", "keys"),

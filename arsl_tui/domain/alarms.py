@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from arsl_tui.domain.errors import BackendCallError
 
 if TYPE_CHECKING:
+    from arsl_tui.domain.drift import DriftReport
     from arsl_tui.domain.serving import VersionStats
 
 
@@ -489,6 +490,9 @@ TRAFFIC_HIGH = "arsl-traffic-high"
 ONLINE_ACCURACY = "arsl-online-accuracy"
 CANARY_ROLLBACK = "arsl-canary-rollback"
 SERVICE_DOWN = "arsl-service-down"
+INPUT_DRIFT = "arsl-input-drift"
+INPUT_DRIFT_METRIC = "input_drift"
+LOW_CONFIDENCE_METRIC = "low_confidence_share"
 RULE_PREFIX = "arsl-"
 
 
@@ -507,6 +511,10 @@ class AlarmThresholds:
     """More requests than this in a period is a traffic anomaly (0: no such rule)."""
     min_online_accuracy: float = 0.9
     custom_namespace: str = "ARSL.Serving"
+    max_input_drift: float = 0.25
+    """Drift score ([drift] threshold) above which a period counts toward the input-drift alarm."""
+    drift_periods: int = 3
+    """Consecutive drifting periods ([drift] periods) before the input-drift rule alarms."""
 
 
 def local_rules(thresholds: AlarmThresholds) -> list[AlarmRule]:
@@ -618,8 +626,47 @@ def local_rules(thresholds: AlarmThresholds) -> list[AlarmRule]:
             count=1,
             level=1,
         ),
+        rule(
+            INPUT_DRIFT,
+            INPUT_DRIFT_METRIC,
+            Filter.AVERAGE,
+            Comparison.GT,
+            t.max_input_drift,
+            "input drift: live images differ from the model's validation images (largest feature PSI)",
+            count=t.drift_periods,
+            level=3,
+        ),
     ]
     return rules
+
+
+def drift_samples(reports: Sequence[DriftReport]) -> list[Sample]:
+    """The drift points of one sampling round, from each served version's drift report over the window.
+
+    A version's `input_drift` exists only when its window holds enough images against a reference (an idle
+    or profile-less version reports no data, never a reassuring 0); the service-wide point is the largest
+    version score, as the rule alarms when any version's inputs have moved.
+    """
+    service = ((SERVICE_DIMENSION, LOCAL_SERVICE),)
+    samples: list[Sample] = []
+    scores: list[float] = []
+    low: list[tuple[float, int]] = []
+    for report in sorted(reports, key=lambda item: item.version):
+        dims = dimensions_of({SERVICE_DIMENSION: LOCAL_SERVICE, MODEL_DIMENSION: report.version})
+        if report.score is not None:
+            samples.append(Sample(INPUT_DRIFT_METRIC, dims, report.score))
+            scores.append(report.score)
+        if report.low_confidence_share is not None:
+            samples.append(Sample(LOW_CONFIDENCE_METRIC, dims, report.low_confidence_share))
+            low.append((report.low_confidence_share, report.images))
+    if scores:
+        samples.append(Sample(INPUT_DRIFT_METRIC, service, max(scores)))
+    images = sum(count for _, count in low)
+    if images:
+        samples.append(
+            Sample(LOW_CONFIDENCE_METRIC, service, math.fsum(share * count for share, count in low) / images)
+        )
+    return samples
 
 
 def gateway_samples(stats: Mapping[str, VersionStats] | None, *, deployed: bool, min_feedback: int) -> list[Sample]:
@@ -803,9 +850,12 @@ class SetupReport:
 __all__ = [
     "CANARY_ROLLBACK",
     "ERROR_RATE",
+    "INPUT_DRIFT",
+    "INPUT_DRIFT_METRIC",
     "LEVELS",
     "LOCAL_NAMESPACE",
     "LOCAL_SERVICE",
+    "LOW_CONFIDENCE_METRIC",
     "MODEL_DIMENSION",
     "ONLINE_ACCURACY",
     "P95_LATENCY",
@@ -841,6 +891,7 @@ __all__ = [
     "Transition",
     "check_custom_namespace",
     "dimensions_of",
+    "drift_samples",
     "evaluate",
     "format_dimensions",
     "gateway_samples",

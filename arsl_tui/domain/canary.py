@@ -7,6 +7,10 @@ A *run* releases one challenger beside the champion along a plan of traffic step
                      │                   │ fail (automatic) / rollback (manual)
                      │                   └──────────────→ rolling_back → rolled_back
                      └─ platform failure → failed (traffic restored to the champion)
+
+With a shadow step (`Plan.shadow`, step 0 of the plan), the challenger is deployed at 0 % and copies of
+answered requests are mirrored to it before any split: deploying ─deployed→ shadowing ─pass (or skip)→
+observing(0); a failing shadow goes straight to rolling_back, so no client is ever answered by it.
     observing ⇄ paused (pause / resume); promote: next step now; promote --full: straight to promoting.
     inconclusive or marginal windows hold the step (never promote) and judge again one window later.
 
@@ -47,6 +51,8 @@ class CanaryError(Exception):
 class Phase(StrEnum):
     IDLE = "idle"
     DEPLOYING = "deploying"
+    SHADOWING = "shadowing"
+    """The champion answers every request; copies go to the challenger and are compared."""
     OBSERVING = "observing"
     PAUSED = "paused"
     PROMOTING = "promoting"
@@ -57,7 +63,14 @@ class Phase(StrEnum):
 
     @property
     def active(self) -> bool:
-        return self in (Phase.DEPLOYING, Phase.OBSERVING, Phase.PAUSED, Phase.PROMOTING, Phase.ROLLING_BACK)
+        return self in (
+            Phase.DEPLOYING,
+            Phase.SHADOWING,
+            Phase.OBSERVING,
+            Phase.PAUSED,
+            Phase.PROMOTING,
+            Phase.ROLLING_BACK,
+        )
 
     @property
     def ended(self) -> bool:
@@ -71,6 +84,7 @@ class Command(StrEnum):
     PROMOTE = "promote"
     PROMOTE_FULL = "promote_full"
     ROLLBACK = "rollback"
+    SKIP_SHADOW = "skip_shadow"
 
 
 class ActionKind(StrEnum):
@@ -81,6 +95,8 @@ class ActionKind(StrEnum):
     """Move the registry's `champion` alias to the challenger."""
     FINALIZE = "finalize"
     """Serve the new champion alone (the old one is unloaded)."""
+    SHADOW = "shadow"
+    """Mirror `weights` ({challenger: percent}) of answered requests to the challenger; 0 stops the copies."""
     ALARM = "alarm"
     LOG = "log"
     """Append the transition to the promotion log."""
@@ -129,9 +145,32 @@ class Step:
 
 
 @dataclass(frozen=True)
+class ShadowStep:
+    """Step 0: the challenger gets copies of `share` % of answered requests for a window, no client traffic."""
+
+    share: int
+    window_s: float
+    min_samples: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.share, bool) or not isinstance(self.share, int) or not 1 <= self.share <= 100:
+            raise CanaryError(f"shadow share {self.share!r} must be a whole percentage from 1 to 100")
+        if self.window_s <= 0 or self.min_samples < 1:
+            raise CanaryError("the shadow window must be positive and its min samples at least 1")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"share": self.share, "window_s": self.window_s, "min_samples": self.min_samples}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ShadowStep:
+        return cls(int(data["share"]), float(data["window_s"]), int(data["min_samples"]))
+
+
+@dataclass(frozen=True)
 class Plan:
     steps: tuple[Step, ...]
     deploy_timeout_s: float = 1200.0
+    shadow: ShadowStep | None = None
 
     def __post_init__(self) -> None:
         if not self.steps:
@@ -166,16 +205,23 @@ class Plan:
     def describe(self) -> str:
         windows = {step.window_s for step in self.steps}
         window = f", {next(iter(windows)):g} s windows" if len(windows) == 1 else ""
-        return " → ".join(f"{step.weight}%" for step in self.steps) + window
+        shadow = f"shadow {self.shadow.share}% → " if self.shadow is not None else ""
+        return shadow + " → ".join(f"{step.weight}%" for step in self.steps) + window
+
+    def without_shadow(self) -> Plan:
+        return replace(self, shadow=None)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "steps": [
                 {"weight": step.weight, "window_s": step.window_s, "min_samples": step.min_samples}
                 for step in self.steps
             ],
             "deploy_timeout_s": self.deploy_timeout_s,
         }
+        if self.shadow is not None:
+            data["shadow"] = self.shadow.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Plan:
@@ -184,6 +230,7 @@ class Plan:
                 Step(int(item["weight"]), float(item["window_s"]), int(item["min_samples"])) for item in data["steps"]
             ),
             deploy_timeout_s=float(data.get("deploy_timeout_s", 1200.0)),
+            shadow=ShadowStep.from_json(data["shadow"]) if data.get("shadow") else None,
         )
 
 
@@ -213,6 +260,8 @@ class CanaryRun:
     """The last failed attempt at a pending action (retried), or why the run failed."""
     judgements: tuple[Mapping[str, Any], ...] = ()
     """The judge's result per judged window, newest last: step, weight, at, window_s, judgement."""
+    shadow_result: str = ""
+    """How the shadow step ended: passed, failed or skipped ("" while it runs, or with no shadow step)."""
 
     # --- what the run means for traffic -----------------------------------------------------------
 
@@ -229,12 +278,24 @@ class CanaryRun:
         return {self.champion: 0, self.challenger: 100}
 
     @property
+    def shadowed(self) -> bool:
+        """The plan has a shadow step and the run has not left it yet."""
+        return self.plan.shadow is not None and not self.shadow_result
+
+    @property
+    def deploy_weights(self) -> dict[str, int]:
+        """The split the first deployment serves: the champion alone while the challenger is shadowed."""
+        return self.restore_weights if self.shadowed else self.weights_at(0)
+
+    @property
     def target_weights(self) -> dict[str, int]:
         """The split the platform has (or is being brought to) in this phase."""
         if self.phase in (Phase.PROMOTING, Phase.PROMOTED):
             return self.full_weights
         if self.phase in (Phase.ROLLING_BACK, Phase.ROLLED_BACK, Phase.FAILED, Phase.IDLE):
             return self.restore_weights
+        if self.phase in (Phase.DEPLOYING, Phase.SHADOWING):
+            return self.deploy_weights
         return self.weights_at(self.step)
 
     @property
@@ -245,14 +306,14 @@ class CanaryRun:
     def due(self, now: float) -> bool:
         """The current window has ended and should be judged."""
         return (
-            self.phase is Phase.OBSERVING
+            self.phase in (Phase.OBSERVING, Phase.SHADOWING)
             and not self.busy
             and self.next_judgement_at is not None
             and now >= self.next_judgement_at
         )
 
     def time_left(self, now: float) -> float | None:
-        if self.phase is not Phase.OBSERVING or self.next_judgement_at is None:
+        if self.phase not in (Phase.OBSERVING, Phase.SHADOWING) or self.next_judgement_at is None:
             return None
         return max(0.0, self.next_judgement_at - now)
 
@@ -280,6 +341,7 @@ class CanaryRun:
             "alarm": self.alarm,
             "error": self.error,
             "judgements": [dict(item) for item in self.judgements],
+            "shadow_result": self.shadow_result,
         }
 
     @classmethod
@@ -312,6 +374,7 @@ class CanaryRun:
                 alarm=str(data.get("alarm", "")),
                 error=str(data.get("error", "")),
                 judgements=tuple(dict(item) for item in data.get("judgements", ())),
+                shadow_result=str(data.get("shadow_result", "")),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise CanaryError(f"{where}: unreadable canary run record ({type(error).__name__}: {error})") from None
@@ -364,9 +427,19 @@ def check_version(text: str, what: str) -> str:
 
 
 def start(
-    previous: CanaryRun | None, *, run_id: str, champion: str, challenger: str, plan: Plan, now: float, user: str
+    previous: CanaryRun | None,
+    *,
+    run_id: str,
+    champion: str,
+    challenger: str,
+    plan: Plan,
+    now: float,
+    user: str,
+    note: str = "",
 ) -> Transition:
-    """Begin a run: deploy the challenger beside the champion at the first step's weight."""
+    """Begin a run: deploy the challenger beside the champion at the first step's weight (0 with a shadow step).
+
+    `note` is added to the reason (e.g. why a configured shadow step is left out on this backend)."""
     if previous is not None and previous.phase.active:
         raise CanaryError(
             f"a canary of {previous.challenger} is {previous.phase.value} already; promote it or roll it back first"
@@ -379,6 +452,11 @@ def start(
         f"canary {challenger} beside champion {champion}: {plan.describe()}, "
         f"{plan.steps[0].min_samples} requests per window at least"
     )
+    if plan.shadow is not None:
+        reason += (
+            f"; first in shadow: {challenger} answers copies of {plan.shadow.share}% of requests for "
+            f"{plan.shadow.window_s:g} s, no client sees its answers"
+        )
     seed = CanaryRun(
         run_id=run_id,
         champion=champion,
@@ -392,14 +470,18 @@ def start(
         started_by=user,
         reason="",
     )
-    weights = seed.weights_at(0)
+    if note:
+        reason += f"; {note}"
+    effects: list[tuple[ActionKind, Mapping[str, int]]] = [(ActionKind.DEPLOY, seed.deploy_weights)]
+    if plan.shadow is not None:
+        effects.append((ActionKind.SHADOW, {challenger: plan.shadow.share}))
     return _decide(
         seed,
         Phase.DEPLOYING,
         now,
         "start",
         reason,
-        [(ActionKind.DEPLOY, weights)],
+        effects,
         deploy_deadline=now + plan.deploy_timeout_s,
     )
 
@@ -508,16 +590,31 @@ def apply_command(run: CanaryRun, command: Command, *, now: float, user: str, re
             next_judgement_at=None,
         )
     if command is Command.ROLLBACK:
-        _require(run, (Phase.DEPLOYING, Phase.OBSERVING, Phase.PAUSED, Phase.FAILED), "roll back")
+        _require(run, (Phase.DEPLOYING, Phase.SHADOWING, Phase.OBSERVING, Phase.PAUSED, Phase.FAILED), "roll back")
+        effects: list[tuple[ActionKind, Mapping[str, int]]] = [(ActionKind.SET_WEIGHTS, run.restore_weights)]
+        if run.plan.shadow is not None:
+            effects.append((ActionKind.SHADOW, {run.challenger: 0}))
         return _decide(
             run,
             Phase.ROLLING_BACK,
             now,
             "rollback",
             f"rolled back by {user}: {run.champion} takes all traffic again{why}",
-            [(ActionKind.SET_WEIGHTS, run.restore_weights)],
+            effects,
             window_started_at=None,
             next_judgement_at=None,
+            shadow_result=run.shadow_result or ("stopped" if run.plan.shadow is not None else ""),
+        )
+    if command is Command.SKIP_SHADOW:
+        _require(run, (Phase.SHADOWING,), "skip the shadow step")
+        _require_idle(run, "skip the shadow step")
+        return _leave_shadow(
+            run,
+            now,
+            "shadow_skip",
+            f"shadow skipped by {user}: {run.challenger} gets {run.plan.steps[0].weight}% of traffic without a "
+            f"shadow verdict{why}",
+            "skipped",
         )
     raise CanaryError(f"{command.value} is not a command on a running canary (start begins a new one)")
 
@@ -526,6 +623,19 @@ def deployed(run: CanaryRun, *, now: float) -> Transition:
     """The platform serves both versions at the first weights: the first window starts."""
     _require(run, (Phase.DEPLOYING,), "mark deployed")
     _require_idle(run, "mark deployed")
+    if run.shadowed and run.plan.shadow is not None:
+        shadow = run.plan.shadow
+        return _decide(
+            run,
+            Phase.SHADOWING,
+            now,
+            "shadow",
+            f"{run.challenger} is loaded beside {run.champion} with no traffic: copies of {shadow.share}% of "
+            f"answered requests go to it; shadow window of {shadow.window_s:g} s starts",
+            window_started_at=now,
+            next_judgement_at=now + shadow.window_s,
+            deploy_deadline=None,
+        )
     step = run.plan.steps[0]
     return _decide(
         run,
@@ -601,6 +711,73 @@ def judged(run: CanaryRun, judgement: Judgement, *, now: float, window_s: float)
         judgements=history,
         error="",
         reason=f"holding at {step.weight}% after window {window_number}: {judgement.reason}",
+    )
+    return Transition(run=after, actions=(), log=None, previous=run.phase)
+
+
+def _leave_shadow(run: CanaryRun, now: float, event: str, reason: str, result: str, **changes: Any) -> Transition:
+    """Stop the copies and give the challenger the first step's share; that step's window starts once it is set."""
+    return _decide(
+        run,
+        Phase.OBSERVING,
+        now,
+        event,
+        reason,
+        [(ActionKind.SHADOW, {run.challenger: 0}), (ActionKind.SET_WEIGHTS, run.weights_at(0))],
+        step=0,
+        window_started_at=None,
+        next_judgement_at=None,
+        holds=0,
+        shadow_result=result,
+        **changes,
+    )
+
+
+def judged_shadow(run: CanaryRun, judgement: Judgement, *, now: float, window_s: float) -> Transition:
+    """The shadow verdict: on to the first traffic step, end the release before any user saw it, or hold."""
+    _require(run, (Phase.SHADOWING,), "judge the shadow window")
+    _require_idle(run, "judge the shadow window")
+    assert run.plan.shadow is not None
+    record = {
+        "step": -1,
+        "phase": "shadow",
+        "weight": 0,
+        "at": now,
+        "window_s": window_s,
+        "judgement": judgement.to_json(),
+    }
+    history = (*run.judgements, record)[-MAX_JUDGEMENTS_KEPT:]
+    if judgement.outcome is Outcome.PASS:
+        reason = f"{judgement.reason}: {run.challenger} gets {run.plan.steps[0].weight}% of traffic"
+        return _leave_shadow(run, now, "shadow_pass", reason, "passed", judgements=history)
+    if judgement.outcome is Outcome.FAIL:
+        reason = f"stopped in shadow, no client was answered by {run.challenger}: {judgement.reason}"
+        return _decide(
+            run,
+            Phase.ROLLING_BACK,
+            now,
+            "shadow_fail",
+            reason,
+            [
+                (ActionKind.SHADOW, {run.challenger: 0}),
+                (ActionKind.SET_WEIGHTS, run.restore_weights),
+                (ActionKind.ALARM, {}),
+            ],
+            window_started_at=None,
+            next_judgement_at=None,
+            alarm=reason,
+            judgements=history,
+            shadow_result="failed",
+        )
+    window_number = run.holds + 1
+    after = replace(
+        run,
+        updated_at=now,
+        holds=window_number,
+        next_judgement_at=now + run.plan.shadow.window_s,
+        judgements=history,
+        error="",
+        reason=f"holding in shadow after window {window_number}: {judgement.reason}",
     )
     return Transition(run=after, actions=(), log=None, previous=run.phase)
 
@@ -729,6 +906,7 @@ __all__ = [
     "Command",
     "Phase",
     "Plan",
+    "ShadowStep",
     "Step",
     "Transition",
     "action_failed",
@@ -738,6 +916,7 @@ __all__ = [
     "deploy_failed",
     "deployed",
     "judged",
+    "judged_shadow",
     "note_error",
     "start",
 ]

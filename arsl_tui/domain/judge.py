@@ -536,6 +536,282 @@ def judge(canary: VersionStats, baseline: VersionStats | None, config: JudgeConf
     return Judgement(Outcome.PASS, score, metrics, f"score {score:.0f}: {passed}", canary.requests, baseline_requests)
 
 
+# --- the shadow verdict -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShadowStats:
+    """One shadow window: copies of answered requests sent to the challenger, compared with the champion.
+
+    Every number is about the same requests on both sides: `agreed` counts copies on which the
+    challenger gave the champion's label, the latency samples are each version's forward pass on
+    the copied images, and the feedback counts are labels that arrived for copied requests.
+    """
+
+    version: str
+    window_s: float
+    share: int = 0
+    offered: int = 0
+    """Answered requests the share selected for copying."""
+    sent: int = 0
+    dropped: int = 0
+    """Copies not sent because the queue was full or the gateway busy (counted, never waited for)."""
+    compared: int = 0
+    agreed: int = 0
+    errors: int = 0
+    champion_latency_ms: tuple[float, ...] = ()
+    challenger_latency_ms: tuple[float, ...] = ()
+    feedback: int = 0
+    champion_correct: int = 0
+    challenger_correct: int = 0
+
+    @property
+    def agreement(self) -> float | None:
+        return self.agreed / self.compared if self.compared else None
+
+    @property
+    def error_rate(self) -> float | None:
+        answered = self.compared + self.errors
+        return self.errors / answered if answered else None
+
+    def accuracy(self, side: str) -> float | None:
+        correct = self.champion_correct if side == "champion" else self.challenger_correct
+        return correct / self.feedback if self.feedback else None
+
+    def to_json(self, *, samples: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "version": self.version,
+            "window_s": self.window_s,
+            "share": self.share,
+            "offered": self.offered,
+            "sent": self.sent,
+            "dropped": self.dropped,
+            "compared": self.compared,
+            "agreed": self.agreed,
+            "agreement": self.agreement,
+            "errors": self.errors,
+            "error_rate": self.error_rate,
+            "champion_p50_ms": _percentile(self.champion_latency_ms, 50),
+            "challenger_p50_ms": _percentile(self.challenger_latency_ms, 50),
+            "champion_p95_ms": _percentile(self.champion_latency_ms, 95),
+            "challenger_p95_ms": _percentile(self.challenger_latency_ms, 95),
+            "feedback": self.feedback,
+            "champion_correct": self.champion_correct,
+            "challenger_correct": self.challenger_correct,
+        }
+        if samples:
+            data["champion_latency_ms"] = list(self.champion_latency_ms)
+            data["challenger_latency_ms"] = list(self.challenger_latency_ms)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ShadowStats:
+        def count(name: str) -> int:
+            value = data.get(name, 0)
+            return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+        def samples(name: str) -> tuple[float, ...]:
+            values = data.get(name) or ()
+            return tuple(float(value) for value in values if isinstance(value, int | float))
+
+        return cls(
+            version=str(data.get("version") or ""),
+            window_s=float(data.get("window_s") or 0.0),
+            share=count("share"),
+            offered=count("offered"),
+            sent=count("sent"),
+            dropped=count("dropped"),
+            compared=count("compared"),
+            agreed=count("agreed"),
+            errors=count("errors"),
+            champion_latency_ms=samples("champion_latency_ms"),
+            challenger_latency_ms=samples("challenger_latency_ms"),
+            feedback=count("feedback"),
+            champion_correct=count("champion_correct"),
+            challenger_correct=count("challenger_correct"),
+        )
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100.0 * len(ordered)) - 1))]
+
+
+@dataclass(frozen=True)
+class ShadowConfig:
+    """Limits of the shadow verdict (from `[canary]`)."""
+
+    min_samples: int = 100
+    min_agreement: float = 0.9
+    max_error_rate: float = 0.02
+    min_online_accuracy: float = 0.9
+    min_feedback: int = 20
+    max_accuracy_drop: float = 0.02
+    max_latency_increase: float = 0.5
+    min_latency_increase_ms: float = 5.0
+    confidence: float = 0.98
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.confidence < 1.0:
+            raise ValueError(f"confidence {self.confidence} must be in [0.5, 1)")
+        if self.min_samples < 1 or self.min_feedback < 1:
+            raise ValueError("shadow_min_samples and min_feedback must be at least 1")
+
+    @property
+    def alpha(self) -> float:
+        return 1.0 - self.confidence
+
+
+def _shadow_agreement(stats: ShadowStats, config: ShadowConfig) -> MetricResult:
+    name, threshold = "agreement", config.min_agreement
+    agreement = stats.agreement
+    if agreement is None:
+        return MetricResult(name, Classification.NODATA, False, True, None, None, threshold, "no copies compared")
+    shown = f"agrees with the champion on {_percent(agreement)} of {stats.compared} copies"
+    if agreement < threshold:
+        return MetricResult(
+            name,
+            Classification.LOW,
+            True,
+            True,
+            agreement,
+            None,
+            threshold,
+            f"{shown}, under the limit {_percent(threshold)}",
+            canary_n=stats.compared,
+        )
+    return MetricResult(
+        name, Classification.PASS, False, True, agreement, None, threshold, shown, canary_n=stats.compared
+    )
+
+
+def _shadow_errors(stats: ShadowStats, config: ShadowConfig) -> MetricResult:
+    name, threshold = "error_rate", config.max_error_rate
+    rate = stats.error_rate
+    if rate is None:
+        return MetricResult(name, Classification.NODATA, False, True, None, None, threshold, "no copies answered")
+    answered = stats.compared + stats.errors
+    if rate > threshold:
+        return MetricResult(
+            name,
+            Classification.HIGH,
+            True,
+            True,
+            rate,
+            0.0,
+            threshold,
+            f"the challenger failed {_percent(rate)} of the copies, over the limit {_percent(threshold)}",
+            canary_n=answered,
+        )
+    return MetricResult(
+        name,
+        Classification.PASS,
+        False,
+        True,
+        rate,
+        0.0,
+        threshold,
+        f"error rate {_percent(rate)} within {_percent(threshold)}",
+        canary_n=answered,
+    )
+
+
+def _shadow_latency(stats: ShadowStats, config: ShadowConfig) -> MetricResult:
+    """Mann-Whitney of the challenger's forward passes against the champion's, on the same copied images."""
+    settings = JudgeConfig(
+        min_samples=config.min_samples,
+        confidence=config.confidence,
+        max_latency_increase=config.max_latency_increase,
+        min_latency_increase_ms=config.min_latency_increase_ms,
+    )
+
+    def side(version: str, samples: Sequence[float]) -> VersionStats:
+        return VersionStats(
+            version=version, window_s=stats.window_s, requests=len(samples), errors=0, latency_ms=tuple(samples)
+        )
+
+    return _latency(
+        side(stats.version, stats.challenger_latency_ms), side("champion", stats.champion_latency_ms), settings
+    )
+
+
+def _shadow_accuracy(stats: ShadowStats, config: ShadowConfig) -> MetricResult:
+    name, threshold = "online_accuracy", config.min_online_accuracy
+    if stats.feedback < config.min_feedback:
+        return MetricResult(
+            name,
+            Classification.NODATA,
+            False,
+            True,
+            stats.accuracy("challenger"),
+            stats.accuracy("champion"),
+            threshold,
+            f"{stats.feedback} feedback labels on copied requests, fewer than {config.min_feedback}",
+            canary_n=stats.feedback,
+            baseline_n=stats.feedback,
+        )
+    mine, theirs = stats.challenger_correct / stats.feedback, stats.champion_correct / stats.feedback
+    common = {"canary_n": stats.feedback, "baseline_n": stats.feedback}
+    shown = f"online accuracy {_percent(mine)} vs {_percent(theirs)} for the champion on the same requests"
+    if mine < threshold:
+        return MetricResult(
+            name, Classification.LOW, True, True, mine, theirs, threshold, f"{shown}: under the limit", **common
+        )
+    test = mann_whitney_binary(stats.challenger_correct, stats.feedback, stats.champion_correct, stats.feedback)
+    if test.p_value < config.alpha and test.z < 0 and mine < theirs - config.max_accuracy_drop:
+        return MetricResult(
+            name,
+            Classification.LOW,
+            True,
+            True,
+            mine,
+            theirs,
+            threshold,
+            f"{shown} (p = {test.p_value:.2g})",
+            p_value=test.p_value,
+            **common,
+        )
+    return MetricResult(
+        name, Classification.PASS, False, True, mine, theirs, threshold, shown, p_value=test.p_value, **common
+    )
+
+
+def judge_shadow(stats: ShadowStats, config: ShadowConfig) -> Judgement:
+    """The verdict on a shadow window: agreement and accuracy against thresholds, Mann-Whitney on latency.
+
+    No client saw the challenger's answers, so there is no marginal hold on a score: a critical metric
+    that failed ends the release (fail), fewer than `min_samples` compared copies hold the window
+    (inconclusive), anything else passes to the first traffic step.
+    """
+    metrics = (
+        _shadow_agreement(stats, config),
+        _shadow_errors(stats, config),
+        _shadow_latency(stats, config),
+        _shadow_accuracy(stats, config),
+    )
+    counted = [metric for metric in metrics if metric.classification is not Classification.NODATA]
+    weight = sum(metric.weight for metric in counted)
+    score = 100.0 * sum(metric.weight for metric in counted if not metric.failed) / weight if weight else None
+    failed = [metric for metric in metrics if metric.failed]
+    critical = [metric for metric in failed if metric.critical]
+    if critical:
+        score = 0.0
+    answered = stats.compared + stats.errors
+    if answered < config.min_samples:
+        reason = f"{answered} shadow copies answered in the window, fewer than {config.min_samples}: holding"
+        if stats.dropped:
+            reason += f" ({stats.dropped} copies dropped: the gateway was busy)"
+        return Judgement(Outcome.INCONCLUSIVE, score, metrics, reason, answered, stats.compared)
+    problems = "; ".join(metric.reason for metric in failed)
+    if critical:
+        return Judgement(Outcome.FAIL, score, metrics, f"shadow failed: {problems}", answered, stats.compared)
+    passed = "; ".join(metric.reason for metric in metrics if metric.classification is not Classification.NODATA)
+    slower = f" (not blocking: {problems})" if problems else ""
+    return Judgement(Outcome.PASS, score, metrics, f"shadow passed: {passed}{slower}", answered, stats.compared)
+
+
 __all__ = [
     "Classification",
     "JudgeConfig",
@@ -543,7 +819,10 @@ __all__ = [
     "MannWhitney",
     "MetricResult",
     "Outcome",
+    "ShadowConfig",
+    "ShadowStats",
     "judge",
+    "judge_shadow",
     "mann_whitney_binary",
     "mann_whitney_u",
 ]

@@ -21,11 +21,16 @@ class PhaseName(StrEnum):
     TRAIN = "train"
     GATE = "gate"
     DEPLOY = "deploy"
+    SHADOW = "shadow"
+    """Step 0 of the canary: copies of live requests to the challenger, judged before any user sees it."""
     CANARY = "canary"
     ALARMS = "alarms"
 
 
-PHASES: tuple[PhaseName, ...] = tuple(PhaseName)
+PHASES: tuple[PhaseName, ...] = tuple(phase for phase in PhaseName if phase is not PhaseName.SHADOW)
+"""The phases a run's views list, in order. The shadow step runs inside the canary phase: its own events
+carry `"phase": "shadow"` (began, then done, failed or not needed), and its progress is shown on the
+canary's line, so the 80-column phase list keeps one entry per phase a user starts or resumes."""
 PHASE_TITLES: Mapping[PhaseName, str] = {
     PhaseName.DATA: "generate the demo data set",
     PhaseName.UPLOAD: "upload the data set",
@@ -33,6 +38,7 @@ PHASE_TITLES: Mapping[PhaseName, str] = {
     PhaseName.TRAIN: "train the challenger",
     PhaseName.GATE: "gate the challenger",
     PhaseName.DEPLOY: "serve the champion",
+    PhaseName.SHADOW: "shadow: the challenger answers copies, no user sees them",
     PhaseName.CANARY: "canary steps with analysis → promote or roll back",
     PhaseName.ALARMS: "set up the alarms",
 }
@@ -61,6 +67,7 @@ def skippable(phase: PhaseName, done: Mapping[PhaseName, PhaseRecord]) -> bool:
 
     The canary's record counts only if it promoted: a rolled-back challenger is not a result to keep,
     so a re-run releases again (after training a new challenger only if the code or data changed).
+    The shadow phase is part of the canary run and is never recorded on its own.
     """
     record = done.get(phase)
     if record is None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from arsl_tui.domain.alarms import AlarmRule, DataPoint, Filter, HistoryEntry, RuleView, SetupReport
 from arsl_tui.domain.jobs import JobResources, JobSpec, JobStatus, LogChunk, MetricsChunk
 from arsl_tui.domain.serving import Deployment, VersionStats
+
+if TYPE_CHECKING:
+    from arsl_tui.domain.canary import Action, CanaryRun, Transition
 
 
 @dataclass(frozen=True)
@@ -320,4 +325,195 @@ class ServingPlatform(Protocol):
 
     def stats(self, service: str, versions: Sequence[str], window_s: float) -> dict[str, VersionStats]:
         """Per-version requests, errors, latency samples and feedback accuracy over the last `window_s` seconds."""
+        ...
+
+
+@dataclass(frozen=True)
+class ImportedModel:
+    """A registered version as the serving platform holds it once imported (a ModelArts AI application)."""
+
+    version: str
+    """The registry's version (`v17`)."""
+    model_id: str
+    name: str
+    platform_version: str
+    """The version in the platform's own format (`1.0.17`)."""
+    status: str
+    """The platform's word for its state (`publishing`, `published`, `failed`, …)."""
+    location: str
+    """Where the platform read the model from."""
+    ready: bool = False
+    """It can be deployed."""
+    failed: bool = False
+    """The platform gave up on it; `detail` says why."""
+    detail: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "version": self.version,
+            "model_id": self.model_id,
+            "name": self.name,
+            "platform_version": self.platform_version,
+            "status": self.status,
+            "location": self.location,
+            "ready": self.ready,
+            "failed": self.failed,
+            "detail": self.detail,
+        }
+
+
+class ModelImportError(Exception):
+    """An import call failed or the platform refused the model; `transient` says whether a retry can help."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class ModelImporter(Protocol):
+    """Turns a registered version into what the serving platform deploys (a ModelArts AI application).
+
+    The importer never reads the registry: the use case copies the package next to the files `layout` names
+    and hands over the folder. Methods raise `ModelImportError`.
+    """
+
+    @property
+    def platform(self) -> str:
+        """Whose models these are (`modelarts`): the registry keeps one import record per platform."""
+        ...
+
+    def layout(self, version: str, package_id: str, package_config: Mapping[str, object]) -> dict[str, bytes]:
+        """The files the platform needs besides the package's own, by path under the import folder."""
+        ...
+
+    def package_path(self, path: str) -> str:
+        """Where the package file `path` goes under the import folder."""
+        ...
+
+    def find(self, version: str) -> ImportedModel | None:
+        """The platform's model of `version` when one was imported before (in any state), else None."""
+        ...
+
+    def create(self, version: str, folder_key: str) -> ImportedModel:
+        """Ask the platform to import the folder at store key `folder_key` (it works in the background)."""
+        ...
+
+    def show(self, version: str, model_id: str) -> ImportedModel:
+        """The model's current state."""
+        ...
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    """Who drives a release now: one controller's lease as the store keeps it (host, pid, user: no secrets)."""
+
+    controller: str
+    """The holding controller's id (one per home: the processes of one home share the lease)."""
+    host: str
+    pid: int
+    """The process that last took or renewed it."""
+    user: str
+    since: float
+    """When this controller took the lease (the holder's clock)."""
+    renewed_at: float
+    expires_at: float
+    """`renewed_at` + the lease's time to live, by the holder's clock."""
+    generation: int
+    released: bool = False
+    """The holder gave it up (its run ended): anyone may take it at once."""
+
+    def describe(self) -> str:
+        """`ana@jump-1 (pid 4242) since 2026-12-05 20:59:51 UTC`."""
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.since))
+        return f"{self.user}@{self.host} (pid {self.pid}) since {since}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "controller": self.controller,
+            "host": self.host,
+            "pid": self.pid,
+            "user": self.user,
+            "since": self.since,
+            "renewed_at": self.renewed_at,
+            "expires_at": self.expires_at,
+            "generation": self.generation,
+            "released": self.released,
+        }
+
+
+class ControllerLease(Protocol):
+    """The right to drive one release: at most one controller holds it; it lapses unless renewed.
+
+    `acquire` raises the store's `ControllerBusy` (its `LeaseHeld` names the holder) while another holds it.
+    """
+
+    def holder(self) -> LeaseHolder | None:
+        """The latest lease as stored (None when none was ever taken)."""
+        ...
+
+    def acquire(self) -> LeaseHolder:
+        """Take the lease (free, released or lapsed) or renew our own; refused while another holds it."""
+        ...
+
+    def release(self) -> None:
+        """Give our lease up so another controller may take it at once (a no-op when we do not hold it)."""
+        ...
+
+
+class CanaryStateStore(Protocol):
+    """The canary controller's records: the run (with its pending actions), a journal of every decision, every
+    action's outcome and the alarms raised; and the lock that makes each decision one critical section.
+
+    The local backend keeps them in the home's state file under a file lock (one controller per home); a
+    backend whose operators work from several hosts keeps them in the object store, where every console
+    pointed at the bucket reads the same release and a `ControllerLease` admits one controller at a time.
+    Writes happen inside `lock()`. Reads raise `CanaryStateUnavailable` (a `CanaryError`) when the
+    records cannot be reached.
+    """
+
+    @property
+    def where(self) -> str:
+        """Where the records are, for humans (a file path, `obs://bucket/prefix`); never a credential."""
+        ...
+
+    def lock(self, timeout_s: float = ...) -> AbstractContextManager[None]:
+        """Exclusive across threads, processes and (where shared) controllers; decisions and actions run inside."""
+        ...
+
+    def holder(self) -> LeaseHolder | None:
+        """The controller holding the release's lease, where there is one to show (None on a one-home store)."""
+        ...
+
+    def close(self) -> None: ...
+
+    def current(self) -> CanaryRun | None: ...
+
+    def runs(self, limit: int = 20) -> list[CanaryRun]:
+        """The newest runs first."""
+        ...
+
+    def save(self, run: CanaryRun) -> None: ...
+
+    def save_transition(self, transition: Transition, *, make_current: bool = False) -> None:
+        """The run after a decision and its journal line, at once (the intent, before acting)."""
+        ...
+
+    def finish_action(self, after: CanaryRun | Transition, action: Action, outcome: str, detail: str) -> None:
+        """Record `action`'s outcome and save the run without it (and any decision that follows), at once."""
+        ...
+
+    def action_outcome(self, action_id: str) -> str | None: ...
+
+    def actions(self, run_id: str) -> list[dict[str, Any]]: ...
+
+    def raise_alarm(self, action: Action, run: CanaryRun, now: float) -> bool:
+        """Record the alarm of `action`; False if it was raised already (a retry after a crash)."""
+        ...
+
+    def alarms(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest alarms first."""
+        ...
+
+    def journal(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's decisions, oldest first."""
         ...

@@ -515,6 +515,72 @@ def plan_canary_entry(
     )
 
 
+# --- imports into a serving platform --------------------------------------------------------------
+
+IMPORT_FORMAT = "arsl-model-import/1"
+_PLATFORM = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+
+
+@dataclass(frozen=True)
+class ImportRecord:
+    """Which model of a serving platform holds a version (a ModelArts AI application id), once imported.
+
+    Unlike a version record this one may be replaced: the platform owns the model and may lose it (deleted
+    in its console); importing again records the new id.
+    """
+
+    version: str
+    platform: str
+    model_id: str
+    name: str
+    platform_version: str
+    location: str
+    imported_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": IMPORT_FORMAT,
+            "version": self.version,
+            "platform": self.platform,
+            "model_id": self.model_id,
+            "name": self.name,
+            "platform_version": self.platform_version,
+            "location": self.location,
+            "imported_at": self.imported_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> ImportRecord:
+        if not isinstance(data, Mapping):
+            raise RecordFormatError(f"{where}: expected a JSON object, got {type(data).__name__}")
+        if data.get("format") != IMPORT_FORMAT:
+            raise RecordFormatError(f"{where}: format is {data.get('format')!r}, expected {IMPORT_FORMAT!r}")
+        record = cls(
+            version=_field(data, "version", str, where),
+            platform=_field(data, "platform", str, where),
+            model_id=_field(data, "model_id", str, where),
+            name=_field(data, "name", str, where),
+            platform_version=_field(data, "platform_version", str, where),
+            location=_field(data, "location", str, where),
+            imported_at=_field(data, "imported_at", str, where),
+        )
+        try:
+            parse_version(record.version)
+        except VersionFormatError as error:
+            raise RecordFormatError(f"{where}: field 'version': {error}") from None
+        check_platform(record.platform)
+        if not record.model_id.strip():
+            raise RecordFormatError(f"{where}: field 'model_id' is empty")
+        return record
+
+
+def check_platform(platform: str) -> str:
+    """A platform name fit for a store key (`modelarts`)."""
+    if not isinstance(platform, str) or not _PLATFORM.match(platform):
+        raise RegistryError(f"{platform!r} is not a platform name (lowercase letters, digits, '-')")
+    return platform
+
+
 __all__ = [
     "ACTIONS",
     "ALIASES",
@@ -522,6 +588,7 @@ __all__ = [
     "CHAMPION",
     "Action",
     "AliasMoveError",
+    "ImportRecord",
     "Lineage",
     "LogConsistencyError",
     "ModelVersion",
@@ -531,6 +598,7 @@ __all__ = [
     "RegistryError",
     "RegistryState",
     "VersionFormatError",
+    "check_platform",
     "format_version",
     "next_version",
     "parse_version",

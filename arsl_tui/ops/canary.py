@@ -4,12 +4,14 @@
 call a `CanaryController`; `tick` is the whole loop body (perform what was decided, see whether a
 deployment finished, judge a window that ended), so a watcher is `tick` + wait.
 
-**State** lives in the state file, on both backends (`state.canary_store`): the run record (with its
-pending actions), a journal of every decision, every action's outcome, and the alarms raised. The
-promotion log in the registry still gets every transition (a `canary` entry with its reason), so the
-audit trail is shared even when the controller's state is not. The store's lock makes each decision
-and its actions one critical section, so a `watch`, the console and a CLI command can run at once
-without acting twice; waiting between windows holds no lock.
+**State** lives in a `CanaryStateStore` the composition root chooses (`Backend.canary_state`): the run
+record (with its pending actions), a journal of every decision, every action's outcome, and the alarms
+raised. The local backend keeps them in the home's state file (`state.canary_store`); the Huawei backend in
+the object store (`state.object_canary_store`), so every console pointed at the bucket, on any host, shows
+the same release, and a controller lease admits one controller at a time (another is refused, naming the
+holder). The promotion log in the registry also gets every transition (a `canary` entry with its reason).
+The store's lock makes each decision and its actions one critical section, so a `watch`, the console and a
+CLI command can run at once without acting twice; waiting between windows holds no lock.
 
 **Idempotency**: a decision is persisted with its actions before any is performed; each action
 is marked done in the same transaction that saves the run without it; and before performing one,
@@ -22,6 +24,14 @@ action pending and the run where it is, with the error shown, and the next tick 
 run in order, so nothing after a failed effect happens first. A permanent failure fails the run,
 saying what state traffic is in (see `domain.canary.action_failed`).
 
+**Shadow** (step 0 of the plan, `[canary] shadow`): the challenger is deployed at 0 % and a `ShadowTap`
+mirrors copies of answered requests to it; the shadow window is judged by `domain.judge.judge_shadow`
+(agreement with the champion, errors, latency, accuracy on the same requests). A backend without a
+tap (nothing can mirror there) starts the run without the shadow step, saying so in the run's reason.
+**Probes** (`ops.probes`): where the platform's own stats carry no latency or accuracy (Huawei), a
+`probe` function sends the labelled probe set to the service before each judgement; each answer names
+its version, so the probes' latency and correctness are merged into that version's stats.
+
 Building a controller for the configured backend (its serving platform, store and registry) is
 `ops.canary_wiring`.
 """
@@ -33,7 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from arsl_tui.domain import canary as machine
 from arsl_tui.domain.canary import (
@@ -47,14 +57,23 @@ from arsl_tui.domain.canary import (
     Command,
     Phase,
     Plan,
+    ShadowStep,
     Transition,
 )
 from arsl_tui.domain.events import EventSink, ignore_events
-from arsl_tui.domain.judge import JudgeConfig, judge
-from arsl_tui.domain.ports import ModelSlot, ServingPlatform, ServingPlatformError, ServingStatus, StoreError
+from arsl_tui.domain.judge import JudgeConfig, ShadowConfig, ShadowStats, judge, judge_shadow
+from arsl_tui.domain.ports import (
+    CanaryStateStore,
+    LeaseHolder,
+    ModelSlot,
+    ServingPlatform,
+    ServingPlatformError,
+    ServingStatus,
+    StoreError,
+)
 from arsl_tui.domain.registry import ALIASES, CHALLENGER, CHAMPION, RegistryError
 from arsl_tui.domain.serving import VersionStats
-from arsl_tui.state.canary_store import CanaryStore
+from arsl_tui.state.canary_store import CanaryStateUnavailable
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
@@ -63,14 +82,65 @@ if TYPE_CHECKING:
 MAX_ACTIONS_PER_TICK = 64
 
 
+class ShadowTap(Protocol):
+    """Mirrors copies of a service's answered requests to a version that answers no client.
+
+    Methods raise `ServingPlatformError` (transient when trying again may help).
+    """
+
+    @property
+    def how(self) -> str:
+        """One line on how copies reach the challenger on this backend (shown on the Canary tab)."""
+        ...
+
+    def set_shadow(self, service: str, version: str | None, share: int, reason: str = "") -> None:
+        """Copy `share` % of answered requests to `version`; None or 0 stops the copies."""
+        ...
+
+    def shadow(self, service: str) -> tuple[str | None, int]:
+        """The version copies go to now and its share (None, 0 when none)."""
+        ...
+
+    def shadow_stats(self, service: str, window_s: float) -> ShadowStats:
+        """The copies of the last `window_s` seconds, compared with the champion's answers."""
+        ...
+
+
+Probe = Callable[[Sequence[str]], Mapping[str, VersionStats]]
+"""Sends the labelled probe set to the service; per answering version, the probes' latency and correctness."""
+
+
 # --- settings → plan and judge --------------------------------------------------------------------
 
 
-def plan_from_settings(settings: Settings) -> Plan:
+def plan_from_settings(settings: Settings, *, shadow: bool | None = None) -> Plan:
+    """The `[canary]` plan; `shadow` overrides `[canary] shadow` (True: with the shadow step, False: without)."""
     canary = settings.canary
     try:
-        return Plan.uniform(canary.steps, canary.window_s, canary.min_samples, canary.deploy_timeout_s)
+        plan = Plan.uniform(canary.steps, canary.window_s, canary.min_samples, canary.deploy_timeout_s)
+        if canary.shadow if shadow is None else shadow:
+            step = ShadowStep(canary.shadow_share, float(canary.shadow_window_s), canary.shadow_min_samples)
+            plan = Plan(plan.steps, deploy_timeout_s=plan.deploy_timeout_s, shadow=step)
+        return plan
     except CanaryError as error:
+        raise CanaryError(f"{settings.source}: [canary] {error}") from None
+
+
+def shadow_config(settings: Settings) -> ShadowConfig:
+    canary = settings.canary
+    try:
+        return ShadowConfig(
+            min_samples=canary.shadow_min_samples,
+            min_agreement=canary.min_agreement,
+            max_error_rate=canary.max_error_rate,
+            min_online_accuracy=canary.min_online_accuracy,
+            min_feedback=canary.min_feedback,
+            max_accuracy_drop=canary.max_accuracy_drop,
+            max_latency_increase=canary.max_latency_increase,
+            min_latency_increase_ms=canary.min_latency_increase_ms,
+            confidence=canary.confidence,
+        )
+    except ValueError as error:
         raise CanaryError(f"{settings.source}: [canary] {error}") from None
 
 
@@ -111,6 +181,14 @@ class CanaryStatus:
     """Why the platform or the stats could not be read (the run itself is still shown)."""
     alarms: tuple[Mapping[str, Any], ...] = ()
     journal: tuple[Mapping[str, Any], ...] = ()
+    shadow: ShadowStats | None = None
+    """The shadow window's copies so far (while shadowing), or None."""
+    shadow_how: str = ""
+    """How this backend mirrors (or why it cannot)."""
+    controller: LeaseHolder | None = None
+    """The controller holding the release's lease, where the state is shared between hosts (else None)."""
+    state_unavailable: bool = False
+    """The stored release could not be read (`problems` says why): `run` None means unknown, not idle."""
 
     @property
     def phase(self) -> Phase:
@@ -119,6 +197,33 @@ class CanaryStatus:
     @property
     def rolled_back(self) -> bool:
         return self.phase in (Phase.ROLLED_BACK, Phase.FAILED)
+
+    def controller_text(self) -> str:
+        """Who holds the release's lease and how fresh it is (shared state), or "" where there is none."""
+        holder = self.controller
+        if holder is None:
+            return ""
+        left = holder.expires_at - self.now
+        fresh = f"lease good for {left:.0f} s unless renewed" if left > 0 else f"lease expired {-left:.0f} s ago"
+        return f"{holder.describe()}, {fresh}"
+
+    def shadow_json(self) -> dict[str, Any]:
+        """The shadow step: planned or not, how it ended, and the window's figures (without raw samples)."""
+        run = self.run
+        plan = run.plan.shadow if run is not None else None
+        return {
+            "planned": plan is not None,
+            "how": self.shadow_how,
+            "share": plan.share if plan is not None else None,
+            "window_s": plan.window_s if plan is not None else None,
+            "min_samples": plan.min_samples if plan is not None else None,
+            "result": (run.shadow_result or None) if run is not None else None,
+            "active": self.phase is Phase.SHADOWING,
+            "window": self.shadow.to_json(samples=False) if self.shadow is not None else None,
+            "verdicts": [
+                dict(item) for item in (run.judgements if run is not None else ()) if item.get("phase") == "shadow"
+            ],
+        }
 
     def to_json(self) -> dict[str, Any]:
         run = self.run
@@ -133,6 +238,9 @@ class CanaryStatus:
             ),
             "problems": list(self.problems),
             "alarms": [dict(item) for item in self.alarms],
+            "shadow": self.shadow_json(),
+            "controller": self.controller.to_json() if self.controller is not None else None,
+            "state_unavailable": self.state_unavailable,
         }
         if run is None:
             return {**base, "run_id": None, "champion": None, "challenger": None}
@@ -186,7 +294,7 @@ class CanaryController:
         self,
         settings: Settings,
         *,
-        store: CanaryStore,
+        store: CanaryStateStore,
         service: str,
         user: str,
         platform: ServingPlatform | None = None,
@@ -195,6 +303,9 @@ class CanaryController:
         registry_factory: Callable[[], ModelRegistry] | None = None,
         clock: Callable[[], float] = time.time,
         events: EventSink = ignore_events,
+        shadow_tap: Callable[[], ShadowTap | None] | None = None,
+        shadow_unavailable: str = "",
+        probe: Probe | None = None,
     ) -> None:
         if (platform is None and platform_factory is None) or (registry is None and registry_factory is None):
             raise ValueError("a controller needs a platform and a registry (or factories for them)")
@@ -206,6 +317,30 @@ class CanaryController:
         self.user = user
         self.clock = clock
         self.events = events
+        self._shadow_tap_factory = shadow_tap
+        self._shadow_tap: ShadowTap | None = None
+        self.shadow_unavailable = shadow_unavailable
+        """Why this backend cannot mirror (empty when it can)."""
+        self.probe = probe
+
+    @property
+    def shadow_tap(self) -> ShadowTap | None:
+        """Made on first use, like the platform; None where nothing can mirror."""
+        if self._shadow_tap is None and self._shadow_tap_factory is not None:
+            self._shadow_tap = self._shadow_tap_factory()
+        return self._shadow_tap
+
+    @property
+    def may_shadow(self) -> bool:
+        """Whether this backend has a way to mirror at all (without building the tap)."""
+        return self._shadow_tap_factory is not None
+
+    @property
+    def shadow_how(self) -> str:
+        if self._shadow_tap_factory is None:
+            return self.shadow_unavailable or "this backend cannot mirror requests"
+        tap = self.shadow_tap
+        return tap.how if tap is not None else self.shadow_unavailable
 
     @property
     def platform(self) -> ServingPlatform:
@@ -231,10 +366,26 @@ class CanaryController:
         return self.store.current()
 
     def status(self, *, live: bool = True) -> CanaryStatus:
-        """The run as stored; with `live`, the platform's split and the current window's stats too."""
-        run = self.store.current()
+        """The run as stored; with `live`, the platform's split and the current window's stats too.
+
+        A store that cannot be read (the object store unreachable, no credentials) is a problem shown with
+        `state_unavailable`, not an error: the platform's side is still shown.
+        """
         now = self.clock()
         problems: list[str] = []
+        run: CanaryRun | None = None
+        controller: LeaseHolder | None = None
+        journal: tuple[Mapping[str, Any], ...] = ()
+        alarms: tuple[Mapping[str, Any], ...] = ()
+        unavailable = False
+        try:
+            run = self.store.current()
+            journal = tuple(self.store.journal(run.run_id)) if run is not None else ()
+            alarms = tuple(self.store.alarms(5))
+            controller = self.store.holder()
+        except CanaryStateUnavailable as error:
+            problems.append(str(error))
+            unavailable = True
         platform: ServingStatus | None = None
         stats: dict[str, VersionStats] = {}
         if live:
@@ -249,7 +400,14 @@ class CanaryController:
                         stats = self.platform.stats(self.service, [run.champion, run.challenger], window)
                     except ServingPlatformError as error:
                         problems.append(f"stats: {error}")
-        journal = tuple(self.store.journal(run.run_id)) if run is not None else ()
+        shadow: ShadowStats | None = None
+        if live and run is not None and run.phase is Phase.SHADOWING and run.window_started_at is not None:
+            tap = self.shadow_tap
+            if tap is not None:
+                try:
+                    shadow = tap.shadow_stats(self.service, max(now - run.window_started_at, 0.001))
+                except ServingPlatformError as error:
+                    problems.append(f"shadow: {error}")
         return CanaryStatus(
             run=run,
             now=now,
@@ -257,8 +415,12 @@ class CanaryController:
             platform=platform,
             stats=stats,
             problems=tuple(problems),
-            alarms=tuple(self.store.alarms(5)),
+            alarms=alarms,
             journal=journal,
+            shadow=shadow,
+            shadow_how=self.shadow_how,
+            controller=controller,
+            state_unavailable=unavailable,
         )
 
     # --- commands ---------------------------------------------------------------------------------
@@ -274,8 +436,14 @@ class CanaryController:
                 f"{expect_seq}); nothing was done — look again and repeat the command if still meant"
             )
 
-    def start(self, version: str | None = None, *, expect_seq: int | None = None) -> CanaryRun:
-        """Begin a canary of `version` (default: the registry's challenger) beside the champion."""
+    def start(
+        self, version: str | None = None, *, expect_seq: int | None = None, shadow: bool | None = None
+    ) -> CanaryRun:
+        """Begin a canary of `version` (default: the registry's challenger) beside the champion.
+
+        `shadow` overrides `[canary] shadow`; a backend that cannot mirror starts without the shadow step
+        (or refuses, when the shadow step was asked for explicitly).
+        """
         with self.store.lock():
             previous = self.store.current()
             self._check_expected(previous, expect_seq)
@@ -306,14 +474,22 @@ class CanaryController:
                 raise CanaryError(str(error)) from None
             now = self.clock()
             run_id = time.strftime("c%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(2)
+            plan = plan_from_settings(self.settings, shadow=shadow)
+            left_out = plan.shadow is not None and self.shadow_tap is None
+            if left_out:
+                if shadow:
+                    raise CanaryError(f"no shadow step on this backend: {self.shadow_how}")
+                plan = plan.without_shadow()
             transition = machine.start(
                 previous,
                 run_id=run_id,
                 champion=champion,
                 challenger=challenger,
-                plan=plan_from_settings(self.settings),
+                plan=plan,
                 now=now,
                 user=self.user,
+                # Said in the run's reason and the promotion log, so nobody believes a shadow verdict was given.
+                note=f"no shadow step: {self.shadow_how}" if shadow is None and left_out else "",
             )
             self.store.save_transition(transition, make_current=True)
             self._announce(transition)
@@ -374,7 +550,7 @@ class CanaryController:
                 return run
             now = self.clock()
             wait = poll
-            if run.next_judgement_at is not None and run.phase is Phase.OBSERVING and not run.busy:
+            if run.next_judgement_at is not None and run.phase in (Phase.OBSERVING, Phase.SHADOWING) and not run.busy:
                 wait = min(poll, max(0.0, run.next_judgement_at - now))
             if run.error:
                 wait = poll
@@ -393,7 +569,7 @@ class CanaryController:
                 self.store.save(run)
                 return run
             return self._save(machine.deploy_failed(run, str(error), now=now))
-        wanted = run.weights_at(0)
+        wanted = run.deploy_weights
         ready = all(status.ready.get(version, True) for version in wanted)
         if status.running and status.serves(wanted) and ready:
             return self._save(machine.deployed(run, now=now))
@@ -422,12 +598,61 @@ class CanaryController:
                 self.store.save(run)
         return run
 
+    def _judge_shadow(self, run: CanaryRun) -> CanaryRun:
+        now = self.clock()
+        assert run.window_started_at is not None
+        window_s = max(now - run.window_started_at, 0.001)
+        tap = self.shadow_tap
+        try:
+            if tap is None:
+                raise ServingPlatformError(f"the shadow tap is gone: {self.shadow_how}", transient=True)
+            share = run.plan.shadow.share if run.plan.shadow is not None else 0
+            if tap.shadow(self.service) != (run.challenger, share):
+                # The mirror lives in the gateway's memory: a restarted gateway lost it. Set it again; the window
+                # it lost copies from is then too thin and is held, not judged.
+                tap.set_shadow(self.service, run.challenger, share, "shadow restored after a gateway restart")
+            stats = tap.shadow_stats(self.service, window_s)
+        except ServingPlatformError as error:
+            run = machine.note_error(run, f"cannot read the shadow window: {error}", now=now)
+            self.store.save(run)
+            return run
+        judgement = judge_shadow(stats, shadow_config(self.settings))
+        transition = machine.judged_shadow(run, judgement, now=now, window_s=window_s)
+        self.store.save_transition(transition)
+        self.events(
+            CanaryJudged(
+                run_id=run.run_id,
+                step=0,
+                weight=0,
+                outcome=judgement.outcome.value,
+                score=judgement.score,
+                reason=judgement.reason,
+            )
+        )
+        self._announce(transition)
+        return transition.run
+
+    def _window_stats(self, run: CanaryRun, window_s: float) -> dict[str, VersionStats]:
+        """The platform's per-version stats, with the labelled probes' evidence merged in where probes run."""
+        stats = self.platform.stats(self.service, [run.champion, run.challenger], window_s)
+        if self.probe is None:
+            return stats
+        from arsl_tui.ops.probes import merge_stats
+
+        try:
+            probed = self.probe([run.champion, run.challenger])
+        except (ServingPlatformError, OSError, ValueError):
+            return stats  # probes add evidence; the platform's own counts still judge without them
+        return merge_stats(stats, probed)
+
     def _judge(self, run: CanaryRun) -> CanaryRun:
+        if run.phase is Phase.SHADOWING:
+            return self._judge_shadow(run)
         now = self.clock()
         assert run.window_started_at is not None
         window_s = max(now - run.window_started_at, 0.001)
         try:
-            stats = self.platform.stats(self.service, [run.champion, run.challenger], window_s)
+            stats = self._window_stats(run, window_s)
         except ServingPlatformError as error:
             run = machine.note_error(run, f"cannot read the window's stats: {error}", now=now)
             self.store.save(run)
@@ -548,6 +773,8 @@ class CanaryController:
                 CHAMPION, run.challenger, f"canary {run.run_id}: {action.reason}", self.user
             )
             return f"promotion log entry {entry.seq}"
+        if kind is ActionKind.SHADOW:
+            return self._set_shadow(run, action)
         status = self.platform.status(self.service)
         if kind is ActionKind.SET_WEIGHTS and status.phase == "absent":
             return "the service does not exist: no traffic to move"
@@ -585,6 +812,20 @@ class CanaryController:
             return "weights set"
         raise _GiveUp(f"unknown action {kind.value}")
 
+    def _set_shadow(self, run: CanaryRun, action: Action) -> str:
+        share = int(action.weights.get(run.challenger, 0))
+        tap = self.shadow_tap
+        if tap is None:
+            if share:
+                raise _GiveUp(f"cannot mirror requests: {self.shadow_how}")
+            return "no shadow tap: nothing to stop"
+        version = run.challenger if share else None
+        current = tap.shadow(self.service)
+        if current == (version, share) or (not share and current[1] == 0):
+            return "copies set already" if share else "copies stopped already"
+        tap.set_shadow(self.service, version, share, action.reason)
+        return f"copies of {share}% go to {run.challenger}" if share else "copies stopped"
+
 
 def describe_weights(weights: Mapping[str, int]) -> str:
     return " / ".join(f"{version} {weight}%" for version, weight in weights.items()) or "—"
@@ -597,4 +838,14 @@ def stats_rows(status: CanaryStatus) -> Sequence[tuple[str, VersionStats | None]
     return [(version, status.stats.get(version)) for version in (status.run.champion, status.run.challenger)]
 
 
-__all__ = ["CanaryController", "CanaryStatus", "describe_weights", "judge_config", "plan_from_settings", "stats_rows"]
+__all__ = [
+    "CanaryController",
+    "CanaryStatus",
+    "Probe",
+    "ShadowTap",
+    "describe_weights",
+    "judge_config",
+    "plan_from_settings",
+    "shadow_config",
+    "stats_rows",
+]

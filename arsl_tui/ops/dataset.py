@@ -15,18 +15,21 @@ beyond the records the manifest keeps.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import itertools
 import os
+import re
 import stat
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from arsl_tui.domain.classes import ARSL_CLASSES, IMAGE_EXTENSIONS, IMAGE_SIZE
 from arsl_tui.domain.keys import UnsafeKeyError, check_relative_path
@@ -230,12 +233,128 @@ def _check_entry(root: str, cls: str, name: str, split: SplitPolicy) -> _Checked
     if not stat.S_ISREG(mode):
         return _Checked(None, Finding(label, "not_a_file", "not a regular file"), None, False)
     try:
-        check_relative_path(relative)
+        _check_name(relative, name)
     except UnsafeKeyError as error:
         return _Checked(None, Finding(label, "unsafe_name", str(error)), None, False)
-    if Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+    if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
         return _Checked(None, Finding(label, "not_an_image", "extension is not .jpg, .jpeg or .png"), None, False)
     return _decode(relative, cls, path, split)
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}")
+"""A file name `check_relative_path` never refuses inside a class folder: no control or surrogate character,
+no separator, not `.` or `..`, short."""
+
+
+def _check_name(relative: str, name: str) -> None:
+    """`check_relative_path(relative)` for a class folder's entry `name`, with a quick way past plain names
+    (the full check costs about as much as reading a 2 KB image)."""
+    if _PLAIN_NAME.fullmatch(name) is None:
+        check_relative_path(relative)
+
+
+def _predict_chunk(root: str, cls: str, names: list[str], split: SplitPolicy) -> list[_Checked]:
+    """`_check_chunk` with each image's size and mode read from its header; an entry it cannot judge that
+    way comes back with neither record nor problem (see `predict_dataset`)."""
+    out: list[_Checked] = []
+    for name in names:
+        relative = f"{cls}/{name}"
+        path = os.path.join(root, cls, name)
+        try:
+            regular = stat.S_ISREG(os.lstat(path).st_mode)
+            _check_name(relative, name)
+        except (OSError, UnsafeKeyError):
+            regular = False
+        if not regular or os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+            out.append(_check_entry(root, cls, name, split))  # what is not an image file is judged as ever
+            continue
+        try:
+            data = _read_regular(path)
+        except (OSError, ValueError):
+            data = b""
+        header = _header_size_mode(data)
+        if header is None:
+            out.append(_Checked(None, None, None, True))
+            continue
+        width, height, mode = header
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        record = ImageRecord(
+            path=relative,
+            cls=cls,
+            bytes=len(data),
+            md5=md5,
+            split=split.assign(md5),
+            width=width,
+            height=height,
+            mode=mode,
+        )
+        out.append(_Checked(record, None, _note(relative, width, height, mode), True))
+    return out
+
+
+_JPEG_MODES = {1: "L", 3: "RGB", 4: "CMYK"}
+_PNG_MODES = {(0, 8): "L", (0, 1): "1", (2, 8): "RGB", (3, 8): "P", (4, 8): "LA", (6, 8): "RGBA"}
+_JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+"""Start-of-frame markers (SOF0–SOF15); C4, C8 and CC share the range but are not frames."""
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _header_size_mode(data: bytes) -> tuple[int, int, str] | None:
+    """(width, height, Pillow mode) as a JPEG's frame header or a PNG's IHDR declares them; None for anything
+    else, or anything this does not know how Pillow would open (a full validation judges those)."""
+    if data.startswith(_PNG_SIGNATURE) and data[12:16] == b"IHDR" and len(data) >= 29:
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        mode = _PNG_MODES.get((data[25], data[24]))
+        sane = mode is not None and 0 < width * height <= MAX_IMAGE_PIXELS
+        return (width, height, mode) if sane and mode is not None else None
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    offset = 2
+    while offset + 4 <= len(data):
+        if data[offset] != 0xFF:
+            return None
+        marker = data[offset + 1]
+        if marker == 0xFF:  # fill byte
+            offset += 1
+            continue
+        length = int.from_bytes(data[offset + 2 : offset + 4], "big")
+        if marker in _JPEG_FRAMES:
+            if offset + 10 > len(data):
+                return None
+            height = int.from_bytes(data[offset + 5 : offset + 7], "big")
+            width = int.from_bytes(data[offset + 7 : offset + 9], "big")
+            mode = _JPEG_MODES.get(data[offset + 9])
+            sane = mode is not None and 0 < width * height <= MAX_IMAGE_PIXELS
+            return (width, height, mode) if sane and mode is not None else None
+        if marker == 0xDA or length < 2:  # scan data before any frame header: not a JPEG Pillow opens
+            return None
+        offset += 2 + length
+    return None
+
+
+def decoded_shape(data: bytes) -> tuple[int, int, str] | None:
+    """(width, height, mode) of the image `data` once fully decoded as `validate_dataset` decodes it; None
+    where validation would report it (too many pixels, not decodable)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                return None
+            image.load()
+            return image.width, image.height, image.mode
+    except Exception:  # whatever Pillow raises for these bytes, validation reports the file
+        return None
+
+
+def _note(relative: str, width: int, height: int, mode: str) -> Finding | None:
+    if (width, height) == (IMAGE_SIZE, IMAGE_SIZE) and mode == "L":
+        return None
+    return Finding(
+        relative,
+        "normalised",
+        f"{width}×{height} {mode}; the trainer converts it to {IMAGE_SIZE}×{IMAGE_SIZE} grayscale",
+    )
 
 
 def _read_regular(path: str) -> bytes:
@@ -248,7 +367,11 @@ def _read_regular(path: str) -> bytes:
             raise ValueError("not a regular file")
         if status.st_size > MAX_IMAGE_BYTES:
             raise ValueError(f"{status.st_size} bytes; images are at most {MAX_IMAGE_BYTES // 2**20} MB")
-        data = handle.read(MAX_IMAGE_BYTES + 1)
+        # Read what fstat promised (and one byte more): a read sized for the limit allocates 32 MB per file,
+        # which cost more than decoding a 64×64 image. A file that grew since is read on, up to the limit.
+        data = handle.read(status.st_size + 1)
+        if len(data) > status.st_size:
+            data += handle.read(MAX_IMAGE_BYTES + 1 - len(data))
     if len(data) > MAX_IMAGE_BYTES:
         raise ValueError(f"more than {MAX_IMAGE_BYTES // 2**20} MB; images are smaller")
     return data
@@ -293,21 +416,57 @@ def _decode(relative: str, cls: str, path: str, split: SplitPolicy) -> _Checked:
     record = ImageRecord(
         path=relative, cls=cls, bytes=len(data), md5=md5, split=split.assign(md5), width=width, height=height, mode=mode
     )
-    note = None
-    if (width, height) != (IMAGE_SIZE, IMAGE_SIZE) or mode != "L":
-        note = Finding(
-            relative,
-            "normalised",
-            f"{width}×{height} {mode}; the trainer converts it to {IMAGE_SIZE}×{IMAGE_SIZE} grayscale",
-        )
-    return _Checked(record, None, note, True)
+    return _Checked(record, None, _note(relative, width, height, mode), True)
 
 
 ProgressCallback = Callable[[int], None]
 
 
+class _WithoutDescriptor:
+    """A stream as it is, except that it has no file descriptor to hand to a child process."""
+
+    def __init__(self, stream: object) -> None:
+        self._stream = stream
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("no file descriptor")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (which every spawned worker pool needs) where it can start.
+
+    It is handed this process's stderr by descriptor, and a running Textual app replaces `sys.stderr` with
+    a stream whose `fileno()` is -1: the console's first worker pool would then fail with "bad value(s) in
+    fds_to_keep". There it starts with no stderr at all (its rare warnings would land on the console's
+    screen anyway); everywhere else this is what the first pool would do.
+    """
+    from multiprocessing import resource_tracker
+
+    try:
+        usable = sys.stderr.fileno() >= 0
+    except (AttributeError, ValueError, OSError):  # io.UnsupportedOperation is an OSError: it is skipped
+        usable = True
+    if usable:
+        resource_tracker.ensure_running()
+        return
+    with contextlib.redirect_stderr(_WithoutDescriptor(sys.stderr)):
+        resource_tracker.ensure_running()
+
+
+ChunkCheck = Callable[[str, str, list[str], SplitPolicy], list[_Checked]]
+
+
 def _check_all(
-    root: Path, split: SplitPolicy, problems: list[Finding], classes: set[str], workers: int | None
+    root: Path,
+    split: SplitPolicy,
+    problems: list[Finding],
+    classes: set[str],
+    workers: int | None,
+    check: ChunkCheck = _check_chunk,
+    stopped: Callable[[], bool] | None = None,
 ) -> Iterator[_Checked]:
     """Every entry of every class folder checked, in path order.
 
@@ -326,13 +485,16 @@ def _check_all(
     ordered = itertools.chain(head, chunks)
     if count <= 1:
         for cls, names in ordered:
-            yield from _check_chunk(str(root), cls, names, split)
+            _stop_if(stopped)
+            yield from check(str(root), cls, names, split)
         return
+    start_resource_tracker()
     with process_pool(count) as pool:
         pending: deque[Future[list[_Checked]]] = deque()
         try:
             for cls, names in ordered:
-                pending.append(pool.submit(_check_chunk, str(root), cls, names, split))
+                _stop_if(stopped)
+                pending.append(pool.submit(check, str(root), cls, names, split))
                 if len(pending) >= 2 * count:
                     yield from pending.popleft().result()
             while pending:
@@ -344,6 +506,15 @@ def _check_all(
                 future.cancel()
 
 
+def _stop_if(stopped: Callable[[], bool] | None) -> None:
+    if stopped is not None and stopped():
+        raise ValidationStopped
+
+
+class ValidationStopped(Exception):
+    """The caller of `validate_dataset` asked it to stop (`stopped()` became true)."""
+
+
 def validate_dataset(
     folder: Path,
     split: SplitPolicy,
@@ -351,22 +522,68 @@ def validate_dataset(
     quarantine: bool = False,
     on_progress: ProgressCallback | None = None,
     workers: int | None = None,
+    stopped: Callable[[], bool] | None = None,
 ) -> ValidationReport:
     """Decode every image under `folder` and build its manifest.
 
     With `quarantine`, problem files are left out of the manifest (and listed in it as
     quarantined); without it they are left out too, but the report is not ok. `workers`: processes
     that decode (None: one per CPU for large sets, none for small ones, where starting them costs more
-    than it saves; 1: decode in this process).
+    than it saves; 1: decode in this process). `stopped` is polled between chunks; once true, the
+    validation ends with `ValidationStopped`.
     """
     root = find_dataset_root(Path(folder))
     problems: list[Finding] = []
+    classes: set[str] = set()
+    checked = _check_all(root, split, problems, classes, workers, _check_chunk, stopped)
+    return _report(root, split, checked, problems, classes, quarantine=quarantine, on_progress=on_progress)
+
+
+def predict_dataset(
+    folder: Path, split: SplitPolicy, *, on_progress: ProgressCallback | None = None, workers: int | None = None
+) -> ValidationReport | None:
+    """The report `validate_dataset` gives for `folder` if every image decodes, in a fraction of its time; None
+    when this pass finds anything that only a full validation may judge (then validate).
+
+    Reads and hashes every file and takes each image's size and mode from its header (JPEG frame header,
+    PNG IHDR) instead of decoding it, with every other rule of `validate_dataset` the same. A prediction is
+    only a prediction: a file whose header is sound but whose data is not decodes only in a full
+    validation, and an uploader must compare the two before it calls the data set complete.
+    """
+    root = find_dataset_root(Path(folder))
+    problems: list[Finding] = []
+    classes: set[str] = set()
+    unsure = False
+
+    def sure(checked: Iterator[_Checked]) -> Iterator[_Checked]:
+        nonlocal unsure
+        for entry in checked:
+            if entry.record is None and entry.problem is None:
+                unsure = True
+                return
+            yield entry
+
+    checked = sure(_check_all(root, split, problems, classes, workers, _predict_chunk))
+    report = _report(root, split, checked, problems, classes, on_progress=on_progress)
+    return None if unsure or not report.ok else report
+
+
+def _report(
+    root: Path,
+    split: SplitPolicy,
+    checked_entries: Iterator[_Checked],
+    problems: list[Finding],
+    classes: set[str],
+    *,
+    quarantine: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> ValidationReport:
+    """The report of every checked entry: duplicates, empty classes, quarantine and the manifest."""
     notes: list[Finding] = []
     records: list[ImageRecord] = []
     first_by_md5: dict[str, str] = {}
-    classes: set[str] = set()
     scanned = 0
-    for checked in _check_all(root, split, problems, classes, workers):
+    for checked in checked_entries:
         if checked.decoded:
             scanned += 1
             if on_progress is not None and scanned % 256 == 0:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from arsl_tui.backends import backend_for
 from arsl_tui.domain.alarms import (
     CANARY_ROLLBACK,
+    INPUT_DRIFT_METRIC,
     AlarmEvent,
     AlarmRule,
     AlarmRuleError,
@@ -44,6 +45,7 @@ from arsl_tui.domain.alarms import (
     Sampler,
     SetupReport,
     SkippedRule,
+    drift_samples,
     gateway_samples,
 )
 from arsl_tui.domain.ports import Monitor
@@ -103,6 +105,8 @@ def thresholds(settings: Settings) -> AlarmThresholds:
         max_requests=alarms.max_requests,
         min_online_accuracy=alarms.min_online_accuracy,
         custom_namespace=alarms.custom_namespace,
+        max_input_drift=settings.drift.threshold,
+        drift_periods=settings.drift.periods,
     )
 
 
@@ -119,11 +123,12 @@ def gateway_sampler(settings: Settings, timeout_s: float | None = None) -> Sampl
 
     A gateway that does not answer within `timeout_s` (default `ops.serving.STATS_TIMEOUT_S`) counts as
     down for the round (service_up 0, no other points: its other rules see missing data), so a hung
-    gateway delays a round by that much at most.
+    gateway delays a round by that much at most. Input drift is measured over `[drift] window_s`, not the
+    round's window: a period of traffic is often too few images for a stable histogram.
     """
 
     def sample(now: float, window_s: float) -> list[Sample]:
-        from arsl_tui.ops import serving
+        from arsl_tui.ops import drift, serving
 
         try:
             deployed, running = serving.gateway_presence(settings)
@@ -140,7 +145,16 @@ def gateway_sampler(settings: Settings, timeout_s: float | None = None) -> Sampl
                 )
             except serving.ServingError:
                 stats = None  # it does not answer: service_up 0
-        return gateway_samples(stats, deployed=deployed, min_feedback=settings.alarms.min_feedback)
+        samples = gateway_samples(stats, deployed=deployed, min_feedback=settings.alarms.min_feedback)
+        if stats is not None:
+            try:
+                reports = drift.gateway_reports(
+                    settings, timeout_s=serving.STATS_TIMEOUT_S if timeout_s is None else timeout_s
+                )
+            except serving.ServingError:
+                reports = []  # no drift points this round: the drift rule sees missing data, not a healthy 0
+            samples.extend(drift_samples(reports))
+        return samples
 
     return sample
 
@@ -342,6 +356,28 @@ def publish_online_accuracy(
             _close(monitor)
 
 
+def publish_input_drift(
+    settings: Settings, score: float, *, monitor: Monitor | None = None, at: float | None = None
+) -> None:
+    """Push a drift score (domain/drift.py) to Cloud Eye's custom namespace, where `arsl-input-drift` judges it."""
+    backend = backend_for(settings)
+    if backend.runs_here:
+        raise MonitorUnavailable(f"{backend.monitor_label} measures input drift from the gateway by itself")
+    series = backend.custom_metric_series()
+    if series is None:
+        raise MonitorUnavailable(f"{settings.source}: alarms.service_id is empty: set it to the ModelArts service id")
+    if not 0.0 <= score < float("inf"):
+        raise AlarmRuleError(f"drift score {score!r}: expected a finite number >= 0")
+    namespace, dims = series
+    own = monitor is None
+    monitor = monitor or open_monitor(settings)
+    try:
+        monitor.put_metric(namespace, INPUT_DRIFT_METRIC, score, dims, at=at)
+    finally:
+        if own:
+            _close(monitor)
+
+
 # --- rounds -----------------------------------------------------------------------------------------
 
 
@@ -461,6 +497,7 @@ __all__ = [
     "list_rules",
     "open_local_monitor",
     "open_monitor",
+    "publish_input_drift",
     "publish_online_accuracy",
     "record_canary_rollback",
     "run_round",

@@ -12,6 +12,12 @@ Layout under `settings.storage.models_prefix` (default `models/`):
     log/<seq, 8 digits>.json      the promotion log, append-only: entry n+1 is created conditionally,
                                   and the aliases are the replay of the log, so appending is a
                                   compare-and-swap on the aliases (see domain.registry).
+    imports/<platform>/v<N>.json  which model of a serving platform holds vN (domain.registry.ImportRecord),
+                                  e.g. its ModelArts AI application id; replaced when the version is
+                                  imported again (the platform owns the model and may lose it).
+    packages/<package_id>/<platform>/…
+                                  what that platform imports from: the package in the platform's layout
+                                  (the files are copies; the package's own files stay as registered).
     aliases.json                  a cache of the replayed state after some entry n (alias positions,
                                   registered versions, the last promotion); a reader replays only the
                                   entries after n.
@@ -61,6 +67,7 @@ from arsl_tui.domain.ports import ObjectInfo, ObjectNotFound, ObjectStore, Store
 from arsl_tui.domain.registry import (
     ALIASES,
     CHAMPION,
+    ImportRecord,
     Lineage,
     ModelVersion,
     PackageFile,
@@ -68,6 +75,7 @@ from arsl_tui.domain.registry import (
     RecordFormatError,
     RegistryError,
     RegistryState,
+    check_platform,
     format_version,
     parse_version,
     plan_alias_move,
@@ -311,6 +319,14 @@ class ModelRegistry:
 
     def package_key(self, package_id: str, path: str) -> str:
         return join_key(self.prefix, f"packages/{package_id}/{path}")
+
+    def import_key(self, version: str, platform: str) -> str:
+        name = format_version(parse_version(version))
+        return join_key(self.prefix, f"imports/{check_platform(platform)}/{name}.json")
+
+    def import_folder(self, package_id: str, platform: str) -> str:
+        """The folder (key prefix, ending in '/') a platform imports the package `package_id` from."""
+        return join_key(self.prefix, f"packages/{package_id}/{check_platform(platform)}") + "/"
 
     def _where(self, key: str) -> str:
         return f"{self.store.location}/{key}"
@@ -666,6 +682,48 @@ class ModelRegistry:
         )
         assert appended is not None
         return appended
+
+    # --- imports into serving platforms ----------------------------------------------------------
+
+    def imported(self, version: str, platform: str) -> ImportRecord | None:
+        """The recorded import of `version` into `platform`, None when there is none yet."""
+        key = self.import_key(version, platform)
+        try:
+            data = self._read_json(key)
+        except ObjectNotFound:
+            return None
+        try:
+            return ImportRecord.from_json(data, self._where(key))
+        except RecordFormatError as error:
+            raise RegistryCorrupt(str(error)) from None
+
+    def record_import(self, record: ImportRecord) -> ImportRecord:
+        """Record (or replace) which model of `record.platform` holds `record.version`."""
+        self.get(record.version)  # only registered versions are imported
+        key = self.import_key(record.version, record.platform)
+        data = _encode(record.to_json())
+        self._patiently(lambda: self.store.put_bytes(key, data, _md5(data)))
+        return record
+
+    def put_import_file(self, key: str, data: bytes) -> None:
+        """Write one file of an import layout (under `import_folder`), unless it already holds `data`."""
+        md5 = _md5(data)
+        present = self._patiently(functools.partial(self.store.head, key))
+        if present is None or present.md5 != md5 or present.size != len(data):
+            self._patiently(lambda: self.store.put_bytes(key, data, md5))
+
+    def copy_package_file(self, item: PackageFile, key: str) -> None:
+        """Copy a registered package file to `key` (an import layout), checked against the record's MD5."""
+        present = self._patiently(functools.partial(self.store.head, key))
+        if present is not None and present.md5 == item.md5 and present.size == item.size:
+            return
+        data = self._get(item.key)
+        if _md5(data) != item.md5 or len(data) != item.size:
+            raise RegistryCorrupt(
+                f"{self._where(item.key)}: MD5 {_md5(data)} / {len(data)} bytes, but the record says "
+                f"{item.md5} / {item.size}; the stored package is damaged"
+            )
+        self._patiently(lambda: self.store.put_bytes(key, data, item.md5))
 
     # --- reading packages back --------------------------------------------------------------------
 

@@ -55,6 +55,7 @@ from typing import Any
 
 from arsl_tui.domain.classes import class_index
 from arsl_tui.domain.manifest import ImageRecord, Manifest
+from arsl_tui.ops.dataset import decoded_shape, start_resource_tracker
 from arsl_tui.ops.processes import WORKER_DIED, available_cpus, process_pool
 
 SHARDS_INDEX_NAME = "shards.json"
@@ -72,6 +73,8 @@ _POLL_S = 0.1
 
 SampleSpec = tuple[str, str, str, str]
 """(path, md5, class, split) of one sample: what a packing task needs, cheap to send to a worker."""
+Shape = tuple[int, int, str]
+"""(width, height, Pillow mode) an image is expected to decode to."""
 
 
 class ShardError(Exception):
@@ -80,6 +83,14 @@ class ShardError(Exception):
 
 class PackingCancelled(Exception):
     """Packing stopped because the caller asked it to."""
+
+
+class ShardCheckFailed(Exception):
+    """Packing with `check_decoding` found images that do not decode to the shape the manifest gives them."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        super().__init__(f"{len(paths)} image(s) do not decode as their headers say, e.g. {paths[0]}")
+        self.paths = tuple(paths)
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,8 @@ class PlannedShard:
     name: str
     samples: tuple[SampleSpec, ...]
     tar_bytes: int
+    shapes: tuple[Shape, ...] = ()
+    """Per sample, the shape the manifest records (for packing that checks decoding)."""
 
 
 def shard_name(number: int) -> str:
@@ -145,6 +158,7 @@ def plan_shards(manifest: Manifest, shard_size_bytes: int) -> list[PlannedShard]
     marker and record padding included (a shard always takes at least one sample)."""
     planned: list[PlannedShard] = []
     current: list[SampleSpec] = []
+    shapes: list[Shape] = []
     offset = 0
 
     def close() -> None:
@@ -154,6 +168,7 @@ def plan_shards(manifest: Manifest, shard_size_bytes: int) -> list[PlannedShard]
                 name=shard_name(len(planned)),
                 samples=tuple(current),
                 tar_bytes=_archive_bytes(offset),
+                shapes=tuple(shapes),
             )
         )
 
@@ -162,8 +177,9 @@ def plan_shards(manifest: Manifest, shard_size_bytes: int) -> list[PlannedShard]
         size = _sample_bytes(image)
         if current and _archive_bytes(offset + size) > shard_size_bytes:
             close()
-            current, offset = [], 0
+            current, shapes, offset = [], [], 0
         current.append((image.path, image.md5, image.cls, image.split))
+        shapes.append((image.width, image.height, image.mode))
         offset += size
     if current:
         close()
@@ -243,8 +259,13 @@ class ShardPacking:
         *,
         manifest_id: str | None = None,
         workers: int | None = None,
+        check_decoding: bool = False,
     ) -> None:
         self.manifest_id = manifest_id or manifest.id
+        self.check_decoding = check_decoding
+        """Decode every image while packing it and compare it with the manifest (`ShardCheckFailed`)."""
+        self.mismatched: list[str] = []
+        """Images a checking build found not to decode as the manifest says (such a build is never kept)."""
         self.folder = folder
         self.shard_size_bytes = shard_size_bytes
         self.reused = load_shard_set(folder, self.manifest_id, shard_size_bytes)
@@ -256,7 +277,7 @@ class ShardPacking:
         )
         self._executor: Executor | None = None
         self._queued = list(reversed(self.plan))
-        self._running: dict[Future[tuple[int, str]], PlannedShard] = {}
+        self._running: dict[Future[tuple[int, str, tuple[str, ...]]], PlannedShard] = {}
         self._finished: dict[int, ShardInfo] = {}
         self._building: Path | None = None
         self._shard_set: ShardSet | None = self.reused
@@ -295,6 +316,8 @@ class ShardPacking:
         self.folder.parent.mkdir(parents=True, exist_ok=True)
         self._building = self.folder.with_name(f".{self.folder.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         (self._building / SHARDS_FOLDER).mkdir(parents=True)
+        if self._workers > 1:
+            start_resource_tracker()
         self._executor = (
             process_pool(self._workers)
             if self._workers > 1
@@ -307,17 +330,21 @@ class ShardPacking:
         return list(self._running)
 
     def poll(self) -> list[ShardInfo]:
-        """Shards completed since the last call (never blocks); raises ShardError when packing failed."""
+        """Shards completed since the last call (never blocks); raises ShardError when packing failed and
+        ShardCheckFailed when a checking build found an image that does not decode as the manifest says."""
         completed: list[ShardInfo] = []
         for future in [future for future in self._running if future.done()]:
             planned = self._running.pop(future)
             try:
-                size, md5 = future.result()
+                size, md5, mismatched = future.result()
             except BrokenProcessPool as error:
                 raise ShardError(WORKER_DIED.format(detail=f"packing {planned.name}: {error}")) from None
+            self.mismatched.extend(mismatched)
             shard = ShardInfo(name=planned.name, bytes=size, md5=md5, samples=len(planned.samples))
             self._finished[planned.number] = shard
             completed.append(shard)
+        if self.mismatched:
+            raise ShardCheckFailed(self.mismatched)
         self._submit()
         return sorted(completed, key=lambda shard: shard.name)
 
@@ -377,8 +404,11 @@ class ShardPacking:
             return
         while self._queued and len(self._running) <= self._workers:
             planned = self._queued.pop()
-            future = self._executor.submit(
-                pack_shard, str(self._root), str(self._building / planned.name), planned.samples
+            target = str(self._building / planned.name)
+            future = (
+                self._executor.submit(pack_shard, str(self._root), target, planned.samples, planned.shapes)
+                if self.check_decoding
+                else self._executor.submit(pack_shard, str(self._root), target, planned.samples)
             )
             self._running[future] = planned
 
@@ -419,12 +449,16 @@ def build_shards(
 # -- packing one shard (in a worker process, or a thread for small sets) --------------------------------
 
 
-def pack_shard(root: str, target: str, samples: Sequence[SampleSpec]) -> tuple[int, str]:
-    """Write one gzip-compressed tar shard of `samples` to `target`; returns (bytes, MD5) of the file.
+def pack_shard(
+    root: str, target: str, samples: Sequence[SampleSpec], shapes: Sequence[Shape] | None = None
+) -> tuple[int, str, tuple[str, ...]]:
+    """Write one gzip-compressed tar shard of `samples` to `target`; returns (bytes, MD5) of the file and,
+    with `shapes` (one per sample), the paths of the images that do not decode to their shape.
 
     Written to a temporary name and renamed once complete and flushed to disk, so `target` is always
     either absent or whole.
     """
+    mismatched: list[str] = []
     partial = f"{target}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip header: mtime 0, no name
     digest = hashlib.md5(usedforsecurity=False)
@@ -441,8 +475,11 @@ def pack_shard(root: str, target: str, samples: Sequence[SampleSpec]) -> tuple[i
                     size += len(data)
 
             offset = 0
-            for path, md5, cls, split in samples:
-                for name, data in _sample_members(path, md5, cls, split, _read_image(root, path, md5)):
+            for number, (path, md5, cls, split) in enumerate(samples):
+                image = _read_image(root, path, md5)
+                if shapes is not None and decoded_shape(image) != shapes[number]:
+                    mismatched.append(path)
+                for name, data in _sample_members(path, md5, cls, split, image):
                     pending += tar_header(name, len(data))
                     pending += data
                     pending += bytes(_padded(len(data)) - len(data))
@@ -460,7 +497,7 @@ def pack_shard(root: str, target: str, samples: Sequence[SampleSpec]) -> tuple[i
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise
-    return size, digest.hexdigest()
+    return size, digest.hexdigest(), tuple(mismatched)
 
 
 def _image_extension(path: str) -> str:

@@ -1,6 +1,7 @@
-"""The upload engine: validate → pack (shards mode) → send concurrently → verify → manifest last.
+"""The upload engine: predict → pack (shards mode) and send concurrently, decoding beside → verify → manifest last.
 
-Both `arsl upload` and the console's Upload tab drive `run_upload`. The store layout of a data set:
+`arsl upload` drives `run_upload`, and so does the console's Upload tab, in a process of its own
+(`ops.upload_process`). The store layout of a data set:
 
     {datasets_prefix}{manifest_id}/files/<class>/<name>              (files mode)
     {datasets_prefix}{manifest_id}/shards.json                       (shards mode)
@@ -21,8 +22,18 @@ stops the run at once. Before the manifest goes up, a listing of the prefix must
 exactly: missing or wrong objects are sent again, unexpected ones under this content-addressed
 prefix are deleted and reported.
 
-How it stays fast: validation decodes in one worker process per CPU; shards are packed in worker
-processes too, and each shard is sent as soon as it is packed, while the next ones are being packed.
+How it stays fast: the link is busy from the first seconds. A first pass (`predict_dataset`) reads and
+hashes every file and takes each image's size and mode from its header, which gives the manifest — and
+so the content-addressed prefix — in a fraction of a full validation's time whenever every image
+decodes. Sending starts from that prediction while every image is decoded beside it: in shards mode by
+the packing workers (each image is read there anyway), in files mode by `validate_dataset` in a thread
+of its own. Before the manifest goes up the decoding must agree with the prediction exactly; where it
+does not (a file whose header is sound and whose data is not), what was sent under the predicted
+prefix is removed, the journal forgets that job, and the run starts again from the full validation —
+refusing, or quarantining, with exactly the report and messages a validation first would give. A set
+whose listing or headers already show a problem is validated in full first, as before. Decoding and
+packing run in worker processes, one per CPU; each shard is sent as soon as it is packed, while the
+next ones are being packed.
 A shard's MD5 exists only once it is packed, so the journal learns the plan shard by shard — which
 changes none of the above: a shard a killed run confirmed is packed again (byte-identical), found
 confirmed with the same MD5 and skipped. What is ready to send comes from the sources of
@@ -50,7 +61,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 from arsl_tui.config import Settings
 from arsl_tui.domain.events import (
@@ -64,12 +75,19 @@ from arsl_tui.domain.events import (
 )
 from arsl_tui.domain.manifest import SplitPolicy, manifest_id
 from arsl_tui.domain.ports import ObjectInfo, ObjectStore, StoreError, TransientStoreError
-from arsl_tui.ops.dataset import MANIFEST_NAME, ValidationReport, validate_dataset
+from arsl_tui.ops.dataset import (
+    MANIFEST_NAME,
+    ValidationReport,
+    ValidationStopped,
+    predict_dataset,
+    validate_dataset,
+)
 from arsl_tui.ops.shards import (
     GZIP_LEVEL,
     SHARDS_FORMAT,
     SHARDS_INDEX_NAME,
     PackingCancelled,
+    ShardCheckFailed,
     ShardError,
     ShardPacking,
 )
@@ -241,6 +259,47 @@ class _Failure(Exception):
     """A permanent error: the run stops with this message."""
 
 
+class _Mispredicted(Exception):
+    """The full validation found what the prediction did not; `report` is the full one."""
+
+    def __init__(self, report: ValidationReport) -> None:
+        super().__init__("the full validation differs from the prediction")
+        self.report = report
+
+
+class _FullValidation:
+    """`validate_dataset` in a thread of its own (and its decoding processes), while the upload goes on."""
+
+    def __init__(self, request: UploadRequest, split: SplitPolicy) -> None:
+        self.report: ValidationReport | None = None
+        self.error: Exception | None = None
+        self._stopped = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(request, split), name="arsl-upload-validate", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, request: UploadRequest, split: SplitPolicy) -> None:
+        try:
+            self.report = validate_dataset(
+                request.dataset_dir, split, quarantine=request.allow_problems, stopped=self._stopped.is_set
+            )
+        except ValidationStopped:
+            pass
+        except Exception as error:  # handed to the engine, which fails the run with it
+            self.error = error
+        finally:
+            self._done.set()
+
+    def wait(self, timeout_s: float) -> bool:
+        return self._done.wait(timeout_s)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+
 class _RateMeter:
     """Bytes per second over a sliding window of recent samples."""
 
@@ -287,11 +346,34 @@ class _Engine:
         self.job_id = ""
         self.journal: UploadJournal | None = None
         self._phase_emitted = 0.0
+        self._discarded = False
+        """This run's job was discarded: its prediction was wrong (see `_confirm`)."""
 
     # -- the whole run -------------------------------------------------------------------------------
 
     def run(self) -> UploadOutcome:
-        report = self._validate()
+        predicted = self._predict()
+        if predicted is None:
+            return self._run_with(self._validate())
+        # Shards mode checks the prediction while packing (each image is read there anyway); files mode
+        # decodes everything beside the sending.
+        check = _FullValidation(self.request, self._split()) if self.request.mode == "files" else None
+        try:
+            return self._run_with(predicted, predicted=True, check=check)
+        except _Mispredicted as mispredicted:
+            report = self._accepted(mispredicted.report)
+            self._restart()
+            return self._run_with(report)
+        finally:
+            if check is not None:
+                check.stop()
+
+    def _run_with(
+        self, report: ValidationReport, *, predicted: bool = False, check: _FullValidation | None = None
+    ) -> UploadOutcome:
+        """Upload the data set `report` describes. `predicted`: `report` is a prediction, to be confirmed by
+        decoding every image (by `check` in files mode, by packing in shards mode) before the manifest goes
+        up; where it is wrong, `_Mispredicted` says what a full validation found."""
         # The manifest's body and id cost seconds and ~100 MB for 100k images: build them once.
         body = report.manifest.body()
         self.manifest_id = manifest_id(body)
@@ -313,9 +395,12 @@ class _Engine:
             except (sqlite3.Error, OSError) as error:
                 raise self._journal_failure(error) from None
             try:
-                manifest_item = self._stage_manifest(body, prefix)
+                # Handed over, not kept here: the engine drops it (~100 MB for 100k images) once staged.
+                manifest_body = [body]
                 del body
-                return self._upload(report, prefix, manifest_item)
+                return self._upload(report, prefix, manifest_body, predicted, check)
+            except _Mispredicted:
+                raise  # what was sent is removed and the journal forgot it: the run never happened
             except KeyboardInterrupt:
                 self.halt.set()
                 self._finish("cancelled", "interrupted")
@@ -376,15 +461,31 @@ class _Engine:
         temporary.replace(path)
         return UploadItem(key=prefix + MANIFEST_NAME, md5=digest.hexdigest(), size=size, files=0, source=str(path))
 
-    def _upload(self, report: ValidationReport, prefix: str, manifest_item: UploadItem) -> UploadOutcome:
+    def _upload(
+        self,
+        report: ValidationReport,
+        prefix: str,
+        manifest_body: list[dict[str, Any]],
+        predicted: bool,
+        check: _FullValidation | None,
+    ) -> UploadOutcome:
         packing: ShardPacking | None = None
         uploaded = False
         try:
             if self.request.mode == "shards":
-                packing = self._start_packing(report)
-                items = self._send_shards(packing, prefix, manifest_item, len(report.manifest.images))
+                packing = self._start_packing(report, check_decoding=predicted)
+                # Staged while the workers pack the first shards: it is sent last, and writing it takes seconds.
+                manifest_item = self._stage_manifest(manifest_body.pop(), prefix)
+                try:
+                    items = self._send_shards(packing, prefix, manifest_item, len(report.manifest.images))
+                except ShardCheckFailed as failed:
+                    self._phase("verifying", f"{failed}; validating every image in full")
+                    self._discard_prediction(self._full_report(), prefix, manifest_item)
             else:
+                manifest_item = self._stage_manifest(manifest_body.pop(), prefix)
                 items = self._send_files(report, prefix, manifest_item)
+                if check is not None:
+                    self._confirm(check, report, prefix, manifest_item)
             self._verify(items, prefix)
             self._phase("finishing", f"writing {MANIFEST_NAME}")
             self._send(ListSource([(manifest_item, True)]), journaled=False)
@@ -394,9 +495,10 @@ class _Engine:
         except (_Failure, ShardError) as failure:
             return self._finish("failed", str(failure))
         finally:
-            # Also on Ctrl-C: stop the packing workers; keep a complete build for the next run.
+            # Also on Ctrl-C: stop the packing workers; keep a complete build for the next run, unless the
+            # build packed a prediction that turned out wrong.
             if packing is not None:
-                settle_packing(packing, uploaded=uploaded)
+                settle_packing(packing, uploaded=uploaded or self._discarded)
         if manifest_item.source is not None:
             Path(manifest_item.source).unlink(missing_ok=True)
         return self._finish("done", "")
@@ -499,13 +601,91 @@ class _Engine:
 
     # -- phases --------------------------------------------------------------------------------------
 
+    def _split(self) -> SplitPolicy:
+        dataset = self.settings.dataset
+        return SplitPolicy(seed=dataset.split_seed, val=dataset.val_fraction, test=dataset.test_fraction)
+
+    def _predict(self) -> ValidationReport | None:
+        """The data set's report as `predict_dataset` expects it, when it expects no problem; else None."""
+        self._phase("validating", str(self.request.dataset_dir))
+        report = predict_dataset(
+            self.request.dataset_dir,
+            self._split(),
+            on_progress=lambda scanned: self._phase_throttled("validating", f"{scanned} files read"),
+        )
+        return report if report is not None and report.manifest.images else None
+
+    def _confirm(
+        self, check: _FullValidation, predicted: ValidationReport, prefix: str, manifest_item: UploadItem
+    ) -> None:
+        """Wait for the full validation; where it finds what the prediction did not, discard the prediction."""
+        while not check.wait(_POLL_S):
+            if self.control.cancelled:
+                raise _Stop
+            self._phase_throttled("verifying", "waiting for every image to be decoded before the manifest goes up")
+        if check.error is not None:
+            raise _Failure(f"validating {self.request.dataset_dir}: {check.error}")
+        report = check.report
+        assert report is not None
+        if not (report.ok and report.manifest == predicted.manifest and report.notes == predicted.notes):
+            self._discard_prediction(report, prefix, manifest_item)
+
+    def _full_report(self) -> ValidationReport:
+        """`validate_dataset` as the request asks for it, refusing nothing (the caller decides)."""
+        return validate_dataset(
+            self.request.dataset_dir,
+            self._split(),
+            quarantine=self.request.allow_problems,
+            on_progress=lambda scanned: self._phase_throttled("verifying", f"{scanned} files decoded"),
+        )
+
+    def _discard_prediction(self, report: ValidationReport, prefix: str, manifest_item: UploadItem) -> NoReturn:
+        """Remove from the store what this job put under the predicted prefix, forget the job and raise
+        `_Mispredicted` with the full validation's `report`."""
+        assert self.journal is not None
+        self.halt.clear()
+        self._phase(
+            "verifying",
+            f"decoding found {len(report.problems)} problem(s) the headers did not show; removing what was "
+            f"sent under {prefix} and starting again from the full validation",
+        )
+        planned = self.journal.planned_keys(self.job_id)
+        present = [info.key for info in self._retrying(prefix, lambda: list(self.store.list(prefix)))]
+        doomed = [key for key in present if key in planned]
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="arsl-upload-undo") as pool:
+            for _ in pool.map(lambda key: self._retrying(key, lambda: self.store.delete(key)), doomed):
+                pass
+        self.journal.discard_job(self.job_id)
+        self._discarded = True
+        if manifest_item.source is not None:
+            Path(manifest_item.source).unlink(missing_ok=True)
+        raise _Mispredicted(report)
+
+    def _accepted(self, report: ValidationReport) -> ValidationReport:
+        """`report` if it may be uploaded as the request says; `UploadRefused` otherwise."""
+        if not report.ok and not self.request.allow_problems:
+            raise UploadRefused(report)
+        if not report.manifest.images:
+            raise UploadRefused(
+                report,
+                f"{report.root}: no usable images left after quarantining "
+                f"{len(report.problems)} problem(s); nothing uploaded",
+            )
+        return report
+
+    def _restart(self) -> None:
+        """A fresh run after a discarded one: new id, zero counts."""
+        self.run_id = uuid.uuid4().hex[:12]
+        self.tally = UploadTally()
+        self.meter = _RateMeter()
+        self.halt.clear()
+        self._discarded = False
+
     def _validate(self) -> ValidationReport:
         self._phase("validating", str(self.request.dataset_dir))
-        dataset = self.settings.dataset
-        split = SplitPolicy(seed=dataset.split_seed, val=dataset.val_fraction, test=dataset.test_fraction)
         report = validate_dataset(
             self.request.dataset_dir,
-            split,
+            self._split(),
             quarantine=self.request.allow_problems,
             on_progress=lambda scanned: self._phase_throttled("validating", f"{scanned} files decoded"),
         )
@@ -519,7 +699,7 @@ class _Engine:
             )
         return report
 
-    def _start_packing(self, report: ValidationReport) -> ShardPacking:
+    def _start_packing(self, report: ValidationReport, *, check_decoding: bool = False) -> ShardPacking:
         shard_bytes = self.settings.upload.shard_size_mb * 1024 * 1024
         # The folder names what decides the shards' bytes, so a build is only ever reused for the same ones.
         folder = (
@@ -532,7 +712,14 @@ class _Engine:
             f"{len(report.manifest.images)} images into shards of up to "
             f"{self.settings.upload.shard_size_mb} MB of tar, gzip-compressed",
         )
-        packing = ShardPacking(report.manifest, report.root, folder, shard_bytes, manifest_id=self.manifest_id)
+        packing = ShardPacking(
+            report.manifest,
+            report.root,
+            folder,
+            shard_bytes,
+            manifest_id=self.manifest_id,
+            check_decoding=check_decoding,
+        )
         if packing.reused is not None:
             self._phase("packing", f"reusing the {packing.shards_total} shards packed by an earlier run")
         packing.start()

@@ -267,6 +267,16 @@ class UploadJournal:
             connection.executemany("DELETE FROM upload_objects WHERE job_id = ? AND key = ?", stale)
         return states
 
+    def planned_keys(self, job_id: str) -> set[str]:
+        rows = self.db.connection().execute("SELECT key FROM upload_objects WHERE job_id = ?", (job_id,)).fetchall()
+        return {str(key) for (key,) in rows}
+
+    def discard_job(self, job_id: str) -> None:
+        """Forget a job and every run of it, as if none had happened (its objects were removed from the store)."""
+        with self.db.transaction() as connection:
+            connection.execute("DELETE FROM upload_objects WHERE job_id = ?", (job_id,))
+            connection.execute("DELETE FROM upload_runs WHERE job_id = ?", (job_id,))
+
     def set_states(self, connection: sqlite3.Connection, job_id: str, keys: Iterable[str], state: str) -> None:
         """Within the caller's transaction."""
         now = time.time()

@@ -219,12 +219,12 @@ class ShardSource:
 
 def settle_packing(packing: ShardPacking, *, uploaded: bool) -> None:
     """After a run: the shards are no longer needed once uploaded; otherwise a complete build is kept
-    for the next run to reuse, and a partial one removed."""
+    for the next run to reuse, and a partial one (or one with images that did not decode) removed."""
     if uploaded:
         if packing.reused is not None:
             shutil.rmtree(packing.reused.folder, ignore_errors=True)
         packing.close()
-    elif packing.complete:
+    elif packing.complete and not packing.mismatched:
         packing.keep()
     else:
         packing.close()

@@ -26,6 +26,10 @@ Admin API (`Authorization: Bearer <token from <home>/serving/admin.token>`; used
     PUT  /admin/weights      {"weights": {"v1": 90, "v2": 10}, "reason"}: switch traffic atomically
     GET  /admin/stats        ?window_s=300&max_samples=5000: per-version requests, errors, latency
                              samples and feedback accuracy over the last window_s seconds
+    GET  /admin/shadow       ?window_s=300&max_samples=5000: where copies go, and the shadow window
+                             (copies sent/dropped, agreement, both latencies, feedback on copied requests)
+    PUT  /admin/shadow       {"version": "v2", "share": 100, "reason"}: copy that share of answered
+                             requests to a loaded version that answers no client (share 0 stops)
 """
 
 from __future__ import annotations
@@ -54,11 +58,13 @@ from starlette.routing import Route
 from arsl_tui.domain.serving import Deployment, DeploymentError
 from arsl_tui.serving.auth import HEADER, KeyVerifier
 from arsl_tui.serving.batching import Decoder, InferenceWorker, InvalidImage, LoadedModel, Overloaded, Scores
+from arsl_tui.serving.drift import parse_report_query
 from arsl_tui.serving.feedback import FeedbackError, FeedbackLedger
 from arsl_tui.serving.metrics import NO_VERSION, GatewayMetrics
 from arsl_tui.serving.openapi import openapi_document
 from arsl_tui.serving.ratelimit import RateLimiter
 from arsl_tui.serving.routing import Loader, Persist, Router, RoutingController
+from arsl_tui.serving.shadow import ShadowMirror
 
 log = logging.getLogger("arsl.gateway")
 
@@ -134,6 +140,7 @@ class Gateway:
         limits: GatewayLimits,
         admin_token: str,
         on_ready: Callable[[], None] | None = None,
+        shadow_capacity: int = 256,
     ) -> None:
         self.router = router
         self.metrics = GatewayMetrics()
@@ -156,6 +163,7 @@ class Gateway:
         )
         self.decoder = Decoder()
         self.feedback = FeedbackLedger()
+        self.shadow = ShadowMirror(capacity=shadow_capacity)
         self.admin_token = admin_token.encode()
         self.on_ready = on_ready
         self.started = time.time()
@@ -415,8 +423,13 @@ async def predict(gateway: Gateway, request: Request, context: Context) -> tuple
     (pixels,) = await gateway.decode_all(await gateway.images(request, body, several=False))
     model = gateway.router.choose()
     context.version = model.version
+    began = time.perf_counter()
     (scores,) = await gateway.classify(model, [pixels])
-    return 200, gateway.answer(model, scores, context.request_id)
+    champion_ms = (time.perf_counter() - began) * 1000.0
+    gateway.metrics.record_inputs(model, [pixels], [scores])
+    answer = gateway.answer(model, scores, context.request_id)
+    gateway.shadow.offer(context.request_id, model.version, pixels, answer["label"], champion_ms)
+    return 200, answer
 
 
 async def predict_batch(gateway: Gateway, request: Request, context: Context) -> tuple[int, Any]:
@@ -428,8 +441,13 @@ async def predict_batch(gateway: Gateway, request: Request, context: Context) ->
     pixels = await gateway.decode_all(images)
     model = gateway.router.choose()
     context.version = model.version
+    began = time.perf_counter()
     results = await gateway.classify(model, pixels)
+    champion_ms = (time.perf_counter() - began) * 1000.0
+    gateway.metrics.record_inputs(model, pixels, results)
     answers = [gateway.answer(model, scores, f"{context.request_id}-{index}") for index, scores in enumerate(results)]
+    for image, answer in zip(pixels, answers, strict=True):
+        gateway.shadow.offer(answer["request_id"], model.version, image, answer["label"], champion_ms)
     return 200, {"request_id": context.request_id, "model_version": model.version, "results": answers}
 
 
@@ -455,6 +473,7 @@ async def feedback(gateway: Gateway, request: Request, context: Context) -> tupl
         raise ApiError(error.status, error.reason, str(error)) from None
     context.version = scored.version
     gateway.metrics.record_feedback(scored.version, scored.correct)
+    gateway.shadow.feedback(document["request_id"], scored.label)
     return 200, {
         "request_id": document["request_id"],
         "model_version": scored.version,
@@ -543,6 +562,47 @@ async def admin_stats(gateway: Gateway, request: Request, context: Context) -> t
     }
 
 
+async def admin_drift(gateway: Gateway, request: Request, context: Context) -> tuple[int, Any]:
+    gateway.check_admin(request)  # ?window_s=300&low_confidence=0.5: serving/drift.py
+    try:
+        window_s, cutoff = parse_report_query(
+            request.query_params.get("window_s"), request.query_params.get("low_confidence")
+        )
+    except ValueError as error:
+        raise ApiError(422, "invalid_query", str(error)) from None
+    return 200, gateway.metrics.drift.report(window_s, cutoff)
+
+
+async def admin_shadow(gateway: Gateway, request: Request, context: Context) -> tuple[int, Any]:
+    if request.method == "GET":
+        gateway.check_admin(request)
+        try:
+            window_s = float(request.query_params.get("window_s", "300"))
+            max_samples = int(request.query_params.get("max_samples", "5000"))
+        except ValueError:
+            raise ApiError(422, "invalid_query", "window_s must be a number and max_samples an integer") from None
+        if not 0 < window_s <= 7 * 86400 or not 0 <= max_samples <= MAX_STATS_SAMPLES:
+            raise ApiError(
+                422, "invalid_query", f"window_s must be in (0, 604800] and max_samples in [0, {MAX_STATS_SAMPLES}]"
+            )
+        return 200, {**gateway.shadow.to_json(), "window": gateway.shadow.stats(window_s, max_samples).to_json()}
+    document = await _admin_json(gateway, request)
+    version, share = document.get("version"), document.get("share", 0)
+    if isinstance(share, bool) or not isinstance(share, int) or not 0 <= share <= 100:
+        raise ApiError(422, "invalid_shadow", f"share {share!r}: expected a whole percentage from 0 to 100")
+    if share and (not isinstance(version, str) or version not in gateway.router.table.models):
+        loaded = ", ".join(gateway.router.table.models)
+        raise ApiError(409, "version_not_loaded", f"copies need a loaded version: {version!r} is not one of {loaded}")
+    if share and version == gateway.router.deployment.stable:
+        raise ApiError(422, "invalid_shadow", f"{version} is the stable version: it answers clients already")
+    serving = gateway.router.deployment.weights.get(str(version), 0)
+    if share and serving:
+        raise ApiError(422, "invalid_shadow", f"{version} answers clients already ({serving}%)")
+    gateway.shadow.configure(version if share else None, share)
+    log.info("shadow: %s (%s)", gateway.shadow.to_json(), str(document.get("reason") or "admin API"))
+    return 200, gateway.shadow.to_json()
+
+
 # --- the app --------------------------------------------------------------------------------------
 
 
@@ -550,11 +610,17 @@ def create_app(gateway: Gateway) -> Starlette:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         gateway.worker.start(asyncio.get_running_loop())
+        # The table is swapped on every deployment change: look the version up in the current one each time.
+        copies = asyncio.create_task(
+            gateway.shadow.run(gateway.worker, lambda version: gateway.router.table.models.get(version))
+        )
         if gateway.on_ready is not None:
             gateway.on_ready()
         try:
             yield
         finally:
+            copies.cancel()
+            await asyncio.gather(copies, return_exceptions=True)
             await asyncio.to_thread(gateway.worker.stop)
             gateway.decoder.close()
 
@@ -579,6 +645,8 @@ def create_app(gateway: Gateway) -> Starlette:
         route("/admin/deployment", "admin", admin_deployment, ["GET", "PUT"]),
         route("/admin/weights", "admin", admin_weights, ["PUT"]),
         route("/admin/stats", "admin", admin_stats, ["GET"]),
+        route("/admin/drift", "admin", admin_drift, ["GET"]),
+        route("/admin/shadow", "admin", admin_shadow, ["GET", "PUT"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]

@@ -4,7 +4,8 @@ The event loop decodes each image to 64×64 uint8 pixels (the training pipeline'
 big images are decoded on a small thread pool so they never stall the loop) and hands the pixels to
 `InferenceWorker.submit`, which returns a future. One worker thread takes the first waiting image,
 then gathers more until it has `max_batch` of them or the first has waited `max_wait_s`, groups them
-by model version, normalises each group exactly as training did and runs one forward pass per group.
+by model version, normalises each group exactly as training did and runs one forward pass per group
+(on the runtime `arsl_tui.serving.runtime` chose for that model).
 It hands all results of a batch back to the loop in one call. A failure inside a forward pass fails
 only the requests of that batch (with the error), never the thread.
 
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from arsl_tui.serving.runtime import ForwardSwitch, Runtime
 from trainer.predict import PackageError, Predictor
 from trainer.preprocess import ImageDecodeError, decode_image, normalise
 
@@ -82,10 +84,22 @@ class LoadedModel:
     predictor: Predictor
     model_dir: Path
     loaded_at: float = field(default_factory=time.time)
+    switch: ForwardSwitch | None = None
+    """The forward pass it serves with (see `arsl_tui.serving.runtime`); None: the predictor's own."""
 
     @property
     def classes(self) -> tuple[str, ...]:
         return self.predictor.classes
+
+    @property
+    def runtime(self) -> str:
+        return self.switch.runtime if self.switch is not None else "torch"
+
+    def probabilities(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 64, 64) normalised inputs → (B, classes) softmax probabilities, on the chosen runtime."""
+        if self.switch is None or self.switch.runtime == "torch":
+            return self.predictor.probabilities(inputs)  # looked up per call, so a patched method takes effect
+        return self.switch.forward(inputs)
 
     def describe(self) -> dict[str, Any]:
         config = self.predictor.config
@@ -98,6 +112,8 @@ class LoadedModel:
             "manifest_id": config.get("manifest_id"),
             "training_job_id": config.get("training_job_id"),
             "weights_sha256": config.get("weights_sha256"),
+            "runtime": self.runtime,
+            "runtime_settled": self.switch is None or self.switch.settled.is_set(),
             "metrics": _headline(config.get("metrics")),
             "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at)),
         }
@@ -109,12 +125,18 @@ def _headline(metrics: Any) -> dict[str, Any]:
     return {name: value for name, value in metrics.items() if isinstance(value, int | float | str)}
 
 
-def load_model(version: str, model_dir: Path) -> LoadedModel:
-    """Load a package and run one forward pass, so its first request pays no warm-up."""
+def load_model(version: str, model_dir: Path, runtime: Runtime = "auto") -> LoadedModel:
+    """Load a package and run one forward pass, so its first request pays no warm-up.
+
+    It serves with torch at once; with `runtime` "auto" or "onnxruntime" a background thread converts it and
+    switches to ONNX Runtime once that agrees with torch (`arsl_tui.serving.runtime`).
+    """
     predictor = Predictor.load(model_dir)
     batch = normalise(torch.zeros((2, 1, 64, 64), dtype=torch.uint8), predictor.mean, predictor.std)
     predictor.probabilities(batch)
-    return LoadedModel(version=version, predictor=predictor, model_dir=model_dir)
+    switch = ForwardSwitch(predictor)
+    switch.convert_in_background(predictor, runtime, torch.get_num_threads(), version)
+    return LoadedModel(version=version, predictor=predictor, model_dir=model_dir, switch=switch)
 
 
 # --- decoding -------------------------------------------------------------------------------------
@@ -149,7 +171,11 @@ def probe(data: bytes) -> tuple[int, int]:
 
 def decode(data: bytes) -> np.ndarray:
     """Bytes → (64, 64) uint8 pixels, as in training; InvalidImage naming the problem otherwise."""
-    width, height = probe(data)
+    return _decode_probed(data, *probe(data))
+
+
+def _decode_probed(data: bytes, width: int, height: int) -> np.ndarray:
+    """`decode` for bytes whose header `probe` has read already (reading it costs a third of a small decode)."""
     if width * height > MAX_PIXELS:
         raise InvalidImage(f"the image is {width}×{height} pixels; at most {MAX_PIXELS} pixels are accepted")
     try:
@@ -169,8 +195,8 @@ class Decoder:
     async def decode(self, data: bytes) -> np.ndarray:
         width, height = probe(data)
         if len(data) <= INLINE_BYTES and width * height <= INLINE_PIXELS:
-            return decode(data)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, decode, data)
+            return _decode_probed(data, width, height)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, _decode_probed, data, width, height)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -287,7 +313,7 @@ class InferenceWorker:
         try:
             pixels = torch.from_numpy(np.stack([item.pixels for item in group]))
             inputs = normalise(pixels, model.predictor.mean, model.predictor.std).unsqueeze(1)
-            probabilities = model.predictor.probabilities(inputs)
+            probabilities = model.probabilities(inputs)
             k = min(TOP_K, probabilities.shape[1])
             values, indices = probabilities.topk(k, dim=1)
             results = [

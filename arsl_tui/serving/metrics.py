@@ -13,6 +13,9 @@ before a version was chosen: bad key, rate limit, bad body). Families:
     arsl_gateway_online_accuracy{version}                     correct / feedback
     arsl_gateway_route_weight{version}                        current traffic percentage
     arsl_gateway_queue_depth                                  images waiting for the inference thread
+    arsl_gateway_answer_confidence{version}                   top-1 confidence of each answer (histogram)
+
+Per version, the live input profile (`drift.LiveInputs`) keeps recent inputs' features for `/admin/drift`.
 
 A small exposition writer is used instead of prometheus_client: the families are few and fixed.
 Not thread-safe: only the event loop updates them (the inference thread hands its figures over).
@@ -28,9 +31,12 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from arsl_tui.domain.serving import VersionStats
+from arsl_tui.serving.drift import Answering, LiveInputs, observe_safely
+from arsl_tui.serving.rings import EventRing
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 INFERENCE_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 WINDOW_EVENTS = 200_000
 """Request events kept per version for windowed stats (minutes of traffic at a few hundred per second);
@@ -38,6 +44,8 @@ WINDOW_EVENTS = 200_000
 NO_VERSION = "none"
 
 Labels = tuple[str, ...]
+Scores = Sequence[tuple[int, float]]
+"""Top-k (class index, probability) of one answer, most probable first (`batching.Scores`)."""
 
 
 def _escape(value: str) -> str:
@@ -144,55 +152,6 @@ RETIRED_WINDOWS_KEPT = 4
 many canaries keeps a bounded number of them."""
 
 
-class EventRing:
-    """The newest `capacity` events as parallel numpy columns (fixed width: 13 bytes for a request event).
-
-    A deque of Python tuples costs ~120 bytes an event (24 MB for a full window of one version); these
-    columns grow by doubling up to `capacity` and then overwrite the oldest event. Events are appended
-    in time order (the monotonic clock), so the events of the last N seconds are a suffix, found by
-    binary search.
-    """
-
-    def __init__(self, capacity: int, dtypes: Sequence[str]) -> None:
-        self.capacity = capacity
-        self._columns = [np.empty(min(1024, capacity), dtype=dtype) for dtype in dtypes]
-        self._oldest = 0
-        self.size = 0
-
-    def append(self, *values: float) -> None:
-        allocated = len(self._columns[0])
-        if self.size == allocated and allocated < self.capacity:
-            grown = min(self.capacity, allocated * 2)
-            self._columns = [
-                np.concatenate((column, np.empty(grown - allocated, dtype=column.dtype))) for column in self._columns
-            ]
-        if self.size < self.capacity:
-            index = self.size
-            self.size += 1
-        else:
-            index = self._oldest
-            self._oldest = (self._oldest + 1) % self.capacity
-        for column, value in zip(self._columns, values, strict=True):
-            column[index] = value
-
-    def since(self, cutoff: float) -> list[np.ndarray]:
-        """Each column's values (oldest first) of the events whose first column (time) is >= `cutoff`."""
-        size, oldest = self.size, self._oldest
-        ordered = [
-            np.concatenate((column[oldest:size], column[:oldest])) if oldest else column[:size]
-            for column in self._columns
-        ]
-        first = int(np.searchsorted(ordered[0], cutoff, side="left"))
-        return [column[first:] for column in ordered]
-
-    @property
-    def newest(self) -> float | None:
-        if not self.size:
-            return None
-        index = (self._oldest - 1) % self.capacity if self.size == self.capacity else self.size - 1
-        return float(self._columns[0][index])
-
-
 class VersionWindow:
     """Recent requests and feedback of one version, for stats over the last N seconds."""
 
@@ -271,6 +230,10 @@ class GatewayMetrics:
         )
         self.weights = Gauge("arsl_gateway_route_weight", "Percentage of traffic routed to each version.", ("version",))
         self.queue_depth = Gauge("arsl_gateway_queue_depth", "Images waiting for the inference thread.", ())
+        self.confidence = Histogram(
+            "arsl_gateway_answer_confidence", "Top-1 confidence of each answer.", ("version",), CONFIDENCE_BUCKETS
+        )
+        self.drift = LiveInputs(clock)
         self.families: tuple[_Family, ...] = (
             self.requests,
             self.errors,
@@ -283,6 +246,7 @@ class GatewayMetrics:
             self.online_accuracy,
             self.weights,
             self.queue_depth,
+            self.confidence,
         )
         self.windows: dict[str, VersionWindow] = {}
 
@@ -308,6 +272,12 @@ class GatewayMetrics:
         self.inference.observe((version,), seconds)
         self.images.inc((version,), size)
 
+    def record_inputs(self, model: Answering, pixels: Sequence[np.ndarray], scores: Sequence[Scores]) -> None:
+        """The images a client's answers came from, and those answers (the live input profile)."""
+        for answer in scores:
+            self.confidence.observe((model.version,), answer[0][1])
+        observe_safely(self.drift, model, pixels, scores)
+
     def record_feedback(self, version: str, correct: bool) -> None:
         self.feedback.inc((version,))
         if correct:
@@ -327,6 +297,7 @@ class GatewayMetrics:
         )
         for version in retired[RETIRED_WINDOWS_KEPT:]:
             del self.windows[version]
+        self.drift.forget_other_than([*weights, *self.windows])
 
     def stats(self, versions: Iterable[str], window_s: float, max_samples: int) -> dict[str, VersionStats]:
         now = self._clock()

@@ -133,6 +133,7 @@ def build_gateway(
         limits=limits,
         admin_token=ensure_admin_token(home),
         on_ready=on_ready,
+        shadow_capacity=settings.canary.shadow_queue,
     )
 
 

@@ -1,11 +1,13 @@
 """The canary controller's records in the state file (component "canary", `state/db.py`), and the lock
-that makes each of its decisions one critical section.
+that makes each of its decisions one critical section: the `CanaryStateStore` of the local backend.
 
-Kept on both backends: the run record (with its pending actions), a journal of every decision, every
-action's outcome, the alarms raised, and the versions API Gateway published. SQLite rather than the
-registry's store because the controller reads and writes it every second or so and needs transactions.
-One controller per home: a file lock (`<home>/canary.lock`) serialises decisions across threads and
-processes, so a `watch`, the console and a CLI command can run at once without acting twice.
+Kept here: the run record (with its pending actions), a journal of every decision, every action's outcome,
+the alarms raised, and (on every backend) the versions API Gateway published. SQLite because the controller
+reads and writes it every second or so and needs transactions. One controller per home: a file lock
+(`<home>/canary.lock`, `HomeLock`) serialises decisions across threads and processes, so a `watch`, the
+console and a CLI command can run at once without acting twice. Where operators share a release from
+several hosts, the records live in the object store instead (`state.object_canary_store`), which takes the
+same home lock before its controller lease.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arsl_tui.domain.canary import Action, CanaryError, CanaryRun, Transition
 from arsl_tui.state.db import Migrations, StateDB, open_state
+
+if TYPE_CHECKING:
+    from arsl_tui.domain.ports import LeaseHolder
 
 LOCK_FILE = "canary.lock"
 LOCK_TIMEOUT_S = 120.0
@@ -82,7 +87,54 @@ MIGRATIONS = Migrations(
 
 
 class ControllerBusy(CanaryError):
-    """Another controller held the canary lock for too long."""
+    """Another controller held the canary lock for too long, or holds the release's lease."""
+
+
+class LeaseHeld(ControllerBusy):
+    """Another controller holds the release's lease; `holder` says who (host, pid, user) and since when."""
+
+    def __init__(self, message: str, holder: LeaseHolder) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+class CanaryStateUnavailable(CanaryError):
+    """The canary's records cannot be read (the store is unreachable, or refuses these credentials)."""
+
+
+class HomeLock:
+    """The home's canary lock: a thread lock and an `flock` on `<home>/canary.lock`, so the threads and
+    processes of one home decide one at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._thread_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def hold(self, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+        """Exclusive across threads and processes; decisions and their actions run inside it."""
+        deadline = time.monotonic() + timeout_s
+        if not self._thread_lock.acquire(timeout=timeout_s):
+            raise ControllerBusy(f"another part of this program held the canary for {timeout_s:g} s")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                while True:
+                    try:
+                        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise ControllerBusy(
+                                f"{self.path}: another canary controller held the lock for {timeout_s:g} s"
+                            ) from None
+                        time.sleep(0.02)  # another process holds it; flock has no timed wait
+                yield
+            finally:
+                os.close(descriptor)  # closing releases the lock
+        finally:
+            self._thread_lock.release()
 
 
 class CanaryStore:
@@ -92,40 +144,26 @@ class CanaryStore:
         self.db = db
         self.lock_path = lock_path
         db.ensure_schema(MIGRATIONS)
-        self._thread_lock = threading.Lock()
+        self._home_lock = HomeLock(lock_path)
 
     @classmethod
     def open(cls, home: Path) -> CanaryStore:
         return cls(open_state(home), Path(home) / LOCK_FILE)
 
+    @property
+    def where(self) -> str:
+        return str(self.db.path)
+
     def close(self) -> None:
         self.db.close()
 
-    @contextlib.contextmanager
-    def lock(self, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    def lock(self, timeout_s: float = LOCK_TIMEOUT_S) -> contextlib.AbstractContextManager[None]:
         """Exclusive across threads and processes; decisions and their actions run inside it."""
-        deadline = time.monotonic() + timeout_s
-        if not self._thread_lock.acquire(timeout=timeout_s):
-            raise ControllerBusy(f"another part of this program held the canary for {timeout_s:g} s")
-        try:
-            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                while True:
-                    try:
-                        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() >= deadline:
-                            raise ControllerBusy(
-                                f"{self.lock_path}: another canary controller held the lock for {timeout_s:g} s"
-                            ) from None
-                        time.sleep(0.02)  # another process holds it; flock has no timed wait
-                yield
-            finally:
-                os.close(descriptor)  # closing releases the lock
-        finally:
-            self._thread_lock.release()
+        return self._home_lock.hold(timeout_s)
+
+    def holder(self) -> LeaseHolder | None:
+        """None: one home's controller is whichever of its processes holds the file lock at the moment."""
+        return None
 
     def current(self) -> CanaryRun | None:
         row = (
@@ -304,4 +342,13 @@ class CanaryStore:
         ]
 
 
-__all__ = ["LOCK_FILE", "LOCK_TIMEOUT_S", "MIGRATIONS", "CanaryStore", "ControllerBusy"]
+__all__ = [
+    "LOCK_FILE",
+    "LOCK_TIMEOUT_S",
+    "MIGRATIONS",
+    "CanaryStateUnavailable",
+    "CanaryStore",
+    "ControllerBusy",
+    "HomeLock",
+    "LeaseHeld",
+]

@@ -468,6 +468,37 @@ ACTIONS: tuple[ActionSpec, ...] = (
         title="Quit",
         tooltip="Quit the console.",
     ),
+    ActionSpec(
+        id="overview.doctor",
+        keys="D",
+        action="run_doctor",
+        description="doctor",
+        scope="overview",
+        title="Doctor: check the backend before a run",
+        tooltip="Check, changing nothing, that the configured backend has what every phase needs (credentials, "
+        "endpoints, bucket, engine and flavor, serving, gateway; disk, port and torch locally), like `arsl doctor`.",
+    ),
+    ActionSpec(
+        id="doctor.close",
+        keys="escape,q",
+        action="close",
+        description="close",
+        owner="doctor",
+        key_display="esc",
+        title="Close the doctor's report",
+        tooltip="Close the doctor's report.",
+    ),
+    ActionSpec(
+        id="canary.skip_shadow",
+        keys="S",
+        action="canary_skip_shadow",
+        description="skip shadow",
+        scope="canary",
+        mutates=True,
+        title="Canary: skip the shadow step",
+        tooltip="Ask for confirmation, then stop the copies and give the challenger the first step's share "
+        "without a shadow verdict.",
+    ),
 )
 
 _BY_ID: dict[str, ActionSpec] = {spec.id: spec for spec in ACTIONS}

@@ -3,7 +3,8 @@
 The engine emits an `UploadProgressed` after every confirmed object (108,098 for the full data
 set). The feed keeps only the latest progress, queues the other events in order, and wakes the
 console at most once until the console drains it, so the UI's message queue never grows with the
-number of objects.
+number of objects. An engine in its own process hands over progress it already coalesced, with the
+number of events it stands for (`add_progress`).
 """
 
 from __future__ import annotations
@@ -37,12 +38,21 @@ class UploadFeed:
         self._awake = False
 
     def __call__(self, event: Event) -> None:
+        if isinstance(event, UploadProgressed):
+            self.add_progress(event, 1)
+            return
         with self._lock:
-            if isinstance(event, UploadProgressed):
-                self._progress = event
-                self._progress_seen += 1
-            else:
-                self._events.append(event)
+            self._events.append(event)
+            if self._awake:
+                return
+            self._awake = True
+        self._wake()
+
+    def add_progress(self, event: UploadProgressed, count: int) -> None:
+        """The newest progress, standing for `count` progress events of the engine."""
+        with self._lock:
+            self._progress = event
+            self._progress_seen += count
             if self._awake:
                 return
             self._awake = True

@@ -118,7 +118,7 @@ def test_errors_fire_the_alarm_within_the_periods_and_recovery_clears_it(
             "healthy traffic → ok",
         )
 
-        monkeypatch.setattr(model.predictor, "probabilities", broken)
+        monkeypatch.setattr(model, "probabilities", broken)
         failing_since = time.time()
         assert set(predict(client, 3)) == {500}
         until(

@@ -61,6 +61,13 @@ def _serve(result: dict[str, Any]) -> None:
         assert all(run["completed"] > 0 for run in result[server]), result[server]
 
 
+def _shadow(result: dict[str, Any]) -> None:
+    assert [run["mode"] for run in result["runs"]] == ["off", "on"]
+    assert all(run["completed"] > 0 and run["errors"] == 0 for run in result["runs"]), result["runs"]
+    assert result["runs"][1]["shadow"]["sent"] > 0, "the shadow run sent no copies"
+    assert result["summary"]["p99_ratio_on_over_off"] is not None
+
+
 def _train(result: dict[str, Any]) -> None:
     throughput = result["throughput"]
     assert {"plain_images_per_s", "trainer_images_per_s", "trainer_vs_plain_per_cpu_s"} <= throughput.keys()
@@ -89,6 +96,7 @@ CASES = [
     BenchCase("gateway_soak.py", "--out", _gateway_soak),
     BenchCase("gpu_train.py", "--output", _gpu_train),
     BenchCase("serve.py", "--out", _serve),
+    BenchCase("shadow.py", "--out", _shadow),
     BenchCase("train.py", "--out", _train),
     BenchCase("upload.py", "--out", _upload),
 ]

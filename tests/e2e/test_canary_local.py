@@ -46,6 +46,7 @@ CANARY_ENV = {
     "ARSL_CANARY_MIN_FEEDBACK": "10",
     "ARSL_CANARY_POLL_S": "0.2",
     "ARSL_CANARY_MAX_P95_LATENCY_MS": "5000",
+    "ARSL_CANARY_SHADOW": "false",  # these tests are about the traffic steps; test_shadow_local covers shadow
     "ARSL_GATEWAY_PORT": "0",
     "ARSL_GATEWAY_API_CALL_LIMIT": "1000000",
     "ARSL_GATEWAY_APP_CALL_LIMIT": "1000000",

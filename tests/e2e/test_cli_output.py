@@ -127,7 +127,11 @@ def test_predict_help_says_when_a_temporary_key_is_used_and_that_it_is(deployed_
     [
         (("train", "submit", "{data}"), "Submit this training job? [y/N] "),
         (("service", "stop"), "Stop the gateway? [y/N] "),
-        (("canary", "start"), "Release ? beside champion ? at 10% (10%, 25%, 50%, 100%)? [y/N] "),
+        (
+            ("canary", "start"),
+            "Release ? beside champion ? at 10% (10%, 25%, 50%, 100%), after a shadow step (copies only, no "
+            "client traffic)? [y/N] ",
+        ),
         (("alarms", "setup"), "Create or update the [alarms] rules in the local monitor? [y/N] "),
         (("upload", "{data}"), "Upload {data} to local:{home}/store/arsl-ml (shards mode)? [y/N] "),
     ],

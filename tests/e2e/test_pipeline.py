@@ -53,6 +53,9 @@ max_accuracy_drop = 1.0
 max_latency_increase = 100.0
 min_latency_increase_ms = 5000.0
 max_p95_latency_ms = 10000.0
+shadow_window_s = 2
+shadow_min_samples = 6
+min_agreement = 0.0
 
 [gateway]
 port = 0
@@ -115,6 +118,7 @@ def test_a_demo_run_promotes_and_a_second_run_skips_what_is_done(stage: Stage) -
         "train": "done",
         "gate": "done",
         "deploy": "done",
+        "shadow": "done",
         "canary": "done",
         "alarms": "done",
     }
@@ -151,7 +155,8 @@ def test_a_demo_run_promotes_and_a_second_run_skips_what_is_done(stage: Stage) -
 
 
 def test_a_broken_challenger_is_rolled_back_and_the_champion_keeps_serving(stage: Stage) -> None:
-    env = {**stage.env, "ARSL_CANARY_MIN_ONLINE_ACCURACY": "0.5"}  # random weights are right 1 time in 32
+    # Random weights are right 1 time in 32, and agree with the champion about as rarely: stopped in shadow.
+    env = {**stage.env, "ARSL_CANARY_MIN_ONLINE_ACCURACY": "0.5", "ARSL_CANARY_MIN_AGREEMENT": "0.5"}
     broken = stage.arsl(
         "pipeline", "run", "--demo", "--per-class", "4", "--broken-challenger", "--yes", "--json", env=env
     )
@@ -159,7 +164,12 @@ def test_a_broken_challenger_is_rolled_back_and_the_champion_keeps_serving(stage
     assert broken.returncode == 1, broken.stderr + broken.stdout
     states = phase_states(lines)
     assert "canary" in states, broken.stdout + broken.stderr
-    assert (states["champion"], states["canary"], states["alarms"]) == ("not needed", "failed", "done"), states
+    assert (states["champion"], states["shadow"], states["canary"], states["alarms"]) == (
+        "not needed",
+        "failed",
+        "failed",
+        "done",
+    ), states
     result = lines[-1]
     assert result["outcome"] == "rolled_back"
     challenger = result["version"]
@@ -176,3 +186,7 @@ def test_a_broken_challenger_is_rolled_back_and_the_champion_keeps_serving(stage
         for entry in log
     )
     assert any(entry["action"] == "canary" and entry["reason"].startswith("rolled") for entry in log), log[-4:]
+    # Stopped in shadow, before any client saw it (the shadow step's own log entry).
+    assert any(
+        entry["action"] == "canary" and entry["reason"].startswith("shadow_fail: stopped in shadow") for entry in log
+    ), log[-4:]

@@ -14,7 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import huaweicloudsdkces.v1 as ces1
+import huaweicloudsdkces.v2 as ces2
 import pytest
+from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 
 from arsl_tui.cli import build_parser
 from arsl_tui.cli.common import CommandContext, run_command
@@ -30,9 +33,10 @@ from arsl_tui.domain.alarms import (
     MonitorUnavailable,
 )
 from arsl_tui.ops import monitoring
-from arsl_tui.providers.huawei.ces import CloudEyeMonitor
+from arsl_tui.providers.huawei.ces import CloudEyeMonitor, build_clients
 from tests.fixtures.ces_contract import CloudEyeFake, ces_server
-from tests.fixtures.huawei_contract import ContractServer, closed_port_endpoint
+from tests.fixtures.ces_metrics_fake import CloudEyeMetricsFake, query_problems, route_problems
+from tests.fixtures.huawei_contract import Call, ContractServer, closed_port_endpoint
 from tests.providers.conftest import FAKE_CREDENTIALS
 
 PROJECT = "p-contract-0001"
@@ -45,6 +49,7 @@ ALL_RULES = [
     "arsl-online-accuracy",
     "arsl-canary-rollback",
     "arsl-service-down",
+    "arsl-input-drift",
 ]
 
 
@@ -438,9 +443,10 @@ def test_cli_setup_list_history_and_a_backend_error_exit_code(
 
     code, out, _ = run_cli("--backend", "huawei", "--json", "alarms", "setup", "--yes")
     first = json.loads(out)
-    assert code == 0 and len(first["created"]) == 5 and first["skipped"][0]["name"] == "arsl-p95-latency"
+    made = len(ALL_RULES) - 1  # all but the API latency rule, which needs [alarms] api_id
+    assert code == 0 and len(first["created"]) == made and first["skipped"][0]["name"] == "arsl-p95-latency"
     code, out, _ = run_cli("--backend", "huawei", "--json", "alarms", "setup", "--yes")
-    assert code == 0 and json.loads(out)["created"] == [] and len(json.loads(out)["unchanged"]) == 5
+    assert code == 0 and json.loads(out)["created"] == [] and len(json.loads(out)["unchanged"]) == made
 
     fake.fire("arsl-error-rate", time.time() - 60, 0.4)
     code, out, _ = run_cli("--backend", "huawei", "--json", "alarms", "list")
@@ -458,3 +464,197 @@ def test_cli_setup_list_history_and_a_backend_error_exit_code(
     code, out, err = run_cli("--backend", "huawei", "--json", "alarms", "list")
     error = json.loads(out)
     assert code == error["exit_code"] == 3 and "HTTP 500" in error["error"] and "Traceback" not in err
+
+
+# --- the documented rules, one request each that the real Cloud Eye refuses -------------------------
+
+NOW_MS = int(time.time() * 1000)
+
+
+def batch(namespace: str, metric: str, dimensions: dict[str, str], period: str = "1") -> Any:
+    return ces1.BatchListMetricDataRequest(
+        body={
+            "metrics": [
+                {
+                    "namespace": namespace,
+                    "metric_name": metric,
+                    "dimensions": [{"name": name, "value": value} for name, value in dimensions.items()],
+                }
+            ],
+            "period": period,
+            "filter": "sum",
+            "from": NOW_MS - 600_000,
+            "to": NOW_MS,
+        }
+    )
+
+
+def rule_on(namespace: str, metric: str, dimensions: dict[str, str]) -> Any:
+    return ces2.CreateAlarmRulesRequest(
+        body={
+            "name": "arsl-probe",
+            "namespace": namespace,
+            "type": "MULTI_INSTANCE",
+            "resources": [[{"name": name, "value": value} for name, value in dimensions.items()]],
+            "policies": [
+                {
+                    "metric_name": metric,
+                    "period": 1,
+                    "filter": "average",
+                    "comparison_operator": ">",
+                    "value": 1,
+                    "count": 3,
+                }
+            ],
+        }
+    )
+
+
+def metric_data(namespace: str, metric: str, *dims: str, period: str = "300") -> Any:
+    padded = [*dims, None, None, None, None][:4]
+    return ces1.ShowMetricDataRequest(
+        namespace=namespace,
+        metric_name=metric,
+        dim_0=padded[0],
+        dim_1=padded[1],
+        dim_2=padded[2],
+        dim_3=padded[3],
+        filter="sum",
+        period=period,
+        _from=NOW_MS - 3_600_000,
+        to=NOW_MS,
+    )
+
+
+SERVICE, MODEL = {"service_id": "svc-1"}, {"service_id": "svc-1", "model_id": "m-1"}
+CES_REFUSED: list[tuple[str, str, str, Any, str]] = [
+    # (rule, v1|v2, SDK method, request, what the refusal names) — pages cited in the fakes
+    (
+        "SYS.ModelArts has no made-up metric",
+        "v1",
+        "batch_list_metric_data",
+        batch("SYS.ModelArts", "model_accuracy", SERVICE),
+        "has no metric 'model_accuracy'",
+    ),
+    (
+        "SYS.ModelArts model_id goes with service_id",
+        "v1",
+        "batch_list_metric_data",
+        batch("SYS.ModelArts", "total_called_times", {"model_id": "m-1"}),
+        "is measured by model_id+service_id or service_id",
+    ),
+    (
+        "SYS.ModelArts has no deployment dimension",
+        "v1",
+        "batch_list_metric_data",
+        batch("SYS.ModelArts", "failed_called_times", {"service_id": "svc-1", "deployment_id": "d-1"}),
+        "not deployment_id+service_id",
+    ),
+    (
+        "model-load metrics need both dimensions",
+        "v1",
+        "show_metric_data",
+        metric_data("SYS.ModelArts", "cpu_usage", "service_id,svc-1"),
+        "cpu_usage is measured by model_id+service_id",
+    ),
+    (
+        "dimension values are letters, digits, - and _",
+        "v1",
+        "batch_list_metric_data",
+        batch("SYS.ModelArts", "total_called_times", {"service_id": "svc/1"}),
+        "dimension service_id value 'svc/1'",
+    ),
+    (
+        "query periods are 1, 300, 1200, 3600, 14400, 86400",
+        "v1",
+        "show_metric_data",
+        metric_data("SYS.ModelArts", "total_called_times", "service_id,svc-1", period="60"),
+        "period=60",
+    ),
+    (
+        "SYS.APIC API metrics are per gateway and API",
+        "v2",
+        "create_alarm_rules",
+        rule_on("SYS.APIC", "req_count", {"instance_id": "inst-1"}),
+        "SYS.APIC/req_count is measured by api_id+instance_id",
+    ),
+    (
+        "alarm rules name documented SYS.ModelArts metrics",
+        "v2",
+        "create_alarm_rules",
+        rule_on("SYS.ModelArts", "latency_p95", SERVICE),
+        "has no metric 'latency_p95'",
+    ),
+    (
+        "alarm record levels are 1-4",
+        "v2",
+        "list_alarm_histories",
+        ces2.ListAlarmHistoriesRequest(level=5),
+        "level='5'",
+    ),
+    (
+        "alarm ids are al + 22 characters",
+        "v2",
+        "list_alarm_histories",
+        ces2.ListAlarmHistoriesRequest(alarm_id=["al-short"]),
+        "alarm_id='al-short'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "version", "method", "request_", "named"), CES_REFUSED, ids=[case[0] for case in CES_REFUSED]
+)
+def test_the_contract_refuses_what_the_docs_forbid(
+    contract: ContractServer, fake: CloudEyeFake, rule: str, version: str, method: str, request_: Any, named: str
+) -> None:
+    v1, v2 = build_clients(contract.endpoint, CREDENTIALS, 5.0)
+    with pytest.raises(ClientRequestException) as refused:
+        getattr(v1 if version == "v1" else v2, method)(request_)
+    assert refused.value.status_code == 400 and named in str(refused.value.error_msg)
+    assert any(named in violation for violation in contract.violations), contract.violations
+    contract.violations.clear()  # refused on purpose: the fixture checks that nothing else broke the contract
+
+
+def test_the_metrics_fake_refuses_made_up_modelarts_metrics_too(tmp_path: Path) -> None:
+    server = ces_server({CREDENTIALS.access_key: CREDENTIALS.secret_key}, PROJECT)
+    with server:
+        CloudEyeMetricsFake(server)
+        v1, _ = build_clients(server.endpoint, CREDENTIALS, 5.0)
+        answer = v1.batch_list_metric_data(batch("SYS.ModelArts", "total_called_times", MODEL))
+        assert answer.metrics[0].metric_name == "total_called_times" and server.violations == []
+        with pytest.raises(ClientRequestException, match="has no metric 'invocations'"):
+            v1.batch_list_metric_data(batch("SYS.ModelArts", "invocations", MODEL))
+        with pytest.raises(ClientRequestException, match="period must be one of"):
+            v1.batch_list_metric_data(batch("SYS.ModelArts", "total_called_times", MODEL, period="60"))
+        assert len(server.violations) == 2
+
+
+def test_a_policy_change_keeps_to_the_rule_namespace_metrics(
+    settings: Settings, monitor: CloudEyeMonitor, contract: ContractServer, fake: CloudEyeFake
+) -> None:
+    monitoring.setup(settings, monitor)
+    rule = fake.rule_named("arsl-traffic-high")
+    _, v2 = build_clients(contract.endpoint, CREDENTIALS, 5.0)
+    policy = {**rule.body["policies"][0], "metric_name": "request_count"}
+    with pytest.raises(ClientRequestException, match="has no metric 'request_count'"):
+        v2.update_alarm_rule_policies(
+            ces2.UpdateAlarmRulePoliciesRequest(alarm_id=rule.alarm_id, body={"policies": [policy]})
+        )
+
+
+def test_routes_and_query_strings_are_checked_against_the_documented_table() -> None:
+    def call(method: str, path: str, query: list[tuple[str, str]]) -> Call:
+        return Call("list_alarm_rules", method, path, query, {}, None, {})
+
+    assert route_problems("list_alarm_rules", call("GET", f"/v2/{PROJECT}/alarms", [])) == []
+    [wrong] = route_problems("list_alarm_rules", call("GET", f"/V1.0/{PROJECT}/alarms", []))
+    assert "ListAlarmRules" in wrong
+    assert query_problems("list_alarm_rules", call("GET", "/", [("colour", "red")])) == [
+        "undocumented query parameter 'colour'"
+    ]
+    assert query_problems("create_metric_data", call("POST", "/", [("limit", "1")])) == [
+        "undocumented query parameter 'limit'"
+    ]
+    missing = query_problems("show_metric_data", call("GET", "/", [("namespace", "SYS.ModelArts")]))
+    assert "query parameter 'dim.0' is required" in missing

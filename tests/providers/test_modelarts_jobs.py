@@ -23,10 +23,19 @@ from arsl_tui.config import Settings, load_settings
 from arsl_tui.domain.jobs import JobNotFound, JobPhase, JobSpec, JobSpecError, TrainingError
 from arsl_tui.providers.huawei.modelarts import ModelArtsTrainingPlatform, trainer_root
 from arsl_tui.providers.huawei.obs import ObsObjectStore
-from tests.fixtures.huawei_contract import ContractServer, ModelArtsTrainingFake, closed_port_endpoint, iter_phases
+from tests.fixtures.huawei_contract import (
+    DOCUMENTED_ENGINES,
+    UNKNOWN_ENGINE_OR_FLAVOR,
+    ContractServer,
+    ModelArtsTrainingFake,
+    closed_port_endpoint,
+    iter_phases,
+)
 from tests.providers.conftest import FAKE_CREDENTIALS
 
 PROJECT = "p-contract-0001"
+PRESET_ENGINE = "pytorch_2.1.0-cuda_12.1-py_3.10.6-ubuntu_22.04-x86_64"
+"""A documented preset ("Preparing a Model Training Image", develop-modelarts-1417), the configured default."""
 CREDENTIALS = replace(FAKE_CREDENTIALS, project_id=PROJECT)
 
 
@@ -56,7 +65,7 @@ def make_settings(tmp_path: Path, bucket: str, modelarts: str, obs: str, timeout
             "huawei.timeout_s": timeout_s,
             "train.flavor_id": "modelarts.p3.large.public",
             "train.engine_name": "PyTorch",
-            "train.engine_version": "pytorch_2.1.0-cuda_12.1-py_3.10-ubuntu_22.04-x86_64",
+            "train.engine_version": PRESET_ENGINE,
             "train.nodes": 2,
         },
     )
@@ -154,7 +163,7 @@ def test_submit_uploads_the_trainer_and_creates_the_documented_job(
     ]
     assert algorithm["engine"] == {
         "engine_name": "PyTorch",
-        "engine_version": "pytorch_2.1.0-cuda_12.1-py_3.10-ubuntu_22.04-x86_64",
+        "engine_version": PRESET_ENGINE,
     }
     assert {p["name"]: p["value"] for p in algorithm["parameters"]} == {
         "epochs": "3",
@@ -505,3 +514,126 @@ def test_watch_follows_a_job_to_the_end_and_rides_out_a_transient_error(
     assert [(e.record.epoch, e.progress.best_val_acc) for e in epochs] == [(1, 0.5), (2, 0.9)]
     [ended] = [e for e in events if isinstance(e, JobEnded)]
     assert ended.final is not None and ended.final.data["test_acc"] == 0.88
+
+
+# --- engine and flavor, checked before anything is submitted ------------------------------------------
+
+
+def test_the_default_engine_is_a_documented_preset() -> None:
+    assert ("PyTorch", Settings().train.engine_version) in DOCUMENTED_ENGINES
+    assert Settings().train.engine_version == PRESET_ENGINE
+
+
+def test_an_unknown_engine_version_stops_the_submit_naming_the_valid_ones(
+    settings: Settings, store: ObsObjectStore, contract: ContractServer, fake: ModelArtsTrainingFake, moto_bucket: str
+) -> None:
+    wrong = replace(settings, train=replace(settings.train, engine_version="pytorch_2.1.0-cuda_12.1-py_3.10-ubuntu"))
+    platform = ModelArtsTrainingPlatform.from_settings(wrong, credentials=CREDENTIALS, store=store)
+    with pytest.raises(JobSpecError) as stopped:
+        platform.submit(spec_for(moto_bucket))
+    message = str(stopped.value)
+    assert "train.engine_version 'pytorch_2.1.0-cuda_12.1-py_3.10-ubuntu' is not a PyTorch preset" in message
+    assert PRESET_ENGINE in message and "pytorch_1.8.0-cuda_10.2-py_3.7-ubuntu_18.04-x86_64" in message
+    assert "nothing was submitted" in message
+    assert contract.calls_to("create_training_job") == [] and fake.jobs == {}
+    assert list(store.list("code/")) == [], "nothing is uploaded before the check"
+
+
+def test_an_unknown_engine_name_and_flavor_are_both_named(
+    settings: Settings, store: ObsObjectStore, contract: ContractServer, fake: ModelArtsTrainingFake, moto_bucket: str
+) -> None:
+    train = replace(settings.train, engine_name="Caffe", flavor_id="modelarts.p9.huge")
+    platform = ModelArtsTrainingPlatform.from_settings(
+        replace(settings, train=train), credentials=CREDENTIALS, store=store
+    )
+    with pytest.raises(JobSpecError) as stopped:
+        platform.submit(spec_for(moto_bucket))
+    message = str(stopped.value)
+    assert "train.engine_name 'Caffe' is not a preset engine" in message and "valid: PyTorch, TensorFlow" in message
+    assert "train.flavor_id 'modelarts.p9.huge'" in message and "modelarts.p3.large.public" in message
+    assert fake.jobs == {}
+
+
+def test_train_submit_exits_2_with_the_valid_engines(
+    tmp_path: Path,
+    contract: ContractServer,
+    fake: ModelArtsTrainingFake,
+    moto_bucket: str,
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HUAWEICLOUD_SDK_SECURITY_TOKEN", "OBS_ACCESS_KEY_ID", "OBS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", CREDENTIALS.access_key)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", CREDENTIALS.secret_key)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_PROJECT_ID", PROJECT)
+    monkeypatch.setenv("ARSL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ARSL_HUAWEI_MODELARTS_ENDPOINT", contract.endpoint)
+    monkeypatch.setenv("ARSL_HUAWEI_OBS_ENDPOINT", moto_endpoint)
+    monkeypatch.setenv("ARSL_STORAGE_BUCKET", moto_bucket)
+    monkeypatch.setenv("ARSL_TRAIN_ENGINE_VERSION", "pytorch_9")
+    monkeypatch.chdir(tmp_path)
+
+    code, _out, err = run_cli("--backend", "huawei", "train", "submit", f"obs://{moto_bucket}/datasets/m1/", "--yes")
+    assert code == 2, err
+    assert "pytorch_9" in err and PRESET_ENGINE in err
+    assert fake.jobs == {}
+
+
+def test_contract_engines_and_flavors_routes_answer_the_documented_lists(
+    platform: ModelArtsTrainingPlatform, fake: ModelArtsTrainingFake
+) -> None:
+    choices = platform.training_choices()
+    assert choices.engines == DOCUMENTED_ENGINES
+    assert "modelarts.p3.large.public.free" in choices.flavors
+
+
+def test_contract_flavors_route_refuses_an_undocumented_flavor_type(
+    platform: ModelArtsTrainingPlatform, contract: ContractServer, fake: ModelArtsTrainingFake
+) -> None:
+    import huaweicloudsdkmodelarts.v1 as ma
+    from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
+
+    # ShowTrainingJobFlavors: flavor_type is one of CPU, GPU, Ascend (api-modelarts/ShowTrainingJobFlavors.html).
+    gpu = platform._client.show_training_job_flavors(ma.ShowTrainingJobFlavorsRequest(flavor_type="GPU"))
+    assert {flavor.flavor_type for flavor in gpu.flavors} == {"GPU"}
+    with pytest.raises(ClientRequestException) as refused:
+        platform._client.show_training_job_flavors(ma.ShowTrainingJobFlavorsRequest(flavor_type="TPU"))
+    assert refused.value.status_code == 400
+    assert contract.violations == [
+        "show_training_job_flavors: flavor_type must be one of ('CPU', 'GPU', 'Ascend'), got 'TPU'"
+    ]
+    contract.violations.clear()  # seen and checked
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "refusal"),
+    [
+        ("engine_version", "pytorch_2.1.0-cuda_12.1-py_3.10-ubuntu_22.04-x86_64", "is not a preset"),
+        ("flavor_id", "modelarts.p9.huge", "is not a training flavor of this project"),
+    ],
+)
+def test_contract_create_job_refuses_an_unknown_engine_or_flavor(
+    platform: ModelArtsTrainingPlatform,
+    contract: ContractServer,
+    fake: ModelArtsTrainingFake,
+    moto_bucket: str,
+    field: str,
+    value: str,
+    refusal: str,
+) -> None:
+    """The body the old default produced (an undocumented engine version) is refused, as ModelArts would."""
+    import huaweicloudsdkmodelarts.v1 as ma
+    from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
+
+    body = platform.build_job(spec_for(moto_bucket), "arsl-unknown", platform.upload_code())
+    if field == "engine_version":
+        body.algorithm.engine.engine_version = value
+    else:
+        body.spec.resource.flavor_id = value
+    with pytest.raises(ClientRequestException) as refused:
+        platform._client.create_training_job(ma.CreateTrainingJobRequest(body=body))
+    assert (refused.value.status_code, refused.value.error_code) == (400, UNKNOWN_ENGINE_OR_FLAVOR)
+    assert fake.jobs == {}
+    assert len(contract.violations) == 1 and refusal in contract.violations[0]
+    contract.violations.clear()  # seen and checked

@@ -405,6 +405,7 @@ CANARY_ENV = {
     "ARSL_CANARY_MIN_FEEDBACK": "8",
     "ARSL_CANARY_POLL_S": "0.2",
     "ARSL_CANARY_MAX_P95_LATENCY_MS": "5000",
+    "ARSL_CANARY_SHADOW": "false",  # the kill loops count the traffic steps' records
     "ARSL_GATEWAY_PORT": "0",
     "ARSL_GATEWAY_TORCH_THREADS": "1",
     "ARSL_GATEWAY_API_CALL_LIMIT": "1000000",

@@ -7,8 +7,9 @@ is made to hang (SIGSTOP) or die (SIGKILL). The alarm monitor (`ops.monitoring`,
 over the gateway's admin API) runs its rounds on an injected clock too.
 
 Huawei backend: the real huaweicloudsdk clients against the contract server on 127.0.0.1 (Cloud Eye
-rules and data, ModelArts services), which stops answering; and against a server that trickles its
-answer a byte at a time, each byte inside the read timeout (the SDK's timeouts are per read).
+rules and data, ModelArts new-version services and AOM's metric query), which stops answering; and
+against a server that trickles its answer a byte at a time, each byte inside the read timeout (the
+SDK's timeouts are per read).
 
 The rule every test checks: the canary is never promoted on no evidence or on evidence it could not
 read — it holds the step, says why in the run's reason or error, and carries on when the source
@@ -43,14 +44,14 @@ from arsl_tui.ops.canary import CanaryController
 from arsl_tui.ops.canary_wiring import open_controller
 from arsl_tui.ops.registry import ModelRegistry
 from arsl_tui.providers.huawei.ces import CloudEyeMonitor, build_clients
+from arsl_tui.providers.huawei.deployment_services import ModelArtsDeploymentServing
 from arsl_tui.providers.huawei.sdk_clients import call_deadline_s
-from arsl_tui.providers.huawei.services import CALLS_METRIC, CES_NAMESPACE, FAILURES_METRIC, ModelArtsServingPlatform
 from arsl_tui.providers.local.serving_platform import SERVICE as LOCAL_SERVICE
 from arsl_tui.providers.local.store import LocalObjectStore
 from arsl_tui.serving.auth import HEADER
 from arsl_tui.state.canary_store import CanaryStore
+from tests.fixtures.aom_fake import AomPromFake
 from tests.fixtures.ces_contract import CloudEyeFake, ces_server
-from tests.fixtures.ces_metrics_fake import CloudEyeMetricsFake
 from tests.fixtures.huawei_contract import ContractServer
 from tests.fixtures.huawei_serving_fakes import SERVICES, InferServiceFake
 from tests.fixtures.model_packages import gate_json, metrics_json, write_package
@@ -76,9 +77,11 @@ window_s = {WINDOW_S}
 min_samples = {MIN_SAMPLES}
 max_p95_latency_ms = 10000.0
 min_latency_increase_ms = 1000.0
+shadow = false
 """
 """50 % first, so a few seconds of traffic fill a window; latency limits far above what a shared
-2-core machine can do to a healthy version, so only missing evidence can hold these canaries."""
+2-core machine can do to a healthy version, so only missing evidence can hold these canaries. No shadow
+window before the first step: these tests are about the traffic steps' windows."""
 
 STATS_TIMEOUT_S = 5.0
 """The bound proposed for the local platform's admin reads (see test_a_hung_gateway_…)."""
@@ -421,6 +424,7 @@ def huawei_settings(tmp_path: Path, endpoint: str, **overrides: Any) -> Settings
             "home": str(tmp_path / "home"),
             "huawei.ces_endpoint": endpoint,
             "huawei.modelarts_endpoint": endpoint,
+            "huawei.aom_endpoint": endpoint,
             "huawei.timeout_s": HUAWEI_TIMEOUT_S,
             "huawei.apig_instance_id": "inst-1",
             "alarms.service_id": "svc-1",
@@ -539,10 +543,10 @@ def test_cloud_eye_that_trickles_its_answer_is_cut_off_at_the_total_deadline() -
     assert deadline - 0.1 <= took < deadline + SLACK_S, f"{took:.2f} s (deadline {deadline} s)"
 
 
-def test_modelarts_services_that_trickle_their_answer_are_cut_off_at_the_total_deadline(tmp_path: Path) -> None:
+def test_modelarts_deployments_that_trickle_their_answer_are_cut_off_at_the_total_deadline(tmp_path: Path) -> None:
     with TricklingServer() as server:
         settings = huawei_settings(tmp_path, server.endpoint, **{"huawei.service_name": "arsl-signs"})
-        platform = ModelArtsServingPlatform.from_settings(
+        platform = ModelArtsDeploymentServing.from_settings(
             settings,
             package_address=lambda version: f"obs://arsl-ml/models/packages/pkg-{version}/",
             credentials=CREDENTIALS,
@@ -554,12 +558,12 @@ def test_modelarts_services_that_trickle_their_answer_are_cut_off_at_the_total_d
     assert deadline - 0.1 <= took < deadline + SLACK_S, f"{took:.2f} s (deadline {deadline} s)"
 
 
-def test_a_canary_on_modelarts_holds_while_cloud_eye_does_not_answer_and_judges_when_it_does(tmp_path: Path) -> None:
+def test_a_canary_on_deployments_holds_while_aom_does_not_answer_and_judges_when_it_does(tmp_path: Path) -> None:
     contract = ContractServer(
         services=SERVICES, credentials={CREDENTIALS.access_key: CREDENTIALS.secret_key}, project_id=PROJECT
     )
     with contract:
-        services, cloud_eye = InferServiceFake(contract), CloudEyeMetricsFake(contract)
+        services, aom = InferServiceFake(contract), AomPromFake(contract)
         settings = huawei_settings(
             tmp_path,
             contract.endpoint,
@@ -567,6 +571,7 @@ def test_a_canary_on_modelarts_holds_while_cloud_eye_does_not_answer_and_judges_
                 "huawei.service_name": "arsl-signs",
                 "huawei.service_image": "swr.af-north-1.example/arsl/serve:1",
                 "huawei.service_flavor": "modelarts.vm.cpu.2u",
+                "huawei.pool_id": "pool-dedicated-01",
                 "canary.steps": "20,100",
                 "canary.window_s": 60,
                 "canary.min_samples": 50,
@@ -585,12 +590,12 @@ def test_a_canary_on_modelarts_holds_while_cloud_eye_does_not_answer_and_judges_
                 metrics=metrics_json(),
                 user="tests",
             )
-        platform = ModelArtsServingPlatform.from_settings(
+        platform = ModelArtsDeploymentServing.from_settings(
             settings,
             package_address=lambda version: f"obs://arsl-ml/models/packages/pkg-{version}/",
             credentials=CREDENTIALS,
         )
-        platform._clock = lambda: now[0]  # the window's Cloud Eye query follows the injected clock
+        platform._clock = lambda: now[0]  # the window's AOM query follows the injected clock
         controller = CanaryController(
             settings,
             platform=platform,
@@ -610,13 +615,14 @@ def test_a_canary_on_modelarts_holds_while_cloud_eye_does_not_answer_and_judges_
             assert run is not None and run.phase is Phase.OBSERVING
             assert run.next_judgement_at is not None
             now[0] = run.next_judgement_at + 1
-            groups = {group.name: group.id for group in services.services[service.id].groups}
+            ids = services.deployment_ids(service.id)
+            end = int(now[0]) - 1
             for version, calls in (("v1", 800), ("v2", 200)):
-                dims = {"service_id": service.id, "model_id": groups[f"arsl-{version}"]}
-                cloud_eye.set_points(CES_NAMESPACE, CALLS_METRIC, dims, [(int(now[0] * 1000) - 1000, calls)])
-                cloud_eye.set_points(CES_NAMESPACE, FAILURES_METRIC, dims, [(int(now[0] * 1000) - 1000, 0)])
+                labels = {"service_id": service.id, "deployment_id": ids[f"arsl-{version}"]}
+                aom.set_counter(settings.huawei.aom_requests_metric, labels, [(end - 50, 0), (end, calls)])
+                aom.set_counter(settings.huawei.aom_failures_metric, labels, [(end - 50, 0), (end, 0)])
 
-            contract.inject("batch_list_metric_data", delay_s=30.0, times=2)
+            contract.inject("list_instant_query_aom_prom_get", delay_s=30.0, times=2)
             for _ in range(2):
                 started = time.monotonic()
                 run = controller.tick()
@@ -625,7 +631,7 @@ def test_a_canary_on_modelarts_holds_while_cloud_eye_does_not_answer_and_judges_
                 assert (run.phase, run.step, run.judgements) == (Phase.OBSERVING, 0, ())
                 assert "cannot read the window's stats" in run.error and "no answer within" in run.error, run.error
                 assert services.weights(service.id) == {"arsl-v1": 80, "arsl-v2": 20}
-            run = controller.tick()  # Cloud Eye answers again: the window is judged on its data
+            run = controller.tick()  # AOM answers again: the window is judged on its data
             assert run is not None and judged_outcomes(run) == ["pass"] and run.step == 1
             assert registry.aliases()["champion"] == "v1"
         finally:

@@ -430,9 +430,11 @@ def test_sdk_failures_raise_errors_without_credentials_or_signatures(
     from arsl_tui.providers.huawei.apig import ApigGateway, spec_from_settings
     from arsl_tui.providers.huawei.ces import CloudEyeMonitor
     from arsl_tui.providers.huawei.credentials import Credentials
+    from arsl_tui.providers.huawei.deployment_services import ModelArtsDeploymentServing
     from arsl_tui.providers.huawei.modelarts import ModelArtsTrainingPlatform
+    from arsl_tui.providers.huawei.models import ModelArtsModelImporter
     from arsl_tui.providers.huawei.obs import ObsObjectStore
-    from arsl_tui.providers.huawei.services import ModelArtsServingPlatform
+    from arsl_tui.providers.huawei.realtime_services import RealtimeServingPlatform
     from tests.fixtures.ces_contract import CES_V1, CES_V2
     from tests.fixtures.huawei_contract import MODELARTS, ContractServer
     from tests.fixtures.s3sink import Faults, S3Sink
@@ -457,7 +459,7 @@ def test_sdk_failures_raise_errors_without_credentials_or_signatures(
             ("contract", contract.endpoint, sink.endpoint),
             ("refused", refused, refused),
         ):
-            endpoints = {f"huawei.{service}_endpoint": sdk_endpoint for service in ("modelarts", "ces", "apig")}
+            endpoints = {f"huawei.{service}_endpoint": sdk_endpoint for service in ("modelarts", "ces", "apig", "aom")}
             settings = quiet_settings(
                 tmp_path / label,
                 backend="huawei",
@@ -477,11 +479,17 @@ def test_sdk_failures_raise_errors_without_credentials_or_signatures(
                 "API Gateway setup": lambda settings=settings: ApigGateway.from_settings(
                     settings, credentials=credentials
                 ).setup(spec_from_settings(settings, "https://infer/v1/infers/s")),
-                "ModelArts service": lambda settings=settings: ModelArtsServingPlatform.from_settings(
+                "ModelArts service": lambda settings=settings: ModelArtsDeploymentServing.from_settings(
                     settings,
                     package_address=lambda version: f"obs://arsl-ml/models/{version}/",
                     credentials=credentials,
                 ).status("arsl-sign-classifier"),
+                "ModelArts real-time service": lambda settings=settings: RealtimeServingPlatform.from_settings(
+                    settings, model_id=lambda version: f"model-{version}", credentials=credentials
+                ).status("arsl-sign-classifier"),
+                "ModelArts models": lambda settings=settings: ModelArtsModelImporter.from_settings(
+                    settings, credentials=credentials
+                ).find("v1"),
             }
             for name, call in calls.items():
                 with pytest.raises(Exception) as caught:
@@ -910,6 +918,7 @@ READ_ONLY_CASES = (
     _case(READS, "models", "list"),
     _case(READS, "models", "show", "v1", path=2),
     _case(READS, "models", "log"),
+    _case(REFUSES, "models", "import", "v1", path=2),
     _case(REFUSES, "deploy", "v1", "--yes", path=1),
     _case(READS, "service", "status"),
     _case(REFUSES, "service", "start"),
@@ -918,6 +927,8 @@ READ_ONLY_CASES = (
     _case(REFUSES, "gateway", "keys", "revoke", "leak-one", "--yes", path=3),
     _case(READS, "gateway", "keys", "list"),
     _case(REFUSES, "gateway", "setup", "--yes"),
+    _case(READS, "gateway", "versions", why="the local backend keeps no published API versions: it says so"),
+    _case(REFUSES, "gateway", "rollback", "ver-1", "--yes", path=2),
     _case(READS, "predict", "{image}", "--endpoint", "{refused}", "--key", "key", path=1),
     _case(READS, "api-test", "--requests", "1", path=1, why="no gateway runs: it stops before making a throw-away key"),
     _case(READS, "canary", "status"),
@@ -927,13 +938,18 @@ READ_ONLY_CASES = (
     _case(REFUSES, "canary", "pause", "--yes"),
     _case(REFUSES, "canary", "resume", "--yes"),
     _case(REFUSES, "canary", "rollback", "--yes"),
+    _case(READS, "canary", "shadow", "status"),
+    _case(REFUSES, "canary", "shadow", "start", "--yes"),
+    _case(REFUSES, "canary", "shadow", "skip", "--yes"),
     _case(REFUSES, "alarms", "setup", "--yes"),
     _case(READS, "alarms", "list"),
     _case(READS, "alarms", "history"),
     _case(REFUSES, "alarms", "ack", "gateway_error_rate", "--yes", path=2),
     _case(REFUSES, "alarms", "silence", "gateway_error_rate", "--for", "1h", "--yes", path=2),
     _case(REFUSES, "alarms", "watch", "--once"),
+    _case(READS, "drift", "status"),
     _case(READS, "status"),
+    _case(READS, "doctor"),
     _case(REFUSES, "pipeline", "run", "--demo", "--yes"),
     _case(READS, "pipeline", "status"),
     _case(READS, "pipeline", "watch", why="no run here: it says so and ends"),

@@ -13,6 +13,7 @@ import pytest
 from arsl_tui.domain.classes import ARSL_CLASSES
 from arsl_tui.serving.auth import HEADER
 from arsl_tui.serving.openapi import openapi_document
+from arsl_tui.serving.runtime import onnxruntime_installed
 from tests.serving.conftest import GatewayFactory, LiveGateway, gateway_settings, image_bytes
 from trainer.predict import Predictor
 
@@ -39,6 +40,30 @@ def test_predict_answers_like_the_trainers_predictor(
             assert [item["label"] for item in body["top5"]] == [item.label for item in want]
             assert re.fullmatch(r"[0-9a-f]{32}", body["request_id"])
             assert response.headers["X-Request-Id"] == body["request_id"]
+
+
+def test_answers_are_unchanged_once_every_model_serves_on_its_chosen_runtime(
+    canary_gateway: LiveGateway, predictors: dict[str, Predictor]
+) -> None:
+    models = canary_gateway.gateway.router.table.models
+    for model in models.values():
+        assert model.switch is not None and model.switch.settled.wait(120)
+        assert model.runtime == ("onnxruntime" if onnxruntime_installed() else "torch"), model.switch.note
+    images = [image_bytes(seed) for seed in range(40, 56)]
+    with canary_gateway.client(headers=canary_gateway.headers) as client:
+        for data in images:
+            response = client.post("/v1/predict", content=data, headers={"Content-Type": "image/jpeg"})
+            assert response.status_code == 200, response.text
+            body = response.json()
+            want = predictors[body["model_version"]].predict([data], top_k=5)[0]
+            assert body["class_index"] == want[0].index
+            assert [item["label"] for item in body["top5"]] == [item.label for item in want]
+            for item, expected in zip(body["top5"], want, strict=True):
+                assert item["confidence"] == pytest.approx(expected.probability, abs=1e-5)
+        info = client.get("/v1/model/info").json()
+    assert {item["version"]: (item["runtime"], item["runtime_settled"]) for item in info["versions"]} == {
+        version: (model.runtime, True) for version, model in models.items()
+    }
 
 
 def test_any_size_and_colour_mode_is_converted_as_in_training(
@@ -341,12 +366,12 @@ def test_the_server_listens_on_loopback_only(make_gateway: GatewayFactory) -> No
 
 
 def test_a_failing_forward_pass_fails_only_its_own_requests(canary_gateway: LiveGateway) -> None:
-    broken = canary_gateway.gateway.router.table.models["v2"].predictor
+    broken = canary_gateway.gateway.router.table.models["v2"]
 
     def fail(_batch: object) -> object:
         raise RuntimeError("simulated fault in the v2 forward pass")
 
-    broken.probabilities = fail
+    broken.probabilities = fail  # where the worker calls, whichever runtime serves the model
     with canary_gateway.client(headers=canary_gateway.headers) as client:
         statuses = Counter()
         for seed in range(20):

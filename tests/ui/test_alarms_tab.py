@@ -39,14 +39,14 @@ async def test_rules_history_filter_and_acknowledge(console_settings: Settings) 
         assert len(spark) == 16 and spark.startswith("····") and spark.endswith("█")
         assert app.alarms_tab.selected == "arsl-error-rate"  # rules in alarm come first
         text = screen_text(app)
-        assert "✗ ok → alarm" in text and "1 ✗ alarm · 3 ✓ ok · 2 ○ no data" in text
+        assert "✗ ok → alarm" in text and "1 ✗ alarm · 3 ✓ ok · 3 ○ no data" in text
         await pilot.press("f")
         assert list(rule_rows(app)) == ["arsl-error-rate"]
         assert "Filter: alarm (f)" in screen_text(app)
         await pilot.press("f")
         assert sorted(rule_rows(app)) == ["arsl-p95-latency", "arsl-service-down", "arsl-traffic-high"]
         await pilot.press("f", "f")
-        assert len(rule_rows(app)) == 6
+        assert len(rule_rows(app)) == 7
         await pilot.press("f")  # in alarm only, then acknowledge the one there
         await pilot.press("A")
         assert isinstance(app.screen, ConfirmScreen)

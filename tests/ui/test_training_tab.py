@@ -139,7 +139,7 @@ async def test_submit_goes_through_the_form_and_a_confirmation_showing_the_spec(
         await settle(app, pilot)
         assert isinstance(app.screen, ConfirmScreen)
         said = "\n".join(app.screen.what_happens)
-        assert "Epochs 2 · batch 128" in said and "--epochs 2 --batch-size 128" in said and str(tmp_path) in said
+        assert "Epochs 2 · batch 64" in said and "--epochs 2 --batch-size 64" in said and str(tmp_path) in said
         assert platform.submitted == []
         await pilot.press("y")
         await settle(app, pilot)

@@ -78,3 +78,14 @@ def test_human_forms_carry_words_not_only_colour() -> None:
     assert fmt.duration(185) == "3 min 05 s" and fmt.duration(None) == "–"
     assert fmt.bar(1, 4, 8) == "██░░░░░░"
     assert fmt.shorten_ids("datasets/" + "a" * 64 + "/") == "datasets/aaaaaaaaaaaa…/"
+
+
+def test_progress_coalesced_elsewhere_keeps_its_count_and_wakes_once() -> None:
+    wakes: list[int] = []
+    feed = UploadFeed(lambda: wakes.append(1))
+    feed.add_progress(progress(500), 500)
+    feed(progress(501))
+    feed.add_progress(progress(900), 399)
+    assert len(wakes) == 1
+    batch = feed.drain()
+    assert batch.progress == progress(900) and batch.progress_events_seen == 900 and batch.events == ()

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.widgets import DataTable
 
 from arsl_tui.config import Settings
 from arsl_tui.domain.ports import ObjectInfo
 from arsl_tui.ops import upload as upload_engine
+from arsl_tui.ops.upload_process import StoreFactory, run_upload_in_child
 from arsl_tui.providers.local.store import LocalObjectStore
 from arsl_tui.ui.app import ArslApp
 from arsl_tui.ui.screens.confirm import ConfirmScreen
@@ -20,6 +25,7 @@ from arsl_tui.ui.services import ConsoleServices, UploadControlLike, UploadOrder
 from arsl_tui.ui.widgets.class_chart import ClassCountChart
 from arsl_tui.ui.widgets.problem_list import ProblemList
 from arsl_tui.ui.widgets.status_line import StatusLine
+from tests.fixtures.upload_child_store import GateServer
 from tests.ui.conftest import AppFactory, ScriptedUpload, screen_text, settle, validate_folder
 
 
@@ -253,3 +259,134 @@ async def test_file_names_in_problems_are_shown_as_written_not_as_markup(
         assert any("esc\\x1b[31mred.jpg" in line for line in listed), listed
         assert not any("\x1b" in line for line in listed)
         assert app.is_running
+
+
+# ----- the engine in its own process (what the console runs) ------------------------------------------
+
+
+def services_in_child(pids: list[int], store_factory: StoreFactory | None = None) -> ConsoleServices:
+    """The default services, but the upload runs through `run_upload_in_child` (its pid kept in `pids`)."""
+    real = default_services()
+
+    def run_upload(settings: Settings, order: UploadOrder, on_event: Any, control: UploadControlLike) -> Any:
+        request = upload_engine.UploadRequest(
+            dataset_dir=order.dataset_dir,
+            mode=order.mode,  # type: ignore[arg-type]
+            allow_problems=order.allow_problems,
+            concurrency=2,
+        )
+        return run_upload_in_child(
+            settings,
+            request,
+            on_event=on_event,
+            control=control,
+            store_factory=store_factory,
+            on_child_started=pids.append,
+        )
+
+    return dataclasses.replace(real, run_upload=run_upload)
+
+
+@pytest.fixture
+def gate() -> Iterator[GateServer]:
+    with GateServer() as server:
+        yield server
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_upload_in_a_child_process_shows_its_progress_to_done(
+    make_app: AppFactory, tiny_dataset: Path, console_settings: Settings
+) -> None:
+    pids: list[int] = []
+    app = make_app(services=services_in_child(pids))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await validate_folder(app, pilot, tiny_dataset)
+        manifest_id = app.upload_tab.validated.manifest_id  # type: ignore[union-attr]
+        await pilot.press("S", "y")
+        await settle(app, pilot)
+        assert len(pids) == 1 and pids[0] != os.getpid(), status_text(app)
+        assert status_text(app).startswith("✓ Uploaded: ")
+        view = app.upload_tab.view
+        assert view.status == "done" and view.files_done == view.files_total == 96
+        # Progress crosses the pipe coalesced, but the count of engine events it stands for is kept.
+        assert app.upload_tab.progress_events_received == view.objects_total
+        assert "96 / 96" in screen_text(app)
+    assert not process_exists(pids[0])
+    store = LocalObjectStore(console_settings.home_dir / "store" / "arsl-ml")
+    assert store.head(f"datasets/{manifest_id}/manifest.json") is not None
+
+
+async def test_a_killed_upload_process_is_reported_on_the_tab_and_resumable(
+    make_app: AppFactory, make_dataset: Any, console_settings: Settings, gate: GateServer
+) -> None:
+    folder = make_dataset(per_class=1, name="small")
+    pids: list[int] = []
+    factory = gate.store_factory(console_settings.home_dir / "store" / "arsl-ml")
+    files_mode = dataclasses.replace(
+        console_settings, upload=dataclasses.replace(console_settings.upload, mode="files")
+    )
+    app = make_app(files_mode, services=services_in_child(pids, factory))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await validate_folder(app, pilot, folder)
+        await pilot.press("S", "y")
+        assert await asyncio.to_thread(gate.put_started.wait, 60)
+        os.kill(pids[0], signal.SIGKILL)
+        await settle(app, pilot)
+        assert app.is_running and app.upload_tab.phase == "idle"
+        assert app.upload_tab.view.status == "failed"
+        assert "was killed by SIGKILL" in status_text(app) and "resume" in status_text(app)
+        assert "Traceback" not in screen_text(app)
+        banner = app.query_one("#resume-banner").message  # type: ignore[attr-defined]
+        assert "interrupted upload run" in banner and "r resumes" in banner
+    record = upload_engine.resumable_run(console_settings)
+    assert record is not None and record.status == "interrupted"
+
+
+async def test_pause_and_cancel_reach_the_upload_process_which_ends(
+    make_app: AppFactory, make_dataset: Any, console_settings: Settings, gate: GateServer
+) -> None:
+    folder = make_dataset(per_class=1, name="small")
+    pids: list[int] = []
+    factory = gate.store_factory(console_settings.home_dir / "store" / "arsl-ml")
+    files_mode = dataclasses.replace(
+        console_settings, upload=dataclasses.replace(console_settings.upload, mode="files")
+    )
+    app = make_app(files_mode, services=services_in_child(pids, factory))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await validate_folder(app, pilot, folder)
+        await pilot.press("S", "y")
+        assert await asyncio.to_thread(gate.put_started.wait, 60)
+        await pilot.press("p")
+        assert app.upload_tab.phase == "paused" and "‖ paused" in screen_text(app)
+        await pilot.press("r", "X")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        gate.open()
+        await settle(app, pilot)
+        assert app.upload_tab.view.status == "cancelled"
+        assert "■ Cancelled" in status_text(app)
+    assert not process_exists(pids[0])
+    record = upload_engine.resumable_run(console_settings)
+    assert record is not None and record.status == "cancelled"
+
+
+async def test_a_large_set_is_validated_by_worker_processes_started_inside_the_console(
+    make_app: AppFactory, tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Large sets are decoded by spawned workers; inside a running app `sys.stderr` has no descriptor, which
+    # multiprocessing's resource tracker needs when the first pool starts.
+    from arsl_tui.ops import dataset
+
+    monkeypatch.setattr(dataset, "_PROCESS_MIN_FILES", 32)
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await validate_folder(app, pilot, tiny_dataset)
+        assert app.upload_tab.last_error == ""
+        assert app.upload_tab.validated is not None and app.upload_tab.validated.images == 96

@@ -287,6 +287,7 @@ def test_default_local_rules_follow_the_thresholds() -> None:
         "arsl-online-accuracy",
         "arsl-canary-rollback",
         "arsl-service-down",
+        "arsl-input-drift",
     }
     assert rules["arsl-error-rate"].threshold == 0.1 and rules["arsl-error-rate"].count == 4
     assert rules["arsl-traffic-low"].comparison is Comparison.LT and rules["arsl-traffic-low"].filter is Filter.SUM

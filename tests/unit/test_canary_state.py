@@ -23,12 +23,13 @@ from arsl_tui.config import Settings, load_settings
 from arsl_tui.domain import canary
 from arsl_tui.domain.canary import ActionKind, CanaryError, CanaryRun, Command, Phase, Plan, Step, Transition
 from arsl_tui.domain.judge import Judgement, Outcome
-from arsl_tui.domain.ports import ModelSlot, ServingPlatformError, ServingStatus
+from arsl_tui.domain.ports import CanaryStateStore, ModelSlot, ServingPlatformError, ServingStatus
 from arsl_tui.domain.serving import VersionStats
 from arsl_tui.ops.canary import CanaryController
 from arsl_tui.ops.registry import ModelRegistry
 from arsl_tui.providers.local.store import LocalObjectStore
 from arsl_tui.state.canary_store import CanaryStore
+from arsl_tui.state.object_canary_store import ObjectCanaryStore
 from tests.fixtures.model_packages import gate_json, metrics_json, write_package
 
 PLAN = Plan.uniform([10, 25, 50, 100], window_s=60, min_samples=20, deploy_timeout_s=600)
@@ -335,6 +336,8 @@ class World:
     root: Path
     platform: FakePlatform
     now: float = T0
+    state: str = "sqlite"
+    """Where the controller keeps its records: the home's state file, or the object store (shared state)."""
 
     @property
     def settings(self) -> Settings:
@@ -359,8 +362,20 @@ class World:
             self.settings,
             platform=self.platform,
             registry=self.registry(),
-            store=CanaryStore.open(self.root / "home"),
+            store=self.state_store(),
             service="svc",
+            user="ana",
+            clock=lambda: self.now,
+        )
+
+    def state_store(self) -> CanaryStateStore:
+        if self.state == "sqlite":
+            return CanaryStore.open(self.root / "home")
+        return ObjectCanaryStore(
+            LocalObjectStore(self.root / "store"),
+            "models/",
+            "svc",
+            home=self.root / "home",
             user="ana",
             clock=lambda: self.now,
         )
@@ -486,11 +501,13 @@ def copy_registry(template: Path, root: Path) -> None:
     shutil.copytree(template / "store", root / "store", ignore=shutil.ignore_patterns("packages"))
 
 
-def play(template: Path, root: Path, script: str, crash_at: int | None = None, mode: str = "before") -> Played:
+def play(
+    template: Path, root: Path, script: str, crash_at: int | None = None, mode: str = "before", state: str = "sqlite"
+) -> Played:
     """Run `script`, crashing at the `crash_at`-th crash point; restart, resume and finish like an operator would."""
     copy_registry(template, root)
     quality, ops = SCRIPTS[script]
-    world = World(root=root, platform=FakePlatform(quality))
+    world = World(root=root, platform=FakePlatform(quality), state=state)
     injector = Injector(crash_at, mode)
     controller = injector.instrument(world.controller())
     crashed = False
@@ -541,9 +558,13 @@ def play(template: Path, root: Path, script: str, crash_at: int | None = None, m
     return played
 
 
+@pytest.mark.parametrize("state", ["sqlite", "object"])
 @pytest.mark.parametrize("script", list(SCRIPTS))
-def test_a_crash_at_any_point_never_repeats_an_action(script: str, registry_template: Path, tmp_path: Path) -> None:
-    reference = play(registry_template, tmp_path / "reference", script)
+def test_a_crash_at_any_point_never_repeats_an_action(
+    script: str, state: str, registry_template: Path, tmp_path: Path
+) -> None:
+    """On both state stores: the home's state file, and the object store's event chain under the lease."""
+    reference = play(registry_template, tmp_path / "reference", script, state=state)
     assert not reference.crashed and reference.crash_points >= 5
     expected_phase = {
         "promoted by the judge": Phase.PROMOTED,
@@ -554,7 +575,7 @@ def test_a_crash_at_any_point_never_repeats_an_action(script: str, registry_temp
     assert reference.phase is expected_phase
     for mode in ("before", "after"):
         for crash_at in range(1, reference.crash_points + 1):
-            crashed = play(registry_template, tmp_path / f"{mode}-{crash_at}", script, crash_at, mode)
+            crashed = play(registry_template, tmp_path / f"{mode}-{crash_at}", script, crash_at, mode, state)
             where = f"crash {mode} call {crash_at} of {reference.crash_points}"
             assert crashed.crashed, where
             assert crashed.phase is reference.phase, where
@@ -624,7 +645,11 @@ def test_a_command_repeated_after_it_was_applied_is_refused(registry_template: P
     controller.close()
 
 
-def test_reading_the_run_needs_no_credentials_or_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_opening_the_controller_needs_no_credentials_or_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Huawei the release state lives in OBS: without credentials it is shown as unreadable (not as idle),
+    next to the platform's own problem, and nothing raises."""
     from arsl_tui.ops.canary_wiring import open_controller
 
     for name in [name for name in os.environ if name.startswith(("HUAWEICLOUD_", "OBS_"))]:
@@ -644,7 +669,9 @@ def test_reading_the_run_needs_no_credentials_or_network(tmp_path: Path, monkeyp
     )
     controller = open_controller(settings)
     try:
-        assert controller.status(live=False).phase is Phase.IDLE
+        stored = controller.status(live=False)
+        assert stored.phase is Phase.IDLE and stored.run is None and stored.state_unavailable
+        assert "release state" in stored.problems[0] and "credentials" in stored.problems[0].lower()
         live = controller.status()
         assert live.platform is None and "credentials" in live.problems[0].lower()
     finally:

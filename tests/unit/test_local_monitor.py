@@ -98,7 +98,7 @@ def test_setup_is_idempotent_and_a_changed_rule_is_updated_in_place(
     settings: Settings, monitor: LocalMonitor, tmp_path: Path
 ) -> None:
     again = monitoring.setup(settings, monitor)
-    assert again.created == () and again.updated == () and len(again.unchanged) == 6
+    assert again.created == () and again.updated == () and len(again.unchanged) == 7
     stricter = make_settings(tmp_path / "home", **{"alarms.max_error_rate": 0.01, "alarms.max_requests": 0})
     report = monitoring.setup(stricter, monitor)
     assert report.updated == (ERROR_RATE,) and report.created == ()

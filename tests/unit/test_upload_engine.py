@@ -550,11 +550,11 @@ def test_each_shard_is_sent_while_the_next_is_still_being_packed(
     first_shard_stored = threading.Event()
     pack = shards_module.pack_shard
 
-    def pack_after_the_first_shard_is_stored(root: str, target: str, samples: Any) -> tuple[int, str]:
+    def pack_after_the_first_shard_is_stored(root: str, target: str, samples: Any, *shapes: Any) -> Any:
         # An engine that packed everything before sending would never get here past the first shard.
         if not target.endswith("shard-000000.tar.gz"):
             assert first_shard_stored.wait(timeout=60), "no shard was sent before the others were packed"
-        return pack(root, target, samples)
+        return pack(root, target, samples, *shapes)
 
     monkeypatch.setattr(shards_module, "pack_shard", pack_after_the_first_shard_is_stored)
 

@@ -2,7 +2,7 @@
 
 The rules watch `SYS.ModelArts` (by `service_id`), `SYS.APIC` (by `instance_id` / `api_id`) and arsl's
 custom namespace for what Cloud Eye does not measure (error rate, online accuracy, canary rollbacks,
-the service being up). Their semantics (periods, counts, states) are the domain's (`domain.alarms`);
+the service being up, input drift). Their semantics (periods, counts, states) are the domain's (`domain.alarms`);
 this module only knows Cloud Eye's names and allowed policy values. No SDK is imported here.
 """
 
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from arsl_tui.domain.alarms import (
     CANARY_ROLLBACK,
     ERROR_RATE,
+    INPUT_DRIFT,
+    INPUT_DRIFT_METRIC,
     ONLINE_ACCURACY,
     P95_LATENCY,
     SERVICE_DIMENSION,
@@ -197,6 +199,22 @@ def cloud_eye_rules(thresholds: AlarmThresholds, targets: CloudTargets) -> tuple
         "the ModelArts service is not running (pushed by arsl from the service status)",
         rule_count=1,
         level=1,
+    )
+    # Input drift: Cloud Eye sees no request bodies, so arsl computes the score (domain/drift.py) and pushes it
+    # as a custom metric ("Adding Monitoring Data", POST /V1.0/{project_id}/metric-data, en-us_topic_0032831274);
+    # the rule on it is created like the others ("Creating an Alarm Rule (Recommended)", POST
+    # /v2/{project_id}/alarms, CreateAlarmRules), its count [drift] periods rounded up to an allowed count.
+    add(
+        INPUT_DRIFT,
+        custom,
+        INPUT_DRIFT_METRIC,
+        service,
+        Filter.AVERAGE,
+        Comparison.GT,
+        t.max_input_drift,
+        "input drift: live images differ from the model's validation images (largest feature PSI, pushed by arsl)",
+        rule_count=_round_up(t.drift_periods, CES_COUNTS),
+        level=3,
     )
     return rules, skipped
 

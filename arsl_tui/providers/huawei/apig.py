@@ -3,9 +3,17 @@
 Puts the ModelArts service behind API Gateway the way the seed workflow's phase 4 asks, idempotently
 (every object is looked up by name first; what exists and matches is left alone):
 
-1. an API group (`[huawei] apig_group_name`);
+1. an API group (`[huawei] apig_group_name`), and the independent domain `[huawei] apig_domain` bound
+   to it. Without one, clients can only use the group's debugging domain, which API Gateway allows
+   1,000 calls a day: the report says so in `warnings`;
 2. an API in it — `POST /v1/predict`, `auth_type` APP with app-code auth in the `X-Apig-AppCode`
-   header, backed over HTTP(S) by the service's prediction URL (updated when the URL changed);
+   header, backed over HTTPS by the service's prediction URL (updated when the URL or the backend
+   credential changed). The backend call carries what the ModelArts service needs to accept it: the
+   service runs with application authentication and the API sends the AppCode of an app authorised
+   on it as a constant `X-Apig-AppCode` backend header (taken from `$ARSL_SERVICE_APP_CODE`, never
+   from the config file). Short of a custom backend authorizer (a FunctionGraph function to write and
+   run), API Gateway has no way to send its backend an IAM token or an AK/SK signature: app
+   authentication is the documented mode a gateway can carry as plain backend parameters;
 3. publication to the environment (`[huawei] apig_environment`, RELEASE by default) — only when
    the API is new or changed or not published there yet; each publication's `version_id` is
    returned so that a gateway-level rollback (`rollback_to`, the "switch version" call) is possible;
@@ -21,7 +29,8 @@ and the request id; `transient` says whether running the setup again later can h
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -30,6 +39,7 @@ import huaweicloudsdkapig.v2 as apig
 import requests
 from huaweicloudsdkcore.exceptions.exceptions import SdkException
 
+from arsl_tui.domain.errors import BackendCallError
 from arsl_tui.providers.huawei.credentials import Credentials, CredentialsMissing, load_credentials
 from arsl_tui.providers.huawei.errors import failure_from_exception
 from arsl_tui.providers.huawei.sdk_clients import basic_credentials, build_sdk_client
@@ -42,15 +52,21 @@ PREDICT_PATH = "/v1/predict"
 BACKEND_TIMEOUT_MS = 40_000
 """The prediction limit API Gateway puts in front of ModelArts (40 s)."""
 PAGE = 100
+APP_CODE_HEADER = "X-Apig-AppCode"
+"""How a client of an app-authenticated ModelArts service proves itself (inference-modelarts-0025)."""
+SERVICE_APP_CODE_ENV = "ARSL_SERVICE_APP_CODE"
+"""Where the AppCode the gateway sends to the ModelArts service comes from: a credential, so never config."""
+DEBUG_DOMAIN_DAILY_CALLS = 1_000
+"""API Gateway's cap on calls through a group's debugging domain (apig_03_0006)."""
 
 T = TypeVar("T")
 
 
-class ApigError(Exception):
+class ApigError(BackendCallError):
+    """API Gateway refused or failed a call; a `BackendCallError`, so ops and the CLI handle it unnamed."""
+
     def __init__(self, message: str, *, transient: bool = False, status: int | None = None) -> None:
-        super().__init__(message)
-        self.transient = transient
-        self.status = status
+        super().__init__(message, status=status, transient=transient)
 
 
 @dataclass(frozen=True)
@@ -69,8 +85,12 @@ class GatewaySpec:
     app_name: str
     environment: str
     backend_url: str
-    """The ModelArts service's prediction URL (https://…/v1/infers/<service id>)."""
+    """The ModelArts service's prediction URL for app authentication (https://…/v1/infers/<service id>)."""
     limits: ThrottleLimits
+    backend_app_code: str = field(default="", repr=False)
+    """The AppCode the API sends to the service as `X-Apig-AppCode`; empty: the setup refuses to start."""
+    domain: str = ""
+    """The independent domain to bind to the group; empty: only the debugging domain."""
 
     @property
     def throttle_name(self) -> str:
@@ -89,7 +109,11 @@ class GatewayReport:
     version_id: str = ""
     """The published version now in effect (a later setup or `rollback_to` can switch back to it)."""
     url: str = ""
-    """Where clients call the API (the group's domain + the API path)."""
+    """Where clients call the API: the bound domain, else the group's debugging domain, + the API path."""
+    domain: str = ""
+    """The bound independent domain, or "" when clients have only the debugging domain."""
+    warnings: list[str] = field(default_factory=list)
+    """What works but will bite later (the debugging domain's daily cap)."""
     key: str | None = None
     """The app code, only when this setup created it (shown once)."""
     changed: list[str] = field(default_factory=list)
@@ -107,6 +131,8 @@ class GatewayReport:
             "publish_id": self.publish_id,
             "version_id": self.version_id,
             "url": self.url,
+            "domain": self.domain,
+            "warnings": list(self.warnings),
             "key": self.key,
             "changed": list(self.changed),
             "versions": list(self.versions),
@@ -118,7 +144,14 @@ def build_client(endpoint: str, credentials: Credentials, timeout_s: float) -> A
     return build_sdk_client(apig.ApigClient, endpoint, basic_credentials(credentials, "API Gateway"), timeout_s)
 
 
-def spec_from_settings(settings: Settings, backend_url: str) -> GatewaySpec:
+def service_app_code(environ: Mapping[str, str] | None = None) -> str:
+    """The AppCode the gateway sends to the app-authenticated ModelArts service ("" if unset)."""
+    return (os.environ if environ is None else environ).get(SERVICE_APP_CODE_ENV, "").strip()
+
+
+def spec_from_settings(
+    settings: Settings, backend_url: str, *, environ: Mapping[str, str] | None = None
+) -> GatewaySpec:
     huawei, gateway = settings.huawei, settings.gateway
     return GatewaySpec(
         group_name=huawei.apig_group_name,
@@ -132,6 +165,8 @@ def spec_from_settings(settings: Settings, backend_url: str) -> GatewaySpec:
             ip_call_limits=gateway.ip_call_limit,
             time_unit=gateway.time_unit,
         ),
+        backend_app_code=service_app_code(environ),
+        domain=huawei.apig_domain.strip().lower(),
     )
 
 
@@ -144,6 +179,8 @@ class ApigGateway:
         self._client = client
         self._instance = instance_id
         self._secrets = secrets
+        self._spec_secrets: tuple[str, ...] = ()
+        """The AppCode of the setup under way: redacted from messages like the account's keys."""
 
     @classmethod
     def from_settings(cls, settings: Settings, *, credentials: Credentials | None = None) -> ApigGateway:
@@ -159,7 +196,7 @@ class ApigGateway:
             return method(request)
         except (SdkException, requests.exceptions.RequestException, OSError) as error:
             failure = failure_from_exception(
-                error, service=SERVICE, operation=operation, target=target, secrets=self._secrets
+                error, service=SERVICE, operation=operation, target=target, secrets=self._secrets + self._spec_secrets
             )
             raise ApigError(failure.message, transient=failure.transient, status=failure.status) from None
 
@@ -189,6 +226,35 @@ class ApigGateway:
         report.changed.append("group")
         return created
 
+    def _bind_domain(self, spec: GatewaySpec, group: Any, report: GatewayReport) -> None:
+        """Bind `spec.domain` to the group unless it is bound already; warn when clients have only the
+        debugging domain."""
+        bound = [str(item.domain).lower() for item in getattr(group, "url_domains", None) or []]
+        if not spec.domain and bound:
+            report.domain = bound[0]  # bound by hand: clients already have a domain without the daily cap
+            return
+        if not spec.domain:
+            report.warnings.append(
+                f"API group {spec.group_name!r} has only its debugging domain, which API Gateway allows "
+                f"{DEBUG_DOMAIN_DAILY_CALLS:,} calls a day: bind your own domain with [huawei] apig_domain "
+                "(its DNS A record pointing at the gateway) before clients depend on it"
+            )
+            return
+        if spec.domain not in bound:
+            # AssociateDomainV2 (POST .../api-groups/{group_id}/domains): url_domain required, at most 5 per group.
+            self._call(
+                "associate_domain_v2",
+                f"domain {spec.domain!r} on API group {spec.group_name!r}",
+                self._client.associate_domain_v2,
+                apig.AssociateDomainV2Request(
+                    instance_id=self._instance,
+                    group_id=str(group.id),
+                    body=apig.UrlDomainCreate(url_domain=spec.domain, min_ssl_version="TLSv1.2"),
+                ),
+            )
+            report.changed.append("domain")
+        report.domain = spec.domain
+
     def _environment(self, spec: GatewaySpec) -> str:
         found = self._call(
             "list_environments_v2",
@@ -207,6 +273,10 @@ class ApigGateway:
         parts = urlsplit(spec.backend_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ApigError(f"the service URL {spec.backend_url!r} is not an http(s) URL")
+        if parts.scheme != "https":
+            # Simple (AppCode) authentication works over HTTPS only ("Configuring AppCodes for Simple
+            # Authentication", apig_03_0058): over HTTP the service would refuse every call.
+            raise ApigError(f"the service URL {spec.backend_url!r} is not HTTPS: its AppCode would be refused")
         backend = apig.BackendApiCreate(
             url_domain=parts.netloc,
             req_protocol=parts.scheme.upper(),
@@ -227,14 +297,30 @@ class ApigGateway:
             backend_type="HTTP",
             group_id=group_id,
             backend_api=backend,
+            # CreateApiV2 BackendParamBase: origin CONSTANT, location HEADER — the gateway adds this header to
+            # every backend call, so the app-authenticated service accepts it (inference-modelarts-0025).
+            backend_params=[
+                apig.BackendParamBase(
+                    origin="CONSTANT",
+                    name=APP_CODE_HEADER,
+                    location="HEADER",
+                    value=spec.backend_app_code,
+                    remark="AppCode of an app authorised on the ModelArts service",
+                )
+            ],
             remark="arsl: predictions by the ModelArts real-time service",
         )
 
     @staticmethod
-    def _matches(existing: Any, body: Any) -> bool:
+    def _params(items: Any) -> set[tuple[str, str, str, str]]:
+        return {(str(item.origin), str(item.name).lower(), str(item.location), str(item.value)) for item in items or []}
+
+    @classmethod
+    def _matches(cls, existing: Any, body: Any) -> bool:
         backend, wanted = existing.backend_api, body.backend_api
         return (
-            existing.auth_type == body.auth_type
+            cls._params(existing.backend_params) == cls._params(body.backend_params)
+            and existing.auth_type == body.auth_type
             and existing.req_uri == body.req_uri
             and existing.req_method == body.req_method
             and backend is not None
@@ -263,6 +349,13 @@ class ApigGateway:
             )
             report.changed.append("api")
             return created, True
+        # ListApisV2 leaves out backend parameters; the details (ShowDetailsOfApiV2) carry them.
+        existing = self._call(
+            "show_details_of_api_v2",
+            f"API {spec.api_name!r}",
+            self._client.show_details_of_api_v2,
+            apig.ShowDetailsOfApiV2Request(instance_id=self._instance, api_id=existing.id),
+        )
         if self._matches(existing, body):
             return existing, False
         updated = self._call(
@@ -431,9 +524,17 @@ class ApigGateway:
     # --- the use cases --------------------------------------------------------------------------
 
     def setup(self, spec: GatewaySpec) -> GatewayReport:
+        if not spec.backend_app_code:
+            raise ApigError(
+                f"the ModelArts service accepts only authenticated calls, and API Gateway can authenticate to it "
+                f"only with an AppCode: enable application authentication on the service, authorise an app on "
+                f"it, and set {SERVICE_APP_CODE_ENV} to that app's AppCode"
+            )
+        self._spec_secrets = (spec.backend_app_code,)
         report = GatewayReport(environment=spec.environment)
         group = self._group(spec, report)
         report.group_id = str(group.id)
+        self._bind_domain(spec, group, report)
         report.env_id = self._environment(spec)
         api, changed = self._api(spec, report.group_id, report)
         report.api_id = str(api.id)
@@ -460,7 +561,7 @@ class ApigGateway:
         report.throttle_id = self._throttle(spec, report)
         self._bind(report.throttle_id, report.api_id, report.env_id, report.publish_id, report)
         report.versions = self.versions(report.api_id, report.env_id)
-        domain = str(getattr(group, "sl_domain", "") or "")
+        domain = report.domain or str(getattr(group, "sl_domain", "") or "")
         report.url = f"https://{domain}{PREDICT_PATH}" if domain else ""
         return report
 
@@ -507,5 +608,6 @@ __all__ = [
     "GatewaySpec",
     "ThrottleLimits",
     "build_client",
+    "service_app_code",
     "spec_from_settings",
 ]

@@ -4,7 +4,9 @@ A submit uploads `trainer/` to the OBS code prefix (only files whose MD5 differs
 there), then creates a preset-engine job: code dir + boot file `trainer/train.py`, the data set's
 OBS prefix as input `data` and an output prefix as output `output` (ModelArts passes both to the
 boot file as `--data=<local dir>` / `--output=<local dir>`), the hyper-parameters as job parameters
-(`--epochs=12`, …), engine, flavor and node count from `[train]`.
+(`--epochs=12`, …), engine, flavor and node count from `[train]`. Before anything is uploaded or
+billed, the engine name and version and the flavor are checked against what ModelArts offers the
+project (`training_choices`): an unknown one stops the submit with the valid ones listed.
 
 Loss and accuracy are not in any ModelArts API: they come from the trainer's `metrics.jsonl` in the
 job's OBS output, read through the object store. `show_training_job_metrics` gives CPU/GPU/memory.
@@ -114,6 +116,65 @@ class ObsLocation:
     @property
     def url(self) -> str:
         return f"obs://{self.bucket}/{self.key}"
+
+
+@dataclass(frozen=True)
+class TrainingChoices:
+    """The preset engines and the public flavors ModelArts offers this project for training jobs."""
+
+    engines: tuple[tuple[str, str], ...]
+    """(engine_name, engine_version) pairs, in ModelArts' order."""
+    flavors: tuple[str, ...]
+    """Flavor ids."""
+
+    @classmethod
+    def from_responses(cls, engines: Any, flavors: Any) -> TrainingChoices:
+        """From the answers of ShowTrainingJobEngines (`items`) and ShowTrainingJobFlavors (`flavors`)."""
+        pairs = tuple(
+            (str(item.engine_name), str(item.engine_version))
+            for item in getattr(engines, "items", None) or []
+            if getattr(item, "engine_name", None) and getattr(item, "engine_version", None)
+        )
+        ids = tuple(
+            str(flavor.flavor_id)
+            for flavor in getattr(flavors, "flavors", None) or []
+            if getattr(flavor, "flavor_id", None)
+        )
+        return cls(engines=pairs, flavors=ids)
+
+    def engine_problem(self, engine_name: str, engine_version: str) -> str | None:
+        """Why ModelArts would refuse this engine (naming the valid names or versions), or None."""
+        versions = [version for name, version in self.engines if name == engine_name]
+        if not versions:
+            names = dict.fromkeys(name for name, _ in self.engines)
+            return (
+                f"train.engine_name {engine_name!r} is not a preset engine of ModelArts here; valid: {_listed(names)}"
+            )
+        if engine_version not in versions:
+            return (
+                f"train.engine_version {engine_version!r} is not a {engine_name} preset of ModelArts here; "
+                f"valid: {_listed(versions)}"
+            )
+        return None
+
+    def flavor_problem(self, flavor_id: str) -> str | None:
+        """Why ModelArts would refuse this flavor (naming the valid ones), or None."""
+        if flavor_id in self.flavors:
+            return None
+        return (
+            f"train.flavor_id {flavor_id!r} is not a training flavor ModelArts offers this project; "
+            f"valid: {_listed(self.flavors)}"
+        )
+
+    def problems(self, engine_name: str, engine_version: str, flavor_id: str) -> list[str]:
+        """What of `[train]`'s engine and flavor ModelArts does not offer, each naming the valid values."""
+        found = (self.engine_problem(engine_name, engine_version), self.flavor_problem(flavor_id))
+        return [problem for problem in found if problem]
+
+
+def _listed(values: Any) -> str:
+    shown = [str(value) for value in values]
+    return ", ".join(shown) if shown else "none (ModelArts listed nothing)"
 
 
 @dataclass(frozen=True)
@@ -316,6 +377,36 @@ class ModelArtsTrainingPlatform:
         digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
         return CodeUpload(code_dir=code_dir, uploaded=tuple(uploaded), skipped=skipped, digest=digest)
 
+    # --- engine and flavor ----------------------------------------------------------------------
+
+    def training_choices(self) -> TrainingChoices:
+        """The engines and flavors ModelArts offers this project (two read calls)."""
+        # ShowTrainingJobEngines, GET /v2/{project_id}/training-job-engines ("Obtaining the Preset AI
+        # Frameworks Supported by a Training Job", api-modelarts/ShowTrainingJobEngines.html).
+        engines = self._call(
+            "show_training_job_engines",
+            "the preset training engines",
+            self._client.show_training_job_engines,
+            ma.ShowTrainingJobEnginesRequest(),
+        )
+        # ShowTrainingJobFlavors, GET /v2/{project_id}/training-job-flavors ("Obtaining the General
+        # Specifications Supported by a Training Job", api-modelarts/ShowTrainingJobFlavors.html).
+        flavors = self._call(
+            "show_training_job_flavors",
+            "the training flavors",
+            self._client.show_training_job_flavors,
+            ma.ShowTrainingJobFlavorsRequest(),
+        )
+        return TrainingChoices.from_responses(engines, flavors)
+
+    def check_engine_and_flavor(self) -> None:
+        """`JobSpecError` naming the valid values when `[train]`'s engine or flavor is not offered: a job
+        created with one would be refused, or worse, billed and then fail."""
+        train = self._train
+        problems = self.training_choices().problems(train.engine_name, train.engine_version, train.flavor_id)
+        if problems:
+            raise JobSpecError("; ".join(problems) + " — nothing was submitted (set them in [train] of config.toml)")
+
     # --- the port -------------------------------------------------------------------------------
 
     def new_job_name(self) -> str:
@@ -360,6 +451,7 @@ class ModelArtsTrainingPlatform:
         ObsLocation.parse(spec.dataset, "dataset")
         if spec.output:
             ObsLocation.parse(spec.output, "output")
+        self.check_engine_and_flavor()
         code = self.upload_code()
         body = self.build_job(spec, name, code)
         response = self._call(
@@ -564,4 +656,11 @@ class ModelArtsTrainingPlatform:
         )
 
 
-__all__ = ["CodeUpload", "ModelArtsTrainingPlatform", "ObsLocation", "build_client", "trainer_root"]
+__all__ = [
+    "CodeUpload",
+    "ModelArtsTrainingPlatform",
+    "ObsLocation",
+    "TrainingChoices",
+    "build_client",
+    "trainer_root",
+]

@@ -373,7 +373,7 @@ class ObsObjectStore:
 
     def put_if_absent(self, key: str, data: bytes, md5_hex: str) -> bool:
         """Create `key` unless it exists (the server decides, atomically); see the module docstring."""
-        self._verify_conditional_create(key)
+        self.verify_conditional_create(key)
         return self._create_only(key, data, md5_hex.lower())
 
     def _create_only(self, key: str, data: bytes, md5_hex: str) -> bool:
@@ -407,7 +407,7 @@ class ObsObjectStore:
         self._check_etag(key, "conditional put", etag, (md5_hex,), result)
         return True
 
-    def _verify_conditional_create(self, near: str) -> None:
+    def verify_conditional_create(self, near: str) -> None:
         """Once per store object: a second create of a fresh key must be refused, or nothing is safe."""
         with self._conditional_lock:
             if self._conditional_verified:

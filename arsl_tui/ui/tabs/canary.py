@@ -3,8 +3,10 @@
 It reads `CanaryController.status()` (what `arsl canary status` prints: the stored run, the serving
 platform's weights and the current window's per-version stats) in a thread worker while visible,
 and judges the current window so far with the controller's own judge settings (a provisional
-verdict; the controller's judgement at the window's end is what counts). Promote, promote --full,
-pause, resume and rollback call `CanaryController.command` — the code `arsl canary …` runs — after a
+verdict; the controller's judgement at the window's end is what counts). Before the traffic split, a
+shadow line shows the shadow window (copies sent and dropped, agreement with the champion, both
+latencies) or what this backend can and cannot mirror. Promote, promote --full, pause, resume, skip
+shadow and rollback call `CanaryController.command` — the code `arsl canary …` runs — after a
 confirmation naming the versions and weights, with the change number the user saw, so a run that
 moved on meanwhile is never stepped twice. Driving the windows is `arsl canary watch`'s job.
 """
@@ -44,6 +46,7 @@ OUTCOME_GLYPHS = {"pass": "✓", "fail": "✗", "marginal": "…", "inconclusive
 PHASE_GLYPHS = {
     "idle": "○",
     "deploying": "…",
+    "shadowing": "◐",
     "observing": "►",
     "paused": "‖",
     "promoting": "►",
@@ -79,11 +82,21 @@ def traffic_bar(weights: dict[str, int], champion: str, challenger: str, width: 
     return bar
 
 
+SHADOW_GLYPHS = {"passed": "✓", "skipped": "↷", "failed": "✗", "stopped": "✗"}
+
+
 def plan_line(run: CanaryRun) -> str:
-    """`✓ 10% → ► 25% → 50% → 100%`: steps passed, the current one, those to come."""
+    """`✓ shadow → ✓ 10% → ► 25% → 50% → 100%`: the shadow step, steps passed, the current one, those to come."""
     parts = []
+    if run.plan.shadow is not None:
+        glyph = SHADOW_GLYPHS.get(run.shadow_result, "")
+        if not glyph and run.phase.value == "shadowing":
+            glyph = PHASE_GLYPHS["shadowing"]
+        parts.append(f"{glyph} shadow" if glyph else "shadow")
     for index, step in enumerate(run.plan.steps):
-        if run.phase.value in ("promoted", "promoting") or index < run.step:
+        if run.phase.value in ("shadowing", "deploying") and run.plan.shadow is not None:
+            glyph = ""
+        elif run.phase.value in ("promoted", "promoting") or index < run.step:
             glyph = "✓ "
         elif index == run.step and run.phase.value in ("rolled_back", "rolling_back", "failed"):
             glyph = "✗ "
@@ -152,6 +165,31 @@ def window_cells(judgement: Mapping[str, Any], side: str) -> tuple[str, str, str
     )
 
 
+def shadow_line(status: CanaryStatus) -> str:
+    """The shadow window (copies sent/dropped, agreement, both latencies), how the step ended, or why there is none."""
+    run = status.run
+    if run is None or run.plan.shadow is None:
+        return f"shadow  none: {status.shadow_how}" if status.shadow_how else ""
+    window = status.shadow
+    if window is not None:
+        agreement = "–" if window.agreement is None else f"{100 * window.agreement:.1f}%"
+        data = window.to_json(samples=False)
+
+        def ms(name: str) -> str:
+            value = data.get(name)
+            return f"{value:.1f}" if isinstance(value, int | float) else "–"
+
+        return (
+            f"shadow  {window.sent:,} sent · {window.dropped:,} dropped · agree {agreement} · p50 ms "
+            f"{run.champion} {ms('champion_p50_ms')} / {run.challenger} {ms('challenger_p50_ms')}"
+        )
+    if run.shadow_result:
+        verdicts = [item for item in run.judgements if item.get("phase") == "shadow"]
+        reason = (verdicts[-1].get("judgement") or {}).get("reason", "") if verdicts else ""
+        return f"shadow  {run.shadow_result}" + (f": {reason}" if reason else "")
+    return f"shadow  copies of {run.plan.shadow.share}% once {run.challenger} is loaded, no client traffic"
+
+
 def verdict_note(record: Mapping[str, Any], champion: str, challenger: str) -> str:
     """One judged window in words: its outcome and the judge's reason, and each metric the judge had no data
     for (left out of the score), with why and the samples on each side."""
@@ -161,7 +199,8 @@ def verdict_note(record: Mapping[str, Any], champion: str, challenger: str) -> s
     outcome = str(judgement.get("outcome", ""))
     metrics = [item for item in judgement.get("metrics") or () if isinstance(item, Mapping)]
     missing = [item for item in metrics if item.get("classification") == "NoData"]
-    head = f"{when} at {record.get('weight', '?')}%: {OUTCOME_GLYPHS.get(outcome, '·')} {outcome}"
+    where = "in shadow" if record.get("phase") == "shadow" else f"at {record.get('weight', '?')}%"
+    head = f"{when} {where}: {OUTCOME_GLYPHS.get(outcome, '·')} {outcome}"
     if not missing:
         return f"{head} — {judgement.get('reason', '')}"
     score = judgement.get("score")
@@ -223,6 +262,7 @@ class CanaryTab(LiveTab):
         yield Static("○ reading the canary …", id="canary-run", markup=False)
         yield StatusLine("", id="canary-alarm")
         yield Static("", id="canary-traffic", markup=False)
+        yield Static("", id="canary-shadow", markup=False)
         yield Static("", id="canary-plan", markup=False)
         yield DataTable[str | Text](id="canary-stats", cursor_type="none", zebra_stripes=False)
         yield Static("Judge: verdict per metric, current window first", classes="section-title")
@@ -263,11 +303,13 @@ class CanaryTab(LiveTab):
 
     def _judge_live(self, status: CanaryStatus) -> Judgement | None:
         from arsl_tui.domain.canary import Phase
-        from arsl_tui.domain.judge import judge
+        from arsl_tui.domain.judge import judge, judge_shadow
         from arsl_tui.domain.serving import VersionStats
-        from arsl_tui.ops.canary import judge_config
+        from arsl_tui.ops.canary import judge_config, shadow_config
 
         run = status.run
+        if run is not None and run.phase is Phase.SHADOWING:
+            return judge_shadow(status.shadow, shadow_config(self.settings)) if status.shadow is not None else None
         if run is None or run.phase is not Phase.OBSERVING or not status.stats:
             return None
         canary = status.stats.get(run.challenger) or VersionStats(
@@ -305,11 +347,16 @@ class CanaryTab(LiveTab):
         alarm = self.query_one("#canary-alarm", StatusLine)
         if run is None:
             self.query_one("#canary-run", Static).update(
-                "○ No canary has run yet. `arsl canary start [VERSION]` releases the challenger beside the champion; "
-                "`arsl canary watch` drives it."
+                f"○ The release state cannot be read: {'; '.join(status.problems)}"
+                if status.state_unavailable
+                else "○ No canary has run yet. `arsl canary start [VERSION]` releases the challenger beside the "
+                "champion; `arsl canary watch` drives it."
             )
             for widget_id in ("#canary-traffic", "#canary-plan", "#canary-note", "#canary-reason"):
                 self.query_one(widget_id, Static).update("")
+            self.query_one("#canary-shadow", Static).update(
+                Text(shadow_line(status), no_wrap=True, overflow="ellipsis")
+            )
             alarm.display = False
             return
         phase = run.phase.value
@@ -322,6 +369,10 @@ class CanaryTab(LiveTab):
         if left is not None:
             facts.append(f"window ends in {fmt.duration(left)}")
         facts.append(f"run {run.run_id}")
+        if status.controller is not None:
+            # Shared state (several operators' consoles on one bucket): whose controller drives the release.
+            holder = status.controller
+            facts.append(f"driven by {holder.user}@{holder.host} (pid {holder.pid})")
         self.query_one("#canary-run", Static).update(Text(" · ".join(facts), no_wrap=True, overflow="ellipsis"))
         if run.alarm:
             alarm.say("error", "alarm", f"ALARM — {run.alarm}")
@@ -340,6 +391,7 @@ class CanaryTab(LiveTab):
         bar = traffic_bar(weights, run.champion, run.challenger)
         bar.append(source)
         self.query_one("#canary-traffic", Static).update(bar)
+        self.query_one("#canary-shadow", Static).update(Text(shadow_line(status), no_wrap=True, overflow="ellipsis"))
         # No live window (the run ended, or its stats are unread): show the last judged window's, labelled so.
         last = run.judgements[-1] if run.judgements and not status.stats else None
         plan = plan_line(run)
@@ -372,15 +424,18 @@ class CanaryTab(LiveTab):
         records: list[Mapping[str, Any]] = []
         if view.live is not None:
             live = view.live.to_json()
+            in_shadow = run.phase.value == "shadowing"
             rows.append(
                 (
                     "now (so far)",
-                    f"{run.plan.steps[run.step].weight}%",
+                    "shadow" if in_shadow else f"{run.plan.steps[run.step].weight}%",
                     outcome_cell(str(live["outcome"]), live.get("score")),
                     *self._metric_cells(live),
                 )
             )
-            records.append({"weight": run.plan.steps[run.step].weight, "judgement": live})
+            records.append(
+                {"weight": run.plan.steps[run.step].weight, "judgement": live, "phase": "shadow" if in_shadow else ""}
+            )
         for record in reversed(run.judgements[-VERDICTS_SHOWN:]):
             records.append(record)
             judgement = record.get("judgement") or {}
@@ -388,7 +443,7 @@ class CanaryTab(LiveTab):
             rows.append(
                 (
                     fmt.timestamp(float(at))[11:] if isinstance(at, int | float) else "–",
-                    f"{record.get('weight', '?')}%",
+                    "shadow" if record.get("phase") == "shadow" else f"{record.get('weight', '?')}%",
                     outcome_cell(str(judgement.get("outcome", "")), judgement.get("score")),
                     *self._metric_cells(judgement),
                 )
@@ -450,7 +505,9 @@ class CanaryTab(LiveTab):
         if action == "canary_resume":
             return phase == "paused"
         if action == "canary_rollback":
-            return phase in ("deploying", "observing", "paused", "failed") or None
+            return phase in ("deploying", "shadowing", "observing", "paused", "failed") or None
+        if action == "canary_skip_shadow":
+            return False if phase != "shadowing" else ((not run.busy) or None)
         return True
 
     def current_id(self) -> str:
@@ -471,6 +528,9 @@ class CanaryTab(LiveTab):
 
     def action_canary_rollback(self) -> None:
         self._request("rollback")
+
+    def action_canary_skip_shadow(self) -> None:
+        self._request("skip_shadow")
 
     def _request(self, name: str) -> None:
         """Confirm, then send `name` (promote, promote_full, pause, resume, rollback) to the controller."""
@@ -566,6 +626,17 @@ def confirmation(name: str, run: CanaryRun) -> tuple[str, list[str], str]:
                 logged,
             ],
             "Pause",
+        )
+    if name == "skip_shadow":
+        first = run.plan.steps[0].weight
+        return (
+            "Skip the shadow step?",
+            [
+                f"Stop the copies to {challenger} and give it {first}% of traffic now, without a shadow verdict.",
+                f"Traffic: {restore} → {champion} {100 - first}% / {challenger} {first}%.",
+                logged,
+            ],
+            "Skip shadow",
         )
     if name == "resume":
         return (

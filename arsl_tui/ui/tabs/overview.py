@@ -1,5 +1,5 @@
 """The Overview tab, the console's home: the pipeline, the workflow as a row of phases, the last event of
-each, what next.
+each, what next; and the doctor (`D`), the read-only preflight `arsl doctor` prints, in a modal.
 
 First the whole pipeline: on a first run (an empty home) the offer to run the demo; once a pipeline
 run exists, that run phase by phase, as its `PipelineFollow` reads it from the run's files.
@@ -33,6 +33,7 @@ from arsl_tui.ui import formatting as fmt
 from arsl_tui.ui.formatting import STATUS_GLYPHS, error_text
 from arsl_tui.ui.pipeline_follow import PipelineFollow
 from arsl_tui.ui.screens.confirm import ConfirmScreen
+from arsl_tui.ui.screens.doctor import DoctorScreen
 from arsl_tui.ui.screens.form import FormField, FormScreen
 from arsl_tui.ui.services import ConsoleServices, EngineUnavailable, PipelineLaunch, UploadRunLike, pipeline_launch
 from arsl_tui.ui.tabs.live import LiveTab, poll_interval
@@ -332,7 +333,8 @@ class PhasesTable(DataTable[str | Text]):
 
 
 class OverviewTab(LiveTab):
-    """The workflow and the whole pipeline, and the `overview` actions: run the demo, run the pipeline, cancel it.
+    """The workflow and the whole pipeline, and the `overview` actions: run the demo, run the pipeline, cancel it,
+    check the backend (the doctor).
 
     Its `PipelineFollow` reads the pipeline's files and starts and signals the pipeline's process; the App
     shows what it found here and in the line under the header at once (`show_pipeline`).
@@ -524,6 +526,20 @@ class OverviewTab(LiveTab):
             ),
             answered,
         )
+
+    # ----- the doctor ---------------------------------------------------------------------------
+
+    def action_run_doctor(self) -> None:
+        """`arsl doctor` in a modal; its checks run in the screen's worker, never on the UI thread. A read-only
+        console runs it read-only too (the conditional-create probe, which writes a key, is left out)."""
+        import dataclasses
+
+        from arsl_tui.ops.doctor import run_doctor
+
+        settings = dataclasses.replace(self.settings, read_only=True) if self.read_only else self.settings
+        backend = backend_for(settings)
+        title = f"Doctor · {backend.name} backend · config {settings.source}"
+        self.app.push_screen(DoctorScreen(title, lambda: run_doctor(backend)))
 
     def on_pipeline_follow_run_ended(self, message: PipelineFollow.RunEnded) -> None:
         message.stop()

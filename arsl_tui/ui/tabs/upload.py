@@ -4,9 +4,11 @@ The folder field takes the focus only when asked (Enter, `/`, `e` or a click) an
 Enter or Esc: while it has the focus every printable key is text, and the digits must stay tab keys.
 
 Threading: validation, the upload and journal reads run in thread workers that never touch a
-widget; they post messages, and the handlers here own every state change. Upload events reach
-the tab through an `UploadFeed`, which coalesces progress, and the panel re-renders at most
-`progress_interval_s` apart.
+widget; they post messages, and the handlers here own every state change. The upload worker only
+waits on `services.run_upload`, which by default runs the engine in a process of its own
+(`ops.upload_process`): this process renders progress, and a dead engine process comes back as a
+failed run that says how it ended. Upload events reach the tab through an `UploadFeed`, which
+coalesces progress, and the panel re-renders at most `progress_interval_s` apart.
 """
 
 from __future__ import annotations
@@ -109,7 +111,8 @@ class UploadTab(TabBody):
     scope = "upload"
 
     engine_niceness = 10
-    """How much lower the upload engine's threads are scheduled than the UI thread (Linux)."""
+    """How much lower the thread that drives the upload is scheduled than the UI thread (Linux); an engine run
+    in this process (services that do so) runs its threads there."""
 
     class ValidationDone(Message):
         def __init__(self, generation: int, dataset: ValidatedDataset) -> None:

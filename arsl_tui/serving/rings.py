@@ -1,0 +1,59 @@
+"""A fixed-capacity ring of time-ordered events kept as numpy columns (the gateway's windows)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+class EventRing:
+    """The newest `capacity` events as parallel numpy columns (fixed width: 13 bytes for a request event).
+
+    A deque of Python tuples costs ~120 bytes an event (24 MB for a full window of one version); these
+    columns grow by doubling up to `capacity` and then overwrite the oldest event. Events are appended
+    in time order (the monotonic clock), so the events of the last N seconds are a suffix, found by
+    binary search.
+    """
+
+    def __init__(self, capacity: int, dtypes: Sequence[str]) -> None:
+        self.capacity = capacity
+        self._columns = [np.empty(min(1024, capacity), dtype=dtype) for dtype in dtypes]
+        self._oldest = 0
+        self.size = 0
+
+    def append(self, *values: float) -> None:
+        allocated = len(self._columns[0])
+        if self.size == allocated and allocated < self.capacity:
+            grown = min(self.capacity, allocated * 2)
+            self._columns = [
+                np.concatenate((column, np.empty(grown - allocated, dtype=column.dtype))) for column in self._columns
+            ]
+        if self.size < self.capacity:
+            index = self.size
+            self.size += 1
+        else:
+            index = self._oldest
+            self._oldest = (self._oldest + 1) % self.capacity
+        for column, value in zip(self._columns, values, strict=True):
+            column[index] = value
+
+    def since(self, cutoff: float) -> list[np.ndarray]:
+        """Each column's values (oldest first) of the events whose first column (time) is >= `cutoff`."""
+        size, oldest = self.size, self._oldest
+        ordered = [
+            np.concatenate((column[oldest:size], column[:oldest])) if oldest else column[:size]
+            for column in self._columns
+        ]
+        first = int(np.searchsorted(ordered[0], cutoff, side="left"))
+        return [column[first:] for column in ordered]
+
+    @property
+    def newest(self) -> float | None:
+        if not self.size:
+            return None
+        index = (self._oldest - 1) % self.capacity if self.size == self.capacity else self.size - 1
+        return float(self._columns[0][index])
+
+
+__all__ = ["EventRing"]
