@@ -232,8 +232,6 @@ class CanarySettings:
     disagrees exactly where the champion is wrong (online accuracy on the same requests tells which is right)."""
     shadow_queue: int = field(default=256, metadata=_bounded(1, 100_000))
     """Copies waiting for the challenger; beyond it a copy is dropped (and counted), never waited for."""
-    shadow_replay: bool = False
-    """Huawei real-time services: also replay a sample of recent requests' inputs (stores user images)."""
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ The local gateway keeps each version's recent inputs binned with the edges of th
 profile (`GET /admin/drift`); this module turns its answer into `domain.drift.DriftReport`s, which the
 local monitor's sampler turns into `input_drift` points (`domain.alarms.drift_samples`), and which
 `arsl drift status` shows with the state of the `arsl-input-drift` rule. On the huawei backend there is
-no gateway here: the score reaches Cloud Eye as a custom metric (`ops.monitoring.publish_input_drift`)
-and `status` shows the rule only.
+no gateway here: `arsl drift check` (ops/drift_check.py) scores a folder of captured inputs with
+`report_of_pixels` and pushes the score to Cloud Eye as a custom metric
+(`ops.monitoring.publish_input_drift`); `status` shows the rule only.
 """
 
 from __future__ import annotations
@@ -157,8 +158,8 @@ def status(settings: Settings) -> DriftStatus:
         reports = gateway_reports(settings)
     except WrongBackend:
         notes.append(
-            f"{backend.serving_through} serve the models: per-feature profiles exist only in the local gateway; "
-            f"{backend.monitor_label} judges the input_drift metric arsl pushes"
+            f"{backend.serving_through} serve the models: live per-feature profiles exist only in the local "
+            f"gateway; {backend.monitor_label} judges the input_drift metric `arsl drift check FOLDER` pushes"
         )
     except ServingError as error:
         notes.append(f"no live profile: {error}")
@@ -180,14 +181,11 @@ def report_of_images(
     window_s: float = 0.0,
 ) -> DriftReport:
     """The drift of `images` (and the (class index, top-1 confidence) answered for each) against a reference
-    profile document: what a caller that sees the inputs itself computes where no gateway here profiles them
-    (the controller replaying a sample of recent requests to a ModelArts service). Images that do not decode
-    are left out."""
+    profile document: what a caller that sees the inputs itself computes where no gateway here profiles them.
+    Images that do not decode are left out."""
     import numpy as np
 
-    from trainer.preprocess import ImageDecodeError, decode_image
-    from trainer.profile import FEATURES as PROFILE_FEATURES
-    from trainer.profile import bin_counts, image_features
+    from trainer.preprocess import IMAGE_SIZE, ImageDecodeError, decode_image
 
     decoded, kept = [], []
     for data, answer in zip(images, answers, strict=True):
@@ -196,15 +194,37 @@ def report_of_images(
         except ImageDecodeError:
             continue
         kept.append(answer)
+    pixels = np.stack(decoded) if decoded else np.empty((0, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    return report_of_pixels(version, pixels, kept, reference, limits, window_s=window_s)
+
+
+def report_of_pixels(
+    version: str,
+    pixels: Any,
+    answers: Sequence[tuple[int, float]],
+    reference: dict[str, Any] | None,
+    limits: DriftThresholds,
+    *,
+    window_s: float = 0.0,
+) -> DriftReport:
+    """`report_of_images` on images already decoded: `pixels` is their (N, 64, 64) uint8 array (what
+    `trainer.preprocess.decode_image` gives, and what the model was fed), one answer per image."""
+    import numpy as np
+
+    from trainer.profile import FEATURES as PROFILE_FEATURES
+    from trainer.profile import bin_counts, image_features
+
+    if len(pixels) != len(answers):
+        raise ValueError(f"{len(pixels)} image(s) but {len(answers)} answer(s)")
     try:
         profile = ReferenceProfile.from_json(reference) if reference is not None else None
     except DriftError:
         profile = None
-    values = image_features(np.stack(decoded)) if decoded else {name: np.empty(0) for name in PROFILE_FEATURES}
-    confidence = np.asarray([answer[1] for answer in kept], dtype=np.float64)
+    values = image_features(pixels) if len(pixels) else {name: np.empty(0) for name in PROFILE_FEATURES}
+    confidence = np.asarray([answer[1] for answer in answers], dtype=np.float64)
     classes = len(profile.class_counts) if profile is not None else 0
     counts = [0] * classes
-    for index, _ in kept:
+    for index, _ in answers:
         if 0 <= index < classes:
             counts[index] += 1
 
@@ -216,7 +236,7 @@ def report_of_images(
         {
             "version": version,
             "window_s": window_s,
-            "images": len(kept),
+            "images": len(answers),
             "features": {name: binned(name, values[name]) for name in PROFILE_FEATURES},
             "confidence": {
                 "edges": list(profile.confidence.edges) if profile is not None else [],
@@ -273,6 +293,7 @@ __all__ = [
     "DriftStatus",
     "gateway_reports",
     "report_of_images",
+    "report_of_pixels",
     "reports_from_json",
     "shift_image",
     "shifted_samples",

@@ -11,8 +11,9 @@ Between the two, one duplex pipe:
   every `PROGRESS_INTERVAL_S`, with how many events it stands for (the engine emits one per confirmed
   object: 108,098 for the full data set); then one closing message (the outcome, a refusal with its
   findings, or an error by kind and text);
-* parent → child: `pause`, `resume`, `cancel`, mirrored from the caller's `UploadControl`. The child
-  reads the pipe's end as a cancel: a parent that died leaves a cancelled, resumable run.
+* parent → child: `pause`, `resume`, `cancel`, mirrored from the caller's `UploadControl`. The pipe's
+  end means the parent died (a console killed, an SSH session dropped): the child stops at once, as the
+  engine did when it ran in the console's process, and the run reads as interrupted and resumable.
 
 A child that ends without its closing message (killed, out of memory) becomes a `failed` outcome that
 says so: the journal's lock died with it, so the run reads as interrupted and resumes like any other.
@@ -167,19 +168,25 @@ class _CoalescingSender:
 
 
 def _follow_parent(connection: Connection, control: UploadControl) -> None:
-    """In the child: apply the parent's pause, resume and cancel; the pipe's end cancels."""
+    """In the child: apply the parent's pause, resume and cancel; the pipe's end stops the child."""
     while True:
         try:
             order = connection.recv()
         except (EOFError, OSError):
-            control.cancel()
-            return
+            # Nobody is left to show the run or to resume it from a cancel: end as a killed engine does. The
+            # journal confirms an object only after its put, and its lock dies with this process, so the run
+            # reads as interrupted at once and resumes like any other; no user asked for a cancel.
+            os._exit(PARENT_GONE_EXIT)
         if order == "pause":
             control.pause()
         elif order == "resume":
             control.resume()
         elif order == "cancel":
             control.cancel()
+
+
+PARENT_GONE_EXIT = 75
+"""The child's exit status when its parent went away (EX_TEMPFAIL: the run can be resumed)."""
 
 
 def _lower_priority() -> None:

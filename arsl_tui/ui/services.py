@@ -8,7 +8,9 @@ for deterministic snapshots.
 
 The whole pipeline never runs in the console's process: `launch_pipeline` starts `arsl pipeline run`
 as a detached process (its own session, output to a file), which goes on if the console quits, and
-the console follows it through the files it writes (`ops.pipeline_log`).
+the console follows it through the files it writes (`ops.pipeline_log`). The upload engine never runs
+in the console's process either: `run_upload` starts it as a child (`ops.upload_process`) and only
+renders what the child reports.
 
 With `settings.read_only`, every reader here first makes the home's state file read-only for this
 process (`state.db.read_only_under`): it is opened with `mode=ro`, never created, and a
@@ -349,16 +351,18 @@ def _run_upload(
 ) -> UploadOutcomeLike:
     from arsl_tui.domain.ports import StoreError
     from arsl_tui.ops.dataset import DatasetError
+    from arsl_tui.ops.upload_process import UploadProcessFailed, run_upload_in_child
     from arsl_tui.state.db import StateError
 
     upload = _upload_module()
     request = upload.UploadRequest(dataset_dir=order.dataset_dir, mode=order.mode, allow_problems=order.allow_problems)
     try:
-        outcome: UploadOutcomeLike = upload.run_upload(settings, request, on_event=on_event, control=control)
+        # In a process of its own: the engine's threads never compete with the UI thread for the GIL.
+        outcome: UploadOutcomeLike = run_upload_in_child(settings, request, on_event=on_event, control=control)
     except upload.UploadRefused as refused:
         report = getattr(refused, "report", None)
         raise UploadRefusedError(str(refused) or "validation found problems", report) from None
-    except (DatasetError, upload.UploadBusy, StateError) as error:
+    except (DatasetError, upload.UploadBusy, StateError, UploadProcessFailed) as error:
         raise UploadNotRun(str(error)) from None
     except StoreError as error:
         raise UploadNotRun(f"storage error: {error}") from None

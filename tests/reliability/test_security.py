@@ -948,6 +948,7 @@ READ_ONLY_CASES = (
     _case(REFUSES, "alarms", "silence", "gateway_error_rate", "--for", "1h", "--yes", path=2),
     _case(REFUSES, "alarms", "watch", "--once"),
     _case(READS, "drift", "status"),
+    _case(READS, "drift", "check", "{data}", path=2, why="scores the folder; nothing is pushed on local"),
     _case(READS, "status"),
     _case(READS, "doctor"),
     _case(REFUSES, "pipeline", "run", "--demo", "--yes"),
