@@ -273,6 +273,12 @@ class Backend:
 
         return ModelArtsModelImporter.from_settings(self.settings)
 
+    def imports_before_serving(self) -> bool:
+        """Whether a version must be imported (`model_importer`) before the serving platform can deploy it:
+        v1 real-time services deploy AI applications by `model_id`; new-version deployments and the local
+        gateway load the registered package itself."""
+        return not self.runs_here and self.settings.huawei.serving == "realtime"
+
     def _model_importer(self) -> ModelImporter:
         importer = self.model_importer()
         if importer is None:

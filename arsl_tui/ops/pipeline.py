@@ -47,7 +47,7 @@ from arsl_tui.state.pipeline_store import PipelineStore, new_run_id
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
     from arsl_tui.domain.jobs import JobStatus
-    from arsl_tui.ops.demo_traffic import DemoTraffic
+    from arsl_tui.ops.demo_traffic import DemoTraffic, ServiceDemoTraffic
     from arsl_tui.ops.pipeline_log import LockHolder
 
 DEMO_DIR = "demo"
@@ -110,23 +110,34 @@ class PipelineOutcome:
 # --- demo sizing ----------------------------------------------------------------------------------
 
 # The demo trains to the production gate (test accuracy > 95 %, loss < 0.1, stable, not overfitting)
-# with the default training settings: the `small` model reaches it within its 7 epochs on two CPU cores
-# in about a minute (bench/train.py --gate-only), so nothing about training changes. What changes is what two seeds on a
-# 960-image test split cannot hold apart (one image a class is 3.3 % of that class) and what a shared
-# two-core machine cannot promise about latency; every changed value is printed before the run.
+# with the default training settings: the `small` model reaches it within its 7 epochs on two CPU cores in
+# about a minute (bench/train.py --gate-only), so nothing about training changes. What changes is what two
+# seeds on a 960-image test split cannot hold apart (one image a class is 3.3 % of that class), what a shared
+# two-core machine cannot promise about latency, and the windows: the demo's three client apps send about
+# 12 labelled samples a second (ops/demo_traffic.py), so a 10-second window holds about 60 samples a version
+# at a 50 % split and 120 shadow copies, three times `min_samples`. Every changed value is printed first.
 _DEMO_VALUES: Mapping[str, Mapping[str, Any]] = {
     "gate": {"max_regression": 0.01, "max_class_regression": 0.1},
     "canary": {
         "steps": (50, 100),
-        "window_s": 20,
+        "window_s": 10,
         "min_samples": 20,
-        "shadow_window_s": 20,
+        "shadow_window_s": 10,
         "shadow_min_samples": 20,
         "min_feedback": 15,
         "max_p95_latency_ms": 1000.0,
         "poll_s": 0.5,
     },
 }
+
+
+# Off the local backend no client sends feedback: a window's labelled answers are the canary's probes
+# (`ops.canary_wiring.PROBE_IMAGES`, 32 a window), split between the versions by their weights, so at a 50 % step
+# each version gets about 16 and often fewer than the 15 above. A window where the challenger's online accuracy
+# has too few labels is judged on the rest, and a broken challenger would step on to 100 % before it is caught.
+# 10 labels are reached at 50 % in all but about 1 % of windows and still tell a broken model (near 3 %) from
+# the gate's (over 95 %).
+_DEMO_CLOUD_VALUES: Mapping[str, Mapping[str, Any]] = {"canary": {"min_feedback": 10}}
 
 
 class ShadowPhase:
@@ -187,13 +198,18 @@ class ShadowPhase:
 
 
 def demo_settings(settings: Settings) -> tuple[Settings, dict[str, Any]]:
-    """Settings sized for two CPU cores, and the values changed (`section.key` → value).
+    """Settings sized for two CPU cores (and, off the local backend, for probes as the only feedback), and the
+    values changed (`section.key` → value).
 
     Only values still at their defaults change: a config or environment that sets one wins.
     """
     changed: dict[str, Any] = {}
     sections: dict[str, Any] = {}
-    for section, values in _DEMO_VALUES.items():
+    demo = {section: dict(values) for section, values in _DEMO_VALUES.items()}
+    if not backend_for(settings).runs_here:
+        for section, values in _DEMO_CLOUD_VALUES.items():
+            demo.setdefault(section, {}).update(values)
+    for section, values in demo.items():
         current = getattr(settings, section)
         defaults = type(current)()
         updates = {
@@ -435,11 +451,21 @@ class _Runner:
             detail = f"{version} passed the gate ({', '.join(outcome.aliases) or 'no alias'})"
         return str(self._finish(PhaseName.GATE, detail, {"version": version}, started).values["version"])
 
-    def deploy(self) -> str:
-        """Serve the champion alone (the canary starts from there); the endpoint, or '' off the local backend."""
+    def deploy(self, challenger: str) -> str:
+        """Serve the champion alone (the canary starts from there); the endpoint, or '' off the local backend.
+
+        Off the local backend the canary deploys both versions to the cloud service itself; where that service
+        deploys imported models (ModelArts AI applications), both are imported here first, waiting until each
+        can be deployed: a canary tick does not wait for an import, and a failed one is named here, before any
+        traffic moves.
+        """
         started = time.monotonic()
-        if not backend_for(self.settings).runs_here:
-            self._emit(PhaseName.DEPLOY, PhaseState.NOT_NEEDED, "the canary deploys to ModelArts itself", started)
+        backend = backend_for(self.settings)
+        if not backend.runs_here:
+            if backend.imports_before_serving():
+                self._import_models(challenger, backend.service_platform, started)
+            else:
+                self._emit(PhaseName.DEPLOY, PhaseState.NOT_NEEDED, "the canary deploys to ModelArts itself", started)
             return ""
         from arsl_tui.ops import serving
 
@@ -450,6 +476,33 @@ class _Runner:
             PhaseName.DEPLOY, detail, {"version": outcome.version, "endpoint": outcome.process.endpoint}, started
         )
         return outcome.process.endpoint
+
+    def _import_models(self, challenger: str, platform: str, started: float) -> None:
+        from arsl_tui.domain.ports import ModelImportError
+        from arsl_tui.ops.model_import import import_for_settings
+        from arsl_tui.ops.registry import open_registry
+
+        champion = open_registry(self.settings).champion()
+        versions = list(
+            dict.fromkeys(version for version in (champion.version if champion else "", challenger) if version)
+        )
+        self._emit(PhaseName.DEPLOY, None, f"importing {' and '.join(versions)} into {platform}", started)
+
+        def progress(text: str) -> None:
+            self.on_event(PipelineProgress(phase=PhaseName.DEPLOY.value, detail=text))
+
+        models: dict[str, str] = {}
+        for version in versions:
+            try:
+                outcome = import_for_settings(self.settings, version, progress=progress)
+            except ModelImportError as error:
+                raise PipelineError(
+                    f"importing {version} into {platform} failed: {error} — run the pipeline again to resume"
+                ) from None
+            if outcome is not None:
+                models[version] = outcome.model.model_id
+        detail = ", ".join(f"{version} is {platform} model {model}" for version, model in models.items())
+        self._finish(PhaseName.DEPLOY, f"{detail}; the canary deploys them", {"models": models}, started)
 
     def canary(self, challenger: str, endpoint: str) -> PhaseRecord:
         if (record := self._skip(PhaseName.CANARY)) is not None:
@@ -524,14 +577,39 @@ class _Runner:
     def emit_shadow(self, state: PhaseState | None, detail: str, started: float) -> None:
         self._emit(PhaseName.SHADOW, state, detail, started)
 
-    def _demo_traffic(self, endpoint: str) -> DemoTraffic | None:
-        if not self.request.demo or not endpoint:
+    def _demo_traffic(self, endpoint: str) -> DemoTraffic | ServiceDemoTraffic | None:
+        if not self.request.demo:
             return None
-        from arsl_tui.ops.demo_traffic import start_demo_traffic
+        if endpoint:
+            from arsl_tui.ops.demo_traffic import start_demo_traffic
 
-        return start_demo_traffic(
-            self.settings, endpoint, key_name=f"pipeline-demo-{self.run_id}", seed=DEMO_TRAFFIC_SEED
-        )
+            return start_demo_traffic(
+                self.settings, endpoint, key_name=f"pipeline-demo-{self.run_id}", seed=DEMO_TRAFFIC_SEED
+            )
+        return self._service_traffic()
+
+    def _service_traffic(self) -> ServiceDemoTraffic:
+        """Clients of the cloud service the canary deploys: its inference address once it has one, with the app
+        code clients send (`ARSL_APP_CODE`, as the probes and `arsl predict` send it)."""
+        import os
+
+        from arsl_tui.domain.ports import ServingPlatformError
+        from arsl_tui.ops.canary_wiring import open_serving_platform
+        from arsl_tui.ops.demo_traffic import start_service_traffic
+        from arsl_tui.ops.registry import open_registry
+        from arsl_tui.ops.serving import KEY_ENV
+
+        backend = backend_for(self.settings)
+        platform = open_serving_platform(self.settings, lambda: open_registry(self.settings))
+        service = backend.service_name()
+
+        def resolve() -> str | None:
+            try:
+                return platform.endpoint(service)
+            except ServingPlatformError:
+                return None  # not created yet, or a transient failure: asked again on the next round
+
+        return start_service_traffic(resolve, os.environ.get(KEY_ENV, ""), seed=DEMO_TRAFFIC_SEED)
 
     def alarms(self) -> None:
         if self._skip(PhaseName.ALARMS) is not None:
@@ -603,7 +681,7 @@ class _Runner:
             return "gate_failed", None, str(failure)
         endpoint = ""
         if not skippable(PhaseName.CANARY, self.done):
-            endpoint = self.deploy()
+            endpoint = self.deploy(challenger)
         else:
             self._skip(PhaseName.DEPLOY)
         canary = self.canary(challenger, endpoint)

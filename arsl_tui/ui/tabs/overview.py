@@ -61,9 +61,9 @@ PHASE_TABS: dict[str, tuple[str, str]] = {
 }
 """Each phase's console tab and its key; Enter on a phase's row opens it."""
 _TIME_KEYS = ("ended_at", "uploaded_at", "created_at")
-DEMO_MINUTES_ON_TWO_CORES = "6–9"
-"""Measured for the whole demo (two trainings to the 95 % gate, the canary) on two CPU cores: 366–380 s on a
-quiet machine, 530–545 s beside other work."""
+DEMO_MINUTES_ON_TWO_CORES = "3–4"
+"""Measured for the whole demo (two trainings to the 95 % gate, shadow, the canary) on two CPU cores: 164 s on
+a quiet machine, 224 s beside other work (load 2.5)."""
 DEMO_BYTES_PER_IMAGE = 1_650
 """The synthetic images average this size (9,600 of them measured 15.9 MB)."""
 
