@@ -4,7 +4,7 @@
       config.json           format, architecture, classes, input, normalisation, weights + sha256,
                             manifest id, training job id, metrics, serving command
       model.safetensors     the weights (no pickle)
-      input_profile.json    the reference profile of the validation inputs and answers (trainer/profile.py),
+      input_profile.json    the reference profile of the validation inputs and answers (trainer/input_profile.py),
                             when the exporter is given the validation images; named in config.json
       trainer/              the code the predictor and the serving entry need, copied from this package:
                             model.py preprocess.py weights.py predict.py modelarts/serve.py
@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from trainer import __version__
+from trainer.input_profile import PROFILE_NAME, build_profile, write_profile
 from trainer.predict import CONFIG_NAME, PACKAGE_FORMAT
 from trainer.preprocess import IMAGE_SIZE
-from trainer.profile import PROFILE_NAME, build_profile, write_profile
 from trainer.weights import save_weights
 
 WEIGHTS_NAME = "model.safetensors"

@@ -27,10 +27,6 @@ import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # started as a file (the ModelArts boot file): make `trainer` importable
-    # Python put this file's folder first on the path, where trainer/profile.py would shadow the standard library's
-    # `profile` (which torch imports); the repository root takes its place.
-    if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-        del sys.path[0]
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse

@@ -27,7 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 FEATURES = ("intensity_mean", "contrast", "edge_density")
-"""The image features of the profile, in display order (the trainer's `trainer/profile.py`)."""
+"""The image features of the profile, in display order (the trainer's `trainer/input_profile.py`)."""
 PROFILE_FORMAT = "arsl-input-profile/1"
 EPSILON = 1e-4
 """Floor of a bin's share in PSI, so an empty bin on one side gives a large but finite term."""

@@ -135,6 +135,8 @@ def huawei_probe(settings: Settings, platform: Callable[[], ServingPlatform], se
     def probe(versions: Sequence[str]) -> Mapping[str, VersionStats]:
         import os
 
+        import httpx
+
         from arsl_tui.ops.probes import httpx_sender, run_probes
         from arsl_tui.ops.serving import KEY_ENV, synthetic_images
         from arsl_tui.serving.auth import HEADER
@@ -143,8 +145,9 @@ def huawei_probe(settings: Settings, platform: Callable[[], ServingPlatform], se
         if not endpoint:
             raise ServingPlatformError(f"service {service!r} has no endpoint to probe yet", transient=True)
         key = os.environ.get(KEY_ENV, "")
-        send = httpx_sender({HEADER: key} if key else {}, form_field="images")
-        return run_probes(endpoint, synthetic_images(PROBE_IMAGES), send).version_stats(versions)
+        with httpx.Client(trust_env=False) as client:
+            send = httpx_sender({HEADER: key} if key else {}, form_field="images", client=client)
+            return run_probes(endpoint, synthetic_images(PROBE_IMAGES), send).version_stats(versions)
 
     return probe
 

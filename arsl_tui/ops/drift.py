@@ -211,8 +211,8 @@ def report_of_pixels(
     `trainer.preprocess.decode_image` gives, and what the model was fed), one answer per image."""
     import numpy as np
 
-    from trainer.profile import FEATURES as PROFILE_FEATURES
-    from trainer.profile import bin_counts, image_features
+    from trainer.input_profile import FEATURES as PROFILE_FEATURES
+    from trainer.input_profile import bin_counts, image_features
 
     if len(pixels) != len(answers):
         raise ValueError(f"{len(pixels)} image(s) but {len(answers)} answer(s)")

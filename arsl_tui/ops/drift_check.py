@@ -195,7 +195,7 @@ def check(
     """Score `folder` against `version`'s reference profile (or a local exported `package` folder, named
     `version` or after the folder), and push the score unless `push` is False or the monitor is local."""
     from arsl_tui.ops.drift import report_of_pixels, thresholds
-    from trainer.profile import read_profile
+    from trainer.input_profile import read_profile
 
     sample = read_sample(folder)  # first: a wrong folder is named before any registry or model work
     with contextlib.ExitStack() as stack:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from arsl_tui.domain.serving import VersionStats
@@ -153,29 +154,30 @@ def merge_stats(platform: Mapping[str, VersionStats], probed: Mapping[str, Versi
     return merged
 
 
-def httpx_sender(headers: Mapping[str, str], *, form_field: str | None = None, timeout_s: float = 30.0) -> Sender:
-    """A sender over httpx: the raw image as `image/jpeg`, or a multipart file part named `form_field`."""
+def httpx_sender(
+    headers: Mapping[str, str], *, form_field: str | None = None, timeout_s: float = 30.0, client: Any = None
+) -> Sender:
+    """A sender over httpx: the raw image as `image/jpeg`, or a multipart file part named `form_field`.
+
+    With `client` (an `httpx.Client`) every probe of a round shares its connections, so a sample's latency is
+    the call's, not a TCP and TLS handshake's; without one each probe connects afresh."""
 
     def send(url: str, image: bytes) -> ProbeAnswer:
         import httpx
 
+        post = client.post if client is not None else partial(httpx.post, trust_env=False)
         began = time.perf_counter()
         try:
             if form_field is None:
-                response = httpx.post(
-                    url,
-                    content=image,
-                    headers={**headers, "Content-Type": "image/jpeg"},
-                    timeout=timeout_s,
-                    trust_env=False,
+                response = post(
+                    url, content=image, headers={**headers, "Content-Type": "image/jpeg"}, timeout=timeout_s
                 )
             else:
-                response = httpx.post(
+                response = post(
                     url,
                     files={form_field: ("probe.jpg", image, "image/jpeg")},
                     headers=dict(headers),
                     timeout=timeout_s,
-                    trust_env=False,
                 )
         except httpx.HTTPError:
             return ProbeAnswer(0, None, time.perf_counter() - began)

@@ -58,7 +58,7 @@ from starlette.routing import Route
 from arsl_tui.domain.serving import Deployment, DeploymentError
 from arsl_tui.serving.auth import HEADER, KeyVerifier
 from arsl_tui.serving.batching import Decoder, InferenceWorker, InvalidImage, LoadedModel, Overloaded, Scores
-from arsl_tui.serving.drift import parse_report_query
+from arsl_tui.serving.drift import MAX_WINDOW_S, parse_report_query
 from arsl_tui.serving.feedback import FeedbackError, FeedbackLedger
 from arsl_tui.serving.metrics import NO_VERSION, GatewayMetrics
 from arsl_tui.serving.openapi import openapi_document
@@ -541,17 +541,23 @@ async def admin_weights(gateway: Gateway, request: Request, context: Context) ->
     return 200, _deployment_json(gateway)
 
 
-async def admin_stats(gateway: Gateway, request: Request, context: Context) -> tuple[int, Any]:
-    gateway.check_admin(request)
+def _window_query(request: Request) -> tuple[float, int]:
+    """`?window_s=300&max_samples=5000` of the stats and shadow reads, checked."""
     try:
         window_s = float(request.query_params.get("window_s", "300"))
         max_samples = int(request.query_params.get("max_samples", "5000"))
     except ValueError:
         raise ApiError(422, "invalid_query", "window_s must be a number and max_samples an integer") from None
-    if not 0 < window_s <= 7 * 86400 or not 0 <= max_samples <= MAX_STATS_SAMPLES:
+    if not 0 < window_s <= MAX_WINDOW_S or not 0 <= max_samples <= MAX_STATS_SAMPLES:
         raise ApiError(
-            422, "invalid_query", f"window_s must be in (0, 604800] and max_samples in [0, {MAX_STATS_SAMPLES}]"
+            422, "invalid_query", f"window_s must be in (0, {MAX_WINDOW_S}] and max_samples in [0, {MAX_STATS_SAMPLES}]"
         )
+    return window_s, max_samples
+
+
+async def admin_stats(gateway: Gateway, request: Request, context: Context) -> tuple[int, Any]:
+    gateway.check_admin(request)
+    window_s, max_samples = _window_query(request)
     deployment = gateway.router.deployment
     versions = list(dict.fromkeys([*deployment.versions, *gateway.metrics.windows]))
     stats = gateway.metrics.stats(versions, window_s, max_samples)
@@ -576,15 +582,7 @@ async def admin_drift(gateway: Gateway, request: Request, context: Context) -> t
 async def admin_shadow(gateway: Gateway, request: Request, context: Context) -> tuple[int, Any]:
     if request.method == "GET":
         gateway.check_admin(request)
-        try:
-            window_s = float(request.query_params.get("window_s", "300"))
-            max_samples = int(request.query_params.get("max_samples", "5000"))
-        except ValueError:
-            raise ApiError(422, "invalid_query", "window_s must be a number and max_samples an integer") from None
-        if not 0 < window_s <= 7 * 86400 or not 0 <= max_samples <= MAX_STATS_SAMPLES:
-            raise ApiError(
-                422, "invalid_query", f"window_s must be in (0, 604800] and max_samples in [0, {MAX_STATS_SAMPLES}]"
-            )
+        window_s, max_samples = _window_query(request)
         return 200, {**gateway.shadow.to_json(), "window": gateway.shadow.stats(window_s, max_samples).to_json()}
     document = await _admin_json(gateway, request)
     version, share = document.get("version"), document.get("share", 0)

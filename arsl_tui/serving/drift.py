@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from arsl_tui.serving.rings import EventRing
-from trainer.profile import BINS, FEATURES, bin_counts, image_features, read_profile
+from trainer.input_profile import BINS, FEATURES, bin_counts, image_features, read_profile
 
 log = logging.getLogger("arsl.gateway")
 

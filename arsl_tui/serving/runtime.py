@@ -34,7 +34,6 @@ from trainer.preprocess import IMAGE_SIZE, normalise
 log = logging.getLogger(__name__)
 
 Runtime = Literal["auto", "torch", "onnxruntime"]
-RUNTIMES: tuple[Runtime, ...] = ("auto", "torch", "onnxruntime")
 TOLERANCE = 1e-5
 """The largest difference in any class probability a converted forward may show against torch's."""
 PROBE_IMAGES = 16
@@ -185,7 +184,6 @@ class ForwardSwitch:
 
 
 __all__ = [
-    "RUNTIMES",
     "TOLERANCE",
     "Forward",
     "ForwardSwitch",

@@ -25,8 +25,8 @@ from arsl_tui.providers.huawei.ces import CloudEyeMonitor
 from tests.fixtures.ces_contract import CloudEyeFake, ces_server
 from tests.fixtures.huawei_contract import ContractServer
 from tests.providers.conftest import FAKE_CREDENTIALS
+from trainer.input_profile import FEATURES, PROFILE_FORMAT, bin_counts, decile_edges, image_features
 from trainer.preprocess import decode_image
-from trainer.profile import FEATURES, PROFILE_FORMAT, bin_counts, decile_edges, image_features
 
 PROJECT = "p-drift-0001"
 CREDENTIALS = replace(FAKE_CREDENTIALS, project_id=PROJECT)

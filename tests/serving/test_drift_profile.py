@@ -17,8 +17,8 @@ from arsl_tui.serving.drift import DEFAULT_EDGES, LiveInputs
 from tests.serving.conftest import LiveGateway, start_gateway
 from tests.serving.drift_packages import export_profiled_package, jpegs
 from tests.serving.packages import export_random_package
+from trainer.input_profile import FEATURES, bin_counts, image_features, read_profile
 from trainer.preprocess import decode_image
-from trainer.profile import FEATURES, bin_counts, image_features, read_profile
 
 
 class Clock:

@@ -16,8 +16,8 @@ from arsl_tui.domain.drift import DriftThresholds
 from arsl_tui.ops import drift
 from tests.serving.drift_packages import export_profiled_package, jpegs
 from tests.serving.packages import register_packages
+from trainer.input_profile import read_profile
 from trainer.predict import Predictor
-from trainer.profile import read_profile
 
 SAMPLE = 240
 """Images per captured folder: above the default `[drift] min_images` (200), so the folder is scored."""

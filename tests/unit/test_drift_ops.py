@@ -16,8 +16,8 @@ from arsl_tui.config import load_settings
 from arsl_tui.domain.alarms import MonitorUnavailable
 from arsl_tui.ops import drift, monitoring
 from arsl_tui.ops.synth import encode_jpeg, render_image
+from trainer.input_profile import image_features
 from trainer.preprocess import decode_image
-from trainer.profile import image_features
 
 
 def test_shifted_images_move_the_features_the_drift_score_watches() -> None:
@@ -48,7 +48,9 @@ def run_cli(home: Path, monkeypatch: pytest.MonkeyPatch, *arguments: str) -> tup
 def test_status_without_a_gateway_or_rules_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     code, status = run_cli(tmp_path, monkeypatch, "--json", "drift", "status")
     assert code == 0 and status["drifting"] is False and status["versions"] == {} and status["rule"] is None
-    assert status["threshold"] == 0.25 and status["min_images"] == 200 and status["backend"] == "local"
+    drift_settings = load_settings(None, environ={}).drift
+    assert status["threshold"] == drift_settings.threshold and status["min_images"] == drift_settings.min_images
+    assert status["backend"] == "local"
     assert any("no live profile" in note for note in status["notes"])
     assert any("arsl alarms setup" in note for note in status["notes"])
 

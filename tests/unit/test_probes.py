@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
+import httpx
 import pytest
 
 from arsl_tui.domain.serving import VersionStats
@@ -67,9 +68,12 @@ def service() -> Iterator[str]:
         server.server_close()
 
 
-def test_each_answer_is_credited_to_the_version_it_names(service: str) -> None:
+@pytest.mark.parametrize("shared_client", [False, True], ids=["own-connections", "one-client-a-round"])
+def test_each_answer_is_credited_to_the_version_it_names(service: str, shared_client: bool) -> None:
     samples = [(f"label:{name}".encode(), name) for name in ("ain", "al", "aleff", "bb") * 4]
-    report = run_probes(service, samples, httpx_sender({HEADER: "app-code"}))
+    with httpx.Client(trust_env=False) as client:
+        send = httpx_sender({HEADER: "app-code"}, client=client if shared_client else None)
+        report = run_probes(service, samples, send)
     stats = report.version_stats(["v1", "v2", "v9"])
     assert report.sent == 16
     assert (stats["v1"].requests, stats["v1"].errors, stats["v1"].feedback, stats["v1"].correct) == (12, 0, 12, 12)

@@ -46,20 +46,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import huaweicloudsdkaom.v2 as aom
 import huaweicloudsdkmodelarts.v1 as ma
-import requests
-from huaweicloudsdkcore.exceptions.exceptions import SdkException
 
 from arsl_tui.domain.ports import ModelSlot, ServingPlatformError, ServingStatus
 from arsl_tui.domain.serving import DeploymentError, VersionStats, normalise_weights
 from arsl_tui.providers.huawei.credentials import Credentials, CredentialsMissing, load_credentials
-from arsl_tui.providers.huawei.errors import failure_from_exception
 from arsl_tui.providers.huawei.sdk_clients import (
-    CallStalled,
     basic_credentials,
     build_sdk_client,
-    call_deadline_s,
-    call_with_deadline,
 )
+from arsl_tui.providers.huawei.serving_calls import serving_call
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
@@ -185,37 +180,14 @@ class ModelArtsDeploymentServing:
     # --- errors ---------------------------------------------------------------------------------
 
     def _call(self, service: str, operation: str, target: str, method: Callable[[Any], T], request: Any) -> T:
-        # A total deadline besides the SDK's per-read timeout: a canary tick holds the canary lock while it waits.
-        deadline = call_deadline_s(self._huawei.timeout_s)
-        try:
-            return call_with_deadline(method, request, deadline, operation)
-        except CallStalled:
-            raise ServingPlatformError(
-                f"{service} {operation} for {target}: had not finished answering after "
-                f"{deadline:g} s (it stalls or trickles its answer); the change may still "
-                "have been applied (it is checked before any retry)",
-                transient=True,
-            ) from None
-        except (SdkException, requests.exceptions.RequestException, OSError) as error:
-            failure = failure_from_exception(
-                error, service=service, operation=operation, target=target, secrets=self._secrets
-            )
-            text = f"{failure.detail} {type(error).__name__}".lower()
-            message = failure.message
-            if failure.status is None and ("timed out" in text or "timeout" in text):
-                message = (
-                    f"{service} {operation} for {target}: no answer within {self._huawei.timeout_s:g} s; "
-                    "the change may still have been applied (it is checked before any retry)"
-                )
-            elif failure.status == 429:
-                message += " — throttled: retrying later"
-            raise ServingPlatformError(
-                message,
-                transient=failure.transient,
-                status=failure.status,
-                code=failure.code,
-                request_id=failure.request_id,
-            ) from None
+        return serving_call(
+            lambda: method(request),
+            service=service,
+            operation=operation,
+            target=target,
+            timeout_s=self._huawei.timeout_s,
+            secrets=lambda: self._secrets,
+        )
 
     # --- reading the service --------------------------------------------------------------------
 

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainer.preprocess import normalise
+
 PROFILE_NAME = "input_profile.json"
 PROFILE_FORMAT = "arsl-input-profile/1"
 FEATURES = ("intensity_mean", "contrast", "edge_density")
@@ -83,8 +85,8 @@ def top1(
     device = next(model.parameters()).device
     confidences, classes = [], []
     for start in range(0, images.shape[0], batch_size):
-        chunk = images[start : start + batch_size].to(device, dtype=torch.float32) / 255.0
-        inputs = ((chunk - mean) / std).contiguous(memory_format=torch.channels_last)
+        chunk = normalise(images[start : start + batch_size].to(device), mean, std)
+        inputs = chunk.contiguous(memory_format=torch.channels_last)
         probabilities = torch.softmax(model(inputs).float(), dim=1)
         value, index = probabilities.max(dim=1)
         confidences.append(value.cpu().numpy())

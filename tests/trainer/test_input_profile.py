@@ -13,10 +13,10 @@ from arsl_tui.domain.classes import ARSL_CLASSES
 from arsl_tui.domain.drift import ReferenceProfile
 from arsl_tui.ops.synth import encode_jpeg, render_image
 from trainer.export import export_package
+from trainer.input_profile import FEATURES, PROFILE_NAME, image_features, read_profile
 from trainer.model import build_model
 from trainer.predict import Predictor
 from trainer.preprocess import decode_image
-from trainer.profile import FEATURES, PROFILE_NAME, image_features, read_profile
 
 
 def validation_images(count: int) -> torch.Tensor:
