@@ -209,6 +209,10 @@ class CanarySettings:
     min_online_accuracy: float = field(default=0.9, metadata=_bounded(0.0, 1.0))
     min_feedback: int = field(default=20, metadata=_bounded(1, None))
     """Feedback labels a version needs in a window before its online accuracy counts."""
+    require_feedback: bool = False
+    """A window whose challenger has fewer than `min_feedback` labels holds (inconclusive) instead of being judged
+    on the other metrics: online accuracy is critical, and without labels nothing measured it (Kayenta's
+    `mustHaveData`). Off by default, as clients that send no feedback would hold every step."""
     confidence: float = field(default=0.98, metadata=_bounded(0.5, 0.9999))
     """Of the Mann-Whitney comparison with the stable version (two-sided)."""
     max_error_increase: float = field(default=1.0, metadata=_bounded(0.0, None))

@@ -42,6 +42,8 @@ from arsl_tui.domain.registry import VersionFormatError, format_version, parse_v
 
 RUN_FORMAT = "arsl-canary/1"
 MAX_JUDGEMENTS_KEPT = 50
+MAX_RETRIED_KEPT = 20
+"""How many of the problems a run retried past it keeps (the oldest are dropped first)."""
 
 
 class CanaryError(Exception):
@@ -262,6 +264,10 @@ class CanaryRun:
     """The judge's result per judged window, newest last: step, weight, at, window_s, judgement."""
     shadow_result: str = ""
     """How the shadow step ended: passed, failed or skipped ("" while it runs, or with no shadow step)."""
+    retried: tuple[str, ...] = ()
+    """The problems the run met and retried past (throttling, a dropped answer, a 5xx), oldest first, the last
+    `MAX_RETRIED_KEPT`: `error` is cleared once an attempt succeeds, so without this a release that went
+    through them would not say so."""
 
     # --- what the run means for traffic -----------------------------------------------------------
 
@@ -342,6 +348,7 @@ class CanaryRun:
             "error": self.error,
             "judgements": [dict(item) for item in self.judgements],
             "shadow_result": self.shadow_result,
+            "retried": list(self.retried),
         }
 
     @classmethod
@@ -375,6 +382,7 @@ class CanaryRun:
                 error=str(data.get("error", "")),
                 judgements=tuple(dict(item) for item in data.get("judgements", ())),
                 shadow_result=str(data.get("shadow_result", "")),
+                retried=tuple(str(item) for item in data.get("retried", ())),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise CanaryError(f"{where}: unreadable canary run record ({type(error).__name__}: {error})") from None
@@ -860,8 +868,11 @@ def action_failed(run: CanaryRun, action_id: str, problem: str, *, now: float) -
 
 
 def note_error(run: CanaryRun, problem: str, *, now: float) -> CanaryRun:
-    """A pending action failed in a way that may pass (throttling, 5xx, timeout): it is retried."""
-    return replace(run, error=problem, updated_at=now)
+    """A pending action failed in a way that may pass (throttling, 5xx, timeout): it is retried.
+
+    The problem is also kept in `retried` (once while it repeats), so the run says what it went through."""
+    retried = run.retried if run.retried[-1:] == (problem,) else (*run.retried, problem)[-MAX_RETRIED_KEPT:]
+    return replace(run, error=problem, updated_at=now, retried=retried)
 
 
 # --- events for the console and `arsl canary watch` -----------------------------------------------

@@ -119,6 +119,9 @@ class JudgeConfig:
     min_online_accuracy: float = 0.9
     min_feedback: int = 20
     """Feedback labels a version needs in the window for its online accuracy to count."""
+    require_feedback: bool = False
+    """Hold (inconclusive) a window whose canary has fewer labels than that, rather than judge it without the
+    critical online accuracy (Kayenta's `mustHaveData`)."""
     confidence: float = 0.98
     max_error_increase: float = 1.0
     """Relative: High when the canary's error rate exceeds the baseline's × (1 + this), significantly."""
@@ -493,11 +496,12 @@ def _accuracy(canary: VersionStats, baseline: VersionStats | None, config: Judge
 
 def judge(canary: VersionStats, baseline: VersionStats | None, config: JudgeConfig) -> Judgement:
     """The verdict on one window. `baseline` is the stable version on the same window (None if it has none)."""
+    accuracy = _accuracy(canary, baseline, config)
     metrics = (
         _error_rate(canary, baseline, config),
         _latency(canary, baseline, config),
         _p95(canary, baseline, config),
-        _accuracy(canary, baseline, config),
+        accuracy,
     )
     baseline_requests = baseline.requests if baseline is not None else 0
     counted = [metric for metric in metrics if metric.classification is not Classification.NODATA]
@@ -514,6 +518,9 @@ def judge(canary: VersionStats, baseline: VersionStats | None, config: JudgeConf
         return Judgement(
             Outcome.INCONCLUSIVE, None, metrics, "no metric had data: holding", canary.requests, baseline_requests
         )
+    if config.require_feedback and not critical and accuracy.classification is Classification.NODATA:
+        reason = f"online accuracy not measured ({accuracy.reason}) and feedback is required: holding"
+        return Judgement(Outcome.INCONCLUSIVE, score, metrics, reason, canary.requests, baseline_requests)
     problems = "; ".join(metric.reason for metric in failed)
     if critical or score < config.marginal_score:
         kind = "critical metric failed" if critical else f"score {score:.0f} below {config.marginal_score:.0f}"

@@ -91,8 +91,11 @@ class ObjectStore(Protocol):
         """Info of `key`, or None if it does not exist."""
         ...
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Every object under `prefix`, in key order, paging as needed."""
+    def list(self, prefix: str, after: str = "") -> Iterator[ObjectInfo]:
+        """Every object under `prefix` whose key sorts after `after` ('' = all), in key order, paging as needed.
+
+        `after` is what OBS calls the listing's `marker`: a reader that knows where it stopped lists only what
+        came since, whatever the number of older keys."""
         ...
 
     def delete(self, key: str) -> None: ...
@@ -204,6 +207,9 @@ class ServingStatus:
     endpoint: str | None = None
     detail: str = ""
     """The platform's own words on a failure or a deployment in progress."""
+    platform_id: str = ""
+    """The platform's own id of the service (the ModelArts `service_id` its Cloud Eye metrics carry); '' where
+    the service is absent or the platform has no such id."""
 
     @property
     def running(self) -> bool:
@@ -400,6 +406,10 @@ class ModelImporter(Protocol):
 
     def show(self, version: str, model_id: str) -> ImportedModel:
         """The model's current state."""
+        ...
+
+    def delete(self, version: str, model_id: str) -> None:
+        """Delete the platform's model `model_id` of `version` (a failed import, so it can be imported again)."""
         ...
 
 

@@ -7,7 +7,9 @@ reason). The platform's model id is then recorded in the registry (`imports/<pla
 
 Importing is idempotent: the platform is asked first whether it holds the version already (by name and
 version), in whatever state, so a second call, or a call after a crash, creates nothing new. Layout files are
-written only when the store does not hold the same bytes.
+written only when the store does not hold the same bytes. A model found *failed* is the exception: a name and
+version name one model, so it is deleted and the version imported again (the progress says so); otherwise a
+failed import would fail every re-run.
 
 The local backend has no importer: its gateway loads registered packages as they are.
 """
@@ -91,6 +93,13 @@ def import_version(
     say = progress or (lambda _text: None)
     version = resolve(registry, version)
     model = importer.find(version)
+    if model is not None and model.failed:
+        say(
+            f"{version}: {importer.platform} model {model.model_id} ({model.name} {model.platform_version}) failed "
+            f"earlier ({model.detail or model.status}); deleting it and importing {version} again"
+        )
+        importer.delete(version, model.model_id)
+        model = None
     created = model is None
     if model is None:
         say(f"copying {version} into the {importer.platform} layout")
@@ -112,7 +121,14 @@ def import_version(
             )
         say(f"{version}: {model.status or 'waiting'}")
         sleep(poll_s)
-        model = importer.show(version, model.model_id)
+        try:
+            model = importer.show(version, model.model_id)
+        except ModelImportError as error:
+            if not error.transient:
+                raise
+            # A read that may pass (throttling, 5xx, a dropped answer): the import goes on regardless; the
+            # deadline still bounds the wait.
+            say(f"{version}: {error} (asking again)")
     record = registry.imported(version, importer.platform)
     if record is None or record.model_id != model.model_id:
         record = registry.record_import(

@@ -18,6 +18,7 @@ Nothing here prints; errors are `MonitorError` / `AlarmRuleError` with a message
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import threading
 import time
@@ -48,7 +49,7 @@ from arsl_tui.domain.alarms import (
     drift_samples,
     gateway_samples,
 )
-from arsl_tui.domain.ports import Monitor
+from arsl_tui.domain.ports import Monitor, ServingPlatformError
 
 if TYPE_CHECKING:
     from arsl_tui.config import Settings
@@ -113,6 +114,47 @@ def thresholds(settings: Settings) -> AlarmThresholds:
 def configured_rules(settings: Settings) -> tuple[list[AlarmRule], list[SkippedRule]]:
     """The rules `[alarms]` asks for on the configured backend, and those skipped for a missing resource."""
     return backend_for(settings).alarm_rules(thresholds(settings))
+
+
+@dataclass(frozen=True)
+class ServiceTarget:
+    """The settings the alarm use cases work with, and where their service id came from."""
+
+    settings: Settings
+    note: str = ""
+    """`alarms.service_id = svc-… (the ModelArts service arsl-canary)`, or why none was found; '' when
+    configured or not needed."""
+
+
+def with_service_id(settings: Settings) -> ServiceTarget:
+    """`settings` with `[alarms] service_id` filled in from the serving platform where it is empty.
+
+    The rules on the service and the metrics arsl pushes about it need the platform's own id of the service the
+    canary drives (`[huawei] service_name`); that id exists only once the canary has created the service, so a
+    first release would otherwise end with its alarms skipped. A configured id wins; a backend that runs here
+    needs none; a service not created yet (or a platform that does not answer) leaves the id empty, and the
+    note says why.
+    """
+    if settings.alarms.service_id.strip():
+        return ServiceTarget(settings)
+    backend = backend_for(settings)
+    if backend.runs_here:
+        return ServiceTarget(settings)
+    from arsl_tui.ops.canary_wiring import open_serving_platform
+    from arsl_tui.ops.registry import open_registry
+
+    service = backend.service_name()
+    try:
+        status = open_serving_platform(settings, lambda: open_registry(settings)).status(service)
+    except ServingPlatformError as error:
+        return ServiceTarget(settings, f"alarms.service_id is empty and service {service!r} could not be read: {error}")
+    if not status.platform_id:
+        return ServiceTarget(settings, f"alarms.service_id is empty and there is no service {service!r} yet")
+    alarms = dataclasses.replace(settings.alarms, service_id=status.platform_id)
+    return ServiceTarget(
+        dataclasses.replace(settings, alarms=alarms),
+        f"alarms.service_id = {status.platform_id} (the {backend.service_platform} service {service!r})",
+    )
 
 
 # --- opening a monitor ------------------------------------------------------------------------------
@@ -185,7 +227,13 @@ def _close(monitor: Any) -> None:
 
 
 def setup(settings: Settings, monitor: Monitor | None = None) -> SetupReport:
-    """Create the configured rules that are missing, update those that differ; twice creates nothing twice."""
+    """Create the configured rules that are missing, update those that differ; twice creates nothing twice.
+
+    On a cloud backend without `[alarms] service_id` the rules watch the service the canary drives
+    (`with_service_id`); the report's notes say which.
+    """
+    target = with_service_id(settings)
+    settings = target.settings
     rules, skipped = configured_rules(settings)
     own = monitor is None
     monitor = monitor or open_monitor(settings)
@@ -199,7 +247,7 @@ def setup(settings: Settings, monitor: Monitor | None = None) -> SetupReport:
         updated=report.updated,
         unchanged=report.unchanged,
         skipped=tuple(skipped),
-        notes=report.notes,
+        notes=(target.note, *report.notes) if target.note else report.notes,
     )
 
 
@@ -317,6 +365,7 @@ def record_canary_rollback(
     settings: Settings, version: str, reason: str = "", *, monitor: Monitor | None = None, at: float | None = None
 ) -> None:
     """A rollback happened: one point on `canary_rollbacks`, which `arsl-canary-rollback` alarms on."""
+    settings = with_service_id(settings).settings
     backend = backend_for(settings)
     series = backend.custom_metric_series()
     if series is None:
@@ -338,6 +387,7 @@ def publish_online_accuracy(
     settings: Settings, accuracy: float, *, monitor: Monitor | None = None, at: float | None = None
 ) -> None:
     """Push online accuracy (from feedback labels) to Cloud Eye's custom namespace (huawei backend)."""
+    settings = with_service_id(settings).settings
     backend = backend_for(settings)
     if backend.runs_here:
         raise MonitorUnavailable(f"{backend.monitor_label} measures online accuracy from the gateway by itself")
@@ -360,6 +410,7 @@ def publish_input_drift(
     settings: Settings, score: float, *, monitor: Monitor | None = None, at: float | None = None
 ) -> None:
     """Push a drift score (domain/drift.py) to Cloud Eye's custom namespace, where `arsl-input-drift` judges it."""
+    settings = with_service_id(settings).settings
     backend = backend_for(settings)
     if backend.runs_here:
         raise MonitorUnavailable(f"{backend.monitor_label} measures input drift from the gateway by itself")
@@ -396,7 +447,7 @@ def run_round(settings: Settings, monitor: Monitor, now: float | None = None) ->
         return RoundResult(at, tuple(monitor.run_once(at)))
     now = time.time() if now is None else now
     published: list[str] = []
-    service_id = settings.alarms.service_id.strip()
+    service_id = with_service_id(settings).settings.alarms.service_id.strip()
     publish = getattr(monitor, "publish_error_rate", None)
     if service_id and publish is not None:
         rate = publish(

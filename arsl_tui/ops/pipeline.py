@@ -133,11 +133,11 @@ _DEMO_VALUES: Mapping[str, Mapping[str, Any]] = {
 
 # Off the local backend no client sends feedback: a window's labelled answers are the canary's probes
 # (`ops.canary_wiring.PROBE_IMAGES`, 32 a window), split between the versions by their weights, so at a 50 % step
-# each version gets about 16 and often fewer than the 15 above. A window where the challenger's online accuracy
-# has too few labels is judged on the rest, and a broken challenger would step on to 100 % before it is caught.
-# 10 labels are reached at 50 % in all but about 1 % of windows and still tell a broken model (near 3 %) from
-# the gate's (over 95 %).
-_DEMO_CLOUD_VALUES: Mapping[str, Mapping[str, Any]] = {"canary": {"min_feedback": 10}}
+# each version gets about 16 and often fewer than the 15 above. 10 labels are reached at 50 % in all but about
+# 1 % of windows and still tell a broken model (near 3 %) from the gate's (over 95 %); a window short of them
+# holds for another (`require_feedback`) instead of passing on the rest, which would let a broken challenger
+# step on to 100 % before it is caught.
+_DEMO_CLOUD_VALUES: Mapping[str, Mapping[str, Any]] = {"canary": {"min_feedback": 10, "require_feedback": True}}
 
 
 class ShadowPhase:
@@ -555,6 +555,9 @@ class _Runner:
         if run is None:
             raise PipelineError("the canary run disappeared from the state file")
         sent = f"; demo traffic: {traffic.sent} answered, {traffic.failed} failed" if traffic is not None else ""
+        if run.retried:
+            # Passed problems leave no error behind; the run still says it went through them.
+            sent += f"; retried past {len(run.retried)} problem(s), the last: {run.retried[-1]}"
         if run.phase is Phase.PROMOTED:
             return self._finish(
                 PhaseName.CANARY,
@@ -622,8 +625,16 @@ class _Runner:
         detail = f"{len(report.created)} created, {len(report.updated)} updated, {len(report.unchanged)} unchanged" + (
             f", {len(report.skipped)} skipped" if report.skipped else ""
         )
+        if report.notes:
+            detail += "; " + "; ".join(report.notes)
         self._finish(
-            PhaseName.ALARMS, detail, {"rules": [*report.created, *report.updated, *report.unchanged]}, started
+            PhaseName.ALARMS,
+            detail,
+            {
+                "rules": [*report.created, *report.updated, *report.unchanged],
+                "skipped": [item.name for item in report.skipped],
+            },
+            started,
         )
 
     # --- the whole --------------------------------------------------------------------------------

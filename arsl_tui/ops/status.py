@@ -221,16 +221,38 @@ def _models(settings: Settings) -> PhaseStatus:
     return PhaseStatus("models", PhaseState.DONE, summary, details, next_step)
 
 
+def _cloud_service(settings: Settings) -> PhaseStatus:
+    """The service the canary drives, as the serving platform reports it (a ModelArts real-time service)."""
+    from arsl_tui.ops.canary_wiring import open_serving_platform
+    from arsl_tui.ops.registry import open_registry
+
+    backend = backend_for(settings)
+    name = backend.service_name()
+    status = open_serving_platform(settings, lambda: open_registry(settings)).status(name)
+    details: dict[str, Any] = {
+        "service": name,
+        "service_id": status.platform_id or None,
+        "phase": status.phase,
+        "running": status.running,
+        "endpoint": status.endpoint,
+        "weights": dict(status.weights),
+    }
+    where = f"{backend.service_platform} service {name}"
+    if status.phase == "absent":
+        return PhaseStatus("service", PhaseState.NONE, f"no {where} yet", details, "arsl pipeline run")
+    weights = ", ".join(f"{version} {weight}%" for version, weight in status.weights.items() if weight) or "nothing"
+    why = f": {status.detail}" if status.detail else ""
+    if status.running:
+        return PhaseStatus("service", PhaseState.RUNNING, f"{where} serving {weights}{why}", details)
+    if status.phase == "deploying":
+        return PhaseStatus("service", PhaseState.RUNNING, f"{where} deploying ({weights}){why}", details)
+    return PhaseStatus("service", PhaseState.ATTENTION, f"{where} {status.phase}{why}", details, "arsl canary status")
+
+
 def _service(settings: Settings) -> PhaseStatus:
     backend = backend_for(settings)
     if not backend.runs_here:
-        return PhaseStatus(
-            "service",
-            PhaseState.UNKNOWN,
-            f"{backend.service_platform} service status is not read by arsl yet",
-            {},
-            error=f"no {backend.service_platform} service adapter",
-        )
+        return _cloud_service(settings)
     from arsl_tui.ops import serving
 
     if _no_local_state(settings):
@@ -263,7 +285,9 @@ def _canary(settings: Settings) -> PhaseStatus:
     open_controller: Callable[..., Any] | None = getattr(deployment, "open_controller", None)
     if open_controller is None:
         return PhaseStatus("canary", PhaseState.NONE, "not deployed", {"available": False})
-    if _no_local_state(settings):  # the controller's state is in the state file on every backend
+    if backend_for(settings).runs_here and _no_local_state(settings):
+        # Here the controller's state is in the state file; off this machine it is shared (the object store),
+        # and a home that never ran a canary still sees the team's release.
         return PhaseStatus("canary", PhaseState.NONE, "no canary in progress", {"phase": None})
     controller = open_controller(settings)
     try:

@@ -23,6 +23,9 @@ exactly one succeeds; a refused create is told from the lost reply to our own su
 object back (each document carries a random nonce). Reads are a listing (keys in alphabetical order, OBS API
 reference `obs_04_0022` Listing Objects in a Bucket, https://support.huaweicloud.com/intl/en-us/api-obs/
 obs_04_0022.html) and a GET of each document not read before; documents never change, so a reader keeps them.
+The listing starts at the last record the reader knows (the listing's `marker` is the one before it), so a
+console polling a release with a long history lists a key or two, not the history; a view whose last record
+is gone (a reset or restored bucket) is rebuilt from the first record.
 
 **The lease.** A controller is a home: its processes already decide one at a time under the home's file lock
 (`HomeLock`), so they share one lease, named by a random id kept in `<home>/canary-controller.id` (with the
@@ -157,10 +160,11 @@ def _create(store: ObjectStore, key: str, data: bytes) -> bool:
         return False
 
 
-def _numbered(store: ObjectStore, prefix: str) -> list[tuple[int, str]]:
-    """(number, key) of the `<8 digits>.json` documents under `prefix`, in order."""
+def _numbered(store: ObjectStore, prefix: str, after: int = 0) -> list[tuple[int, str]]:
+    """(number, key) of the `<8 digits>.json` documents under `prefix` numbered above `after`, in order."""
     found = []
-    for info in _patiently(lambda: builtins.list(store.list(prefix))):
+    marker = f"{prefix}{after:0{_DIGITS}d}.json" if after > 0 else ""
+    for info in _patiently(lambda: builtins.list(store.list(prefix, marker))):
         match = _NUMBERED.match(info.key[len(prefix) :])
         if match:
             found.append((int(match.group(1)), info.key))
@@ -540,25 +544,33 @@ class ObjectCanaryStore:
             self._documents[seq] = event
         return self._documents[seq]
 
-    def _snapshot(self, newest: int) -> _Replay:
+    def _snapshot(self) -> _Replay:
         try:
             data = _patiently(lambda: self.store().get_bytes(self.base + "state.json"))
             replay = _Replay.from_json(json.loads(data))
         except (ObjectNotFound, ValueError):
             replay = None
-        # A cache ahead of the chain it summarises is not to be trusted: replay from the start.
-        return replay if replay is not None and replay.seq <= newest else _Replay()
+        return replay if replay is not None else _Replay()
+
+    def _since(self, base: _Replay) -> tuple[_Replay, list[tuple[int, str]]]:
+        """`base` and the events after it, listed from its own last record on, so a read costs what was written
+        since, not the release history. A view whose last record the chain no longer holds (a cache ahead of
+        the chain it summarises, a chain that was reset) is not to be trusted: replay from the start."""
+        prefix = self.base + "events/"
+        if base.seq == 0:
+            return base, _numbered(self.store(), prefix)
+        events = _numbered(self.store(), prefix, after=base.seq - 1)
+        if events and events[0][0] == base.seq:
+            return base, events
+        self._documents.clear()  # records read before belong to the chain that is gone
+        return _Replay(), _numbered(self.store(), prefix)
 
     def _refresh(self) -> _Replay:
         """The records now: the events written since the last read, applied in order to a copy, so a reader in
         another thread (the console reads while a command runs) keeps a consistent view."""
         with self._replay_lock:
             try:
-                events = _numbered(self.store(), self.base + "events/")
-                newest = events[-1][0] if events else 0
-                base = self._replay
-                if base is None or base.seq > newest:
-                    base = self._snapshot(newest)
+                base, events = self._since(self._replay or self._snapshot())
                 unread = [(seq, key) for seq, key in events if seq > base.seq]
                 replay = base.copy() if unread else base
                 for seq, key in unread:

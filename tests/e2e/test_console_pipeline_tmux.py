@@ -85,7 +85,7 @@ def test_the_demo_key_starts_a_detached_pipeline_the_line_follows_it_and_X_cance
     exit_file = tmp_path / "exit-code"
     terminal.start(console_command(arsl_home, exit_file, "xterm-256color"))
     screen = terminal.wait_text("○ pipeline: nothing yet — press d on Overview (1) for the demo")
-    assert "First run: nothing here yet" in screen and "About 3–4 minutes on two CPU cores" in screen
+    assert "First run: nothing here yet" in screen and "About 3 minutes on two CPU cores" in screen
 
     terminal.keys("d")
     terminal.wait_text("Start the demo pipeline?")

@@ -12,7 +12,9 @@ The names the stand-ins know (`KNOWN`):
 - `service_stuck_deploying`: a service stays in `deploying` (serving).
 - `throttle_429`: the gateway answers 429 (serving).
 - `error_500_mid_canary`: a service call answers 500 (serving).
-- `drop_connection_after_put`: OBS applies a PUT, then closes the connection without answering (OBS).
+- `drop_connection_after_put`: a PUT is applied, then the connection closed without an answer (OBS, and
+  ModelArts UpdateService: `match=UpdateService` limits it to the latter, `match=/events/0` to the release's
+  records in OBS).
 
 Where they can be set:
 

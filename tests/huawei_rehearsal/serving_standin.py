@@ -11,7 +11,7 @@ the contract fakes keep their validation and their answers; this module adds the
   model configuration rules of inference-modelarts-0056 (the same validator as CreateModel's body); then
   `published`, or `failed` (`building_failed` when only its pip dependencies are wrong: they are installed
   when the image is built). ShowModel documents no field with the cause, so the cause is kept here
-  (`import_problems`) and logged. Fault `import_fails`.
+  (`import_problems`) and logged. DeleteModel removes one with its package copy. Fault `import_fails`.
 - **Real-time services** (`RealtimeServicesFake`, CreateService/UpdateService bodies checked by its
   validators): each `config[]` model runs as its own process (`serving_worker.py`: the package's
   `customize_service.py` through its documented hooks) on 127.0.0.1. A service is `deploying` until every
@@ -103,7 +103,7 @@ BACKEND_REFUSED = (
 # Prediction", modelarts_13_0192): the body of `error_500_mid_canary`'s answers.
 MODEL_FAILED_BODY: dict[str, Any] = {"erno": "MR.0105", "msg": "Recognition failed", "words_result": {}}
 
-MODEL_OPERATIONS = ("CreateModel", "ListModels", "ShowModel", "ShowModelEngineAndRuntime")
+MODEL_OPERATIONS = ("CreateModel", "ListModels", "ShowModel", "ShowModelEngineAndRuntime", "DeleteModel")
 SERVICE_OPERATIONS = (
     "create_service",
     "update_service",
@@ -197,6 +197,9 @@ class _Models(ModelArtsModelsFake):
         reply = super()._create(call)
         self.standin._import_started(str(reply.body["model_id"]), dict(call.body))
         return reply
+
+    def deleted(self, model_ids: list[str]) -> None:
+        self.standin._models_deleted(model_ids)
 
 
 class _Services(RealtimeServicesFake):
@@ -383,6 +386,7 @@ class ServingStandin:
             "ListModels": models._list,
             "ShowModel": models._show,
             "ShowModelEngineAndRuntime": models._runtimes,
+            "DeleteModel": models._delete,
             "create_service": services._create,
             "update_service": services._update,
             "show_service": services._show,
@@ -450,6 +454,16 @@ class ServingStandin:
         self.models.advance(model_id, status)
         with self._changed:
             self._changed.notify_all()
+
+    def _models_deleted(self, model_ids: list[str]) -> None:
+        """DeleteModel: ModelArts' copy of each package goes with its AI application."""
+        for model_id in model_ids:
+            with self.services._lock:
+                self.services.models.pop(model_id, None)
+            with self._lock:
+                self.import_problems.pop(model_id, None)
+            shutil.rmtree(self.model_dir(model_id), ignore_errors=True)
+            _log(self.workdir, f"AI application {model_id} deleted")
 
     # --- services and their instances -----------------------------------------------------------
 

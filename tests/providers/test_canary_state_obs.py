@@ -27,7 +27,7 @@ import pytest
 from arsl_tui.cli import main
 from arsl_tui.config import CanarySettings, HuaweiSettings, Settings, StorageSettings
 from arsl_tui.domain.canary import Command, Phase
-from arsl_tui.domain.ports import LeaseHolder, ObjectInfo, ObjectStore
+from arsl_tui.domain.ports import LeaseHolder, ObjectStore
 from arsl_tui.ops.canary import CanaryController
 from arsl_tui.ops.registry import ModelRegistry
 from arsl_tui.providers.huawei.obs import ObsObjectStore
@@ -41,6 +41,7 @@ from arsl_tui.state.object_canary_store import (
     ObjectControllerLease,
 )
 from tests.fixtures.obs_contract import loopback_dns
+from tests.fixtures.store_wrappers import RacingStore
 from tests.huawei_rehearsal.obs_standin import ObsStandin
 from tests.providers.conftest import FAKE_CREDENTIALS, closed_port
 from tests.unit.test_canary_state import T0, FakePlatform, copy_registry
@@ -152,32 +153,6 @@ def test_two_homes_share_the_release_and_one_controller_over_obs(hosts: Hosts, o
     second.close()
 
 
-class RacingStore:
-    """One home's OBS client, holding its lease create at a barrier until both contenders have read."""
-
-    def __init__(self, inner: ObsObjectStore, barrier: threading.Barrier) -> None:
-        self.inner = inner
-        self.barrier = barrier
-
-    @property
-    def location(self) -> str:
-        return self.inner.location
-
-    def put_if_absent(self, key: str, data: bytes, md5_hex: str) -> bool:
-        if "/lease/" in key:
-            self.barrier.wait(timeout=30)
-        return self.inner.put_if_absent(key, data, md5_hex)
-
-    def get_bytes(self, key: str) -> bytes:
-        return self.inner.get_bytes(key)
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        return self.inner.list(prefix)
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
-
-
 def test_two_contenders_for_a_lapsed_lease_over_obs_exactly_one_wins(hosts: Hosts, obs: ObsStandin) -> None:
     first = hosts.controller("home-ana", ANA)
     first.start("v2")  # then its host dies
@@ -193,7 +168,7 @@ def test_two_contenders_for_a_lapsed_lease_over_obs_exactly_one_wins(hosts: Host
         client.verify_conditional_create(LEASES + "probe")
 
     def contend(identity: ControllerIdentity) -> None:
-        store: ObjectStore = RacingStore(clients[identity.user], barrier)  # type: ignore[assignment]
+        store: ObjectStore = RacingStore(clients[identity.user], barrier)
         lease = ObjectControllerLease(lambda: store, LEASES, lambda: identity, clock=lambda: hosts.now)
         try:
             outcomes[identity.user] = lease.acquire()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,8 +28,10 @@ from arsl_tui.backends import backend_for
 from arsl_tui.config import Settings, load_settings
 from arsl_tui.domain.canary import CanaryRun, Command, Phase
 from arsl_tui.domain.ports import ModelSlot, ServingPlatform, ServingPlatformError
+from arsl_tui.ops import monitoring, status
 from arsl_tui.ops.canary_wiring import open_controller
 from arsl_tui.ops.registry import ModelRegistry
+from arsl_tui.ops.status import PhaseState, PhaseStatus
 from arsl_tui.providers.huawei.models import obs_url
 from tests.fixtures.huawei_chain import (
     POOL,
@@ -218,6 +221,46 @@ def test_import_serve_canary_at_10_percent_and_roll_back_on_errors(chain: Chain,
     assert run.phase is Phase.ROLLED_BACK and "error rate 20.00%" in run.alarm
     assert cloud.weights() == {"v1": 100, "v2": 0}
     assert chain.champion() == "v1"
+
+
+def test_alarms_watch_the_service_the_canary_created_when_no_service_id_is_configured(chain: Chain) -> None:
+    assert chain.settings.alarms.service_id == ""
+    before = monitoring.with_service_id(chain.settings)
+    assert before.settings is chain.settings
+    assert before.note == f"alarms.service_id is empty and there is no service {SERVICE!r} yet"
+    _rules, skipped = monitoring.configured_rules(before.settings)
+    assert any("alarms.service_id is empty" in item.reason for item in skipped)
+
+    service_id = chain.serve_champion()
+    after = monitoring.with_service_id(chain.settings)
+    assert after.settings.alarms.service_id == service_id
+    assert after.note == f"alarms.service_id = {service_id} (the ModelArts service {SERVICE!r})"
+    rules, skipped = monitoring.configured_rules(after.settings)
+    assert not any("service_id" in item.reason for item in skipped), skipped
+    watched = {value for rule in rules for name, value in rule.dimensions if name == "service_id"}
+    assert watched == {service_id}
+    # A configured id wins, and costs no call to the platform.
+    configured = replace(chain.settings, alarms=replace(chain.settings.alarms, service_id="svc-configured"))
+    assert monitoring.with_service_id(configured).settings is configured
+
+
+def test_status_reads_the_service_and_a_second_home_sees_the_release(chain: Chain, tmp_path: Path) -> None:
+    def row(settings: Settings, name: str) -> PhaseStatus:
+        return dict(status.PHASES)[name](settings)  # the one row: this server plays no training or Cloud Eye
+
+    absent = row(chain.settings, "service")
+    assert (absent.state, absent.summary) == (PhaseState.NONE, f"no ModelArts service {SERVICE} yet"), absent
+    service_id = chain.serve_champion()
+    chain.start_canary()
+    served = row(chain.settings, "service")
+    assert served.state is PhaseState.RUNNING, served
+    assert served.summary == f"ModelArts service {SERVICE} serving v1 90%, v2 10%"
+    assert served.details["service_id"] == service_id and served.details["endpoint"]
+    # Another operator's home, with no state file of its own: the release is in the bucket, so it is seen.
+    elsewhere = replace(chain.settings, home=tmp_path / "another-home")
+    canary = row(elsewhere, "canary")
+    assert canary.state is PhaseState.RUNNING, canary
+    assert canary.summary == "v2 vs v1: observing, step 1/2 at 10%"
 
 
 def test_an_operator_rollback_restores_the_champion(chain: Chain, cloud: Cloud) -> None:

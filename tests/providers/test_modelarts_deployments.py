@@ -141,6 +141,12 @@ def test_deploy_at_100_creates_a_service_with_one_deployment_on_the_pool_and_pla
     running = platform.status(SERVICE)
     assert running.running and running.ready == {"v1": True}
     assert running.endpoint == f"https://infer.af-north-1.example/v1/infers/{service.id}"
+    assert running.platform_id == service.id
+    # The address alone is one read of the service, not its status with every deployment.
+    shows, lists = len(contract.calls_to("show_infer_service")), len(contract.calls_to("list_infer_deployments"))
+    assert platform.endpoint(SERVICE) == running.endpoint
+    assert len(contract.calls_to("show_infer_service")) == shows + 1
+    assert len(contract.calls_to("list_infer_deployments")) == lists
 
 
 def test_a_second_version_is_a_deployment_of_its_own_and_weights_move_one_deployment_at_a_time(

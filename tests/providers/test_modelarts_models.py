@@ -191,6 +191,73 @@ def test_a_failed_import_names_the_reason_and_records_nothing(
     assert registry.imported("v1", "modelarts") is None
 
 
+def test_a_failed_import_is_deleted_and_imported_again_by_the_next_call(
+    registry: ModelRegistry, importer: ModelArtsModelImporter, models: ModelArtsModelsFake, contract: ContractServer
+) -> None:
+    with pytest.raises(ModelImportError, match="model_status 'failed'"):
+        import_version(registry, importer, "v1", poll_s=0, sleep=publishing_by(models, "failed"))
+    failed = models.only_model()
+    before = len(contract.calls)
+
+    said: list[str] = []
+    outcome = import_version(registry, importer, "v1", poll_s=0, sleep=publishing_by(models), progress=said.append)
+
+    sent = [(call.operation, call.method, call.path, call.query) for call in contract.calls[before:]]
+    models_path = f"/v1/{PROJECT}/models"
+    assert sent == [
+        ("ListModels", "GET", models_path, [("model_name", NAME), ("model_version", "1.0.1")]),
+        ("ShowModel", "GET", f"{models_path}/{failed.id}", []),
+        ("DeleteModel", "DELETE", f"{models_path}/{failed.id}", []),  # no cascade: other versions stay
+        ("ShowModelEngineAndRuntime", "GET", f"{models_path}/ai-engine-runtimes", []),
+        ("CreateModel", "POST", models_path, []),
+        ("ShowModel", "GET", f"{models_path}/{outcome.model.model_id}", []),
+        ("ShowModel", "GET", f"{models_path}/{outcome.model.model_id}", []),
+    ]
+    assert outcome.created and outcome.model.ready and outcome.model.model_id != failed.id
+    assert set(models.models) == {outcome.model.model_id}
+    assert registry.imported("v1", "modelarts").model_id == outcome.model.model_id  # type: ignore[union-attr]
+    assert any(
+        f"model {failed.id}" in line and "failed earlier" in line and "deleting it and importing v1 again" in line
+        for line in said
+    ), said
+
+
+def test_a_delete_model_answer_without_the_id_is_an_error_naming_why(importer: ModelArtsModelImporter) -> None:
+    with pytest.raises(ModelImportError, match="did not delete it") as refused:
+        importer.delete("v1", "no-such-model")
+    assert "no-such-model" in str(refused.value) and "does not exist" in str(refused.value)
+
+
+def test_delete_model_follows_the_documented_query_and_cascade(client: Any, models: ModelArtsModelsFake) -> None:
+    ids = [
+        rest_json(client, "POST", "/v1/{project_id}/models", body={**GOOD_BODY, "model_version": version})["model_id"]
+        for version in ("1.0.1", "1.0.2", "1.0.3")
+    ]
+    one = rest_json(client, "DELETE", "/v1/{project_id}/models/{model_id}", path_params={"model_id": ids[0]})
+    assert one == {"delete_success_list": [ids[0]], "delete_failed_list": []}
+    rest = rest_json(
+        client,
+        "DELETE",
+        "/v1/{project_id}/models/{model_id}",
+        path_params={"model_id": ids[1]},
+        query=[("cascade", "true")],
+    )
+    assert sorted(rest["delete_success_list"]) == sorted(ids[1:]) and models.models == {}
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [([("cascade", "yes")], "not a Boolean"), ([("force", "true")], "undocumented query parameters")],
+)
+def test_delete_model_refuses_what_the_docs_do_not_allow(
+    client: Any, contract: ContractServer, models: ModelArtsModelsFake, query: list[tuple[str, str]], expected: str
+) -> None:
+    with pytest.raises(ClientRequestException) as refused:
+        rest_json(client, "DELETE", "/v1/{project_id}/models/{model_id}", path_params={"model_id": "m"}, query=query)
+    assert refused.value.status_code == 400 and expected in refused.value.error_msg
+    contract.violations.clear()  # provoked on purpose
+
+
 def test_an_unknown_runtime_stops_before_anything_is_created_naming_the_offered_ones(
     registry: ModelRegistry, importer: ModelArtsModelImporter, contract: ContractServer
 ) -> None:
@@ -212,6 +279,24 @@ def test_a_server_error_is_transient_and_the_retry_imports_once(
     assert busy.value.transient
     outcome = import_version(registry, importer, "v1", poll_s=0, sleep=publishing_by(models))
     assert outcome.created and len(models.models) == 1
+
+
+def test_a_throttled_read_while_waiting_is_asked_again_not_a_failed_import(
+    registry: ModelRegistry, importer: ModelArtsModelImporter, models: ModelArtsModelsFake, contract: ContractServer
+) -> None:
+    said: list[str] = []
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 1:  # the first poll is throttled; the model publishes meanwhile
+            contract.inject("ShowModel", status=429, error_code="APIGW.0308", error_msg="throttled")
+        models.publish(models.only_model().id)
+
+    outcome = import_version(registry, importer, "v1", poll_s=0, sleep=sleep, progress=said.append)
+    assert outcome.created and outcome.model.ready and len(sleeps) == 2
+    assert any("HTTP 429" in line and "(asking again)" in line for line in said), said
+    assert len(contract.calls_to("CreateModel")) == 1
 
 
 def test_model_id_function_imports_each_version_once(

@@ -188,6 +188,13 @@ def test_list_pages_by_marker_past_1000_keys(obs: ObsContractServer, open_store:
     assert "marker=" not in pages[0]
     assert "marker=datasets/d2/img/00999.jpg" in pages[1].replace("%2F", "/")
 
+    seen_before = len(obs.requests)
+    since = [info.key for info in store.list("datasets/d2/", after="datasets/d2/img/01000.jpg")]
+    assert since == keys[1001:]
+    later = obs.requests[seen_before:]
+    pages = [seen.target for seen in later if seen.method == "GET" and seen.target.startswith("/?")]
+    assert len(pages) == 1 and "marker=datasets/d2/img/01000.jpg" in pages[0].replace("%2F", "/")
+
 
 # --- multipart: the adapter's large-file path ------------------------------------------------------
 

@@ -69,7 +69,7 @@ async def test_an_empty_home_offers_the_demo_and_d_launches_it_detached(make_app
         text = screen_text(app)
         assert "First run: nothing here yet (no upload, no model version, no pipeline run)." in text
         assert "9,600 synthetic images (300 a class, about 15.8 MB)" in text
-        assert "About 3–4 minutes on two CPU cores" in text
+        assert "About 3 minutes on two CPU cores" in text
         assert list(arsl_home.iterdir()) == []  # looking at an empty home created nothing in it
         await pilot.press("3")  # every tab says where the next step is
         assert app.active_tab == "training" and NOTHING_YET in screen_text(app)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 
 from arsl_tui.config import Settings, load_settings
 from arsl_tui.domain.canary import CanaryError, Command, Phase
-from arsl_tui.domain.ports import LeaseHolder, ObjectInfo, ObjectStore
+from arsl_tui.domain.ports import LeaseHolder, ObjectStore
 from arsl_tui.ops.canary import CanaryController
 from arsl_tui.ops.registry import ModelRegistry
 from arsl_tui.providers.local.store import LocalObjectStore
@@ -31,6 +30,7 @@ from arsl_tui.state.object_canary_store import (
     ObjectCanaryStore,
     ObjectControllerLease,
 )
+from tests.fixtures.store_wrappers import ListingCounter, RacingStore
 from tests.unit.test_canary_state import T0, FakePlatform, copy_registry
 
 # The module-scoped fixture that registers v1..v3 once (registering is the slow part), shared with that module.
@@ -197,32 +197,6 @@ def test_the_lease_is_renewed_at_half_its_life_and_released_when_the_release_end
     second.close()
 
 
-class RacingStore:
-    """The bucket, with lease creates held at a barrier until both contenders have read the lapsed lease."""
-
-    def __init__(self, inner: ObjectStore, barrier: threading.Barrier) -> None:
-        self.inner = inner
-        self.barrier = barrier
-
-    @property
-    def location(self) -> str:
-        return self.inner.location
-
-    def put_if_absent(self, key: str, data: bytes, md5_hex: str) -> bool:
-        if "/lease/" in key:
-            self.barrier.wait(timeout=30)
-        return self.inner.put_if_absent(key, data, md5_hex)
-
-    def get_bytes(self, key: str) -> bytes:
-        return self.inner.get_bytes(key)
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        return self.inner.list(prefix)
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
-
-
 def test_two_contenders_for_a_lapsed_lease_exactly_one_wins(team: Team) -> None:
     first = team.controller("home-ana", ANA)
     first.start("v2")
@@ -275,6 +249,58 @@ def test_a_new_reader_starts_from_the_cache_and_never_trusts_one_ahead_of_the_ch
     assert fresh.status(live=False).to_json() == expected
     for controller in (first, reader, fresh):
         controller.close()
+
+
+def toggle(controller: CanaryController) -> None:
+    """Pause an observing release, or resume a paused one: a decision, so records are written."""
+    run = controller.current()
+    assert run is not None
+    controller.command(Command.PAUSE if run.phase is Phase.OBSERVING else Command.RESUME)
+
+
+def released_and_toggled(team: Team, times: int) -> CanaryController:
+    """Ana's controller with v2 released and then paused or resumed `times` times."""
+    controller = team.controller("home-ana", ANA)
+    controller.start("v2")
+    for _ in range(times):
+        toggle(controller)
+    return controller
+
+
+def test_a_read_lists_only_the_records_written_since_the_last_one_it_knows(team: Team) -> None:
+    first = released_and_toggled(team, 6)
+    history = len(list(team.bucket().list("models/releases/svc/events/")))
+    assert history > 6
+    counter = ListingCounter(team.bucket(), "/events/")
+    reader = ObjectCanaryStore(counter, "models/", "svc", home=team.root / "home-bo", user="bo", identity=BO)
+    assert reader.current() == first.current()
+    assert counter.listed == [history]  # the first read: the whole chain (no cache yet at this length)
+    assert reader.current() == first.current()
+    assert counter.listed[-1] == 1  # nothing new: only the record it already knew, to see that it is still there
+    toggle(first)
+    written = len(list(team.bucket().list("models/releases/svc/events/"))) - history
+    assert reader.current() == first.current()
+    assert counter.listed[-1] == 1 + written  # that one and the new ones, however long the history
+    first.close()
+    reader.close()
+
+
+def test_a_reader_whose_last_record_is_gone_replays_the_chain_from_the_start(team: Team) -> None:
+    first = released_and_toggled(team, 5)
+    reader = team.state("home-bo", BO)
+    assert reader.current() is not None and reader.current().phase is Phase.PAUSED  # type: ignore[union-attr]
+    # The bucket's release folder is wiped and a shorter chain written from record 1 (a reset, or a restore
+    # from an older copy): the record the reader's view ends at is gone.
+    bucket = team.bucket()
+    for info in list(bucket.list("models/releases/svc/")):
+        bucket.delete(info.key)
+    first.close()
+    again = team.controller("home-cy", ControllerIdentity("c" * 32, "jump-3", 3333, "cy"))
+    again.start("v3")
+    assert reader.current() == again.current()
+    assert reader.current().challenger == "v3"  # type: ignore[union-attr]
+    again.close()
+    reader.close()
 
 
 def test_opening_reaches_no_store_and_an_unreachable_one_is_a_problem(team: Team) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -212,6 +213,27 @@ def test_a_version_much_worse_than_random_luck_fails_on_accuracy_alone() -> None
     result = judge(canary, window("v1", rng, requests=1800, feedback=360, accuracy=1.0), CONFIG)
     assert by_name(result.metrics, "online_accuracy").failed
     assert result.outcome is Outcome.FAIL
+
+
+def test_a_window_without_enough_labels_holds_when_feedback_is_required() -> None:
+    rng = random.Random(23)
+    canary = window("v2", rng, requests=400, feedback=5)
+    baseline = window("v1", rng, requests=3600, feedback=1800)
+    # By default it is judged on the other metrics, and the verdict says what was not judged.
+    lenient = judge(canary, baseline, CONFIG)
+    assert lenient.outcome is Outcome.PASS
+    assert "not judged: online_accuracy (5 feedback labels, fewer than 30)" in lenient.reason, lenient.reason
+    strict = judge(canary, baseline, replace(CONFIG, require_feedback=True))
+    assert strict.outcome is Outcome.INCONCLUSIVE
+    assert strict.reason == (
+        "online accuracy not measured (5 feedback labels, fewer than 30) and feedback is required: holding"
+    )
+    # Enough labels: judged as before; a critical failure still fails rather than holding.
+    assert judge(
+        window("v2", rng, requests=400, feedback=200), baseline, replace(CONFIG, require_feedback=True)
+    ).outcome is (Outcome.PASS)
+    failing = window("v2", rng, requests=400, error_rate=0.5, feedback=5)
+    assert judge(failing, baseline, replace(CONFIG, require_feedback=True)).outcome is Outcome.FAIL
 
 
 def test_without_a_baseline_only_the_limits_judge() -> None:

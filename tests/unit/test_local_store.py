@@ -80,6 +80,10 @@ def test_listing_is_in_key_order_and_hides_sidecars(store: LocalObjectStore) -> 
     assert [info.key for info in store.list("a")] == ["a-c", "a/b", "a/b0", "a/é", "a0", "ab"]
     assert list(store.list("nothing/")) == []
     assert list(store.list(f"{RESERVED_DIR}/")) == []
+    # `after`: only keys that sort after it, as OBS's marker; a key that is not stored still places the start.
+    assert [info.key for info in store.list("a", after="a/b")] == ["a/b0", "a/é", "a0", "ab"]
+    assert [info.key for info in store.list("a", after="a/c")] == ["a/é", "a0", "ab"]
+    assert list(store.list("a", after="ab")) == []
 
 
 def test_key_clashing_with_a_folder_is_a_clear_permanent_error(store: LocalObjectStore) -> None:

@@ -288,6 +288,7 @@ class ModelArtsDeploymentServing:
             ready=ready,
             endpoint=self._endpoint_of(detail),
             detail=why,
+            platform_id=service_id,
         )
 
     @staticmethod
@@ -300,7 +301,9 @@ class ModelArtsDeploymentServing:
         return None
 
     def endpoint(self, service: str) -> str | None:
-        return self.status(service).endpoint
+        # The service's own record holds the address; its deployments (a second call) do not matter here.
+        service_id = self._service_id(service)
+        return None if service_id is None else self._endpoint_of(self._show(service, service_id))
 
     @staticmethod
     def _checked(weights: Mapping[str, int]) -> dict[str, int]:

@@ -15,6 +15,10 @@ Operations (none is in the SDK 3.1.219, so `rest.rest_json` sends them with the 
 - `GET /v1/{project_id}/models/{model_id}`: its `model_status` ("Obtaining Details About an AI Application",
   ShowModel). The page documents no field with the cause of a failure: the status and its documented
   meaning are what there is to report; the console's event list of the AI application has the details.
+- `DELETE /v1/{project_id}/models/{model_id}`: delete one AI application ("Deleting an AI application",
+  DeleteModel; without `cascade`, so the other versions of the name stay). The answer lists the ids deleted
+  (`delete_success_list`) and those that were not, each with its `error_msg` (`delete_failed_list`). A failed
+  import is deleted this way so that the same name and version can be imported again.
 
 Errors become `ModelImportError` with the message style of `errors.failure_from_exception`; throttling,
 5xx, timeouts and refused connections are transient. Credentials are passed explicitly and never shown.
@@ -243,6 +247,26 @@ class ModelArtsModelImporter:
         created = self._model(version, {**body, "model_status": "publishing", **dict(answer or {})}, location)
         # CreateModel answers only the id: its state (and the location as ModelArts records it) comes from ShowModel.
         return self.show(version, created.model_id)
+
+    def delete(self, version: str, model_id: str) -> None:
+        """Delete one AI application (DeleteModel without `cascade`); `ModelImportError` unless the answer
+        lists it as deleted."""
+        if not model_id:
+            raise ModelImportError(f"{SERVICE} DeleteModel for {version}: no model_id to delete")
+        target = f"AI application {model_id}"
+        answer = self._call("DeleteModel", target, "DELETE", MODEL_PATH, path_params={"model_id": model_id})
+        deleted = answer.get("delete_success_list") if isinstance(answer, Mapping) else None
+        if isinstance(deleted, list) and model_id in [str(item) for item in deleted]:
+            return
+        failures = answer.get("delete_failed_list") if isinstance(answer, Mapping) else None
+        why = "; ".join(
+            f"{item.get('error_code') or '?'} {item.get('error_msg') or ''}".strip()
+            for item in failures or []
+            if isinstance(item, Mapping) and str(item.get("model_id") or model_id) == model_id
+        )
+        raise ModelImportError(
+            f"{SERVICE} DeleteModel for {target} ({version}) did not delete it: {why or str(answer)[:200]}"
+        )
 
     def show(self, version: str, model_id: str) -> ImportedModel:
         if not model_id:

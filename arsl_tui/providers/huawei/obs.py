@@ -588,8 +588,8 @@ class ObsObjectStore:
             size = int(_header_value(result, "content-length") or 0)
         return ObjectInfo(key=key, size=int(size), md5=md5, etag=etag)
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        marker: str | None = None
+    def list(self, prefix: str, after: str = "") -> Iterator[ObjectInfo]:
+        marker: str | None = after or None
         while True:
             result = self._call(
                 "list",

@@ -256,6 +256,7 @@ class RealtimeServingPlatform:
             ready=ready,
             endpoint=self._endpoint_of(service_id, detail),
             detail=why,
+            platform_id=service_id,
         )
 
     def _endpoint_of(self, service_id: str, detail: Mapping[str, Any]) -> str | None:

@@ -238,8 +238,12 @@ class LocalObjectStore:
             return None
         return self._info(key, path, status)
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Objects whose key starts with `prefix`, in key (UTF-8 byte) order."""
+    def list(self, prefix: str, after: str = "") -> Iterator[ObjectInfo]:
+        """Objects whose key starts with `prefix` and sorts after `after`, in key (UTF-8 byte) order."""
+        if after:
+            # Code-point order is UTF-8 byte order; a directory walk has no cheaper way to skip.
+            yield from (info for info in self.list(prefix) if info.key > after)
+            return
         folder, _, name_start = prefix.rpartition("/")
         if folder:
             try:

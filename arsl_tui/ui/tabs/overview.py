@@ -61,7 +61,7 @@ PHASE_TABS: dict[str, tuple[str, str]] = {
 }
 """Each phase's console tab and its key; Enter on a phase's row opens it."""
 _TIME_KEYS = ("ended_at", "uploaded_at", "created_at")
-DEMO_MINUTES_ON_TWO_CORES = "3–4"
+DEMO_MINUTES_ON_TWO_CORES = "3"
 """Measured for the whole demo (two trainings to the 95 % gate, shadow, the canary) on two CPU cores: 164 s on
 a quiet machine, 224 s beside other work (load 2.5)."""
 DEMO_BYTES_PER_IMAGE = 1_650
