@@ -28,6 +28,16 @@ image headers) whenever it predicts no problem; the images are then decoded whil
 (by the packing workers in shards mode, beside the sending in files mode), so decoding has no phase of
 its own. `sending` starts when the first object is ready (in shards mode, the first shard packed).
 
+The floor: each stage is also timed alone, in one thread, on `--floor-sample` files (read, MD5, decode,
+predict, full validation, shard planning, packing with and without the decoding check, and sending
+through the real OBS adapter to the sink: a shard per MB, one image per request at `--concurrency`),
+and the sink's CPU-seconds are read from /proc around every measurement. Each sink measurement then gets
+a `floor`: the client's and the sink's CPU over the cores (`cores_bound_s`), the same from the stages
+alone, the link's own time for the bytes sent, the round trips (files mode: objects ÷ concurrency × RTT)
+and, in shards mode, the design's order (every image predicted, the shards planned, the first shard —
+the plan's smallest, `ops.shards.RAMP` — packed, only then the first byte) plus the link
+(`ordered_floor_s`). The largest is the best wall time the machine allows (`best_wall_s`, `bound_by`).
+
 `--tiny` runs every measurement above in seconds (64 files, a 32-file sequential sample, a sink at 5 ms;
 any option given on the command line wins) in a fresh temporary folder, where its JSON goes too unless
 `--out` is given. The exit status is 1 when a measurement failed.
@@ -56,7 +66,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 FULL_SIZE = 108_098
-TINY_DEFAULTS = {"files": 64, "sample": 32, "concurrency": 8, "delay_ms": 5.0, "timeout": 120.0}
+TINY_DEFAULTS = {"files": 64, "sample": 32, "concurrency": 8, "delay_ms": 5.0, "timeout": 120.0, "floor_sample": 64}
 SINK_MODULE = "tests.fixtures.s3sink"
 DUMMY_CREDENTIALS = {
     "HUAWEICLOUD_SDK_AK": "bench-access-key",
@@ -241,6 +251,8 @@ def child_engine(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "status": outcome.status,
         "error": outcome.error,
+        "mode": args.child,
+        "images": totals.get("files", 0),
         "wall_s": round(wall, 2),
         "objects": outcome.objects_sent,
         "objects_per_s": round(outcome.objects_sent / wall, 1),
@@ -255,6 +267,89 @@ def child_engine(args: argparse.Namespace) -> dict[str, Any]:
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "peak_tree_rss_mb": round(memory.peak / 2**20, 1),
     }
+
+
+def _cpu_s() -> float:
+    """CPU-seconds of this process, every thread (finer-grained than `os.times`)."""
+    return time.process_time()
+
+
+def child_floor(args: argparse.Namespace) -> dict[str, Any]:
+    """CPU-seconds per file of each stage of an upload measured alone, in this one thread (no worker
+    processes), on a sample of the data set: what the engine's parts cost, with no waiting and no sharing.
+
+    `sign+send` puts through the real OBS adapter to the sink, as the engine does: shards (a packed
+    shard, per MB) and files (one request per image, `--concurrency` threads). The sink's own CPU for
+    those requests is measured by the driver, which knows its process.
+    """
+    import hashlib as md5_lib
+    from concurrent.futures import ThreadPoolExecutor
+
+    from arsl_tui.domain.manifest import SplitPolicy, build_manifest
+    from arsl_tui.ops import dataset, shards
+
+    data = Path(args.data)
+    split = SplitPolicy(seed=1, val=0.1, test=0.1)
+    classes = sorted(entry.name for entry in data.iterdir() if entry.is_dir())
+    per_class = max(1, args.floor_sample // len(classes))
+    chunks = [(name, sorted(os.listdir(data / name))[:per_class]) for name in classes]
+    files = sum(len(names) for _, names in chunks)
+    stages: dict[str, float] = {}
+
+    def timed(stage: str, work: Any) -> Any:
+        before = _cpu_s()
+        result = work()
+        stages[stage] = round((_cpu_s() - before) / files * 1e6, 1)
+        return result
+
+    blobs = timed("read_us", lambda: [dataset._read_regular(str(data / c / n)) for c, names in chunks for n in names])
+    timed("md5_us", lambda: [md5_lib.md5(blob, usedforsecurity=False).hexdigest() for blob in blobs])
+    timed("decode_us", lambda: [dataset.decoded_shape(blob) for blob in blobs])
+    checked = timed("predict_us", lambda: [dataset._predict_chunk(str(data), c, names, split) for c, names in chunks])
+    timed("validate_full_us", lambda: [dataset._check_chunk(str(data), c, names, split) for c, names in chunks])
+    manifest = build_manifest([entry.record for part in checked for entry in part if entry.record], split)
+    [whole] = timed("plan_us", lambda: shards.plan_shards(manifest, 1 << 40))
+    ordered = shards.sample_order(manifest)
+    samples = [(image.path, image.md5, image.cls, image.split) for image in ordered]
+    shapes = [(image.width, image.height, image.mode) for image in ordered]
+    scratch = Path(tempfile.mkdtemp(prefix="arsl-bench-floor-"))
+    try:
+        shard = scratch / "shard.tar.gz"
+        timed("pack_us", lambda: shards.pack_shard(str(data), str(shard), samples))
+        shard.unlink()
+        timed("pack_and_decode_us", lambda: shards.pack_shard(str(data), str(shard), samples, shapes))
+        shard_bytes = shard.stat().st_size
+        shard_md5 = md5_lib.md5(shard.read_bytes(), usedforsecurity=False).hexdigest()
+        result: dict[str, Any] = {
+            "files": files,
+            "stages_us_per_file": stages,
+            "shard_bytes": shard_bytes,
+            "sample_tar_bytes": whole.tar_bytes / files,
+        }
+        if args.endpoint:
+            from arsl_tui.backends import backend_for
+
+            store = backend_for(_settings(args.home, args.endpoint, args.bucket, args.concurrency)).object_store()
+            store.put_bytes("floor/warm", b"x", md5_lib.md5(b"x", usedforsecurity=False).hexdigest())
+            before = _cpu_s()
+            for number in range(3):
+                store.put_file(f"floor/shard-{number}", shard, shard_md5)
+            result["send_shard_us_per_mb"] = round((_cpu_s() - before) / (3 * shard_bytes / 1e6) * 1e6, 1)
+            paths = [data / c / n for c, names in chunks for n in names]
+            digests = [md5_lib.md5(blob, usedforsecurity=False).hexdigest() for blob in blobs]
+            before = _cpu_s()
+            with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+                list(
+                    pool.map(
+                        lambda pair: store.put_file(f"floor/files/{pair[0].name}", *pair),
+                        zip(paths, digests, strict=True),
+                    )
+                )
+            stages["send_file_us"] = round((_cpu_s() - before) / files * 1e6, 1)
+            result["send_files_requests"] = files
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return result
 
 
 # -- the driver ---------------------------------------------------------------------------------------
@@ -287,6 +382,15 @@ class Sink:
             raise RuntimeError(f"the S3 sink did not start: {line!r}")
         self.endpoint = f"http://127.0.0.1:{line}"
 
+    def cpu_s(self) -> float | None:
+        """CPU-seconds the sink has used so far (it shares the machine's cores with the upload)."""
+        try:
+            with open(f"/proc/{self.process.pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> str:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -299,7 +403,7 @@ class Sink:
 
 
 def run_child(
-    kind: str, args: argparse.Namespace, data: Path, work: Path, endpoint: str | None, bucket: str
+    kind: str, args: argparse.Namespace, data: Path, work: Path, endpoint: str | None, bucket: str, sink: Sink | None
 ) -> dict[str, Any]:
     home = work / f"home-{bucket}"
     shutil.rmtree(home, ignore_errors=True)
@@ -326,13 +430,85 @@ def run_child(
         command += ["--endpoint", endpoint]
     env = {name: value for name, value in os.environ.items() if not name.startswith("ARSL_")}
     env.update(DUMMY_CREDENTIALS)
-    load_before = os.getloadavg()[0]
+    if kind == "floor":
+        command += ["--floor-sample", str(args.floor_sample)]
+    load_before = os.getloadavg()
+    sink_before = sink.cpu_s() if sink is not None else None
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
-    load = {"load_avg_1m_before": round(load_before, 2), "load_avg_1m_after": round(os.getloadavg()[0], 2)}
+    load_after = os.getloadavg()
+    sink_after = sink.cpu_s() if sink is not None else None
+    load: dict[str, Any] = {
+        "load_avg_1m_before": round(load_before[0], 2),
+        "load_avg_1m_after": round(load_after[0], 2),
+        "load_avg_before": [round(value, 2) for value in load_before],
+        "load_avg_after": [round(value, 2) for value in load_after],
+    }
+    if sink_before is not None and sink_after is not None:
+        load["sink_cpu_s"] = round(sink_after - sink_before, 2)
     if result.returncode != 0:
         return {"status": "error", "error": (result.stderr or result.stdout).strip()[-800:], **load}
     shutil.rmtree(home, ignore_errors=True)
     return {**json.loads(result.stdout.strip().splitlines()[-1]), **load}
+
+
+def floor_of(figure: dict[str, Any], stages: dict[str, Any] | None, args: argparse.Namespace) -> dict[str, Any]:
+    """What two (or `cpus`) cores allow at best for a measured run: its CPU (the engine's process, its
+    workers, the sink) spread over every core, against the link's own time for the bytes it sent; and the
+    same from the stages measured alone, with nothing wasted between them."""
+    cpus = os.cpu_count() or 1
+    client = figure["cpu"]["self_s"] + figure["cpu"]["workers_s"]
+    sink_cpu = figure.get("sink_cpu_s")
+    floor: dict[str, Any] = {"cpus": cpus, "client_cpu_s": round(client, 1), "sink_cpu_s": sink_cpu}
+    total = client + (sink_cpu or 0.0)
+    floor["cores_bound_s"] = round(total / cpus, 1)
+    if args.bandwidth_mbit > 0 and not args.endpoint:
+        floor["link_s"] = round(figure["bytes_sent"] * 8 / (args.bandwidth_mbit * 1e6), 1)
+    if stages is not None and "stages_us_per_file" in stages:
+        per_file = stages["stages_us_per_file"]
+        files = figure.get("images", args.files)
+        if figure.get("mode") == "files":
+            parts = ("predict_us", "decode_us", "send_file_us")
+        else:
+            parts = ("predict_us", "plan_us", "pack_and_decode_us")
+        stage_cpu = sum(per_file.get(part, 0.0) for part in parts) * files / 1e6
+        if figure.get("mode") == "shards" and "send_shard_us_per_mb" in stages:
+            stage_cpu += stages["send_shard_us_per_mb"] * figure["bytes_sent"] / 1e6 / 1e6
+        floor["stages"] = list(parts) + (["send_shard"] if figure.get("mode") == "shards" else [])
+        floor["stages_cpu_s"] = round(stage_cpu, 1)
+        floor["stages_bound_s"] = round((stage_cpu + (sink_cpu or 0.0)) / cpus, 1)
+    if figure.get("mode") == "files" and not args.endpoint:
+        # Every request waits at least one round trip, `concurrency` of them at a time.
+        floor["round_trips_s"] = round(figure["objects"] / args.concurrency * args.delay_ms / 1000, 1)
+    first_send = figure.get("phase_starts_s", {}).get("sending")
+    if first_send is not None and "link_s" in floor:
+        # Nothing can go before the first object is ready; after it, the link still needs all of its time.
+        floor["first_send_s"] = first_send
+        floor["after_first_send_bound_s"] = round(first_send + floor["link_s"], 1)
+    if figure.get("mode") == "shards" and stages is not None and "link_s" in floor and figure["objects"] > 2:
+        # The design's own order on idle cores: every image predicted (the prefix is the manifest's id), the
+        # shards planned, one shard packed by one worker; only then the first byte, then the whole link.
+        per_file = stages["stages_us_per_file"]
+        files = figure.get("images", args.files)
+        # The first shard is the plan's first (`shard_limit`: smaller than the rest), not an average one; the
+        # bench's engine runs with the default shard size.
+        from arsl_tui.config import UploadSettings
+        from arsl_tui.ops.shards import shard_limit
+
+        first_limit = shard_limit(0, UploadSettings().shard_size_mb << 20)
+        first_shard_files = min(files, first_limit / stages["sample_tar_bytes"])
+        first = (
+            per_file["predict_us"] * files / cpus
+            + per_file["plan_us"] * files
+            + per_file["pack_and_decode_us"] * first_shard_files
+        ) / 1e6
+        floor["first_send_floor_s"] = round(first, 1)
+        floor["ordered_floor_s"] = round(first + floor["link_s"], 1)
+    bounds = {
+        name: floor[name] for name in ("cores_bound_s", "link_s", "round_trips_s", "ordered_floor_s") if name in floor
+    }
+    floor["bound_by"] = max(bounds, key=lambda name: bounds[name])
+    floor["best_wall_s"] = bounds[floor["bound_by"]]
+    return floor
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -356,7 +532,13 @@ def main(argv: list[str] | None = None) -> int:
         "--tiny", action="store_true", help="every measurement in seconds: 64 files, a 32-file sample, a sink at 5 ms"
     )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per measurement")
-    parser.add_argument("--child", choices=("sequential", "files", "shards"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--floor-sample",
+        type=int,
+        default=4096,
+        help="files each stage is timed on alone for the floor (default 4096; 0: no floor)",
+    )
+    parser.add_argument("--child", choices=("sequential", "files", "shards", "floor"), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--bucket", default="arsl-ml", help=argparse.SUPPRESS)
@@ -366,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
 
     if args.child:
-        measured = child_sequential(args) if args.child == "sequential" else child_engine(args)
+        children = {"sequential": child_sequential, "floor": child_floor}
+        measured = children.get(args.child, child_engine)(args)
         print(json.dumps(measured), flush=True)
         return 0
 
@@ -394,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
                 endpoint = args.endpoint
                 results["sink"] = {"endpoint": endpoint, "started_here": False}
             else:
-                sink = Sink(args.delay_ms, args.bandwidth_mbit, [f"bench-{mode}" for mode in modes])
+                sink = Sink(args.delay_ms, args.bandwidth_mbit, [f"bench-{mode}" for mode in [*modes, "floor"]])
                 endpoint = sink.endpoint
                 results["sink"] = {
                     "endpoint": endpoint,
@@ -406,13 +589,24 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for mode in modes:
                 print(f"[{target}] {mode} …", flush=True)
-                figures[mode] = run_child(mode, args, data, work, endpoint, f"bench-{mode}")
+                figures[mode] = run_child(mode, args, data, work, endpoint, f"bench-{mode}", sink)
                 print(f"[{target}] {mode}: {json.dumps(figures[mode])}", flush=True)
+            if args.floor_sample > 0 and target == targets[-1]:
+                print(f"[{target}] stages alone, for the floor …", flush=True)
+                results["stages"] = run_child("floor", args, data, work, endpoint, "bench-floor", sink)
+                print(f"[{target}] stages: {json.dumps(results['stages'])}", flush=True)
         finally:
             if sink is not None:
                 results["sink"]["requests"] = sink.stop()
         results["targets"][target] = figures
 
+    stages = results.get("stages")
+    if stages is not None and stages.get("status") == "error":
+        stages = None
+    for target, figures in results["targets"].items():
+        for mode, figure in figures.items():
+            if target == "sink" and mode in ("files", "shards") and figure.get("status") == "done":
+                figure["floor"] = floor_of(figure, stages, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\n{args.files:,} images, {results['dataset_bytes'] / 1e6:.1f} MB, concurrency {args.concurrency}")
@@ -434,6 +628,37 @@ def main(argv: list[str] | None = None) -> int:
             )
             sent = figure.get("bytes_sent", figure.get("bytes", 0)) / 1e6
             print(f"{target:<7} {mode:<11} {wall:>9} {rate:>10} {sent:>8.1f} {rss:>7} {tree:>9}  {note}")
+    if stages is not None:
+        per_file = ", ".join(
+            f"{name.removesuffix('_us')} {value}" for name, value in stages["stages_us_per_file"].items()
+        )
+        print(f"stages alone, µs per file ({stages['files']} files): {per_file}", end="")
+        if "send_shard_us_per_mb" in stages:
+            print(f"; sending a shard {stages['send_shard_us_per_mb']} µs per MB", end="")
+        print(f" (load {stages['load_avg_1m_before']}→{stages['load_avg_1m_after']})")
+    for mode, figure in results["targets"].get("sink", {}).items():
+        floor = figure.get("floor")
+        if floor is None:
+            continue
+        sink_part = f" + sink {floor['sink_cpu_s']}" if floor.get("sink_cpu_s") is not None else ""
+        line = (
+            f"floor {mode}: client {floor['client_cpu_s']}{sink_part} CPU-s over {floor['cpus']} cores ≥ "
+            f"{floor['cores_bound_s']} s"
+        )
+        if "stages_bound_s" in floor:
+            line += f" (stages alone: {floor['stages_cpu_s']} CPU-s, ≥ {floor['stages_bound_s']} s)"
+        if "link_s" in floor:
+            line += f"; link {floor['link_s']} s"
+        if "round_trips_s" in floor:
+            line += f"; round trips {floor['round_trips_s']} s"
+        if "after_first_send_bound_s" in floor:
+            line += f"; first send at {floor['first_send_s']} s + link = {floor['after_first_send_bound_s']} s"
+        if "ordered_floor_s" in floor:
+            line += (
+                f"; first send possible at {floor['first_send_floor_s']} s on idle cores + link = "
+                f"{floor['ordered_floor_s']} s"
+            )
+        print(f"{line}; bound by {floor['bound_by']}: {floor['best_wall_s']} s vs {figure['wall_s']} s measured")
     print(f"results written to {args.out}")
     if scratch is not None:
         shutil.rmtree(work / f"images-v2-{args.files}", ignore_errors=True)  # the tiny set is not worth caching

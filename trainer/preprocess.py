@@ -21,19 +21,26 @@ class ImageDecodeError(ValueError):
     """Bytes that are not a readable image; the message says why."""
 
 
+def pixels_of(opened: Image.Image) -> np.ndarray:
+    """An opened image (header read, pixels not yet) → (64, 64) uint8 pixels, read-only: the steps every image
+    goes through in training and in serving. Orientation is applied to `opened` itself; Pillow's errors
+    propagate for the caller to name."""
+    opened.load()
+    ImageOps.exif_transpose(opened, in_place=True)
+    image = opened if opened.mode == "L" else opened.convert("L")
+    if image.size != (IMAGE_SIZE, IMAGE_SIZE):
+        image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+    # An "L" image of IMAGE_SIZE² bytes: frombuffer skips the array interface's dict and dtype checks.
+    return np.frombuffer(image.tobytes(), dtype=np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE)
+
+
 def decode_image(data: bytes) -> np.ndarray:
-    """Decode image bytes to a (64, 64) uint8 array."""
+    """Decode image bytes to a (64, 64) uint8 array (writable: the trainer stacks and augments them)."""
     if not data:
         raise ImageDecodeError("empty (0 bytes)")
     try:
         with Image.open(io.BytesIO(data)) as opened:
-            opened.load()
-            image = ImageOps.exif_transpose(opened) or opened
-            if image.mode != "L":
-                image = image.convert("L")
-            if image.size != (IMAGE_SIZE, IMAGE_SIZE):
-                image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-            return np.asarray(image, dtype=np.uint8).copy()
+            return pixels_of(opened).copy()
     except (UnidentifiedImageError, Image.DecompressionBombError) as error:
         raise ImageDecodeError(f"not a readable image ({error})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:

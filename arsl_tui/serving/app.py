@@ -339,6 +339,8 @@ class Gateway:
             ) from None
         self.metrics.queue_depth.set((), self.worker.depth)
         try:
+            if len(futures) == 1:  # the common case: no gathering future and its callbacks per request
+                return [await futures[0]]
             return list(await asyncio.gather(*futures))
         except Exception as error:
             log.exception("inference failed for %s", model.version)

@@ -1,7 +1,8 @@
 """Micro-batching: images that arrive together share one forward pass, run off the event loop.
 
-The event loop decodes each image to 64×64 uint8 pixels (the training pipeline's `decode_image`;
-big images are decoded on a small thread pool so they never stall the loop) and hands the pixels to
+The event loop decodes each image to 64×64 uint8 pixels (the steps of the training pipeline's
+`decode_image`, the header read once; big images are decoded on a small thread pool so they never
+stall the loop) and hands the pixels to
 `InferenceWorker.submit`, which returns a future. One worker thread takes the first waiting image,
 then gathers more until it has `max_batch` of them or the first has waited `max_wait_s`, groups them
 by model version, normalises each group exactly as training did and runs one forward pass per group
@@ -33,11 +34,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from arsl_tui.serving.runtime import ForwardSwitch, Runtime
 from trainer.predict import PackageError, Predictor
-from trainer.preprocess import ImageDecodeError, decode_image, normalise
+from trainer.preprocess import normalise, pixels_of
 
 TOP_K = 5
 MAX_PIXELS = 4096 * 4096
@@ -149,13 +150,15 @@ def _open_formats() -> tuple[str, ...]:
     return tuple(name for name in FORMATS if name in Image.OPEN)
 
 
-def probe(data: bytes) -> tuple[int, int]:
-    """(width, height) from the image header, without decoding the pixels."""
+def _open(data: bytes) -> Image.Image:
+    """The image's header read (format, size), pixels not decoded yet; InvalidImage naming the problem otherwise.
+
+    The caller closes it. The checks come before any pixel is decoded: an allowed format, at least one pixel,
+    at most MAX_PIXELS of them."""
     if not data:
         raise InvalidImage("empty: the body holds no image bytes")
     try:
-        with Image.open(io.BytesIO(data), formats=_open_formats()) as opened:
-            width, height = opened.size
+        opened = Image.open(io.BytesIO(data), formats=_open_formats())
     except Image.DecompressionBombError:  # Pillow's own limit, far above ours: the header declares gigapixels
         raise InvalidImage(
             f"the image declares far more pixels than decoded images may have ({MAX_PIXELS}): a decompression bomb?"
@@ -164,26 +167,41 @@ def probe(data: bytes) -> tuple[int, int]:
         raise InvalidImage(
             f"not a readable image: no {', '.join(FORMATS)} image in these {len(data)} bytes ({type(error).__name__})"
         ) from None
+    width, height = opened.size
     if width < 1 or height < 1:
+        opened.close()
         raise InvalidImage(f"the image is {width}×{height} pixels: it has no pixels")
-    return width, height
+    if width * height > MAX_PIXELS:
+        opened.close()
+        raise InvalidImage(f"the image is {width}×{height} pixels; at most {MAX_PIXELS} pixels are accepted")
+    return opened
+
+
+def probe(data: bytes) -> tuple[int, int]:
+    """(width, height) from the image header, without decoding the pixels."""
+    with _open(data) as opened:
+        return opened.size
 
 
 def decode(data: bytes) -> np.ndarray:
     """Bytes → (64, 64) uint8 pixels, as in training; InvalidImage naming the problem otherwise."""
-    return _decode_probed(data, *probe(data))
+    return _pixels(_open(data))
 
 
-def _decode_probed(data: bytes, width: int, height: int) -> np.ndarray:
-    """`decode` for bytes whose header `probe` has read already (reading it costs a third of a small decode)."""
-    if width * height > MAX_PIXELS:
-        raise InvalidImage(f"the image is {width}×{height} pixels; at most {MAX_PIXELS} pixels are accepted")
-    try:
-        return decode_image(data)
-    except ImageDecodeError as error:
-        raise InvalidImage(str(error)) from None
-    except Exception as error:  # a decoder bug or an exotic file must fail this request only
-        raise InvalidImage(f"cannot decode the image ({type(error).__name__}: {error})") from None
+def _pixels(opened: Image.Image) -> np.ndarray:
+    """An opened image → (64, 64) uint8 pixels, as in training (`pixels_of`); closes the image.
+
+    The header was read once, by `_open`'s checks; `decode_image` would read it again (a third of a small
+    image's decode). Failures become InvalidImage with `decode_image`'s words."""
+    with opened:
+        try:
+            return pixels_of(opened)
+        except (UnidentifiedImageError, Image.DecompressionBombError) as error:
+            raise InvalidImage(f"not a readable image ({error})") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as error:  # decode_image's "corrupt" family
+            raise InvalidImage(f"corrupt image data ({error})") from None
+        except Exception as error:  # a decoder bug or an exotic file must fail this request only
+            raise InvalidImage(f"cannot decode the image ({type(error).__name__}: {error})") from None
 
 
 class Decoder:
@@ -193,10 +211,12 @@ class Decoder:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="arsl-decode")
 
     async def decode(self, data: bytes) -> np.ndarray:
-        width, height = probe(data)
+        opened = _open(data)
+        width, height = opened.size
         if len(data) <= INLINE_BYTES and width * height <= INLINE_PIXELS:
-            return _decode_probed(data, width, height)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, _decode_probed, data, width, height)
+            return _pixels(opened)
+        # The pool thread owns (and closes) the image from here: a cancelled request cannot close it under it.
+        return await asyncio.get_running_loop().run_in_executor(self._pool, _pixels, opened)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

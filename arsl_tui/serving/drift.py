@@ -2,7 +2,10 @@
 
 Each answered image adds one event to its version's ring: (time, intensity mean, contrast, edge
 density, top-1 confidence, predicted class), measured with the trainer's own `image_features` on the
-64×64 pixels the request handler has already decoded (O(pixels), no second decode). `report` bins a
+64×64 pixels the request handler has already decoded (O(pixels), no second decode). Every image is
+measured, none sampled, but not one at a time: the pixels wait (with their time and answer) until
+FEATURE_BATCH of them have come, or a report is asked for, and are measured together, which costs a
+third of measuring each on its own (numpy's per-call cost dominates one 64×64 image). `report` bins a
 window's events with the edges of each version's reference profile (`input_profile.json` in its
 package, read when first asked for) and answers `GET /admin/drift`; the drift arithmetic itself
 (PSI, score, verdict) is the domain's (`domain/drift.py`), done by whoever reads the report.
@@ -32,6 +35,9 @@ DRIFT_EVENTS = 20_000
 DEFAULT_EDGES = tuple(round(index / BINS, 6) for index in range(1, BINS))
 """Bins for a version whose package has no reference profile: its live histograms are still shown."""
 MAX_WINDOW_S = 7 * 86400
+FEATURE_BATCH = 16
+"""Images measured together (bench: 85 µs an image alone, 30 µs in eights and sixteens, 57 µs in 32s,
+whose int16 temporaries leave the cache); at most this many images per version wait (64 KB)."""
 
 
 class Answering(Protocol):
@@ -47,6 +53,24 @@ class Answering(Protocol):
     def classes(self) -> tuple[str, ...]: ...
 
 
+class _Pending:
+    """Images of one version answered but not yet measured, with the rest of their events."""
+
+    __slots__ = ("confidences", "pixels", "predicted", "times")
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.pixels: list[np.ndarray] = []
+        self.confidences: list[float] = []
+        self.predicted: list[int] = []
+
+    def add(self, at: float, pixels: np.ndarray, confidence: float, predicted: int) -> None:
+        self.times.append(at)
+        self.pixels.append(pixels)
+        self.confidences.append(confidence)
+        self.predicted.append(predicted)
+
+
 class LiveInputs:
     """Per-version rings of recent inputs' features and answers. Event-loop only, like the metrics."""
 
@@ -56,6 +80,10 @@ class LiveInputs:
         self.rings: dict[str, EventRing] = {}
         self._packages: dict[str, tuple[Path, int]] = {}
         self._references: dict[str, dict[str, Any] | None] = {}
+        self._model_dirs: dict[str, object] = {}
+        """Per version, the model_dir object `_packages` was made from."""
+        self._pending: dict[str, _Pending] = {}
+        """Per version, images answered but not measured yet (fewer than FEATURE_BATCH)."""
 
     def observe(
         self, model: Answering, pixels: Sequence[np.ndarray], scores: Sequence[Sequence[tuple[int, float]]]
@@ -64,29 +92,44 @@ class LiveInputs:
         if not pixels:
             return
         version = model.version
+        if self._model_dirs.get(version) is not model.model_dir:  # first seen, or reloaded: Path() once, not per call
+            self._packages[version] = (Path(model.model_dir), len(model.classes))
+            self._model_dirs[version] = model.model_dir
+        pending = self._pending.setdefault(version, _Pending())
+        now = self._clock()
+        for image, answer in zip(pixels, scores, strict=True):
+            predicted, confidence = answer[0]
+            pending.add(now, image, confidence, predicted)
+        if len(pending.pixels) >= FEATURE_BATCH:
+            self._measure(version)
+
+    def _measure(self, version: str) -> None:
+        """Measure the version's waiting images and add their events to its ring, oldest first."""
+        pending = self._pending.pop(version, None)
+        if pending is None or not pending.pixels:
+            return
         ring = self.rings.get(version)
         if ring is None:
             ring = self.rings[version] = EventRing(self._capacity, ("f8", "f4", "f4", "f4", "f4", "u1"))
-        self._packages[version] = (Path(model.model_dir), len(model.classes))
-        features = image_features(np.stack(pixels))
-        now = self._clock()
-        for index, answer in enumerate(scores):
-            predicted, confidence = answer[0]
-            ring.append(
-                now,
-                float(features[FEATURES[0]][index]),
-                float(features[FEATURES[1]][index]),
-                float(features[FEATURES[2]][index]),
-                confidence,
-                predicted,
-            )
+        features = image_features(np.stack(pending.pixels))
+        ring.extend(pending.times, *(features[name] for name in FEATURES), pending.confidences, pending.predicted)
+
+    def _measure_all(self) -> None:
+        for version in list(self._pending):
+            try:
+                self._measure(version)
+            except Exception:  # a report shows what could be measured; a drift measurement never fails a call
+                log.exception("measuring the live inputs of %s failed", version)
 
     def forget_other_than(self, keep: Iterable[str]) -> None:
         """Drop the rings of versions not in `keep` (the gateway keeps a bounded set of retired versions)."""
         kept = set(keep)
         for version in [version for version in self.rings if version not in kept]:
             del self.rings[version]
+        for version in [version for version in self._packages if version not in kept]:
+            self._pending.pop(version, None)
             self._packages.pop(version, None)
+            self._model_dirs.pop(version, None)
             self._references.pop(version, None)
 
     def reference(self, version: str) -> dict[str, Any] | None:
@@ -98,6 +141,7 @@ class LiveInputs:
 
     def report(self, window_s: float, low_confidence: float) -> dict[str, Any]:
         """Every observed version's reference and its live profile over the last `window_s` seconds."""
+        self._measure_all()
         since = self._clock() - window_s
         versions: dict[str, Any] = {}
         for version, ring in self.rings.items():

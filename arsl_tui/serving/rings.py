@@ -38,6 +38,37 @@ class EventRing:
         for column, value in zip(self._columns, values, strict=True):
             column[index] = value
 
+    def extend(self, *columns: Sequence[float] | np.ndarray) -> None:
+        """Append events given column-wise (one sequence per column, all as long, oldest first)."""
+        count = len(columns[0])
+        if count > self.capacity:  # only the newest `capacity` can stay
+            columns = tuple(column[count - self.capacity :] for column in columns)
+            count = self.capacity
+        if not count:
+            return
+        needed = min(self.capacity, self.size + count)
+        allocated = len(self._columns[0])
+        if needed > allocated:
+            grown = allocated
+            while grown < needed:
+                grown = min(self.capacity, grown * 2)
+            self._columns = [
+                np.concatenate((column, np.empty(grown - allocated, dtype=column.dtype))) for column in self._columns
+            ]
+        if self.size < self.capacity:  # not full yet: the oldest event is at 0, the free slots follow the newest
+            free = self.capacity - self.size
+            head = min(free, count)
+            for column, values in zip(self._columns, columns, strict=True):
+                column[self.size : self.size + head] = values[:head]
+            self.size += head
+            columns = tuple(values[head:] for values in columns)
+            count -= head
+        if count:  # full: overwrite the oldest, wrapping round the end
+            for column, values in zip(self._columns, columns, strict=True):
+                positions = (self._oldest + np.arange(count)) % self.capacity
+                column[positions] = values
+            self._oldest = (self._oldest + count) % self.capacity
+
     def since(self, cutoff: float) -> list[np.ndarray]:
         """Each column's values (oldest first) of the events whose first column (time) is >= `cutoff`."""
         size, oldest = self.size, self._oldest

@@ -109,6 +109,9 @@ def onnx_forward(predictor: Predictor, threads: int) -> OnnxForward:
     options.intra_op_num_threads = max(1, threads)
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    # Its pool's threads otherwise spin after each run, waiting for the next: on two cores that is CPU the
+    # event loop and the other version's forward need, and a gateway between bursts would not be idle.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only: its warnings about unused initialisers are noise here
     session = onnxruntime.InferenceSession(exported, options, providers=["CPUExecutionProvider"])
     return OnnxForward(session)

@@ -59,6 +59,10 @@ def _serve(result: dict[str, Any]) -> None:
     for server in ("gateway", "baseline"):
         assert [run["run"] for run in result[server]] == ["20 req/s", "saturation (4 conns)"]
         assert all(run["completed"] > 0 for run in result[server]), result[server]
+    # The floor: a no-op endpoint on the gateway's own stack, and the verdict it gives on the overhead goal.
+    assert result["noop"], "no no-op server run"
+    floor = result["summary"]["server_stack_floor"]
+    assert {"floor_ratio", "floor_with_decode_ratio_at_gateway_rate", "goal_reachable_on_this_stack"} <= floor.keys()
 
 
 def _shadow(result: dict[str, Any]) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from arsl_tui.domain.classes import class_index
-from arsl_tui.domain.manifest import SplitPolicy
+from arsl_tui.domain.classes import ARSL_CLASSES, class_index
+from arsl_tui.domain.manifest import ImageRecord, Manifest, SplitPolicy
 from arsl_tui.ops.dataset import ValidationReport, validate_dataset
 from arsl_tui.ops.shards import (
     SHARDS_INDEX_NAME,
@@ -24,6 +24,8 @@ from arsl_tui.ops.shards import (
     build_shards,
     load_shard_set,
     parse_index,
+    plan_shards,
+    shard_limit,
     tar_header,
 )
 from tests.conftest import DatasetFactory
@@ -188,3 +190,31 @@ def test_a_build_left_by_a_killed_process_is_removed_and_a_live_ones_kept(
     build_shards(report.manifest, report.root, tmp_path / "staging", SHARD_BYTES)
     assert not abandoned.exists()
     assert live.exists()
+
+
+def test_the_first_shards_are_smaller_so_sending_starts_early() -> None:
+    # 6,000 images of 12 KB: about 90 MB of tar, planned without reading a file.
+    images = tuple(
+        ImageRecord(
+            path=f"{ARSL_CLASSES[index % 32]}/img{index:05d}.jpg",
+            cls=ARSL_CLASSES[index % 32],
+            bytes=12_000,
+            md5=hashlib.md5(str(index).encode()).hexdigest(),
+            split="train",
+            width=64,
+            height=64,
+            mode="L",
+        )
+        for index in range(6000)
+    )
+    size = 64 << 20
+    planned = plan_shards(Manifest(SplitPolicy(), images), size)
+    assert [shard_limit(number, size) for number in range(4)] == [size // 16, size // 4, size, size]
+    assert [shard.tar_bytes <= shard_limit(shard.number, size) for shard in planned] == [True] * len(planned)
+    first, second, third = (shard.tar_bytes for shard in planned[:3])
+    assert first > size // 16 - 20_000 and second > size // 4 - 20_000, "each takes what its limit allows"
+    assert third > size // 2, "then full shards (the last may be smaller)"
+    assert sum(len(shard.samples) for shard in planned) == len(images)
+    # A small configured size is not cut further: a ramp step under 1 MiB would only add requests.
+    assert [shard_limit(number, 4 << 20) for number in range(3)] == [4 << 20, 1 << 20, 4 << 20]
+    assert [shard_limit(number, 1 << 20) for number in range(3)] == [1 << 20] * 3

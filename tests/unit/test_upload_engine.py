@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import sqlite3
 import threading
@@ -32,8 +33,9 @@ from arsl_tui.ops.upload import (
     run_upload,
 )
 from arsl_tui.providers.local.store import LocalObjectStore
-from arsl_tui.state.db import state_path
+from arsl_tui.state.db import StateDB, state_path
 from tests.conftest import DatasetFactory, jpeg_bytes
+from tests.fixtures.store_wrappers import PassThroughStore
 from tests.fixtures.upload_checks import assert_store_matches
 
 Mode = Literal["files", "shards"]
@@ -44,17 +46,13 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     return load_settings(environ={}, cwd=tmp_path, cli_overrides=values)
 
 
-class Wrapper:
+class Wrapper(PassThroughStore):
     """An ObjectStore that forwards to the local store, counting puts by key."""
 
     def __init__(self, inner: ObjectStore) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.puts: Counter[str] = Counter()
         self.lock = threading.Lock()
-
-    @property
-    def location(self) -> str:
-        return self.inner.location
 
     def before_put(self, key: str) -> None:
         """Hook: raise to fail a put before anything is stored."""
@@ -77,24 +75,6 @@ class Wrapper:
         info = self.inner.put_file(key, path, md5_hex)
         self.after_put(key)
         return info
-
-    def put_if_absent(self, key: str, data: bytes, md5_hex: str) -> bool:
-        return self.inner.put_if_absent(key, data, md5_hex)
-
-    def get_bytes(self, key: str) -> bytes:
-        return self.inner.get_bytes(key)
-
-    def download_file(self, key: str, destination: Path) -> None:
-        self.inner.download_file(key, destination)
-
-    def head(self, key: str) -> ObjectInfo | None:
-        return self.inner.head(key)
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        return self.inner.list(prefix)
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
 
 
 class Flaky(Wrapper):
@@ -139,11 +119,11 @@ class Flaky(Wrapper):
             raise fault
         return self.inner.head(key)
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str, after: str = "") -> Iterator[ObjectInfo]:
         fault, _ = self.draw()
         if fault is not None:
             raise fault
-        return self.inner.list(prefix)
+        return self.inner.list(prefix, after)
 
 
 def validated(settings: Settings, folder: Path) -> Manifest:
@@ -491,6 +471,66 @@ def test_missing_and_empty_folders_are_refused(tmp_path: Path) -> None:
 def test_the_staged_manifest_is_byte_identical_to_the_manifests_own_json(tiny_dataset: Path, tmp_path: Path) -> None:
     manifest = validated(make_settings(tmp_path), tiny_dataset)
     assert "".join(manifest_json_chunks(manifest.body(), manifest.id)).encode() == manifest.to_json_bytes()
+
+
+_HOSTILE = 'ain/q"uote\\back\nline\t\u2028é\x01},\n   {.jpg'
+"""A string with everything the fast manifest writer must leave to json: escapes, a line break, the text
+that separates two records, non-ASCII and a control character."""
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {
+            "format": "x",
+            "split": {"seed": 3, "val": 0.1},
+            "images": [
+                {"path": _HOSTILE, "bytes": 12, "md5": "ab", "class": "ain"},
+                {"path": "b", "bytes": -3, "md5": _HOSTILE},
+            ],
+            "counts": {"ain": 1},
+            "quarantined": [{"path": _HOSTILE, "problem": "corrupt"}],
+        },
+        {"format": "x", "images": [{"path": f"p{index}", "bytes": index} for index in range(1300)]},
+        {"images": [{"a": "b"}], "note": '"images": ', "nested": {"images": []}},
+        {"format": "x", "images": [], "quarantined": []},
+        {"format": "x", "images": [{"path": "x", "ratio": 1.5}]},
+        {"format": "x", "images": [{"path": "x", "ok": True}]},
+        {"format": "x", "images": [{"path": "x", "size": {"w": 1}}]},
+    ],
+    ids=["hostile-strings", "many-pieces", "lookalike-keys", "no-images", "float", "bool", "nested"],
+)
+def test_the_manifest_text_is_jsons_own_for_any_body(body: dict[str, Any]) -> None:
+    expected = json.dumps({"id": "abc", **body}, indent=1, ensure_ascii=False) + "\n"
+    assert "".join(manifest_json_chunks(body, "abc")) == expected
+
+
+def test_completions_are_journaled_in_batches_while_every_sender_is_busy(
+    make_dataset: DatasetFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One journal transaction per completed object would cost a third of the engine's CPU in files mode;
+    while every sender has work queued, completions are gathered and recorded together."""
+    dataset = make_dataset(per_class=20)
+    settings = make_settings(tmp_path)
+    transactions = Counter[str]()
+    real_transaction = StateDB.transaction
+
+    def counted(db: StateDB) -> Any:
+        transactions["all"] += 1
+        return real_transaction(db)
+
+    monkeypatch.setattr(StateDB, "transaction", counted)
+
+    class Slow(Wrapper):
+        def before_put(self, key: str) -> None:
+            threading.Event().wait(0.005)  # a store 5 ms away: what keeps every sender busy
+
+    store = Slow(local_store(settings))
+    outcome = run_upload(settings, UploadRequest(dataset, mode="files", concurrency=16), store=store)
+    assert outcome.status == "done" and outcome.objects_sent == 32 * 20 + 1
+    assert transactions["all"] < outcome.objects_sent / 4, transactions
+    assert journal_states(settings) == Counter({"confirmed": 32 * 20})
+    assert_store_matches(store.inner, settings, validated(settings, dataset), "files")
 
 
 def shard_keys(store: ObjectStore, prefix: str) -> list[str]:
