@@ -143,9 +143,11 @@ _DEMO_CLOUD_VALUES: Mapping[str, Mapping[str, Any]] = {"canary": {"min_feedback"
 class ShadowPhase:
     """The shadow phase's events, from the canary controller's status updates: began, then how it ended."""
 
-    def __init__(self, runner: Any, started: float) -> None:
+    def __init__(self, runner: Any, started: float, left_out: str = "") -> None:
         self.runner = runner
         self.started = started
+        self.left_out = left_out
+        """Why the backend cannot have the shadow step that `[canary] shadow` asks for ('' where it can)."""
         self.began = False
         self.ended = False
 
@@ -157,7 +159,8 @@ class ShadowPhase:
             return
         if run.plan.shadow is None:
             self.ended = True
-            why = run.reason.split("no shadow step: ", 1)[1] if "no shadow step: " in run.reason else "[canary] shadow"
+            # Not from the run's reason: by the first update a decision may have replaced the note it began with.
+            why = self.left_out or "[canary] shadow"
             self.runner.emit_shadow(PhaseState.NOT_NEEDED, f"no shadow step ({why})", self.started)
             return
         if run.phase is Phase.SHADOWING:
@@ -527,7 +530,8 @@ class _Runner:
             if current is None or current.phase.ended or current.challenger != challenger:
                 controller.start(challenger)
             reported: list[str] = []
-            shadow = ShadowPhase(self, time.monotonic())
+            left_out = controller.shadow_how if self.settings.canary.shadow and controller.shadow_tap is None else ""
+            shadow = ShadowPhase(self, time.monotonic(), left_out)
 
             def progress(status: Any) -> None:
                 run = status.run
