@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from arsl_tui.backends import ApiGatewayError, backend_for
 from arsl_tui.domain.events import EventSink, ignore_events
 from arsl_tui.domain.judge import ShadowStats
-from arsl_tui.domain.ports import GatewayControl, ServingPlatform, ServingPlatformError
+from arsl_tui.domain.ports import GatewayControl, ServingPlatform, ServingPlatformError, ServingStatus
 from arsl_tui.domain.serving import ServingError, VersionStats
 from arsl_tui.ops.canary import CanaryController, Probe, ShadowTap
 from arsl_tui.state.canary_store import CanaryStore
@@ -62,6 +62,14 @@ def open_serving_platform(settings: Settings, registry: ModelRegistry | Callable
     """
     get_registry: Callable[[], ModelRegistry] = registry if callable(registry) else (lambda: registry)
     return backend_for(settings).serving_platform(get_registry)
+
+
+def service_status(settings: Settings) -> ServingStatus:
+    """The service the canary drives (`Backend.service_name()`), as its serving platform reports it now."""
+    from arsl_tui.ops.registry import open_registry
+
+    platform = open_serving_platform(settings, lambda: open_registry(settings))
+    return platform.status(backend_for(settings).service_name())
 
 
 PROBE_IMAGES = 32

@@ -140,12 +140,11 @@ def with_service_id(settings: Settings) -> ServiceTarget:
     backend = backend_for(settings)
     if backend.runs_here:
         return ServiceTarget(settings)
-    from arsl_tui.ops.canary_wiring import open_serving_platform
-    from arsl_tui.ops.registry import open_registry
+    from arsl_tui.ops.canary_wiring import service_status
 
     service = backend.service_name()
     try:
-        status = open_serving_platform(settings, lambda: open_registry(settings)).status(service)
+        status = service_status(settings)
     except ServingPlatformError as error:
         return ServiceTarget(settings, f"alarms.service_id is empty and service {service!r} could not be read: {error}")
     if not status.platform_id:

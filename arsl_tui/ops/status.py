@@ -223,12 +223,11 @@ def _models(settings: Settings) -> PhaseStatus:
 
 def _cloud_service(settings: Settings) -> PhaseStatus:
     """The service the canary drives, as the serving platform reports it (a ModelArts real-time service)."""
-    from arsl_tui.ops.canary_wiring import open_serving_platform
-    from arsl_tui.ops.registry import open_registry
+    from arsl_tui.ops.canary_wiring import service_status
 
     backend = backend_for(settings)
     name = backend.service_name()
-    status = open_serving_platform(settings, lambda: open_registry(settings)).status(name)
+    status = service_status(settings)
     details: dict[str, Any] = {
         "service": name,
         "service_id": status.platform_id or None,
