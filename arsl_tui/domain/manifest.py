@@ -4,8 +4,10 @@
 
     {"format": "arsl-manifest/1", "id": "<sha256 of the canonical form without id>",
      "classes": [32 names], "split": {"seed": 1337, "val": 0.1, "test": 0.1},
-     "images": [{"path": "ain/x.jpg", "class": "ain", "bytes": 1234, "md5": "<hex>",
-                 "split": "train", "width": 64, "height": 64, "mode": "L"}, ...],
+     "images": [
+      {"path": "ain/x.jpg", "bytes": 1234, "md5": "<hex>", "split": "train", "width": 64, "height": 64,
+       "mode": "L", "class": "ain"},      (one record per line in the file)
+      ...],
      "counts": {"ain": {"train": n, "val": n, "test": n}, ...},
      "quarantined": [{"path": "...", "problem": "..."}]}
 
@@ -18,7 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -110,7 +113,50 @@ class Manifest:
 
     def to_json_bytes(self) -> bytes:
         body = self.body()
-        return (json.dumps({"id": manifest_id(body), **body}, indent=1, ensure_ascii=False) + "\n").encode()
+        return "".join(manifest_text(body, manifest_id(body))).encode()
+
+
+def manifest_text(body: Mapping[str, Any], identifier: str) -> Iterator[str]:
+    """The text of manifest.json, in pieces (the whole string of a 100k-image manifest is ~15 MB at once).
+
+    JSON indented by one space, except that each image record is one line, `json.dumps(record)` as it is:
+    a third smaller than a record spread over ten indented lines, and one image per line to grep or diff.
+    Plain records (str and int values) are written a few hundred at a time by json's C encoder.
+    """
+    whole = {"id": identifier, **body}
+    images = whole.get("images")
+    placeholder = f"arsl-images-{uuid.uuid4().hex}"
+    skeleton = json.dumps({**whole, "images": placeholder}, indent=1, ensure_ascii=False)
+    before, found, after = skeleton.partition(json.dumps(placeholder))
+    if not isinstance(images, list) or not images or not found or placeholder in before + after:
+        yield json.dumps(whole, indent=1, ensure_ascii=False) + "\n"
+        return
+    yield before + "[\n  "
+    for start in range(0, len(images), _RECORDS_PER_PIECE):
+        yield ("" if start == 0 else ",\n  ") + _record_lines(images[start : start + _RECORDS_PER_PIECE])
+    yield "\n ]" + after + "\n"
+
+
+_RECORDS_PER_PIECE = 512
+_LINED = json.JSONEncoder(ensure_ascii=False, separators=(",\n", ": "))
+"""Encodes flat records with a raw line break after every comma; json escapes a line break inside a string,
+so a raw one followed by a quote separates two members, and followed by a brace two records."""
+
+
+def _record_lines(records: list[Any]) -> str:
+    """`records` as `json.dumps(record)` lines joined by `,<break>  `."""
+    if not all(_plain_record(record) for record in records):
+        return ",\n  ".join(json.dumps(record, ensure_ascii=False) for record in records)
+    return _LINED.encode(records)[1:-1].replace(',\n"', ', "').replace(",\n{", ",\n  {")
+
+
+def _plain_record(record: Any) -> bool:
+    """A non-empty dict of str keys whose values are str or int (not bool): what `_LINED` can write."""
+    return (
+        type(record) is dict
+        and bool(record)
+        and all(type(key) is str and type(value) in (str, int) for key, value in record.items())
+    )
 
 
 def canonical_bytes(body: Mapping[str, Any]) -> bytes:

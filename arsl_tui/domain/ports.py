@@ -83,6 +83,18 @@ class ObjectStore(Protocol):
         """
         ...
 
+    def copy(self, source_key: str, key: str, md5_hex: str) -> ObjectInfo:
+        """Server-side copy of the object at `source_key` to `key`, replacing what `key` holds; no bytes
+        pass through the client. Returns the new object's info.
+
+        The copy must hold content with MD5 `md5_hex`: a source with other content leaves `key` as it was
+        wherever the store can check before writing, and raises `TransientStoreError` (code "NotConfirmed",
+        or "ETagMismatch" when the store's answer names another digest). A missing `source_key` is a
+        `PermanentStoreError` naming it (code "NoSuchKey", status 404). Copying a key onto itself only
+        checks it.
+        """
+        ...
+
     def get_bytes(self, key: str) -> bytes: ...
 
     def download_file(self, key: str, destination: Path) -> None: ...

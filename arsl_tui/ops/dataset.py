@@ -37,7 +37,9 @@ from arsl_tui.domain.manifest import ImageRecord, Manifest, SplitPolicy, build_m
 from arsl_tui.ops.processes import WORKER_DIED, WorkerProcessFailed, available_cpus, process_pool
 
 MANIFEST_NAME = "manifest.json"
-_OWN_FILES = frozenset({MANIFEST_NAME, "shards.json"})
+STAGED_MANIFEST_NAME = ".manifest.json.staged"
+"""Where an upload sends the manifest beside the data set, before copying it to `manifest.json` at the end."""
+_OWN_FILES = frozenset({MANIFEST_NAME, STAGED_MANIFEST_NAME, "shards.json"})
 _CHUNK = 512
 """Entries per task handed to a worker: big enough that a task's overhead is small, small enough to keep
 results coming in steady order."""

@@ -42,6 +42,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import shutil
 import tarfile
 import uuid
@@ -50,7 +51,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -159,13 +160,23 @@ RAMP = (16, 4)
 packed, and one full 64 MB shard takes one worker about 3 s on a two-core machine, while the link idles."""
 RAMP_MIN_BYTES = 1 << 20
 """No ramp step below this: shards that small would only add requests."""
+TAIL_SHARE = 4
+"""Near the end a shard takes at most this fraction of the tar bytes still to plan: the last shards shrink
+(down to the ramp's first step), so once packing ends only small shards are left to send, not one full
+shard per worker."""
 
 
-def shard_limit(number: int, shard_size_bytes: int) -> int:
-    """The most uncompressed tar bytes shard `number` may hold (`RAMP` for the first ones)."""
+def shard_limit(number: int, shard_size_bytes: int, remaining_bytes: int | None = None) -> int:
+    """The most uncompressed tar bytes shard `number` may hold: `RAMP` for the first ones, and a `TAIL_SHARE`
+    of `remaining_bytes` (the samples not yet planned) near the end, but never less than the first ramp step
+    or `RAMP_MIN_BYTES`."""
+    smallest = max(shard_size_bytes // RAMP[0], RAMP_MIN_BYTES)
+    limit = shard_size_bytes
     if number < len(RAMP) and shard_size_bytes // RAMP[number] >= RAMP_MIN_BYTES:
-        return shard_size_bytes // RAMP[number]
-    return shard_size_bytes
+        limit = shard_size_bytes // RAMP[number]
+    if remaining_bytes is not None:
+        limit = min(limit, max(remaining_bytes // TAIL_SHARE, smallest))
+    return limit
 
 
 def plan_shards(manifest: Manifest, shard_size_bytes: int) -> list[PlannedShard]:
@@ -187,15 +198,19 @@ def plan_shards(manifest: Manifest, shard_size_bytes: int) -> list[PlannedShard]
             )
         )
 
-    for image in sample_order(manifest):
-        _image_extension(image.path)
-        size = _sample_bytes(image)
-        if current and _archive_bytes(offset + size) > shard_limit(len(planned), shard_size_bytes):
+    ordered = sample_order(manifest)
+    sizes = [_sample_bytes(image) for image in ordered]
+    remaining = sum(sizes)
+    limit = shard_limit(0, shard_size_bytes, remaining)
+    for image, size in zip(ordered, sizes, strict=True):
+        if current and _archive_bytes(offset + size) > limit:
             close()
             current, shapes, offset = [], [], 0
+            limit = shard_limit(len(planned), shard_size_bytes, remaining)
         current.append((image.path, image.md5, image.cls, image.split))
         shapes.append((image.width, image.height, image.mode))
         offset += size
+        remaining -= size
     if current:
         close()
     return planned
@@ -516,7 +531,11 @@ def pack_shard(
 
 
 def _image_extension(path: str) -> str:
-    extension = _IMAGE_EXTENSIONS.get(PurePosixPath(path).suffix.lower())
+    # The suffix as `PurePosixPath(path).suffix` gives it, without building a path per image.
+    name = path.rpartition("/")[2]
+    dot = name.rfind(".")
+    suffix = name[dot:].lower() if 0 < dot < len(name) - 1 else ""
+    extension = _IMAGE_EXTENSIONS.get(suffix)
     if extension is None:
         raise ShardError(f"{path}: extension is not .jpg, .jpeg or .png")
     return extension
@@ -531,6 +550,19 @@ def _meta(path: str, md5: str, cls: str, split: str) -> bytes:
     ).encode()
 
 
+_META_FRAME = len(_meta("", "", "", ""))
+_JSON_ESCAPED = re.compile(r'[\x00-\x1f"\\]')
+"""What `json.dumps(..., ensure_ascii=False)` writes as an escape rather than as the character itself."""
+
+
+def _meta_size(path: str, md5: str, cls: str, split: str) -> int:
+    """len(_meta(...)), counted without encoding JSON when no value needs an escape (planning's hot path)."""
+    text = path + md5 + cls + split
+    if _JSON_ESCAPED.search(text):
+        return len(_meta(path, md5, cls, split))
+    return _META_FRAME + len(text.encode())
+
+
 def _sample_members(path: str, md5: str, cls: str, split: str, data: bytes) -> list[tuple[str, bytes]]:
     return [
         (f"{md5}.cls", str(class_index(cls)).encode()),
@@ -541,7 +573,8 @@ def _sample_members(path: str, md5: str, cls: str, split: str, data: bytes) -> l
 
 def _sample_bytes(image: ImageRecord) -> int:
     """A sample's three members in the uncompressed tar stream, headers and padding included."""
-    sizes = (len(str(class_index(image.cls))), image.bytes, len(_meta(image.path, image.md5, image.cls, image.split)))
+    _image_extension(image.path)
+    sizes = (len(str(class_index(image.cls))), image.bytes, _meta_size(image.path, image.md5, image.cls, image.split))
     return sum(_BLOCK + _padded(size) for size in sizes)
 
 

@@ -1,4 +1,4 @@
-"""The upload engine: predict → pack (shards mode) and send concurrently, decoding beside → verify → manifest last.
+"""The upload engine: predict → pack (shards mode) and send, decoding beside → verify → manifest in place.
 
 `arsl upload` drives `run_upload`, and so does the console's Upload tab, in a process of its own
 (`ops.upload_process`). The store layout of a data set:
@@ -6,7 +6,8 @@
     {datasets_prefix}{manifest_id}/files/<class>/<name>              (files mode)
     {datasets_prefix}{manifest_id}/shards.json                       (shards mode)
     {datasets_prefix}{manifest_id}/shards/shard-000000.tar.gz …      (shards mode)
-    {datasets_prefix}{manifest_id}/manifest.json                     written last, after a listing proves the rest exact
+    {datasets_prefix}{manifest_id}/.manifest.json.staged             sent with the rest, removed at the end
+    {datasets_prefix}{manifest_id}/manifest.json                     copied from it once a listing proves the rest exact
 
 One rule places every shard: `shards.json` names each shard by its path relative to the folder that
 holds `shards.json`, and a shard named `n` is stored at `{prefix}n`. So the prefix, copied down as it
@@ -20,9 +21,12 @@ leaves at most the in-flight tail uncertain; the next run heads those, skips wha
 sends the rest. While every sending thread has work queued, completions gather for up to 20 ms and are
 confirmed in one transaction (one per completion cost a fifth of the engine's CPU in files mode); a kill
 in that window only leaves a few more objects `sent`, to be headed. Transient errors retry with
-exponential backoff and full jitter; a permanent one stops the run at once. Before the manifest goes
-up, a listing of the prefix must match the plan exactly: missing or wrong objects are sent again,
-unexpected ones under this content-addressed prefix are deleted and reported.
+exponential backoff and full jitter; a permanent one stops the run at once. Before `manifest.json`
+appears, a listing of the prefix must match the plan exactly: missing or wrong objects are sent again,
+unexpected ones under this content-addressed prefix are deleted and reported. Its arrival is what marks
+a data set complete, so the manifest travels with the rest under a staging key and one server-side copy
+puts it in place at the end: a 15 MB manifest sent alone after the last shard kept the link busy for
+two more seconds.
 
 How it stays fast: the link is busy from the first seconds. A first pass (`predict_dataset`) reads and
 hashes every file and takes each image's size and mode from its header, which gives the manifest — and
@@ -49,17 +53,17 @@ concurrency of objects is in flight at once.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import itertools
-import json
 import random
 import sqlite3
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,15 +79,17 @@ from arsl_tui.domain.events import (
     UploadStarted,
     ignore_events,
 )
-from arsl_tui.domain.manifest import SplitPolicy, manifest_id
+from arsl_tui.domain.manifest import SplitPolicy, manifest_id, manifest_text
 from arsl_tui.domain.ports import ObjectInfo, ObjectStore, StoreError, TransientStoreError
 from arsl_tui.ops.dataset import (
     MANIFEST_NAME,
+    STAGED_MANIFEST_NAME,
     ValidationReport,
     ValidationStopped,
     predict_dataset,
     validate_dataset,
 )
+from arsl_tui.ops.listing import list_prefix
 from arsl_tui.ops.shards import (
     GZIP_LEVEL,
     SHARDS_FORMAT,
@@ -454,7 +460,7 @@ class _Engine:
         pieces: list[str] = []
         pending = 0
         with temporary.open("wb") as handle:
-            for chunk in itertools.chain(manifest_json_chunks(body, self.manifest_id), [None]):
+            for chunk in itertools.chain(manifest_text(body, self.manifest_id), [None]):
                 if chunk is not None:
                     pieces.append(chunk)
                     pending += len(chunk)
@@ -481,21 +487,20 @@ class _Engine:
         try:
             if self.request.mode == "shards":
                 packing = self._start_packing(report, check_decoding=predicted)
-                # Staged while the workers pack the first shards: it is sent last, and writing it takes seconds.
+                # Staged while the workers pack the first shards: writing it takes a second.
                 manifest_item = self._stage_manifest(manifest_body.pop(), prefix)
                 try:
-                    items = self._send_shards(packing, prefix, manifest_item, len(report.manifest.images))
+                    items = self._send_shards(packing, prefix, _staged(manifest_item), len(report.manifest.images))
                 except ShardCheckFailed as failed:
                     self._phase("verifying", f"{failed}; validating every image in full")
                     self._discard_prediction(self._full_report(), prefix, manifest_item)
             else:
                 manifest_item = self._stage_manifest(manifest_body.pop(), prefix)
-                items = self._send_files(report, prefix, manifest_item)
+                items = self._send_files(report, prefix, _staged(manifest_item))
                 if check is not None:
                     self._confirm(check, report, prefix, manifest_item)
-            self._verify(items, prefix)
-            self._phase("finishing", f"writing {MANIFEST_NAME}")
-            self._send(ListSource([(manifest_item, True)]), journaled=False)
+            in_place = self._verify(items, prefix)
+            self._place_manifest(_staged(manifest_item), manifest_item, in_place)
             uploaded = True
         except (_Stop, PackingCancelled):
             return self._finish("cancelled", "")
@@ -510,11 +515,11 @@ class _Engine:
             Path(manifest_item.source).unlink(missing_ok=True)
         return self._finish("done", "")
 
-    def _send_files(self, report: ValidationReport, prefix: str, manifest_item: UploadItem) -> list[UploadItem]:
+    def _send_files(self, report: ValidationReport, prefix: str, staged: UploadItem) -> list[UploadItem]:
         assert self.journal is not None
-        items = file_items(report, prefix)
+        items = [staged, *file_items(report, prefix)]
         states = self.journal.plan(self.job_id, (PlannedObject(item.key, item.md5, item.size) for item in items))
-        self._count_totals(items, manifest_item, states, len(report.manifest.images))
+        self._count_totals(items, states, len(report.manifest.images))
         self._started()
         self._phase("sending")
         work = [(item, states[item.key] == "sent") for item in items if states[item.key] != "confirmed"]
@@ -523,18 +528,17 @@ class _Engine:
         self._send(ListSource(work))
         return items
 
-    def _send_shards(
-        self, packing: ShardPacking, prefix: str, manifest_item: UploadItem, images: int
-    ) -> list[UploadItem]:
-        """Send each shard as soon as it is packed, then `shards.json`; returns every object sent or skipped."""
+    def _send_shards(self, packing: ShardPacking, prefix: str, staged: UploadItem, images: int) -> list[UploadItem]:
+        """Send the staged manifest and each shard as soon as it is packed, then `shards.json`; returns every
+        object sent or skipped."""
         assert self.journal is not None
         tally = self.tally
         tally.files_total = images
         tally.objects_total = packing.shards_total + 2  # the shards, shards.json and the manifest
-        tally.bytes_total = manifest_item.size
         source = ShardSource(
             packing,
             prefix,
+            first=[staged],
             journal=self.journal,
             job_id=self.job_id,
             run_id=self.run_id,
@@ -732,13 +736,11 @@ class _Engine:
         packing.start()
         return packing
 
-    def _count_totals(
-        self, items: list[UploadItem], manifest_item: UploadItem, states: dict[str, str], images: int
-    ) -> None:
+    def _count_totals(self, items: list[UploadItem], states: dict[str, str], images: int) -> None:
         tally = self.tally
         tally.files_total = images
-        tally.objects_total = len(items) + 1
-        tally.bytes_total = sum(item.size for item in items) + manifest_item.size
+        tally.objects_total = len(items)
+        tally.bytes_total = sum(item.size for item in items)
         for item in items:
             if states[item.key] == "confirmed":
                 tally.objects_done += 1
@@ -755,20 +757,21 @@ class _Engine:
         )
         self.meter.add(time.monotonic(), 0)
 
-    def _verify(self, items: list[UploadItem], prefix: str) -> None:
-        """List the prefix until it holds exactly the planned objects (re-sending what is missing or wrong)."""
+    def _verify(self, items: list[UploadItem], prefix: str) -> bool:
+        """List the prefix until it holds exactly the planned objects (re-sending what is missing or wrong);
+        True when `manifest.json` is there already, as the staged manifest (an earlier run got that far)."""
         assert self.journal is not None
         expected = {item.key: item for item in items}
         for round_number in range(1, _VERIFY_ROUNDS + 1):
             self._phase("verifying", f"listing {prefix}")
-            wrong, extras, reasons = self._retrying(prefix, lambda: self._scan(prefix, expected))
+            wrong, extras, reasons, in_place = self._retrying(prefix, lambda: self._scan(prefix, expected))
             for key in extras:
                 self._retrying(key, lambda key=key: self.store.delete(key))  # type: ignore[misc]
             if extras:
                 shown = ", ".join(extras[:5]) + (f" and {len(extras) - 5} more" if len(extras) > 5 else "")
                 self._phase("verifying", f"removed {len(extras)} unexpected object(s): {shown}")
             if not wrong:
-                return
+                return in_place
             if round_number == _VERIFY_ROUNDS:
                 raise _Failure(
                     f"the store still lacks or holds wrong copies of {len(wrong)} object(s) after "
@@ -785,9 +788,11 @@ class _Engine:
                 tally.files_done -= item.files
             self._phase("sending", f"re-sending {len(wrong)} object(s)")
             self._send(ListSource([(expected[key], False) for key in wrong]))
+        raise AssertionError("unreachable: the last round returns or raises")
 
-    def _scan(self, prefix: str, expected: dict[str, UploadItem]) -> tuple[list[str], list[str], dict[str, str]]:
-        """(planned keys missing or wrong, unexpected keys, what is wrong with each planned key) under the prefix."""
+    def _scan(self, prefix: str, expected: dict[str, UploadItem]) -> tuple[list[str], list[str], dict[str, str], bool]:
+        """(planned keys missing or wrong, unexpected keys, what is wrong with each planned key, whether
+        `manifest.json` holds the staged manifest already) under the prefix."""
         other_mode = (
             (f"{prefix}shards/", prefix + SHARDS_INDEX_NAME) if self.request.mode == "files" else (f"{prefix}files/",)
         )
@@ -795,7 +800,8 @@ class _Engine:
         wrong: list[str] = []
         extras: list[str] = []
         reasons: dict[str, str] = {}
-        for info in self.store.list(prefix):
+        manifest: ObjectInfo | None = None
+        for info in list_prefix(self.store, prefix, expected):
             item = expected.get(info.key)
             if item is not None:
                 unseen.discard(info.key)
@@ -805,12 +811,26 @@ class _Engine:
                         f"the store holds {info.size} bytes, MD5 {info.md5 or 'unknown'}; expected "
                         f"{item.size} bytes, MD5 {item.md5}"
                     )
-            elif info.key == prefix + MANIFEST_NAME or info.key.startswith(other_mode):
-                continue  # the manifest is checked when written; the other mode's objects are not ours to judge
+            elif info.key == prefix + MANIFEST_NAME:
+                manifest = info  # checked against the staged manifest below, and written only from it
+            elif info.key.startswith(other_mode):
+                continue  # the other mode's objects are not ours to judge
             else:
                 extras.append(info.key)
+        staged = expected.get(prefix + STAGED_MANIFEST_NAME)
+        in_place = staged is not None and manifest is not None and self._matches(manifest, staged)
+        if in_place and staged is not None:
+            unseen.discard(staged.key)  # copied into place and removed by an earlier run: nothing left to do
         reasons.update((key, "missing") for key in unseen)
-        return sorted(unseen) + wrong, extras, reasons
+        return sorted(unseen) + wrong, extras, reasons, in_place
+
+    def _place_manifest(self, staged: UploadItem, manifest_item: UploadItem, in_place: bool) -> None:
+        """Make the data set complete: copy the staged manifest to `manifest.json` in the store (one request,
+        no bytes over the link), then remove the staged copy."""
+        if not in_place:
+            self._phase("finishing", f"copying {STAGED_MANIFEST_NAME} to {MANIFEST_NAME}")
+            self._retrying(manifest_item.key, lambda: self.store.copy(staged.key, manifest_item.key, manifest_item.md5))
+        self._retrying(staged.key, lambda: self.store.delete(staged.key))
 
     def _matches(self, info: ObjectInfo | None, item: UploadItem) -> bool:
         if info is None or info.size != item.size:
@@ -1039,60 +1059,15 @@ def _os_problem(error: OSError) -> str:
     return f"{error.strerror or error}{where}"
 
 
+def _staged(manifest_item: UploadItem) -> UploadItem:
+    """The manifest under its staging key: sent with the data set, copied to `manifest.json` once it is whole."""
+    prefix = manifest_item.key.removesuffix(MANIFEST_NAME)
+    return dataclasses.replace(manifest_item, key=prefix + STAGED_MANIFEST_NAME)
+
+
 def _describe(error: Exception) -> str:
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def manifest_json_chunks(body: dict[str, Any], identifier: str) -> Iterator[str]:
-    """The text of `Manifest.to_json_bytes`, in pieces: the whole string of a 100k-image manifest
-    would cost ~200 MB at once (an indented dump builds it from millions of fragments).
-
-    The image records are written here, a few hundred to a piece, rather than by `json`: with an indent
-    `json` encodes in Python, fragment by fragment (≈ 1 CPU-s for 108k images, on the path to the first
-    shard being sent). Records whose values are not all plain strings and integers go through `json` as
-    before; every other part of the manifest always does, around a placeholder for the records.
-    """
-    whole = {"id": identifier, **body}
-    images = whole.get("images")
-    if not isinstance(images, list) or not images or not all(_plain_record(image) for image in images):
-        yield from json.JSONEncoder(indent=1, ensure_ascii=False).iterencode(whole)
-        yield "\n"
-        return
-    placeholder = f"arsl-images-{uuid.uuid4().hex}"
-    skeleton = json.dumps({**whole, "images": placeholder}, indent=1, ensure_ascii=False)
-    before, found, after = skeleton.partition(json.dumps(placeholder))
-    if not found or placeholder in before + after:  # never with a fresh random placeholder; then json decides
-        yield from json.JSONEncoder(indent=1, ensure_ascii=False).iterencode(whole)
-        yield "\n"
-        return
-    yield before + "["
-    for start in range(0, len(images), _RECORDS_PER_PIECE):
-        yield ("\n  " if start == 0 else ",\n  ") + _records_json(images[start : start + _RECORDS_PER_PIECE])
-    yield "\n ]" + after + "\n"
-
-
-_RECORDS_PER_PIECE = 512
-_FLAT = json.JSONEncoder(ensure_ascii=False, separators=(",\n   ", ": "))
-"""Writes a list of flat records with json's C encoder, each member on a line of its own at the depth of an
-image record's members; `_records_json` then puts each record's braces on lines of their own."""
-
-
-def _plain_record(record: Any) -> bool:
-    """A non-empty dict of str keys whose values are str or int (not bool): what `_records_json` writes."""
-    return (
-        type(record) is dict
-        and bool(record)
-        and all(type(key) is str and type(value) in (str, int) for key, value in record.items())
-    )
-
-
-def _records_json(records: list[dict[str, Any]]) -> str:
-    """Image records exactly as `json.dumps(..., indent=1, ensure_ascii=False)` writes them two levels deep,
-    joined by its separator. Exact because a raw line break appears in the encoder's text only where a
-    separator put it (json escapes one inside a string), so `},<break>   {` is always between two records."""
-    flat = _FLAT.encode(records)  # [{"k": v,<break>   "k": v},<break>   {...}]
-    return "{\n   " + flat[2:-2].replace("},\n   {", "\n  },\n  {\n   ") + "\n  }"
 
 
 def _file_md5(path: Path) -> str:

@@ -1,8 +1,8 @@
 """What an upload sends, and where the engine (`ops.upload`) takes it from as it becomes ready.
 
-A source hands out items to put: `ListSource` for work known in full up front (files mode, the
-manifest, objects a verification found wrong), `ShardSource` for shards as packing finishes them and
-then `shards.json`, each planned in the upload journal on arrival. The engine sends, counts (in an
+A source hands out items to put: `ListSource` for work known in full up front (files mode, objects a
+verification found wrong), `ShardSource` for the staged manifest, then shards as packing finishes them
+and then `shards.json`, each planned in the upload journal on arrival. The engine sends, counts (in an
 `UploadTally` it shares with the source) and verifies; the sources decide what is ready.
 """
 
@@ -117,7 +117,9 @@ class ShardSource:
         run_id: str,
         tally: UploadTally,
         on_phase: Callable[[str, str], None],
+        first: Iterable[UploadItem] = (),
     ) -> None:
+        """`first`: objects known before any shard (the staged manifest), sent ahead of the shards."""
         self._journal = journal
         self._job_id = job_id
         self._run_id = run_id
@@ -132,6 +134,7 @@ class ShardSource:
         estimates = packing.planned_bytes()
         tally.bytes_total += sum(estimates.values())
         self._estimates = estimates
+        self._admit(list(first), initial=True)
         if packing.reused is not None:
             self._admit(self._shard_items(packing.reused.shards), initial=True)
             self._admit_index()

@@ -27,7 +27,7 @@ from arsl_tui.config import HuaweiSettings, Settings, StorageSettings, UploadSet
 from arsl_tui.domain.ports import ObjectNotFound, PermanentStoreError, TransientStoreError
 from arsl_tui.providers.huawei.credentials import Credentials
 from arsl_tui.providers.huawei.obs import MIB, ObsObjectStore
-from tests.fixtures.obs_contract import MAX_CLOCK_SKEW_S, ObsContractServer, loopback_dns, string_to_sign
+from tests.fixtures.obs_contract import MAX_CLOCK_SKEW_S, ObsContractServer, loopback_dns, sign, string_to_sign
 from tests.providers.conftest import FAKE_CREDENTIALS
 
 BUCKET = "arsl-ml"
@@ -253,6 +253,206 @@ def test_multipart_rules_of_the_api_reference(obs: ObsContractServer) -> None:
         assert key not in obs.objects(BUCKET) and obs.pending_uploads() == {}
     finally:
         client.close()
+
+
+# --- copy: the staged manifest made final with one server-side request -----------------------------
+
+
+def test_copy_is_one_put_with_the_copy_source_header_and_no_body(obs: ObsContractServer, open_store: Any) -> None:
+    store = open_store()
+    manifest = b'{"shards": ["shard-0001.tar"]}\n'
+    store.put_bytes("datasets/d9/.manifest.json.staged", manifest, md5_hex(manifest))
+    store.put_bytes("datasets/d9/manifest.json", b"an older one", md5_hex(b"an older one"))
+    seen_before = len(obs.requests)
+
+    copied = store.copy("datasets/d9/.manifest.json.staged", "datasets/d9/manifest.json", md5_hex(manifest))
+
+    assert (copied.key, copied.size, copied.md5, copied.etag) == (
+        "datasets/d9/manifest.json",
+        len(manifest),
+        md5_hex(manifest),
+        md5_hex(manifest),
+    )
+    head, put = obs.requests[seen_before:]
+    assert (head.method, head.target, head.status) == ("HEAD", "/datasets/d9/.manifest.json.staged", 200)
+    assert (put.method, put.target, put.status, put.code) == ("PUT", "/datasets/d9/manifest.json", 200, None)
+    assert put.copy_source == f"/{BUCKET}/datasets/d9/.manifest.json.staged"
+    assert put.body_size == 0 and not put.content_md5, "no bytes travel with a copy"
+    assert put.authorization_scheme == "OBS" and put.expected_string_to_sign is not None
+    assert f"\nx-obs-copy-source:/{BUCKET}/datasets/d9/.manifest.json.staged\n" in put.expected_string_to_sign
+    assert f"\nx-obs-copy-source-if-match:{md5_hex(manifest)}\n" in put.expected_string_to_sign
+    assert obs.objects(BUCKET)["datasets/d9/manifest.json"].data == manifest
+    assert store.get_bytes("datasets/d9/manifest.json") == manifest
+
+
+def test_copy_of_a_key_that_needs_encoding_is_signed_as_sent(obs: ObsContractServer, open_store: Any) -> None:
+    store = open_store()
+    store.put_bytes("datasets/عين/with space+.staged", b"x", md5_hex(b"x"))
+    store.copy("datasets/عين/with space+.staged", "datasets/عين/final json", md5_hex(b"x"))
+    assert obs.objects(BUCKET)["datasets/عين/final json"].data == b"x"
+    assert all(seen.status == 200 for seen in obs.requests)
+
+
+def test_copy_of_a_multipart_source_is_confirmed_by_a_head(
+    obs: ObsContractServer, open_store: Any, tmp_path: Path
+) -> None:
+    store = open_store()
+    source = tmp_path / "big.bin"
+    data = os.urandom(6 * MIB)
+    source.write_bytes(data)
+    stored = store.put_file("datasets/d9/big.staged", source, md5_hex(data))
+    assert stored.etag is not None and stored.etag.endswith("-2")
+    seen_before = len(obs.requests)
+
+    copied = store.copy("datasets/d9/big.staged", "datasets/d9/big.bin", md5_hex(data))
+
+    assert (copied.size, copied.md5, copied.etag) == (len(data), md5_hex(data), stored.etag)
+    assert [(seen.method, seen.target) for seen in obs.requests[seen_before:]] == [
+        ("HEAD", "/datasets/d9/big.staged"),
+        ("PUT", "/datasets/d9/big.bin"),
+        ("HEAD", "/datasets/d9/big.bin"),
+    ]
+    assert obs.objects(BUCKET)["datasets/d9/big.bin"].metadata == {"arsl-md5": md5_hex(data)}, "metadata copied"
+
+
+def test_copy_of_a_missing_source_is_a_permanent_error_naming_it(obs: ObsContractServer, open_store: Any) -> None:
+    store = open_store()
+    store.put_bytes("datasets/d9/manifest.json", b"kept", md5_hex(b"kept"))
+
+    with pytest.raises(PermanentStoreError, match=r"no object 'datasets/d9/\.manifest\.json\.staged'") as refused:
+        store.copy("datasets/d9/.manifest.json.staged", "datasets/d9/manifest.json", md5_hex(b"kept"))
+
+    assert (refused.value.code, refused.value.status) == ("NoSuchKey", 404)
+    assert not refused.value.transient
+    assert obs.objects(BUCKET)["datasets/d9/manifest.json"].data == b"kept"
+    assert [seen.method for seen in obs.requests][-1] == "HEAD", "no copy is sent for a source that is not there"
+
+
+def test_a_copy_of_other_content_leaves_the_key_as_it_was(obs: ObsContractServer, open_store: Any) -> None:
+    store = open_store()
+    store.put_bytes("datasets/d9/.manifest.json.staged", b"a stale manifest", md5_hex(b"a stale manifest"))
+    store.put_bytes("datasets/d9/manifest.json", b"kept", md5_hex(b"kept"))
+
+    with pytest.raises(TransientStoreError, match="left as it was") as refused:
+        store.copy("datasets/d9/.manifest.json.staged", "datasets/d9/manifest.json", md5_hex(b"the new manifest"))
+
+    assert refused.value.code == "NotConfirmed"
+    assert obs.objects(BUCKET)["datasets/d9/manifest.json"].data == b"kept"
+    assert not [seen for seen in obs.requests if seen.copy_source is not None]
+
+
+@pytest.mark.parametrize("race", ["deleted", "replaced"])
+def test_a_source_changed_between_the_check_and_the_copy_is_refused_by_the_server(
+    obs: ObsContractServer, open_store: Any, monkeypatch: pytest.MonkeyPatch, race: str
+) -> None:
+    store = open_store()
+    staged = "datasets/d9/.manifest.json.staged"
+    store.put_bytes(staged, b"checked", md5_hex(b"checked"))
+    checked = store.head(staged)
+    store.put_bytes("datasets/d9/manifest.json", b"kept", md5_hex(b"kept"))
+    if race == "deleted":
+        store.delete(staged)
+    else:
+        store.put_bytes(staged, b"swapped in", md5_hex(b"swapped in"))
+    monkeypatch.setattr(store, "head", lambda key: checked if key == staged else None)  # what the check saw
+
+    with pytest.raises((PermanentStoreError, TransientStoreError)) as refused:
+        store.copy(staged, "datasets/d9/manifest.json", md5_hex(b"checked"))
+
+    copy = obs.requests[-1]
+    assert copy.copy_source is not None
+    if race == "deleted":
+        assert (copy.status, copy.code) == (404, "NoSuchKey")
+        assert isinstance(refused.value, PermanentStoreError) and refused.value.code == "NoSuchKey"
+        assert staged in str(refused.value)
+    else:
+        assert (copy.status, copy.code) == (412, "PreconditionFailed")
+        assert isinstance(refused.value, TransientStoreError) and refused.value.code == "NotConfirmed"
+    assert obs.objects(BUCKET)["datasets/d9/manifest.json"].data == b"kept"
+
+
+def test_a_source_past_the_single_copy_limit_is_refused_before_any_copy(
+    obs: ObsContractServer, open_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import arsl_tui.providers.huawei.obs as obs_module
+
+    store = open_store()
+    store.put_bytes("datasets/d9/a.bin", b"0123456789", md5_hex(b"0123456789"))
+    monkeypatch.setattr(obs_module, "MAX_COPY_SIZE", 9)
+
+    with pytest.raises(PermanentStoreError, match="one copy may create") as refused:
+        store.copy("datasets/d9/a.bin", "datasets/d9/b.bin", md5_hex(b"0123456789"))
+
+    assert refused.value.code == "EntityTooLarge"
+    assert not [seen for seen in obs.requests if seen.copy_source is not None]
+
+
+def signed_copy(server: ObsContractServer, key: str, headers: dict[str, str], body: bytes = b"") -> tuple[int, bytes]:
+    """A copy request signed by hand (OBS signature), for what the SDK never sends: a body, a bad source."""
+    sent = {"Date": formatdate(usegmt=True), **headers}
+    if body:
+        sent["Content-Type"] = "application/octet-stream"
+    text = string_to_sign("PUT", list(sent.items()), BUCKET, f"/{key}", [])
+    sent["Authorization"] = f"OBS {FAKE_CREDENTIALS.access_key}:{sign(FAKE_CREDENTIALS.secret_key, text)}"
+    sent["Host"] = f"{BUCKET}.{server.endpoint_host}"
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        connection.request("PUT", f"/{key}", body=body, headers=sent)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_copy_rules_of_the_api_reference(obs: ObsContractServer, open_store: Any) -> None:
+    store = open_store()
+    store.put_bytes("datasets/d9/src", b"0123456789", md5_hex(b"0123456789"))
+    source = f"/{BUCKET}/datasets/d9/src"
+
+    # obs_04_0082: the request carries no message body.
+    assert signed_copy(obs, "datasets/d9/dst", {"x-obs-copy-source": source}, b"a body")[0] == 400
+    # The copy source names the bucket and the object.
+    for bad in (f"/{BUCKET}", f"/{BUCKET}/", "/", f"{BUCKET}"):
+        status, answer = signed_copy(obs, "datasets/d9/dst", {"x-obs-copy-source": bad})
+        assert (status, b"<Code>InvalidArgument</Code>" in answer) == (400, True), bad
+    # A missing source object or bucket: 404.
+    status, answer = signed_copy(obs, "datasets/d9/dst", {"x-obs-copy-source": f"/{BUCKET}/datasets/d9/none"})
+    assert (status, b"<Code>NoSuchKey</Code>" in answer) == (404, True)
+    status, answer = signed_copy(obs, "datasets/d9/dst", {"x-obs-copy-source": "/no-such-bucket/datasets/d9/src"})
+    assert (status, b"<Code>NoSuchBucket</Code>" in answer) == (404, True)
+    # The metadata directive is COPY or REPLACE; an object copied onto itself needs REPLACE.
+    assert (
+        signed_copy(obs, "datasets/d9/dst", {"x-obs-copy-source": source, "x-obs-metadata-directive": "MOVE"})[0] == 400
+    )
+    assert signed_copy(obs, "datasets/d9/src", {"x-obs-copy-source": source})[0] == 400
+    # The source's ETag must match x-obs-copy-source-if-match: else 412.
+    status, answer = signed_copy(
+        obs, "datasets/d9/dst", {"x-obs-copy-source": source, "x-obs-copy-source-if-match": md5_hex(b"other")}
+    )
+    assert (status, b"<Code>PreconditionFailed</Code>" in answer) == (412, True)
+    # At most 5 GB in one copy (lowered here, so the test needs no 5 GB object).
+    obs.max_copy_size = 9
+    status, answer = signed_copy(obs, "datasets/d9/dst", {"x-obs-copy-source": source})
+    assert (status, b"<Code>EntityTooLarge</Code>" in answer) == (400, True)
+    obs.max_copy_size = 10
+    status, answer = signed_copy(obs, "datasets/d9/dst", {"x-obs-copy-source": source})
+    assert status == 200 and b"<CopyObjectResult" in answer and md5_hex(b"0123456789").encode() in answer
+
+    assert set(obs.objects(BUCKET)) == {"datasets/d9/src", "datasets/d9/dst"}
+
+
+def test_the_sdk_reads_the_copy_answer_and_its_refusals(obs: ObsContractServer) -> None:
+    client = raw_client(obs)
+    try:
+        assert client.putContent(BUCKET, "datasets/d9/src", content=b"abc").status == 200
+        copied = client.copyObject(BUCKET, "datasets/d9/src", BUCKET, "datasets/d9/dst")
+        missing = client.copyObject(BUCKET, "datasets/d9/none", BUCKET, "datasets/d9/dst2")
+    finally:
+        client.close()
+    assert copied.status == 200
+    assert copied.body.etag.strip('"') == md5_hex(b"abc") and copied.body.lastModified
+    assert (missing.status, missing.errorCode) == (404, "NoSuchKey")
+    assert "datasets/d9/dst2" not in obs.objects(BUCKET)
 
 
 # --- what the server refuses (so its checks can fail) ----------------------------------------------

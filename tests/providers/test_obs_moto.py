@@ -117,6 +117,39 @@ def test_big_file_goes_multipart_and_head_reports_its_md5(moto_endpoint: str, mo
         store.put_file("datasets/d4/shards/shard-000001.tar", source, md5_hex(b"something else"))
 
 
+def test_a_copy_through_the_sdk_lands_with_the_right_bytes(
+    moto_endpoint: str, moto_bucket: str, tmp_path: Path
+) -> None:
+    store = make_store(moto_endpoint, moto_bucket, tmp_path / "cp", multipart_threshold=5 * MIB, part_size=5 * MIB)
+    manifest = b'{"shards": ["shard-000000.tar"]}\n'
+    store.put_bytes("datasets/d5/.manifest.json.staged", manifest, md5_hex(manifest))
+    store.put_bytes("datasets/d5/manifest.json", b"an older one", md5_hex(b"an older one"))
+
+    copied = store.copy("datasets/d5/.manifest.json.staged", "datasets/d5/manifest.json", md5_hex(manifest))
+
+    assert (copied.size, copied.md5) == (len(manifest), md5_hex(manifest))
+    assert store.get_bytes("datasets/d5/manifest.json") == manifest
+    store.delete("datasets/d5/.manifest.json.staged")
+    head = store.head("datasets/d5/manifest.json")
+    assert head is not None and (head.size, head.md5) == (len(manifest), md5_hex(manifest))
+
+    # A multipart source: its ETag is no MD5, so the copy is confirmed by its `arsl-md5` metadata.
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(6 * MIB))
+    expected = md5_hex(source.read_bytes())
+    store.put_file("datasets/d5/big.staged", source, expected)
+    big = store.copy("datasets/d5/big.staged", "datasets/d5/big.bin", expected)
+    assert (big.size, big.md5) == (6 * MIB, expected)
+    assert md5_hex(store.get_bytes("datasets/d5/big.bin")) == expected
+
+    with pytest.raises(PermanentStoreError, match="no object 'datasets/d5/none'") as missing:
+        store.copy("datasets/d5/none", "datasets/d5/manifest.json", md5_hex(manifest))
+    assert missing.value.code == "NoSuchKey"
+    with pytest.raises(TransientStoreError, match="left as it was"):
+        store.copy("datasets/d5/big.staged", "datasets/d5/manifest.json", md5_hex(manifest))
+    assert store.get_bytes("datasets/d5/manifest.json") == manifest
+
+
 # The child process: uploads one big file through ObsObjectStore; in "kill" mode it dies (os._exit)
 # from the progress callback part-way through; in "resume" mode it records which parts it sends.
 CHILD = r"""

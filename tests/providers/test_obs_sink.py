@@ -154,3 +154,49 @@ def test_the_sink_runs_as_a_process_printing_its_port_first(tmp_path: Path) -> N
         _out, errors = process.communicate(timeout=30)
     assert process.returncode == 0
     assert json.loads(errors.strip().splitlines()[-1])["put_object"] == 1
+
+
+def test_a_copy_lands_server_side_with_the_right_bytes(tmp_path: Path) -> None:
+    # A bandwidth cap of 10 kB/s: were the copy's 400 kB charged to the link, it would take 40 s.
+    data = os.urandom(400_000)
+    with S3Sink(buckets=[BUCKET], bandwidth_bytes_per_s=10_000, store_dir=tmp_path / "blobs") as slow:
+        store = make_store(slow.endpoint, tmp_path)
+        store.put_bytes("datasets/d1/.manifest.json.staged", b"x", md5_hex(b"x"))
+        slow.corrupt_object(BUCKET, "datasets/d1/.manifest.json.staged", data, keep_etag=False)  # 400 kB in place
+        store.put_bytes("datasets/d1/manifest.json", b"old", md5_hex(b"old"))
+
+        started = time.monotonic()
+        copied = store.copy("datasets/d1/.manifest.json.staged", "datasets/d1/manifest.json", md5_hex(data))
+        assert time.monotonic() - started < 5.0, "a server-side copy sends no bytes over the link"
+
+        assert (copied.size, copied.md5, copied.etag) == (len(data), md5_hex(data), md5_hex(data))
+        store.delete("datasets/d1/.manifest.json.staged")
+        assert slow.objects(BUCKET) == {"datasets/d1/manifest.json": (len(data), md5_hex(data))}
+        assert slow.read_object(BUCKET, "datasets/d1/manifest.json") == data, "the copy outlives its source"
+        assert slow.stats()["copy_object"] == 1
+
+
+def test_a_copy_is_refused_for_a_missing_or_other_source(sink: S3Sink, tmp_path: Path) -> None:
+    store = make_store(sink.endpoint, tmp_path)
+    store.put_bytes("final", b"kept", md5_hex(b"kept"))
+    with pytest.raises(PermanentStoreError, match="no object 'staged'") as missing:
+        store.copy("staged", "final", md5_hex(b"kept"))
+    assert (missing.value.code, missing.value.status) == ("NoSuchKey", 404)
+    store.put_bytes("staged", b"stale", md5_hex(b"stale"))
+    with pytest.raises(TransientStoreError, match="left as it was"):
+        store.copy("staged", "final", md5_hex(b"fresh"))
+    assert sink.read_object(BUCKET, "final") == b"kept"
+    assert sink.stats()["copy_object"] == 0, "both are refused before a copy is sent"
+
+
+def test_a_failed_copy_is_transient(sink: S3Sink, tmp_path: Path) -> None:
+    store = make_store(sink.endpoint, tmp_path)
+    store.put_bytes("staged", b"m", md5_hex(b"m"))
+    checked = store.head("staged")
+    sink.set_faults(Faults(fail_503=1.0))
+    store.head = lambda key: checked  # type: ignore[method-assign]  # the check passed; the copy meets the 503
+    with pytest.raises(TransientStoreError, match="HTTP 503"):
+        store.copy("staged", "final", md5_hex(b"m"))
+    sink.set_faults(Faults())
+    assert store.copy("staged", "final", md5_hex(b"m")).md5 == md5_hex(b"m")
+    assert sink.read_object(BUCKET, "final") == b"m"

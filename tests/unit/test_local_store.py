@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -86,6 +87,18 @@ def test_listing_is_in_key_order_and_hides_sidecars(store: LocalObjectStore) -> 
     assert list(store.list("a", after="ab")) == []
 
 
+def test_listing_after_any_marker_is_the_full_listing_past_it(store: LocalObjectStore) -> None:
+    # Folders wholly before the marker are skipped unread; this checks that skipping loses and adds nothing.
+    keys = ["d/a/1", "d/a/2", "d/a-b", "d/a0/x", "d/b/c/1", "d/b/c/2", "d/b/d", "d/bb", "d/é/1", "d/z"]
+    for key in keys:
+        store.put_bytes(key, key.encode(), md5(key.encode()))
+    full = [info.key for info in store.list("d/")]
+    assert full == sorted(keys)
+    markers = {*keys, "", "d/", "d/a", "d/a/", "d/a/3", "d/b", "d/b/", "d/b/c", "d/b/c/", "d/b/cz", "d/é", "d/zz", "e"}
+    for marker in sorted(markers):
+        assert [info.key for info in store.list("d/", after=marker)] == [key for key in full if key > marker], marker
+
+
 def test_key_clashing_with_a_folder_is_a_clear_permanent_error(store: LocalObjectStore) -> None:
     store.put_bytes("p/q/r", b"x", md5(b"x"))
     with pytest.raises(PermanentStoreError, match="clashes") as caught:
@@ -162,3 +175,68 @@ def test_concurrent_puts_are_atomic(store: LocalObjectStore) -> None:
     info = store.head("same/key")
     assert info is not None and info.md5 == md5(final), "the recorded MD5 describes the bytes actually there"
     assert {info.key for info in store.list("own/")} == {f"own/{index}" for index in range(8)}
+
+
+# --- copy ------------------------------------------------------------------------------------------
+
+
+def test_copy_gives_an_identical_object_and_replaces_what_the_key_held(store: LocalObjectStore, tmp_path: Path) -> None:
+    manifest = b'{"shards": ["a", "b"]}\n' * 1000
+    store.put_bytes("datasets/d1/.manifest.json.staged", manifest, md5(manifest))
+    store.put_bytes("datasets/d1/manifest.json", b"an older manifest", md5(b"an older manifest"))
+
+    copied = store.copy("datasets/d1/.manifest.json.staged", "datasets/d1/manifest.json", md5(manifest).upper())
+
+    assert (copied.key, copied.size, copied.md5) == ("datasets/d1/manifest.json", len(manifest), md5(manifest))
+    assert store.get_bytes("datasets/d1/manifest.json") == manifest
+    assert store.head("datasets/d1/manifest.json") == copied
+    assert store.get_bytes("datasets/d1/.manifest.json.staged") == manifest, "the source stays"
+    # The recorded MD5 describes the copy's own file (a fresh store instance trusts it without re-hashing).
+    assert LocalObjectStore(tmp_path / "bucket")._recorded_md5(
+        "datasets/d1/manifest.json", (tmp_path / "bucket" / "datasets/d1/manifest.json").stat()
+    ) == md5(manifest)
+    store.delete("datasets/d1/.manifest.json.staged")
+    assert store.get_bytes("datasets/d1/manifest.json") == manifest, "the copy is its own file, not a link"
+    assert not list((tmp_path / "bucket" / RESERVED_DIR / "tmp").iterdir())
+
+
+def test_copy_of_a_missing_source_is_a_permanent_error_naming_it(store: LocalObjectStore) -> None:
+    store.put_bytes("datasets/d1/manifest.json", b"kept", md5(b"kept"))
+    store.put_bytes("datasets/d1/sub/x", b"x", md5(b"x"))
+    for missing in ("datasets/d1/.manifest.json.staged", "datasets/d1/sub", "datasets/d1/manifest.json/x"):
+        with pytest.raises(PermanentStoreError, match=re.escape(f"no object '{missing}'")) as caught:
+            store.copy(missing, "datasets/d1/manifest.json", md5(b"kept"))
+        assert (caught.value.code, caught.value.status) == ("NoSuchKey", 404)
+    assert store.get_bytes("datasets/d1/manifest.json") == b"kept"
+
+
+def test_copy_with_the_wrong_md5_raises_and_leaves_the_key_as_it_was(store: LocalObjectStore, tmp_path: Path) -> None:
+    store.put_bytes("staged", b"the staged bytes", md5(b"the staged bytes"))
+    store.put_bytes("final", b"what final held", md5(b"what final held"))
+
+    with pytest.raises(TransientStoreError, match="left as it was") as caught:
+        store.copy("staged", "final", md5(b"what the caller expected"))
+    assert caught.value.code == "NotConfirmed"
+    assert md5(b"the staged bytes") in str(caught.value)
+    assert store.get_bytes("final") == b"what final held"
+    with pytest.raises(TransientStoreError, match="left as it was"):
+        store.copy("staged", "new-key", md5(b"what the caller expected"))
+    assert store.head("new-key") is None
+    assert not list((tmp_path / "bucket" / RESERVED_DIR / "tmp").iterdir()), "temporary files are cleaned up"
+
+
+def test_copy_onto_itself_only_checks(store: LocalObjectStore) -> None:
+    info = store.put_bytes("a/b", b"same", md5(b"same"))
+    assert store.copy("a/b", "a/b", md5(b"same")) == info
+    with pytest.raises(TransientStoreError) as caught:
+        store.copy("a/b", "a/b", md5(b"other"))
+    assert caught.value.code == "NotConfirmed"
+    assert store.get_bytes("a/b") == b"same"
+
+
+def test_copy_refuses_unsafe_keys(store: LocalObjectStore) -> None:
+    store.put_bytes("a", b"x", md5(b"x"))
+    for source, target in (("a", "../b"), ("../a", "b"), ("a", f"{RESERVED_DIR}/meta/x")):
+        with pytest.raises(PermanentStoreError) as caught:
+            store.copy(source, target, md5(b"x"))
+        assert caught.value.code == "InvalidKey"

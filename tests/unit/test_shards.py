@@ -19,8 +19,12 @@ from arsl_tui.domain.manifest import ImageRecord, Manifest, SplitPolicy
 from arsl_tui.ops.dataset import ValidationReport, validate_dataset
 from arsl_tui.ops.shards import (
     SHARDS_INDEX_NAME,
+    TAIL_SHARE,
     PackingCancelled,
     ShardError,
+    _image_extension,
+    _sample_bytes,
+    _sample_members,
     build_shards,
     load_shard_set,
     parse_index,
@@ -192,8 +196,8 @@ def test_a_build_left_by_a_killed_process_is_removed_and_a_live_ones_kept(
     assert live.exists()
 
 
-def test_the_first_shards_are_smaller_so_sending_starts_early() -> None:
-    # 6,000 images of 12 KB: about 90 MB of tar, planned without reading a file.
+def test_the_first_and_last_shards_are_smaller_so_the_link_is_busy_early_and_idle_late_only_briefly() -> None:
+    # 30,000 images of 12 KB: about 420 MB of tar, planned without reading a file.
     images = tuple(
         ImageRecord(
             path=f"{ARSL_CLASSES[index % 32]}/img{index:05d}.jpg",
@@ -205,16 +209,41 @@ def test_the_first_shards_are_smaller_so_sending_starts_early() -> None:
             height=64,
             mode="L",
         )
-        for index in range(6000)
+        for index in range(30_000)
     )
     size = 64 << 20
     planned = plan_shards(Manifest(SplitPolicy(), images), size)
     assert [shard_limit(number, size) for number in range(4)] == [size // 16, size // 4, size, size]
     assert [shard.tar_bytes <= shard_limit(shard.number, size) for shard in planned] == [True] * len(planned)
-    first, second, third = (shard.tar_bytes for shard in planned[:3])
-    assert first > size // 16 - 20_000 and second > size // 4 - 20_000, "each takes what its limit allows"
-    assert third > size // 2, "then full shards (the last may be smaller)"
+    sizes = [shard.tar_bytes for shard in planned]
+    assert sizes[0] > size // 16 - 20_000 and sizes[1] > size // 4 - 20_000, "each takes what its limit allows"
+    assert sizes[2] > size - 20_000, "then full shards"
+    tail = sizes[2:]
+    assert tail == sorted(tail, reverse=True), "then shrinking ones"
+    for index, tar_bytes in enumerate(sizes):
+        # The samples still to plan are fewer bytes than the shards that hold them (archive padding).
+        assert tar_bytes <= max(sum(sizes[index:]) // TAIL_SHARE, size // 16) + 2 * 10_240 or index < 2
+    assert max(sizes[-3:]) <= size // 16, "the last shards are no bigger than the first"
     assert sum(len(shard.samples) for shard in planned) == len(images)
     # A small configured size is not cut further: a ramp step under 1 MiB would only add requests.
     assert [shard_limit(number, 4 << 20) for number in range(3)] == [4 << 20, 1 << 20, 4 << 20]
     assert [shard_limit(number, 1 << 20) for number in range(3)] == [1 << 20] * 3
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["ain/a.jpg", "ain/a.JPEG", "ain/b.tar.png", "ain/..jpg", "ain/a..png", "ain/.b.jpg", 'ain/q"u\\o\nte\x01é.jpg'],
+)
+def test_planning_counts_a_sample_exactly_as_packing_writes_it(path: str) -> None:
+    """The plan's fast count of a sample's bytes (no JSON encoded where no value needs an escape) must equal
+    what packing writes, or shards overflow their limit."""
+    md5 = hashlib.md5(path.encode()).hexdigest()
+    image = ImageRecord(path=path, cls="ain", bytes=1500, md5=md5, split="val", width=64, height=64, mode="L")
+    members = _sample_members(path, md5, "ain", "val", b"x" * 1500)
+    assert _sample_bytes(image) == sum(512 + -(-len(data) // 512) * 512 for _, data in members)
+
+
+@pytest.mark.parametrize("path", ["ain/.jpg", "ain/a.", "ain/a.gif", "ain/jpg", "a.b/c"])
+def test_a_path_without_an_image_extension_is_refused_by_name(path: str) -> None:
+    with pytest.raises(ShardError, match=r"extension is not \.jpg, \.jpeg or \.png"):
+        _image_extension(path)

@@ -16,7 +16,7 @@ import pytest
 
 from arsl_tui.config import Settings, load_settings
 from arsl_tui.domain.events import Event, UploadFinished, UploadPhaseChanged, UploadProgressed, UploadRetried
-from arsl_tui.domain.manifest import Manifest, parse_manifest
+from arsl_tui.domain.manifest import Manifest, manifest_text, parse_manifest
 from arsl_tui.domain.ports import ObjectInfo, ObjectStore, PermanentStoreError, TransientStoreError
 from arsl_tui.ops import shards as shards_module
 from arsl_tui.ops.dataset import DatasetError
@@ -28,7 +28,6 @@ from arsl_tui.ops.upload import (
     dataset_prefix,
     last_uploaded_dataset,
     list_upload_runs,
-    manifest_json_chunks,
     resumable_run,
     run_upload,
 )
@@ -470,12 +469,29 @@ def test_missing_and_empty_folders_are_refused(tmp_path: Path) -> None:
 
 def test_the_staged_manifest_is_byte_identical_to_the_manifests_own_json(tiny_dataset: Path, tmp_path: Path) -> None:
     manifest = validated(make_settings(tmp_path), tiny_dataset)
-    assert "".join(manifest_json_chunks(manifest.body(), manifest.id)).encode() == manifest.to_json_bytes()
+    assert "".join(manifest_text(manifest.body(), manifest.id)).encode() == manifest.to_json_bytes()
+    lines = manifest.to_json_bytes().decode().splitlines()
+    start = lines.index(' "images": [')
+    assert [json.loads(line.rstrip(",")) for line in lines[start + 1 : start + 1 + len(manifest.images)]] == [
+        image.to_json() for image in manifest.images
+    ], "one image record per line"
 
 
-_HOSTILE = 'ain/q"uote\\back\nline\t\u2028é\x01},\n   {.jpg'
-"""A string with everything the fast manifest writer must leave to json: escapes, a line break, the text
-that separates two records, non-ASCII and a control character."""
+_HOSTILE = 'ain/q"uote\\back\nline\t\u2028é\x01},\n{"a",\n"b.jpg'
+"""A string with everything the fast manifest writer must leave to json: escapes, a line break, the texts
+that separate two records and two members, non-ASCII and a control character."""
+
+
+def _manifest_text_reference(body: dict[str, Any], identifier: str) -> str:
+    """manifest.json as its format says, written slowly: indented JSON with one line per image record."""
+    members = []
+    for key, value in {"id": identifier, **body}.items():
+        if key == "images" and isinstance(value, list) and value:
+            text = "[\n" + ",\n".join("  " + json.dumps(record, ensure_ascii=False) for record in value) + "\n ]"
+        else:
+            text = json.dumps(value, indent=1, ensure_ascii=False).replace("\n", "\n ")
+        members.append(f" {json.dumps(key, ensure_ascii=False)}: {text}")
+    return "{\n" + ",\n".join(members) + "\n}\n"
 
 
 @pytest.mark.parametrize(
@@ -500,9 +516,10 @@ that separates two records, non-ASCII and a control character."""
     ],
     ids=["hostile-strings", "many-pieces", "lookalike-keys", "no-images", "float", "bool", "nested"],
 )
-def test_the_manifest_text_is_jsons_own_for_any_body(body: dict[str, Any]) -> None:
-    expected = json.dumps({"id": "abc", **body}, indent=1, ensure_ascii=False) + "\n"
-    assert "".join(manifest_json_chunks(body, "abc")) == expected
+def test_the_manifest_text_is_its_formats_for_any_body(body: dict[str, Any]) -> None:
+    text = "".join(manifest_text(body, "abc"))
+    assert text == _manifest_text_reference(body, "abc")
+    assert json.loads(text) == {"id": "abc", **body}
 
 
 def test_completions_are_journaled_in_batches_while_every_sender_is_busy(
@@ -529,7 +546,7 @@ def test_completions_are_journaled_in_batches_while_every_sender_is_busy(
     outcome = run_upload(settings, UploadRequest(dataset, mode="files", concurrency=16), store=store)
     assert outcome.status == "done" and outcome.objects_sent == 32 * 20 + 1
     assert transactions["all"] < outcome.objects_sent / 4, transactions
-    assert journal_states(settings) == Counter({"confirmed": 32 * 20})
+    assert journal_states(settings) == Counter({"confirmed": 32 * 20 + 1}), "every image and the staged manifest"
     assert_store_matches(store.inner, settings, validated(settings, dataset), "files")
 
 
@@ -553,8 +570,8 @@ def test_a_shards_run_resumes_with_only_the_shards_not_yet_confirmed(
     first_store = DeniedAfterOneShard(inner)
     first = run_upload(settings, UploadRequest(dataset, mode="shards", concurrency=1), store=first_store)
     assert first.status == "failed" and "AccessDenied" in first.error
-    assert first.objects_sent == 1
-    assert journal_states(settings)["confirmed"] == 1, "the journal learns each shard's MD5 as it is packed"
+    assert first.objects_sent == 2, "the staged manifest, then one shard"
+    assert journal_states(settings)["confirmed"] == 2, "the journal learns each shard's MD5 as it is packed"
 
     second_store = Wrapper(inner)
     events: list[Event] = []
@@ -566,19 +583,20 @@ def test_a_shards_run_resumes_with_only_the_shards_not_yet_confirmed(
     prefix = dataset_prefix(settings, manifest.id)
     shards = shard_keys(inner, prefix)
     assert len(shards) == 3
-    assert (second.objects_sent, second.objects_skipped) == (len(shards) - 1 + 2, 1)  # + shards.json, manifest
+    # The shards left and shards.json are sent; the confirmed shard and the staged manifest are not.
+    assert (second.objects_sent, second.objects_skipped) == (len(shards) - 1 + 1, 2)
     assert not first_store.puts.keys() & second_store.puts.keys(), "the confirmed shard is not sent again"
     progress = [event for event in events if isinstance(event, UploadProgressed)]
-    assert [event.objects_done for event in progress] == list(range(1, len(shards) + 3))
+    assert [event.objects_done for event in progress] == list(range(2, len(shards) + 3))
     assert progress[-1].bytes_total == sum(info.size for info in inner.list(prefix)), "the byte total ends exact"
     assert_store_matches(inner, settings, manifest, "shards")
 
     # Other shard sizes make other shards under the same keys: what changed is sent, what is gone is removed.
-    resized = make_settings(tmp_path, **{"upload.shard_size_mb": 2})
+    resized = make_settings(tmp_path, **{"upload.shard_size_mb": 32})  # 2 MiB, then the rest
     third = run_upload(resized, UploadRequest(dataset, mode="shards"), store=inner)
     assert third.status == "done", third.error
     assert len(shard_keys(inner, prefix)) == 2
-    assert journal_states(resized) == Counter({"confirmed": 2 + 1}), "the third shard is forgotten, not kept"
+    assert journal_states(resized) == Counter({"confirmed": 2 + 2}), "the third shard is forgotten, not kept"
     assert_store_matches(inner, resized, manifest, "shards")
 
 

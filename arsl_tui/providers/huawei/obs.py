@@ -9,13 +9,14 @@ on purpose: the upload engine owns the retry policy (backoff, jitter, counting r
 
 Integrity: every put sends `Content-MD5` (the server refuses a body that does not match) and the
 returned ETag is compared with the expected MD5; a multipart upload's ETag is compared with the
-MD5-of-part-MD5s computed locally. Every read is checked against the content MD5 (the ETag, or the
-`arsl-md5` metadata of a multipart object), so a body cut short or damaged on the way is an error,
-never data; a transfer cut off mid-body is transient (worth a retry). 429 is transient too; its
-`Retry-After` cannot be honoured here, because the SDK keeps only content-* and x-amz-/x-obs-
-headers of an answer, so the caller's backoff paces the retries. Big files go through `uploadFile`
-with a checkpoint file under the state folder, so an upload killed half-way resumes with the parts
-not yet confirmed.
+MD5-of-part-MD5s computed locally. A server-side copy (`copy`) is checked before it is sent (the
+source's MD5, by a head) and held to the checked source by `x-obs-copy-source-if-match`. Every read
+is checked against the content MD5 (the ETag, or the `arsl-md5` metadata of a multipart object), so a
+body cut short or damaged on the way is an error, never data; a transfer cut off mid-body is transient
+(worth a retry). 429 is transient too; its `Retry-After` cannot be honoured here, because the SDK
+keeps only content-* and x-amz-/x-obs- headers of an answer, so the caller's backoff paces the retries.
+Big files go through `uploadFile` with a checkpoint file under the state folder, so an upload killed
+half-way resumes with the parts not yet confirmed.
 
 Conditional create (`put_if_absent`, what the model registry claims version numbers with): the PUT
 carries both `x-obs-forbid-overwrite: true` (OBS's own header; the server answers 409
@@ -44,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlparse
 
-from obs import ObsClient, PutObjectHeader
+from obs import CopyObjectHeader, ObsClient, PutObjectHeader
 
 from arsl_tui.domain.ports import (
     ObjectInfo,
@@ -81,6 +82,9 @@ _SDK_MAX_PART = 5 * 1024 * MIB
 
 _CUT_TRANSFER = ("premature end of Content-Length", "IncompleteRead")
 """What the SDK (or http.client) says when a body stops before its Content-Length: a transfer cut short."""
+
+MAX_COPY_SIZE = 5 * 1024 * MIB
+"""The largest object one Copy Object request may create (obs_04_0082: "up to 5 GB"; bigger ones copy in parts)."""
 
 _PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
 _COMPOSITE_ETAG = re.compile(r"^[0-9a-f]{32}-\d+$")
@@ -438,6 +442,93 @@ class ObsObjectStore:
                     code="ConditionalCreateUnsupported",
                 )
             self._conditional_verified = True
+
+    def copy(self, source_key: str, key: str, md5_hex: str) -> ObjectInfo:
+        """Copy Object (OBS API reference obs_04_0082): `PUT /<key>` with `x-obs-copy-source: /<bucket>/<source>`
+        (`x-amz-copy-source` under the v4 signature), no body; the bytes never leave the server.
+
+        A head of the source first: a missing source is refused, other content than `md5_hex` leaves `key`
+        untouched, and a source past the single-copy limit (5 GB) is refused before any request writes.
+        The copy then carries `x-obs-copy-source-if-match: <the source's ETag>`, so a source replaced in
+        between is refused (412) instead of copied. A 200 means only that the server started the copy: it
+        succeeded when the body holds an ETag. That ETag is the content MD5 for a copy of a single-part
+        object; anything else (a multipart source) is confirmed by a head of the copy, whose `arsl-md5`
+        metadata came along (the default metadata directive is COPY).
+        """
+        md5_hex = md5_hex.lower()
+        _b64_md5(md5_hex)
+        source = self.head(source_key)
+        if source is None:
+            raise self._missing_source(source_key, key, None)
+        if source.md5 != md5_hex:
+            raise TransientStoreError(
+                f"OBS copy of {self._target(source_key)} to {key!r}: the source holds content with MD5 "
+                f"{source.md5 or 'unknown'}, not {md5_hex}; {key!r} is left as it was",
+                code="NotConfirmed",
+            )
+        if source_key == key:
+            return source
+        if source.size > MAX_COPY_SIZE:
+            raise PermanentStoreError(
+                f"OBS copy of {self._target(source_key)} to {key!r}: the object has {source.size} bytes, past "
+                f"the {MAX_COPY_SIZE} bytes one copy may create",
+                code="EntityTooLarge",
+            )
+        # The bare ETag: the SDK percent-encodes header values, quotes included.
+        header = CopyObjectHeader(if_match=source.etag) if source.etag else None
+        result = self._call(
+            "copy", key, self._client.copyObject, self._bucket, source_key, self._bucket, key, headers=header
+        )
+        if result.status == 412:
+            raise TransientStoreError(
+                f"OBS copy of {self._target(source_key)} to {key!r}: the source changed since it was checked "
+                f"(its ETag is no longer {source.etag}); {key!r} is left as it was",
+                status=412,
+                code="NotConfirmed",
+                request_id=getattr(result, "requestId", None),
+            )
+        if result.status >= 300:
+            failure = failure_from_obs_result(result, operation="copy", target=self._target(key), secrets=self._secrets)
+            if failure.status == 404 and failure.code in (None, "NoSuchKey"):
+                raise self._missing_source(source_key, key, result)
+            raise self._store_error(failure)
+        etag = _strip_etag(getattr(result.body, "etag", None))
+        if etag is None:
+            raise TransientStoreError(
+                f"OBS copy of {self._target(source_key)} to {key!r}: the answer has no ETag, so the copy did not "
+                "complete (obs_04_0082: only an ETag in the body means success)",
+                status=getattr(result, "status", None),
+                code="NotConfirmed",
+                request_id=getattr(result, "requestId", None),
+            )
+        if etag == md5_hex:
+            return ObjectInfo(key=key, size=source.size, md5=md5_hex, etag=etag)
+        if _md5_of(etag) is not None:
+            raise TransientStoreError(
+                f"OBS copy of {self._target(source_key)} to {key!r}: the server answered ETag {etag}, the MD5 of "
+                f"other content than {md5_hex}",
+                status=getattr(result, "status", None),
+                code="ETagMismatch",
+                request_id=getattr(result, "requestId", None),
+            )
+        copied = self.head(key)
+        if copied is None or copied.md5 != md5_hex or copied.size != source.size:
+            found = "no object" if copied is None else f"MD5 {copied.md5 or 'unknown'}, {copied.size} bytes"
+            raise TransientStoreError(
+                f"OBS copy of {self._target(source_key)} to {key!r}: the copy could not be confirmed (ETag "
+                f"{etag}; the key now shows {found}, expected MD5 {md5_hex}, {source.size} bytes)",
+                code="NotConfirmed",
+                request_id=getattr(result, "requestId", None),
+            )
+        return ObjectInfo(key=key, size=copied.size, md5=md5_hex, etag=copied.etag)
+
+    def _missing_source(self, source_key: str, key: str, result: Any) -> PermanentStoreError:
+        return PermanentStoreError(
+            f"OBS copy to {key!r}: no object {source_key!r} to copy ({self._target(source_key)})",
+            status=404,
+            code="NoSuchKey",
+            request_id=getattr(result, "requestId", None),
+        )
 
     def checkpoint_path(self, key: str) -> Path:
         """Where the multipart checkpoint of `key` lives (stable across processes)."""

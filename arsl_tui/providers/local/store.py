@@ -88,6 +88,51 @@ class LocalObjectStore:
         with source:
             return self._put(key, md5_hex, write)
 
+    def copy(self, source_key: str, key: str, md5_hex: str) -> ObjectInfo:
+        """Copy `source_key` to `key` the way a put writes (temporary file, hashed, fsynced, renamed).
+
+        The source's bytes are hashed on the way; other content than `md5_hex` never reaches `key`.
+        """
+        source_path = self._path(source_key)
+        self._path(key)
+        try:
+            source = source_path.open("rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise PermanentStoreError(
+                f"cannot copy {source_key!r} to {key!r} in {self.location}: no object {source_key!r}",
+                code="NoSuchKey",
+                status=404,
+            ) from None
+        except OSError as error:
+            raise self._os_error(error, "read", source_key) from None
+        with source:
+            if source_key == key:
+                info = self._info(key, source_path, os.fstat(source.fileno()))
+                if info.md5 != md5_hex.lower():
+                    raise self._not_confirmed(source_key, key, info.md5, md5_hex)
+                return info
+            received: list[str] = []
+
+            def write(handle: BinaryIO, digest: _Hash) -> None:
+                while chunk := source.read(_CHUNK):
+                    digest.update(chunk)
+                    handle.write(chunk)
+                received.append(digest.hexdigest())
+
+            try:
+                return self._put(key, md5_hex, write)
+            except TransientStoreError as error:
+                if error.code != "BadDigest" or not received:
+                    raise
+                raise self._not_confirmed(source_key, key, received[0], md5_hex) from None
+
+    def _not_confirmed(self, source_key: str, key: str, found: str | None, md5_hex: str) -> TransientStoreError:
+        return TransientStoreError(
+            f"cannot copy {source_key!r} to {key!r} in {self.location}: the source holds content with MD5 "
+            f"{found}, not {md5_hex}; {key!r} is left as it was",
+            code="NotConfirmed",
+        )
+
     def _put(self, key: str, md5_hex: str, write: _Writer) -> ObjectInfo:
         target = self._path(key)
         temporary = self._tmp_root / uuid.uuid4().hex
@@ -240,10 +285,6 @@ class LocalObjectStore:
 
     def list(self, prefix: str, after: str = "") -> Iterator[ObjectInfo]:
         """Objects whose key starts with `prefix` and sorts after `after`, in key (UTF-8 byte) order."""
-        if after:
-            # Code-point order is UTF-8 byte order; a directory walk has no cheaper way to skip.
-            yield from (info for info in self.list(prefix) if info.key > after)
-            return
         folder, _, name_start = prefix.rpartition("/")
         if folder:
             try:
@@ -254,9 +295,10 @@ class LocalObjectStore:
                 return
         start = self.root / folder if folder else self.root
         key_base = f"{folder}/" if folder else ""
-        yield from self._walk(start, key_base, name_start, top=not folder)
+        yield from self._walk(start, key_base, name_start, after, top=not folder)
 
-    def _walk(self, folder: Path, key_base: str, name_start: str, *, top: bool) -> Iterator[ObjectInfo]:
+    def _walk(self, folder: Path, key_base: str, name_start: str, after: str, *, top: bool) -> Iterator[ObjectInfo]:
+        """Keys under `folder` that sort after `after`, in order. Code-point order is UTF-8 byte order."""
         try:
             entries = list(os.scandir(folder))
         except (FileNotFoundError, NotADirectoryError):
@@ -274,7 +316,12 @@ class LocalObjectStore:
         for _, entry, is_dir in ordered:
             key = key_base + entry.name
             if is_dir:
-                yield from self._walk(Path(entry.path), key + "/", "", top=False)
+                below = key + "/"
+                # Every key below sorts before `after` when `after` is past the folder and not inside it.
+                if not (below < after and not after.startswith(below)):
+                    yield from self._walk(Path(entry.path), below, "", after, top=False)
+                continue
+            if key <= after:
                 continue
             try:
                 status = entry.stat(follow_symlinks=False)
