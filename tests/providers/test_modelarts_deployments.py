@@ -423,11 +423,11 @@ def test_throttling_and_server_errors_leave_the_step_pending_and_retry_once(rig:
     contract.inject("update_infer_deployment", status=429, error_code="APIGW.0308", error_msg="throttled")
     run = rig.tick()
     assert run.phase is Phase.OBSERVING and run.step == 1 and run.busy
-    assert "429" in run.error and "retrying" in run.error
+    assert "HTTP 429" in run.error and "retrying" in run.error
     assert rig.services.weights(service_id) == {"arsl-v1": 90, "arsl-v2": 10}  # unchanged: safe
     contract.inject("show_infer_service", status=500, error_msg="internal error")
     run = rig.tick()
-    assert run.busy and "500" in run.error
+    assert run.busy and "HTTP 500" in run.error
     run = rig.tick()
     assert not run.busy and run.error == ""
     assert rig.services.weights(service_id) == {"arsl-v1": 0, "arsl-v2": 100}
