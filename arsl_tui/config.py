@@ -166,6 +166,8 @@ class UploadSettings:
     max_attempts: int = field(default=8, metadata=_bounded(1, 100))
     backoff_base_s: float = field(default=0.2, metadata=_bounded(0.0, 60))
     backoff_max_s: float = field(default=10.0, metadata=_bounded(0.0, 600))
+    sender_processes: int = field(default=0, metadata=_bounded(0, 16))
+    """Files mode: processes that send the requests (0: automatic, see `ops.upload_senders`; 1: none)."""
 
 
 @dataclass(frozen=True)

@@ -265,7 +265,7 @@ def load_shard_set(folder: Path, manifest_id: str, shard_size_bytes: int) -> Sha
         return None
     for shard in shards:
         try:
-            if _file_md5(folder / shard.name) != shard.md5:
+            if file_md5(folder / shard.name) != shard.md5:
                 return None
         except OSError:
             return None
@@ -658,7 +658,7 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def _file_md5(path: Path) -> str:
+def file_md5(path: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as handle:
         while chunk := handle.read(1 << 20):

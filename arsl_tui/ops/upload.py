@@ -43,7 +43,10 @@ next ones are being packed.
 A shard's MD5 exists only once it is packed, so the journal learns the plan shard by shard — which
 changes none of the above: a shard a killed run confirmed is packed again (byte-identical), found
 confirmed with the same MD5 and skipped. What is ready to send comes from the sources of
-`ops.upload_sources` (a list known up front, or shards as they are packed).
+`ops.upload_sources` (a list known up front, or shards as they are packed). In files mode on a remote
+store, one request per image costs the SDK's CPU more than the link's time: sending processes
+(`ops.upload_senders`) each run whole transfers (`ops.upload_transfer`, the same policy as this process's
+threads) with their own client, and the engine only hands out items and records the answers.
 
 How it stays small: files are streamed by the store, a packing worker holds one image at a time,
 decoding and packing keep at most a couple of tasks per worker queued, and no more than twice the
@@ -57,13 +60,12 @@ import dataclasses
 import errno
 import hashlib
 import itertools
-import random
 import sqlite3
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +82,7 @@ from arsl_tui.domain.events import (
     ignore_events,
 )
 from arsl_tui.domain.manifest import SplitPolicy, manifest_id, manifest_text
-from arsl_tui.domain.ports import ObjectInfo, ObjectStore, StoreError, TransientStoreError
+from arsl_tui.domain.ports import ObjectInfo, ObjectStore
 from arsl_tui.ops.dataset import (
     MANIFEST_NAME,
     STAGED_MANIFEST_NAME,
@@ -106,6 +108,7 @@ from arsl_tui.ops.upload_journal import (
     UploadJournal,
     UploadRunRecord,
 )
+from arsl_tui.ops.upload_senders import SendingProcesses, sending_process_count
 from arsl_tui.ops.upload_sources import (
     ListSource,
     ShardSource,
@@ -115,6 +118,7 @@ from arsl_tui.ops.upload_sources import (
     file_items,
     settle_packing,
 )
+from arsl_tui.ops.upload_transfer import Failure, Stop, Transfer
 from arsl_tui.state.db import StateDB, StateError, StateWriteError, state_path
 
 __all__ = [
@@ -261,14 +265,6 @@ def last_uploaded_dataset(settings: Settings) -> UploadRunRecord | None:
 # -- the engine ----------------------------------------------------------------------------------------
 
 
-class _Stop(Exception):
-    """Sending stops: cancelled by the user, or another object failed for good."""
-
-
-class _Failure(Exception):
-    """A permanent error: the run stops with this message."""
-
-
 class _Mispredicted(Exception):
     """The full validation found what the prediction did not; `report` is the full one."""
 
@@ -337,10 +333,18 @@ class _Engine:
         store: ObjectStore,
         on_event: EventSink,
         control: UploadControl,
+        *,
+        store_from_settings: bool = False,
     ) -> None:
         self.settings = settings
         self.request = request
         self.store = store
+        self.store_from_settings = store_from_settings
+        """`store` is the backend's, built from `settings`: a sending process can build its own."""
+        self.halt = threading.Event()
+        self.transfer = Transfer(store, settings.upload, self.halt, self._retried)
+        self.senders: SendingProcesses | None = None
+        """Files mode's sending processes while they run (see `_sending_processes`)."""
         self.emit = on_event
         self.control = control
         self.run_id = uuid.uuid4().hex[:12]
@@ -349,7 +353,6 @@ class _Engine:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
         self.tally = UploadTally()
         self.meter = _RateMeter()
-        self.halt = threading.Event()
         self.started = time.monotonic()
         self.manifest_id = ""
         self.destination = ""
@@ -495,16 +498,17 @@ class _Engine:
                     self._phase("verifying", f"{failed}; validating every image in full")
                     self._discard_prediction(self._full_report(), prefix, manifest_item)
             else:
-                manifest_item = self._stage_manifest(manifest_body.pop(), prefix)
-                items = self._send_files(report, prefix, _staged(manifest_item))
+                with self._sending_processes(len(report.manifest.images) + 1):
+                    manifest_item = self._stage_manifest(manifest_body.pop(), prefix)
+                    items = self._send_files(report, prefix, _staged(manifest_item))
                 if check is not None:
                     self._confirm(check, report, prefix, manifest_item)
             in_place = self._verify(items, prefix)
             self._place_manifest(_staged(manifest_item), manifest_item, in_place)
             uploaded = True
-        except (_Stop, PackingCancelled):
+        except (Stop, PackingCancelled):
             return self._finish("cancelled", "")
-        except (_Failure, ShardError) as failure:
+        except (Failure, ShardError) as failure:
             return self._finish("failed", str(failure))
         finally:
             # Also on Ctrl-C: stop the packing workers; keep a complete build for the next run, unless the
@@ -514,6 +518,29 @@ class _Engine:
         if manifest_item.source is not None:
             Path(manifest_item.source).unlink(missing_ok=True)
         return self._finish("done", "")
+
+    @contextlib.contextmanager
+    def _sending_processes(self, objects: int) -> Iterator[None]:
+        """Files mode: the requests go out from sending processes while the block runs, if any are due.
+        Started before the manifest is staged, so that their start-up overlaps it."""
+        processes = sending_process_count(self.settings, objects, store_from_settings=self.store_from_settings)
+        if processes <= 1:
+            yield
+            return
+        threads = -(-self.concurrency // processes)
+        try:
+            senders = SendingProcesses(
+                self.settings, self.transfer, processes=processes, threads=threads, on_retry=self._retried
+            )
+        except OSError:  # no process to be had (a process limit, no memory): this process's threads send, as
+            yield  # they do for small uploads, at the cost of speed only
+            return
+        with senders:
+            self.senders = senders
+            try:
+                yield
+            finally:
+                self.senders = None
 
     def _send_files(self, report: ValidationReport, prefix: str, staged: UploadItem) -> list[UploadItem]:
         assert self.journal is not None
@@ -632,10 +659,10 @@ class _Engine:
         """Wait for the full validation; where it finds what the prediction did not, discard the prediction."""
         while not check.wait(_POLL_S):
             if self.control.cancelled:
-                raise _Stop
+                raise Stop
             self._phase_throttled("verifying", "waiting for every image to be decoded before the manifest goes up")
         if check.error is not None:
-            raise _Failure(f"validating {self.request.dataset_dir}: {check.error}")
+            raise Failure(f"validating {self.request.dataset_dir}: {check.error}")
         report = check.report
         assert report is not None
         if not (report.ok and report.manifest == predicted.manifest and report.notes == predicted.notes):
@@ -661,10 +688,10 @@ class _Engine:
             f"sent under {prefix} and starting again from the full validation",
         )
         planned = self.journal.planned_keys(self.job_id)
-        present = [info.key for info in self._retrying(prefix, lambda: list(self.store.list(prefix)))]
+        present = [info.key for info in self.transfer.retrying(prefix, lambda: list(self.store.list(prefix)))]
         doomed = [key for key in present if key in planned]
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="arsl-upload-undo") as pool:
-            for _ in pool.map(lambda key: self._retrying(key, lambda: self.store.delete(key)), doomed):
+            for _ in pool.map(lambda key: self.transfer.retrying(key, lambda: self.store.delete(key)), doomed):
                 pass
         self.journal.discard_job(self.job_id)
         self._discarded = True
@@ -764,16 +791,16 @@ class _Engine:
         expected = {item.key: item for item in items}
         for round_number in range(1, _VERIFY_ROUNDS + 1):
             self._phase("verifying", f"listing {prefix}")
-            wrong, extras, reasons, in_place = self._retrying(prefix, lambda: self._scan(prefix, expected))
+            wrong, extras, reasons, in_place = self.transfer.retrying(prefix, lambda: self._scan(prefix, expected))
             for key in extras:
-                self._retrying(key, lambda key=key: self.store.delete(key))  # type: ignore[misc]
+                self.transfer.retrying(key, lambda key=key: self.store.delete(key))  # type: ignore[misc]
             if extras:
                 shown = ", ".join(extras[:5]) + (f" and {len(extras) - 5} more" if len(extras) > 5 else "")
                 self._phase("verifying", f"removed {len(extras)} unexpected object(s): {shown}")
             if not wrong:
                 return in_place
             if round_number == _VERIFY_ROUNDS:
-                raise _Failure(
+                raise Failure(
                     f"the store still lacks or holds wrong copies of {len(wrong)} object(s) after "
                     f"{_VERIFY_ROUNDS} rounds, e.g. {wrong[0]} ({reasons[wrong[0]]})"
                 )
@@ -805,7 +832,7 @@ class _Engine:
             item = expected.get(info.key)
             if item is not None:
                 unseen.discard(info.key)
-                if not self._matches(info, item):
+                if not self.transfer.matches(info, item):
                     wrong.append(info.key)
                     reasons[info.key] = (
                         f"the store holds {info.size} bytes, MD5 {info.md5 or 'unknown'}; expected "
@@ -818,7 +845,7 @@ class _Engine:
             else:
                 extras.append(info.key)
         staged = expected.get(prefix + STAGED_MANIFEST_NAME)
-        in_place = staged is not None and manifest is not None and self._matches(manifest, staged)
+        in_place = staged is not None and manifest is not None and self.transfer.matches(manifest, staged)
         if in_place and staged is not None:
             unseen.discard(staged.key)  # copied into place and removed by an earlier run: nothing left to do
         reasons.update((key, "missing") for key in unseen)
@@ -829,15 +856,10 @@ class _Engine:
         no bytes over the link), then remove the staged copy."""
         if not in_place:
             self._phase("finishing", f"copying {STAGED_MANIFEST_NAME} to {MANIFEST_NAME}")
-            self._retrying(manifest_item.key, lambda: self.store.copy(staged.key, manifest_item.key, manifest_item.md5))
-        self._retrying(staged.key, lambda: self.store.delete(staged.key))
-
-    def _matches(self, info: ObjectInfo | None, item: UploadItem) -> bool:
-        if info is None or info.size != item.size:
-            return False
-        if info.md5 is None:
-            info = self.store.head(item.key)
-        return info is not None and info.md5 is not None and info.md5.lower() == item.md5
+            self.transfer.retrying(
+                manifest_item.key, lambda: self.store.copy(staged.key, manifest_item.key, manifest_item.md5)
+            )
+        self.transfer.retrying(staged.key, lambda: self.store.delete(staged.key))
 
     # -- sending -------------------------------------------------------------------------------------
 
@@ -849,11 +871,15 @@ class _Engine:
         backlogged = self.concurrency + max(self.concurrency // 2, 1)
         in_flight: dict[Future[bool], UploadItem] = {}
         failure: str | None = None
+        senders_halted = False
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="arsl-upload")
         try:
             while True:
                 if self.control.cancelled or failure is not None:
                     self.halt.set()
+                    if self.senders is not None and not senders_halted:
+                        self.senders.halt()
+                        senders_halted = True
                     for future in in_flight:
                         future.cancel()
                 elif self.control.paused and not in_flight:
@@ -882,26 +908,36 @@ class _Engine:
                             continue  # a shard finished packing: the next `take` hands it out
                         try:
                             done.append((item, future.result()))
-                        except (CancelledError, _Stop):
+                        except (CancelledError, Stop):
                             continue
-                        except _Failure as error:
+                        except Failure as error:
                             failure = failure or str(error)
                         except Exception as error:  # a bug must still stop the run cleanly, with a message
                             failure = failure or f"unexpected error uploading {item.key}: {error!r}"
                 self._record(done, batch, journaled)
                 for item, recheck in batch:
-                    in_flight[pool.submit(self._transfer, item, recheck)] = item
+                    future = (
+                        self.senders.submit(item, recheck)
+                        if self.senders is not None
+                        else pool.submit(self.transfer, item, recheck)
+                    )
+                    in_flight[future] = item
                 if not in_flight and (source.exhausted() or self.halt.is_set()):
                     break
         finally:
             self.halt.set()
+            if self.senders is not None:
+                self.senders.halt()
+                wait(list(in_flight))  # every child answers, a halted transfer at once
             pool.shutdown(wait=True, cancel_futures=True)
             self.halt.clear()
+            if self.senders is not None:
+                self.senders.resume()
         if failure is not None:
             self.tally.errors += 1
-            raise _Failure(failure)
+            raise Failure(failure)
         if self.control.cancelled:
-            raise _Stop
+            raise Stop
 
     def _hold(self) -> None:
         """Paused with nothing in flight: record it, block until resumed or cancelled."""
@@ -970,75 +1006,11 @@ class _Engine:
                 )
             )
 
-    def _transfer(self, item: UploadItem, recheck: bool) -> bool:
-        """In a worker: make `item` confirmed in the store. True if it was sent, False if already there."""
-        if recheck and self._retrying(item.key, lambda: self._matches(self.store.head(item.key), item)):
-            return False
-        self._retrying(item.key, lambda: self._put_confirmed(item))
-        return True
-
-    def _put_confirmed(self, item: UploadItem) -> None:
-        try:
-            if item.data is not None:
-                info = self.store.put_bytes(item.key, item.data, item.md5)
-            else:
-                assert item.source is not None
-                info = self.store.put_file(item.key, Path(item.source), item.md5)
-        except StoreError as error:
-            if error.transient and error.code == "BadDigest" and item.source is not None:
-                self._check_source_unchanged(item)
-            raise
-        if not self._matches(info, item) and not self._matches(self.store.head(item.key), item):
-            raise TransientStoreError(
-                f"the store does not confirm {item.key!r} (MD5 {item.md5}, {item.size} bytes) after the put",
-                code="NotConfirmed",
-            )
-
-    @staticmethod
-    def _check_source_unchanged(item: UploadItem) -> None:
-        assert item.source is not None
-        try:
-            current = _file_md5(Path(item.source))
-        except OSError as error:
-            raise _Failure(f"{item.source}: cannot be read ({error.strerror})") from None
-        if current != item.md5:
-            raise _Failure(
-                f"{item.source} changed since it was validated (MD5 {current}, manifest says "
-                f"{item.md5}); validate and upload again"
-            )
-
-    def _retrying(self, key: str, operation: Callable[[], _T]) -> _T:
-        """Run `operation`, retrying transient failures with exponential backoff and full jitter."""
-        limits = self.settings.upload
-        attempt = 0
-        while True:
-            attempt += 1
-            if self.halt.is_set():
-                raise _Stop
-            try:
-                return operation()
-            except _Failure:
-                self.halt.set()
-                raise
-            except StoreError as error:
-                if not error.transient:
-                    # Halt here, not when the coordinator notices: no other worker may start a request.
-                    self.halt.set()
-                    raise _Failure(f"{key}: {error}") from None
-                problem: Exception = error
-            except (TimeoutError, ConnectionError) as error:
-                problem = error
-            if attempt >= limits.max_attempts:
-                self.halt.set()
-                raise _Failure(f"gave up on {key} after {attempt} attempt(s); last error: {_describe(problem)}")
-            delay = random.uniform(0, min(limits.backoff_max_s, limits.backoff_base_s * 2 ** (attempt - 1)))
-            with self.tally.lock:
-                self.tally.retries += 1
-            self.emit(
-                UploadRetried(run_id=self.run_id, key=key, attempt=attempt, error=_describe(problem), delay_s=delay)
-            )
-            if self.halt.wait(delay):
-                raise _Stop
+    def _retried(self, key: str, attempt: int, error: str, delay_s: float) -> None:
+        """A transfer retries (in a sending thread, or in a sending process's reader)."""
+        with self.tally.lock:
+            self.tally.retries += 1
+        self.emit(UploadRetried(run_id=self.run_id, key=key, attempt=attempt, error=error, delay_s=delay_s))
 
     # -- events --------------------------------------------------------------------------------------
 
@@ -1065,19 +1037,6 @@ def _staged(manifest_item: UploadItem) -> UploadItem:
     return dataclasses.replace(manifest_item, key=prefix + STAGED_MANIFEST_NAME)
 
 
-def _describe(error: Exception) -> str:
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def run_upload(
     settings: Settings,
     request: UploadRequest,
@@ -1095,9 +1054,12 @@ def run_upload(
     opened; once sending starts, failures end in an outcome with status "failed" and the journal kept.
     `on_event` is called from worker threads: consumers must be thread-safe.
     """
+    store_from_settings = store is None
     if store is None:
         from arsl_tui.backends import backend_for
 
         store = backend_for(settings).object_store()
-    engine = _Engine(settings, request, store, on_event, control or UploadControl())
+    engine = _Engine(
+        settings, request, store, on_event, control or UploadControl(), store_from_settings=store_from_settings
+    )
     return engine.run()

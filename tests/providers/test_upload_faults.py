@@ -28,6 +28,7 @@ from tests.conftest import DatasetFactory
 from tests.fixtures.s3sink import Faults, S3Sink
 from tests.fixtures.upload_checks import assert_store_matches
 from tests.providers.conftest import FAKE_CREDENTIALS
+from tests.unit.test_upload_senders import sender_children
 
 BUCKET = "arsl-faults"
 FAULTS = Faults(fail_503=0.10, drop=0.05, drop_after_store=0.03, stall=0.02, stall_s=1.0, seed=20261126)
@@ -171,3 +172,66 @@ def test_a_permanent_error_stops_the_run_at_once_with_a_clear_message(
     refused = sink.stats()["fault_deny"] if case == "denied" else sink.stats()["put_no_such_bucket"]
     assert 1 <= refused <= settings.upload.concurrency
     assert sink.objects(BUCKET) == {}
+
+
+@pytest.fixture
+def sdk_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake credentials where the sending processes find them: the SDK's environment variables."""
+    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", FAKE_CREDENTIALS.access_key)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", FAKE_CREDENTIALS.secret_key)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_PROJECT_ID", "project-under-test")
+
+
+def sending_settings(tmp_path: Path, sink: S3Sink) -> Settings:
+    """The Huawei backend's own store, opened from the settings in two sending processes."""
+    return make_settings(
+        tmp_path,
+        backend="huawei",
+        **{"huawei.obs_endpoint": sink.endpoint, "huawei.timeout_s": CLIENT_TIMEOUT_S, "upload.sender_processes": 2},
+    )
+
+
+@pytest.mark.usefixtures("sdk_environment")
+def test_sending_processes_complete_exactly_through_drops_stalls_and_503s(
+    sink: S3Sink, make_dataset: DatasetFactory, tmp_path: Path
+) -> None:
+    dataset = make_dataset(per_class=12)
+    settings = sending_settings(tmp_path, sink)
+    log = EventLog()
+    sink.set_faults(FAULTS)
+
+    outcome = run_upload(settings, UploadRequest(dataset, mode="files"), on_event=log)
+
+    injected = {name: count for name, count in sink.stats().items() if name.startswith("fault_")}
+    sink.set_faults(Faults())
+    assert outcome.status == "done", outcome.error
+    assert set(injected) == {"fault_fail_503", "fault_drop", "fault_drop_after_store", "fault_stall"}
+    # The children's retries reach the engine's listeners as they happen.
+    retries = [event for event in log.events if isinstance(event, UploadRetried)]
+    assert retries and len(retries) <= sum(injected.values())
+    expected = expected_objects(sink, settings, dataset, "files")
+    assert {key: md5 for key, (_size, md5) in sink.objects(BUCKET).items()} == expected
+    assert (outcome.objects_sent, outcome.objects_skipped) == (len(expected), 0)
+    assert not sender_children()
+
+
+@pytest.mark.usefixtures("sdk_environment")
+def test_sending_processes_stop_at_once_on_a_permanent_error(
+    sink: S3Sink, make_dataset: DatasetFactory, tmp_path: Path
+) -> None:
+    dataset = make_dataset(per_class=4)
+    settings = sending_settings(tmp_path, sink)
+    sink.set_faults(Faults(deny=True))
+    log = EventLog()
+
+    outcome = run_upload(settings, UploadRequest(dataset, mode="files"), on_event=log)
+
+    assert outcome.status == "failed"
+    assert "AccessDenied" in outcome.error and "HTTP 403" in outcome.error and f"'{BUCKET}'" in outcome.error
+    assert FAKE_CREDENTIALS.secret_key not in outcome.error
+    assert log.kinds()["UploadRetried"] == 0, "a permanent error is never retried"
+    # At once: no more requests than the engine had handed to the children (twice the concurrency) when the
+    # first answer came back.
+    assert 1 <= sink.stats()["fault_deny"] <= 2 * settings.upload.concurrency
+    assert sink.objects(BUCKET) == {}
+    assert not sender_children()
