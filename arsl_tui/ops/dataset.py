@@ -334,17 +334,28 @@ def _header_size_mode(data: bytes) -> tuple[int, int, str] | None:
     return None
 
 
+class _TooManyPixels(Exception):
+    def __init__(self, width: int, height: int) -> None:
+        super().__init__(f"{width}×{height} pixels; at most {MAX_IMAGE_PIXELS} are decoded")
+
+
+def _decoded(data: bytes) -> tuple[int, int, str]:
+    """(width, height, mode) of the image `data`, fully decoded. Raises `_TooManyPixels` before decoding more
+    than MAX_IMAGE_PIXELS, and whatever Pillow raises for bytes it cannot decode."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        if image.width * image.height > MAX_IMAGE_PIXELS:
+            raise _TooManyPixels(image.width, image.height)
+        image.load()
+        return image.width, image.height, image.mode
+
+
 def decoded_shape(data: bytes) -> tuple[int, int, str] | None:
     """(width, height, mode) of the image `data` once fully decoded as `validate_dataset` decodes it; None
     where validation would report it (too many pixels, not decodable)."""
-    from PIL import Image
-
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                return None
-            image.load()
-            return image.width, image.height, image.mode
+        return _decoded(data)
     except Exception:  # whatever Pillow raises for these bytes, validation reports the file
         return None
 
@@ -406,20 +417,9 @@ def _decode(relative: str, cls: str, path: str, split: SplitPolicy) -> _Checked:
     if not data:
         return _Checked(None, Finding(relative, "empty_file", "0 bytes"), None, True)
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                return _Checked(
-                    None,
-                    Finding(
-                        relative,
-                        "too_big",
-                        f"{image.width}×{image.height} pixels; at most {MAX_IMAGE_PIXELS} are decoded",
-                    ),
-                    None,
-                    True,
-                )
-            image.load()
-            width, height, mode = image.width, image.height, image.mode
+        width, height, mode = _decoded(data)
+    except _TooManyPixels as error:
+        return _Checked(None, Finding(relative, "too_big", str(error)), None, True)
     except Image.DecompressionBombError as error:  # the header declares far more pixels than we decode
         return _Checked(None, Finding(relative, "too_big", shown(str(error))[:200]), None, True)
     except Exception as error:  # Pillow raises many types for hostile bytes; each is this file's problem
