@@ -97,10 +97,12 @@ def upload_command(context: CommandContext, namespace: argparse.Namespace) -> in
             f"{folder}: no such folder" if not folder.exists() else f"{folder}: is not a folder", EXIT_USAGE
         )
     mode = namespace.mode or settings.upload.mode
-    store = backend_for(settings).object_store()
+    # Opened here to name the destination (and to fail before the question if it cannot be opened); the engine
+    # opens its own from the settings, as files mode's sending processes do.
+    location = backend_for(settings).object_store().location
     confirm(
         context,
-        f"Upload {safe_text(str(folder))} to {store.location} ({mode} mode)?",
+        f"Upload {safe_text(str(folder))} to {location} ({mode} mode)?",
         namespace.yes,
         refusal="cancelled; nothing uploaded",
     )
@@ -110,7 +112,7 @@ def upload_command(context: CommandContext, namespace: argparse.Namespace) -> in
     view: _JsonView | _ProgressView = _JsonView(context) if context.json_output else _ProgressView(context)
     try:
         with view:
-            outcome = run_upload(settings, request, store=store, on_event=view.on_event)
+            outcome = run_upload(settings, request, on_event=view.on_event)
     except UploadRefused as refusal:
         return _refused(context, refusal)
     except DatasetError as error:

@@ -23,6 +23,7 @@ from arsl_tui.providers.local.store import LocalObjectStore
 from arsl_tui.state.db import state_path
 from tests.conftest import DatasetFactory, jpeg_bytes
 from tests.fixtures.cli import arsl
+from tests.fixtures.s3sink import S3Sink
 from tests.fixtures.upload_checks import assert_store_matches
 
 pytestmark = pytest.mark.e2e
@@ -313,3 +314,33 @@ def test_the_stored_prefix_is_a_data_set_the_trainer_reads(
         final = json_lines((output / "metrics.jsonl").read_text())[-1]
         assert final["type"] == "final" and final["manifest_id"] == manifest.id and final["data_kind"] == "shards"
         assert final["test_samples"] == len(cache.splits["test"]) and final["skipped_count"] == 0
+
+
+def test_files_mode_on_the_huawei_backend_sends_from_sending_processes(
+    make_dataset: DatasetFactory, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    """`arsl upload` lets the engine open the store from the settings, so that its sending processes can too."""
+    dataset = make_dataset(per_class=3)
+    with S3Sink(buckets=["arsl-ml"]) as sink:
+        env = {
+            **cli_env,
+            "ARSL_BACKEND": "huawei",
+            "ARSL_HUAWEI_OBS_ENDPOINT": sink.endpoint,
+            "ARSL_UPLOAD_SENDER_PROCESSES": "2",
+            "HUAWEICLOUD_SDK_AK": "AKCLITEST000",
+            "HUAWEICLOUD_SDK_SK": "sk-cli-test-never-real",
+            "HUAWEICLOUD_SDK_PROJECT_ID": "project-under-test",
+        }
+        run = arsl(env, tmp_path, "upload", str(dataset), "--mode", "files", "--json", "--yes")
+        assert run.returncode == 0, run.stderr
+        events = json_lines(run.stdout)
+        phases = [(event["phase"], event["detail"]) for event in events if event["event"] == "UploadPhaseChanged"]
+        assert ("sending", "from 2 sending processes") in phases, phases
+        finished = events[-1]
+        assert finished["status"] == "done", finished
+        manifest = manifest_of(dataset)
+        prefix = dataset_prefix(settings_for(tmp_path), manifest.id)
+        stored = {key: md5 for key, (_size, md5) in sink.objects("arsl-ml").items()}
+        assert stored == {f"{prefix}files/{image.path}": image.md5 for image in manifest.images} | {
+            prefix + "manifest.json": hashlib.md5(manifest.to_json_bytes()).hexdigest()
+        }
