@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
@@ -70,9 +71,12 @@ def sender_main(descriptor: int) -> None:
     # Ctrl-C in the terminal is the engine's to handle: it halts the transfers through the socket.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     connection = Connection(descriptor)
-    # The engine's import path first, as multiprocessing's spawn does: what it pickles must import here.
-    sys.path[:] = connection.recv()
-    settings, threads = connection.recv()
+    try:
+        # The engine's import path first, as multiprocessing's spawn does: what it pickles must import here.
+        sys.path[:] = connection.recv()
+        settings, threads = connection.recv()
+    except (EOFError, OSError):  # the engine ended before it said what to do
+        return
     answering = threading.Lock()
 
     def answer(message: tuple[Any, ...]) -> None:
@@ -148,12 +152,19 @@ class _Child:
         self.alive = True
         self.orphaned: list[tuple[UploadItem, Future[bool]]] = []
         """What the child had not answered when it ended (filled once, by the reader, as it ends)."""
-        self.ended = threading.Event()
-        self._send(list(sys.path))
-        self._send((settings, threads))
+        try:
+            self._send(list(sys.path))
+            self._send((settings, threads))
+        except BaseException:  # it died at once: reaped here, since nobody else knows of it
+            self.process.kill()
+            self.process.wait()
+            self._connection.close()
+            self._socket.close()
+            raise
         self._reader = threading.Thread(target=self._read, name=f"arsl-sender-{self.process.pid}", daemon=True)
 
-    def start_reading(self, on_end: Any) -> None:
+    def start_reading(self, on_end: Callable[[_Child], None]) -> None:
+        """Read the child's answers in a thread of its own; `on_end(self)` once it has ended."""
         self._on_end = on_end
         self._reader.start()
 
@@ -182,31 +193,36 @@ class _Child:
             self._connection.send(message)
 
     def _read(self) -> None:
-        while True:
-            try:
-                message = self._connection.recv()
-            except (EOFError, OSError):
-                break
-            kind = message[0]
-            if kind == "retried":
-                self._on_retry(*message[1:])
-                continue
+        try:
+            while True:
+                try:
+                    message = self._connection.recv()
+                except (EOFError, OSError):
+                    break
+                self._take(message)
+        finally:
+            # Also if taking an answer failed (a bug): nothing the engine waits for may be left without an answer.
             with self._lock:
-                _, future = self._pending.pop(message[1])
-            if kind == "done":
-                future.set_result(message[2])
-            elif kind == "stop":
-                future.set_exception(Stop())
-            elif kind == "failure":
-                future.set_exception(Failure(message[2]))
-            else:
-                future.set_exception(RuntimeError(f"in sending process {self.process.pid}: {message[2]}"))
+                self.alive = False
+                self.orphaned = list(self._pending.values())
+                self._pending.clear()
+            self._on_end(self)
+
+    def _take(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "retried":
+            self._on_retry(*message[1:])
+            return
         with self._lock:
-            self.alive = False
-            self.orphaned = list(self._pending.values())
-            self._pending.clear()
-        self.ended.set()
-        self._on_end(self)
+            _, future = self._pending.pop(message[1])
+        if kind == "done":
+            future.set_result(message[2])
+        elif kind == "stop":
+            future.set_exception(Stop())
+        elif kind == "failure":
+            future.set_exception(Failure(message[2]))
+        else:
+            future.set_exception(RuntimeError(f"in sending process {self.process.pid}: {message[2]}"))
 
     def close(self) -> None:
         """Let the child answer what it has in flight and exit; kill it if it does not."""
