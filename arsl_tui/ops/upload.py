@@ -548,7 +548,7 @@ class _Engine:
         states = self.journal.plan(self.job_id, (PlannedObject(item.key, item.md5, item.size) for item in items))
         self._count_totals(items, states, len(report.manifest.images))
         self._started()
-        self._phase("sending", f"from {len(self.senders.pids)} sending processes" if self.senders else "")
+        self._phase("sending", f"from {len(self.senders.processes)} sending processes" if self.senders else "")
         work = [(item, states[item.key] == "sent") for item in items if states[item.key] != "confirmed"]
         # The uncertain tail of an earlier run first: those are mostly heads, not puts.
         work.sort(key=lambda pair: not pair[1])

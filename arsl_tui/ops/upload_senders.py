@@ -111,7 +111,9 @@ def sender_main(descriptor: int) -> None:
     connection.close()
 
 
-def _open_transfer(settings: Settings, halt: threading.Event, on_retry: RetryListener) -> Any:
+def _open_transfer(
+    settings: Settings, halt: threading.Event, on_retry: RetryListener
+) -> Callable[[UploadItem, bool], bool]:
     """The child's transfer over its own store; a store that cannot be opened fails each transfer saying why."""
     from arsl_tui.backends import backend_for
 
@@ -150,8 +152,6 @@ class _Child:
         self._pending: dict[int, tuple[UploadItem, Future[bool]]] = {}
         self._ids = itertools.count()
         self.alive = True
-        self.orphaned: list[tuple[UploadItem, Future[bool]]] = []
-        """What the child had not answered when it ended (filled once, by the reader, as it ends)."""
         try:
             self._send(list(sys.path))
             self._send((settings, threads))
@@ -163,8 +163,9 @@ class _Child:
             raise
         self._reader = threading.Thread(target=self._read, name=f"arsl-sender-{self.process.pid}", daemon=True)
 
-    def start_reading(self, on_end: Callable[[_Child], None]) -> None:
-        """Read the child's answers in a thread of its own; `on_end(self)` once it has ended."""
+    def start_reading(self, on_end: Callable[[list[tuple[UploadItem, Future[bool]]]], None]) -> None:
+        """Read the child's answers in a thread of its own; once it has ended, `on_end` gets what it had not
+        answered."""
         self._on_end = on_end
         self._reader.start()
 
@@ -204,9 +205,9 @@ class _Child:
             # Also if taking an answer failed (a bug): nothing the engine waits for may be left without an answer.
             with self._lock:
                 self.alive = False
-                self.orphaned = list(self._pending.values())
+                orphaned = list(self._pending.values())
                 self._pending.clear()
-            self._on_end(self)
+            self._on_end(orphaned)
 
     def _take(self, message: tuple[Any, ...]) -> None:
         kind = message[0]
@@ -263,8 +264,8 @@ class SendingProcesses:
             child.start_reading(self._ended)
 
     @property
-    def pids(self) -> list[int]:
-        return [child.process.pid for child in self._children]
+    def processes(self) -> list[subprocess.Popen[bytes]]:
+        return [child.process for child in self._children]
 
     def submit(self, item: UploadItem, recheck: bool) -> Future[bool]:
         future: Future[bool] = Future()
@@ -288,10 +289,10 @@ class SendingProcesses:
             inner = self._fallback.submit(self._in_process, item, recheck)
         inner.add_done_callback(lambda done: _copy(done, future))
 
-    def _ended(self, child: _Child) -> None:
+    def _ended(self, orphaned: list[tuple[UploadItem, Future[bool]]]) -> None:
         """In the reader of a child that ended: its unanswered items go again, headed first (it may have
         stored them)."""
-        for item, future in child.orphaned:
+        for item, future in orphaned:
             if self._closing:  # the engine waited for every answer before closing: nobody waits for these
                 future.set_exception(Stop())
             else:

@@ -96,9 +96,9 @@ class Transfer:
                 problem = error
             if attempt >= limits.max_attempts:
                 self.halt.set()
-                raise Failure(f"gave up on {key} after {attempt} attempt(s); last error: {describe(problem)}")
+                raise Failure(f"gave up on {key} after {attempt} attempt(s); last error: {_describe(problem)}")
             delay = random.uniform(0, min(limits.backoff_max_s, limits.backoff_base_s * 2 ** (attempt - 1)))
-            self.on_retry(key, attempt, describe(problem), delay)
+            self.on_retry(key, attempt, _describe(problem), delay)
             if self.halt.wait(delay):
                 raise Stop
 
@@ -116,9 +116,9 @@ def _check_source_unchanged(item: UploadItem) -> None:
         )
 
 
-def describe(error: Exception) -> str:
+def _describe(error: Exception) -> str:
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-__all__ = ["Failure", "RetryListener", "Stop", "Transfer", "describe"]
+__all__ = ["Failure", "RetryListener", "Stop", "Transfer"]
